@@ -1,0 +1,11 @@
+//! The bridge agent's logic, kept apart from the system calls that use it.
+//!
+//! `kasane-agent` runs as `/init` in the Linux guest. Everything here is
+//! plain logic testable on the host: the order to load modules in, where
+//! the link port is, and what to answer to each frame. `main.rs` is the thin
+//! shell that mounts, loads, opens and loops.
+#![forbid(unsafe_code)]
+
+pub mod link;
+pub mod modules;
+pub mod service;

@@ -1,0 +1,254 @@
+//! kasane-agent: the Linux guest's /init, serving the bridge link.
+//!
+//! Startup: mount devtmpfs, proc and sysfs; load the modules listed in the
+//! initramfs's `modules.dep`, dependencies first; find the link port; print
+//! `kasane-agent: ready release=<release>` on the console; send `Hello`;
+//! then answer requests until the end of time.
+//!
+//! As PID 1 this process must never exit (the kernel would panic), so every
+//! failure is logged on the console and retried, and even a Rust panic in
+//! the service loop is caught and the loop started again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use bridge_agent::link::{self, DEFAULT_PORT_NAME, FALLBACK_DEVICE};
+use bridge_agent::modules;
+use bridge_agent::service::{self, Identity, Response};
+use bridge_protocol::{DecodeError, Decoder, Frame, MAX_FRAME_LEN};
+use rustix::mount::{mount, MountFlags};
+
+/// How long to wait for the named port before the fallback is acceptable.
+const NAMED_PORT_GRACE: Duration = Duration::from_secs(5);
+
+/// How often to look for the port, and to retry after a failure.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+macro_rules! log {
+    ($($argument:tt)*) => {
+        eprintln!("kasane-agent: {}", format_args!($($argument)*))
+    };
+}
+
+fn main() {
+    let is_init = rustix::process::getpid().is_init();
+    if is_init {
+        mount_file_systems();
+    }
+    let identity = identity();
+    if is_init {
+        load_modules(&identity.release);
+    }
+    loop {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| serve(&identity)));
+        match outcome {
+            Ok(error) => log!("link failed: {error}; starting again"),
+            Err(_) => log!("the service loop panicked; starting again"),
+        }
+        sleep(Duration::from_secs(1));
+    }
+}
+
+fn mount_file_systems() {
+    let mounts = [
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+    ];
+    for (source, target, kind) in mounts {
+        if let Err(error) = fs::create_dir_all(target) {
+            log!("cannot create {target}: {error}");
+        }
+        let flags = MountFlags::NOSUID | MountFlags::NOEXEC;
+        match mount(source, target, kind, flags, None) {
+            Ok(()) => {}
+            // devtmpfs may be mounted already (CONFIG_DEVTMPFS_MOUNT).
+            Err(rustix::io::Errno::BUSY) => {}
+            Err(error) => log!("cannot mount {kind} on {target}: {error}"),
+        }
+    }
+}
+
+fn identity() -> Identity {
+    let names = rustix::system::uname();
+    Identity {
+        release: names.release().to_string_lossy().into_owned(),
+        machine: names.machine().to_string_lossy().into_owned(),
+    }
+}
+
+/// Loads every module in `/lib/modules/<release>/modules.dep`, each after
+/// what it depends on. Failures are logged; the agent carries on.
+fn load_modules(release: &str) {
+    let root = Path::new("/lib/modules").join(release);
+    let text = match fs::read_to_string(root.join("modules.dep")) {
+        Ok(text) => text,
+        Err(error) => {
+            log!("no modules.dep under {}: {error}", root.display());
+            return;
+        }
+    };
+    let (entries, mut problems) = modules::parse(&text);
+    let (order, order_problems) = modules::load_order(&entries);
+    problems.extend(order_problems);
+    for problem in problems {
+        log!("{problem}");
+    }
+    let mut loaded = Vec::new();
+    for path in &order {
+        let name = modules::name_of(path);
+        match load_module(&root.join(path)) {
+            Ok(()) => loaded.push(name),
+            Err(error) => log!("cannot load module {name}: {error}"),
+        }
+    }
+    log!("loaded {} modules: {}", loaded.len(), loaded.join(" "));
+}
+
+fn load_module(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    match rustix::system::finit_module(&file, c"", 0) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Waits for the link port and returns its device path.
+fn find_link() -> PathBuf {
+    let command_line = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let name = link::port_name_from_command_line(&command_line).unwrap_or(DEFAULT_PORT_NAME);
+    let sys_class = Path::new("/sys/class/virtio-ports");
+    let started = Instant::now();
+    let mut said_waiting = false;
+    loop {
+        if let Some(device) = link::find_named_port(sys_class, Path::new("/dev"), name) {
+            if device.exists() {
+                return device;
+            }
+        }
+        let fallback = Path::new(FALLBACK_DEVICE);
+        if started.elapsed() >= NAMED_PORT_GRACE && fallback.exists() {
+            log!("no port named {name}; using {FALLBACK_DEVICE}");
+            return fallback.to_path_buf();
+        }
+        if !said_waiting && started.elapsed() >= NAMED_PORT_GRACE {
+            log!("waiting for a virtio port named {name} (or {FALLBACK_DEVICE})");
+            said_waiting = true;
+        }
+        sleep(RETRY_INTERVAL);
+    }
+}
+
+fn open_link(device: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).write(true).open(device)?;
+    // A console port is a tty: make it pass bytes through untouched.
+    if rustix::termios::isatty(&file) {
+        let mut settings = rustix::termios::tcgetattr(&file)?;
+        settings.make_raw();
+        rustix::termios::tcsetattr(&file, rustix::termios::OptionalActions::Now, &settings)?;
+    }
+    Ok(file)
+}
+
+fn send(link: &mut File, frame: &Frame<'_>) -> io::Result<()> {
+    let (buffer, length) = frame
+        .to_buffer()
+        .map_err(|error| io::Error::other(format!("cannot encode a reply: {error:?}")))?;
+    link.write_all(&buffer[..length])
+}
+
+fn uptime_milliseconds() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let milliseconds = u64::try_from(now.tv_nsec / 1_000_000).unwrap_or(0);
+    seconds.saturating_mul(1000).saturating_add(milliseconds)
+}
+
+/// Runs the link until an error; returns it for the caller to log.
+fn serve(identity: &Identity) -> io::Error {
+    let device = find_link();
+    let mut link = match open_link(&device) {
+        Ok(link) => link,
+        Err(error) => {
+            return io::Error::new(error.kind(), format!("{}: {error}", device.display()))
+        }
+    };
+    log!("ready release={}", identity.release);
+    let mut decoder = Decoder::new();
+    let mut input = vec![0u8; MAX_FRAME_LEN];
+    loop {
+        // Each connection of the peer starts with a Hello. On a virtio port
+        // the write waits until the host side is open.
+        if let Err(error) = send(&mut link, &identity.hello()) {
+            return error;
+        }
+        decoder.reset();
+        loop {
+            let count = match link.read(&mut input) {
+                // The host side closed: wait for the next peer.
+                Ok(0) => break,
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return error,
+            };
+            if let Err(error) = handle_input(&mut link, &mut decoder, &input[..count], identity) {
+                return error;
+            }
+        }
+        sleep(RETRY_INTERVAL);
+    }
+}
+
+fn handle_input(
+    link: &mut File,
+    decoder: &mut Decoder,
+    mut input: &[u8],
+    identity: &Identity,
+) -> io::Result<()> {
+    loop {
+        let (taken, event) = decoder.feed(input);
+        input = &input[taken..];
+        match event {
+            None => return Ok(()),
+            Some(Ok(frame)) => match service::respond(identity, uptime_milliseconds(), &frame) {
+                Response::Reply(reply) => send(link, &reply)?,
+                Response::ReplyThenCrash(reply) => crash(link, &reply)?,
+                Response::Ignore(why) => log!("ignored {why} (request {})", frame.request_id),
+            },
+            Some(Err(error)) => {
+                log_decode_error(&error);
+                send(link, &service::error_reply(&error))?;
+            }
+        }
+    }
+}
+
+fn log_decode_error(error: &DecodeError) {
+    log!("rejected input: {error:?}");
+}
+
+/// Acknowledges a crash request and panics the kernel through sysrq 'c'.
+fn crash(link: &mut File, accepted: &Frame<'_>) -> io::Result<()> {
+    let mut trigger = match OpenOptions::new().write(true).open("/proc/sysrq-trigger") {
+        Ok(trigger) => trigger,
+        Err(error) => {
+            log!("cannot open /proc/sysrq-trigger: {error}");
+            let detail = "cannot open /proc/sysrq-trigger";
+            return send(link, &service::crash_failed(accepted.request_id, detail));
+        }
+    };
+    send(link, accepted)?;
+    log!("crashing the kernel on request {}", accepted.request_id);
+    // Give the acknowledgement a moment to leave the guest.
+    sleep(RETRY_INTERVAL);
+    if let Err(error) = trigger.write_all(b"c") {
+        log!("sysrq crash failed: {error}");
+        let detail = "writing 'c' to /proc/sysrq-trigger failed";
+        return send(link, &service::crash_failed(accepted.request_id, detail));
+    }
+    Ok(())
+}

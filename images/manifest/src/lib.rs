@@ -1,0 +1,75 @@
+//! The Kasane system manifest: one declarative file describing the system.
+//!
+//! A manifest (TOML, `images/manifests/*.toml`) names the cells hvm runs,
+//! their memory, what each boots, and what hvm does when one fails. The image
+//! builder parses and checks it on the host ([`Manifest::from_toml`], feature
+//! `std`) and compiles it into the compact [`BootManifest`] that hvm reads at
+//! boot ([`BootManifest::decode`], `no_std` + `alloc`).
+//!
+//! Invariants of a checked manifest: at least one cell; cell 0 and only cell 0
+//! is the microkernel; names are unique lowercase identifiers; every limit is
+//! within the bounds below. hvm decodes the boot form strictly and checks it
+//! again, since a corrupted module must not become a boot hang.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod boot;
+mod check;
+#[cfg(feature = "std")]
+mod source;
+
+pub use boot::{BootCell, BootManifest, DecodeError, MANIFEST_MAGIC, MANIFEST_VERSION};
+pub use check::{check, ManifestError};
+#[cfg(feature = "std")]
+pub use source::{Cell, Manifest, System};
+
+use serde::{Deserialize, Serialize};
+
+/// What a cell runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CellKind {
+    /// The Kasane microkernel (cell 0).
+    Microkernel,
+    /// A stock Linux kernel with the bridge agent.
+    Linux,
+    /// A unikernel 9P server.
+    ServerVm,
+}
+
+/// What hvm does when a cell fails (triple fault, stray access, bad exit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Report the failure and leave the cell stopped; the rest keeps running.
+    Stop,
+    /// Report, then restart the cell from its pristine image (up to
+    /// `restart_limit` times, then stop it).
+    Restart,
+    /// Report and power the whole machine off as a failure.
+    Poweroff,
+}
+
+/// Bounds the checker enforces.
+pub mod limits {
+    /// Most cells in one system.
+    pub const MAX_CELLS: usize = 8;
+    /// Smallest memory of a microkernel cell, in MiB.
+    pub const MIN_MICROKERNEL_MIB: u32 = 16;
+    /// Smallest memory of a Linux cell, in MiB.
+    pub const MIN_LINUX_MIB: u32 = 64;
+    /// Smallest memory of a server VM, in MiB.
+    pub const MIN_SERVER_VM_MIB: u32 = 4;
+    /// Largest memory of one cell, in MiB.
+    pub const MAX_CELL_MIB: u32 = 4096;
+    /// Longest name (system, cell, module).
+    pub const MAX_NAME_LEN: usize = 31;
+    /// Longest argument string.
+    pub const MAX_ARGS_LEN: usize = 255;
+    /// Most restarts a manifest may allow one cell.
+    pub const MAX_RESTART_LIMIT: u32 = 100;
+    /// Most extra modules per cell.
+    pub const MAX_MODULES: usize = 30;
+}

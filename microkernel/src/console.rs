@@ -1,0 +1,135 @@
+//! Kernel console: hypercalls under hvm, the COM1 UART when bare.
+//!
+//! Output is buffered per line and sent in one hypercall, so a line costs one
+//! VM exit rather than one per byte.
+
+use core::fmt::{self, Write};
+use hvm_abi::{BootMode, Hypercall, KERNEL_WINDOW_BASE};
+
+use crate::arch;
+
+struct Console {
+    mode: BootMode,
+    port: u16,
+    /// Physical address of the cell's first byte (to translate buffer
+    /// addresses in the kernel window for hypercalls).
+    memory_base: u64,
+    line: [u8; 256],
+    len: usize,
+}
+
+static mut CONSOLE: Console =
+    Console { mode: BootMode::Bare, port: 0x3F8, memory_base: 0, line: [0; 256], len: 0 };
+
+fn console() -> &'static mut Console {
+    // SAFETY: the kernel is single-threaded with interrupts off in this
+    // skeleton, so there is never a second reference.
+    unsafe { &mut *(&raw mut CONSOLE) }
+}
+
+/// Selects the console for the boot mode.
+pub fn init(mode: BootMode, port: u16, memory_base: u64) {
+    let c = console();
+    c.mode = mode;
+    c.port = port;
+    c.memory_base = memory_base;
+    if mode == BootMode::Bare {
+        // SAFETY: in bare mode the kernel owns COM1; 115200 8N1 as hvm did.
+        unsafe {
+            arch::outb(port + 1, 0);
+            arch::outb(port + 3, 0x80);
+            arch::outb(port, 1);
+            arch::outb(port + 1, 0);
+            arch::outb(port + 3, 3);
+            arch::outb(port + 2, 0xC7);
+        }
+    }
+}
+
+impl Console {
+    fn flush(&mut self) {
+        match self.mode {
+            BootMode::VmxGuest => {
+                // The line buffer is in the kernel image: translate its
+                // window address to the physical address hvm checks.
+                let phys = self.line.as_ptr() as u64 - KERNEL_WINDOW_BASE + self.memory_base;
+                // SAFETY: under hvm; the buffer stays valid during the call.
+                unsafe { arch::hypercall(Hypercall::ConsoleWrite as u64, phys, self.len as u64) };
+            }
+            BootMode::Bare => {
+                for &byte in &self.line[..self.len] {
+                    if byte == b'\n' {
+                        self.put_uart(b'\r');
+                    }
+                    self.put_uart(byte);
+                }
+            }
+        }
+        self.len = 0;
+    }
+
+    fn put_uart(&self, byte: u8) {
+        for _ in 0..100_000 {
+            // SAFETY: the kernel owns COM1 in bare mode.
+            if unsafe { arch::inb(self.port + 5) } & 0x20 != 0 {
+                break;
+            }
+        }
+        // SAFETY: as above.
+        unsafe { arch::outb(self.port, byte) }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &byte in s.as_bytes() {
+            self.line[self.len] = byte;
+            self.len += 1;
+            if byte == b'\n' || self.len == self.line.len() {
+                self.flush();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn print_args(args: fmt::Arguments<'_>) {
+    let _ = console().write_fmt(args);
+}
+
+/// Prints a line on the kernel console.
+#[macro_export]
+macro_rules! kprintln {
+    ($($arg:tt)*) => {
+        $crate::console::print_args(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Powers the machine off: through hvm when a guest, directly when bare.
+pub fn power_off(ok: bool) -> ! {
+    let c = console();
+    if c.len > 0 {
+        c.flush();
+    }
+    match c.mode {
+        BootMode::VmxGuest => {
+            // SAFETY: under hvm; cell 0 may power the machine off.
+            unsafe { arch::hypercall(Hypercall::PowerOff as u64, u64::from(!ok), 0) };
+        }
+        BootMode::Bare => {
+            crate::kprintln!("microkernel: poweroff {}", if ok { "ok" } else { "failed" });
+            // SAFETY: switching the machine off: QEMU isa-debug-exit, Bochs'
+            // shutdown port, then the ACPI PM1a control port of QEMU.
+            unsafe {
+                arch::outb(0xF4, if ok { 0x10 } else { 0x11 });
+                for byte in *b"Shutdown" {
+                    arch::outb(0x8900, byte);
+                }
+                arch::outw(0x604, 0x2000);
+            }
+        }
+    }
+    crate::kprintln!("microkernel: poweroff did not take effect; halting");
+    arch::halt_forever()
+}

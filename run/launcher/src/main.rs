@@ -1,0 +1,75 @@
+//! `kasane-run up`: build, make the image, boot it, and report the outcome.
+//!
+//! Called by `run/up`; see `kasane-run --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator};
+
+const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB]
+
+Builds what changed, makes the ISO for the manifest (default
+images/manifests/default.toml), boots it and streams the console. Exits 0
+when the system powers off cleanly, 1 on a failure, 2 when the emulator
+ends without powering off, 124 on timeout.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("run/up: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<u8, String> {
+    let mut args = args.into_iter();
+    match args.next().as_deref() {
+        Some("up") => {}
+        _ => return Err(USAGE.into()),
+    }
+    let root = root();
+    let mut emulator = Emulator::auto();
+    let mut manifest = root.join("images/manifests/default.toml");
+    let mut timeout = 300u64;
+    let mut memory = 256u32;
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            return Ok(0);
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--emulator" => emulator = Emulator::parse(&value)?,
+            "--manifest" => manifest = PathBuf::from(value),
+            "--timeout" => timeout = value.parse().map_err(|_| format!("--timeout wants seconds, got `{value}`"))?,
+            "--memory" => memory = value.parse().map_err(|_| format!("--memory wants MiB, got `{value}`"))?,
+            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+        }
+    }
+    let (hvm, components) = build_components(&root)?;
+    let iso = make_image(&root, &manifest, &hvm, components)?;
+    eprintln!("run: booting {} in {emulator} (timeout {timeout} s)", iso.display());
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let options = BootOptions {
+        emulator,
+        iso,
+        timeout: Duration::from_secs(timeout),
+        echo: true,
+        interactive,
+        memory_mib: memory,
+    };
+    let result = boot(&options)?;
+    let code = result.outcome.exit_code();
+    match &result.outcome {
+        kasane_run::Outcome::Clean => eprintln!("run: clean power-off"),
+        kasane_run::Outcome::Failed(line) => eprintln!("run: failed: {line}"),
+        kasane_run::Outcome::Timeout => eprintln!("run: timed out after {timeout} s"),
+        kasane_run::Outcome::EmulatorExited(why) => eprintln!("run: {why}"),
+    }
+    Ok(code as u8)
+}
