@@ -272,7 +272,10 @@ extern "C" {
 /// Physical range of hvm's own image (identity mapped).
 pub fn image_range() -> (u64, u64) {
     // Only the addresses of the linker-script symbols are taken.
-    (&raw const __image_start as u64, &raw const __image_end as u64)
+    (
+        &raw const __image_start as u64,
+        &raw const __image_end as u64,
+    )
 }
 
 /// Enters the guest whose VMCS is current. Returns 0 on a VM exit, 1 or 2 on
@@ -292,7 +295,13 @@ pub unsafe fn run_guest(regs: &mut GuestRegisters, launched: bool) -> u64 {
 /// # Safety
 /// `cr3` must map this code identically, the kernel entry, the stack and the
 /// GDT pointed to by `gdt_pointer` (whose 0x08/0x10 are 64-bit code/data).
-pub unsafe fn jump_to_kernel(entry: u64, boot_info: u64, stack: u64, cr3: u64, gdt_pointer: u64) -> ! {
+pub unsafe fn jump_to_kernel(
+    entry: u64,
+    boot_info: u64,
+    stack: u64,
+    cr3: u64,
+    gdt_pointer: u64,
+) -> ! {
     // SAFETY: forwarded contract.
     unsafe { enter_bare(entry, boot_info, stack, cr3, gdt_pointer) }
 }
@@ -304,7 +313,9 @@ pub unsafe fn jump_to_kernel(entry: u64, boot_info: u64, stack: u64, cr3: u64, g
 /// device another part of hvm drives).
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Writes a 16-bit word to an I/O port.
@@ -313,7 +324,9 @@ pub unsafe fn outb(port: u16, value: u8) {
 /// As [`outb`].
 pub unsafe fn outw(port: u16, value: u16) {
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Reads a byte from an I/O port.
@@ -323,7 +336,9 @@ pub unsafe fn outw(port: u16, value: u16) {
 pub unsafe fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
+    }
     value
 }
 
@@ -334,7 +349,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 pub unsafe fn rdmsr(msr: u32) -> u64 {
     let (low, high): (u32, u32);
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
+    }
     (u64::from(high) << 32) | u64::from(low)
 }
 
@@ -418,7 +435,9 @@ pub unsafe fn vmxon(region: u64) -> bool {
 pub unsafe fn vmclear(vmcs: u64) -> bool {
     let failed: u8;
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("vmclear [{}]", "setna {}", in(reg) &vmcs, out(reg_byte) failed, options(nostack)) }
+    unsafe {
+        asm!("vmclear [{}]", "setna {}", in(reg) &vmcs, out(reg_byte) failed, options(nostack))
+    }
     failed == 0
 }
 
@@ -429,7 +448,9 @@ pub unsafe fn vmclear(vmcs: u64) -> bool {
 pub unsafe fn vmptrld(vmcs: u64) -> bool {
     let failed: u8;
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("vmptrld [{}]", "setna {}", in(reg) &vmcs, out(reg_byte) failed, options(nostack)) }
+    unsafe {
+        asm!("vmptrld [{}]", "setna {}", in(reg) &vmcs, out(reg_byte) failed, options(nostack))
+    }
     failed == 0
 }
 

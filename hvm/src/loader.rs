@@ -11,7 +11,9 @@
 //! page-aligned. The kernel image is untrusted input: every program header is
 //! checked against the file and the kernel window before a byte is copied.
 
-use hvm_abi::{BootInfo, BootMode, BootModule, ARGS_LEN, BOOT_INFO_MAGIC, DIRECT_MAP_BASE, KERNEL_WINDOW_BASE};
+use hvm_abi::{
+    BootInfo, BootMode, BootModule, ARGS_LEN, BOOT_INFO_MAGIC, DIRECT_MAP_BASE, KERNEL_WINDOW_BASE,
+};
 use hvm_abi::{MAX_MODULES, MODULE_NAME_LEN};
 use hvm_logic::ept::{Access, Format, MapError, PageTables, TableMemory};
 use xmas_elf::program::Type;
@@ -87,11 +89,19 @@ pub enum LoadError {
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::BadElf(why) => write!(f, "kernel image is not a valid ELF64 x86-64 executable: {why}"),
+            Self::BadElf(why) => write!(
+                f,
+                "kernel image is not a valid ELF64 x86-64 executable: {why}"
+            ),
             Self::SegmentOutside { vaddr, size } => {
-                write!(f, "kernel segment {vaddr:#x}+{size:#x} lies outside the cell's kernel window")
+                write!(
+                    f,
+                    "kernel segment {vaddr:#x}+{size:#x} lies outside the cell's kernel window"
+                )
             }
-            Self::EntryOutside(entry) => write!(f, "kernel entry {entry:#x} is not in a loaded segment"),
+            Self::EntryOutside(entry) => {
+                write!(f, "kernel entry {entry:#x} is not in a loaded segment")
+            }
             Self::NoRoom(what) => write!(f, "cell memory too small for {what}"),
             Self::TooManyModules => write!(f, "more than {MAX_MODULES} modules"),
             Self::Paging(e) => write!(f, "building page tables failed: {e:?}"),
@@ -120,7 +130,10 @@ impl TableMemory for CellTables {
 
     fn table(&mut self, phys: u64) -> &mut [u64; 512] {
         let offset = phys - self.layout.guest_base;
-        assert!((TABLES_START..TABLES_END).contains(&offset), "table outside the boot area");
+        assert!(
+            (TABLES_START..TABLES_END).contains(&offset),
+            "table outside the boot area"
+        );
         // SAFETY: `offset` names a 4 KiB-aligned frame this allocator handed
         // out inside the cell's memory; hvm holds the only reference.
         unsafe { &mut *(self.layout.host(offset) as *mut [u64; 512]) }
@@ -139,7 +152,11 @@ fn check_elf(bytes: &[u8]) -> Result<ElfFile<'_>, LoadError> {
     let half = |at: usize| u64::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
     let phoff = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
     let (phentsize, phnum) = (half(54), half(56));
-    if phentsize != 56 || phoff.checked_add(phentsize * phnum).is_none_or(|end| end > bytes.len() as u64) {
+    if phentsize != 56
+        || phoff
+            .checked_add(phentsize * phnum)
+            .is_none_or(|end| end > bytes.len() as u64)
+    {
         return Err(LoadError::BadElf("program headers outside the file"));
     }
     if half(18) != 62 {
@@ -176,15 +193,21 @@ pub fn load_microkernel(
         if header.get_type() != Ok(Type::Load) || header.mem_size() == 0 {
             continue;
         }
-        let (vaddr, memsz, filesz, offset) =
-            (header.virtual_addr(), header.mem_size(), header.file_size(), header.offset());
+        let (vaddr, memsz, filesz, offset) = (
+            header.virtual_addr(),
+            header.mem_size(),
+            header.file_size(),
+            header.offset(),
+        );
         let outside = LoadError::SegmentOutside { vaddr, size: memsz };
         let start = vaddr.checked_sub(KERNEL_WINDOW_BASE).ok_or(outside)?;
         let end = start.checked_add(memsz).ok_or(outside)?;
         if start < KERNEL_OFFSET || end > window || filesz > memsz {
             return Err(outside);
         }
-        let file_end = offset.checked_add(filesz).filter(|&e| e <= kernel.len() as u64);
+        let file_end = offset
+            .checked_add(filesz)
+            .filter(|&e| e <= kernel.len() as u64);
         let file_end = file_end.ok_or(LoadError::BadElf("segment data outside the file"))?;
         layout.copy_in(start, &kernel[offset as usize..file_end as usize]);
         kernel_end = kernel_end.max(end);
@@ -207,13 +230,19 @@ pub fn load_microkernel(
         serial_port: crate::serial::COM1,
         reserved: [0; 6],
         module_count: 0,
-        modules: [BootModule { phys: 0, len: 0, name: [0; MODULE_NAME_LEN] }; MAX_MODULES],
+        modules: [BootModule {
+            phys: 0,
+            len: 0,
+            name: [0; MODULE_NAME_LEN],
+        }; MAX_MODULES],
         args_len: 0,
         args: [0; ARGS_LEN],
     };
     let mut cursor = align_up(kernel_end, PAGE);
     let mut place = |bytes: &[u8], what: &'static str| -> Result<u64, LoadError> {
-        let end = cursor.checked_add(bytes.len() as u64).filter(|&e| e <= layout.size);
+        let end = cursor
+            .checked_add(bytes.len() as u64)
+            .filter(|&e| e <= layout.size);
         let end = end.ok_or(LoadError::NoRoom(what))?;
         layout.copy_in(cursor, bytes);
         let at = cursor;
@@ -254,15 +283,35 @@ pub fn load_microkernel(
     pointer[2..].copy_from_slice(&gdt_base.to_le_bytes());
     layout.copy_in(GDT_POINTER_OFFSET, &pointer);
 
-    let mut tables = CellTables { layout, next: TABLES_START };
-    let format = Format::X86 { user: false, global: false };
+    let mut tables = CellTables {
+        layout,
+        next: TABLES_START,
+    };
+    let format = Format::X86 {
+        user: false,
+        global: false,
+    };
     let paging = PageTables::new(&mut tables, format, true).map_err(LoadError::Paging)?;
     let base = layout.guest_base;
-    paging.map(&mut tables, base, base, layout.size, Access::ALL).map_err(LoadError::Paging)?;
-    paging.map(&mut tables, DIRECT_MAP_BASE + base, base, layout.size, Access::ALL).map_err(LoadError::Paging)?;
-    paging.map(&mut tables, KERNEL_WINDOW_BASE, base, window, Access::ALL).map_err(LoadError::Paging)?;
+    paging
+        .map(&mut tables, base, base, layout.size, Access::ALL)
+        .map_err(LoadError::Paging)?;
+    paging
+        .map(
+            &mut tables,
+            DIRECT_MAP_BASE + base,
+            base,
+            layout.size,
+            Access::ALL,
+        )
+        .map_err(LoadError::Paging)?;
+    paging
+        .map(&mut tables, KERNEL_WINDOW_BASE, base, window, Access::ALL)
+        .map_err(LoadError::Paging)?;
     if let Some((start, end)) = extra_identity {
-        paging.map(&mut tables, start, start, end - start, Access::ALL).map_err(LoadError::Paging)?;
+        paging
+            .map(&mut tables, start, start, end - start, Access::ALL)
+            .map_err(LoadError::Paging)?;
     }
 
     Ok(EntryState {

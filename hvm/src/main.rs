@@ -13,7 +13,9 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!("hvm runs on bare metal: build it with `cargo build -p hvm --target x86_64-unknown-none`");
+    eprintln!(
+        "hvm runs on bare metal: build it with `cargo build -p hvm --target x86_64-unknown-none`"
+    );
     std::process::exit(2);
 }
 
@@ -59,7 +61,10 @@ mod boot {
     impl BootModules {
         /// The module called `name`.
         pub fn find(&self, name: &str) -> Option<&'static [u8]> {
-            self.modules.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+            self.modules
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, bytes)| *bytes)
         }
     }
 
@@ -75,6 +80,7 @@ mod boot {
         } else {
             log!("poweroff failed ({})", why);
         }
+        serial::drain();
         // SAFETY: the machine is being switched off; these ports either end
         // the emulator or do nothing.
         unsafe {
@@ -105,13 +111,16 @@ mod boot {
         }
         // SAFETY: the magic says EBX held a multiboot2 information structure,
         // identity mapped below 4 GiB, left intact by the boot stub.
-        let mbi = match unsafe { BootInformation::load(info as usize as *const BootInformationHeader) } {
-            Ok(mbi) => mbi,
-            Err(_) => power_off(false, "the multiboot2 information is malformed"),
-        };
+        let mbi =
+            match unsafe { BootInformation::load(info as usize as *const BootInformationHeader) } {
+                Ok(mbi) => mbi,
+                Err(_) => power_off(false, "the multiboot2 information is malformed"),
+            };
 
         let mut frames = FrameAllocator::empty();
-        let Some(map) = mbi.memory_map_tag() else { power_off(false, "the boot loader gave no memory map") };
+        let Some(map) = mbi.memory_map_tag() else {
+            power_off(false, "the boot loader gave no memory map")
+        };
         for area in map.memory_areas() {
             if MemoryAreaType::from(area.typ()) == MemoryAreaType::Available {
                 frames.add(area.start_address(), area.end_address());
@@ -123,9 +132,14 @@ mod boot {
         frames.reserve(mbi.start_address() as u64, mbi.end_address() as u64);
         let mut modules = Vec::new();
         for module in mbi.module_tags() {
-            frames.reserve(u64::from(module.start_address()), u64::from(module.end_address()));
+            frames.reserve(
+                u64::from(module.start_address()),
+                u64::from(module.end_address()),
+            );
         }
-        let heap = frames.allocate(memory::HEAP_SIZE, 4096).unwrap_or_else(|| power_off(false, "no memory for hvm's heap"));
+        let heap = frames
+            .allocate(memory::HEAP_SIZE, 4096)
+            .unwrap_or_else(|| power_off(false, "no memory for hvm's heap"));
         // SAFETY: the range was just taken from the allocator for the heap.
         unsafe { memory::init_heap(heap, memory::HEAP_SIZE) };
         for module in mbi.module_tags() {
@@ -133,7 +147,9 @@ mod boot {
             let len = module.module_size() as usize;
             // SAFETY: GRUB loaded the module there; the range is reserved
             // above and never written by hvm.
-            let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(module.start_address() as usize as *const u8, len) };
+            let bytes: &'static [u8] = unsafe {
+                core::slice::from_raw_parts(module.start_address() as usize as *const u8, len)
+            };
             // GRUB's command line outlives hvm's use of it (reserved MBI).
             let name: &'static str = unsafe_static_str(name);
             modules.push((name, bytes));
@@ -150,11 +166,18 @@ mod boot {
                 power_off(false, "bad manifest");
             }
         };
-        log!("system `{}`: {} cell(s), {} MiB free", manifest.name, manifest.cells.len(), frames.free_bytes() >> 20);
+        log!(
+            "system `{}`: {} cell(s), {} MiB free",
+            manifest.name,
+            manifest.cells.len(),
+            frames.free_bytes() >> 20
+        );
 
         match vmx::unavailable_reason() {
             None => match vmx::enable(&mut frames) {
-                Ok(hypervisor) => run_vmx(hypervisor, &mut frames, &manifest, &modules, manifest_bytes),
+                Ok(hypervisor) => {
+                    run_vmx(hypervisor, &mut frames, &manifest, &modules, manifest_bytes)
+                }
                 Err(reason) => {
                     log!("vmx=off ({}) -> bare mode", reason);
                     run_bare(&mut frames, &manifest, &modules, manifest_bytes)
@@ -186,13 +209,23 @@ mod boot {
         let mut created = 0;
         for (index, cell) in manifest.cells.iter().enumerate() {
             if cell.kind != kasane_manifest::CellKind::Microkernel {
-                log!("cell {} ({}): kind {:?} is not supported by this hvm yet; not started", index, cell.name, cell.kind);
+                log!(
+                    "cell {} ({}): kind {:?} is not supported by this hvm yet; not started",
+                    index,
+                    cell.name,
+                    cell.kind
+                );
                 continue;
             }
             match hypervisor.create_cell(frames, index as u32, cell, modules, manifest_bytes) {
                 Ok(()) => created += 1,
                 Err(reason) => {
-                    log!("cell {} ({}) could not be created: {}", index, cell.name, reason);
+                    log!(
+                        "cell {} ({}) could not be created: {}",
+                        index,
+                        cell.name,
+                        reason
+                    );
                     if index == 0 {
                         power_off(false, "cell 0 could not be created");
                     }
@@ -210,14 +243,23 @@ mod boot {
         hypervisor.run(modules, manifest_bytes)
     }
 
-    fn run_bare(frames: &mut FrameAllocator, manifest: &BootManifest, modules: &BootModules, manifest_bytes: &[u8]) -> ! {
+    fn run_bare(
+        frames: &mut FrameAllocator,
+        manifest: &BootManifest,
+        modules: &BootModules,
+        manifest_bytes: &[u8],
+    ) -> ! {
         let cell = &manifest.cells[0];
         for other in &manifest.cells[1..] {
             log!("cell {}: needs VT-x; not started in bare mode", other.name);
         }
         let size = u64::from(cell.memory_mib) << 20;
-        let Some(base) = frames.allocate(size, 2 << 20) else { power_off(false, "not enough memory for cell 0") };
-        let Some(kernel) = modules.find(&cell.image) else { power_off(false, "the microkernel module is missing") };
+        let Some(base) = frames.allocate(size, 2 << 20) else {
+            power_off(false, "not enough memory for cell 0")
+        };
+        let Some(kernel) = modules.find(&cell.image) else {
+            power_off(false, "the microkernel module is missing")
+        };
         let mut extra = Vec::new();
         for name in &cell.modules {
             match modules.find(name) {
@@ -229,18 +271,46 @@ mod boot {
             }
         }
         let (image_start, image_end) = arch::image_range();
-        let identity = (image_start & !0x1F_FFFF, (image_end + 0x1F_FFFF) & !0x1F_FFFF);
-        let layout = CellLayout { host_base: base, guest_base: base, size };
-        let entry = match loader::load_microkernel(layout, BootMode::Bare, 0, kernel, &extra, manifest_bytes, &cell.args, Some(identity)) {
+        let identity = (
+            image_start & !0x1F_FFFF,
+            (image_end + 0x1F_FFFF) & !0x1F_FFFF,
+        );
+        let layout = CellLayout {
+            host_base: base,
+            guest_base: base,
+            size,
+        };
+        let entry = match loader::load_microkernel(
+            layout,
+            BootMode::Bare,
+            0,
+            kernel,
+            &extra,
+            manifest_bytes,
+            &cell.args,
+            Some(identity),
+        ) {
             Ok(entry) => entry,
             Err(e) => {
                 log!("cannot load the microkernel: {}", e);
                 power_off(false, "the microkernel image is invalid");
             }
         };
-        log!("bare mode: microkernel at {:#x}, {} MiB", base, cell.memory_mib);
+        log!(
+            "bare mode: microkernel at {:#x}, {} MiB",
+            base,
+            cell.memory_mib
+        );
         // SAFETY: the loader mapped hvm's image identically, the kernel
         // window, the stack and the GDT; nothing of hvm runs afterwards.
-        unsafe { arch::jump_to_kernel(entry.rip, entry.rdi, entry.rsp, entry.cr3, entry.gdt_pointer) }
+        unsafe {
+            arch::jump_to_kernel(
+                entry.rip,
+                entry.rdi,
+                entry.rsp,
+                entry.cr3,
+                entry.gdt_pointer,
+            )
+        }
     }
 }

@@ -29,7 +29,10 @@ pub const MAPPED_LIMIT: u64 = 4 << 30;
 impl FrameAllocator {
     /// An allocator with no memory.
     pub const fn empty() -> Self {
-        Self { regions: [Region { start: 0, end: 0 }; MAX_REGIONS], count: 0 }
+        Self {
+            regions: [Region { start: 0, end: 0 }; MAX_REGIONS],
+            count: 0,
+        }
     }
 
     /// Adds free memory, clipped to the mapped range.
@@ -51,8 +54,14 @@ impl FrameAllocator {
                 continue;
             }
             // Cut the region into what lies below and above the reservation.
-            let below = Region { start: region.start, end: start.max(region.start) };
-            let above = Region { start: end.min(region.end), end: region.end };
+            let below = Region {
+                start: region.start,
+                end: start.max(region.start),
+            };
+            let above = Region {
+                start: end.min(region.end),
+                end: region.end,
+            };
             self.regions[index] = below;
             if above.start < above.end && self.count < MAX_REGIONS {
                 self.regions[self.count] = above;
@@ -80,7 +89,10 @@ impl FrameAllocator {
 
     /// Bytes still free.
     pub fn free_bytes(&self) -> u64 {
-        self.regions[..self.count].iter().map(|r| r.end - r.start).sum()
+        self.regions[..self.count]
+            .iter()
+            .map(|r| r.end - r.start)
+            .sum()
     }
 }
 

@@ -61,6 +61,18 @@ pub fn init() {
     CONSOLE.lock().init();
 }
 
+/// Waits until the UART has sent every byte (LSR bit 6, transmitter empty),
+/// so nothing is lost when the machine powers off right after.
+pub fn drain() {
+    let console = CONSOLE.lock();
+    for _ in 0..1_000_000 {
+        // SAFETY: reading the line-status register has no side effects.
+        if unsafe { arch::inb(console.base + 5) } & 0x40 != 0 {
+            break;
+        }
+    }
+}
+
 /// Writes raw bytes (a cell's output) to the console.
 pub fn write_bytes(bytes: &[u8]) {
     let console = CONSOLE.lock();

@@ -47,17 +47,32 @@ fn read_capabilities() -> VmxCapabilities {
     unsafe {
         let basic = arch::rdmsr(msr::IA32_VMX_BASIC);
         let true_controls = basic & (1 << 55) != 0;
-        let pick = |plain: u32, true_msr: u32| arch::rdmsr(if true_controls { true_msr } else { plain });
-        let procbased = pick(msr::IA32_VMX_PROCBASED_CTLS, msr::IA32_VMX_TRUE_PROCBASED_CTLS);
+        let pick =
+            |plain: u32, true_msr: u32| arch::rdmsr(if true_controls { true_msr } else { plain });
+        let procbased = pick(
+            msr::IA32_VMX_PROCBASED_CTLS,
+            msr::IA32_VMX_TRUE_PROCBASED_CTLS,
+        );
         let secondary = (procbased >> 32) & (1 << 31) != 0;
         VmxCapabilities {
             basic,
-            pinbased: pick(msr::IA32_VMX_PINBASED_CTLS, msr::IA32_VMX_TRUE_PINBASED_CTLS),
+            pinbased: pick(
+                msr::IA32_VMX_PINBASED_CTLS,
+                msr::IA32_VMX_TRUE_PINBASED_CTLS,
+            ),
             procbased,
             exit: pick(msr::IA32_VMX_EXIT_CTLS, msr::IA32_VMX_TRUE_EXIT_CTLS),
             entry: pick(msr::IA32_VMX_ENTRY_CTLS, msr::IA32_VMX_TRUE_ENTRY_CTLS),
-            procbased2: if secondary { arch::rdmsr(msr::IA32_VMX_PROCBASED_CTLS2) } else { 0 },
-            ept_vpid: if secondary { arch::rdmsr(msr::IA32_VMX_EPT_VPID_CAP) } else { 0 },
+            procbased2: if secondary {
+                arch::rdmsr(msr::IA32_VMX_PROCBASED_CTLS2)
+            } else {
+                0
+            },
+            ept_vpid: if secondary {
+                arch::rdmsr(msr::IA32_VMX_EPT_VPID_CAP)
+            } else {
+                0
+            },
             misc: arch::rdmsr(msr::IA32_VMX_MISC),
             cr0_fixed0: arch::rdmsr(msr::IA32_VMX_CR0_FIXED0),
             cr0_fixed1: arch::rdmsr(msr::IA32_VMX_CR0_FIXED1),
@@ -127,7 +142,11 @@ pub fn enable(frames: &mut FrameAllocator) -> Result<Hypervisor, String> {
     let caps = read_capabilities();
     let chosen = controls::choose(&caps).map_err(|missing| {
         let mut reason = String::new();
-        let _ = write!(reason, "missing {} controls {:#x}", missing.field, missing.bits);
+        let _ = write!(
+            reason,
+            "missing {} controls {:#x}",
+            missing.field, missing.bits
+        );
         reason
     })?;
     // SAFETY: IA32_FEATURE_CONTROL exists (checked by unavailable_reason);
@@ -142,10 +161,20 @@ pub fn enable(frames: &mut FrameAllocator) -> Result<Hypervisor, String> {
     // SDM 24.8 "Restrictions on VMX operation": CR0/CR4 fixed bits, CR4.VMXE.
     // SAFETY: the fixed bits only add NE/PE/PG (already set) and VMXE.
     unsafe {
-        arch::write_cr0(controls::fixed_bits(arch::read_cr0(), caps.cr0_fixed0, caps.cr0_fixed1));
-        arch::write_cr4(controls::fixed_bits(arch::read_cr4() | (1 << 13), caps.cr4_fixed0, caps.cr4_fixed1));
+        arch::write_cr0(controls::fixed_bits(
+            arch::read_cr0(),
+            caps.cr0_fixed0,
+            caps.cr0_fixed1,
+        ));
+        arch::write_cr4(controls::fixed_bits(
+            arch::read_cr4() | (1 << 13),
+            caps.cr4_fixed0,
+            caps.cr4_fixed1,
+        ));
     }
-    let vmxon_region = frames.allocate(4096, 4096).ok_or("no memory for the VMXON region")?;
+    let vmxon_region = frames
+        .allocate(4096, 4096)
+        .ok_or("no memory for the VMXON region")?;
     // SAFETY: a fresh frame owned by hvm; the first 4 bytes hold the
     // revision id (SDM 25.11.5).
     unsafe { (vmxon_region as *mut u32).write(caps.revision_id()) };
@@ -153,9 +182,16 @@ pub fn enable(frames: &mut FrameAllocator) -> Result<Hypervisor, String> {
     if !unsafe { arch::vmxon(vmxon_region) } {
         return Err("VMXON failed".into());
     }
-    let msr_bitmap = frames.allocate(4096, 4096).ok_or("no memory for the MSR bitmap")?;
+    let msr_bitmap = frames
+        .allocate(4096, 4096)
+        .ok_or("no memory for the MSR bitmap")?;
     build_msr_bitmap(msr_bitmap);
-    Ok(Hypervisor { caps, chosen, msr_bitmap, cells: Vec::new() })
+    Ok(Hypervisor {
+        caps,
+        chosen,
+        msr_bitmap,
+        cells: Vec::new(),
+    })
 }
 
 /// MSRs a cell may touch directly (SDM 25.6.9: a clear bit means no exit).
@@ -180,7 +216,11 @@ fn build_msr_bitmap(page: u64) {
     bytes.fill(0xFF);
     for msr in PASSTHROUGH_MSRS {
         // Layout: read-low, read-high, write-low, write-high, 1 KiB each.
-        let (base, bit) = if msr >= 0xC000_0000 { (1024, msr - 0xC000_0000) } else { (0, msr) };
+        let (base, bit) = if msr >= 0xC000_0000 {
+            (1024, msr - 0xC000_0000)
+        } else {
+            (0, msr)
+        };
         for half in [0usize, 2048] {
             bytes[half + base + (bit / 8) as usize] &= !(1 << (bit % 8));
         }
@@ -192,7 +232,9 @@ fn build_msr_bitmap(page: u64) {
 impl Hypervisor {
     /// The line `hvm: vmx=on ...` prints.
     pub fn summary(&self) -> Summary {
-        Summary { chosen: self.chosen }
+        Summary {
+            chosen: self.chosen,
+        }
     }
 
     /// Creates cell `index` from its description: memory, EPT, VMCS, image.
@@ -207,19 +249,29 @@ impl Hypervisor {
         let size = u64::from(description.memory_mib) << 20;
         let host_base = frames.allocate(size, 2 << 20).ok_or_else(|| {
             let mut s = String::new();
-            let _ = write!(s, "not enough memory for {} MiB ({} MiB free)", description.memory_mib, frames.free_bytes() >> 20);
+            let _ = write!(
+                s,
+                "not enough memory for {} MiB ({} MiB free)",
+                description.memory_mib,
+                frames.free_bytes() >> 20
+            );
             s
         })?;
         let mut tables = HostTables(frames);
         let ept = PageTables::new(&mut tables, Format::Ept, self.caps.ept_2mib_pages())
             .map_err(|_| String::from("no memory for EPT"))?;
-        ept.map(&mut tables, 0, host_base, size, Access::ALL).map_err(|_| String::from("EPT build failed"))?;
-        let vmcs = frames.allocate(4096, 4096).ok_or("no memory for the VMCS")?;
+        ept.map(&mut tables, 0, host_base, size, Access::ALL)
+            .map_err(|_| String::from("EPT build failed"))?;
+        let vmcs = frames
+            .allocate(4096, 4096)
+            .ok_or("no memory for the VMCS")?;
         // SAFETY: fresh frame; revision id in the first 4 bytes (SDM 25.2).
         unsafe { (vmcs as *mut u32).write(self.caps.revision_id()) };
         let policy = match description.on_failure {
             OnFailure::Stop => Policy::Stop,
-            OnFailure::Restart => Policy::Restart { limit: description.restart_limit },
+            OnFailure::Restart => Policy::Restart {
+                limit: description.restart_limit,
+            },
             OnFailure::Poweroff => Policy::Poweroff,
         };
         let cell = Cell {
@@ -239,11 +291,20 @@ impl Hypervisor {
     }
 
     /// Loads (or reloads) the cell's pristine image and resets its vCPU.
-    fn load(&mut self, position: usize, modules: &BootModules, manifest: &[u8]) -> Result<(), String> {
+    fn load(
+        &mut self,
+        position: usize,
+        modules: &BootModules,
+        manifest: &[u8],
+    ) -> Result<(), String> {
         let cell = &mut self.cells[position];
         let kernel = modules.find(&cell.description.image).ok_or_else(|| {
             let mut s = String::new();
-            let _ = write!(s, "boot module `{}` (its image) is missing", cell.description.image);
+            let _ = write!(
+                s,
+                "boot module `{}` (its image) is missing",
+                cell.description.image
+            );
             s
         })?;
         let mut extra: Vec<(&str, &[u8])> = Vec::new();
@@ -255,7 +316,11 @@ impl Hypervisor {
             })?;
             extra.push((name.as_str(), bytes));
         }
-        let layout = CellLayout { host_base: cell.memory.host_base, guest_base: 0, size: cell.memory.size };
+        let layout = CellLayout {
+            host_base: cell.memory.host_base,
+            guest_base: 0,
+            size: cell.memory.size,
+        };
         let entry = loader::load_microkernel(
             layout,
             BootMode::VmxGuest,
@@ -277,7 +342,10 @@ impl Hypervisor {
             arch::vmclear(cell.vmcs);
             arch::vmptrld(cell.vmcs);
         }
-        cell.regs = GuestRegisters { rdi: entry.rdi, ..Default::default() };
+        cell.regs = GuestRegisters {
+            rdi: entry.rdi,
+            ..Default::default()
+        };
         cell.launched = false;
         cell.line.clear();
         let vpid = cell.index as u16 + 1;
@@ -322,18 +390,31 @@ impl Hypervisor {
         // CR bits VMX forces are owned by hvm; the guest reads its own values.
         let ug = c.unrestricted_guest();
         let cr0_forced = (self.caps.cr0_fixed0 | !self.caps.cr0_fixed1) & 0xFFFF_FFFF;
-        let cr0_mask = if ug { cr0_forced & !0x8000_0001 } else { cr0_forced };
+        let cr0_mask = if ug {
+            cr0_forced & !0x8000_0001
+        } else {
+            cr0_forced
+        };
         write(Field::Cr0GuestHostMask, cr0_mask);
-        write(Field::Cr4GuestHostMask, (self.caps.cr4_fixed0 | !self.caps.cr4_fixed1) & 0xFFFF_FFFF);
+        write(
+            Field::Cr4GuestHostMask,
+            (self.caps.cr4_fixed0 | !self.caps.cr4_fixed1) & 0xFFFF_FFFF,
+        );
     }
 
     fn write_guest_state(&self, entry: &EntryState) {
         // SDM 27.3.1 "Checks on the guest state area" for 64-bit guests.
         let cr0 = 0x8005_0033; // PG, AM, WP, NE, ET, MP, PE
         let cr4 = 0x0000_06A0; // PAE, PGE, OSFXSR, OSXMMEXCPT
-        write(Field::GuestCr0, controls::fixed_bits(cr0, self.caps.cr0_fixed0, self.caps.cr0_fixed1));
+        write(
+            Field::GuestCr0,
+            controls::fixed_bits(cr0, self.caps.cr0_fixed0, self.caps.cr0_fixed1),
+        );
         write(Field::Cr0ReadShadow, cr0);
-        write(Field::GuestCr4, controls::fixed_bits(cr4, self.caps.cr4_fixed0, self.caps.cr4_fixed1));
+        write(
+            Field::GuestCr4,
+            controls::fixed_bits(cr4, self.caps.cr4_fixed0, self.caps.cr4_fixed1),
+        );
         write(Field::Cr4ReadShadow, cr4);
         write(Field::GuestCr3, entry.cr3);
         write(Field::GuestEfer, 0xD00); // NXE, LMA, LME
@@ -350,12 +431,54 @@ impl Hypervisor {
         write(Field::GuestSysenterEsp, 0);
         write(Field::GuestSysenterEip, 0);
         let segments = [
-            (Field::GuestCsSelector, Field::GuestCsBase, Field::GuestCsLimit, Field::GuestCsAccessRights, 0x08, access_rights::CODE64),
-            (Field::GuestSsSelector, Field::GuestSsBase, Field::GuestSsLimit, Field::GuestSsAccessRights, 0x10, access_rights::DATA),
-            (Field::GuestDsSelector, Field::GuestDsBase, Field::GuestDsLimit, Field::GuestDsAccessRights, 0x10, access_rights::DATA),
-            (Field::GuestEsSelector, Field::GuestEsBase, Field::GuestEsLimit, Field::GuestEsAccessRights, 0x10, access_rights::DATA),
-            (Field::GuestFsSelector, Field::GuestFsBase, Field::GuestFsLimit, Field::GuestFsAccessRights, 0x10, access_rights::DATA),
-            (Field::GuestGsSelector, Field::GuestGsBase, Field::GuestGsLimit, Field::GuestGsAccessRights, 0x10, access_rights::DATA),
+            (
+                Field::GuestCsSelector,
+                Field::GuestCsBase,
+                Field::GuestCsLimit,
+                Field::GuestCsAccessRights,
+                0x08,
+                access_rights::CODE64,
+            ),
+            (
+                Field::GuestSsSelector,
+                Field::GuestSsBase,
+                Field::GuestSsLimit,
+                Field::GuestSsAccessRights,
+                0x10,
+                access_rights::DATA,
+            ),
+            (
+                Field::GuestDsSelector,
+                Field::GuestDsBase,
+                Field::GuestDsLimit,
+                Field::GuestDsAccessRights,
+                0x10,
+                access_rights::DATA,
+            ),
+            (
+                Field::GuestEsSelector,
+                Field::GuestEsBase,
+                Field::GuestEsLimit,
+                Field::GuestEsAccessRights,
+                0x10,
+                access_rights::DATA,
+            ),
+            (
+                Field::GuestFsSelector,
+                Field::GuestFsBase,
+                Field::GuestFsLimit,
+                Field::GuestFsAccessRights,
+                0x10,
+                access_rights::DATA,
+            ),
+            (
+                Field::GuestGsSelector,
+                Field::GuestGsBase,
+                Field::GuestGsLimit,
+                Field::GuestGsAccessRights,
+                0x10,
+                access_rights::DATA,
+            ),
         ];
         for (selector, base, limit, rights, value, ar) in segments {
             write(selector, value);
@@ -366,11 +489,17 @@ impl Hypervisor {
         write(Field::GuestTrSelector, 0);
         write(Field::GuestTrBase, 0);
         write(Field::GuestTrLimit, 0x67);
-        write(Field::GuestTrAccessRights, u64::from(access_rights::TSS_BUSY));
+        write(
+            Field::GuestTrAccessRights,
+            u64::from(access_rights::TSS_BUSY),
+        );
         write(Field::GuestLdtrSelector, 0);
         write(Field::GuestLdtrBase, 0);
         write(Field::GuestLdtrLimit, 0);
-        write(Field::GuestLdtrAccessRights, u64::from(access_rights::UNUSABLE));
+        write(
+            Field::GuestLdtrAccessRights,
+            u64::from(access_rights::UNUSABLE),
+        );
         write(Field::GuestGdtrBase, entry.gdt_base);
         write(Field::GuestGdtrLimit, u64::from(entry.gdt_limit));
         write(Field::GuestIdtrBase, 0);
@@ -390,12 +519,22 @@ impl Hypervisor {
                 let restart = self.load(position, modules, manifest);
                 if let Err(reason) = restart {
                     let cell = &mut self.cells[position];
-                    log!("cell {} ({}) restart failed: {}", cell.index, cell.description.name, reason);
+                    log!(
+                        "cell {} ({}) restart failed: {}",
+                        cell.index,
+                        cell.description.name,
+                        reason
+                    );
                     cell.life.stopped();
                     continue;
                 }
                 let cell = &self.cells[position];
-                log!("cell {} ({}) restarted (restart {})", cell.index, cell.description.name, cell.life.restarts);
+                log!(
+                    "cell {} ({}) restarted (restart {})",
+                    cell.index,
+                    cell.description.name,
+                    cell.life.restarts
+                );
             }
             self.enter(position);
         }
@@ -403,7 +542,9 @@ impl Hypervisor {
 
     fn next_alive(&self, from: usize) -> Option<usize> {
         let n = self.cells.len();
-        (0..n).map(|i| (from + i) % n).find(|&i| self.cells[i].life.alive())
+        (0..n)
+            .map(|i| (from + i) % n)
+            .find(|&i| self.cells[i].life.alive())
     }
 
     /// Enters a cell and handles exits until it must yield or stop.
@@ -416,8 +557,13 @@ impl Hypervisor {
             // SAFETY: the VMCS is current and complete (load()).
             let status = unsafe { arch::run_guest(&mut cell.regs, cell.launched) };
             if status != 0 {
-                let error = read(Field::InstructionError);
-                self.fail(position, "VM entry failed", error, 0);
+                let mut what = String::new();
+                let _ = write!(
+                    what,
+                    "VM entry failed (VM-instruction error {})",
+                    read(Field::InstructionError)
+                );
+                self.fail(position, &what);
                 return;
             }
             cell.launched = true;
@@ -434,22 +580,25 @@ impl Hypervisor {
         }
     }
 
-    fn fail(&mut self, position: usize, what: &str, detail: u64, address: u64) {
+    fn fail(&mut self, position: usize, what: &str) {
         let cell = &mut self.cells[position];
         let rip = read(Field::GuestRip);
         flush_line(cell);
         log!(
-            "cell {} ({}) failed: {} (detail={:#x} address={:#x}) rip={:#x}",
+            "cell {} ({}) failed: {} rip={:#x}",
             cell.index,
             cell.description.name,
             what,
-            detail,
-            address,
             rip
         );
         match cell.life.failed() {
             Decision::Restart { attempt } => {
-                log!("cell {} ({}) will be restarted (attempt {})", cell.index, cell.description.name, attempt)
+                log!(
+                    "cell {} ({}) will be restarted (attempt {})",
+                    cell.index,
+                    cell.description.name,
+                    attempt
+                )
             }
             Decision::Stop => log!("cell {} ({}) stopped", cell.index, cell.description.name),
             Decision::StopAfterLimit { restarts } => log!(
@@ -458,7 +607,9 @@ impl Hypervisor {
                 cell.description.name,
                 restarts
             ),
-            Decision::PowerOff => power_off(false, "a cell failed and its manifest policy is poweroff"),
+            Decision::PowerOff => {
+                power_off(false, "a cell failed and its manifest policy is poweroff")
+            }
         }
     }
 
@@ -480,7 +631,13 @@ impl Hypervisor {
             VmExit::Io(access) => {
                 let cell = &mut self.cells[position];
                 if access.string {
-                    self.fail(position, "string I/O is not emulated", u64::from(access.port), 0);
+                    let mut what = String::new();
+                    let _ = write!(
+                        what,
+                        "string I/O to port {:#x} is not emulated",
+                        access.port
+                    );
+                    self.fail(position, &what);
                     return Flow::Yield;
                 }
                 emulate_io(cell, access);
@@ -497,7 +654,13 @@ impl Hypervisor {
                     skip_instruction();
                     Flow::Resume
                 } else {
-                    self.fail(position, exit.name(), u64::from(access.register), 0);
+                    let mut what = String::new();
+                    let _ = write!(
+                        what,
+                        "unsupported control-register access (CR{})",
+                        access.register
+                    );
+                    self.fail(position, &what);
                     Flow::Yield
                 }
             }
@@ -506,7 +669,11 @@ impl Hypervisor {
                 if rflags & (1 << 9) == 0 {
                     let cell = &mut self.cells[position];
                     flush_line(cell);
-                    log!("cell {} ({}) halted with interrupts off; stopping it", cell.index, cell.description.name);
+                    log!(
+                        "cell {} ({}) halted with interrupts off; stopping it",
+                        cell.index,
+                        cell.description.name
+                    );
                     cell.life.stopped();
                     return Flow::Yield;
                 }
@@ -525,7 +692,8 @@ impl Hypervisor {
                 Flow::Resume
             }
             VmExit::InterruptWindow => {
-                let procbased = read(Field::ProcBasedControls) & !u64::from(ProcBased::INTERRUPT_WINDOW_EXITING.bits());
+                let procbased = read(Field::ProcBasedControls)
+                    & !u64::from(ProcBased::INTERRUPT_WINDOW_EXITING.bits());
                 write(Field::ProcBasedControls, procbased);
                 if let Some(vector) = self.take_pending() {
                     inject_external(vector);
@@ -553,8 +721,12 @@ impl Hypervisor {
                     "read"
                 };
                 let mut what = String::new();
-                let _ = write!(what, "EPT violation ({kind} outside the cell's memory)");
-                self.fail(position, &what, violation.guest_physical, violation.guest_physical);
+                let _ = write!(
+                    what,
+                    "EPT violation ({kind} at gpa={:#x}, outside the cell's memory)",
+                    violation.guest_physical
+                );
+                self.fail(position, &what);
                 Flow::Yield
             }
             VmExit::TripleFault
@@ -566,12 +738,20 @@ impl Hypervisor {
             | VmExit::StartupIpi
             | VmExit::ExceptionOrNmi { .. }
             | VmExit::Other(_) => {
-                let detail = match exit {
-                    VmExit::Other(reason) => u64::from(reason),
-                    VmExit::ExceptionOrNmi { vector } => u64::from(vector),
-                    _ => read(Field::ExitQualification),
+                let mut what = String::new();
+                let _ = match exit {
+                    VmExit::Other(reason) => write!(what, "unhandled exit (basic reason {reason})"),
+                    VmExit::ExceptionOrNmi { vector } => {
+                        write!(what, "unexpected exception exit (vector {vector})")
+                    }
+                    _ => write!(
+                        what,
+                        "{} (qualification {:#x})",
+                        exit.name(),
+                        read(Field::ExitQualification)
+                    ),
                 };
-                self.fail(position, exit.name(), detail, 0);
+                self.fail(position, &what);
                 Flow::Yield
             }
         }
@@ -596,7 +776,12 @@ impl Hypervisor {
                         Ok(range) => {
                             // SAFETY: `range` is inside the cell's memory,
                             // identity mapped in hvm; the cell is not running.
-                            let bytes = unsafe { core::slice::from_raw_parts(range.host() as *const u8, range.len() as usize) };
+                            let bytes = unsafe {
+                                core::slice::from_raw_parts(
+                                    range.host() as *const u8,
+                                    range.len() as usize,
+                                )
+                            };
                             console_from_cell(cell, bytes);
                             Ok(())
                         }
@@ -609,18 +794,20 @@ impl Hypervisor {
                 Ok(())
             }
             Some(Hypercall::Heartbeat) => Ok(()),
-            Some(Hypercall::CellStatus) => match self.cells.iter().find(|c| u64::from(c.index) == a0) {
-                Some(other) => {
-                    value = match other.life.state {
-                        State::Created => CellState::Created,
-                        State::Running => CellState::Running,
-                        State::Stopped => CellState::Stopped,
-                        State::Failed => CellState::Failed,
-                    } as u64;
-                    Ok(())
+            Some(Hypercall::CellStatus) => {
+                match self.cells.iter().find(|c| u64::from(c.index) == a0) {
+                    Some(other) => {
+                        value = match other.life.state {
+                            State::Created => CellState::Created,
+                            State::Running => CellState::Running,
+                            State::Stopped => CellState::Stopped,
+                            State::Failed => CellState::Failed,
+                        } as u64;
+                        Ok(())
+                    }
+                    None => Err(HypercallError::NoSuchCell),
                 }
-                None => Err(HypercallError::NoSuchCell),
-            },
+            }
             Some(Hypercall::CellControl) if position != 0 => Err(HypercallError::Denied),
             Some(Hypercall::CellControl) => {
                 if hvm_abi::CellControl::from_raw(a1).is_none() {
@@ -640,7 +827,9 @@ impl Hypervisor {
                 power_off(false, "cell 0 requested power-off with a failure status");
             }
             Some(Hypercall::FaultReport) => {
-                self.fail(position, "fault reported by the cell itself", a0, 0);
+                let mut what = String::new();
+                let _ = write!(what, "fault reported by the cell itself (code {a0:#x})");
+                self.fail(position, &what);
                 return Flow::Yield;
             }
         };
@@ -670,21 +859,29 @@ impl Hypervisor {
         };
         if access.register == 0 {
             write(Field::Cr0ReadShadow, value);
-            write(Field::GuestCr0, controls::fixed_bits(value, self.caps.cr0_fixed0, self.caps.cr0_fixed1));
+            write(
+                Field::GuestCr0,
+                controls::fixed_bits(value, self.caps.cr0_fixed0, self.caps.cr0_fixed1),
+            );
         } else {
             write(Field::Cr4ReadShadow, value);
-            write(Field::GuestCr4, controls::fixed_bits(value, self.caps.cr4_fixed0, self.caps.cr4_fixed1));
+            write(
+                Field::GuestCr4,
+                controls::fixed_bits(value, self.caps.cr4_fixed0, self.caps.cr4_fixed1),
+            );
         }
         true
     }
 
     fn deliver_interrupt(&mut self, vector: u8) {
-        let interruptible = read(Field::GuestRflags) & (1 << 9) != 0 && read(Field::GuestInterruptibility) & 0b11 == 0;
+        let interruptible = read(Field::GuestRflags) & (1 << 9) != 0
+            && read(Field::GuestInterruptibility) & 0b11 == 0;
         if interruptible && read(Field::EntryInterruptionInfo) & (1 << 31) == 0 {
             inject_external(vector);
         } else {
             PENDING.lock().push(vector);
-            let procbased = read(Field::ProcBasedControls) | u64::from(ProcBased::INTERRUPT_WINDOW_EXITING.bits());
+            let procbased = read(Field::ProcBasedControls)
+                | u64::from(ProcBased::INTERRUPT_WINDOW_EXITING.bits());
             write(Field::ProcBasedControls, procbased);
         }
     }
@@ -834,7 +1031,11 @@ fn write_host_state() {
     write(Field::HostCr3, arch::read_cr3());
     write(Field::HostCr4, arch::read_cr4());
     write(Field::HostCsSelector, 0x08);
-    for field in [Field::HostSsSelector, Field::HostDsSelector, Field::HostEsSelector] {
+    for field in [
+        Field::HostSsSelector,
+        Field::HostDsSelector,
+        Field::HostEsSelector,
+    ] {
         write(field, 0x10);
     }
     write(Field::HostFsSelector, 0);

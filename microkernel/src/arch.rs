@@ -54,7 +54,9 @@ impl HypervisorName {
 /// The caller owns the device behind the port.
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Writes a 16-bit word to an I/O port.
@@ -63,7 +65,9 @@ pub unsafe fn outb(port: u16, value: u8) {
 /// As [`outb`].
 pub unsafe fn outw(port: u16, value: u16) {
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Reads a byte from an I/O port.
@@ -73,7 +77,9 @@ pub unsafe fn outw(port: u16, value: u16) {
 pub unsafe fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
+    }
     value
 }
 

@@ -5,6 +5,7 @@
 
 use core::fmt::{self, Write};
 use hvm_abi::{BootMode, Hypercall, KERNEL_WINDOW_BASE};
+use spin::Mutex;
 
 use crate::arch;
 
@@ -18,18 +19,17 @@ struct Console {
     len: usize,
 }
 
-static mut CONSOLE: Console =
-    Console { mode: BootMode::Bare, port: 0x3F8, memory_base: 0, line: [0; 256], len: 0 };
-
-fn console() -> &'static mut Console {
-    // SAFETY: the kernel is single-threaded with interrupts off in this
-    // skeleton, so there is never a second reference.
-    unsafe { &mut *(&raw mut CONSOLE) }
-}
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    mode: BootMode::Bare,
+    port: 0x3F8,
+    memory_base: 0,
+    line: [0; 256],
+    len: 0,
+});
 
 /// Selects the console for the boot mode.
 pub fn init(mode: BootMode, port: u16, memory_base: u64) {
-    let c = console();
+    let mut c = CONSOLE.lock();
     c.mode = mode;
     c.port = port;
     c.memory_base = memory_base;
@@ -95,7 +95,7 @@ impl Write for Console {
 
 #[doc(hidden)]
 pub fn print_args(args: fmt::Arguments<'_>) {
-    let _ = console().write_fmt(args);
+    let _ = CONSOLE.lock().write_fmt(args);
 }
 
 /// Prints a line on the kernel console.
@@ -108,17 +108,27 @@ macro_rules! kprintln {
 
 /// Powers the machine off: through hvm when a guest, directly when bare.
 pub fn power_off(ok: bool) -> ! {
-    let c = console();
-    if c.len > 0 {
-        c.flush();
-    }
-    match c.mode {
+    let (mode, port) = {
+        let mut c = CONSOLE.lock();
+        if c.len > 0 {
+            c.flush();
+        }
+        (c.mode, c.port)
+    };
+    match mode {
         BootMode::VmxGuest => {
             // SAFETY: under hvm; cell 0 may power the machine off.
             unsafe { arch::hypercall(Hypercall::PowerOff as u64, u64::from(!ok), 0) };
         }
         BootMode::Bare => {
             crate::kprintln!("microkernel: poweroff {}", if ok { "ok" } else { "failed" });
+            for _ in 0..1_000_000 {
+                // SAFETY: reading COM1's line status has no side effects;
+                // bit 6 says every byte has left (so none is lost).
+                if unsafe { arch::inb(port + 5) } & 0x40 != 0 {
+                    break;
+                }
+            }
             // SAFETY: switching the machine off: QEMU isa-debug-exit, Bochs'
             // shutdown port, then the ACPI PM1a control port of QEMU.
             unsafe {

@@ -42,7 +42,11 @@ mod kernel {
         // SAFETY: hvm placed a BootInfo at that physical address and mapped
         // it; reading it unaligned copies it out before anything else runs.
         let info = unsafe { core::ptr::read_unaligned(info) };
-        let mode = if info.magic == BOOT_INFO_MAGIC { info.boot_mode() } else { None };
+        let mode = if info.magic == BOOT_INFO_MAGIC {
+            info.boot_mode()
+        } else {
+            None
+        };
         let Some(mode) = mode else {
             // No trustworthy boot info: COM1 is the only way to say so.
             console::init(BootMode::Bare, 0x3F8, 0);
@@ -64,7 +68,9 @@ mod kernel {
             info.module_count,
             hypervisor.as_ref().map(|v| v.as_str()).unwrap_or("none")
         );
-        let under_hvm = hypervisor.as_ref().is_some_and(|v| v.as_str() == "KasaneHVM");
+        let under_hvm = hypervisor
+            .as_ref()
+            .is_some_and(|v| v.as_str() == "KasaneHVM");
         if (mode == BootMode::VmxGuest) != under_hvm {
             kprintln!("microkernel: warning: boot info and CPUID disagree about the hypervisor");
         }

@@ -12,7 +12,8 @@ use hvm_abi::{BootInfo, BootMode};
 use crate::kprintln;
 
 fn test_name(args: &str) -> Option<&str> {
-    args.split_whitespace().find_map(|word| word.strip_prefix("test="))
+    args.split_whitespace()
+        .find_map(|word| word.strip_prefix("test="))
 }
 
 /// Runs the selected test; returns when the kernel should power off.
@@ -39,8 +40,12 @@ fn triple_fault() {
 
 fn wild_write(info: &BootInfo) {
     // Target: 64 MiB past the end of the cell's memory, 2 MiB aligned.
-    let target = ((info.memory_base + info.memory_size + (2 << 20) - 1) & !((2 << 20) - 1)) + (64 << 20);
-    kprintln!("microkernel: writing outside the cell at {:#x} on purpose", target);
+    let target =
+        ((info.memory_base + info.memory_size + (2 << 20) - 1) & !((2 << 20) - 1)) + (64 << 20);
+    kprintln!(
+        "microkernel: writing outside the cell at {:#x} on purpose",
+        target
+    );
     let direct = |phys: u64| (hvm_abi::DIRECT_MAP_BASE + phys) as *mut u64;
     let cr3: u64;
     // SAFETY: reading CR3 has no side effects.

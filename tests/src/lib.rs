@@ -1,1 +1,71 @@
-//! placeholder
+//! Helpers shared by the boot tests: build once, boot a manifest, assert.
+//!
+//! Each boot test names a manifest under `images/manifests/`, boots it in an
+//! emulator through the same launcher `run/up` uses, and checks the console
+//! transcript line by line. Builds happen once per test process.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kasane_run::{boot, build_components, make_image, root, Boot, BootOptions, Emulator, Outcome};
+
+/// hvm's path and the other components by name.
+type Components = (PathBuf, std::collections::BTreeMap<String, PathBuf>);
+
+static BUILT: OnceLock<Result<Components, String>> = OnceLock::new();
+
+/// Builds the components (once) and the image for `manifest`, boots it, and
+/// returns the result. Panics with the reason when building fails.
+pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
+    let root = root();
+    let built = BUILT.get_or_init(|| build_components(&root));
+    let (hvm, components) = built
+        .as_ref()
+        .unwrap_or_else(|e| panic!("build failed: {e}"))
+        .clone();
+    let manifest_path = root
+        .join("images/manifests")
+        .join(format!("{manifest}.toml"));
+    let iso = make_image(&root, &manifest_path, &hvm, components)
+        .unwrap_or_else(|e| panic!("image failed: {e}"));
+    let options = BootOptions {
+        emulator,
+        iso,
+        timeout: Duration::from_secs(timeout_seconds),
+        echo: false,
+        interactive: false,
+        memory_mib: 256,
+    };
+    boot(&options).unwrap_or_else(|e| panic!("boot failed: {e}"))
+}
+
+/// Asserts that the transcript has a line containing each needle, in order.
+pub fn assert_lines_in_order(boot: &Boot, needles: &[&str]) {
+    let mut lines = boot.transcript.lines();
+    for needle in needles {
+        if !lines.any(|line| line.contains(needle)) {
+            panic!(
+                "expected a line containing {needle:?} (in order); transcript:\n{}",
+                boot.transcript
+            );
+        }
+    }
+}
+
+/// Asserts that no line contains `needle`.
+pub fn assert_absent(boot: &Boot, needle: &str) {
+    if let Some(line) = boot.transcript.lines().find(|line| line.contains(needle)) {
+        panic!("unexpected line {line:?}; transcript:\n{}", boot.transcript);
+    }
+}
+
+/// Asserts a clean power-off.
+pub fn assert_clean(boot: &Boot) {
+    assert_eq!(
+        boot.outcome,
+        Outcome::Clean,
+        "transcript:\n{}",
+        boot.transcript
+    );
+}

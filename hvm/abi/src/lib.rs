@@ -171,7 +171,11 @@ pub struct BootModule {
 impl BootModule {
     /// The name up to the first NUL, or `"?"` if it is not UTF-8.
     pub fn name(&self) -> &str {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(MODULE_NAME_LEN);
+        let end = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(MODULE_NAME_LEN);
         core::str::from_utf8(&self.name[..end]).unwrap_or("?")
     }
 }
@@ -289,7 +293,11 @@ mod tests {
             serial_port: 0x3f8,
             reserved: [0; 6],
             module_count: 99,
-            modules: [BootModule { phys: 0, len: 0, name: [0; MODULE_NAME_LEN] }; MAX_MODULES],
+            modules: [BootModule {
+                phys: 0,
+                len: 0,
+                name: [0; MODULE_NAME_LEN],
+            }; MAX_MODULES],
             args_len: 9999,
             args: [b'a'; ARGS_LEN],
         };

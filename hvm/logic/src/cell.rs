@@ -47,7 +47,11 @@ pub struct Life {
 impl Life {
     /// A cell described but not started.
     pub fn new(policy: Policy) -> Self {
-        Self { state: State::Created, policy, restarts: 0 }
+        Self {
+            state: State::Created,
+            policy,
+            restarts: 0,
+        }
     }
 
     /// The cell was launched.
@@ -74,11 +78,15 @@ impl Life {
             Policy::Restart { limit } if self.restarts < limit => {
                 self.restarts += 1;
                 self.state = State::Failed;
-                Decision::Restart { attempt: self.restarts }
+                Decision::Restart {
+                    attempt: self.restarts,
+                }
             }
             Policy::Restart { .. } => {
                 self.state = State::Stopped;
-                Decision::StopAfterLimit { restarts: self.restarts }
+                Decision::StopAfterLimit {
+                    restarts: self.restarts,
+                }
             }
         }
     }

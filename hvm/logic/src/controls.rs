@@ -159,7 +159,9 @@ impl VmxCapabilities {
     /// EPT with a 4-level walk and write-back paging structures
     /// (IA32_VMX_EPT_VPID_CAP bits 6 and 14, SDM A.10).
     pub fn ept_usable(&self) -> bool {
-        self.may_set2(ProcBased2::ENABLE_EPT) && self.ept_vpid & (1 << 6) != 0 && self.ept_vpid & (1 << 14) != 0
+        self.may_set2(ProcBased2::ENABLE_EPT)
+            && self.ept_vpid & (1 << 6) != 0
+            && self.ept_vpid & (1 << 14) != 0
     }
 
     /// EPT 2 MiB pages (IA32_VMX_EPT_VPID_CAP bit 16).
@@ -207,7 +209,10 @@ pub fn adjust(
     let may_be_one = (capability >> 32) as u32;
     let missing = required & !may_be_one;
     if missing != 0 {
-        return Err(MissingControl { field, bits: missing });
+        return Err(MissingControl {
+            field,
+            bits: missing,
+        });
     }
     Ok((wanted | must_be_one) & may_be_one)
 }
@@ -259,9 +264,17 @@ pub fn choose(caps: &VmxCapabilities) -> Result<ChosenControls, MissingControl> 
         | ProcBased::UNCONDITIONAL_IO_EXITING
         | ProcBased::USE_MSR_BITMAPS
         | ProcBased::ACTIVATE_SECONDARY;
-    let procbased = adjust("primary processor-based", caps.procbased, required_proc.bits(), required_proc.bits())?;
+    let procbased = adjust(
+        "primary processor-based",
+        caps.procbased,
+        required_proc.bits(),
+        required_proc.bits(),
+    )?;
     if !caps.ept_usable() {
-        return Err(MissingControl { field: "secondary (EPT with 4-level walk and WB)", bits: ProcBased2::ENABLE_EPT.bits() });
+        return Err(MissingControl {
+            field: "secondary (EPT with 4-level walk and WB)",
+            bits: ProcBased2::ENABLE_EPT.bits(),
+        });
     }
     let wanted2 = ProcBased2::ENABLE_EPT
         | ProcBased2::ENABLE_VPID
@@ -269,7 +282,12 @@ pub fn choose(caps: &VmxCapabilities) -> Result<ChosenControls, MissingControl> 
         | ProcBased2::ENABLE_RDTSCP
         | ProcBased2::ENABLE_INVPCID
         | ProcBased2::ENABLE_XSAVES;
-    let procbased2 = adjust("secondary processor-based", caps.procbased2, wanted2.bits(), ProcBased2::ENABLE_EPT.bits())?;
+    let procbased2 = adjust(
+        "secondary processor-based",
+        caps.procbased2,
+        wanted2.bits(),
+        ProcBased2::ENABLE_EPT.bits(),
+    )?;
     let required_exit = ExitControls::HOST_ADDRESS_SPACE_SIZE
         | ExitControls::ACKNOWLEDGE_INTERRUPT_ON_EXIT
         | ExitControls::SAVE_EFER
@@ -277,11 +295,20 @@ pub fn choose(caps: &VmxCapabilities) -> Result<ChosenControls, MissingControl> 
     let exit = adjust(
         "VM-exit",
         caps.exit,
-        (required_exit | ExitControls::SAVE_PAT | ExitControls::LOAD_PAT | ExitControls::SAVE_PREEMPTION_TIMER).bits(),
+        (required_exit
+            | ExitControls::SAVE_PAT
+            | ExitControls::LOAD_PAT
+            | ExitControls::SAVE_PREEMPTION_TIMER)
+            .bits(),
         required_exit.bits(),
     )?;
     let required_entry = EntryControls::IA32E_MODE_GUEST | EntryControls::LOAD_EFER;
-    let entry = adjust("VM-entry", caps.entry, (required_entry | EntryControls::LOAD_PAT).bits(), required_entry.bits())?;
+    let entry = adjust(
+        "VM-entry",
+        caps.entry,
+        (required_entry | EntryControls::LOAD_PAT).bits(),
+        required_entry.bits(),
+    )?;
     let mut chosen = ChosenControls {
         pinbased: PinBased::from_bits_retain(pinbased),
         procbased: ProcBased::from_bits_retain(procbased),
@@ -334,7 +361,13 @@ mod tests {
         // must-be-one = 0b0001, may-be-one = 0b0111
         let cap = (0b0111u64 << 32) | 0b0001;
         assert_eq!(adjust("t", cap, 0b1010, 0b0010), Ok(0b0011));
-        assert_eq!(adjust("t", cap, 0, 0b1000), Err(MissingControl { field: "t", bits: 0b1000 }));
+        assert_eq!(
+            adjust("t", cap, 0, 0b1000),
+            Err(MissingControl {
+                field: "t",
+                bits: 0b1000
+            })
+        );
     }
 
     #[test]
@@ -343,7 +376,9 @@ mod tests {
         assert!(chosen.ept());
         assert!(chosen.vpid());
         assert!(chosen.unrestricted_guest());
-        assert!(chosen.procbased.contains(ProcBased::HLT_EXITING | ProcBased::USE_MSR_BITMAPS));
+        assert!(chosen
+            .procbased
+            .contains(ProcBased::HLT_EXITING | ProcBased::USE_MSR_BITMAPS));
         assert!(chosen.entry.contains(EntryControls::IA32E_MODE_GUEST));
         // Default-1 bits reported by the TRUE MSR stay set.
         assert_eq!(chosen.procbased.bits() & 0x0401_e172, 0x0401_e172);

@@ -23,7 +23,11 @@ pub struct Access {
 
 impl Access {
     /// Read, write and execute.
-    pub const ALL: Self = Self { read: true, write: true, execute: true };
+    pub const ALL: Self = Self {
+        read: true,
+        write: true,
+        execute: true,
+    };
 }
 
 /// Errors from building tables.
@@ -78,7 +82,9 @@ impl Format {
         match self {
             Format::Ept => {
                 let mut entry = phys;
-                entry |= u64::from(access.read) | u64::from(access.write) << 1 | u64::from(access.execute) << 2;
+                entry |= u64::from(access.read)
+                    | u64::from(access.write) << 1
+                    | u64::from(access.execute) << 2;
                 entry |= 6 << 3; // memory type WB (SDM 29.3.7)
                 if large {
                     entry |= 1 << 7;
@@ -109,8 +115,16 @@ impl Format {
 
     fn access(self, entry: u64) -> Access {
         match self {
-            Format::Ept => Access { read: entry & 1 != 0, write: entry & 2 != 0, execute: entry & 4 != 0 },
-            Format::X86 { .. } => Access { read: true, write: entry & 2 != 0, execute: entry & (1 << 63) == 0 },
+            Format::Ept => Access {
+                read: entry & 1 != 0,
+                write: entry & 2 != 0,
+                execute: entry & 4 != 0,
+            },
+            Format::X86 { .. } => Access {
+                read: true,
+                write: entry & 2 != 0,
+                execute: entry & (1 << 63) == 0,
+            },
         }
     }
 }
@@ -130,9 +144,17 @@ pub struct PageTables {
 
 impl PageTables {
     /// Allocates an empty top-level table. `large_pages` allows 2 MiB leaves.
-    pub fn new(memory: &mut impl TableMemory, format: Format, large_pages: bool) -> Result<Self, MapError> {
+    pub fn new(
+        memory: &mut impl TableMemory,
+        format: Format,
+        large_pages: bool,
+    ) -> Result<Self, MapError> {
         let root = memory.allocate().ok_or(MapError::OutOfMemory)?;
-        Ok(Self { root, format, large_pages })
+        Ok(Self {
+            root,
+            format,
+            large_pages,
+        })
     }
 
     /// Maps `[virt, virt + len)` to `[phys, phys + len)`.
@@ -148,7 +170,9 @@ impl PageTables {
             return Err(MapError::Unaligned);
         }
         let virt_end = virt.checked_add(len).ok_or(MapError::OutOfRange)?;
-        phys.checked_add(len).filter(|&end| end <= LIMIT).ok_or(MapError::OutOfRange)?;
+        phys.checked_add(len)
+            .filter(|&end| end <= LIMIT)
+            .ok_or(MapError::OutOfRange)?;
         // Accept canonical upper-half addresses for x86 tables: only the low
         // 48 bits select entries.
         let span_ok = match self.format {
@@ -259,10 +283,14 @@ pub(crate) mod tests {
     fn ept_maps_cell_memory_with_large_pages() {
         let mut memory = VecMemory::default();
         let ept = PageTables::new(&mut memory, Format::Ept, true).unwrap();
-        ept.map(&mut memory, 0, 0x400_0000, 64 << 20, Access::ALL).unwrap();
+        ept.map(&mut memory, 0, 0x400_0000, 64 << 20, Access::ALL)
+            .unwrap();
         // root + PDPT + PD only: 32 large pages, no 4K tables.
         assert_eq!(memory.tables.len(), 3);
-        assert_eq!(ept.translate(&mut memory, 0x123_4567).map(|t| t.0), Some(0x400_0000 + 0x123_4567));
+        assert_eq!(
+            ept.translate(&mut memory, 0x123_4567).map(|t| t.0),
+            Some(0x400_0000 + 0x123_4567)
+        );
         assert_eq!(ept.translate(&mut memory, 64 << 20), None);
         let (_, access) = ept.translate(&mut memory, 0).unwrap();
         assert_eq!(access, Access::ALL);
@@ -273,8 +301,18 @@ pub(crate) mod tests {
     fn unaligned_tail_uses_small_pages() {
         let mut memory = VecMemory::default();
         let ept = PageTables::new(&mut memory, Format::Ept, true).unwrap();
-        ept.map(&mut memory, 0, 0x20_0000, SIZE_2M + 3 * SIZE_4K, Access::ALL).unwrap();
-        assert_eq!(ept.translate(&mut memory, SIZE_2M + 0x2fff).map(|t| t.0), Some(0x40_2fff));
+        ept.map(
+            &mut memory,
+            0,
+            0x20_0000,
+            SIZE_2M + 3 * SIZE_4K,
+            Access::ALL,
+        )
+        .unwrap();
+        assert_eq!(
+            ept.translate(&mut memory, SIZE_2M + 0x2fff).map(|t| t.0),
+            Some(0x40_2fff)
+        );
         assert_eq!(ept.translate(&mut memory, SIZE_2M + 0x3000), None);
     }
 
@@ -283,29 +321,61 @@ pub(crate) mod tests {
         let mut memory = VecMemory::default();
         let ept = PageTables::new(&mut memory, Format::Ept, true).unwrap();
         ept.map(&mut memory, 0, 0, SIZE_2M, Access::ALL).unwrap();
-        assert_eq!(ept.map(&mut memory, 0x1000, 0, SIZE_4K, Access::ALL), Err(MapError::AlreadyMapped(0x1000)));
-        assert_eq!(ept.map(&mut memory, 0x10, 0, SIZE_4K, Access::ALL), Err(MapError::Unaligned));
-        assert_eq!(ept.map(&mut memory, u64::MAX & !0xFFF, 0, SIZE_4K * 2, Access::ALL), Err(MapError::OutOfRange));
-        assert_eq!(ept.map(&mut memory, LIMIT, 0, SIZE_4K, Access::ALL), Err(MapError::OutOfRange));
+        assert_eq!(
+            ept.map(&mut memory, 0x1000, 0, SIZE_4K, Access::ALL),
+            Err(MapError::AlreadyMapped(0x1000))
+        );
+        assert_eq!(
+            ept.map(&mut memory, 0x10, 0, SIZE_4K, Access::ALL),
+            Err(MapError::Unaligned)
+        );
+        assert_eq!(
+            ept.map(&mut memory, !0xFFF, 0, SIZE_4K * 2, Access::ALL),
+            Err(MapError::OutOfRange)
+        );
+        assert_eq!(
+            ept.map(&mut memory, LIMIT, 0, SIZE_4K, Access::ALL),
+            Err(MapError::OutOfRange)
+        );
     }
 
     #[test]
     fn out_of_memory_is_reported() {
-        let mut memory = VecMemory { limit: Some(2), ..Default::default() };
+        let mut memory = VecMemory {
+            limit: Some(2),
+            ..Default::default()
+        };
         let ept = PageTables::new(&mut memory, Format::Ept, false).unwrap();
-        assert_eq!(ept.map(&mut memory, 0, 0, SIZE_4K, Access::ALL), Err(MapError::OutOfMemory));
+        assert_eq!(
+            ept.map(&mut memory, 0, 0, SIZE_4K, Access::ALL),
+            Err(MapError::OutOfMemory)
+        );
     }
 
     #[test]
     fn x86_tables_map_the_higher_half() {
         let mut memory = VecMemory::default();
-        let format = Format::X86 { user: false, global: true };
+        let format = Format::X86 {
+            user: false,
+            global: true,
+        };
         let tables = PageTables::new(&mut memory, format, true).unwrap();
         let kernel = 0xFFFF_FFFF_8000_0000;
-        tables.map(&mut memory, kernel, 0x20_0000, 4 * SIZE_2M, Access::ALL).unwrap();
-        assert_eq!(tables.translate(&mut memory, kernel + 0x1234).map(|t| t.0), Some(0x20_1234));
-        let read_only = Access { read: true, write: false, execute: false };
-        tables.map(&mut memory, 0x1000, 0x5000, SIZE_4K, read_only).unwrap();
+        tables
+            .map(&mut memory, kernel, 0x20_0000, 4 * SIZE_2M, Access::ALL)
+            .unwrap();
+        assert_eq!(
+            tables.translate(&mut memory, kernel + 0x1234).map(|t| t.0),
+            Some(0x20_1234)
+        );
+        let read_only = Access {
+            read: true,
+            write: false,
+            execute: false,
+        };
+        tables
+            .map(&mut memory, 0x1000, 0x5000, SIZE_4K, read_only)
+            .unwrap();
         assert_eq!(tables.translate(&mut memory, 0x1000).unwrap().1, read_only);
         // A range crossing from the lower into the upper half is refused.
         assert_eq!(

@@ -54,8 +54,12 @@ pub struct EptViolation {
 /// Why the guest exited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmExit {
-    ExceptionOrNmi { vector: u8 },
-    ExternalInterrupt { vector: u8 },
+    ExceptionOrNmi {
+        vector: u8,
+    },
+    ExternalInterrupt {
+        vector: u8,
+    },
     TripleFault,
     InitSignal,
     StartupIpi,
@@ -77,7 +81,9 @@ pub enum VmExit {
     /// VM entry failed on a machine check (reason 41).
     MachineCheckAtEntry,
     EptViolation(EptViolation),
-    EptMisconfig { guest_physical: u64 },
+    EptMisconfig {
+        guest_physical: u64,
+    },
     PreemptionTimer,
     Xsetbv,
     /// Any other basic reason.
@@ -89,8 +95,12 @@ impl VmExit {
     pub fn decode(raw: RawExit) -> Self {
         let q = raw.qualification;
         match raw.reason & 0xFFFF {
-            0 => Self::ExceptionOrNmi { vector: raw.interruption_info as u8 },
-            1 => Self::ExternalInterrupt { vector: raw.interruption_info as u8 },
+            0 => Self::ExceptionOrNmi {
+                vector: raw.interruption_info as u8,
+            },
+            1 => Self::ExternalInterrupt {
+                vector: raw.interruption_info as u8,
+            },
             2 => Self::TripleFault,
             3 => Self::InitSignal,
             4 => Self::StartupIpi,
@@ -122,7 +132,9 @@ impl VmExit {
                 write: q & 2 != 0,
                 fetch: q & 4 != 0,
             }),
-            49 => Self::EptMisconfig { guest_physical: raw.guest_physical },
+            49 => Self::EptMisconfig {
+                guest_physical: raw.guest_physical,
+            },
             52 => Self::PreemptionTimer,
             55 => Self::Xsetbv,
             other => Self::Other(other as u16),
@@ -165,41 +177,103 @@ mod tests {
     #[test]
     fn io_qualification() {
         // out dx, al to 0x3f8: size 1, output, port in bits 31:16
-        let raw = RawExit { reason: 30, qualification: 0x03F8_0000 | 0x40, ..Default::default() };
+        let raw = RawExit {
+            reason: 30,
+            qualification: 0x03F8_0000 | 0x40,
+            ..Default::default()
+        };
         assert_eq!(
             VmExit::decode(raw),
-            VmExit::Io(IoAccess { port: 0x3F8, size: 1, input: false, string: false, repeat: false })
+            VmExit::Io(IoAccess {
+                port: 0x3F8,
+                size: 1,
+                input: false,
+                string: false,
+                repeat: false
+            })
         );
-        let raw = RawExit { reason: 30, qualification: 0x0CFC_0000 | 0b0011_1011, ..Default::default() };
+        let raw = RawExit {
+            reason: 30,
+            qualification: 0x0CFC_0000 | 0b0011_1011,
+            ..Default::default()
+        };
         assert_eq!(
             VmExit::decode(raw),
-            VmExit::Io(IoAccess { port: 0xCFC, size: 4, input: true, string: true, repeat: true })
+            VmExit::Io(IoAccess {
+                port: 0xCFC,
+                size: 4,
+                input: true,
+                string: true,
+                repeat: true
+            })
         );
     }
 
     #[test]
     fn ept_violation_carries_address_and_kind() {
-        let raw = RawExit { reason: 48, qualification: 0b010, guest_physical: 0xdead_0000, ..Default::default() };
+        let raw = RawExit {
+            reason: 48,
+            qualification: 0b010,
+            guest_physical: 0xdead_0000,
+            ..Default::default()
+        };
         let exit = VmExit::decode(raw);
         assert_eq!(
             exit,
-            VmExit::EptViolation(EptViolation { guest_physical: 0xdead_0000, read: false, write: true, fetch: false })
+            VmExit::EptViolation(EptViolation {
+                guest_physical: 0xdead_0000,
+                read: false,
+                write: true,
+                fetch: false
+            })
         );
         assert_eq!(exit.name(), "EPT violation");
     }
 
     #[test]
     fn entry_failure_bit_is_ignored_in_the_basic_reason() {
-        let raw = RawExit { reason: 0x8000_0021, ..Default::default() };
+        let raw = RawExit {
+            reason: 0x8000_0021,
+            ..Default::default()
+        };
         assert_eq!(VmExit::decode(raw), VmExit::InvalidGuestState);
     }
 
     #[test]
     fn cr_access_and_others() {
-        let raw = RawExit { reason: 28, qualification: 0x0304, ..Default::default() };
-        assert_eq!(VmExit::decode(raw), VmExit::CrAccess(CrAccess { register: 4, access_type: 0, gpr: 3 }));
-        assert_eq!(VmExit::decode(RawExit { reason: 2, ..Default::default() }), VmExit::TripleFault);
-        assert_eq!(VmExit::decode(RawExit { reason: 27, ..Default::default() }), VmExit::VmxInstruction);
-        assert_eq!(VmExit::decode(RawExit { reason: 99, ..Default::default() }), VmExit::Other(99));
+        let raw = RawExit {
+            reason: 28,
+            qualification: 0x0304,
+            ..Default::default()
+        };
+        assert_eq!(
+            VmExit::decode(raw),
+            VmExit::CrAccess(CrAccess {
+                register: 4,
+                access_type: 0,
+                gpr: 3
+            })
+        );
+        assert_eq!(
+            VmExit::decode(RawExit {
+                reason: 2,
+                ..Default::default()
+            }),
+            VmExit::TripleFault
+        );
+        assert_eq!(
+            VmExit::decode(RawExit {
+                reason: 27,
+                ..Default::default()
+            }),
+            VmExit::VmxInstruction
+        );
+        assert_eq!(
+            VmExit::decode(RawExit {
+                reason: 99,
+                ..Default::default()
+            }),
+            VmExit::Other(99)
+        );
     }
 }

@@ -51,7 +51,11 @@ impl GuestMemory {
     /// Checks `[guest, guest + len)`; also refuses ranges that wrap.
     pub fn check(&self, guest: u64, len: u64) -> Result<GuestRange, OutOfBounds> {
         match guest.checked_add(len) {
-            Some(end) if end <= self.size => Ok(GuestRange { guest, host: self.host_base + guest, len }),
+            Some(end) if end <= self.size => Ok(GuestRange {
+                guest,
+                host: self.host_base + guest,
+                len,
+            }),
             _ => Err(OutOfBounds { guest, len }),
         }
     }
@@ -64,7 +68,10 @@ mod tests {
 
     #[test]
     fn inside_edges_and_outside() {
-        let memory = GuestMemory { host_base: 0x100_0000, size: 0x1000 };
+        let memory = GuestMemory {
+            host_base: 0x100_0000,
+            size: 0x1000,
+        };
         assert_eq!(memory.check(0, 0x1000).unwrap().host(), 0x100_0000);
         assert_eq!(memory.check(0xFFF, 1).unwrap().host(), 0x100_0FFF);
         assert!(memory.check(0x1000, 1).is_err());

@@ -76,7 +76,9 @@ impl fmt::Display for DecodeError {
         match self {
             Self::Truncated => f.write_str("compiled manifest is truncated"),
             Self::BadMagic => f.write_str("not a compiled manifest (bad magic)"),
-            Self::UnsupportedVersion(v) => write!(f, "compiled manifest version {v} is not supported"),
+            Self::UnsupportedVersion(v) => {
+                write!(f, "compiled manifest version {v} is not supported")
+            }
             Self::TooLarge(n) => write!(f, "compiled manifest payload of {n} bytes is too large"),
             Self::BadChecksum => f.write_str("compiled manifest checksum mismatch"),
             Self::Malformed => f.write_str("compiled manifest payload is malformed"),
@@ -107,7 +109,9 @@ impl BootManifest {
         if bytes[..8] != MANIFEST_MAGIC {
             return Err(DecodeError::BadMagic);
         }
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let version = word(8);
         if version != MANIFEST_VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
@@ -116,7 +120,9 @@ impl BootManifest {
         if length > MAX_PAYLOAD {
             return Err(DecodeError::TooLarge(length));
         }
-        let payload = bytes.get(HEADER_LEN..HEADER_LEN + length).ok_or(DecodeError::Truncated)?;
+        let payload = bytes
+            .get(HEADER_LEN..HEADER_LEN + length)
+            .ok_or(DecodeError::Truncated)?;
         if crc32fast::hash(payload) != word(16) {
             return Err(DecodeError::BadChecksum);
         }
@@ -170,17 +176,29 @@ mod tests {
     #[test]
     fn header_errors() {
         let bytes = sample().encode();
-        assert_eq!(BootManifest::decode(&bytes[..10]), Err(DecodeError::Truncated));
-        assert_eq!(BootManifest::decode(&bytes[..bytes.len() - 1]), Err(DecodeError::Truncated));
+        assert_eq!(
+            BootManifest::decode(&bytes[..10]),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            BootManifest::decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Truncated)
+        );
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert_eq!(BootManifest::decode(&bad), Err(DecodeError::BadMagic));
         let mut bad = bytes.clone();
         bad[8] = 9;
-        assert_eq!(BootManifest::decode(&bad), Err(DecodeError::UnsupportedVersion(9)));
+        assert_eq!(
+            BootManifest::decode(&bad),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
         let mut bad = bytes.clone();
         bad[15] = 0x7f;
-        assert!(matches!(BootManifest::decode(&bad), Err(DecodeError::TooLarge(_))));
+        assert!(matches!(
+            BootManifest::decode(&bad),
+            Err(DecodeError::TooLarge(_))
+        ));
         let mut bad = bytes.clone();
         let last = bad.len() - 1;
         bad[last] ^= 0x55;
@@ -192,7 +210,10 @@ mod tests {
         let mut manifest = sample();
         manifest.cells[0].memory_mib = 1;
         let bytes = manifest.encode();
-        assert!(matches!(BootManifest::decode(&bytes), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            BootManifest::decode(&bytes),
+            Err(DecodeError::Invalid(_))
+        ));
     }
 
     proptest! {

@@ -22,7 +22,10 @@ pub struct ManifestError {
 
 impl ManifestError {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -41,14 +44,21 @@ fn check_name(field: &str, name: &str) -> Result<(), ManifestError> {
         return Err(ManifestError::new(field, "must not be empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(ManifestError::new(field, format!("`{name}` is longer than {MAX_NAME_LEN} bytes")));
+        return Err(ManifestError::new(
+            field,
+            format!("`{name}` is longer than {MAX_NAME_LEN} bytes"),
+        ));
     }
-    let valid = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    let valid = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && name.as_bytes()[0].is_ascii_lowercase();
     if !valid {
         return Err(ManifestError::new(
             field,
-            format!("`{name}` must start with a lowercase letter and hold only a-z, 0-9, `-` and `_`"),
+            format!(
+                "`{name}` must start with a lowercase letter and hold only a-z, 0-9, `-` and `_`"
+            ),
         ));
     }
     Ok(())
@@ -58,25 +68,45 @@ fn check_name(field: &str, name: &str) -> Result<(), ManifestError> {
 pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
     check_name("system.name", &manifest.name)?;
     if manifest.cells.is_empty() {
-        return Err(ManifestError::new("cell", "at least one cell is required (cell 0, the microkernel)"));
+        return Err(ManifestError::new(
+            "cell",
+            "at least one cell is required (cell 0, the microkernel)",
+        ));
     }
     if manifest.cells.len() > MAX_CELLS {
         return Err(ManifestError::new(
             "cell",
-            format!("{} cells given; at most {MAX_CELLS} are supported", manifest.cells.len()),
+            format!(
+                "{} cells given; at most {MAX_CELLS} are supported",
+                manifest.cells.len()
+            ),
         ));
     }
     for (index, cell) in manifest.cells.iter().enumerate() {
         let at = |field: &str| format!("cell[{index}].{field}");
         check_name(&at("name"), &cell.name)?;
-        if let Some(first) = manifest.cells[..index].iter().position(|c| c.name == cell.name) {
-            return Err(ManifestError::new(at("name"), format!("`{}` is already the name of cell[{first}]", cell.name)));
+        if let Some(first) = manifest.cells[..index]
+            .iter()
+            .position(|c| c.name == cell.name)
+        {
+            return Err(ManifestError::new(
+                at("name"),
+                format!("`{}` is already the name of cell[{first}]", cell.name),
+            ));
         }
         match (index, cell.kind) {
             (0, CellKind::Microkernel) => {}
-            (0, _) => return Err(ManifestError::new(at("kind"), "cell 0 must be the microkernel")),
+            (0, _) => {
+                return Err(ManifestError::new(
+                    at("kind"),
+                    "cell 0 must be the microkernel",
+                ))
+            }
             (_, CellKind::Microkernel) => {
-                return Err(ManifestError::new(at("kind"), "only cell 0 may be the microkernel"))
+                return Err(ManifestError::new(
+                    at("kind"),
+                    "only cell 0 may be the microkernel",
+                ))
             }
             _ => {}
         }
@@ -88,21 +118,33 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
         if cell.memory_mib < minimum || cell.memory_mib > MAX_CELL_MIB {
             return Err(ManifestError::new(
                 at("memory_mib"),
-                format!("{} MiB is outside {minimum}..={MAX_CELL_MIB} MiB for this kind of cell", cell.memory_mib),
+                format!(
+                    "{} MiB is outside {minimum}..={MAX_CELL_MIB} MiB for this kind of cell",
+                    cell.memory_mib
+                ),
             ));
         }
         if cell.memory_mib % 2 != 0 {
             return Err(ManifestError::new(
                 at("memory_mib"),
-                format!("{} MiB is not a multiple of 2 MiB (cells are mapped with 2 MiB pages)", cell.memory_mib),
+                format!(
+                    "{} MiB is not a multiple of 2 MiB (cells are mapped with 2 MiB pages)",
+                    cell.memory_mib
+                ),
             ));
         }
         check_name(&at("image"), &cell.image)?;
         if cell.args.len() > MAX_ARGS_LEN {
-            return Err(ManifestError::new(at("args"), format!("longer than {MAX_ARGS_LEN} bytes")));
+            return Err(ManifestError::new(
+                at("args"),
+                format!("longer than {MAX_ARGS_LEN} bytes"),
+            ));
         }
         if cell.modules.len() > MAX_MODULES {
-            return Err(ManifestError::new(at("modules"), format!("more than {MAX_MODULES} modules")));
+            return Err(ManifestError::new(
+                at("modules"),
+                format!("more than {MAX_MODULES} modules"),
+            ));
         }
         for (m, module) in cell.modules.iter().enumerate() {
             check_name(&format!("cell[{index}].modules[{m}]"), module)?;
@@ -110,7 +152,10 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
         if cell.restart_limit > MAX_RESTART_LIMIT {
             return Err(ManifestError::new(
                 at("restart_limit"),
-                format!("{} is above the maximum of {MAX_RESTART_LIMIT}", cell.restart_limit),
+                format!(
+                    "{} is above the maximum of {MAX_RESTART_LIMIT}",
+                    cell.restart_limit
+                ),
             ));
         }
     }

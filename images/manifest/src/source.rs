@@ -63,7 +63,9 @@ impl Manifest {
             // toml's message names the key and quotes the line; keep it whole
             // but on one line so build logs stay readable.
             let message = e.message().trim_end().replace('\n', "; ");
-            let line = e.span().map(|span| text[..span.start].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|span| text[..span.start].matches('\n').count() + 1);
             match line {
                 Some(line) => ManifestError::new(alloc::format!("line {line}"), message),
                 None => ManifestError::new("", message),

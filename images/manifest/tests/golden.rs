@@ -20,7 +20,8 @@ fn bad_manifests_give_their_exact_errors() {
         let text = fs::read_to_string(&path).expect("readable manifest");
         let expected = fs::read_to_string(path.with_extension("err"))
             .unwrap_or_else(|_| panic!("{} has no .err file", path.display()));
-        let error = Manifest::compile(&text).expect_err(&format!("{} must be rejected", path.display()));
+        let error =
+            Manifest::compile(&text).expect_err(&format!("{} must be rejected", path.display()));
         assert_eq!(error.to_string(), expected.trim_end(), "{}", path.display());
         seen += 1;
     }

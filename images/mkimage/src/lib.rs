@@ -21,7 +21,11 @@ pub enum ImageError {
     /// The manifest breaks a rule.
     Manifest(PathBuf, kasane_manifest::ManifestError),
     /// A cell names a component the build does not provide.
-    MissingComponent { name: String, field: String, known: Vec<String> },
+    MissingComponent {
+        name: String,
+        field: String,
+        known: Vec<String>,
+    },
     /// A component file is missing on disk.
     MissingFile(String, PathBuf),
     /// Writing the ISO tree failed.
@@ -33,14 +37,18 @@ pub enum ImageError {
 impl fmt::Display for ImageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ReadManifest(path, e) => write!(f, "{}: cannot read manifest: {e}", path.display()),
+            Self::ReadManifest(path, e) => {
+                write!(f, "{}: cannot read manifest: {e}", path.display())
+            }
             Self::Manifest(path, e) => write!(f, "{}: {e}", path.display()),
             Self::MissingComponent { name, field, known } => write!(
                 f,
                 "{field}: no component named `{name}` was built (known: {})",
                 known.join(", ")
             ),
-            Self::MissingFile(name, path) => write!(f, "component `{name}`: {} does not exist", path.display()),
+            Self::MissingFile(name, path) => {
+                write!(f, "component `{name}`: {} does not exist", path.display())
+            }
             Self::Io(path, e) => write!(f, "{}: {e}", path.display()),
             Self::Grub(message) => f.write_str(message),
         }
@@ -51,7 +59,8 @@ impl std::error::Error for ImageError {}
 
 /// Reads and compiles a manifest file.
 pub fn compile_manifest(path: &Path) -> Result<BootManifest, ImageError> {
-    let text = fs::read_to_string(path).map_err(|e| ImageError::ReadManifest(path.to_owned(), e))?;
+    let text =
+        fs::read_to_string(path).map_err(|e| ImageError::ReadManifest(path.to_owned(), e))?;
     Manifest::compile(&text).map_err(|e| ImageError::Manifest(path.to_owned(), e))
 }
 
@@ -125,7 +134,11 @@ pub fn build_image(spec: &ImageSpec<'_>) -> Result<(), ImageError> {
     let mut names = Vec::new();
     for (name, field) in needed {
         let Some(path) = spec.components.get(&name) else {
-            return Err(ImageError::MissingComponent { name, field, known: known.clone() });
+            return Err(ImageError::MissingComponent {
+                name,
+                field,
+                known: known.clone(),
+            });
         };
         if !path.exists() {
             return Err(ImageError::MissingFile(name, path.clone()));
@@ -133,7 +146,11 @@ pub fn build_image(spec: &ImageSpec<'_>) -> Result<(), ImageError> {
         fs::copy(path, boot.join(&name)).map_err(io(path))?;
         names.push(name);
     }
-    fs::write(boot.join("grub/grub.cfg"), grub_config(&spec.manifest.name, &names)).map_err(io(&boot))?;
+    fs::write(
+        boot.join("grub/grub.cfg"),
+        grub_config(&spec.manifest.name, &names),
+    )
+    .map_err(io(&boot))?;
     let output = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(spec.output)
@@ -196,6 +213,9 @@ mod tests {
             output: &dir.path().join("out.iso"),
         };
         let error = build_image(&spec).unwrap_err().to_string();
-        assert_eq!(error, "cell[0].modules[0]: no component named `ramfs` was built (known: microkernel)");
+        assert_eq!(
+            error,
+            "cell[0].modules[0]: no component named `ramfs` was built (known: microkernel)"
+        );
     }
 }

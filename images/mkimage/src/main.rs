@@ -37,15 +37,18 @@ fn run(args: Vec<String>) -> Result<(), String> {
             let mut components = BTreeMap::new();
             let mut rest = args[1..].iter();
             while let Some(flag) = rest.next() {
-                let value = rest.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+                let value = rest
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
                 match flag.as_str() {
                     "--manifest" => manifest = Some(PathBuf::from(value)),
                     "--hvm" => hvm = Some(PathBuf::from(value)),
                     "--out" => out = Some(PathBuf::from(value)),
                     "--work" => work = Some(PathBuf::from(value)),
                     "--component" => {
-                        let (name, path) =
-                            value.split_once('=').ok_or_else(|| format!("--component wants NAME=PATH, got `{value}`"))?;
+                        let (name, path) = value
+                            .split_once('=')
+                            .ok_or_else(|| format!("--component wants NAME=PATH, got `{value}`"))?;
                         components.insert(name.to_owned(), PathBuf::from(path));
                     }
                     other => return Err(format!("unknown option `{other}`\n{USAGE}")),
@@ -57,7 +60,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
             let hvm = hvm.ok_or_else(|| missing("--hvm"))?;
             let out = out.ok_or_else(|| missing("--out"))?;
             let work = work.ok_or_else(|| missing("--work"))?;
-            let spec = ImageSpec { hvm: &hvm, components, manifest: &manifest, work: &work, output: &out };
+            let spec = ImageSpec {
+                hvm: &hvm,
+                components,
+                manifest: &manifest,
+                work: &work,
+                output: &out,
+            };
             build_image(&spec).map_err(|e| e.to_string())?;
             println!("{}", out.display());
             Ok(())

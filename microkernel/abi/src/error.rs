@@ -31,7 +31,8 @@ pub enum Error {
     /// The IPC timeout ran out, or was zero and no partner was ready.
     Timeout = 7,
     /// The message does not fit: too many words, more strings than the
-    /// receiver offered buffers, or a string longer than its buffer.
+    /// receiver offered buffers, a string longer than its buffer, or a map
+    /// or grant item for a receiver whose receive window is nil.
     MessageTooLong = 8,
     /// The IPC was cancelled by `exchange_registers`.
     Cancelled = 9,

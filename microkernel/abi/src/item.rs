@@ -89,7 +89,10 @@ impl Fpage {
     /// The whole user-addressable half with the given rights (L4 X.2,
     /// "CompleteAddressSpace").
     pub const fn complete(rights: Rights) -> Fpage {
-        Fpage(((Self::MAX_SIZE_LOG2 as u64) << FPAGE_SIZE_SHIFT) | (rights.bits() & FPAGE_RIGHTS_MASK))
+        Fpage(
+            ((Self::MAX_SIZE_LOG2 as u64) << FPAGE_SIZE_SHIFT)
+                | (rights.bits() & FPAGE_RIGHTS_MASK),
+        )
     }
 
     /// Decodes a word from the other side, checking every rule of
@@ -277,14 +280,29 @@ mod tests {
 
     #[test]
     fn fpage_rejects_bad_shapes() {
-        assert_eq!(Fpage::new(0x1000, 11, Rights::READ), Err(Error::InvalidItem));
-        assert_eq!(Fpage::new(0x1000, 48, Rights::READ), Err(Error::InvalidItem));
-        assert_eq!(Fpage::new(0x1000, 13, Rights::READ), Err(Error::InvalidItem));
-        assert_eq!(Fpage::new(1 << 47, 12, Rights::READ), Err(Error::InvalidItem));
+        assert_eq!(
+            Fpage::new(0x1000, 11, Rights::READ),
+            Err(Error::InvalidItem)
+        );
+        assert_eq!(
+            Fpage::new(0x1000, 48, Rights::READ),
+            Err(Error::InvalidItem)
+        );
+        assert_eq!(
+            Fpage::new(0x1000, 13, Rights::READ),
+            Err(Error::InvalidItem)
+        );
+        assert_eq!(
+            Fpage::new(1 << 47, 12, Rights::READ),
+            Err(Error::InvalidItem)
+        );
         assert!(Fpage::new((1 << 47) - 0x1000, 12, Rights::READ).is_ok());
         // Reserved bits 3, 10 and 11.
         for bit in [3, 10, 11] {
-            assert_eq!(Fpage::from_raw(0x1000 | (12 << 4) | (1 << bit)), Err(Error::InvalidItem));
+            assert_eq!(
+                Fpage::from_raw(0x1000 | (12 << 4) | (1 << bit)),
+                Err(Error::InvalidItem)
+            );
         }
         // Size field 0 with a nonzero base is not nil.
         assert_eq!(Fpage::from_raw(0x1000), Err(Error::InvalidItem));
@@ -329,7 +347,10 @@ mod tests {
     fn items_reject_garbage() {
         assert_eq!(TypedItem::decode([0, 0]), Err(Error::InvalidItem));
         assert_eq!(TypedItem::decode([4, 0]), Err(Error::InvalidItem));
-        assert_eq!(TypedItem::decode([1 | (1 << 4), 0]), Err(Error::InvalidItem));
+        assert_eq!(
+            TypedItem::decode([1 | (1 << 4), 0]),
+            Err(Error::InvalidItem)
+        );
         assert_eq!(
             TypedItem::decode([1 | ((MAX_STRING_LENGTH + 1) << 16), 0]),
             Err(Error::MessageTooLong)

@@ -32,12 +32,12 @@ pub mod user;
 pub use error::{Error, IpcError, IpcPhase};
 pub use item::{Fpage, MapItem, Rights, StringItem, TypedItem};
 pub use message::{
-    FromSpecifier, MessageTag, TagFlags, EXCEPTION_LABEL, INTERRUPT_LABEL,
-    MESSAGE_REGISTER_COUNT, PAGE_FAULT_LABEL, REGISTER_MESSAGE_REGISTERS,
+    FromSpecifier, MessageTag, TagFlags, EXCEPTION_LABEL, INTERRUPT_LABEL, MESSAGE_REGISTER_COUNT,
+    PAGE_FAULT_LABEL, REGISTER_MESSAGE_REGISTERS,
 };
 pub use syscall::{
-    ExchangeControl, InterruptControlOperation, KernelInfoSelector, SpaceControlOperation,
-    Syscall, ThreadControlOperation, ThreadStateFlags, UnmapFlags,
+    ExchangeControl, InterruptControlOperation, KernelInfoSelector, SpaceControlOperation, Syscall,
+    ThreadControlOperation, ThreadStateFlags, UnmapFlags,
 };
 pub use thread::{TaskId, ThreadId};
 pub use timeout::{Timeout, Timeouts};

@@ -226,8 +226,14 @@ mod tests {
         assert_eq!(MessageTag::new(1, 62, 2), Err(Error::MessageTooLong));
         assert_eq!(MessageTag::new(1, 64, 0), Err(Error::MessageTooLong));
         assert_eq!(MessageTag::new(1, 2, 3), Err(Error::InvalidItem));
-        assert_eq!(MessageTag::new(MAX_LABEL + 1, 0, 0), Err(Error::InvalidArgument));
-        assert_eq!(MessageTag::from_raw((40 << 6) | 40).validate(), Err(Error::MessageTooLong));
+        assert_eq!(
+            MessageTag::new(MAX_LABEL + 1, 0, 0),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            MessageTag::from_raw((40 << 6) | 40).validate(),
+            Err(Error::MessageTooLong)
+        );
     }
 
     #[test]
@@ -249,7 +255,10 @@ mod tests {
             FromSpecifier::Any,
             FromSpecifier::Thread(thread),
         ] {
-            assert_eq!(FromSpecifier::from_thread_id(specifier.to_thread_id()), specifier);
+            assert_eq!(
+                FromSpecifier::from_thread_id(specifier.to_thread_id()),
+                specifier
+            );
         }
         assert!(FromSpecifier::Any.accepts(thread));
         assert!(FromSpecifier::Thread(thread).accepts(thread));

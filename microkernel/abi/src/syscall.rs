@@ -304,16 +304,34 @@ mod tests {
 
     #[test]
     fn operations_decode() {
-        assert_eq!(ThreadControlOperation::try_from(1), Ok(ThreadControlOperation::Delete));
-        assert_eq!(ThreadControlOperation::try_from(2), Err(Error::InvalidArgument));
-        assert_eq!(SpaceControlOperation::try_from(0), Ok(SpaceControlOperation::Create));
-        assert_eq!(SpaceControlOperation::try_from(9), Err(Error::InvalidArgument));
+        assert_eq!(
+            ThreadControlOperation::try_from(1),
+            Ok(ThreadControlOperation::Delete)
+        );
+        assert_eq!(
+            ThreadControlOperation::try_from(2),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            SpaceControlOperation::try_from(0),
+            Ok(SpaceControlOperation::Create)
+        );
+        assert_eq!(
+            SpaceControlOperation::try_from(9),
+            Err(Error::InvalidArgument)
+        );
         assert_eq!(
             InterruptControlOperation::try_from(2),
             Ok(InterruptControlOperation::Acknowledge)
         );
-        assert_eq!(InterruptControlOperation::try_from(3), Err(Error::InvalidArgument));
-        assert_eq!(KernelInfoSelector::try_from(4), Ok(KernelInfoSelector::UtcbAddress));
+        assert_eq!(
+            InterruptControlOperation::try_from(3),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            KernelInfoSelector::try_from(4),
+            Ok(KernelInfoSelector::UtcbAddress)
+        );
         assert_eq!(KernelInfoSelector::try_from(5), Err(Error::InvalidArgument));
     }
 
@@ -323,8 +341,14 @@ mod tests {
             ExchangeControl::from_raw(0b11),
             Ok(ExchangeControl::SET_INSTRUCTION_POINTER | ExchangeControl::SET_STACK_POINTER)
         );
-        assert_eq!(ExchangeControl::from_raw(1 << 7), Err(Error::InvalidArgument));
-        assert_eq!(ExchangeControl::from_raw(0b1_1000), Err(Error::InvalidArgument));
+        assert_eq!(
+            ExchangeControl::from_raw(1 << 7),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            ExchangeControl::from_raw(0b1_1000),
+            Err(Error::InvalidArgument)
+        );
         assert_eq!(UnmapFlags::from_raw(1), Ok(UnmapFlags::INCLUDE_SELF));
         assert_eq!(UnmapFlags::from_raw(2), Err(Error::InvalidArgument));
     }

@@ -115,7 +115,10 @@ mod tests {
             .encode(),
             u32::MAX - 1
         );
-        assert_eq!(Timeout::decode(250), Timeout::Relative { microseconds: 250 });
+        assert_eq!(
+            Timeout::decode(250),
+            Timeout::Relative { microseconds: 250 }
+        );
         let pair = Timeouts {
             send: Timeout::Zero,
             receive: Timeout::Relative { microseconds: 10 },
@@ -129,8 +132,14 @@ mod tests {
     fn deadlines() {
         assert_eq!(Timeout::Zero.deadline(100), Some(100));
         assert_eq!(Timeout::Never.deadline(100), None);
-        assert_eq!(Timeout::Relative { microseconds: 5 }.deadline(100), Some(105));
-        assert_eq!(Timeout::Relative { microseconds: 0 }.deadline(100), Some(100));
+        assert_eq!(
+            Timeout::Relative { microseconds: 5 }.deadline(100),
+            Some(105)
+        );
+        assert_eq!(
+            Timeout::Relative { microseconds: 0 }.deadline(100),
+            Some(100)
+        );
         assert!(Timeout::Relative { microseconds: 0 }.is_zero());
         assert_eq!(
             Timeout::Relative { microseconds: 5 }.deadline(u64::MAX - 1),

@@ -197,7 +197,11 @@ pub fn send(utcb: &mut Utcb, to: ThreadId, timeout: Timeout) -> Result<(), IpcEr
 }
 
 /// Waits for a message from `from` (a thread or any); returns its sender.
-pub fn receive(utcb: &mut Utcb, from: FromSpecifier, timeout: Timeout) -> Result<ThreadId, IpcError> {
+pub fn receive(
+    utcb: &mut Utcb,
+    from: FromSpecifier,
+    timeout: Timeout,
+) -> Result<ThreadId, IpcError> {
     let timeouts = Timeouts {
         send: Timeout::Zero,
         receive: timeout,
@@ -248,7 +252,8 @@ pub fn debug_print(text: &str) -> Result<(), Error> {
 /// Reads one kernel fact.
 pub fn kernel_info(selector: KernelInfoSelector) -> Result<u64, Error> {
     // SAFETY: `kernel_info` changes no state.
-    let (status, results) = unsafe { syscall(Syscall::KernelInfo, [selector as u64, 0, 0, 0, 0, 0]) };
+    let (status, results) =
+        unsafe { syscall(Syscall::KernelInfo, [selector as u64, 0, 0, 0, 0, 0]) };
     Error::check(status)?;
     Ok(results[0])
 }
@@ -293,7 +298,14 @@ pub fn space_create() -> Result<TaskId, Error> {
 
 /// Destroys a task with its threads and mappings (root task only).
 pub fn space_destroy(task: TaskId) -> Result<(), Error> {
-    let arguments = [SpaceControlOperation::Destroy as u64, task.raw(), 0, 0, 0, 0];
+    let arguments = [
+        SpaceControlOperation::Destroy as u64,
+        task.raw(),
+        0,
+        0,
+        0,
+        0,
+    ];
     // SAFETY: mappings derived from the destroyed task vanish from other
     // tasks, but the kernel never lets the root task (the only caller) be
     // destroyed, and memory the root task owns is never derived from
@@ -309,7 +321,11 @@ pub fn space_destroy(task: TaskId) -> Result<(), Error> {
 ///
 /// If `task` is the caller's own, the kernel maps the new UTCB page at
 /// `utcb_address`, which must not hold memory the caller uses.
-pub unsafe fn thread_create(task: TaskId, pager: ThreadId, utcb_address: u64) -> Result<ThreadId, Error> {
+pub unsafe fn thread_create(
+    task: TaskId,
+    pager: ThreadId,
+    utcb_address: u64,
+) -> Result<ThreadId, Error> {
     let arguments = [
         ThreadControlOperation::Create as u64,
         task.raw(),
@@ -332,7 +348,14 @@ pub unsafe fn thread_create(task: TaskId, pager: ThreadId, utcb_address: u64) ->
 /// borrowed or locked stays borrowed or locked, and its stack must not be
 /// reused while something may still point into it.
 pub unsafe fn thread_delete(thread: ThreadId) -> Result<(), Error> {
-    let arguments = [ThreadControlOperation::Delete as u64, thread.raw(), 0, 0, 0, 0];
+    let arguments = [
+        ThreadControlOperation::Delete as u64,
+        thread.raw(),
+        0,
+        0,
+        0,
+        0,
+    ];
     // SAFETY: forwarded from this function's contract.
     let (status, _) = unsafe { syscall(Syscall::ThreadControl, arguments) };
     Error::check(status)
@@ -415,7 +438,11 @@ pub fn interrupt_acknowledge(irq: u8) -> Result<(), Error> {
     interrupt_control(InterruptControlOperation::Acknowledge, irq, ThreadId::NIL)
 }
 
-fn interrupt_control(operation: InterruptControlOperation, irq: u8, handler: ThreadId) -> Result<(), Error> {
+fn interrupt_control(
+    operation: InterruptControlOperation,
+    irq: u8,
+    handler: ThreadId,
+) -> Result<(), Error> {
     let arguments = [operation as u64, u64::from(irq), handler.raw(), 0, 0, 0];
     // SAFETY: interrupt routing changes no memory of the caller.
     let (status, _) = unsafe { syscall(Syscall::InterruptControl, arguments) };

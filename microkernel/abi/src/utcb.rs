@@ -1,5 +1,7 @@
-//! The user thread control block (UTCB): one page per thread, shared with
-//! the kernel, holding message and buffer registers.
+//! The user thread control block (UTCB): a page of per-thread registers.
+//!
+//! One page per thread, shared with the kernel, holding the message
+//! registers, the receive targets and a few kernel-written facts.
 //!
 //! Layout (byte offsets; L4 X.2, "Virtual Registers", with the TCRs that
 //! the kernel must trust, such as the pager, kept in the kernel instead):

@@ -198,7 +198,10 @@ mod tests {
         assert_eq!(listed, [0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000]);
         assert_eq!(pages(region).size_hint(), (4, Some(4)));
         assert_eq!(pages(Fpage::NIL).count(), 0);
-        assert_eq!(pages(Fpage::complete(Rights::READ)).size_hint().1, Some(1 << 35));
+        assert_eq!(
+            pages(Fpage::complete(Rights::READ)).size_hint().1,
+            Some(1 << 35)
+        );
     }
 
     #[test]
@@ -235,7 +238,10 @@ mod tests {
         assert_eq!(derive_rights(Rights::READ, Rights::FULL), Rights::READ);
         let read_only = Fpage::new(0x1000, 12, Rights::READ).unwrap();
         let write_only = Fpage::new(0, 16, Rights::WRITE).unwrap();
-        assert_eq!(intersection(read_only, write_only).unwrap().rights(), Rights::empty());
+        assert_eq!(
+            intersection(read_only, write_only).unwrap().rights(),
+            Rights::empty()
+        );
     }
 
     fn any_fpage() -> impl Strategy<Value = Fpage> {

@@ -32,7 +32,9 @@
 
 use alloc::vec::Vec;
 
-use microkernel_abi::{Error, FromSpecifier, IpcError, ThreadId, Timeout, Timeouts};
+use microkernel_abi::{
+    Error, FromSpecifier, IpcError, ThreadId, ThreadStateFlags, Timeout, Timeouts,
+};
 
 use crate::timeout::TimeoutQueue;
 
@@ -59,6 +61,20 @@ pub enum IpcState {
         /// The thread it called.
         from: ThreadId,
     },
+}
+
+impl IpcState {
+    /// The IPC part of what `exchange_registers` reports (the kernel adds
+    /// [`ThreadStateFlags::HALTED`] itself).
+    pub fn state_flags(self) -> ThreadStateFlags {
+        match self {
+            IpcState::Idle => ThreadStateFlags::empty(),
+            IpcState::Sending { .. } => ThreadStateFlags::SENDING,
+            IpcState::Receiving { .. } | IpcState::AwaitingReply { .. } => {
+                ThreadStateFlags::RECEIVING
+            }
+        }
+    }
 }
 
 /// A receive phase: whom from, and how long to wait.
@@ -186,7 +202,9 @@ impl IpcEngine {
         }
         let index = id.index() as usize;
         if self.slots.len() <= index {
-            self.slots.try_reserve(index + 1 - self.slots.len()).map_err(|_| Error::OutOfResources)?;
+            self.slots
+                .try_reserve(index + 1 - self.slots.len())
+                .map_err(|_| Error::OutOfResources)?;
             self.slots.resize(index + 1, None);
         }
         match self.slots.get_mut(index) {
@@ -310,6 +328,9 @@ impl IpcEngine {
         Some(ThreadId::interrupt(irq))
     }
 
+    // The phase helpers take the step's shared pieces (clock, transfer
+    // function, wake list) one by one; bundling them would only add a type.
+    #[allow(clippy::too_many_arguments)]
     fn send_phase<F>(
         &mut self,
         caller: u32,
@@ -468,7 +489,13 @@ impl IpcEngine {
 
     /// Performs `caller`'s `ipc` at time `now` (microseconds). `transfer`
     /// is called for each message that moves, before the step returns.
-    pub fn ipc<F>(&mut self, caller: ThreadId, request: IpcRequest, now: u64, mut transfer: F) -> Step
+    pub fn ipc<F>(
+        &mut self,
+        caller: ThreadId,
+        request: IpcRequest,
+        now: u64,
+        mut transfer: F,
+    ) -> Step
     where
         F: FnMut(Transfer) -> Result<(), Error>,
     {
@@ -495,7 +522,15 @@ impl IpcEngine {
         };
         let partner = (!request.to.is_nil()).then_some(request.to);
         if let Some(to) = partner {
-            match self.send_phase(index, to, then, request.timeouts.send, now, &mut transfer, &mut woken) {
+            match self.send_phase(
+                index,
+                to,
+                then,
+                request.timeouts.send,
+                now,
+                &mut transfer,
+                &mut woken,
+            ) {
                 SendOutcome::Delivered => {}
                 SendOutcome::Blocked => {
                     return Step {
@@ -518,7 +553,15 @@ impl IpcEngine {
             };
         };
         let mut cascade = Vec::new();
-        let result = self.receive_phase(index, phase, partner, now, &mut transfer, &mut woken, &mut cascade);
+        let result = self.receive_phase(
+            index,
+            phase,
+            partner,
+            now,
+            &mut transfer,
+            &mut woken,
+            &mut cascade,
+        );
         self.run_cascade(now, &mut transfer, &mut woken, &mut cascade);
         Step {
             caller: match result {
@@ -757,7 +800,12 @@ mod tests {
     }
 
     fn call(to: ThreadId) -> IpcRequest {
-        request(to, FromSpecifier::Thread(to), Timeout::Never, Timeout::Never)
+        request(
+            to,
+            FromSpecifier::Thread(to),
+            Timeout::Never,
+            Timeout::Never,
+        )
     }
 
     fn send(to: ThreadId, timeout: Timeout) -> IpcRequest {
@@ -773,7 +821,12 @@ mod tests {
     }
 
     /// Runs an IPC and records the transfers it asked for.
-    fn run(engine: &mut IpcEngine, caller: ThreadId, request: IpcRequest, now: u64) -> (Step, Vec<Transfer>) {
+    fn run(
+        engine: &mut IpcEngine,
+        caller: ThreadId,
+        request: IpcRequest,
+        now: u64,
+    ) -> (Step, Vec<Transfer>) {
         let mut transfers = Vec::new();
         let step = engine.ipc(caller, request, now, |transfer| {
             transfers.push(transfer);
@@ -791,22 +844,47 @@ mod tests {
     fn call_then_reply_and_wait() {
         let (client, server) = (thread(0), thread(1));
         let mut engine = engine(2);
-        let (step, _) = run(&mut engine, server, receive(FromSpecifier::Any, Timeout::Never), 0);
+        let (step, _) = run(
+            &mut engine,
+            server,
+            receive(FromSpecifier::Any, Timeout::Never),
+            0,
+        );
         assert_eq!(step.caller, Outcome::Blocked);
 
         let (step, transfers) = run(&mut engine, client, call(server), 1);
         assert_eq!(step.caller, Outcome::Blocked);
         assert_eq!(step.woken, [wakeup(server, Ok(client))]);
-        assert_eq!(transfers, [Transfer { sender: client, receiver: server }]);
-        assert_eq!(engine.state(client), Some(IpcState::AwaitingReply { from: server }));
+        assert_eq!(
+            transfers,
+            [Transfer {
+                sender: client,
+                receiver: server
+            }]
+        );
+        assert_eq!(
+            engine.state(client),
+            Some(IpcState::AwaitingReply { from: server })
+        );
 
         // The reply needs no send timeout: the client is waiting for it.
         let (step, transfers) = run(&mut engine, server, reply_and_wait(client), 2);
         assert_eq!(step.caller, Outcome::Blocked);
         assert_eq!(step.woken, [wakeup(client, Ok(server))]);
-        assert_eq!(transfers, [Transfer { sender: server, receiver: client }]);
+        assert_eq!(
+            transfers,
+            [Transfer {
+                sender: server,
+                receiver: client
+            }]
+        );
         assert_eq!(engine.state(client), Some(IpcState::Idle));
-        assert_eq!(engine.state(server), Some(IpcState::Receiving { from: FromSpecifier::Any }));
+        assert_eq!(
+            engine.state(server),
+            Some(IpcState::Receiving {
+                from: FromSpecifier::Any
+            })
+        );
     }
 
     #[test]
@@ -818,11 +896,43 @@ mod tests {
         assert!(transfers.is_empty());
         assert_eq!(engine.senders(server), [client]);
 
-        let (step, transfers) = run(&mut engine, server, receive(FromSpecifier::Any, Timeout::Never), 5);
+        let (step, transfers) = run(
+            &mut engine,
+            server,
+            receive(FromSpecifier::Any, Timeout::Never),
+            5,
+        );
         assert_eq!(step.caller, Outcome::Completed(Ok(client)));
         assert!(step.woken.is_empty(), "the client now awaits the reply");
-        assert_eq!(transfers, [Transfer { sender: client, receiver: server }]);
-        assert_eq!(engine.state(client), Some(IpcState::AwaitingReply { from: server }));
+        assert_eq!(
+            transfers,
+            [Transfer {
+                sender: client,
+                receiver: server
+            }]
+        );
+        assert_eq!(
+            engine.state(client),
+            Some(IpcState::AwaitingReply { from: server })
+        );
+    }
+
+    #[test]
+    fn state_flags() {
+        let (a, b) = (thread(0), thread(1));
+        let mut engine = engine(2);
+        let flags = |engine: &IpcEngine, id| engine.state(id).map(IpcState::state_flags);
+        assert_eq!(flags(&engine, a), Some(ThreadStateFlags::empty()));
+        run(&mut engine, a, call(b), 0);
+        assert_eq!(flags(&engine, a), Some(ThreadStateFlags::SENDING));
+        run(
+            &mut engine,
+            b,
+            receive(FromSpecifier::Any, Timeout::Never),
+            0,
+        );
+        assert_eq!(flags(&engine, a), Some(ThreadStateFlags::RECEIVING));
+        assert_eq!(flags(&engine, ThreadId::NIL), None);
     }
 
     #[test]
@@ -831,7 +941,12 @@ mod tests {
         let mut engine = engine(2);
         let (step, _) = run(&mut engine, sender, send(receiver, Timeout::Never), 0);
         assert_eq!(step.caller, Outcome::Blocked);
-        let (step, _) = run(&mut engine, receiver, receive(FromSpecifier::Thread(sender), Timeout::Zero), 1);
+        let (step, _) = run(
+            &mut engine,
+            receiver,
+            receive(FromSpecifier::Thread(sender), Timeout::Zero),
+            1,
+        );
         assert_eq!(step.caller, Outcome::Completed(Ok(sender)));
         assert_eq!(step.woken, [wakeup(sender, Ok(ThreadId::NIL))]);
     }
@@ -841,9 +956,20 @@ mod tests {
         let (a, b) = (thread(0), thread(1));
         let mut engine = engine(2);
         let (step, _) = run(&mut engine, a, send(b, Timeout::Zero), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::send(Error::Timeout))));
-        let (step, _) = run(&mut engine, a, receive(FromSpecifier::Any, Timeout::Zero), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::receive(Error::Timeout))));
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::send(Error::Timeout)))
+        );
+        let (step, _) = run(
+            &mut engine,
+            a,
+            receive(FromSpecifier::Any, Timeout::Zero),
+            0,
+        );
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::receive(Error::Timeout)))
+        );
         assert_eq!(engine.next_deadline(), None);
     }
 
@@ -852,7 +978,10 @@ mod tests {
         let (client, server) = (thread(0), thread(1));
         let mut engine = engine(2);
         let (step, _) = run(&mut engine, server, reply_and_wait(client), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::send(Error::Timeout))));
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::send(Error::Timeout)))
+        );
         assert_eq!(engine.state(server), Some(IpcState::Idle));
     }
 
@@ -862,11 +991,21 @@ mod tests {
         let mut engine = engine(3);
         run(&mut engine, a, send(receiver, Timeout::Never), 0);
         run(&mut engine, b, send(receiver, Timeout::Never), 0);
-        let (step, _) = run(&mut engine, receiver, receive(FromSpecifier::Thread(b), Timeout::Zero), 1);
+        let (step, _) = run(
+            &mut engine,
+            receiver,
+            receive(FromSpecifier::Thread(b), Timeout::Zero),
+            1,
+        );
         assert_eq!(step.caller, Outcome::Completed(Ok(b)));
         assert_eq!(engine.senders(receiver), [a]);
         // A closed receive from `b` again blocks although `a` is queued.
-        let (step, _) = run(&mut engine, receiver, receive(FromSpecifier::Thread(b), Timeout::Never), 2);
+        let (step, _) = run(
+            &mut engine,
+            receiver,
+            receive(FromSpecifier::Thread(b), Timeout::Never),
+            2,
+        );
         assert_eq!(step.caller, Outcome::Blocked);
         // `a` cannot get through either.
         assert_eq!(engine.senders(receiver), [a]);
@@ -877,10 +1016,20 @@ mod tests {
         let receiver = thread(0);
         let mut engine = engine(4);
         for sender in 1..4 {
-            run(&mut engine, thread(sender), send(receiver, Timeout::Never), sender as u64);
+            run(
+                &mut engine,
+                thread(sender),
+                send(receiver, Timeout::Never),
+                sender as u64,
+            );
         }
         for sender in 1..4 {
-            let (step, _) = run(&mut engine, receiver, receive(FromSpecifier::Any, Timeout::Zero), 10);
+            let (step, _) = run(
+                &mut engine,
+                receiver,
+                receive(FromSpecifier::Any, Timeout::Zero),
+                10,
+            );
             assert_eq!(step.caller, Outcome::Completed(Ok(thread(sender))));
         }
     }
@@ -890,15 +1039,26 @@ mod tests {
         let (a, b) = (thread(0), thread(1));
         let mut engine = engine(2);
         let relative = Timeout::Relative { microseconds: 100 };
-        run(&mut engine, a, request(b, FromSpecifier::Thread(b), relative, relative), 1000);
+        run(
+            &mut engine,
+            a,
+            request(b, FromSpecifier::Thread(b), relative, relative),
+            1000,
+        );
         assert_eq!(engine.next_deadline(), Some(1100));
         assert!(engine.expire(1099).is_empty());
-        assert_eq!(engine.expire(1100), [wakeup(a, Err(IpcError::send(Error::Timeout)))]);
+        assert_eq!(
+            engine.expire(1100),
+            [wakeup(a, Err(IpcError::send(Error::Timeout)))]
+        );
         assert!(engine.senders(b).is_empty());
         engine.check_invariants().unwrap();
 
         run(&mut engine, b, receive(FromSpecifier::Any, relative), 2000);
-        assert_eq!(engine.expire(5000), [wakeup(b, Err(IpcError::receive(Error::Timeout)))]);
+        assert_eq!(
+            engine.expire(5000),
+            [wakeup(b, Err(IpcError::receive(Error::Timeout)))]
+        );
         engine.check_invariants().unwrap();
     }
 
@@ -914,16 +1074,29 @@ mod tests {
         );
         run(&mut engine, client, timeouts, 0);
         assert_eq!(engine.next_deadline(), None);
-        run(&mut engine, server, receive(FromSpecifier::Any, Timeout::Never), 1000);
+        run(
+            &mut engine,
+            server,
+            receive(FromSpecifier::Any, Timeout::Never),
+            1000,
+        );
         assert_eq!(engine.next_deadline(), Some(1050));
-        assert_eq!(engine.expire(1050), [wakeup(client, Err(IpcError::receive(Error::Timeout)))]);
+        assert_eq!(
+            engine.expire(1050),
+            [wakeup(client, Err(IpcError::receive(Error::Timeout)))]
+        );
     }
 
     #[test]
     fn a_destroyed_server_wakes_its_callers_and_senders() {
         let (client, sender, server, waiting_client) = (thread(0), thread(1), thread(2), thread(3));
         let mut engine = engine(4);
-        run(&mut engine, server, receive(FromSpecifier::Any, Timeout::Never), 0);
+        run(
+            &mut engine,
+            server,
+            receive(FromSpecifier::Any, Timeout::Never),
+            0,
+        );
         run(&mut engine, client, call(server), 1);
         run(&mut engine, sender, send(server, Timeout::Never), 2);
         run(&mut engine, waiting_client, call(server), 3);
@@ -939,7 +1112,10 @@ mod tests {
             ]
         );
         let (step, _) = run(&mut engine, client, call(server), 4);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::send(Error::InvalidThread))));
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::send(Error::InvalidThread)))
+        );
     }
 
     #[test]
@@ -960,12 +1136,29 @@ mod tests {
         let newer = ThreadId::new(1, 2).unwrap();
         engine.register(newer).unwrap();
         let (step, _) = run(&mut engine, thread(0), send(thread(1), Timeout::Never), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::send(Error::InvalidThread))));
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::send(Error::InvalidThread)))
+        );
         let (step, _) = run(&mut engine, thread(1), send(thread(0), Timeout::Never), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::send(Error::InvalidThread))));
-        let (step, _) = run(&mut engine, thread(0), receive(FromSpecifier::Thread(thread(1)), Timeout::Never), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::receive(Error::InvalidThread))));
-        assert_eq!(engine.register(ThreadId::new(1, 3).unwrap()), Err(Error::AlreadyExists));
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::send(Error::InvalidThread)))
+        );
+        let (step, _) = run(
+            &mut engine,
+            thread(0),
+            receive(FromSpecifier::Thread(thread(1)), Timeout::Never),
+            0,
+        );
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::receive(Error::InvalidThread)))
+        );
+        assert_eq!(
+            engine.register(ThreadId::new(1, 3).unwrap()),
+            Err(Error::AlreadyExists)
+        );
         assert_eq!(engine.register(ThreadId::NIL), Err(Error::InvalidThread));
     }
 
@@ -973,27 +1166,60 @@ mod tests {
     fn ipc_with_oneself_is_refused() {
         let mut engine = engine(1);
         let (step, _) = run(&mut engine, thread(0), call(thread(0)), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::send(Error::InvalidThread))));
-        let (step, _) = run(&mut engine, thread(0), receive(FromSpecifier::Thread(thread(0)), Timeout::Never), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::receive(Error::InvalidThread))));
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::send(Error::InvalidThread)))
+        );
+        let (step, _) = run(
+            &mut engine,
+            thread(0),
+            receive(FromSpecifier::Thread(thread(0)), Timeout::Never),
+            0,
+        );
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::receive(Error::InvalidThread)))
+        );
     }
 
     #[test]
     fn a_failed_transfer_fails_both_sides() {
         let (client, server) = (thread(0), thread(1));
         let mut engine = engine(2);
-        run(&mut engine, server, receive(FromSpecifier::Any, Timeout::Never), 0);
+        run(
+            &mut engine,
+            server,
+            receive(FromSpecifier::Any, Timeout::Never),
+            0,
+        );
         let step = engine.ipc(client, call(server), 1, |_| Err(Error::StringFault));
         engine.check_invariants().unwrap();
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::send(Error::StringFault))));
-        assert_eq!(step.woken, [wakeup(server, Err(IpcError::receive(Error::StringFault)))]);
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::send(Error::StringFault)))
+        );
+        assert_eq!(
+            step.woken,
+            [wakeup(server, Err(IpcError::receive(Error::StringFault)))]
+        );
         assert_eq!(engine.state(client), Some(IpcState::Idle));
 
         run(&mut engine, client, call(server), 2);
-        let step = engine.ipc(server, receive(FromSpecifier::Any, Timeout::Never), 3, |_| Err(Error::MessageTooLong));
+        let step = engine.ipc(
+            server,
+            receive(FromSpecifier::Any, Timeout::Never),
+            3,
+            |_| Err(Error::MessageTooLong),
+        );
         engine.check_invariants().unwrap();
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::receive(Error::MessageTooLong))));
-        assert_eq!(step.woken, [wakeup(client, Err(IpcError::send(Error::MessageTooLong)))]);
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::receive(Error::MessageTooLong)))
+        );
+        assert_eq!(
+            step.woken,
+            [wakeup(client, Err(IpcError::send(Error::MessageTooLong)))]
+        );
     }
 
     #[test]
@@ -1002,10 +1228,21 @@ mod tests {
         let mut engine = engine(2);
         run(&mut engine, a, call(b), 0);
         assert_eq!(engine.cancel(a, false, true), None);
-        assert_eq!(engine.cancel(a, true, false), Some(wakeup(a, Err(IpcError::send(Error::Cancelled)))));
+        assert_eq!(
+            engine.cancel(a, true, false),
+            Some(wakeup(a, Err(IpcError::send(Error::Cancelled))))
+        );
         engine.check_invariants().unwrap();
-        run(&mut engine, a, receive(FromSpecifier::Any, Timeout::Never), 0);
-        assert_eq!(engine.cancel(a, false, true), Some(wakeup(a, Err(IpcError::receive(Error::Cancelled)))));
+        run(
+            &mut engine,
+            a,
+            receive(FromSpecifier::Any, Timeout::Never),
+            0,
+        );
+        assert_eq!(
+            engine.cancel(a, false, true),
+            Some(wakeup(a, Err(IpcError::receive(Error::Cancelled))))
+        );
         assert_eq!(engine.cancel(a, true, true), None);
     }
 
@@ -1015,7 +1252,12 @@ mod tests {
         let mut engine = engine(1);
         assert_eq!(engine.raise_interrupt(7, handler), Ok(None));
         assert_eq!(engine.raise_interrupt(3, handler), Ok(None));
-        let (step, transfers) = run(&mut engine, handler, receive(FromSpecifier::Any, Timeout::Never), 0);
+        let (step, transfers) = run(
+            &mut engine,
+            handler,
+            receive(FromSpecifier::Any, Timeout::Never),
+            0,
+        );
         assert_eq!(step.caller, Outcome::Completed(Ok(ThreadId::interrupt(3))));
         assert!(transfers.is_empty());
         let from_seven = FromSpecifier::Thread(ThreadId::interrupt(7));
@@ -1029,9 +1271,20 @@ mod tests {
             Ok(Some(wakeup(handler, Ok(ThreadId::interrupt(7)))))
         );
         engine.clear_interrupt(3, handler);
-        let (step, _) = run(&mut engine, handler, receive(FromSpecifier::Any, Timeout::Zero), 0);
-        assert_eq!(step.caller, Outcome::Completed(Err(IpcError::receive(Error::Timeout))));
-        assert_eq!(engine.raise_interrupt(1, thread(5)), Err(Error::InvalidThread));
+        let (step, _) = run(
+            &mut engine,
+            handler,
+            receive(FromSpecifier::Any, Timeout::Zero),
+            0,
+        );
+        assert_eq!(
+            step.caller,
+            Outcome::Completed(Err(IpcError::receive(Error::Timeout)))
+        );
+        assert_eq!(
+            engine.raise_interrupt(1, thread(5)),
+            Err(Error::InvalidThread)
+        );
     }
 
     #[test]
@@ -1041,30 +1294,64 @@ mod tests {
         // message, `middle`'s receive phase takes `client`'s at once.
         let (client, middle, server) = (thread(0), thread(1), thread(2));
         let mut engine = engine(3);
-        run(&mut engine, middle, request(server, FromSpecifier::Any, Timeout::Never, Timeout::Never), 0);
+        run(
+            &mut engine,
+            middle,
+            request(server, FromSpecifier::Any, Timeout::Never, Timeout::Never),
+            0,
+        );
         run(&mut engine, client, send(middle, Timeout::Never), 1);
-        let (step, transfers) = run(&mut engine, server, receive(FromSpecifier::Any, Timeout::Zero), 2);
+        let (step, transfers) = run(
+            &mut engine,
+            server,
+            receive(FromSpecifier::Any, Timeout::Zero),
+            2,
+        );
         assert_eq!(step.caller, Outcome::Completed(Ok(middle)));
         assert_eq!(
             transfers,
             [
-                Transfer { sender: middle, receiver: server },
-                Transfer { sender: client, receiver: middle },
+                Transfer {
+                    sender: middle,
+                    receiver: server
+                },
+                Transfer {
+                    sender: client,
+                    receiver: middle
+                },
             ]
         );
         assert_eq!(
             step.woken,
-            [wakeup(client, Ok(ThreadId::NIL)), wakeup(middle, Ok(client))]
+            [
+                wakeup(client, Ok(ThreadId::NIL)),
+                wakeup(middle, Ok(client))
+            ]
         );
     }
 
     #[derive(Clone, Debug)]
     enum Operation {
-        Ipc { caller: u32, to: Option<u32>, from: Option<Option<u32>>, send: u8, receive: u8 },
-        Expire { advance: u64 },
-        Destroy { thread: u32 },
-        Cancel { thread: u32 },
-        Interrupt { irq: u8, handler: u32 },
+        Ipc {
+            caller: u32,
+            to: Option<u32>,
+            from: Option<Option<u32>>,
+            send: u8,
+            receive: u8,
+        },
+        Expire {
+            advance: u64,
+        },
+        Destroy {
+            thread: u32,
+        },
+        Cancel {
+            thread: u32,
+        },
+        Interrupt {
+            irq: u8,
+            handler: u32,
+        },
     }
 
     const THREADS: u32 = 5;

@@ -143,7 +143,9 @@ impl MappingDatabase {
     /// The mapping a mapping was derived from (`None` for a root).
     pub fn parent(&self, space: TaskId, address: u64) -> Option<Mapping> {
         let node = self.find(space, address)?;
-        self.node(node).parent.map(|parent| self.node(parent).mapping)
+        self.node(node)
+            .parent
+            .map(|parent| self.node(parent).mapping)
     }
 
     /// Every mapping of `space` in address order.
@@ -162,7 +164,9 @@ impl MappingDatabase {
             }
         }
         let index = u32::try_from(self.nodes.len()).map_err(|_| Error::OutOfResources)?;
-        self.nodes.try_reserve(1).map_err(|_| Error::OutOfResources)?;
+        self.nodes
+            .try_reserve(1)
+            .map_err(|_| Error::OutOfResources)?;
         self.nodes.push(Some(node));
         Ok(index)
     }
@@ -571,7 +575,13 @@ mod tests {
     ) -> Vec<Change> {
         let mut changes = Vec::new();
         assert!(database
-            .map_page((task(from.0), from.1), (task(to.0), to.1), rights, false, &mut changes)
+            .map_page(
+                (task(from.0), from.1),
+                (task(to.0), to.1),
+                rights,
+                false,
+                &mut changes
+            )
             .unwrap());
         database.check_invariants().unwrap();
         changes
@@ -616,7 +626,10 @@ mod tests {
         assert_eq!(database.parent(task(1), 0x4000).unwrap().space, task(ROOT));
         // Asking for more than the source has yields only what it has.
         map(&mut database, (1, 0x4000), (2, 0x8000), Rights::FULL);
-        assert_eq!(database.lookup(task(2), 0x8000).unwrap().rights, Rights::READ);
+        assert_eq!(
+            database.lookup(task(2), 0x8000).unwrap().rights,
+            Rights::READ
+        );
     }
 
     #[test]
@@ -624,15 +637,33 @@ mod tests {
         let mut database = database_with_root(1);
         let mut changes = Vec::new();
         assert_eq!(
-            database.map_page((task(1), 0x1000), (task(2), 0x1000), Rights::FULL, false, &mut changes),
+            database.map_page(
+                (task(1), 0x1000),
+                (task(2), 0x1000),
+                Rights::FULL,
+                false,
+                &mut changes
+            ),
             Ok(false)
         );
         assert_eq!(
-            database.map_page((task(ROOT), 0x10_0000), (task(2), 0x1000), Rights::empty(), false, &mut changes),
+            database.map_page(
+                (task(ROOT), 0x10_0000),
+                (task(2), 0x1000),
+                Rights::empty(),
+                false,
+                &mut changes
+            ),
             Ok(false)
         );
         assert_eq!(
-            database.map_page((task(ROOT), 0x10_0000), (task(2), 0x1001), Rights::FULL, false, &mut changes),
+            database.map_page(
+                (task(ROOT), 0x10_0000),
+                (task(2), 0x1001),
+                Rights::FULL,
+                false,
+                &mut changes
+            ),
             Err(Error::BadAddress)
         );
         assert!(changes.is_empty());
@@ -644,7 +675,12 @@ mod tests {
         map(&mut database, (ROOT, 0x10_0000), (1, 0x1000), Rights::FULL);
         map(&mut database, (1, 0x1000), (2, 0x2000), Rights::FULL);
         map(&mut database, (2, 0x2000), (3, 0x3000), Rights::READ);
-        map(&mut database, (1, 0x1000), (4, 0x4000), Rights::READ | Rights::WRITE);
+        map(
+            &mut database,
+            (1, 0x1000),
+            (4, 0x4000),
+            Rights::READ | Rights::WRITE,
+        );
         let mut changes = Vec::new();
         let fpage = Fpage::new(0x1000, 12, Rights::FULL).unwrap();
         assert_eq!(database.unmap(task(1), fpage, false, &mut changes), 1);
@@ -668,7 +704,12 @@ mod tests {
         map(&mut database, (ROOT, 0x10_0000), (1, 0x1000), Rights::FULL);
         map(&mut database, (1, 0x1000), (2, 0x2000), Rights::FULL);
         let mut changes = Vec::new();
-        database.unmap(task(1), Fpage::new(0, 16, Rights::FULL).unwrap(), true, &mut changes);
+        database.unmap(
+            task(1),
+            Fpage::new(0, 16, Rights::FULL).unwrap(),
+            true,
+            &mut changes,
+        );
         database.check_invariants().unwrap();
         assert_eq!(changes.len(), 2);
         assert!(database.lookup(task(1), 0x1000).is_none());
@@ -679,10 +720,20 @@ mod tests {
     fn unmap_of_some_rights_restricts() {
         let mut database = database_with_root(1);
         map(&mut database, (ROOT, 0x10_0000), (1, 0x1000), Rights::FULL);
-        map(&mut database, (1, 0x1000), (2, 0x2000), Rights::READ | Rights::WRITE);
+        map(
+            &mut database,
+            (1, 0x1000),
+            (2, 0x2000),
+            Rights::READ | Rights::WRITE,
+        );
         map(&mut database, (2, 0x2000), (3, 0x3000), Rights::WRITE);
         let mut changes = Vec::new();
-        database.unmap(task(1), Fpage::new(0x1000, 12, Rights::WRITE).unwrap(), false, &mut changes);
+        database.unmap(
+            task(1),
+            Fpage::new(0x1000, 12, Rights::WRITE).unwrap(),
+            false,
+            &mut changes,
+        );
         database.check_invariants().unwrap();
         assert_eq!(
             changes,
@@ -698,7 +749,10 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(database.lookup(task(1), 0x1000).unwrap().rights, Rights::FULL);
+        assert_eq!(
+            database.lookup(task(1), 0x1000).unwrap().rights,
+            Rights::FULL
+        );
     }
 
     #[test]
@@ -706,8 +760,19 @@ mod tests {
         let mut database = database_with_root(1);
         map(&mut database, (ROOT, 0x10_0000), (1, 0x1000), Rights::FULL);
         let mut changes = Vec::new();
-        database.unmap(task(ROOT), Fpage::complete(Rights::FULL), true, &mut changes);
-        assert_eq!(changes, [Change::Remove { space: task(1), address: 0x1000 }]);
+        database.unmap(
+            task(ROOT),
+            Fpage::complete(Rights::FULL),
+            true,
+            &mut changes,
+        );
+        assert_eq!(
+            changes,
+            [Change::Remove {
+                space: task(1),
+                address: 0x1000
+            }]
+        );
         assert!(database.lookup(task(ROOT), 0x10_0000).is_some());
     }
 
@@ -715,10 +780,21 @@ mod tests {
     fn grant_moves_the_node_and_keeps_its_children() {
         let mut database = database_with_root(1);
         map(&mut database, (ROOT, 0x10_0000), (1, 0x1000), Rights::FULL);
-        map(&mut database, (1, 0x1000), (2, 0x2000), Rights::READ | Rights::WRITE);
+        map(
+            &mut database,
+            (1, 0x1000),
+            (2, 0x2000),
+            Rights::READ | Rights::WRITE,
+        );
         let mut changes = Vec::new();
         assert!(database
-            .map_page((task(1), 0x1000), (task(5), 0x5000), Rights::READ | Rights::WRITE, true, &mut changes)
+            .map_page(
+                (task(1), 0x1000),
+                (task(5), 0x5000),
+                Rights::READ | Rights::WRITE,
+                true,
+                &mut changes
+            )
             .unwrap());
         database.check_invariants().unwrap();
         assert_eq!(
@@ -745,13 +821,27 @@ mod tests {
     fn grant_with_fewer_rights_restricts_the_children() {
         let mut database = database_with_root(1);
         map(&mut database, (ROOT, 0x10_0000), (1, 0x1000), Rights::FULL);
-        map(&mut database, (1, 0x1000), (2, 0x2000), Rights::READ | Rights::WRITE);
+        map(
+            &mut database,
+            (1, 0x1000),
+            (2, 0x2000),
+            Rights::READ | Rights::WRITE,
+        );
         let mut changes = Vec::new();
         database
-            .map_page((task(1), 0x1000), (task(5), 0x5000), Rights::READ, true, &mut changes)
+            .map_page(
+                (task(1), 0x1000),
+                (task(5), 0x5000),
+                Rights::READ,
+                true,
+                &mut changes,
+            )
             .unwrap();
         database.check_invariants().unwrap();
-        assert_eq!(database.lookup(task(2), 0x2000).unwrap().rights, Rights::READ);
+        assert_eq!(
+            database.lookup(task(2), 0x2000).unwrap().rights,
+            Rights::READ
+        );
     }
 
     #[test]
@@ -763,8 +853,14 @@ mod tests {
         assert_eq!(
             changes,
             [
-                Change::Remove { space: task(1), address: 0x1000 },
-                Change::Remove { space: task(2), address: 0x2000 },
+                Change::Remove {
+                    space: task(1),
+                    address: 0x1000
+                },
+                Change::Remove {
+                    space: task(2),
+                    address: 0x2000
+                },
                 Change::Install {
                     space: task(1),
                     address: 0x1000,
@@ -800,11 +896,23 @@ mod tests {
         let mut changes = Vec::new();
         for grant in [false, true] {
             assert_eq!(
-                database.map_page((task(1), 0x1000), (task(ROOT), 0x10_0000), Rights::FULL, grant, &mut changes),
+                database.map_page(
+                    (task(1), 0x1000),
+                    (task(ROOT), 0x10_0000),
+                    Rights::FULL,
+                    grant,
+                    &mut changes
+                ),
                 Ok(false)
             );
             assert_eq!(
-                database.map_page((task(1), 0x1000), (task(1), 0x1000), Rights::FULL, grant, &mut changes),
+                database.map_page(
+                    (task(1), 0x1000),
+                    (task(1), 0x1000),
+                    Rights::FULL,
+                    grant,
+                    &mut changes
+                ),
                 Ok(false)
             );
         }
@@ -816,9 +924,24 @@ mod tests {
     fn fpage_mapping_skips_holes() {
         let mut database = database_with_root(4);
         let mut changes = Vec::new();
-        database.unmap(task(ROOT), Fpage::complete(Rights::FULL), false, &mut changes);
-        map(&mut database, (ROOT, 0x10_0000), (1, 0x20_0000), Rights::FULL);
-        map(&mut database, (ROOT, 0x10_2000), (1, 0x20_2000), Rights::FULL);
+        database.unmap(
+            task(ROOT),
+            Fpage::complete(Rights::FULL),
+            false,
+            &mut changes,
+        );
+        map(
+            &mut database,
+            (ROOT, 0x10_0000),
+            (1, 0x20_0000),
+            Rights::FULL,
+        );
+        map(
+            &mut database,
+            (ROOT, 0x10_2000),
+            (1, 0x20_2000),
+            Rights::FULL,
+        );
         let source = Fpage::new(0x20_0000, 14, Rights::READ).unwrap();
         let mut changes = Vec::new();
         assert_eq!(
@@ -826,7 +949,10 @@ mod tests {
             Ok(2)
         );
         database.check_invariants().unwrap();
-        assert_eq!(database.lookup(task(2), 0x40_2000).unwrap().frame, 0x10_2000);
+        assert_eq!(
+            database.lookup(task(2), 0x40_2000).unwrap().frame,
+            0x10_2000
+        );
         assert!(database.lookup(task(2), 0x40_1000).is_none());
         assert_eq!(
             database.map_fpage(task(1), source, task(2), 0x40_0800, false, &mut changes),
@@ -881,16 +1007,33 @@ mod tests {
             previous = next;
         }
         let mut changes = Vec::new();
-        database.unmap(task(ROOT), Fpage::complete(Rights::FULL), false, &mut changes);
+        database.unmap(
+            task(ROOT),
+            Fpage::complete(Rights::FULL),
+            false,
+            &mut changes,
+        );
         assert_eq!(changes.len(), 4999);
         assert_eq!(database.len(), 1);
     }
 
     #[derive(Clone, Debug)]
     enum Operation {
-        Map { from: (u32, u64), to: (u32, u64), rights: u64, grant: bool },
-        Unmap { space: u32, page: u64, rights: u64, include_self: bool },
-        Destroy { space: u32 },
+        Map {
+            from: (u32, u64),
+            to: (u32, u64),
+            rights: u64,
+            grant: bool,
+        },
+        Unmap {
+            space: u32,
+            page: u64,
+            rights: u64,
+            include_self: bool,
+        },
+        Destroy {
+            space: u32,
+        },
     }
 
     fn operation() -> impl Strategy<Value = Operation> {

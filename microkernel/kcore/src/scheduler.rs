@@ -101,7 +101,9 @@ impl RunQueues {
     }
 
     fn entry(&self, thread: u32) -> Option<&Entry> {
-        self.entries.get(thread as usize).filter(|entry| entry.present)
+        self.entries
+            .get(thread as usize)
+            .filter(|entry| entry.present)
     }
 
     fn link_tail(&mut self, thread: u32) {
@@ -131,11 +133,17 @@ impl RunQueues {
             return;
         }
         let priority = entry.priority as usize;
-        match entry.previous.and_then(|previous| self.entries.get_mut(previous as usize)) {
+        match entry
+            .previous
+            .and_then(|previous| self.entries.get_mut(previous as usize))
+        {
             Some(previous) => previous.next = entry.next,
             None => self.levels[priority].head = entry.next,
         }
-        match entry.next.and_then(|next| self.entries.get_mut(next as usize)) {
+        match entry
+            .next
+            .and_then(|next| self.entries.get_mut(next as usize))
+        {
             Some(next) => next.previous = entry.previous,
             None => self.levels[priority].tail = entry.previous,
         }
@@ -188,7 +196,8 @@ impl RunQueues {
     /// Whether a ready thread has a higher priority than `priority`; the
     /// kernel asks this after waking a thread to decide on preemption.
     pub fn has_higher_than(&self, priority: u8) -> bool {
-        self.highest_priority().is_some_and(|highest| highest > priority)
+        self.highest_priority()
+            .is_some_and(|highest| highest > priority)
     }
 
     /// Moves a ready thread to the tail of its level with a fresh
@@ -207,7 +216,11 @@ impl RunQueues {
     /// Charges `elapsed` microseconds of running to a thread; on expiry
     /// refills its timeslice and, if it is ready, rotates it to the tail.
     pub fn charge(&mut self, thread: u32, elapsed: u32) -> Charge {
-        let Some(entry) = self.entries.get_mut(thread as usize).filter(|entry| entry.present) else {
+        let Some(entry) = self
+            .entries
+            .get_mut(thread as usize)
+            .filter(|entry| entry.present)
+        else {
             return Charge::Continue;
         };
         if elapsed < entry.remaining {
@@ -260,7 +273,11 @@ impl RunQueues {
     /// Changes the timeslice length; the current slice is cut to it if
     /// longer. Returns `false` for an unknown thread.
     pub fn set_timeslice(&mut self, thread: u32, timeslice: u32) -> bool {
-        match self.entries.get_mut(thread as usize).filter(|entry| entry.present) {
+        match self
+            .entries
+            .get_mut(thread as usize)
+            .filter(|entry| entry.present)
+        {
             None => false,
             Some(entry) => {
                 entry.timeslice = timeslice;
@@ -277,7 +294,10 @@ impl RunQueues {
         let mut cursor = self.levels[priority as usize].head;
         while let Some(thread) = cursor {
             threads.push(thread);
-            cursor = self.entries.get(thread as usize).and_then(|entry| entry.next);
+            cursor = self
+                .entries
+                .get(thread as usize)
+                .and_then(|entry| entry.next);
         }
         threads
     }

@@ -101,7 +101,9 @@ impl<I: VersionedId, T> VersionedTable<I, T> {
                 if index >= self.capacity {
                     return Err(Error::OutOfResources);
                 }
-                self.slots.try_reserve(1).map_err(|_| Error::OutOfResources)?;
+                self.slots
+                    .try_reserve(1)
+                    .map_err(|_| Error::OutOfResources)?;
                 self.slots.push(Slot {
                     version: 1,
                     value: None,

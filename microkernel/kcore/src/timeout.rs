@@ -62,7 +62,10 @@ impl<K: Ord + Copy> TimeoutQueue<K> {
 
     /// The earliest deadline: when the timer must fire next.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.by_deadline.keys().next().map(|&(deadline, _)| deadline)
+        self.by_deadline
+            .keys()
+            .next()
+            .map(|&(deadline, _)| deadline)
     }
 
     /// Removes and returns every key whose deadline is at or before `now`,

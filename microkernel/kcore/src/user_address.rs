@@ -117,13 +117,21 @@ impl UserRange {
     pub const fn prefix(self, length: u64) -> UserRange {
         UserRange {
             start: self.start,
-            length: if length < self.length { length } else { self.length },
+            length: if length < self.length {
+                length
+            } else {
+                self.length
+            },
         }
     }
 
     /// The range without its first `count` bytes (empty if shorter).
     pub const fn skip(self, count: u64) -> UserRange {
-        let count = if count < self.length { count } else { self.length };
+        let count = if count < self.length {
+            count
+        } else {
+            self.length
+        };
         UserRange {
             start: self.start + count,
             length: self.length - count,
@@ -168,8 +176,14 @@ mod tests {
         assert!(UserAddress::new(USER_ADDRESS_END - 1).is_ok());
         assert_eq!(UserAddress::new(USER_ADDRESS_END), Err(Error::BadAddress));
         // Non-canonical and kernel-half addresses.
-        assert_eq!(UserAddress::new(0x0000_8000_0000_0000), Err(Error::BadAddress));
-        assert_eq!(UserAddress::new(0xFFFF_8000_0000_0000), Err(Error::BadAddress));
+        assert_eq!(
+            UserAddress::new(0x0000_8000_0000_0000),
+            Err(Error::BadAddress)
+        );
+        assert_eq!(
+            UserAddress::new(0xFFFF_8000_0000_0000),
+            Err(Error::BadAddress)
+        );
         assert_eq!(UserPage::new(0x1000).map(UserPage::get), Ok(0x1000));
         assert_eq!(UserPage::new(0x1008), Err(Error::BadAddress));
         assert_eq!(UserPage::new(USER_ADDRESS_END), Err(Error::BadAddress));
@@ -178,17 +192,29 @@ mod tests {
     #[test]
     fn ranges() {
         let range = UserRange::new(0x1000, 0x20).unwrap();
-        assert_eq!((range.start(), range.length(), range.end()), (0x1000, 0x20, 0x1020));
+        assert_eq!(
+            (range.start(), range.length(), range.end()),
+            (0x1000, 0x20, 0x1020)
+        );
         assert!(range.contains(0x101F) && !range.contains(0x1020));
         assert!(UserRange::new(USER_ADDRESS_END - 8, 8).is_ok());
-        assert_eq!(UserRange::new(USER_ADDRESS_END - 8, 9), Err(Error::BadAddress));
+        assert_eq!(
+            UserRange::new(USER_ADDRESS_END - 8, 9),
+            Err(Error::BadAddress)
+        );
         assert_eq!(UserRange::new(u64::MAX, 2), Err(Error::BadAddress));
         assert_eq!(UserRange::new(1, u64::MAX), Err(Error::BadAddress));
         assert_eq!(UserRange::new(USER_ADDRESS_END, 0), Err(Error::BadAddress));
         assert!(UserRange::new(0x5000, 0).unwrap().is_empty());
         assert!(UserRange::new_aligned(0x1008, 16, 8).is_ok());
-        assert_eq!(UserRange::new_aligned(0x1004, 16, 8), Err(Error::BadAddress));
-        assert_eq!(UserRange::new_aligned(0x1000, 16, 3), Err(Error::BadAddress));
+        assert_eq!(
+            UserRange::new_aligned(0x1004, 16, 8),
+            Err(Error::BadAddress)
+        );
+        assert_eq!(
+            UserRange::new_aligned(0x1000, 16, 3),
+            Err(Error::BadAddress)
+        );
         assert_eq!(range.prefix(4).length(), 4);
         assert_eq!(range.prefix(400), range);
         assert_eq!(range.skip(0x10).start(), 0x1010);
@@ -198,7 +224,10 @@ mod tests {
     #[test]
     fn page_pieces() {
         let range = UserRange::new(0x1FF0, 0x1020).unwrap();
-        let pieces: Vec<_> = range.page_pieces().map(|p| (p.start(), p.length())).collect();
+        let pieces: Vec<_> = range
+            .page_pieces()
+            .map(|p| (p.start(), p.length()))
+            .collect();
         assert_eq!(pieces, [(0x1FF0, 0x10), (0x2000, 0x1000), (0x3000, 0x10)]);
         assert_eq!(UserRange::new(0x1000, 0).unwrap().page_pieces().count(), 0);
     }

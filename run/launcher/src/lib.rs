@@ -33,7 +33,9 @@ impl Emulator {
             "bochs" => Ok(Self::Bochs),
             "qemu" => Ok(Self::Qemu),
             "kvm" => Ok(Self::Kvm),
-            other => Err(format!("unknown emulator `{other}` (expected auto, bochs, qemu or kvm)")),
+            other => Err(format!(
+                "unknown emulator `{other}` (expected auto, bochs, qemu or kvm)"
+            )),
         }
     }
 
@@ -41,7 +43,8 @@ impl Emulator {
     pub fn auto() -> Self {
         let kvm = Path::new("/dev/kvm").exists();
         let vmx = fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
-            info.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "vmx"))
+            info.lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "vmx"))
         });
         if kvm && vmx {
             Self::Kvm
@@ -66,7 +69,10 @@ pub fn root() -> PathBuf {
     if let Ok(root) = std::env::var("KASANE_ROOT") {
         return PathBuf::from(root);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository exists")
 }
 
 fn progress(message: &str) {
@@ -78,7 +84,16 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
     progress("building hvm and microkernel (x86_64-unknown-none, release)");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
-        .args(["build", "--release", "--target", "x86_64-unknown-none", "-p", "hvm", "-p", "microkernel"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-none",
+            "-p",
+            "hvm",
+            "-p",
+            "microkernel",
+        ])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
@@ -91,7 +106,9 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
 }
 
 fn target_dir(root: &Path) -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"))
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"))
 }
 
 /// Builds the ISO for `manifest` under `build/images/` and returns its path.
@@ -102,12 +119,25 @@ pub fn make_image(
     components: BTreeMap<String, PathBuf>,
 ) -> Result<PathBuf, String> {
     let compiled = kasane_mkimage::compile_manifest(manifest).map_err(|e| e.to_string())?;
-    let stem = manifest.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+    let stem = manifest
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("image");
     let work = root.join("build/images").join(stem);
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let output = root.join("build/images").join(format!("{stem}.iso"));
-    progress(&format!("making {} from {}", output.display(), manifest.display()));
-    let spec = kasane_mkimage::ImageSpec { hvm, components, manifest: &compiled, work: &work, output: &output };
+    progress(&format!(
+        "making {} from {}",
+        output.display(),
+        manifest.display()
+    ));
+    let spec = kasane_mkimage::ImageSpec {
+        hvm,
+        components,
+        manifest: &compiled,
+        work: &work,
+        output: &output,
+    };
     kasane_mkimage::build_image(&spec).map_err(|e| e.to_string())?;
     Ok(output)
 }
@@ -162,7 +192,9 @@ pub struct BootOptions {
 
 fn judge(transcript: &str) -> Option<Outcome> {
     for line in transcript.lines() {
-        if line.contains("poweroff ok") && (line.starts_with("hvm: ") || line.starts_with("microkernel: ")) {
+        if line.contains("poweroff ok")
+            && (line.starts_with("hvm: ") || line.starts_with("microkernel: "))
+        {
             return Some(Outcome::Clean);
         }
         if line.contains("poweroff failed") || line.contains("PANIC") {
@@ -173,12 +205,15 @@ fn judge(transcript: &str) -> Option<Outcome> {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
 }
 
 /// Boots an ISO and watches its console.
 pub fn boot(options: &BootOptions) -> Result<Boot, String> {
-    let run_dir = options.iso.with_extension(format!("run-{}", std::process::id()));
+    let run_dir = options
+        .iso
+        .with_extension(format!("run-{}", std::process::id()));
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     let (mut child, source) = match options.emulator {
@@ -201,7 +236,9 @@ enum Source {
 
 fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Source), String> {
     if !which("bochs") {
-        return Err("bochs is not installed: run run/deps (apt-get install bochs bochsbios vgabios)".into());
+        return Err(
+            "bochs is not installed: run run/deps (apt-get install bochs bochsbios vgabios)".into(),
+        );
     }
     let serial = run_dir.join("serial.txt");
     // PLATFORM.md: the Debian build has no `nogui`; RFB with timeout=0 runs
@@ -248,23 +285,46 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Source),
 
 fn start_qemu(options: &BootOptions) -> Result<(Child, Source), String> {
     if !which("qemu-system-x86_64") {
-        return Err("qemu-system-x86_64 is not installed: run run/deps (apt-get install qemu-system-x86)".into());
+        return Err(
+            "qemu-system-x86_64 is not installed: run run/deps (apt-get install qemu-system-x86)"
+                .into(),
+        );
     }
     let mut command = Command::new("qemu-system-x86_64");
     command
         .args(["-M", "pc", "-m"])
         .arg(format!("{}M", options.memory_mib))
-        .args(["-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-boot", "d", "-cdrom"])
+        .args([
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .args([
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-boot",
+            "d",
+            "-cdrom",
+        ])
         .arg(&options.iso);
     if options.emulator == Emulator::Kvm {
         command.args(["-enable-kvm", "-cpu", "host,+vmx"]);
     } else {
         command.args(["-cpu", "max"]);
     }
-    command.stdin(if options.interactive { Stdio::inherit() } else { Stdio::null() });
+    command.stdin(if options.interactive {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    });
     command.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = command.spawn().map_err(|e| format!("cannot start qemu: {e}"))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start qemu: {e}"))?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
@@ -305,7 +365,11 @@ fn watch(child: &mut Child, source: Source, options: &BootOptions) -> Result<Boo
             }
         }
         if options.echo && bytes.len() > before {
-            let fresh: Vec<u8> = bytes[before..].iter().copied().filter(|&b| b != b'\r').collect();
+            let fresh: Vec<u8> = bytes[before..]
+                .iter()
+                .copied()
+                .filter(|&b| b != b'\r')
+                .collect();
             let mut out = stdout.lock();
             let _ = out.write_all(&fresh);
             let _ = out.flush();
@@ -333,24 +397,40 @@ fn watch(child: &mut Child, source: Source, options: &BootOptions) -> Result<Boo
                 }
             }
             if options.echo && bytes.len() > before {
-                let fresh: Vec<u8> = bytes[before..].iter().copied().filter(|&b| b != b'\r').collect();
+                let fresh: Vec<u8> = bytes[before..]
+                    .iter()
+                    .copied()
+                    .filter(|&b| b != b'\r')
+                    .collect();
                 let _ = stdout.lock().write_all(&fresh);
             }
             let transcript = String::from_utf8_lossy(&bytes).replace('\r', "");
             let outcome = match decided.map(|d| d.0).or_else(|| judge(&transcript)) {
                 Some(outcome) => outcome,
-                None => Outcome::EmulatorExited(format!("{} exited with {status} before powering off", options.emulator)),
+                None => Outcome::EmulatorExited(format!(
+                    "{} exited with {status} before powering off",
+                    options.emulator
+                )),
             };
-            return Ok(Boot { transcript, outcome });
+            return Ok(Boot {
+                transcript,
+                outcome,
+            });
         }
         if let Some((outcome, at)) = &decided {
             // Give the emulator a moment to end by itself, then stop it.
             if at.elapsed() > Duration::from_secs(3) {
-                return Ok(Boot { transcript, outcome: outcome.clone() });
+                return Ok(Boot {
+                    transcript,
+                    outcome: outcome.clone(),
+                });
             }
         }
         if start.elapsed() > options.timeout {
-            return Ok(Boot { transcript, outcome: Outcome::Timeout });
+            return Ok(Boot {
+                transcript,
+                outcome: Outcome::Timeout,
+            });
         }
         if matches!(source, Source::File(_)) {
             std::thread::sleep(Duration::from_millis(50));
@@ -364,10 +444,19 @@ mod tests {
 
     #[test]
     fn judge_reads_poweroff_lines() {
-        assert_eq!(judge("hvm: poweroff ok (all cells stopped)\n"), Some(Outcome::Clean));
+        assert_eq!(
+            judge("hvm: poweroff ok (all cells stopped)\n"),
+            Some(Outcome::Clean)
+        );
         assert_eq!(judge("microkernel: poweroff ok\n"), Some(Outcome::Clean));
-        assert!(matches!(judge("hvm: poweroff failed (x)\n"), Some(Outcome::Failed(_))));
-        assert!(matches!(judge("microkernel: PANIC: boom\n"), Some(Outcome::Failed(_))));
+        assert!(matches!(
+            judge("hvm: poweroff failed (x)\n"),
+            Some(Outcome::Failed(_))
+        ));
+        assert!(matches!(
+            judge("microkernel: PANIC: boom\n"),
+            Some(Outcome::Failed(_))
+        ));
         assert_eq!(judge("a cell printed poweroff ok in the middle\n"), None);
         assert_eq!(judge("booting\n"), None);
     }

@@ -42,18 +42,31 @@ fn run(args: Vec<String>) -> Result<u8, String> {
             println!("{USAGE}");
             return Ok(0);
         }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--emulator" => emulator = Emulator::parse(&value)?,
             "--manifest" => manifest = PathBuf::from(value),
-            "--timeout" => timeout = value.parse().map_err(|_| format!("--timeout wants seconds, got `{value}`"))?,
-            "--memory" => memory = value.parse().map_err(|_| format!("--memory wants MiB, got `{value}`"))?,
+            "--timeout" => {
+                timeout = value
+                    .parse()
+                    .map_err(|_| format!("--timeout wants seconds, got `{value}`"))?
+            }
+            "--memory" => {
+                memory = value
+                    .parse()
+                    .map_err(|_| format!("--memory wants MiB, got `{value}`"))?
+            }
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
     let (hvm, components) = build_components(&root)?;
     let iso = make_image(&root, &manifest, &hvm, components)?;
-    eprintln!("run: booting {} in {emulator} (timeout {timeout} s)", iso.display());
+    eprintln!(
+        "run: booting {} in {emulator} (timeout {timeout} s)",
+        iso.display()
+    );
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let options = BootOptions {
         emulator,

@@ -98,7 +98,12 @@ pub trait FileServer {
 
     /// Topen (open(5)) after the session checked the mode and permissions.
     /// The server applies OTRUNC and DMEXCL and returns the current qid.
-    fn open(&mut self, caller: &Caller<'_>, node: &Self::Node, mode: OpenMode) -> Result<Qid, Error> {
+    fn open(
+        &mut self,
+        caller: &Caller<'_>,
+        node: &Self::Node,
+        mode: OpenMode,
+    ) -> Result<Qid, Error> {
         let _ = (caller, node, mode);
         Err(Error::PERMISSION_DENIED)
     }

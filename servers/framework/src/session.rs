@@ -169,7 +169,12 @@ impl<F: FileServer> Session<F> {
     }
 
     /// Handles one whole frame, appending the reply (if any) to `out`.
-    pub fn handle(&mut self, fs: &mut F, frame: &[u8], out: &mut Vec<u8>) -> Result<(), SessionError> {
+    pub fn handle(
+        &mut self,
+        fs: &mut F,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SessionError> {
         match frame_length(frame, self.msize) {
             Ok(Some(size)) if size == frame.len() => {}
             Ok(Some(size)) => {

@@ -47,7 +47,13 @@ impl FileServer for Pipe {
         Ok(qid(*node, *node == 0))
     }
 
-    fn read(&mut self, caller: &Caller<'_>, _: &u64, _: u64, _: u32) -> Result<Reply<Vec<u8>>, Error> {
+    fn read(
+        &mut self,
+        caller: &Caller<'_>,
+        _: &u64,
+        _: u64,
+        _: u32,
+    ) -> Result<Reply<Vec<u8>>, Error> {
         self.waiting.push(caller.request);
         Ok(Reply::Later)
     }
@@ -68,7 +74,13 @@ impl Wire {
             session: Session::new(8192),
             fs: Pipe::default(),
         };
-        let v = w.send(0xFFFF, Message::Tversion { msize: 8192, version: "9P2000".into() });
+        let v = w.send(
+            0xFFFF,
+            Message::Tversion {
+                msize: 8192,
+                version: "9P2000".into(),
+            },
+        );
         assert!(matches!(v, Some(Message::Rversion { .. })));
         w
     }
@@ -91,15 +103,43 @@ impl Wire {
     }
 
     fn open_pipe(&mut self, fid: u32) {
-        self.send(1, Message::Tattach { fid: 0, afid: NOFID, uname: "u".into(), aname: String::new() });
-        let walk = self.send(1, Message::Twalk { fid: 0, newfid: fid, wnames: vec!["pipe".into()] });
+        self.send(
+            1,
+            Message::Tattach {
+                fid: 0,
+                afid: NOFID,
+                uname: "u".into(),
+                aname: String::new(),
+            },
+        );
+        let walk = self.send(
+            1,
+            Message::Twalk {
+                fid: 0,
+                newfid: fid,
+                wnames: vec!["pipe".into()],
+            },
+        );
         assert!(matches!(walk, Some(Message::Rwalk { wqids }) if wqids.len() == 1));
-        let open = self.send(1, Message::Topen { fid, mode: OpenMode::OREAD });
+        let open = self.send(
+            1,
+            Message::Topen {
+                fid,
+                mode: OpenMode::OREAD,
+            },
+        );
         assert!(matches!(open, Some(Message::Ropen { .. })));
     }
 
     fn read(&mut self, tag: u16, fid: u32) -> Option<Message> {
-        self.send(tag, Message::Tread { fid, offset: 0, count: 4 })
+        self.send(
+            tag,
+            Message::Tread {
+                fid,
+                offset: 0,
+                count: 4,
+            },
+        )
     }
 }
 
@@ -112,14 +152,32 @@ fn several_requests_outstanding_and_completed_out_of_order() {
     assert_eq!(w.session.pending_count(), 2);
     let (first, second) = (w.fs.waiting[0], w.fs.waiting[1]);
     let mut out = Vec::new();
-    w.session.complete(second, Completion::Read(Ok(b"second!".to_vec())), &mut out);
+    w.session
+        .complete(second, Completion::Read(Ok(b"second!".to_vec())), &mut out);
     let reply = Frame::decode(&out, 8192).unwrap();
     // Tag 11 answered, data clamped to the count of 4.
-    assert_eq!(reply, Frame::new(11, Message::Rread { data: b"seco".to_vec() }));
+    assert_eq!(
+        reply,
+        Frame::new(
+            11,
+            Message::Rread {
+                data: b"seco".to_vec()
+            }
+        )
+    );
     out.clear();
-    w.session.complete(first, Completion::Read(Err(Error::new("gone"))), &mut out);
+    w.session
+        .complete(first, Completion::Read(Err(Error::new("gone"))), &mut out);
     let reply = Frame::decode(&out, 8192).unwrap();
-    assert_eq!(reply, Frame::new(10, Message::Rerror { ename: "gone".into() }));
+    assert_eq!(
+        reply,
+        Frame::new(
+            10,
+            Message::Rerror {
+                ename: "gone".into()
+            }
+        )
+    );
     assert_eq!(w.session.pending_count(), 0);
 }
 
@@ -148,14 +206,24 @@ fn flush_answers_with_its_own_tag_and_silences_the_old_request() {
     assert_eq!(w.read(10, 1), None);
     // A late answer to the flushed request produces nothing.
     let mut late = Vec::new();
-    w.session.complete(flushed_id, Completion::Read(Ok(b"late".to_vec())), &mut late);
+    w.session.complete(
+        flushed_id,
+        Completion::Read(Ok(b"late".to_vec())),
+        &mut late,
+    );
     assert!(late.is_empty());
     // The new request with the reused tag still gets its own answer.
     let new_id = w.fs.waiting[1];
-    w.session.complete(new_id, Completion::Read(Ok(b"new".to_vec())), &mut late);
+    w.session
+        .complete(new_id, Completion::Read(Ok(b"new".to_vec())), &mut late);
     assert_eq!(
         Frame::decode(&late, 8192).unwrap(),
-        Frame::new(10, Message::Rread { data: b"new".to_vec() })
+        Frame::new(
+            10,
+            Message::Rread {
+                data: b"new".to_vec()
+            }
+        )
     );
 }
 
@@ -165,7 +233,13 @@ fn version_abandons_outstanding_requests() {
     w.open_pipe(1);
     assert_eq!(w.read(10, 1), None);
     let id = w.fs.waiting[0];
-    let v = w.send(0xFFFF, Message::Tversion { msize: 8192, version: "9P2000".into() });
+    let v = w.send(
+        0xFFFF,
+        Message::Tversion {
+            msize: 8192,
+            version: "9P2000".into(),
+        },
+    );
     assert!(matches!(v, Some(Message::Rversion { .. })));
     assert_eq!(w.fs.flushed, vec![id]);
     assert_eq!(w.session.pending_count(), 0);
@@ -184,13 +258,33 @@ fn default_methods_deny() {
     let mut session: Session<Nothing> = Session::new(8192);
     let mut fs = Nothing;
     let mut out = Vec::new();
-    let v = Frame::new(0xFFFF, Message::Tversion { msize: 8192, version: "9P2000".into() });
-    session.handle(&mut fs, &v.to_bytes().unwrap(), &mut out).unwrap();
+    let v = Frame::new(
+        0xFFFF,
+        Message::Tversion {
+            msize: 8192,
+            version: "9P2000".into(),
+        },
+    );
+    session
+        .handle(&mut fs, &v.to_bytes().unwrap(), &mut out)
+        .unwrap();
     out.clear();
-    let attach = Frame::new(1, Message::Tattach { fid: 0, afid: NOFID, uname: "u".into(), aname: String::new() });
-    session.handle(&mut fs, &attach.to_bytes().unwrap(), &mut out).unwrap();
+    let attach = Frame::new(
+        1,
+        Message::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: "u".into(),
+            aname: String::new(),
+        },
+    );
+    session
+        .handle(&mut fs, &attach.to_bytes().unwrap(), &mut out)
+        .unwrap();
     assert_eq!(
         Frame::decode(&out, 8192).unwrap().message,
-        Message::Rerror { ename: "permission denied".into() }
+        Message::Rerror {
+            ename: "permission denied".into()
+        }
     );
 }

@@ -150,20 +150,18 @@ where
 {
     let started = Instant::now();
     let name = format!("9p {peer}");
-    let spawned = thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            let outcome = serve(&mut stream, &tree, msize);
-            let how = match outcome.error {
-                None => String::from("closed by peer"),
-                Some(e) => format!("dropped: {e}"),
-            };
-            eprintln!(
-                "kasane-ramfs: connection {peer}: {} messages in {:.1} s, {how}",
-                outcome.messages,
-                started.elapsed().as_secs_f64()
-            );
-        });
+    let spawned = thread::Builder::new().name(name).spawn(move || {
+        let outcome = serve(&mut stream, &tree, msize);
+        let how = match outcome.error {
+            None => String::from("closed by peer"),
+            Some(e) => format!("dropped: {e}"),
+        };
+        eprintln!(
+            "kasane-ramfs: connection {peer}: {} messages in {:.1} s, {how}",
+            outcome.messages,
+            started.elapsed().as_secs_f64()
+        );
+    });
     if let Err(e) = spawned {
         eprintln!("kasane-ramfs: cannot start a thread for a connection: {e}");
     }
@@ -184,7 +182,10 @@ fn run(options: Options) -> Result<(), String> {
         Listener::Unix(l, _) => l.set_nonblocking(true),
     };
     nonblocking.map_err(|e| format!("cannot poll the listener: {e}"))?;
-    eprintln!("kasane-ramfs: listening on {name} (msize {})", options.msize);
+    eprintln!(
+        "kasane-ramfs: listening on {name} (msize {})",
+        options.msize
+    );
 
     // The listener polls so that a signal is noticed within a few ms.
     while !stop.load(Ordering::Relaxed) {
@@ -258,12 +259,20 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_explained() {
-        assert!(args(&[]).err().unwrap().contains("--listen ADDR is required"));
-        assert!(args(&["--bogus"]).err().unwrap().contains("unknown argument"));
+        assert!(args(&[])
+            .err()
+            .unwrap()
+            .contains("--listen ADDR is required"));
+        assert!(args(&["--bogus"])
+            .err()
+            .unwrap()
+            .contains("unknown argument"));
         assert!(args(&["--listen"]).err().unwrap().contains("needs a value"));
         let msize = args(&["--listen", "a:1", "--msize", "12"]).err().unwrap();
         assert!(msize.contains("below the minimum"));
-        let size = args(&["--listen", "a:1", "--max-total", "lots"]).err().unwrap();
+        let size = args(&["--listen", "a:1", "--max-total", "lots"])
+            .err()
+            .unwrap();
         assert!(size.contains("whole number"));
     }
 }

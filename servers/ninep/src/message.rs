@@ -125,32 +125,98 @@ impl MessageType {
 /// Every 9P2000 message, requests (T) and replies (R).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    Tversion { msize: u32, version: String },
-    Rversion { msize: u32, version: String },
-    Tauth { afid: u32, uname: String, aname: String },
-    Rauth { aqid: Qid },
-    Tattach { fid: u32, afid: u32, uname: String, aname: String },
-    Rattach { qid: Qid },
-    Rerror { ename: String },
-    Tflush { oldtag: u16 },
+    Tversion {
+        msize: u32,
+        version: String,
+    },
+    Rversion {
+        msize: u32,
+        version: String,
+    },
+    Tauth {
+        afid: u32,
+        uname: String,
+        aname: String,
+    },
+    Rauth {
+        aqid: Qid,
+    },
+    Tattach {
+        fid: u32,
+        afid: u32,
+        uname: String,
+        aname: String,
+    },
+    Rattach {
+        qid: Qid,
+    },
+    Rerror {
+        ename: String,
+    },
+    Tflush {
+        oldtag: u16,
+    },
     Rflush,
-    Twalk { fid: u32, newfid: u32, wnames: Vec<String> },
-    Rwalk { wqids: Vec<Qid> },
-    Topen { fid: u32, mode: OpenMode },
-    Ropen { qid: Qid, iounit: u32 },
-    Tcreate { fid: u32, name: String, perm: FileMode, mode: OpenMode },
-    Rcreate { qid: Qid, iounit: u32 },
-    Tread { fid: u32, offset: u64, count: u32 },
-    Rread { data: Vec<u8> },
-    Twrite { fid: u32, offset: u64, data: Vec<u8> },
-    Rwrite { count: u32 },
-    Tclunk { fid: u32 },
+    Twalk {
+        fid: u32,
+        newfid: u32,
+        wnames: Vec<String>,
+    },
+    Rwalk {
+        wqids: Vec<Qid>,
+    },
+    Topen {
+        fid: u32,
+        mode: OpenMode,
+    },
+    Ropen {
+        qid: Qid,
+        iounit: u32,
+    },
+    Tcreate {
+        fid: u32,
+        name: String,
+        perm: FileMode,
+        mode: OpenMode,
+    },
+    Rcreate {
+        qid: Qid,
+        iounit: u32,
+    },
+    Tread {
+        fid: u32,
+        offset: u64,
+        count: u32,
+    },
+    Rread {
+        data: Vec<u8>,
+    },
+    Twrite {
+        fid: u32,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Rwrite {
+        count: u32,
+    },
+    Tclunk {
+        fid: u32,
+    },
     Rclunk,
-    Tremove { fid: u32 },
+    Tremove {
+        fid: u32,
+    },
     Rremove,
-    Tstat { fid: u32 },
-    Rstat { stat: Stat },
-    Twstat { fid: u32, stat: Stat },
+    Tstat {
+        fid: u32,
+    },
+    Rstat {
+        stat: Stat,
+    },
+    Twstat {
+        fid: u32,
+        stat: Stat,
+    },
     Rwstat,
 }
 

@@ -109,7 +109,10 @@ impl OpenMode {
 
     /// Whether the mode allows reading data through the fid.
     pub fn can_read(self) -> bool {
-        matches!(self.access(), Access::Read | Access::ReadWrite | Access::Exec)
+        matches!(
+            self.access(),
+            Access::Read | Access::ReadWrite | Access::Exec
+        )
     }
 
     /// Whether the mode allows writing data through the fid.

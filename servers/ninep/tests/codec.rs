@@ -1,8 +1,8 @@
 //! Codec tests: exact bytes for each rule, and proptest round trips.
 
 use ninep::{
-    frame_length, DecodeError, EncodeError, FileMode, Frame, Message, OpenMode, Qid, QidType,
-    Stat, NOFID,
+    frame_length, DecodeError, EncodeError, FileMode, Frame, Message, OpenMode, Qid, QidType, Stat,
+    NOFID,
 };
 use proptest::prelude::*;
 
@@ -160,8 +160,16 @@ fn strings_must_be_utf8_without_nul() {
         Frame::decode(&frame(107, 1, b"\x02\x00\xff\xfe"), MAX),
         Err(DecodeError::InvalidUtf8 { field: "ename" })
     );
-    let nul = Frame::new(1, Message::Rerror { ename: "a\0".into() });
-    assert_eq!(nul.to_bytes(), Err(EncodeError::NulInString { field: "ename" }));
+    let nul = Frame::new(
+        1,
+        Message::Rerror {
+            ename: "a\0".into(),
+        },
+    );
+    assert_eq!(
+        nul.to_bytes(),
+        Err(EncodeError::NulInString { field: "ename" })
+    );
 }
 
 fn sample_stat() -> Stat {

@@ -316,7 +316,9 @@ impl<C: Clock> FileServer for RamFs<C> {
         let Content::File(data) = &entry.content else {
             return Err(Error::IS_DIR);
         };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
         let end = start.saturating_add(count as usize).min(data.len());
         Ok(Reply::Now(data[start..end].to_vec()))
     }
@@ -406,7 +408,12 @@ impl<C: Clock> FileServer for RamFs<C> {
         Ok(())
     }
 
-    fn wstat(&mut self, caller: &Caller<'_>, node: &u64, changes: &StatChanges) -> Result<(), Error> {
+    fn wstat(
+        &mut self,
+        caller: &Caller<'_>,
+        node: &u64,
+        changes: &StatChanges,
+    ) -> Result<(), Error> {
         let path = *node;
         let now = self.clock.now();
         let entry = self.node(path)?;

@@ -75,7 +75,10 @@ fn version_strips_suffix_and_clamps_msize() {
 fn unknown_version_answers_unknown() {
     let mut w = Wire::new();
     let reply = w.raw(&bytes(100, 0xFFFF, b"\x00\x20\x00\x00\x04\x00styx"));
-    assert_eq!(reply, bytes(101, 0xFFFF, b"\x00\x20\x00\x00\x07\x00unknown"));
+    assert_eq!(
+        reply,
+        bytes(101, 0xFFFF, b"\x00\x20\x00\x00\x07\x00unknown")
+    );
     // Still not negotiated: an attach is refused.
     let reply = w.call(Message::Tattach {
         fid: 0,
@@ -143,10 +146,7 @@ fn terror_and_unknown_types_get_rerror_on_their_tag() {
         rerror_bytes(10, "bad 9P message: unknown message type 200")
     );
     let reply = w.raw(&bytes(121, 11, b""));
-    assert_eq!(
-        reply,
-        rerror_bytes(11, "Rclunk is a reply, not a request")
-    );
+    assert_eq!(reply, rerror_bytes(11, "Rclunk is a reply, not a request"));
 }
 
 #[test]
@@ -160,7 +160,10 @@ fn truncated_and_trailing_bodies_get_rerror() {
     let reply = w.raw(&bytes(120, 5, &[0, 0, 0, 0, 0]));
     assert_eq!(
         reply,
-        rerror_bytes(5, "bad 9P message: 1 unexpected bytes after the end of Tclunk")
+        rerror_bytes(
+            5,
+            "bad 9P message: 1 unexpected bytes after the end of Tclunk"
+        )
     );
 }
 
@@ -260,13 +263,19 @@ fn walk_clone_and_partial_walks() {
     w.new_file(1, "file", 0o644);
     w.clunk(1);
     assert!(walked(0)(&w.walk(0, 1, &[])));
-    assert!(matches!(w.create(1, "dir", 0o755 | FileMode::DMDIR.bits(), OpenMode::OREAD), Message::Rcreate { .. }));
+    assert!(matches!(
+        w.create(1, "dir", 0o755 | FileMode::DMDIR.bits(), OpenMode::OREAD),
+        Message::Rcreate { .. }
+    ));
     w.clunk(1);
 
     // Partial: the first element exists, the second not.
     let reply = w.walk(0, 2, &["dir", "missing", "deeper"]);
     assert!(walked(1)(&reply), "{reply:?}");
-    assert_eq!(w.call(Message::Tstat { fid: 2 }), error("fid unknown or out of range"));
+    assert_eq!(
+        w.call(Message::Tstat { fid: 2 }),
+        error("fid unknown or out of range")
+    );
     // First element failing is an error, with Linux's ENOENT spelling.
     assert_eq!(w.walk(0, 2, &["missing"]), error("file does not exist"));
     // Walking through a file stops there.
@@ -289,7 +298,12 @@ fn dotdot_at_root_stays_at_root() {
     let mut w = Wire::start("glenda");
     let root = w.stat(0).qid;
     let reply = w.walk(0, 1, &["..", "..", ".."]);
-    assert_eq!(reply, Message::Rwalk { wqids: vec![root; 3] });
+    assert_eq!(
+        reply,
+        Message::Rwalk {
+            wqids: vec![root; 3]
+        }
+    );
     assert_eq!(w.stat(1).qid, root);
 }
 
@@ -297,7 +311,12 @@ fn dotdot_at_root_stays_at_root() {
 fn walk_needs_search_permission() {
     let mut w = Wire::start("glenda");
     assert!(walked(0)(&w.walk(0, 1, &[])));
-    w.create(1, "private", 0o700 | FileMode::DMDIR.bits(), OpenMode::OREAD);
+    w.create(
+        1,
+        "private",
+        0o700 | FileMode::DMDIR.bits(),
+        OpenMode::OREAD,
+    );
     w.clunk(1);
     w.attach(10, "other");
     assert!(walked(1)(&w.walk(10, 11, &["private"])));
@@ -321,7 +340,10 @@ fn walk_of_more_than_maxwelem_is_refused() {
     }
     assert_eq!(
         w.raw(&bytes(110, 6, &body)),
-        rerror_bytes(6, "bad 9P message: walk of 17 elements exceeds MAXWELEM (16)")
+        rerror_bytes(
+            6,
+            "bad 9P message: walk of 17 elements exceeds MAXWELEM (16)"
+        )
     );
 }
 
@@ -340,7 +362,10 @@ fn open_rules() {
         panic!("open of the root for reading");
     };
     assert_eq!(iounit, MSIZE - 24);
-    assert_eq!(w.open(1, OpenMode::OREAD), error("file already open for I/O"));
+    assert_eq!(
+        w.open(1, OpenMode::OREAD),
+        error("file already open for I/O")
+    );
 }
 
 #[test]
@@ -388,9 +413,14 @@ fn exclusive_files_open_once() {
     let mut w = Wire::start("glenda");
     w.new_file(1, "lock", 0o644 | FileMode::DMEXCL.bits());
     assert!(walked(1)(&w.walk(0, 2, &["lock"])));
-    assert_eq!(w.open(2, OpenMode::OREAD), error("exclusive use file already open"));
+    assert_eq!(
+        w.open(2, OpenMode::OREAD),
+        error("exclusive use file already open")
+    );
     w.clunk(1);
-    assert!(matches!(w.open(2, OpenMode::OREAD), Message::Ropen { qid, .. } if qid.kind.contains(QidType::EXCL)));
+    assert!(
+        matches!(w.open(2, OpenMode::OREAD), Message::Ropen { qid, .. } if qid.kind.contains(QidType::EXCL))
+    );
 }
 
 // ---- open(5), Tcreate ----
@@ -400,20 +430,44 @@ fn create_rules() {
     let mut w = Wire::start("glenda");
     w.new_file(1, "f", 0o644);
     assert!(walked(0)(&w.walk(0, 2, &[])));
-    assert_eq!(w.create(2, "f", 0o644, OpenMode::ORDWR), error("file already exists"));
-    assert_eq!(w.create(2, ".", 0o644, OpenMode::ORDWR), error("illegal name"));
-    assert_eq!(w.create(2, "..", 0o644, OpenMode::ORDWR), error("illegal name"));
-    assert_eq!(w.create(2, "a/b", 0o644, OpenMode::ORDWR), error("illegal name"));
+    assert_eq!(
+        w.create(2, "f", 0o644, OpenMode::ORDWR),
+        error("file already exists")
+    );
+    assert_eq!(
+        w.create(2, ".", 0o644, OpenMode::ORDWR),
+        error("illegal name")
+    );
+    assert_eq!(
+        w.create(2, "..", 0o644, OpenMode::ORDWR),
+        error("illegal name")
+    );
+    assert_eq!(
+        w.create(2, "a/b", 0o644, OpenMode::ORDWR),
+        error("illegal name")
+    );
     let dir = 0o755 | FileMode::DMDIR.bits();
-    assert_eq!(w.create(2, "d", dir, OpenMode::OWRITE), error("Is a directory"));
+    assert_eq!(
+        w.create(2, "d", dir, OpenMode::OWRITE),
+        error("Is a directory")
+    );
     // A create in a file.
     assert!(walked(1)(&w.walk(0, 3, &["f"])));
-    assert_eq!(w.create(3, "x", 0o644, OpenMode::ORDWR), error("not a directory"));
+    assert_eq!(
+        w.create(3, "x", 0o644, OpenMode::ORDWR),
+        error("not a directory")
+    );
     // An open fid cannot create.
-    assert_eq!(w.create(1, "x", 0o644, OpenMode::ORDWR), error("file already open for I/O"));
+    assert_eq!(
+        w.create(1, "x", 0o644, OpenMode::ORDWR),
+        error("file already open for I/O")
+    );
     // Without write permission on the directory.
     w.attach(10, "other");
-    assert_eq!(w.create(10, "x", 0o644, OpenMode::ORDWR), error("permission denied"));
+    assert_eq!(
+        w.create(10, "x", 0o644, OpenMode::ORDWR),
+        error("permission denied")
+    );
 }
 
 #[test]
@@ -481,7 +535,10 @@ fn read_count_is_clamped_to_msize() {
     let big = vec![7u8; MSIZE as usize];
     // One Twrite cannot carry more than msize - 23 bytes.
     let n = (MSIZE - 23) as usize;
-    assert_eq!(w.write(1, 0, &big[..n]), Message::Rwrite { count: n as u32 });
+    assert_eq!(
+        w.write(1, 0, &big[..n]),
+        Message::Rwrite { count: n as u32 }
+    );
     w.write(1, n as u64, &big[..100]);
     let data = w.data(1, 0, u32::MAX);
     assert_eq!(data.len(), (MSIZE - 11) as usize);
@@ -502,7 +559,10 @@ fn times_and_muid_follow_changes() {
     let mut w = Wire::start("glenda");
     w.new_file(1, "f", 0o666);
     let created = w.stat(1);
-    assert_eq!((created.atime, created.mtime, created.muid.as_str()), (100, 100, "glenda"));
+    assert_eq!(
+        (created.atime, created.mtime, created.muid.as_str()),
+        (100, 100, "glenda")
+    );
     w.clock.0.set(200);
     w.attach(10, "other");
     assert!(walked(1)(&w.walk(10, 11, &["f"])));
@@ -551,7 +611,10 @@ fn directory_reads_return_whole_entries() {
     let after = end + rest.len() as u64;
     assert_eq!(w.data(1, after, 8192), b"");
     // Offset 0 starts over.
-    assert_eq!(Stat::decode_directory(&w.data(1, 0, 8192)).unwrap().len(), 5);
+    assert_eq!(
+        Stat::decode_directory(&w.data(1, 0, 8192)).unwrap().len(),
+        5
+    );
     // A count too small for any entry is an error, not an empty read (EOF).
     assert!(matches!(w.read(1, 0, 10), Message::Rerror { .. }));
 }
@@ -570,7 +633,12 @@ fn large_directory_spans_many_reads() {
             break;
         }
         offset += data.len() as u64;
-        names.extend(Stat::decode_directory(&data).unwrap().into_iter().map(|s| s.name));
+        names.extend(
+            Stat::decode_directory(&data)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.name),
+        );
     }
     assert_eq!(names.len(), 300);
     assert_eq!(names[299], "file-299");
@@ -588,8 +656,14 @@ fn remove_clunks_even_when_it_fails() {
     w.create(2, "inner", 0o644, OpenMode::OWRITE);
     w.clunk(2);
     assert!(walked(1)(&w.walk(0, 3, &["d"])));
-    assert_eq!(w.call(Message::Tremove { fid: 3 }), error("directory is not empty"));
-    assert_eq!(w.call(Message::Tstat { fid: 3 }), error("fid unknown or out of range"));
+    assert_eq!(
+        w.call(Message::Tremove { fid: 3 }),
+        error("directory is not empty")
+    );
+    assert_eq!(
+        w.call(Message::Tstat { fid: 3 }),
+        error("fid unknown or out of range")
+    );
     assert!(walked(2)(&w.walk(0, 4, &["d", "inner"])));
     assert_eq!(w.call(Message::Tremove { fid: 4 }), Message::Rremove);
     assert!(walked(1)(&w.walk(0, 5, &["d"])));
@@ -604,9 +678,15 @@ fn remove_needs_write_permission_on_the_parent() {
     w.clunk(1);
     w.attach(10, "other");
     assert!(walked(1)(&w.walk(10, 11, &["f"])));
-    assert_eq!(w.call(Message::Tremove { fid: 11 }), error("permission denied"));
+    assert_eq!(
+        w.call(Message::Tremove { fid: 11 }),
+        error("permission denied")
+    );
     assert!(walked(0)(&w.walk(0, 12, &[])));
-    assert_eq!(w.call(Message::Tremove { fid: 12 }), error("cannot remove root"));
+    assert_eq!(
+        w.call(Message::Tremove { fid: 12 }),
+        error("cannot remove root")
+    );
 }
 
 #[test]
@@ -704,7 +784,10 @@ fn wstat_refusals() {
     assert!(matches!(w.wstat(11, s), Message::Rerror { .. }));
     let mut s = Stat::dont_touch();
     s.gid = "other".into();
-    assert_eq!(w.wstat(11, s), error("only owner can change group in wstat"));
+    assert_eq!(
+        w.wstat(11, s),
+        error("only owner can change group in wstat")
+    );
 }
 
 #[test]
@@ -784,7 +867,9 @@ fn two_sessions_share_one_tree() {
             version: "9P2000".into(),
         },
     );
-    other.handle(&mut w.fs, &version.to_bytes().unwrap(), &mut out).unwrap();
+    other
+        .handle(&mut w.fs, &version.to_bytes().unwrap(), &mut out)
+        .unwrap();
     for message in [
         Message::Tattach {
             fid: 0,
@@ -802,7 +887,13 @@ fn two_sessions_share_one_tree() {
             mode: OpenMode::OREAD,
         },
     ] {
-        other.handle(&mut w.fs, &Frame::new(1, message).to_bytes().unwrap(), &mut out).unwrap();
+        other
+            .handle(
+                &mut w.fs,
+                &Frame::new(1, message).to_bytes().unwrap(),
+                &mut out,
+            )
+            .unwrap();
     }
     out.clear();
     let read = Frame::new(
@@ -813,7 +904,9 @@ fn two_sessions_share_one_tree() {
             count: 100,
         },
     );
-    other.handle(&mut w.fs, &read.to_bytes().unwrap(), &mut out).unwrap();
+    other
+        .handle(&mut w.fs, &read.to_bytes().unwrap(), &mut out)
+        .unwrap();
     assert_eq!(
         Frame::decode(&out, MSIZE).unwrap().message,
         Message::Rread {
@@ -886,6 +979,9 @@ fn error_strings_are_ones_linux_maps() {
         Error::ILLEGAL_OFFSET,
         Error::NOT_SUPPORTED,
     ] {
-        assert!(LINUX_MAPPED.contains(&e.as_str()), "{e} is not in Linux's table");
+        assert!(
+            LINUX_MAPPED.contains(&e.as_str()),
+            "{e} is not in Linux's table"
+        );
     }
 }

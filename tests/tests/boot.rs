@@ -1,0 +1,88 @@
+//! Boots the foundation images in Bochs (VT-x) and QEMU (bare) and checks
+//! what the console shows: the mode, the VT-x summary, contained failures.
+//!
+//! These boot emulators, so they are `#[ignore]`d in a plain `cargo test`;
+//! `run/test` runs them with `--include-ignored`.
+
+use kasane_run::Emulator;
+use kasane_tests::{assert_absent, assert_clean, assert_lines_in_order, boot_manifest};
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_runs_the_microkernel_as_a_vmx_guest() {
+    let boot = boot_manifest("smoke", Emulator::Bochs, 180);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "hvm: Kasane hvm",
+            "hvm: vmx=on ept=on ug=on vpid=on",
+            "microkernel: Kasane microkernel 0.1.0 mode=vmx-guest cell=0 memory=32MiB modules=0 hypervisor=KasaneHVM",
+            "microkernel: smoke test done",
+            "hvm: poweroff ok (requested by cell 0)",
+        ],
+    );
+    assert_absent(&boot, "warning");
+    assert_absent(&boot, "failed");
+    assert_clean(&boot);
+}
+
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_without_vtx_runs_bare() {
+    let boot = boot_manifest("smoke", Emulator::Qemu, 120);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "hvm: vmx=off (cpu has no VT-x) -> bare mode",
+            "mode=bare cell=0",
+            "microkernel: smoke test done",
+            "microkernel: poweroff ok",
+        ],
+    );
+    assert_absent(&boot, "mode=vmx-guest");
+    assert_clean(&boot);
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_contains_a_triple_faulting_cell() {
+    let boot = boot_manifest("fault-triple", Emulator::Bochs, 180);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "mode=vmx-guest",
+            "microkernel: triple-faulting on purpose",
+            "hvm: cell 0 (cell0) failed: triple fault",
+            "hvm: cell 0 (cell0) stopped",
+            "hvm: all cells stopped",
+            "hvm: poweroff ok (all cells stopped)",
+        ],
+    );
+    let failure = boot
+        .transcript
+        .lines()
+        .find(|l| l.contains("failed: triple fault"))
+        .expect("failure line");
+    assert!(
+        failure.contains("rip=0xffffffff8"),
+        "the guest RIP is reported: {failure}"
+    );
+    assert_clean(&boot);
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_contains_a_write_outside_the_cell() {
+    let boot = boot_manifest("fault-wild-write", Emulator::Bochs, 180);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "microkernel: writing outside the cell at 0x6000000 on purpose",
+            "hvm: cell 0 (cell0) failed: EPT violation (write at gpa=0x6000000, outside the cell's memory) rip=0x",
+            "hvm: all cells stopped",
+            "hvm: poweroff ok",
+        ],
+    );
+    assert_absent(&boot, "went through");
+    assert_clean(&boot);
+}
