@@ -104,6 +104,13 @@ mod boot {
     extern "C" fn hvm_main(magic: u32, info: u32) -> ! {
         serial::init();
         gdt::init();
+        // hvm routes interrupts through the local APIC only: mask both 8259
+        // PICs so a timer the BIOS left running cannot raise a stray vector.
+        // SAFETY: writing the PICs' interrupt-mask registers only masks.
+        unsafe {
+            arch::outb(0x21, 0xFF);
+            arch::outb(0xA1, 0xFF);
+        }
         log!("Kasane hvm {} starting", env!("CARGO_PKG_VERSION"));
         if magic != MULTIBOOT2_MAGIC {
             log!("not started by a multiboot2 loader (magic {:#x})", magic);

@@ -129,6 +129,8 @@ pub struct Hypervisor {
     caps: VmxCapabilities,
     chosen: ChosenControls,
     msr_bitmap: u64,
+    /// Cell 0 owns the local APIC: its bitmap also passes the x2APIC MSRs.
+    cell0_msr_bitmap: u64,
     cells: Vec<Cell>,
 }
 
@@ -185,11 +187,16 @@ pub fn enable(frames: &mut FrameAllocator) -> Result<Hypervisor, String> {
     let msr_bitmap = frames
         .allocate(4096, 4096)
         .ok_or("no memory for the MSR bitmap")?;
-    build_msr_bitmap(msr_bitmap);
+    build_msr_bitmap(msr_bitmap, false);
+    let cell0_msr_bitmap = frames
+        .allocate(4096, 4096)
+        .ok_or("no memory for the MSR bitmap")?;
+    build_msr_bitmap(cell0_msr_bitmap, true);
     Ok(Hypervisor {
         caps,
         chosen,
         msr_bitmap,
+        cell0_msr_bitmap,
         cells: Vec::new(),
     })
 }
@@ -210,7 +217,10 @@ const PASSTHROUGH_MSRS: [u32; 10] = [
     0x0000_0277, // PAT (saved and loaded)
 ];
 
-fn build_msr_bitmap(page: u64) {
+/// `apic` also passes the x2APIC register MSRs 0x800–0x8FF (SDM 11.12.1):
+/// cell 0 drives the physical local APIC (its timer and EOI); hvm re-injects
+/// the interrupts it delivers.
+fn build_msr_bitmap(page: u64, apic: bool) {
     // SAFETY: `page` is a fresh 4 KiB frame owned by hvm.
     let bytes = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, 4096) };
     bytes.fill(0xFF);
@@ -223,6 +233,11 @@ fn build_msr_bitmap(page: u64) {
         };
         for half in [0usize, 2048] {
             bytes[half + base + (bit / 8) as usize] &= !(1 << (bit % 8));
+        }
+    }
+    if apic {
+        for half in [0usize, 2048] {
+            bytes[half + 0x800 / 8..half + 0x900 / 8].fill(0);
         }
     }
     // Reading the TSC directly is harmless and fast.
@@ -377,7 +392,12 @@ impl Hypervisor {
         write(Field::ExitMsrLoadCount, 0);
         write(Field::EntryMsrLoadCount, 0);
         write(Field::EntryInterruptionInfo, 0);
-        write(Field::MsrBitmap, self.msr_bitmap);
+        let bitmap = if vpid == 1 {
+            self.cell0_msr_bitmap
+        } else {
+            self.msr_bitmap
+        };
+        write(Field::MsrBitmap, bitmap);
         write(Field::EptPointer, eptp);
         if c.vpid() {
             write(Field::VirtualProcessorId, u64::from(vpid));
@@ -980,9 +1000,20 @@ fn emulate_io(cell: &mut Cell, access: IoAccess) {
 fn emulate_msr(cell: &mut Cell, is_write: bool) {
     let msr = cell.regs.rcx as u32;
     if is_write {
+        let value = (cell.regs.rdx << 32) | (cell.regs.rax & 0xFFFF_FFFF);
+        // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU.
+        let current = unsafe { arch::rdmsr(0x1B) };
+        // Cell 0 may switch the APIC it owns to x2APIC mode (bit 10, EXTD);
+        // moving the base or disabling it is refused (SDM 11.12.5).
+        if cell.index == 0 && msr == 0x1B && (value ^ current) & !(1 << 10) == 0 {
+            // SAFETY: only EXTD changes; enabling x2APIC mode is allowed
+            // from xAPIC mode and hvm itself never uses the APIC.
+            unsafe { arch::wrmsr(0x1B, value) };
+            skip_instruction();
+            return;
+        }
         // Writes to MSRs a cell does not own are refused with #GP.
         inject_exception(13, Some(0));
-        let _ = msr;
         return;
     }
     let value = match msr {

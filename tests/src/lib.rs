@@ -4,8 +4,9 @@
 //! emulator through the same launcher `run/up` uses, and checks the console
 //! transcript line by line. Builds happen once per test process.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use kasane_run::{boot, build_components, make_image, root, Boot, BootOptions, Emulator, Outcome};
@@ -14,6 +15,10 @@ use kasane_run::{boot, build_components, make_image, root, Boot, BootOptions, Em
 type Components = (PathBuf, std::collections::BTreeMap<String, PathBuf>);
 
 static BUILT: OnceLock<Result<Components, String>> = OnceLock::new();
+
+/// Images already made in this process, by manifest: tests that share a
+/// manifest must not rebuild its ISO while another test boots it.
+static IMAGES: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 
 /// Builds the components (once) and the image for `manifest`, boots it, and
 /// returns the result. Panics with the reason when building fails.
@@ -27,8 +32,20 @@ pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -
     let manifest_path = root
         .join("images/manifests")
         .join(format!("{manifest}.toml"));
-    let iso = make_image(&root, &manifest_path, &hvm, components)
-        .unwrap_or_else(|e| panic!("image failed: {e}"));
+    let iso = {
+        let mut images = IMAGES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match images.get(manifest) {
+            Some(iso) => iso.clone(),
+            None => {
+                let iso = make_image(&root, &manifest_path, &hvm, components)
+                    .unwrap_or_else(|e| panic!("image failed: {e}"));
+                images.insert(manifest.to_owned(), iso.clone());
+                iso
+            }
+        }
+    };
     let options = BootOptions {
         emulator,
         iso,

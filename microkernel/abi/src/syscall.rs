@@ -4,7 +4,7 @@
 //! with R10 in place of RCX because `syscall` overwrites RCX):
 //!
 //! - RAX: the [`Syscall`] number in; the status out (0 = success, else an
-//!   [`Error`](crate::Error) code; for `ipc` an
+//!   [`Error`] code; for `ipc` an
 //!   [`IpcError`](crate::IpcError) status word).
 //! - Arguments 0..=5 in RDI, RSI, RDX, R10, R8, R9. Results come back in
 //!   the same six registers; each call below says which carry results.

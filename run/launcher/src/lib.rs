@@ -11,6 +11,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -211,9 +212,12 @@ fn which(program: &str) -> bool {
 
 /// Boots an ISO and watches its console.
 pub fn boot(options: &BootOptions) -> Result<Boot, String> {
+    // One directory per boot: tests in one process may boot the same ISO.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let run_dir = options
         .iso
-        .with_extension(format!("run-{}", std::process::id()));
+        .with_extension(format!("run-{}-{run}", std::process::id()));
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     let (mut child, source) = match options.emulator {
