@@ -93,6 +93,19 @@ impl Write for Console {
     }
 }
 
+/// Writes raw bytes (a task's `debug_write`) to the console.
+pub fn write_bytes(bytes: &[u8]) {
+    let mut console = CONSOLE.lock();
+    for &byte in bytes {
+        let at = console.len;
+        console.line[at] = byte;
+        console.len += 1;
+        if byte == b'\n' || console.len == console.line.len() {
+            console.flush();
+        }
+    }
+}
+
 #[doc(hidden)]
 pub fn print_args(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);

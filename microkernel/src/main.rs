@@ -1,10 +1,11 @@
-//! Kasane's microkernel, cell 0: boots in either mode and reports which.
+//! Kasane's microkernel, cell 0: L4-style threads, tasks, IPC and paging.
 //!
 //! hvm enters `_start` in 64-bit mode with RDI = physical address of the
 //! `BootInfo` (hvm_abi). Under VT-x the kernel is a guest and writes its
-//! console through hypercalls; in bare mode it owns COM1. This is the boot
-//! skeleton: it identifies its mode, runs the self-test the manifest's
-//! `args` select, and powers off. IPC, threads and paging grow from here.
+//! console through hypercalls; in bare mode it owns COM1. With
+//! `args = "root=NAME"` it builds the kernel state and starts the root task
+//! from boot module NAME (microkernel_abi::boot); with `test=NAME` it runs
+//! one of the boot self-tests instead.
 //!
 //! On the host this builds to a stub, so workspace-wide checks cover it.
 #![cfg_attr(target_os = "none", no_std)]
@@ -17,22 +18,48 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod kernel;
+#[cfg(target_os = "none")]
+mod loader;
+#[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
+mod paging;
+#[cfg(target_os = "none")]
 mod selftest;
 
 #[cfg(target_os = "none")]
-mod kernel {
+mod boot {
+    use alloc::vec::Vec;
     use hvm_abi::{BootInfo, BootMode, BOOT_INFO_MAGIC};
 
-    use crate::{arch, console, kprintln, selftest};
+    use crate::memory::{self, FramePool, PAGE};
+    use crate::{apic, arch, console, kernel, kprintln, paging, selftest};
+
+    /// Where the xAPIC registers are mapped (PML4 slot 510, otherwise
+    /// unused) when the CPU has no x2APIC.
+    const XAPIC_VIRTUAL: u64 = 0xFFFF_FF00_0000_0000;
+    const XAPIC_PHYSICAL: u64 = 0xFEE0_0000;
+    const HEAP_SIZE: u64 = 4 << 20;
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         kprintln!("microkernel: PANIC: {}", info);
         console::power_off(false)
+    }
+
+    fn argument<'a>(args: &'a str, key: &str) -> Option<&'a str> {
+        args.split_whitespace()
+            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
     }
 
     #[no_mangle]
@@ -74,7 +101,60 @@ mod kernel {
         if (mode == BootMode::VmxGuest) != under_hvm {
             kprintln!("microkernel: warning: boot info and CPUID disagree about the hypervisor");
         }
-        selftest::run(&info, mode);
-        console::power_off(true)
+        let args = info.args();
+        if argument(args, "test").is_some() {
+            selftest::run(&info, mode);
+            console::power_off(true);
+        }
+        let Some(root) = argument(args, "root") else {
+            kprintln!("microkernel: nothing to run yet (no root=NAME in the manifest's args)");
+            console::power_off(true)
+        };
+        if let Err(why) = start(&info, root, args) {
+            kprintln!("microkernel: cannot start: {}", why);
+            console::power_off(false);
+        }
+        kernel::run_next();
+        // SAFETY: run_next made a thread current; the boot stack is not
+        // needed any more.
+        unsafe { arch::resume() }
+    }
+
+    fn start(info: &BootInfo, root: &str, args: &str) -> Result<(), &'static str> {
+        let free = (info.free_base + PAGE - 1) & !(PAGE - 1);
+        let end = info.memory_base + info.memory_size;
+        let pool_size = (info.memory_size / 8).max(2 << 20);
+        if free + HEAP_SIZE + pool_size + (1 << 20) > end {
+            return Err("the cell's memory is too small (give it at least 32 MiB)");
+        }
+        // SAFETY: [free, free + HEAP_SIZE) is free cell memory, used only
+        // by the heap from now on.
+        unsafe { memory::init_heap(free, HEAP_SIZE) };
+        let pool_start = free + HEAP_SIZE;
+        let window_start = pool_start + pool_size;
+        let mut pool = FramePool::new(pool_start, window_start);
+        // SAFETY: once, at boot, interrupts off; the boot stack lives for
+        // ever.
+        unsafe { arch::init(arch::boot_stack_top()) };
+        let kernel_root = arch::read_cr3() & !0xFFF;
+        let has_x2apic = core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0;
+        let xapic = if has_x2apic {
+            0
+        } else {
+            paging::map_kernel_device(&mut pool, kernel_root, XAPIC_VIRTUAL, XAPIC_PHYSICAL)
+                .ok_or("cannot map the local APIC")?
+        };
+        let apic_mode = apic::init(xapic)?;
+        kprintln!(
+            "microkernel: timer via {}, tick {} us (nominal)",
+            apic_mode,
+            kernel::TICK_MICROSECONDS
+        );
+        let modules: Vec<(&str, u64, u64)> = info
+            .modules()
+            .iter()
+            .map(|m| (m.name(), m.phys, m.len))
+            .collect();
+        kernel::boot(pool, root, &modules, (window_start, end), args)
     }
 }

@@ -52,7 +52,9 @@ pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -
         timeout: Duration::from_secs(timeout_seconds),
         echo: false,
         interactive: false,
-        memory_mib: 256,
+        memory_mib: kasane_run::memory_needed(&manifest_path)
+            .unwrap_or(256)
+            .max(256),
     };
     boot(&options).unwrap_or_else(|e| panic!("boot failed: {e}"))
 }

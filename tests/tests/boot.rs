@@ -86,3 +86,42 @@ fn bochs_contains_a_write_outside_the_cell() {
     assert_absent(&boot, "went through");
     assert_clean(&boot);
 }
+
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_bare_kernel_runs_the_hello_root_task() {
+    let boot = boot_manifest("hello", Emulator::Qemu, 120);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "mode=bare",
+            "microkernel: timer via",
+            "microkernel: root task `hello` started",
+            "hello: root task running as thread 0x1",
+            "hello: a 20 ms receive ended with Some(IpcError { error: Timeout, phase: Receive })",
+            "hello: goodbye",
+            "microkernel: the root task finished",
+            "microkernel: poweroff ok",
+        ],
+    );
+    assert_clean(&boot);
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_vmx_kernel_runs_the_hello_root_task() {
+    let boot = boot_manifest("hello", Emulator::Bochs, 180);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "hvm: vmx=on",
+            "mode=vmx-guest",
+            "microkernel: timer via x2apic",
+            "hello: root task running as thread 0x1",
+            "hello: a 20 ms receive ended with Some(IpcError { error: Timeout, phase: Receive })",
+            "microkernel: the root task finished",
+            "hvm: poweroff ok (requested by cell 0)",
+        ],
+    );
+    assert_clean(&boot);
+}

@@ -90,3 +90,78 @@ mod tests {
         }
     }
 }
+
+/// A cell's memory as bytes, with every access checked by
+/// [`GuestMemory::check`]: the only way device models touch guest memory.
+#[derive(Debug)]
+pub struct Ram<'a> {
+    memory: GuestMemory,
+    bytes: &'a mut [u8],
+}
+
+impl<'a> Ram<'a> {
+    /// Wraps the bytes of `memory` (`bytes.len()` must equal its size).
+    pub fn new(memory: GuestMemory, bytes: &'a mut [u8]) -> Self {
+        debug_assert_eq!(bytes.len() as u64, memory.size);
+        Self { memory, bytes }
+    }
+
+    fn range(&self, guest: u64, len: usize) -> Result<core::ops::Range<usize>, OutOfBounds> {
+        let range = self.memory.check(guest, len as u64)?;
+        let start = (range.host() - self.memory.host_base) as usize;
+        Ok(start..start + len)
+    }
+
+    /// Copies guest bytes out.
+    pub fn read(&self, guest: u64, buffer: &mut [u8]) -> Result<(), OutOfBounds> {
+        let range = self.range(guest, buffer.len())?;
+        buffer.copy_from_slice(&self.bytes[range]);
+        Ok(())
+    }
+
+    /// Copies bytes into the guest.
+    pub fn write(&mut self, guest: u64, data: &[u8]) -> Result<(), OutOfBounds> {
+        let range = self.range(guest, data.len())?;
+        self.bytes[range].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// A little-endian u16.
+    pub fn read_u16(&self, guest: u64) -> Result<u16, OutOfBounds> {
+        let mut b = [0; 2];
+        self.read(guest, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+
+    /// A little-endian u32.
+    pub fn read_u32(&self, guest: u64) -> Result<u32, OutOfBounds> {
+        let mut b = [0; 4];
+        self.read(guest, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// A little-endian u64.
+    pub fn read_u64(&self, guest: u64) -> Result<u64, OutOfBounds> {
+        let mut b = [0; 8];
+        self.read(guest, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// A guest range as a slice, checked.
+    pub fn slice(&self, guest: u64, len: u64) -> Result<&[u8], OutOfBounds> {
+        let range = self.range(
+            guest,
+            usize::try_from(len).map_err(|_| OutOfBounds { guest, len })?,
+        )?;
+        Ok(&self.bytes[range])
+    }
+
+    /// A guest range as a mutable slice, checked.
+    pub fn slice_mut(&mut self, guest: u64, len: u64) -> Result<&mut [u8], OutOfBounds> {
+        let range = self.range(
+            guest,
+            usize::try_from(len).map_err(|_| OutOfBounds { guest, len })?,
+        )?;
+        Ok(&mut self.bytes[range])
+    }
+}

@@ -15,7 +15,7 @@ use crate::{CellKind, OnFailure};
 /// First bytes of a compiled manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"KSNMANI\0";
 /// Version of the compiled form.
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
 const HEADER_LEN: usize = 20;
 /// Largest payload accepted (a manifest is small; this bounds allocation).
 const MAX_PAYLOAD: usize = 64 * 1024;
@@ -41,6 +41,11 @@ pub struct BootCell {
     pub restart_limit: u32,
     /// Watchdog period in milliseconds; 0 turns the watchdog off.
     pub heartbeat_ms: u32,
+    /// Linux cells: the boot module holding the initial RAM disk (empty:
+    /// none; always empty for other kinds).
+    pub initrd: String,
+    /// Linux cells: the kernel command line (empty for other kinds).
+    pub cmdline: String,
 }
 
 /// The whole system in the boot form.
@@ -156,6 +161,8 @@ mod tests {
                 on_failure: OnFailure::Stop,
                 restart_limit: 0,
                 heartbeat_ms: 0,
+                initrd: String::new(),
+                cmdline: String::new(),
             }],
         }
     }

@@ -149,6 +149,32 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
         for (m, module) in cell.modules.iter().enumerate() {
             check_name(&format!("cell[{index}].modules[{m}]"), module)?;
         }
+        check_linux_fields(index, cell)?;
+        if cell.heartbeat_ms != 0
+            && !(MIN_HEARTBEAT_MS..=MAX_HEARTBEAT_MS).contains(&cell.heartbeat_ms)
+        {
+            return Err(ManifestError::new(
+                at("heartbeat_ms"),
+                format!(
+                    "{} ms is outside {MIN_HEARTBEAT_MS}..={MAX_HEARTBEAT_MS} ms (0 turns the watchdog off)",
+                    cell.heartbeat_ms
+                ),
+            ));
+        }
+        if cell.kind == CellKind::Linux
+            && manifest.cells[..index]
+                .iter()
+                .filter(|c| c.kind == CellKind::Linux)
+                .count()
+                >= MAX_LINUX_CELLS
+        {
+            return Err(ManifestError::new(
+                at("kind"),
+                format!(
+                    "at most {MAX_LINUX_CELLS} linux cell is supported (each is linked to cell 0)"
+                ),
+            ));
+        }
         if cell.restart_limit > MAX_RESTART_LIMIT {
             return Err(ManifestError::new(
                 at("restart_limit"),
@@ -158,6 +184,55 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `initrd` and `cmdline` belong to Linux cells, `args` and `modules` to
+/// the others: a field the cell's kind ignores is a mistake to report.
+fn check_linux_fields(index: usize, cell: &crate::BootCell) -> Result<(), ManifestError> {
+    let at = |field: &str| format!("cell[{index}].{field}");
+    if cell.kind != CellKind::Linux {
+        if !cell.initrd.is_empty() {
+            return Err(ManifestError::new(
+                at("initrd"),
+                "only a linux cell takes an initrd",
+            ));
+        }
+        if !cell.cmdline.is_empty() {
+            return Err(ManifestError::new(
+                at("cmdline"),
+                "only a linux cell takes a command line (use `args`)",
+            ));
+        }
+        return Ok(());
+    }
+    if !cell.args.is_empty() {
+        return Err(ManifestError::new(
+            at("args"),
+            "a linux cell takes `cmdline`, not `args`",
+        ));
+    }
+    if !cell.modules.is_empty() {
+        return Err(ManifestError::new(
+            at("modules"),
+            "a linux cell loads only its `image` and `initrd`",
+        ));
+    }
+    if !cell.initrd.is_empty() {
+        check_name(&at("initrd"), &cell.initrd)?;
+    }
+    if cell.cmdline.len() > MAX_CMDLINE_LEN {
+        return Err(ManifestError::new(
+            at("cmdline"),
+            format!("longer than {MAX_CMDLINE_LEN} bytes"),
+        ));
+    }
+    if let Some(byte) = cell.cmdline.bytes().find(|b| !(0x20..0x7F).contains(b)) {
+        return Err(ManifestError::new(
+            at("cmdline"),
+            format!("holds the byte {byte:#04x}; only printable ASCII is allowed"),
+        ));
     }
     Ok(())
 }

@@ -27,6 +27,13 @@ pub use source::{Cell, Manifest, System};
 
 use serde::{Deserialize, Serialize};
 
+/// The command line a Linux cell gets when its manifest names none: the
+/// serial console, few messages (every byte costs a VM exit), a TSC trusted
+/// as the clock, PCI probed by configuration cycles (hvm gives no ACPI
+/// namespace for it), and an immediate reset on a panic so hvm sees it.
+pub const DEFAULT_LINUX_CMDLINE: &str =
+    "console=ttyS0 quiet tsc=reliable no_timer_check pci=noacpi panic=-1";
+
 /// What a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -72,4 +79,13 @@ pub mod limits {
     pub const MAX_RESTART_LIMIT: u32 = 100;
     /// Most extra modules per cell.
     pub const MAX_MODULES: usize = 30;
+    /// Longest Linux command line (boot.rst: `cmdline_size` is at least 2047
+    /// for 2.06+ kernels; hvm keeps it well inside).
+    pub const MAX_CMDLINE_LEN: usize = 1024;
+    /// Longest watchdog period, in ms (10 minutes).
+    pub const MAX_HEARTBEAT_MS: u32 = 600_000;
+    /// Shortest non-zero watchdog period, in ms.
+    pub const MIN_HEARTBEAT_MS: u32 = 10;
+    /// Most Linux cells in one system (each is linked to cell 0).
+    pub const MAX_LINUX_CELLS: usize = 1;
 }

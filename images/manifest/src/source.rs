@@ -43,6 +43,12 @@ pub struct Cell {
     /// Watchdog period in ms; 0 or absent turns it off.
     #[serde(default)]
     pub heartbeat_ms: u32,
+    /// Linux cells: boot module with the initial RAM disk (default
+    /// `linux-initrd`).
+    pub initrd: Option<String>,
+    /// Linux cells: the kernel command line (default
+    /// [`crate::DEFAULT_LINUX_CMDLINE`]).
+    pub cmdline: Option<String>,
 }
 
 /// A whole manifest file.
@@ -103,6 +109,16 @@ impl Manifest {
                     }),
                     restart_limit: cell.restart_limit.unwrap_or(3),
                     heartbeat_ms: cell.heartbeat_ms,
+                    initrd: match (cell.kind, &cell.initrd) {
+                        (_, Some(name)) => name.clone(),
+                        (CellKind::Linux, None) => "linux-initrd".to_string(),
+                        _ => String::new(),
+                    },
+                    cmdline: match (cell.kind, &cell.cmdline) {
+                        (_, Some(line)) => line.clone(),
+                        (CellKind::Linux, None) => crate::DEFAULT_LINUX_CMDLINE.to_string(),
+                        _ => String::new(),
+                    },
                 })
                 .collect(),
         }

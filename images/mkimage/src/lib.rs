@@ -11,7 +11,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kasane_manifest::{BootManifest, Manifest};
+use kasane_manifest::Manifest;
+pub use kasane_manifest::{BootManifest, CellKind};
+
+/// A borrowed compiled manifest (lets callers name the type without
+/// depending on `kasane-manifest` themselves).
+#[derive(Debug)]
+pub struct BootManifestRef<'a>(pub &'a BootManifest);
 
 /// What went wrong, with what a person needs to fix it.
 #[derive(Debug)]
@@ -92,6 +98,9 @@ pub fn required_components(manifest: &BootManifest) -> Vec<(String, String)> {
         add(&cell.image, format!("cell[{index}].image"));
         for (m, module) in cell.modules.iter().enumerate() {
             add(module, format!("cell[{index}].modules[{m}]"));
+        }
+        if !cell.initrd.is_empty() {
+            add(&cell.initrd, format!("cell[{index}].initrd"));
         }
     }
     needed
@@ -185,6 +194,22 @@ mod tests {
             vec![
                 ("microkernel".to_string(), "cell[0].image".to_string()),
                 ("ramfs".to_string(), "cell[0].modules[0]".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_linux_cell_needs_its_kernel_and_initrd() {
+        let manifest = Manifest::compile(
+            "[system]\nname = \"t\"\n[[cell]]\nname = \"cell0\"\nkind = \"microkernel\"\nmemory_mib = 32\n[[cell]]\nname = \"penguin\"\nkind = \"linux\"\nmemory_mib = 128\n",
+        )
+        .expect("valid");
+        let needed = required_components(&manifest);
+        assert_eq!(
+            needed[1..],
+            [
+                ("linux".to_string(), "cell[1].image".to_string()),
+                ("linux-initrd".to_string(), "cell[1].initrd".to_string())
             ]
         );
     }

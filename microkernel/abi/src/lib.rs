@@ -18,6 +18,7 @@
 //!   `target_os = "none"`, the target that user tasks are built for.
 #![no_std]
 
+pub mod boot;
 pub mod error;
 pub mod item;
 pub mod message;

@@ -61,6 +61,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
+    memory = memory.max(kasane_run::memory_needed(&manifest)?);
     let (hvm, components) = build_components(&root)?;
     let iso = make_image(&root, &manifest, &hvm, components)?;
     eprintln!(
