@@ -373,6 +373,30 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: RDTSC has no side effects (CR4.TSD is clear in hvm).
+    unsafe {
+        asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
+    }
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// Sets XCR0 (SDM Vol. 2 XSETBV).
+///
+/// # Safety
+/// CR4.OSXSAVE must be set and `value` a valid XCR0 for this CPU (bit 0
+/// set, AVX only with SSE, only bits CPUID.(EAX=0DH,ECX=0) reports), or the
+/// instruction raises #GP in hvm.
+pub unsafe fn xsetbv(value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nomem, nostack, preserves_flags))
+    }
+}
+
 /// Reads CR0.
 pub fn read_cr0() -> u64 {
     let value: u64;

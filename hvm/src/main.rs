@@ -25,7 +25,11 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod devices;
+#[cfg(target_os = "none")]
 mod gdt;
+#[cfg(target_os = "none")]
+mod linux;
 #[cfg(target_os = "none")]
 mod loader;
 #[cfg(target_os = "none")]
@@ -214,8 +218,12 @@ mod boot {
         let chosen = hypervisor.summary().chosen;
         let on_off = |b: bool| if b { "on" } else { "off" };
         let mut created = 0;
+        let linked = manifest
+            .cells
+            .iter()
+            .any(|c| c.kind == kasane_manifest::CellKind::Linux);
         for (index, cell) in manifest.cells.iter().enumerate() {
-            if cell.kind != kasane_manifest::CellKind::Microkernel {
+            if cell.kind == kasane_manifest::CellKind::ServerVm {
                 log!(
                     "cell {} ({}): kind {:?} is not supported by this hvm yet; not started",
                     index,
@@ -224,7 +232,14 @@ mod boot {
                 );
                 continue;
             }
-            match hypervisor.create_cell(frames, index as u32, cell, modules, manifest_bytes) {
+            match hypervisor.create_cell(
+                frames,
+                index as u32,
+                cell,
+                modules,
+                manifest_bytes,
+                linked,
+            ) {
                 Ok(()) => created += 1,
                 Err(reason) => {
                     log!(

@@ -9,17 +9,22 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use alloc::boxed::Box;
 use hvm_abi::{BootMode, CellState, Hypercall, HypercallError, CONSOLE_WRITE_MAX};
-use hvm_logic::cell::{Decision, Life, Policy, State};
+use hvm_logic::cell::{Decision, Life, Policy, State, Watchdog};
 use hvm_logic::controls::{self, msr, ChosenControls, ProcBased, VmxCapabilities};
 use hvm_logic::ept::{Access, Format, PageTables, TableMemory};
 use hvm_logic::exit::{CrAccess, IoAccess, RawExit, VmExit};
 use hvm_logic::guest::GuestMemory;
+use hvm_logic::lapic::Lapic;
+use hvm_logic::uart::Uart;
+use hvm_logic::virtio::{ConfigPorts, Console, Pipe};
 use hvm_logic::vmcs::{access_rights, Field};
-use kasane_manifest::{BootCell, OnFailure};
+use kasane_manifest::{BootCell, CellKind, OnFailure};
 
 use crate::arch::{self, GuestRegisters};
-use crate::loader::{self, CellLayout, EntryState};
+use crate::devices::{self, Exit};
+use crate::loader::{self, CellLayout};
 use crate::memory::FrameAllocator;
 use crate::{power_off, serial, BootModules};
 
@@ -96,7 +101,7 @@ impl TableMemory for HostTables<'_> {
     }
 }
 
-fn write(field: Field, value: u64) {
+pub(crate) fn write(field: Field, value: u64) {
     debug_assert!(field.fits(value));
     // SAFETY: only called while the VMCS of the cell being configured or run
     // is current; each caller sets fields as SDM chapter 25 describes.
@@ -105,7 +110,7 @@ fn write(field: Field, value: u64) {
     }
 }
 
-fn read(field: Field) -> u64 {
+pub(crate) fn read(field: Field) -> u64 {
     // SAFETY: a VMCS is current whenever exits are handled.
     unsafe { arch::vmread(field.encoding()) }
 }
@@ -122,6 +127,60 @@ struct Cell {
     launched: bool,
     /// Bytes of console output waiting for a newline.
     line: Vec<u8>,
+    /// The emulated platform (Linux cells; cell 0 uses `pci` and `link`).
+    pub(crate) platform: Platform,
+    watchdog: Watchdog,
+}
+
+/// What hvm emulates for a cell besides the CPU.
+pub(crate) struct Platform {
+    /// PCI configuration mechanism #1.
+    pub pci: ConfigPorts,
+    /// This cell's end of the link, if it has one.
+    pub link: Option<Console>,
+    /// Local APIC (Linux cells).
+    pub lapic: Lapic,
+    /// COM1 (Linux cells).
+    pub uart: Uart,
+    /// The vCPU executed HLT and waits for an interrupt.
+    pub halted: bool,
+}
+
+impl Platform {
+    fn new(kind: CellKind, linked: bool) -> Self {
+        Self {
+            pci: ConfigPorts::default(),
+            link: linked.then(|| Console::new(kind == CellKind::Linux, devices::LINK_BAR)),
+            lapic: Lapic::new(),
+            uart: Uart::new(),
+            halted: false,
+        }
+    }
+}
+
+/// The link between cell 0 and the Linux cell: bytes in flight each way and
+/// the generation cell 0 reads to notice that its peer was restarted.
+struct Link {
+    peer: usize,
+    to_peer: Box<Pipe>,
+    to_cell0: Box<Pipe>,
+    generation: u64,
+    /// Refused chains logged so far (the log is bounded).
+    logged: u32,
+}
+
+/// A vCPU's starting state in 64-bit mode.
+struct GuestEntry {
+    rip: u64,
+    rsp: u64,
+    cr3: u64,
+    gdt_base: u64,
+    gdt_limit: u16,
+    code: u64,
+    data: u64,
+    cr0: u64,
+    cr4: u64,
+    efer: u64,
 }
 
 /// Everything VMX needs across cells.
@@ -132,7 +191,16 @@ pub struct Hypervisor {
     /// Cell 0 owns the local APIC: its bitmap also passes the x2APIC MSRs.
     cell0_msr_bitmap: u64,
     cells: Vec<Cell>,
+    link: Option<Link>,
+    /// External interrupts taken while another cell ran, for cell 0.
+    pending_for_cell0: Vec<u8>,
 }
+
+/// TSC ticks per millisecond as hvm tells Linux (CPUID 0x15/0x16); also the
+/// unit of watchdog periods.
+pub const TSC_PER_MS: u64 = devices::TSC_HZ / 1000;
+/// A cell's time slice, in TSC ticks (10 ms).
+const SLICE: u64 = 10 * TSC_PER_MS;
 
 /// What `hvm: vmx=on ...` reports.
 pub struct Summary {
@@ -174,6 +242,12 @@ pub fn enable(frames: &mut FrameAllocator) -> Result<Hypervisor, String> {
             caps.cr4_fixed1,
         ));
     }
+    // CR4.OSXSAVE lets hvm execute XSETBV for a Linux cell (SDM Vol. 1
+    // 13.3); hvm itself never uses the extended state.
+    if arch::cpuid(1, 0).2 & (1 << 26) != 0 {
+        // SAFETY: XSAVE is supported, so setting OSXSAVE is allowed.
+        unsafe { arch::write_cr4(arch::read_cr4() | (1 << 18)) };
+    }
     let vmxon_region = frames
         .allocate(4096, 4096)
         .ok_or("no memory for the VMXON region")?;
@@ -198,13 +272,18 @@ pub fn enable(frames: &mut FrameAllocator) -> Result<Hypervisor, String> {
         msr_bitmap,
         cell0_msr_bitmap,
         cells: Vec::new(),
+        link: None,
+        pending_for_cell0: Vec::new(),
     })
 }
 
 /// MSRs a cell may touch directly (SDM 25.6.9: a clear bit means no exit).
 /// Their values are the cell's own: FS/GS bases and the SYSCALL MSRs are not
 /// used by hvm, and EFER/PAT are switched by the VMCS.
-const PASSTHROUGH_MSRS: [u32; 10] = [
+const PASSTHROUGH_MSRS: [u32; 13] = [
+    0x0000_0174, // SYSENTER_CS (always saved and loaded, SDM 27.3.1, 28.3)
+    0x0000_0175, // SYSENTER_ESP
+    0x0000_0176, // SYSENTER_EIP
     0xC000_0080, // EFER (saved and loaded on every exit and entry)
     0xC000_0081, // STAR
     0xC000_0082, // LSTAR
@@ -260,6 +339,7 @@ impl Hypervisor {
         description: &BootCell,
         modules: &BootModules,
         manifest: &[u8],
+        linked: bool,
     ) -> Result<(), String> {
         let size = u64::from(description.memory_mib) << 20;
         let host_base = frames.allocate(size, 2 << 20).ok_or_else(|| {
@@ -299,10 +379,95 @@ impl Hypervisor {
             regs: GuestRegisters::default(),
             launched: false,
             line: Vec::new(),
+            platform: Platform::new(description.kind, linked),
+            watchdog: Watchdog::new(u64::from(description.heartbeat_ms) * TSC_PER_MS),
         };
         self.cells.push(cell);
         let position = self.cells.len() - 1;
+        if description.kind == CellKind::Linux && self.link.is_none() {
+            self.link = Some(Link {
+                peer: position,
+                to_peer: Box::new(Pipe::new()),
+                to_cell0: Box::new(Pipe::new()),
+                generation: 0,
+                logged: 0,
+            });
+        }
         self.load(position, modules, manifest)
+    }
+
+    /// Loads a Linux cell's bzImage and initrd (boot.rst 64-bit protocol)
+    /// and resets its platform; the link's peer is new.
+    fn load_linux(&mut self, position: usize, modules: &BootModules) -> Result<(), String> {
+        let cell = &mut self.cells[position];
+        let missing = |name: &str| {
+            let mut s = String::new();
+            let _ = write!(s, "boot module `{name}` is missing");
+            s
+        };
+        let kernel = modules
+            .find(&cell.description.image)
+            .ok_or_else(|| missing(&cell.description.image))?;
+        let initrd = if cell.description.initrd.is_empty() {
+            &[][..]
+        } else {
+            modules
+                .find(&cell.description.initrd)
+                .ok_or_else(|| missing(&cell.description.initrd))?
+        };
+        let layout = CellLayout {
+            host_base: cell.memory.host_base,
+            guest_base: 0,
+            size: cell.memory.size,
+        };
+        let entry = crate::linux::load_linux(layout, kernel, initrd, &cell.description.cmdline)
+            .map_err(|e| {
+                let mut s = String::new();
+                let _ = write!(s, "cannot boot `{}`: {e}", cell.description.image);
+                s
+            })?;
+        cell.platform = Platform::new(CellKind::Linux, true);
+        cell.watchdog.disarm();
+        // SAFETY: the VMCS region belongs to this cell (SDM 25.1).
+        unsafe {
+            arch::vmclear(cell.vmcs);
+            arch::vmptrld(cell.vmcs);
+        }
+        cell.regs = GuestRegisters {
+            rsi: entry.rsi,
+            ..Default::default()
+        };
+        cell.launched = false;
+        cell.line.clear();
+        let vpid = cell.index as u16 + 1;
+        let eptp = cell.eptp;
+        self.write_controls(vpid, eptp);
+        write_host_state();
+        // boot.rst: CS = __BOOT_CS (0x10), DS/ES/SS = __BOOT_DS (0x18),
+        // long mode with the identity map, interrupts off, RSI = boot_params.
+        self.write_guest_state(&GuestEntry {
+            rip: entry.rip,
+            rsp: entry.rsp,
+            cr3: entry.cr3,
+            gdt_base: entry.gdt_base,
+            gdt_limit: entry.gdt_limit,
+            code: 0x10,
+            data: 0x18,
+            cr0: 0x8000_0031, // PG, NE, ET, PE
+            cr4: 0x20,        // PAE
+            efer: 0x500,      // LMA, LME
+        });
+        if self.caps.invept_single_context() {
+            // SAFETY: VMX is on and single-context INVEPT is supported.
+            unsafe { arch::invept_single(eptp) };
+        }
+        if let Some(link) = self.link.as_mut().filter(|l| l.peer == position) {
+            link.to_peer.clear();
+            link.to_cell0.clear();
+            link.generation += 1;
+        }
+        self.cells[position].life.started();
+        Ok(())
     }
 
     /// Loads (or reloads) the cell's pristine image and resets its vCPU.
@@ -312,6 +477,9 @@ impl Hypervisor {
         modules: &BootModules,
         manifest: &[u8],
     ) -> Result<(), String> {
+        if self.cells[position].description.kind == CellKind::Linux {
+            return self.load_linux(position, modules);
+        }
         let cell = &mut self.cells[position];
         let kernel = modules.find(&cell.description.image).ok_or_else(|| {
             let mut s = String::new();
@@ -367,7 +535,18 @@ impl Hypervisor {
         let eptp = cell.eptp;
         self.write_controls(vpid, eptp);
         write_host_state();
-        self.write_guest_state(&entry);
+        self.write_guest_state(&GuestEntry {
+            rip: entry.rip,
+            rsp: entry.rsp,
+            cr3: entry.cr3,
+            gdt_base: entry.gdt_base,
+            gdt_limit: entry.gdt_limit,
+            code: 0x08,
+            data: 0x10,
+            cr0: 0x8005_0033, // PG, AM, WP, NE, ET, MP, PE
+            cr4: 0x0000_06A0, // PAE, PGE, OSFXSR, OSXMMEXCPT
+            efer: 0xD00,      // NXE, LMA, LME
+        });
         if self.caps.invept_single_context() {
             // SAFETY: VMX is on and single-context INVEPT is supported;
             // stale translations of a restarted cell must go.
@@ -422,10 +601,9 @@ impl Hypervisor {
         );
     }
 
-    fn write_guest_state(&self, entry: &EntryState) {
+    fn write_guest_state(&self, entry: &GuestEntry) {
         // SDM 27.3.1 "Checks on the guest state area" for 64-bit guests.
-        let cr0 = 0x8005_0033; // PG, AM, WP, NE, ET, MP, PE
-        let cr4 = 0x0000_06A0; // PAE, PGE, OSFXSR, OSXMMEXCPT
+        let (cr0, cr4) = (entry.cr0, entry.cr4);
         write(
             Field::GuestCr0,
             controls::fixed_bits(cr0, self.caps.cr0_fixed0, self.caps.cr0_fixed1),
@@ -437,7 +615,7 @@ impl Hypervisor {
         );
         write(Field::Cr4ReadShadow, cr4);
         write(Field::GuestCr3, entry.cr3);
-        write(Field::GuestEfer, 0xD00); // NXE, LMA, LME
+        write(Field::GuestEfer, entry.efer);
         write(Field::GuestPat, 0x0007_0406_0007_0406);
         write(Field::GuestDebugctl, 0);
         write(Field::GuestDr7, 0x400);
@@ -456,7 +634,7 @@ impl Hypervisor {
                 Field::GuestCsBase,
                 Field::GuestCsLimit,
                 Field::GuestCsAccessRights,
-                0x08,
+                entry.code,
                 access_rights::CODE64,
             ),
             (
@@ -464,7 +642,7 @@ impl Hypervisor {
                 Field::GuestSsBase,
                 Field::GuestSsLimit,
                 Field::GuestSsAccessRights,
-                0x10,
+                entry.data,
                 access_rights::DATA,
             ),
             (
@@ -472,7 +650,7 @@ impl Hypervisor {
                 Field::GuestDsBase,
                 Field::GuestDsLimit,
                 Field::GuestDsAccessRights,
-                0x10,
+                entry.data,
                 access_rights::DATA,
             ),
             (
@@ -480,7 +658,7 @@ impl Hypervisor {
                 Field::GuestEsBase,
                 Field::GuestEsLimit,
                 Field::GuestEsAccessRights,
-                0x10,
+                entry.data,
                 access_rights::DATA,
             ),
             (
@@ -488,7 +666,7 @@ impl Hypervisor {
                 Field::GuestFsBase,
                 Field::GuestFsLimit,
                 Field::GuestFsAccessRights,
-                0x10,
+                entry.data,
                 access_rights::DATA,
             ),
             (
@@ -496,7 +674,7 @@ impl Hypervisor {
                 Field::GuestGsBase,
                 Field::GuestGsLimit,
                 Field::GuestGsAccessRights,
-                0x10,
+                entry.data,
                 access_rights::DATA,
             ),
         ];
@@ -527,14 +705,20 @@ impl Hypervisor {
     }
 
     /// Runs the cells until none is alive, then powers off.
+    ///
+    /// Cells take turns (round robin), each for at most [`SLICE`] TSC ticks
+    /// measured by the VMX-preemption timer (SDM 26.5.1); a cell that
+    /// yields, halts or fails gives up the rest of its turn. A halted Linux
+    /// cell is skipped until its timer or a device raises an interrupt.
     pub fn run(mut self, modules: &BootModules, manifest: &[u8]) -> ! {
         let mut current = 0;
         loop {
-            let Some(position) = self.next_alive(current) else {
+            self.check_watchdogs();
+            let Some(position) = self.next_runnable(current) else {
                 log!("all cells stopped");
                 power_off(true, "all cells stopped");
             };
-            current = position;
+            current = position + 1;
             if self.cells[position].life.state == State::Failed {
                 let restart = self.load(position, modules, manifest);
                 if let Err(reason) = restart {
@@ -550,21 +734,122 @@ impl Hypervisor {
                 }
                 let cell = &self.cells[position];
                 log!(
-                    "cell {} ({}) restarted (restart {})",
+                    "cell {} ({}) restarted (restart {} of {})",
                     cell.index,
                     cell.description.name,
-                    cell.life.restarts
+                    cell.life.restarts,
+                    cell.description.restart_limit
                 );
             }
-            self.enter(position);
+            if self.cells[position].life.alive() {
+                self.pump_link();
+                self.enter(position);
+            }
         }
     }
 
-    fn next_alive(&self, from: usize) -> Option<usize> {
+    /// The next cell that can use the CPU, from `from` on (wrapping).
+    fn next_runnable(&mut self, from: usize) -> Option<usize> {
         let n = self.cells.len();
-        (0..n)
-            .map(|i| (from + i) % n)
-            .find(|&i| self.cells[i].life.alive())
+        let now = arch::rdtsc();
+        let mut any_alive = None;
+        for i in 0..n {
+            let position = (from + i) % n;
+            let cell = &mut self.cells[position];
+            if !cell.life.alive() {
+                continue;
+            }
+            any_alive.get_or_insert(position);
+            if cell.life.state == State::Failed || !cell.platform.halted {
+                return Some(position);
+            }
+            cell.platform.lapic.update(now);
+            if cell.platform.lapic.has_requests() {
+                cell.platform.halted = false;
+                return Some(position);
+            }
+        }
+        // Every live cell is halted: run the first; it stays halted until an
+        // interrupt is due (time passes while hvm loops).
+        any_alive
+    }
+
+    fn check_watchdogs(&mut self) {
+        let now = arch::rdtsc();
+        for position in 0..self.cells.len() {
+            let cell = &self.cells[position];
+            if cell.life.state == State::Running && cell.watchdog.expired(now) {
+                let mut what = String::new();
+                let _ = write!(
+                    what,
+                    "no heartbeat for longer than {} ms",
+                    cell.description.heartbeat_ms
+                );
+                // SAFETY: the cell's VMCS; fail() reads its RIP.
+                unsafe { arch::vmptrld(cell.vmcs) };
+                self.fail(position, &what);
+            }
+        }
+    }
+
+    /// Moves bytes across the link both ways and raises the Linux cell's
+    /// interrupts; every descriptor is checked against its owner's memory.
+    fn pump_link(&mut self) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let peer = link.peer;
+        let peer_running = self.cells[peer].life.state == State::Running;
+        let mut faults: [Option<(usize, hvm_logic::virtio::Fault)>; 3] = [None; 3];
+        for (step, position) in [0, peer, 0].into_iter().enumerate() {
+            if position == peer && !peer_running {
+                continue;
+            }
+            let cell = &mut self.cells[position];
+            let Some(console) = cell.platform.link.as_mut() else {
+                continue;
+            };
+            let (outbound, inbound) = if position == 0 {
+                (&mut *link.to_peer, &mut *link.to_cell0)
+            } else {
+                (&mut *link.to_cell0, &mut *link.to_peer)
+            };
+            let memory = cell.memory;
+            // SAFETY: the cell's memory is identity mapped in hvm, owned by
+            // the cell, and the cell is not running (one CPU, hvm's turn).
+            let bytes = unsafe {
+                core::slice::from_raw_parts_mut(memory.host_base as *mut u8, memory.size as usize)
+            };
+            let mut ram = hvm_logic::guest::Ram::new(memory, bytes);
+            let activity = console.process(&mut ram, outbound, inbound);
+            if let Some(fault) = activity.fault {
+                faults[step] = Some((position, fault));
+            }
+            if position == peer {
+                if activity.transmitted > 0 {
+                    cell.watchdog.feed(arch::rdtsc());
+                }
+                while let Some(vector) = console.take_interrupt() {
+                    cell.platform.lapic.raise(vector);
+                    cell.platform.halted = false;
+                }
+            } else {
+                while console.take_interrupt().is_some() {}
+            }
+        }
+        for (position, fault) in faults.into_iter().flatten() {
+            if link.logged < 20 {
+                link.logged += 1;
+                let cell = &self.cells[position];
+                log!(
+                    "cell {} ({}) link: refused: {} (queue {})",
+                    cell.index,
+                    cell.description.name,
+                    fault.error,
+                    fault.queue
+                );
+            }
+        }
     }
 
     /// Enters a cell and handles exits until it must yield or stop.
@@ -572,8 +857,27 @@ impl Hypervisor {
         let cell = &mut self.cells[position];
         // SAFETY: the cell's VMCS is initialised; make it current.
         unsafe { arch::vmptrld(cell.vmcs) };
+        let linux = cell.description.kind == CellKind::Linux;
+        let slice_end = arch::rdtsc() + SLICE;
+        let rate = self.caps.preemption_timer_rate();
+        if position == 0 {
+            self.inject_for_cell0();
+        }
         loop {
+            let now = arch::rdtsc();
             let cell = &mut self.cells[position];
+            let mut until = slice_end;
+            if linux {
+                cell.platform.lapic.update(now);
+                if let Some(expiry) = cell.platform.lapic.next_expiry() {
+                    until = until.min(expiry);
+                }
+                offer_interrupt(&mut cell.platform.lapic);
+            }
+            if self.chosen.preemption_timer() {
+                let ticks = (until.saturating_sub(now) >> rate).min(u64::from(u32::MAX));
+                write(Field::PreemptionTimerValue, ticks);
+            }
             // SAFETY: the VMCS is current and complete (load()).
             let status = unsafe { arch::run_guest(&mut cell.regs, cell.launched) };
             if status != 0 {
@@ -587,6 +891,7 @@ impl Hypervisor {
                 return;
             }
             cell.launched = true;
+            reinject_vectoring();
             let raw = RawExit {
                 reason: read(Field::ExitReason) as u32,
                 qualification: read(Field::ExitQualification),
@@ -596,6 +901,9 @@ impl Hypervisor {
             match self.handle(position, VmExit::decode(raw)) {
                 Flow::Resume => {}
                 Flow::Yield => return,
+            }
+            if arch::rdtsc() >= slice_end {
+                return;
             }
         }
     }
@@ -614,10 +922,11 @@ impl Hypervisor {
         match cell.life.failed() {
             Decision::Restart { attempt } => {
                 log!(
-                    "cell {} ({}) will be restarted (attempt {})",
+                    "cell {} ({}) will be restarted (attempt {} of {})",
                     cell.index,
                     cell.description.name,
-                    attempt
+                    attempt,
+                    cell.description.restart_limit
                 )
             }
             Decision::Stop => log!("cell {} ({}) stopped", cell.index, cell.description.name),
@@ -631,14 +940,50 @@ impl Hypervisor {
                 power_off(false, "a cell failed and its manifest policy is poweroff")
             }
         }
+        if let Some(link) = self.link.as_mut().filter(|l| l.peer == position) {
+            link.to_peer.clear();
+            link.to_cell0.clear();
+        }
+    }
+
+    /// Runs a device exit of a Linux cell (or cell 0's link) and turns its
+    /// outcome into a flow.
+    fn device_exit(&mut self, position: usize, exit: Exit) -> Flow {
+        match exit {
+            Exit::Done => Flow::Resume,
+            Exit::Notify => {
+                self.pump_link();
+                Flow::Resume
+            }
+            Exit::Reset(why) => {
+                let mut what = String::new();
+                let _ = write!(what, "reset requested ({why})");
+                self.fail(position, &what);
+                Flow::Yield
+            }
+            Exit::Fail(what) => {
+                self.fail(position, &what);
+                Flow::Yield
+            }
+        }
     }
 
     fn handle(&mut self, position: usize, exit: VmExit) -> Flow {
+        let linux = self.cells[position].description.kind == CellKind::Linux;
         match exit {
             VmExit::Cpuid => {
                 let cell = &mut self.cells[position];
-                emulate_cpuid(&mut cell.regs);
+                if linux {
+                    devices::linux_cpuid(&mut cell.regs, read(Field::GuestCr4));
+                } else {
+                    emulate_cpuid(&mut cell.regs);
+                }
                 skip_instruction();
+                Flow::Resume
+            }
+            VmExit::Vmcall if linux => {
+                // Linux cells get no hypercalls: VMCALL is #UD (SDM 25.1.3).
+                inject_exception(6, None);
                 Flow::Resume
             }
             VmExit::Vmcall => {
@@ -649,7 +994,6 @@ impl Hypervisor {
                 flow
             }
             VmExit::Io(access) => {
-                let cell = &mut self.cells[position];
                 if access.string {
                     let mut what = String::new();
                     let _ = write!(
@@ -660,13 +1004,32 @@ impl Hypervisor {
                     self.fail(position, &what);
                     return Flow::Yield;
                 }
+                let cell = &mut self.cells[position];
+                if devices::pci_io(&mut cell.platform, &mut cell.regs, access) {
+                    skip_instruction();
+                    return Flow::Resume;
+                }
+                if linux {
+                    let exit = devices::linux_io(&mut cell.platform, &mut cell.regs, access);
+                    if let Some(byte) = exit.1 {
+                        console_from_cell(cell, &[byte]);
+                    }
+                    if exit.0 == Exit::Done {
+                        skip_instruction();
+                    }
+                    return self.device_exit(position, exit.0);
+                }
                 emulate_io(cell, access);
                 skip_instruction();
                 Flow::Resume
             }
             VmExit::Rdmsr | VmExit::Wrmsr => {
                 let cell = &mut self.cells[position];
-                emulate_msr(cell, exit == VmExit::Wrmsr);
+                if linux {
+                    devices::linux_msr(&mut cell.platform, &mut cell.regs, exit == VmExit::Wrmsr);
+                } else {
+                    emulate_msr(cell, exit == VmExit::Wrmsr);
+                }
                 Flow::Resume
             }
             VmExit::CrAccess(access) => {
@@ -683,6 +1046,21 @@ impl Hypervisor {
                     self.fail(position, &what);
                     Flow::Yield
                 }
+            }
+            VmExit::Hlt if linux => {
+                if read(Field::GuestRflags) & (1 << 9) == 0 {
+                    self.fail(position, "halted with interrupts off");
+                    return Flow::Yield;
+                }
+                skip_instruction();
+                let cell = &mut self.cells[position];
+                cell.platform.lapic.update(arch::rdtsc());
+                if cell.platform.lapic.pending().is_some() {
+                    return Flow::Resume;
+                }
+                // Wait in software: other cells run until an interrupt.
+                cell.platform.halted = true;
+                Flow::Yield
             }
             VmExit::Hlt => {
                 let rflags = read(Field::GuestRflags);
@@ -706,26 +1084,40 @@ impl Hypervisor {
                 Flow::Resume
             }
             VmExit::ExternalInterrupt { vector } => {
-                // Interrupts belong to cell 0 for now: re-inject the vector
-                // (SDM 27.6 "Event injection"), or wait for an open window.
-                self.deliver_interrupt(vector);
-                Flow::Resume
+                // Physical interrupts belong to cell 0, which owns the local
+                // APIC (SDM 27.6 "Event injection"). Taken while another cell
+                // ran, they wait for cell 0's turn, which comes now.
+                if position == 0 {
+                    self.deliver_interrupt(vector);
+                    Flow::Resume
+                } else {
+                    self.pending_for_cell0.push(vector);
+                    Flow::Yield
+                }
             }
             VmExit::InterruptWindow => {
                 let procbased = read(Field::ProcBasedControls)
                     & !u64::from(ProcBased::INTERRUPT_WINDOW_EXITING.bits());
                 write(Field::ProcBasedControls, procbased);
-                if let Some(vector) = self.take_pending() {
-                    inject_external(vector);
+                if position == 0 {
+                    if let Some(vector) = self.take_pending() {
+                        inject_external(vector);
+                    }
                 }
                 Flow::Resume
             }
-            VmExit::PreemptionTimer => {
-                write(Field::PreemptionTimerValue, u64::from(u32::MAX));
-                Flow::Yield
-            }
+            VmExit::PreemptionTimer => Flow::Resume,
             VmExit::VmxInstruction => {
                 inject_exception(6, None);
+                Flow::Resume
+            }
+            VmExit::Xsetbv if linux => {
+                let cell = &mut self.cells[position];
+                if devices::xsetbv(&cell.regs) {
+                    skip_instruction();
+                } else {
+                    inject_exception(13, Some(0));
+                }
                 Flow::Resume
             }
             VmExit::Xsetbv => {
@@ -733,6 +1125,13 @@ impl Hypervisor {
                 Flow::Resume
             }
             VmExit::EptViolation(violation) => {
+                let cell = &mut self.cells[position];
+                let memory = cell.memory;
+                if let Some(exit) =
+                    devices::mmio(memory, &mut cell.platform, &mut cell.regs, violation)
+                {
+                    return self.device_exit(position, exit);
+                }
                 let kind = if violation.write {
                     "write"
                 } else if violation.fetch {
@@ -813,7 +1212,23 @@ impl Hypervisor {
                 value = u64::from(cell.index);
                 Ok(())
             }
-            Some(Hypercall::Heartbeat) => Ok(()),
+            Some(Hypercall::Heartbeat) => {
+                cell.watchdog.feed(arch::rdtsc());
+                Ok(())
+            }
+            Some(Hypercall::Yield) => {
+                let regs = &mut self.cells[position].regs;
+                regs.rax = 0;
+                skip_instruction();
+                return Flow::Yield;
+            }
+            Some(Hypercall::LinkStatus) => match (&self.link, a0) {
+                (Some(link), 0) if self.cells[position].platform.link.is_some() => {
+                    value = link.generation;
+                    Ok(())
+                }
+                _ => Err(HypercallError::NoSuchCell),
+            },
             Some(Hypercall::CellStatus) => {
                 match self.cells.iter().find(|c| u64::from(c.index) == a0) {
                     Some(other) => {
@@ -906,6 +1321,14 @@ impl Hypervisor {
         }
     }
 
+    /// Queues the external interrupts taken while other cells ran.
+    fn inject_for_cell0(&mut self) {
+        let vectors = core::mem::take(&mut self.pending_for_cell0);
+        for vector in vectors {
+            self.deliver_interrupt(vector);
+        }
+    }
+
     fn take_pending(&mut self) -> Option<u8> {
         let mut pending = PENDING.lock();
         if pending.is_empty() {
@@ -924,7 +1347,7 @@ enum Flow {
     Yield,
 }
 
-fn skip_instruction() {
+pub(crate) fn skip_instruction() {
     let rip = read(Field::GuestRip);
     let length = read(Field::ExitInstructionLength);
     write(Field::GuestRip, rip + length);
@@ -935,6 +1358,51 @@ fn skip_instruction() {
     }
 }
 
+/// Offers a Linux cell's highest pending APIC vector: injected when the
+/// vCPU can take it (RFLAGS.IF and no STI/MOV-SS blocking, SDM 26.3.1.5),
+/// otherwise an interrupt-window exit is requested (SDM 25.6.2).
+fn offer_interrupt(lapic: &mut Lapic) {
+    if read(Field::EntryInterruptionInfo) & (1 << 31) != 0 {
+        return; // an event is already being injected (re-injection)
+    }
+    let Some(vector) = lapic.pending() else {
+        return;
+    };
+    let open =
+        read(Field::GuestRflags) & (1 << 9) != 0 && read(Field::GuestInterruptibility) & 0b11 == 0;
+    if open {
+        inject_external(vector);
+        lapic.accept(vector);
+    } else {
+        let procbased =
+            read(Field::ProcBasedControls) | u64::from(ProcBased::INTERRUPT_WINDOW_EXITING.bits());
+        write(Field::ProcBasedControls, procbased);
+    }
+}
+
+/// An exit during event delivery leaves the event in the IDT-vectoring
+/// field; it is injected again on the next entry (SDM 28.2.4, 27.6.1).
+fn reinject_vectoring() {
+    let info = read(Field::IdtVectoringInfo);
+    if info & (1 << 31) == 0 {
+        return;
+    }
+    write(Field::EntryInterruptionInfo, info & !(1 << 12));
+    if info & (1 << 11) != 0 {
+        write(
+            Field::EntryExceptionErrorCode,
+            read(Field::IdtVectoringErrorCode),
+        );
+    }
+    // Software interrupts and exceptions need their instruction length.
+    if matches!((info >> 8) & 7, 4..=6) {
+        write(
+            Field::EntryInstructionLength,
+            read(Field::ExitInstructionLength),
+        );
+    }
+}
+
 /// Injects an external interrupt (SDM 25.8.3, type 0).
 fn inject_external(vector: u8) {
     write(Field::EntryInterruptionInfo, (1 << 31) | u64::from(vector));
@@ -942,7 +1410,7 @@ fn inject_external(vector: u8) {
 }
 
 /// Injects a hardware exception (type 3) with an optional error code.
-fn inject_exception(vector: u8, error_code: Option<u32>) {
+pub(crate) fn inject_exception(vector: u8, error_code: Option<u32>) {
     let mut info = (1u64 << 31) | (3 << 8) | u64::from(vector);
     if let Some(code) = error_code {
         info |= 1 << 11;

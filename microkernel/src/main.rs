@@ -29,6 +29,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod kernel;
 #[cfg(target_os = "none")]
+mod link;
+#[cfg(target_os = "none")]
 mod loader;
 #[cfg(target_os = "none")]
 mod memory;

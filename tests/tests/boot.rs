@@ -125,3 +125,50 @@ fn bochs_vmx_kernel_runs_the_hello_root_task() {
     );
     assert_clean(&boot);
 }
+
+/// The microkernel's in-system suite: every case passes and the benchmark
+/// lines print, in the given emulator.
+fn ktest_passes(emulator: Emulator, timeout: u64) -> kasane_run::Boot {
+    let boot = boot_manifest("ktest", emulator, timeout);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "microkernel: root task `ktest` started",
+            "ktest: ok call_reply_same_task",
+            "ktest: ok call_reply_cross_task",
+            "ktest: ok timeouts",
+            "ktest: ok receive_from_any",
+            "ktest: ok string_copy",
+            "ktest: ok map_unmap_recursive",
+            "ktest: ok grant",
+            "ktest: ok user_pager",
+            "ktest: ok timer_interrupt",
+            "ktest: ok preemption_round_robin",
+            "ktest: ok priority_order",
+            "ktest: ok destroyed_partner",
+            "ktest: ok bad_arguments",
+            " passed, 0 failed",
+            "bench ipc_roundtrip_cycles ",
+            "bench ipc_roundtrip_8w_cycles ",
+            "microkernel: the root task finished",
+        ],
+    );
+    assert_absent(&boot, "ktest: FAIL");
+    assert_clean(&boot);
+    boot
+}
+
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_bare_kernel_passes_ktest() {
+    ktest_passes(Emulator::Qemu, 180);
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_vmx_kernel_passes_ktest() {
+    let boot = ktest_passes(Emulator::Bochs, 400);
+    for line in boot.transcript.lines().filter(|l| l.starts_with("bench ")) {
+        eprintln!("{line}");
+    }
+}

@@ -36,6 +36,13 @@ pub enum Hypercall {
     FaultReport = 6,
     /// RDX <- the calling cell's index.
     CellSelf = 7,
+    /// Give the rest of this time slice to other cells (an idle loop's
+    /// way to wait without interrupts).
+    Yield = 8,
+    /// RDX <- the generation of link RDI: 0 while its peer cell has not
+    /// started, then 1, plus one for every restart of the peer. A change
+    /// means the peer is new and the link was reset: send a `Hello`.
+    LinkStatus = 9,
 }
 
 impl Hypercall {
@@ -50,6 +57,8 @@ impl Hypercall {
             5 => Self::Heartbeat,
             6 => Self::FaultReport,
             7 => Self::CellSelf,
+            8 => Self::Yield,
+            9 => Self::LinkStatus,
             _ => return None,
         })
     }

@@ -97,9 +97,81 @@ impl Life {
     }
 }
 
+/// Why a cell failed, as hvm reports it and counts restarts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    TripleFault,
+    /// The guest asked for a reset (i8042 0xFE, port 0xCF9, ACPI reset).
+    ResetRequested,
+    /// An exit hvm does not handle, or an access it refuses.
+    Unhandled,
+    /// The watchdog expired.
+    MissedHeartbeats,
+    /// The cell reported a fault itself.
+    Reported,
+}
+
+/// The heartbeat watchdog of one cell (manifest `heartbeat_ms`).
+///
+/// It arms at the cell's first sign of life (a Heartbeat hypercall, or for
+/// a Linux cell the first bytes it sends on its link), so a slow boot is
+/// not a missed heartbeat; after that, every sign of life pushes the
+/// deadline one period ahead. Time is in TSC ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watchdog {
+    period: u64,
+    deadline: Option<u64>,
+}
+
+impl Watchdog {
+    /// A watchdog with `period` ticks (0: never expires).
+    pub fn new(period: u64) -> Self {
+        Self {
+            period,
+            deadline: None,
+        }
+    }
+
+    /// A sign of life at `now`.
+    pub fn feed(&mut self, now: u64) {
+        if self.period != 0 {
+            self.deadline = Some(now.saturating_add(self.period));
+        }
+    }
+
+    /// Back to unarmed (the cell restarted).
+    pub fn disarm(&mut self) {
+        self.deadline = None;
+    }
+
+    /// Whether the deadline passed without a sign of life.
+    pub fn expired(&self, now: u64) -> bool {
+        self.deadline.is_some_and(|deadline| now > deadline)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchdog_arms_on_first_heartbeat_and_expires() {
+        let mut dog = Watchdog::new(100);
+        assert!(
+            !dog.expired(1_000_000),
+            "unarmed until the first sign of life"
+        );
+        dog.feed(1000);
+        assert!(!dog.expired(1100));
+        assert!(dog.expired(1101));
+        dog.feed(1101);
+        assert!(!dog.expired(1150));
+        dog.disarm();
+        assert!(!dog.expired(u64::MAX));
+        let mut off = Watchdog::new(0);
+        off.feed(5);
+        assert!(!off.expired(u64::MAX));
+    }
 
     #[test]
     fn restart_until_the_limit_then_stop() {

@@ -96,7 +96,7 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
         Store,
         Load,
         StoreImmediate,
-        ZeroExtend(u8),
+        ZeroExtend,
     }
     let (form, size) = match byte {
         0x88 => (Form::Store, 1),
@@ -106,8 +106,8 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
         0xC6 => (Form::StoreImmediate, 1),
         0xC7 => (Form::StoreImmediate, full_size),
         0x0F => match next(&mut at)? {
-            0xB6 => (Form::ZeroExtend(1), 1),
-            0xB7 => (Form::ZeroExtend(2), 2),
+            0xB6 => (Form::ZeroExtend, 1),
+            0xB7 => (Form::ZeroExtend, 2),
             other => return Err(DecodeError::Unsupported(other)),
         },
         other => return Err(DecodeError::Unsupported(other)),
@@ -167,7 +167,7 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
             high_byte: false,
             destination_size: size,
         },
-        Form::ZeroExtend(_) => Operation::Load {
+        Form::ZeroExtend => Operation::Load {
             number: reg,
             high_byte: false,
             destination_size: full_size,
@@ -319,7 +319,10 @@ mod tests {
         // mov dword [rax], 0x12345678
         let s = decode(&[0xC7, 0x00, 0x78, 0x56, 0x34, 0x12]).unwrap();
         assert_eq!((s.length, s.size), (6, 4));
-        assert_eq!(s.operation, Operation::Store(Source::Immediate(0x1234_5678)));
+        assert_eq!(
+            s.operation,
+            Operation::Store(Source::Immediate(0x1234_5678))
+        );
         // mov qword [rax], -1 (imm32 sign-extended)
         let s = decode(&[0x48, 0xC7, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]).unwrap();
         assert_eq!(s.operation, Operation::Store(Source::Immediate(u64::MAX)));
@@ -347,7 +350,10 @@ mod tests {
         assert_eq!(decode(&[0x8B, 0x80, 0x00]), Err(DecodeError::Truncated));
         assert_eq!(decode(&[0x89, 0xC0]), Err(DecodeError::NotMemory));
         assert_eq!(decode(&[0xA5]), Err(DecodeError::Unsupported(0xA5))); // movs
-        assert_eq!(decode(&[0xC7, 0x08, 0, 0, 0, 0]), Err(DecodeError::Unsupported(0xC7)));
+        assert_eq!(
+            decode(&[0xC7, 0x08, 0, 0, 0, 0]),
+            Err(DecodeError::Unsupported(0xC7))
+        );
         assert_eq!(decode(&[0x66; 20]), Err(DecodeError::Truncated));
     }
 
@@ -377,7 +383,10 @@ mod tests {
         let read = |a: u64| memory.get(&a).copied().or(Some(0));
         assert_eq!(translate(true, 0x1000, 0x20_1234, read), Some(0x4000_1234));
         assert_eq!(translate(true, 0x1000, 0x40_3ABC, read), Some(0x5ABC));
-        assert_eq!(translate(true, 0x1000, 0x4000_0010, read), Some(0x8000_0010));
+        assert_eq!(
+            translate(true, 0x1000, 0x4000_0010, read),
+            Some(0x8000_0010)
+        );
         assert_eq!(translate(true, 0x1000, 0x60_0000, read), None);
         assert_eq!(translate(false, 0x1000, 0x1234, read), Some(0x1234));
         assert_eq!(translate(true, 0x1000, 0x1234, |_| None), None);

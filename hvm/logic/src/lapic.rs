@@ -107,7 +107,10 @@ impl Default for Lapic {
 
 /// The MSRs this model answers.
 pub fn handles(msr: u32) -> bool {
-    matches!(msr, MSR_APIC_BASE | MSR_TSC_DEADLINE | X2APIC_FIRST..=X2APIC_LAST)
+    matches!(
+        msr,
+        MSR_APIC_BASE | MSR_TSC_DEADLINE | X2APIC_FIRST..=X2APIC_LAST
+    )
 }
 
 impl Lapic {

@@ -6,9 +6,16 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod acpi;
 pub mod cell;
 pub mod controls;
+pub mod decode;
 pub mod ept;
 pub mod exit;
 pub mod guest;
+pub mod lapic;
+pub mod linux;
+pub mod uart;
+pub mod virtio;
+pub mod virtqueue;
 pub mod vmcs;

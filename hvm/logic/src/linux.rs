@@ -141,7 +141,10 @@ impl core::fmt::Display for BzImageError {
                 available >> 20
             ),
             Self::CommandLineTooLong { length, limit } => {
-                write!(f, "command line of {length} bytes exceeds the kernel's {limit}")
+                write!(
+                    f,
+                    "command line of {length} bytes exceeds the kernel's {limit}"
+                )
             }
         }
     }
@@ -391,10 +394,7 @@ mod tests {
         );
         let mut bytes = image(8192);
         bytes[0x1F1] = 200; // setup runs past the end of the file
-        assert_eq!(
-            BzImage::parse(&bytes).unwrap_err(),
-            BzImageError::Truncated
-        );
+        assert_eq!(BzImage::parse(&bytes).unwrap_err(), BzImageError::Truncated);
     }
 
     #[test]
@@ -403,8 +403,16 @@ mod tests {
         let image = BzImage::parse(&bytes).unwrap();
         let mut params = [0xEEu8; 4096];
         let map = e820_map(128 << 20);
-        build_boot_params(&mut params, &image, 20, 0x7F0_0000, 0xC_0000, 0xE_0000, &map)
-            .unwrap();
+        build_boot_params(
+            &mut params,
+            &image,
+            20,
+            0x7F0_0000,
+            0xC_0000,
+            0xE_0000,
+            &map,
+        )
+        .unwrap();
         assert_eq!(params[0x210], 0xFF);
         assert_eq!(params[0x211], 0x81);
         assert_eq!(u32_at(&params, 0x228), CMDLINE as u32);

@@ -87,9 +87,7 @@ impl Uart {
             DATA if self.dlab() => self.divisor = (self.divisor & 0xFF00) | u16::from(value),
             DATA if self.loopback() => self.looped = Some(value),
             DATA => return Some(value),
-            IER if self.dlab() => {
-                self.divisor = (self.divisor & 0x00FF) | (u16::from(value) << 8)
-            }
+            IER if self.dlab() => self.divisor = (self.divisor & 0x00FF) | (u16::from(value) << 8),
             IER => self.ier = value & 0x0F,
             IIR_FCR => self.fcr = value & 0xC9,
             LCR => self.lcr = value,

@@ -66,9 +66,9 @@ impl QueueError {
     /// The head of the chain the error is about, when it can be returned.
     pub fn head(&self) -> Option<u16> {
         match *self {
-            Self::BufferOutside { head, .. } | Self::ChainTooLong { head } | Self::Indirect { head } => {
-                Some(head)
-            }
+            Self::BufferOutside { head, .. }
+            | Self::ChainTooLong { head }
+            | Self::Indirect { head } => Some(head),
             _ => None,
         }
     }
@@ -168,7 +168,9 @@ impl Queue {
             return Ok(None);
         }
         self.check_rings(ram)?;
-        let available = ram.read_u16(self.driver + 2).map_err(|_| QueueError::RingOutside)?;
+        let available = ram
+            .read_u16(self.driver + 2)
+            .map_err(|_| QueueError::RingOutside)?;
         if available == self.next_available {
             return Ok(None);
         }
@@ -225,14 +227,20 @@ impl Queue {
     }
 
     /// Returns a chain to the driver with `written` bytes (2.7.8).
-    pub fn push_used(&mut self, ram: &mut Ram<'_>, head: u16, written: u32) -> Result<(), QueueError> {
+    pub fn push_used(
+        &mut self,
+        ram: &mut Ram<'_>,
+        head: u16,
+        written: u32,
+    ) -> Result<(), QueueError> {
         self.check_rings(ram)?;
         let slot = u64::from(self.next_used % self.size);
         let at = self.device + 4 + 8 * slot;
         let mut element = [0u8; 8];
         element[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         element[4..].copy_from_slice(&written.to_le_bytes());
-        ram.write(at, &element).map_err(|_| QueueError::RingOutside)?;
+        ram.write(at, &element)
+            .map_err(|_| QueueError::RingOutside)?;
         self.next_used = self.next_used.wrapping_add(1);
         // The index is written after the element (2.7.8.2 ordering); the
         // vCPU is stopped, so program order is the order it sees.
@@ -264,7 +272,15 @@ pub(crate) mod tests {
             };
             Ram::new(memory, &mut self.bytes)
         }
-        pub fn descriptor(&mut self, queue: &Queue, index: u16, address: u64, len: u32, flags: u16, next: u16) {
+        pub fn descriptor(
+            &mut self,
+            queue: &Queue,
+            index: u16,
+            address: u64,
+            len: u32,
+            flags: u16,
+            next: u16,
+        ) {
             let at = (queue.desc + 16 * u64::from(index)) as usize;
             self.bytes[at..at + 8].copy_from_slice(&address.to_le_bytes());
             self.bytes[at + 8..at + 12].copy_from_slice(&len.to_le_bytes());
@@ -336,11 +352,17 @@ pub(crate) mod tests {
         // An address that wraps.
         guest.descriptor(&q, 1, u64::MAX - 4, 16, 0, 0);
         guest.offer(&q, 1);
-        assert!(matches!(q.pop(&guest.ram()), Err(QueueError::BufferOutside { .. })));
+        assert!(matches!(
+            q.pop(&guest.ram()),
+            Err(QueueError::BufferOutside { .. })
+        ));
         // A loop.
         guest.descriptor(&q, 2, 0x8000, 1, DESC_F_NEXT, 2);
         guest.offer(&q, 2);
-        assert_eq!(q.pop(&guest.ram()), Err(QueueError::ChainTooLong { head: 2 }));
+        assert_eq!(
+            q.pop(&guest.ram()),
+            Err(QueueError::ChainTooLong { head: 2 })
+        );
         // A head past the queue size.
         guest.offer(&q, 99);
         assert_eq!(q.pop(&guest.ram()), Err(QueueError::BadIndex(99)));
@@ -351,7 +373,10 @@ pub(crate) mod tests {
         // An index that runs away.
         let at = q.driver as usize + 2;
         guest.bytes[at..at + 2].copy_from_slice(&500u16.to_le_bytes());
-        assert!(matches!(q.pop(&guest.ram()), Err(QueueError::IndexRunaway { .. })));
+        assert!(matches!(
+            q.pop(&guest.ram()),
+            Err(QueueError::IndexRunaway { .. })
+        ));
         // Rings outside memory.
         let mut outside = queue(0xFFF8, 0x2000, 0x3000);
         assert_eq!(outside.pop(&guest.ram()), Err(QueueError::RingOutside));

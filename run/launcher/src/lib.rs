@@ -82,7 +82,7 @@ fn progress(message: &str) {
 
 /// The bare-metal components besides hvm, by package (and boot module)
 /// name: the microkernel and the user tasks a manifest may name.
-pub const BARE_METAL_COMPONENTS: &[&str] = &["microkernel", "hello"];
+pub const BARE_METAL_COMPONENTS: &[&str] = &["microkernel", "hello", "ktest"];
 
 /// Builds hvm, the microkernel and the user tasks; returns hvm's path and
 /// the components by name.
@@ -179,7 +179,7 @@ pub fn memory_needed(manifest: &Path) -> Result<u32, String> {
         .iter()
         .any(|c| c.kind == kasane_mkimage::CellKind::Linux);
     // The cloud kernel and its initramfs are ~15 MiB as GRUB modules.
-    Ok(cells + if linux { 96 } else { 64 })
+    Ok(cells + if linux { 128 } else { 64 })
 }
 
 /// Builds the ISO for `manifest` under `build/images/` and returns its path.
