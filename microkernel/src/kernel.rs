@@ -857,13 +857,87 @@ impl Kernel {
         }
     }
 
+    /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
+    /// thread that is already waiting. It copies MR0–MR6 register to
+    /// register and leaves the rendezvous bookkeeping to
+    /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
+    /// takes the general path, which ends in the same state.
+    fn fast_ipc(&mut self, caller: ThreadId) -> bool {
+        let Some(thread) = self.objects.threads.get(caller) else {
+            return false;
+        };
+        let c = &*thread.context;
+        if c.rax != 0 {
+            return false;
+        }
+        let tag = MessageTag::from_raw(c.r10).with_flags(TagFlags::empty());
+        // Untyped words only (typed items need planning); at most 63 fit.
+        if tag.typed() != 0 || tag.validate().is_err() {
+            return false;
+        }
+        let sender_utcb = thread.utcb_frame;
+        let to = ThreadId::from_raw(c.rdi);
+        let from = FromSpecifier::from_thread_id(ThreadId::from_raw(c.rsi));
+        let request = IpcRequest {
+            to,
+            from,
+            timeouts: Timeouts::decode(c.rdx),
+        };
+        let words = [tag.raw(), c.r8, c.r9, c.r12, c.r13, c.r14, c.r15];
+        if !to.is_thread()
+            || self
+                .objects
+                .threads
+                .get(to)
+                .is_none_or(|t| t.fault.is_some() || t.halted)
+        {
+            return false;
+        }
+        if !self.ipc.direct_exchange(caller, request) {
+            return false;
+        }
+        let receiver = self.objects.threads.get_mut(to).expect("checked above");
+        if tag.untyped() >= REGISTER_WORDS {
+            // MR7.. go UTCB to UTCB (ABI §7).
+            let count = tag.untyped() + 1 - REGISTER_WORDS;
+            let offset = UTCB_MESSAGE_REGISTERS + 8 * REGISTER_WORDS as u64;
+            // SAFETY: both UTCB frames are kernel-allocated pages, direct
+            // mapped; at most 57 words from offset 0x138 stay inside them.
+            unsafe {
+                core::ptr::copy(
+                    (phys_to_virt(sender_utcb) + offset) as *const u64,
+                    (phys_to_virt(receiver.utcb_frame) + offset) as *mut u64,
+                    count,
+                )
+            };
+        }
+        let r = &mut *receiver.context;
+        write_registers(r, &words);
+        r.rax = 0;
+        r.rsi = caller.raw();
+        r.rdi = 0;
+        r.rdx = 0;
+        self.run_queues.block(caller.index());
+        self.run_queues.make_ready(to.index());
+        true
+    }
+
     /// Handles a trap from the current thread's user mode.
     pub fn trap(&mut self) {
         let Some(current) = self.current else { return };
         let Some(thread) = self.objects.threads.get(current) else {
             return;
         };
-        let context = *thread.context;
+        let vector = thread.context.vector;
+        if vector == SYSCALL_VECTOR && self.fast_ipc(current) {
+            return;
+        }
+        let context = *self
+            .objects
+            .threads
+            .get(current)
+            .expect("checked above")
+            .context;
         match context.vector {
             SYSCALL_VECTOR => self.syscall(current),
             v if v == u64::from(arch::TIMER_VECTOR) => {
@@ -1084,6 +1158,9 @@ pub fn run_next() {
 extern "C" fn trap_from_user() {
     if let Some(kernel) = KERNEL.lock().as_mut() {
         kernel.trap();
+        if kernel.switch_to_next() {
+            return;
+        }
     }
     run_next();
 }

@@ -55,7 +55,11 @@ impl Error {
     /// Ebadchar: a control character or DEL in a name (intro(2)).
     pub const BAD_CHAR: Self = Self::fixed("bad character in file name");
     /// Ehungup: a write to a pipe whose other end is closed (pipe(3)).
-    pub const HUNGUP: Self = Self::fixed("write to hungup channel");
+    pub const HUNGUP: Self = Self::fixed("i/o on hungup channel");
+    /// Eshutdown: an open of a /srv entry that holds no link yet (srv(3)).
+    pub const SHUTDOWN: Self = Self::fixed("device shut down");
+    /// Ebadspec: an attach specifier the servant does not take.
+    pub const BAD_SPEC: Self = Self::fixed("bad attach specifier");
     /// Ebadctl: a control message a ctl file does not understand (proc(3)).
     pub const BAD_CTL: Self = Self::fixed("bad process or channel control request");
     /// Einuse.

@@ -35,5 +35,5 @@ pub use clean::{cleanname, join};
 pub use error::Error;
 pub use flags::{MountFlags, Order};
 pub use ns::{quote, quote_always};
-pub use table::{Member, MountPoint, Namespace, Source};
+pub use table::{Member, MountLink, MountPoint, Namespace, Source};
 pub use walk::Location;

@@ -36,6 +36,17 @@ pub enum Source {
     Mount { link: String, spec: String },
 }
 
+/// The server link a mount(2) goes through, as mount(1) named it.
+#[derive(Debug, Clone)]
+pub struct MountLink<'a, I> {
+    /// The identity of the link's chan, which unmount(2) may name.
+    pub id: I,
+    /// The name the link was opened by, e.g. `/srv/ramfs`.
+    pub path: &'a str,
+    /// The attach specifier (attach(5)'s aname); may be empty.
+    pub spec: &'a str,
+}
+
 /// One member of a union.
 #[derive(Debug)]
 pub struct Member<C, I> {
@@ -282,19 +293,14 @@ impl<C: Clone, I: Ord + Clone + core::fmt::Debug> Namespace<C, I> {
 
     /// mount(2): makes the tree a server serves through a link visible at
     /// `old`. `root` is the root of that tree as a mount-driver chan (one
-    /// reference handed over, given back on error); `link` identifies the
-    /// link's chan for unmount; `link_path` and `spec` are what mount(1)
-    /// was given, for /proc/N/ns.
-    #[allow(clippy::too_many_arguments)] // each is one of mount(2)'s own
+    /// reference handed over, given back on error).
     pub fn mount<H: Chans<C, Id = I>>(
         &mut self,
         chans: &mut H,
         root: C,
         old: &Location<C>,
         flags: MountFlags,
-        link: I,
-        link_path: &str,
-        spec: &str,
+        link: MountLink<'_, I>,
     ) -> Result<(), Error> {
         let new_dir = chans.is_dir(&root);
         if let Err(error) = self.check_kinds(chans, new_dir, old.under(), flags) {
@@ -305,10 +311,10 @@ impl<C: Clone, I: Ord + Clone + core::fmt::Debug> Namespace<C, I> {
             chan: root,
             flags,
             source: Source::Mount {
-                link: String::from(link_path),
-                spec: String::from(spec),
+                link: String::from(link.path),
+                spec: String::from(link.spec),
             },
-            link: Some(link),
+            link: Some(link.id),
             group: self.take_sequence(),
             added: Some(1),
         };

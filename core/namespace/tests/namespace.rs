@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use kasane_namespace::{
-    ChanId, Chans, DirEntry, Error, Location, MountFlags, Namespace, Source, Walker,
+    ChanId, Chans, DirEntry, Error, Location, MountFlags, MountLink, Namespace, Source, Walker,
 };
 use proptest::prelude::*;
 
@@ -251,24 +251,18 @@ fn mount(
     w: &mut World,
     ns: &mut Namespace<Ch, ChanId<char>>,
     dot: &Location<Ch>,
-    letter: char,
-    link: &str,
+    (letter, link, spec): (char, &str, &str),
     old: &str,
     flags: u32,
-    spec: &str,
 ) -> Result<(), Error> {
     let old = resolve(w, ns, dot, old)?;
     let root = w.root(letter);
-    let link_id = link_identity(link);
-    let result = ns.mount(
-        w,
-        root,
-        &old,
-        MountFlags::new(flags).unwrap(),
-        link_id,
-        link,
+    let link = MountLink {
+        id: link_identity(link),
+        path: link,
         spec,
-    );
+    };
+    let result = ns.mount(w, root, &old, MountFlags::new(flags).unwrap(), link);
     old.close(w);
     result
 }
@@ -588,15 +582,12 @@ fn kinds_must_agree() {
     assert_eq!(ns.ns_text(None), "bind '#c/cons' /motd\n");
     let root = w.root('m');
     let old = resolve(&mut w, &ns, &dot, "/motd").unwrap();
-    let refused = ns.mount(
-        &mut w,
-        root,
-        &old,
-        MountFlags::REPLACE,
-        link_identity("/srv/m"),
-        "/srv/m",
-        "",
-    );
+    let link = MountLink {
+        id: link_identity("/srv/m"),
+        path: "/srv/m",
+        spec: "",
+    };
+    let refused = ns.mount(&mut w, root, &old, MountFlags::REPLACE, link);
     assert_eq!(refused, Err(Error::INCONSISTENT_MOUNT));
     old.close(&mut w);
     finish(w, ns, dot);
@@ -724,16 +715,14 @@ fn unmount_takes_one_member_or_all() {
 fn mounts_print_as_mount_and_unmount_by_their_link() {
     let (mut w, mut ns, dot) = setup();
     bind(&mut w, &mut ns, &dot, "#c", "/dev", A).unwrap();
-    mount(&mut w, &mut ns, &dot, 'm', "/srv/ramfs", "/tmp", C, "").unwrap();
+    mount(&mut w, &mut ns, &dot, ('m', "/srv/ramfs", ""), "/tmp", C).unwrap();
     mount(
         &mut w,
         &mut ns,
         &dot,
-        'k',
-        "/srv/dos",
+        ('k', "/srv/dos", "/dev/sdC0/dos"),
         "/n",
         A | C,
-        "/dev/sdC0/dos",
     )
     .unwrap();
     assert_eq!(
@@ -947,7 +936,15 @@ fn replay(w: &mut World, text: &str) -> Namespace<Ch, ChanId<char>> {
                     .unwrap()
                     .0;
                 let spec = words.get(2).cloned().unwrap_or_default();
-                mount(w, &mut ns, &dot, letter, &words[0], &words[1], flags, &spec).unwrap();
+                mount(
+                    w,
+                    &mut ns,
+                    &dot,
+                    (letter, &words[0], &spec),
+                    &words[1],
+                    flags,
+                )
+                .unwrap();
             }
             other => panic!("unexpected command {other}"),
         }
@@ -980,7 +977,7 @@ proptest! {
                 Op::Mount { server, point, flags } => {
                     let (letter, link) = SERVERS[server];
                     let flags = keep_root_reachable(point, flags);
-                    let _ = mount(&mut w, &mut ns, &dot, letter, link, POINTS[point], flags, "");
+                    let _ = mount(&mut w, &mut ns, &dot, (letter, link, ""), POINTS[point], flags);
                 }
                 Op::UnmountOne { point, pick } => {
                     let Ok(old) = resolve(&mut w, &ns, &dot, POINTS[point]) else { continue };

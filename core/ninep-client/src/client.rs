@@ -183,8 +183,6 @@ pub struct Client {
     tags: BTreeMap<u16, TagUse>,
     fids: BTreeMap<u32, FidState>,
     ops: BTreeMap<OpId, Op>,
-    next_tag: u16,
-    next_fid: u32,
     next_op: u64,
 }
 
@@ -206,8 +204,6 @@ impl Client {
             tags: BTreeMap::new(),
             fids: BTreeMap::new(),
             ops: BTreeMap::new(),
-            next_tag: 0,
-            next_fid: 0,
             next_op: 0,
         }
     }
@@ -613,7 +609,9 @@ impl Client {
             OpKind::Attach { fid } => {
                 self.fids.remove(&fid);
             }
-            OpKind::Walk { newfid, done, .. } if done == 0 => {
+            OpKind::Walk {
+                newfid, done: 0, ..
+            } => {
                 self.fids.remove(&newfid);
             }
             OpKind::Walk { newfid, .. } => self.cleanup(newfid, out),
@@ -939,31 +937,30 @@ impl Client {
         Ok(())
     }
 
-    /// The next free tag after the last one given, so a tag just freed is
-    /// not at once reused (a late duplicate reply then finds no owner).
-    fn free_tag(&mut self) -> Result<u16, Error> {
-        for _ in 0..NOTAG {
-            let tag = self.next_tag;
-            self.next_tag = if tag >= NOTAG - 1 { 0 } else { tag + 1 };
-            if !self.tags.contains_key(&tag) {
-                return Ok(tag);
-            }
-        }
-        Err(Error::TagsExhausted)
+    /// The lowest free tag, as Plan 9's devmnt allocates them: a tag is
+    /// reused as soon as the rules allow, which keeps the rules honest.
+    fn free_tag(&self) -> Result<u16, Error> {
+        lowest_free(self.tags.keys().map(|&t| u32::from(t)), u32::from(NOTAG))
+            .map(|t| t as u16)
+            .ok_or(Error::TagsExhausted)
     }
 
-    fn free_fid(&mut self) -> Result<u32, Error> {
-        if self.fids.len() >= (NOFID as usize) {
-            return Err(Error::FidsExhausted);
-        }
-        loop {
-            let fid = self.next_fid;
-            self.next_fid = if fid >= NOFID - 1 { 0 } else { fid + 1 };
-            if !self.fids.contains_key(&fid) {
-                return Ok(fid);
-            }
-        }
+    /// The lowest free fid.
+    fn free_fid(&self) -> Result<u32, Error> {
+        lowest_free(self.fids.keys().copied(), NOFID).ok_or(Error::FidsExhausted)
     }
+}
+
+/// The smallest number below `limit` that `used` (ascending) lacks.
+fn lowest_free(used: impl Iterator<Item = u32>, limit: u32) -> Option<u32> {
+    let mut candidate = 0;
+    for n in used {
+        if n != candidate {
+            break;
+        }
+        candidate += 1;
+    }
+    (candidate < limit).then_some(candidate)
 }
 
 /// Bytes moved by one operation fit the u32 count they were asked with.

@@ -5,9 +5,15 @@
 //! the loopback test must show CTS and DCD when RTS and OUT2 are looped
 //! (MSR = 0x90), and FIFOs must show in IIR[7:6] once FCR enables them, so it
 //! is taken for a 16550A. Transmitted bytes go to the console; the line is
-//! always ready (LSR THRE|TEMT) and nothing is ever received. The UART has
-//! no interrupt line (a hardware-reduced cell has no PIC or IOAPIC), so the
-//! kernel console polls it. Register layout: the 16550 datasheet.
+//! always ready (LSR THRE|TEMT) and nothing is ever received.
+//!
+//! The UART has no interrupt line (a hardware-reduced cell has no PIC or
+//! IOAPIC), so the kernel must poll it. The kernel console always does;
+//! the tty layer does when the port fails Linux's THRE test
+//! (`serial8250_do_startup`): the THR-empty interrupt shows in IIR once
+//! and is not re-asserted by re-enabling it in IER, so Linux marks the
+//! port `UART_BUG_THRE` and transmits from its backup timer.
+//! Register layout: the 16550 datasheet.
 
 /// Register offsets from the base port.
 const DATA: u16 = 0;
@@ -30,12 +36,18 @@ pub struct Uart {
     divisor: u16,
     /// A byte written in loopback mode, readable from RBR.
     looped: Option<u8>,
+    /// A THR-empty interrupt is latched (set by a transmit, cleared by
+    /// reading IIR).
+    thre_latched: bool,
 }
 
 impl Uart {
     /// A UART after reset.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            thre_latched: true,
+            ..Self::default()
+        }
     }
 
     fn dlab(&self) -> bool {
@@ -55,10 +67,14 @@ impl Uart {
             IER => self.ier,
             IIR_FCR => {
                 let fifo = if self.fcr & 1 != 0 { 0xC0 } else { 0 };
-                // THR empty is the only interrupt source, reported while
-                // enabled (a read would clear it on real hardware, but the
-                // transmitter is always empty again at once).
-                let cause = if self.ier & 0x02 != 0 { 0x02 } else { 0x01 };
+                // THR empty is the only interrupt source; reading IIR
+                // clears it (16550 datasheet, "Interrupt Identification").
+                let cause = if self.ier & 0x02 != 0 && self.thre_latched {
+                    self.thre_latched = false;
+                    0x02
+                } else {
+                    0x01
+                };
                 fifo | cause
             }
             LCR => self.lcr,
@@ -86,7 +102,10 @@ impl Uart {
         match offset {
             DATA if self.dlab() => self.divisor = (self.divisor & 0xFF00) | u16::from(value),
             DATA if self.loopback() => self.looped = Some(value),
-            DATA => return Some(value),
+            DATA => {
+                self.thre_latched = true;
+                return Some(value);
+            }
             IER if self.dlab() => self.divisor = (self.divisor & 0x00FF) | (u16::from(value) << 8),
             IER => self.ier = value & 0x0F,
             IIR_FCR => self.fcr = value & 0xC9,
@@ -128,6 +147,27 @@ mod tests {
         assert_eq!(uart.read(DATA), 1);
         uart.write(LCR, 0x03);
         assert_eq!(uart.read(LSR) & 0x60, 0x60);
+    }
+
+    #[test]
+    fn thre_is_not_reasserted_so_linux_polls() {
+        // serial8250_do_startup's test: IER=THRI, read IIR, IER=0,
+        // IER=THRI, read IIR. An interrupt the first time and none the
+        // second sets UART_BUG_THRE (the backup timer transmits).
+        let mut uart = Uart::new();
+        uart.write(IER, 0x02);
+        let first = uart.read(IIR_FCR);
+        uart.write(IER, 0);
+        uart.write(IER, 0x02);
+        let second = uart.read(IIR_FCR);
+        assert_eq!(first & 1, 0, "interrupt pending");
+        assert_eq!(second & 1, 1, "not re-asserted");
+        uart.write(DATA, b'a');
+        assert_eq!(
+            uart.read(IIR_FCR) & 0x0F,
+            0x02,
+            "a transmit latches it again"
+        );
     }
 
     #[test]

@@ -29,10 +29,12 @@ use serde::{Deserialize, Serialize};
 
 /// The command line a Linux cell gets when its manifest names none: the
 /// serial console, few messages (every byte costs a VM exit), a TSC trusted
-/// as the clock, PCI probed by configuration cycles (hvm gives no ACPI
-/// namespace for it), and an immediate reset on a panic so hvm sees it.
+/// as the clock, PCI bus 0 scanned by configuration cycles (`lastbus=1`:
+/// hvm's DSDT has no PCI root; `pci=noacpi` would also turn the local APIC
+/// off on kernels without an MP-table parser), a fixed kernel address, and
+/// an immediate reset on a panic so hvm sees it.
 pub const DEFAULT_LINUX_CMDLINE: &str =
-    "console=ttyS0 quiet tsc=reliable no_timer_check pci=noacpi panic=-1";
+    "console=ttyS0 quiet tsc=reliable no_timer_check pci=lastbus=1 nokaslr panic=-1";
 
 /// What a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

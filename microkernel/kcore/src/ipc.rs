@@ -572,6 +572,54 @@ impl IpcEngine {
         }
     }
 
+    /// The fast path of `call` and `reply_and_wait` (L4's "IPC fast path"):
+    /// the destination is already waiting for the caller, and the caller's
+    /// receive phase will block with no deadline because nothing is queued
+    /// or pending for it. Then the step is a state change on two slots and
+    /// one transfer the kernel does itself; nothing is allocated.
+    ///
+    /// Returns `true` when it took the step: the destination is now idle
+    /// (the kernel wakes it with `Ok(caller)` after copying the message) and
+    /// the caller blocks awaiting the reply (`call`) or receiving from any
+    /// (`reply_and_wait`). Returns `false`, changing nothing, whenever the
+    /// general [`IpcEngine::ipc`] must run; both paths end in the same
+    /// states.
+    pub fn direct_exchange(&mut self, caller: ThreadId, request: IpcRequest) -> bool {
+        let Some(index) = self.live(caller) else {
+            return false;
+        };
+        if self.slot(index).state != IpcState::Idle || request.to.is_nil() {
+            return false;
+        }
+        let Some(destination) = self.live(request.to).filter(|&d| d != index) else {
+            return false;
+        };
+        if !Self::accepts(self.slot(destination).state, caller) {
+            return false;
+        }
+        if !matches!(request.timeouts.receive, Timeout::Never) {
+            return false;
+        }
+        let next = match request.from {
+            FromSpecifier::Thread(source) if source == request.to => {
+                IpcState::AwaitingReply { from: source }
+            }
+            FromSpecifier::Any => {
+                let slot = self.slot(index);
+                if slot.first_sender.is_some() || slot.pending_interrupts.iter().any(|&w| w != 0) {
+                    return false;
+                }
+                IpcState::Receiving {
+                    from: FromSpecifier::Any,
+                }
+            }
+            _ => return false,
+        };
+        self.make_idle(destination);
+        self.slot_mut(index).state = next;
+        true
+    }
+
     /// Ends every IPC whose deadline is at or before `now` with
     /// [`Error::Timeout`] in the phase it was in.
     pub fn expire(&mut self, now: u64) -> Vec<Wakeup> {
@@ -1439,5 +1487,104 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn direct_exchange_matches_the_general_path() {
+        use microkernel_abi::Timeouts;
+        let client = ThreadId::new(1, 1).unwrap();
+        let server = ThreadId::new(2, 1).unwrap();
+        let build = || {
+            let mut engine = IpcEngine::new();
+            engine.register(client).unwrap();
+            engine.register(server).unwrap();
+            let wait = IpcRequest {
+                to: ThreadId::NIL,
+                from: FromSpecifier::Any,
+                timeouts: Timeouts::NEVER,
+            };
+            assert_eq!(
+                engine.ipc(server, wait, 0, |_| Ok(())).caller,
+                Outcome::Blocked
+            );
+            engine
+        };
+        let call = IpcRequest {
+            to: server,
+            from: FromSpecifier::Thread(server),
+            timeouts: Timeouts::NEVER,
+        };
+        let mut fast = build();
+        assert!(fast.direct_exchange(client, call));
+        let mut slow = build();
+        let step = slow.ipc(client, call, 0, |_| Ok(()));
+        assert_eq!(step.caller, Outcome::Blocked);
+        assert_eq!(
+            step.woken,
+            alloc::vec![Wakeup {
+                thread: server,
+                result: Ok(client)
+            }]
+        );
+        for id in [client, server] {
+            assert_eq!(fast.state(id), slow.state(id));
+        }
+        // The reply goes the fast way too: the client awaits the server.
+        let reply = IpcRequest {
+            to: client,
+            from: FromSpecifier::Any,
+            timeouts: Timeouts::NEVER,
+        };
+        assert!(fast.direct_exchange(server, reply));
+        assert_eq!(fast.state(client), Some(IpcState::Idle));
+        assert_eq!(
+            fast.state(server),
+            Some(IpcState::Receiving {
+                from: FromSpecifier::Any
+            })
+        );
+        fast.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn direct_exchange_declines_when_the_general_path_is_needed() {
+        use microkernel_abi::Timeouts;
+        let client = ThreadId::new(1, 1).unwrap();
+        let server = ThreadId::new(2, 1).unwrap();
+        let mut engine = IpcEngine::new();
+        engine.register(client).unwrap();
+        engine.register(server).unwrap();
+        let call = IpcRequest {
+            to: server,
+            from: FromSpecifier::Thread(server),
+            timeouts: Timeouts::NEVER,
+        };
+        // The server is not receiving yet.
+        assert!(!engine.direct_exchange(client, call));
+        assert_eq!(engine.state(client), Some(IpcState::Idle));
+        // A receive deadline needs the timeout queue.
+        let wait = IpcRequest {
+            to: ThreadId::NIL,
+            from: FromSpecifier::Any,
+            timeouts: Timeouts::NEVER,
+        };
+        engine.ipc(server, wait, 0, |_| Ok(()));
+        let bounded = IpcRequest {
+            timeouts: Timeouts {
+                send: Timeout::Never,
+                receive: Timeout::Relative { microseconds: 5 },
+            },
+            ..call
+        };
+        assert!(!engine.direct_exchange(client, bounded));
+        // A pending interrupt must be taken by an open receive first.
+        engine.raise_interrupt(3, client).unwrap();
+        let reply_and_wait = IpcRequest {
+            to: server,
+            from: FromSpecifier::Any,
+            timeouts: Timeouts::NEVER,
+        };
+        assert!(!engine.direct_exchange(client, reply_and_wait));
+        engine.check_invariants().unwrap();
     }
 }

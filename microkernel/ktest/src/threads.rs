@@ -434,6 +434,16 @@ impl Scope {
         self.remote_with_pager(task, entry, argument, priority, pager_thread())
     }
 
+    /// A thread in `task` with its UTCB at `utcb`, created and never
+    /// started; it goes with its task. Returns the kernel's answer as is.
+    /// `utcb` must lie above the UTCB pages of the task's stack slots.
+    pub fn halted_remote(&mut self, task: TaskHandle, utcb: u64) -> Result<ThreadId, Error> {
+        let id = self.task_id(task);
+        // SAFETY: the task is not ktest's own, so no memory of ktest is at
+        // `utcb`.
+        unsafe { thread_create(id, ThreadId::NIL, utcb) }
+    }
+
     /// A thread in `task` running `entry(argument)` with the given pager.
     pub fn remote_with_pager(
         &mut self,

@@ -19,12 +19,12 @@ use microkernel_abi::user::{
 };
 use microkernel_abi::{
     Error, ExchangeControl, FromSpecifier, IpcError, KernelInfoSelector, Rights, Syscall, TaskId,
-    ThreadId, Timeout, Timeouts, USER_ADDRESS_END,
+    ThreadId, Timeout, Timeouts, PAGE_SIZE, USER_ADDRESS_END,
 };
 
 use crate::cases::Context;
 use crate::console::{Failure, OrFail};
-use crate::layout::{LOCAL_UTCB_END, UNMAPPED_IN_KTEST, WINDOW};
+use crate::layout::{LOCAL_UTCB_END, STACK_SLOTS, TASK_UTCB_BASE, UNMAPPED_IN_KTEST, WINDOW};
 use crate::programs::{
     sink, tag, waiter, WAITER_RESULTS, WAITER_TARGET, WAIT_CALL, WAIT_RECEIVE, WAIT_SEND,
 };
@@ -58,7 +58,7 @@ pub fn destroyed_partner(context: &mut Context) -> Result<(), Failure> {
     };
     ensure!(
         results() == [u64::MAX; 3],
-        "a waiter finished before the task was destroyed: {:#x?}",
+        "a waiter finished before the task was destroyed: {:x?}",
         results()
     );
 
@@ -68,7 +68,7 @@ pub fn destroyed_partner(context: &mut Context) -> Result<(), Failure> {
     });
     ensure!(
         woken,
-        "waiters still blocked 1 s after their partner's task was destroyed: {:#x?} (u64::MAX = blocked)",
+        "waiters still blocked 1 s after their partner's task was destroyed: {:x?} (u64::MAX = blocked)",
         results()
     );
     let expected = [
@@ -173,11 +173,11 @@ pub fn bad_arguments(context: &mut Context) -> Result<(), Failure> {
         )?;
         ensure!(
             registers == [0; 6],
-            "syscall {number:#x}: argument registers came back {registers:#x?}, expected zeros"
+            "syscall {number:#x}: argument registers came back {registers:x?}, expected zeros"
         );
         ensure!(
             kept == high,
-            "syscall {number:#x}: R12..R15 came back {kept:#x?}"
+            "syscall {number:#x}: R12..R15 came back {kept:x?}"
         );
     }
 
@@ -302,6 +302,31 @@ pub fn bad_arguments(context: &mut Context) -> Result<(), Failure> {
             "thread_control(Create) with {what} returned {result:?}, expected {error:?}"
         );
     }
+    // SAFETY: as above; the pager word is checked before anything is made.
+    let result = unsafe { thread_create(own_task, ThreadId::ANY, LOCAL_UTCB_END) };
+    if let Ok(thread) = result {
+        // SAFETY: the thread was just created and never started.
+        let _ = unsafe { thread_delete(thread) };
+    }
+    ensure!(
+        result == Err(Error::InvalidThread),
+        "thread_control(Create) with the pager ANY returned {result:?}, expected InvalidThread"
+    );
+    let task = scope.task()?;
+    let utcb = TASK_UTCB_BASE + STACK_SLOTS * PAGE_SIZE;
+    scope
+        .halted_remote(task, utcb)
+        .or_fail("thread_control(Create) in a new task")?;
+    let twice = scope.halted_remote(task, utcb);
+    ensure!(
+        twice == Err(Error::AlreadyExists),
+        "a second thread with the same UTCB address returned {twice:?}, expected AlreadyExists"
+    );
+    let root_destroyed = microkernel_abi::user::space_destroy(own_task);
+    ensure!(
+        root_destroyed == Err(Error::NotPermitted),
+        "space_control(Destroy) of the root task returned {root_destroyed:?}, expected NotPermitted"
+    );
     expect(
         "thread_control with operation 2",
         refused(Syscall::ThreadControl, [2, 0, 0, 0, 0, 0]),

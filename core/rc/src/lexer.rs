@@ -1,0 +1,287 @@
+//! Splits shell text into tokens, as rc(1)'s lexical rules say.
+//!
+//! A word is cut into atoms (literal text, quoted text, `$var`, `$#var`,
+//! `=`, `^`, parentheses); each token records whether blank space came
+//! before it, so the parser can join adjacent atoms into one word (rc's
+//! "free carets") and can tell `x=1` from `echo x=1`.
+//!
+//! Rules taken from rc(1): `#` starts a comment wherever a word could not
+//! go on (so `'#c'` must be quoted, as in Plan 9); quoted text is literal
+//! and `''` inside quotes is one quote; a backslash before a newline joins
+//! two lines; `;` and newline end a command.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::ast::RedirectKind;
+use crate::parser::ParseError;
+
+/// One token of shell text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// Literal text; `quoted` if it came from quotes (never a name then).
+    Text {
+        text: String,
+        quoted: bool,
+    },
+    /// `$name`.
+    Var(String),
+    /// `$#name`.
+    Count(String),
+    /// `^`, explicit concatenation.
+    Caret,
+    /// `=`, an assignment at the start of a command, else literal text.
+    Equals,
+    LeftParen,
+    RightParen,
+    /// `|` or `|[n]`: the left command's fd n (default 1) feeds the right.
+    Pipe {
+        fd: u32,
+    },
+    /// `>`, `>>`, `<`, each with an optional `[n]`, `[n=m]` or `[n=]`.
+    Redirect(RedirectToken),
+    Semicolon,
+    Newline,
+}
+
+/// A redirection operator before its target is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectToken {
+    pub fd: u32,
+    pub kind: RedirectKind,
+    /// `[n=m]` or `[n=]`.
+    pub dup: Option<Dup>,
+}
+
+/// The right side of `[n=m]` (copy m) or `[n=]` (close n).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dup {
+    Copy(u32),
+    Close,
+}
+
+/// `[n]`, `[n=m]` or `[n=]` after an operator.
+struct Bracket {
+    fd: u32,
+    dup: Option<Dup>,
+}
+
+/// A token and where it stood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned {
+    pub token: Token,
+    /// No blank space between this token and the one before.
+    pub joined: bool,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// Characters that end an unquoted word (rc(1): "special characters").
+fn is_special(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\t'
+            | '\r'
+            | '\n'
+            | '#'
+            | ';'
+            | '&'
+            | '|'
+            | '^'
+            | '$'
+            | '='
+            | '\''
+            | '`'
+            | '{'
+            | '}'
+            | '('
+            | ')'
+            | '<'
+            | '>'
+    )
+}
+
+/// rc(1): a variable name is letters, digits, underscore, or `*`.
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '*'
+}
+
+struct Lexer<'a> {
+    chars: core::iter::Peekable<core::str::Chars<'a>>,
+    line: usize,
+    tokens: Vec<Spanned>,
+    joined: bool,
+}
+
+/// Tokenizes `source`. An unterminated quote is an incomplete error, so an
+/// interactive caller can read another line and try again.
+pub fn tokenize(source: &str) -> Result<Vec<Spanned>, ParseError> {
+    let mut lexer = Lexer {
+        chars: source.chars().peekable(),
+        line: 1,
+        tokens: Vec::new(),
+        joined: false,
+    };
+    lexer.run()?;
+    Ok(lexer.tokens)
+}
+
+impl Lexer<'_> {
+    fn push(&mut self, token: Token) {
+        self.tokens.push(Spanned {
+            token,
+            joined: self.joined,
+            line: self.line,
+        });
+        self.joined = true;
+    }
+
+    fn error(&self, message: String) -> ParseError {
+        ParseError::new(message, self.line)
+    }
+
+    fn run(&mut self) -> Result<(), ParseError> {
+        while let Some(c) = self.chars.next() {
+            match c {
+                ' ' | '\t' | '\r' => self.joined = false,
+                '\\' if self.chars.peek() == Some(&'\n') => {
+                    // rc(1): backslash-newline is a blank.
+                    self.chars.next();
+                    self.line += 1;
+                    self.joined = false;
+                }
+                '#' => {
+                    while self.chars.next_if(|&c| c != '\n').is_some() {}
+                    self.joined = false;
+                }
+                '\n' => {
+                    self.push(Token::Newline);
+                    self.line += 1;
+                    self.joined = false;
+                }
+                ';' => {
+                    self.push(Token::Semicolon);
+                    self.joined = false;
+                }
+                '^' => self.push(Token::Caret),
+                '=' => self.push(Token::Equals),
+                '(' => self.push(Token::LeftParen),
+                ')' => self.push(Token::RightParen),
+                '|' => {
+                    if self.chars.peek() == Some(&'|') {
+                        return Err(self.error("'||' is not supported".into()));
+                    }
+                    let fd = match self.bracket()? {
+                        None => 1,
+                        Some(Bracket { fd, dup: None }) => fd,
+                        Some(_) => return Err(self.error("'|[n=m]' is not supported".into())),
+                    };
+                    self.push(Token::Pipe { fd });
+                    self.joined = false;
+                }
+                '>' | '<' => {
+                    let kind = match (c, self.chars.next_if_eq(&c)) {
+                        ('>', Some(_)) => RedirectKind::Append,
+                        ('>', None) => RedirectKind::Write,
+                        ('<', None) => RedirectKind::Read,
+                        _ => return Err(self.error("'<<' here documents are not supported".into())),
+                    };
+                    let default = if kind == RedirectKind::Read { 0 } else { 1 };
+                    let (fd, dup) = match self.bracket()? {
+                        None => (default, None),
+                        Some(Bracket { fd, dup }) => (fd, dup),
+                    };
+                    self.push(Token::Redirect(RedirectToken { fd, kind, dup }));
+                    self.joined = false;
+                }
+                '\'' => {
+                    let text = self.quoted()?;
+                    self.push(Token::Text { text, quoted: true });
+                }
+                '$' => self.variable()?,
+                '&' | '`' | '{' | '}' => {
+                    return Err(self.error(format!("'{c}' is not supported")));
+                }
+                c => {
+                    let mut text = String::from(c);
+                    while let Some(c) = self.chars.next_if(|&c| !is_special(c)) {
+                        text.push(c);
+                    }
+                    self.push(Token::Text {
+                        text,
+                        quoted: false,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `'...'` after the opening quote; `''` is a quote (rc(1)).
+    fn quoted(&mut self) -> Result<String, ParseError> {
+        let mut text = String::new();
+        loop {
+            match self.chars.next() {
+                None => return Err(ParseError::incomplete("unterminated quote", self.line)),
+                Some('\'') => {
+                    if self.chars.next_if_eq(&'\'').is_none() {
+                        return Ok(text);
+                    }
+                    text.push('\'');
+                }
+                Some(c) => {
+                    if c == '\n' {
+                        self.line += 1;
+                    }
+                    text.push(c);
+                }
+            }
+        }
+    }
+
+    /// `$name` or `$#name`, after the `$`.
+    fn variable(&mut self) -> Result<(), ParseError> {
+        let count = self.chars.next_if_eq(&'#').is_some();
+        let mut name = String::new();
+        while let Some(c) = self.chars.next_if(|&c| is_name_char(c)) {
+            name.push(c);
+        }
+        if name.is_empty() {
+            return Err(self.error("'$' without a variable name".into()));
+        }
+        self.push(if count {
+            Token::Count(name)
+        } else {
+            Token::Var(name)
+        });
+        Ok(())
+    }
+
+    /// An optional `[n]`, `[n=m]` or `[n=]` right after an operator.
+    fn bracket(&mut self) -> Result<Option<Bracket>, ParseError> {
+        if self.chars.next_if_eq(&'[').is_none() {
+            return Ok(None);
+        }
+        let fd = self
+            .number()
+            .ok_or_else(|| self.error("bad file descriptor in '[...]'".into()))?;
+        let dup = if self.chars.next_if_eq(&'=').is_some() {
+            Some(self.number().map_or(Dup::Close, Dup::Copy))
+        } else {
+            None
+        };
+        if self.chars.next_if_eq(&']').is_none() {
+            return Err(self.error("missing ']' after file descriptor".into()));
+        }
+        Ok(Some(Bracket { fd, dup }))
+    }
+
+    fn number(&mut self) -> Option<u32> {
+        let mut digits = String::new();
+        while let Some(c) = self.chars.next_if(char::is_ascii_digit) {
+            digits.push(c);
+        }
+        digits.parse().ok()
+    }
+}

@@ -1,0 +1,166 @@
+//! The servant table, and the bridge that lets a namespace walk servants.
+//!
+//! [`Devices`] is Plan 9's devtab: one servant per `#` letter. [`Host`]
+//! lends a [`ChanTable`] and the devices to `kasane_namespace` as its
+//! `Chans` and `Walker`, so walks, binds and union reads run over real
+//! chans: every chan a walk makes is a table entry with its name, and every
+//! reference the namespace drops is a decref that clunks the servant's file
+//! when it is the last (Plan 9's cclose calling the device's close).
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec::Vec;
+
+use kasane_namespace::{join, ChanId, Chans, Walker};
+use ninep::{QidType, Stat};
+
+use crate::chan::{Chan, ChanHandle, ChanTable, Clunk};
+use crate::servant::{Caller, Servant};
+use crate::Error;
+
+/// Every servant, by letter.
+#[derive(Default)]
+pub struct Devices {
+    servants: Vec<Box<dyn Servant + Send>>,
+}
+
+impl core::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let letters: Vec<char> = self.servants.iter().map(|s| s.letter()).collect();
+        f.debug_struct("Devices")
+            .field("letters", &letters)
+            .finish()
+    }
+}
+
+impl Devices {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a servant; its letter must be free.
+    pub fn add(&mut self, servant: Box<dyn Servant + Send>) -> Result<(), Error> {
+        if self.servants.iter().any(|s| s.letter() == servant.letter()) {
+            return Err(Error::IN_USE);
+        }
+        self.servants.push(servant);
+        Ok(())
+    }
+
+    /// The servant named by `letter`; an unknown letter is Plan 9's
+    /// "unknown device in # filename".
+    pub fn get_mut(&mut self, letter: char) -> Result<&mut (dyn Servant + Send), Error> {
+        match self.servants.iter_mut().find(|s| s.letter() == letter) {
+            Some(servant) => Ok(servant.as_mut()),
+            None => Err(Error::BAD_SHARP),
+        }
+    }
+}
+
+impl Clunk for Devices {
+    fn clunk(&mut self, chan: Chan) {
+        if let Ok(servant) = self.get_mut(chan.letter) {
+            servant.close(&chan.file(), chan.mode);
+        }
+    }
+}
+
+/// A chan table, the devices and the caller, seen by the namespace.
+pub struct Host<'a, 'c> {
+    pub table: &'a mut ChanTable,
+    pub devices: &'a mut Devices,
+    pub caller: Caller<'c>,
+}
+
+impl core::fmt::Debug for Host<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Host")
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The identity of a handle that names no chan: matches no mount point.
+const NO_CHAN: ChanId<char> = ChanId {
+    kind: '\0',
+    dev: u32::MAX,
+    path: u64::MAX,
+};
+
+impl Host<'_, '_> {
+    /// Makes a chan on what `make` returns from the servant of `letter`.
+    fn make(
+        &mut self,
+        letter: char,
+        name: alloc::string::String,
+        make: impl FnOnce(&mut (dyn Servant + Send), &Caller<'_>) -> Result<crate::File, Error>,
+    ) -> Result<ChanHandle, Error> {
+        let caller = self.caller;
+        let servant = self.devices.get_mut(letter)?;
+        let file = make(servant, &caller)?;
+        Ok(self.table.insert(Chan::new(letter, file, name)))
+    }
+}
+
+impl Chans<ChanHandle> for Host<'_, '_> {
+    type Id = ChanId<char>;
+
+    fn id(&self, chan: &ChanHandle) -> ChanId<char> {
+        match self.table.get(*chan) {
+            Ok(chan) => ChanId {
+                kind: chan.letter,
+                dev: chan.dev,
+                path: chan.qid.path,
+            },
+            Err(_) => NO_CHAN,
+        }
+    }
+
+    fn is_dir(&self, chan: &ChanHandle) -> bool {
+        self.table
+            .get(*chan)
+            .is_ok_and(|chan| chan.qid.kind.contains(QidType::DIR))
+    }
+
+    fn dup(&mut self, chan: &ChanHandle) -> ChanHandle {
+        // The namespace dups only chans it holds, which are live.
+        let _ = self.table.incref(*chan);
+        *chan
+    }
+
+    fn close(&mut self, chan: ChanHandle) {
+        let _ = self.table.decref(chan, self.devices);
+    }
+}
+
+impl Walker<ChanHandle> for Host<'_, '_> {
+    type Entry = Stat;
+
+    fn attach(&mut self, letter: char, spec: &str) -> Result<ChanHandle, Error> {
+        let name = format!("#{letter}{spec}");
+        self.make(letter, name, |servant, caller| servant.attach(caller, spec))
+    }
+
+    fn walk(&mut self, dir: &ChanHandle, name: &str) -> Result<ChanHandle, Error> {
+        let from = self.table.get(*dir)?;
+        let (letter, file, path) = (from.letter, from.file(), join(&from.name, name));
+        self.make(letter, path, |servant, caller| {
+            servant.walk(caller, &file, name)
+        })
+    }
+
+    fn parent(&mut self, chan: &ChanHandle) -> Result<ChanHandle, Error> {
+        let from = self.table.get(*chan)?;
+        let (letter, file, path) = (from.letter, from.file(), join(&from.name, ".."));
+        self.make(letter, path, |servant, caller| {
+            servant.parent(caller, &file)
+        })
+    }
+
+    fn read_dir(&mut self, dir: &ChanHandle) -> Result<Vec<Stat>, Error> {
+        let from = self.table.get(*dir)?;
+        let (letter, file) = (from.letter, from.file());
+        let caller = self.caller;
+        self.devices.get_mut(letter)?.read_dir(&caller, &file)
+    }
+}

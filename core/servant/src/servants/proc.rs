@@ -1,0 +1,409 @@
+//! #p, processes as files: /proc/N/status, /proc/N/ctl and /proc/N/ns.
+//!
+//! proc(3) in the part core can serve from a snapshot of its process table:
+//! core hands [`Processes::set_snapshot`] what it knows (the ns text made
+//! with `kasane_namespace::Namespace::ns_text`), and collects what writes
+//! to ctl asked for with [`Processes::take_requests`]. A file of a process
+//! that has left the snapshot answers "process exited".
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use ninep::{OpenMode, Stat};
+
+use crate::dir::{self, EVE};
+use crate::servant::{Caller, File, Io, Opened, Servant};
+use crate::Error;
+
+const LETTER: char = 'p';
+const ROOT: u64 = 0;
+const DIR: u64 = 0;
+const STATUS: u64 = 1;
+const CTL: u64 = 2;
+const NS: u64 = 3;
+/// Name, kind, permission.
+const FILES: [(&str, u64, u32); 3] = [
+    ("status", STATUS, 0o444),
+    ("ctl", CTL, 0o200),
+    ("ns", NS, 0o444),
+];
+
+/// What core knows of one process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// The program's name.
+    pub name: String,
+    pub user: String,
+    /// The scheduling state, e.g. `Running`, `Ready`, `Pread`.
+    pub state: String,
+    /// User, system and real time, then the same for waited-for children,
+    /// in milliseconds (proc(3)).
+    pub times_ms: [u64; 6],
+    pub memory_kb: u64,
+    pub base_priority: u32,
+    pub priority: u32,
+    /// The namespace as /proc/N/ns shows it.
+    pub ns: String,
+}
+
+impl ProcessInfo {
+    /// The text of /proc/N/status, laid out as Plan 9's: name, user and
+    /// state left-justified in 27, 27 and 11 columns, then the six times,
+    /// the memory and the two priorities right-justified in 11, each field
+    /// followed by a blank.
+    pub fn status_text(&self) -> String {
+        let mut text = format!(
+            "{:<27} {:<27} {:<11} ",
+            clip(&self.name, 27),
+            clip(&self.user, 27),
+            clip(&self.state, 11)
+        );
+        let numbers = self.times_ms.iter().copied().chain([
+            self.memory_kb,
+            u64::from(self.base_priority),
+            u64::from(self.priority),
+        ]);
+        for number in numbers {
+            text.push_str(&format!("{number:>11} "));
+        }
+        text
+    }
+}
+
+/// `text` cut to at most `width` characters.
+fn clip(text: &str, width: usize) -> &str {
+    match text.char_indices().nth(width) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+/// What a write to /proc/N/ctl asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// proc(3): "kill: kill the process".
+    Kill(u32),
+}
+
+#[derive(Debug, Default)]
+pub struct Processes {
+    table: BTreeMap<u32, ProcessInfo>,
+    requests: Vec<Control>,
+}
+
+fn path(pid: u32, kind: u64) -> u64 {
+    ((u64::from(pid) + 1) << 4) | kind
+}
+
+/// The process and kind of file a qid path names; `None` for the root.
+fn split(path: u64) -> Option<(u32, u64)> {
+    if path == ROOT {
+        return None;
+    }
+    let pid = u32::try_from((path >> 4) - 1).ok()?;
+    Some((pid, path & 0xf))
+}
+
+impl Processes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces what /proc shows.
+    pub fn set_snapshot(&mut self, processes: impl IntoIterator<Item = ProcessInfo>) {
+        self.table = processes.into_iter().map(|p| (p.pid, p)).collect();
+    }
+
+    /// Control requests since the last call, oldest first.
+    pub fn take_requests(&mut self) -> Vec<Control> {
+        core::mem::take(&mut self.requests)
+    }
+
+    fn process(&self, pid: u32) -> Result<&ProcessInfo, Error> {
+        self.table.get(&pid).ok_or(Error::PROC_DIED)
+    }
+
+    fn entry(&self, file_path: u64) -> Result<Stat, Error> {
+        let Some((pid, kind)) = split(file_path) else {
+            return Ok(dir::stat(
+                LETTER,
+                0,
+                dir::dir_qid(ROOT),
+                "#p",
+                0o555,
+                0,
+                EVE,
+            ));
+        };
+        let process = self.process(pid)?;
+        if kind == DIR {
+            let name = format!("{pid}");
+            return Ok(dir::stat(
+                LETTER,
+                0,
+                dir::dir_qid(file_path),
+                &name,
+                0o555,
+                0,
+                &process.user,
+            ));
+        }
+        let (name, _, perm) = FILES.iter().find(|f| f.1 == kind).ok_or(Error::NOT_FOUND)?;
+        Ok(dir::stat(
+            LETTER,
+            0,
+            dir::file_qid(file_path),
+            name,
+            *perm,
+            0,
+            &process.user,
+        ))
+    }
+}
+
+impl Servant for Processes {
+    fn letter(&self) -> char {
+        LETTER
+    }
+
+    fn attach(&mut self, _caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
+        Ok(File {
+            dev: 0,
+            qid: dir::dir_qid(ROOT),
+        })
+    }
+
+    fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
+        match split(dir.qid.path) {
+            None => {
+                let pid: u32 = name.parse().map_err(|_| Error::NOT_FOUND)?;
+                // A name must be the canonical decimal, not `007`.
+                if format!("{pid}") != name || !self.table.contains_key(&pid) {
+                    return Err(Error::NOT_FOUND);
+                }
+                Ok(File {
+                    dev: 0,
+                    qid: dir::dir_qid(path(pid, DIR)),
+                })
+            }
+            Some((pid, DIR)) => {
+                self.process(pid)?;
+                let (_, kind, _) = FILES.iter().find(|f| f.0 == name).ok_or(Error::NOT_FOUND)?;
+                Ok(File {
+                    dev: 0,
+                    qid: dir::file_qid(path(pid, *kind)),
+                })
+            }
+            Some(_) => Err(Error::NOT_DIR),
+        }
+    }
+
+    fn parent(&mut self, _caller: &Caller<'_>, file: &File) -> Result<File, Error> {
+        let qid = match split(file.qid.path) {
+            Some((pid, kind)) if kind != DIR => dir::dir_qid(path(pid, DIR)),
+            _ => dir::dir_qid(ROOT),
+        };
+        Ok(File { dev: 0, qid })
+    }
+
+    fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
+        self.entry(file.qid.path)
+    }
+
+    fn open(&mut self, _caller: &Caller<'_>, file: &File, mode: OpenMode) -> Result<Opened, Error> {
+        match split(file.qid.path) {
+            None => dir::check_open(true, mode, true, false)?,
+            Some((pid, kind)) => {
+                self.process(pid)?;
+                match kind {
+                    DIR => dir::check_open(true, mode, true, false)?,
+                    STATUS | NS => dir::check_open(false, mode, true, false)?,
+                    CTL => dir::check_open(false, mode, false, true)?,
+                    _ => return Err(Error::NOT_FOUND),
+                }
+            }
+        }
+        Ok(Opened::File(file.qid))
+    }
+
+    fn read(
+        &mut self,
+        _caller: &Caller<'_>,
+        file: &File,
+        offset: u64,
+        count: u32,
+    ) -> Result<Io<Vec<u8>>, Error> {
+        let (pid, kind) = split(file.qid.path).ok_or(Error::IS_DIR)?;
+        let process = self.process(pid)?;
+        let text = match kind {
+            STATUS => process.status_text(),
+            NS => process.ns.clone(),
+            DIR => return Err(Error::IS_DIR),
+            _ => return Err(Error::PERMISSION_DENIED),
+        };
+        Ok(Io::Ready(dir::read_at(text.as_bytes(), offset, count)))
+    }
+
+    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
+        match split(dir.qid.path) {
+            None => self
+                .table
+                .keys()
+                .map(|&pid| self.entry(path(pid, DIR)))
+                .collect(),
+            Some((pid, DIR)) => FILES.iter().map(|f| self.entry(path(pid, f.1))).collect(),
+            Some(_) => Err(Error::NOT_DIR),
+        }
+    }
+
+    /// proc(3): ctl takes textual messages; `kill` is the one served.
+    fn write(
+        &mut self,
+        caller: &Caller<'_>,
+        file: &File,
+        _offset: u64,
+        data: &[u8],
+    ) -> Result<Io<u32>, Error> {
+        let (pid, kind) = split(file.qid.path).ok_or(Error::IS_DIR)?;
+        let process = self.process(pid)?;
+        if kind != CTL {
+            return Err(Error::PERMISSION_DENIED);
+        }
+        if caller.uname != process.user && caller.uname != EVE {
+            return Err(Error::PERMISSION_DENIED);
+        }
+        let message = core::str::from_utf8(data).map_err(|_| Error::BAD_CTL)?;
+        match message.trim() {
+            "kill" => self.requests.push(Control::Kill(pid)),
+            _ => return Err(Error::BAD_CTL),
+        }
+        u32::try_from(data.len())
+            .map(Io::Ready)
+            .map_err(|_| Error::TOO_BIG)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glenda(pid: u32) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            name: String::from("rc"),
+            user: String::from("glenda"),
+            state: String::from("Pread"),
+            times_ms: [10, 20, 3000, 0, 0, 0],
+            memory_kb: 128,
+            base_priority: 10,
+            priority: 10,
+            ns: String::from("bind -a '#c' /dev\ncd /usr/glenda\n"),
+        }
+    }
+
+    fn ready<T>(io: Io<T>) -> T {
+        match io {
+            Io::Ready(value) => value,
+            Io::WouldBlock(key) => panic!("blocked on {key:?}"),
+        }
+    }
+
+    fn file(procs: &mut Processes, caller: &Caller<'_>, names: &[&str]) -> Result<File, Error> {
+        let mut at = procs.attach(caller, "")?;
+        for name in names {
+            at = procs.walk(caller, &at, name)?;
+        }
+        Ok(at)
+    }
+
+    #[test]
+    fn status_is_laid_out_as_plan9s() {
+        let text = glenda(7).status_text();
+        assert_eq!(text.len(), 28 + 28 + 12 + 9 * 12);
+        assert!(text
+            .starts_with("rc                          glenda                      Pread       "));
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(
+            fields,
+            ["rc", "glenda", "Pread", "10", "20", "3000", "0", "0", "0", "128", "10", "10"]
+        );
+        let mut long = glenda(1);
+        long.name = "x".repeat(40);
+        assert_eq!(long.status_text().len(), text.len());
+    }
+
+    #[test]
+    fn the_tree_lists_processes_and_their_files() {
+        let caller = Caller::new(1, "glenda");
+        let mut procs = Processes::new();
+        procs.set_snapshot([glenda(1), glenda(12)]);
+        let top = procs.attach(&caller, "").unwrap();
+        let names: Vec<String> = procs
+            .read_dir(&caller, &top)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["1", "12"]);
+        let twelve = file(&mut procs, &caller, &["12"]).unwrap();
+        let names: Vec<String> = procs
+            .read_dir(&caller, &twelve)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["status", "ctl", "ns"]);
+        assert_eq!(file(&mut procs, &caller, &["012"]), Err(Error::NOT_FOUND));
+        assert_eq!(file(&mut procs, &caller, &["3"]), Err(Error::NOT_FOUND));
+        let ns = file(&mut procs, &caller, &["12", "ns"]).unwrap();
+        assert_eq!(procs.parent(&caller, &ns).unwrap(), twelve);
+        assert_eq!(procs.parent(&caller, &twelve).unwrap(), top);
+    }
+
+    #[test]
+    fn ns_and_status_read_from_the_snapshot() {
+        let caller = Caller::new(1, "glenda");
+        let mut procs = Processes::new();
+        procs.set_snapshot([glenda(5)]);
+        let ns = file(&mut procs, &caller, &["5", "ns"]).unwrap();
+        procs.open(&caller, &ns, OpenMode::OREAD).unwrap();
+        assert_eq!(
+            ready(procs.read(&caller, &ns, 0, 1000).unwrap()),
+            b"bind -a '#c' /dev\ncd /usr/glenda\n"
+        );
+        assert_eq!(
+            procs.open(&caller, &ns, OpenMode::OWRITE),
+            Err(Error::PERMISSION_DENIED)
+        );
+        let status = file(&mut procs, &caller, &["5", "status"]).unwrap();
+        assert_eq!(ready(procs.read(&caller, &status, 0, 2).unwrap()), b"rc");
+        procs.set_snapshot([]);
+        assert_eq!(procs.read(&caller, &status, 0, 2), Err(Error::PROC_DIED));
+        assert_eq!(Error::PROC_DIED.as_str(), "process exited");
+    }
+
+    #[test]
+    fn ctl_takes_kill_from_the_owner() {
+        let caller = Caller::new(1, "glenda");
+        let stranger = Caller::new(2, "bootes");
+        let mut procs = Processes::new();
+        procs.set_snapshot([glenda(5)]);
+        let ctl = file(&mut procs, &caller, &["5", "ctl"]).unwrap();
+        assert_eq!(
+            procs.open(&caller, &ctl, OpenMode::OREAD),
+            Err(Error::PERMISSION_DENIED)
+        );
+        procs.open(&caller, &ctl, OpenMode::OWRITE).unwrap();
+        assert_eq!(
+            procs.write(&stranger, &ctl, 0, b"kill"),
+            Err(Error::PERMISSION_DENIED)
+        );
+        assert_eq!(procs.write(&caller, &ctl, 0, b"fly"), Err(Error::BAD_CTL));
+        assert_eq!(ready(procs.write(&caller, &ctl, 0, b"kill\n").unwrap()), 5);
+        assert_eq!(procs.take_requests(), [Control::Kill(5)]);
+        assert!(procs.take_requests().is_empty());
+    }
+}
