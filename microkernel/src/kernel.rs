@@ -953,7 +953,9 @@ impl Kernel {
                 if code & 2 != 0 {
                     rights = Rights::WRITE;
                 }
-                if code & 16 != 0 {
+                // Bit 4 (I/D) is only reported with NX on (SDM Vol. 3 4.7);
+                // a fault at the instruction pointer is a fetch either way.
+                if code & 16 != 0 || address == context.rip {
                     rights = Rights::EXECUTE;
                 }
                 self.fault_ipc(
