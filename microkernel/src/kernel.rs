@@ -1096,12 +1096,13 @@ pub fn boot(
             .insert_root(root_task, address, frame, rights, &mut objects.changes)
             .map_err(|_| "mapping the root task failed")?;
     }
-    let rw = Rights::READ | Rights::WRITE;
+    // Full rights: the root task loads programs into this memory, and a
+    // mapping passes on at most the rights its source has.
     for (i, frame) in (window.0..window.1).step_by(PAGE as usize).enumerate() {
         let address = root_boot::ROOT_MEMORY_BASE + i as u64 * PAGE;
         objects
             .mappings
-            .insert_root(root_task, address, frame, rw, &mut objects.changes)
+            .insert_root(root_task, address, frame, Rights::FULL, &mut objects.changes)
             .map_err(|_| "mapping free memory failed")?;
         if objects.changes.len() > 512 {
             objects.apply_changes();

@@ -11,7 +11,7 @@
 //! | stack | [`ROOT_STACK_SIZE`] bytes ending at [`ROOT_STACK_TOP`] |
 //! | this boot page (read only) | [`ROOT_BOOT_INFO`]; RDI holds its address at entry |
 //! | boot modules (read only) | from [`ROOT_MODULES_BASE`], each page aligned |
-//! | all free memory (read/write) | from [`ROOT_MEMORY_BASE`], contiguous |
+//! | all free memory (read/write/execute) | from [`ROOT_MEMORY_BASE`], contiguous |
 //!
 //! The free memory is the root task's to hand out: the kernel enters every
 //! page in the mapping database as a root mapping (the sigma0 role), so the

@@ -82,7 +82,14 @@ fn progress(message: &str) {
 
 /// The bare-metal components besides hvm, by package (and boot module)
 /// name: the microkernel and the user tasks a manifest may name.
-pub const BARE_METAL_COMPONENTS: &[&str] = &["microkernel", "hello", "ktest"];
+pub const BARE_METAL_COMPONENTS: &[&str] = &["microkernel", "hello", "ktest", "core-server"];
+
+/// Binaries of the packages above that are components under their own
+/// name (a package's binary may be named differently from it).
+pub const BARE_METAL_BINARIES: &[(&str, &str)] = &[("core-server", "core")];
+
+/// Core's programs: package `core-programs`, one component per binary.
+pub const CORE_PROGRAMS: &[&str] = &["rc", "ls", "cat", "wc", "ns"];
 
 /// Builds hvm, the microkernel and the user tasks; returns hvm's path and
 /// the components by name.
@@ -103,6 +110,7 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
     for name in BARE_METAL_COMPONENTS {
         command.args(["-p", name]);
     }
+    command.args(["-p", "core-programs"]);
     let status = command
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -112,10 +120,24 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
         );
     }
     let out = target_dir(root).join("x86_64-unknown-none/release");
-    let components = BARE_METAL_COMPONENTS
+    let mut components: BTreeMap<String, PathBuf> = BARE_METAL_COMPONENTS
         .iter()
         .map(|name| (name.to_string(), out.join(name)))
         .collect();
+    for (package, binary) in BARE_METAL_BINARIES {
+        components.remove(*package);
+        components.insert(binary.to_string(), out.join(binary));
+    }
+    for program in CORE_PROGRAMS {
+        components.insert(program.to_string(), out.join(program));
+    }
+    // Plain files: images/scripts/NAME (an rc script) is the component NAME.
+    if let Ok(entries) = fs::read_dir(root.join("images/scripts")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            components.insert(name, entry.path());
+        }
+    }
     Ok((out.join("hvm"), components))
 }
 

@@ -1,0 +1,125 @@
+//! rc: runs a script file with `kasane-rc` over core's system calls.
+//!
+//! `rc FILE` reads FILE and runs it; fds 0, 1 and 2 are `/dev/cons` when
+//! the shell was started without them (as core starts the first rc).
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("rc is a Kasane program: build it with --target x86_64-unknown-none");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod program {
+    use alloc::string::{String, ToString};
+    use alloc::vec::Vec;
+
+    use core_user::sys;
+    use core_user::SpawnRequest;
+    use kasane_rc::{Host, HostFd, MountFlags, OpenHow, Shell, Spawn};
+
+    struct CoreHost;
+
+    impl Host for CoreHost {
+        type Process = u64;
+
+        fn spawn(&mut self, command: &Spawn<'_>) -> Result<u64, String> {
+            let request = SpawnRequest {
+                path: command.path.to_string(),
+                argv: command.argv.to_vec(),
+                fds: command.fds.iter().map(|(c, f)| (*c, f.0)).collect(),
+                share_namespace: false,
+            };
+            sys::spawn(&request)
+        }
+
+        fn wait(&mut self, process: u64) -> String {
+            match sys::wait(process) {
+                Ok((_, status)) => status,
+                Err(e) => e,
+            }
+        }
+
+        fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
+            let fd = match how {
+                OpenHow::Read => sys::open(path, core_abi::OREAD)?,
+                OpenHow::ReadWrite => sys::open(path, core_abi::ORDWR)?,
+                OpenHow::Write => sys::create(path, core_abi::OWRITE, 0o666)?,
+                OpenHow::Append => match sys::open(path, core_abi::OWRITE) {
+                    Ok(fd) => {
+                        sys::seek(fd, 0, core_abi::SEEK_END)?;
+                        fd
+                    }
+                    Err(_) => sys::create(path, core_abi::OWRITE, 0o666)?,
+                },
+            };
+            Ok(HostFd(fd))
+        }
+
+        fn pipe(&mut self) -> Result<(HostFd, HostFd), String> {
+            let (a, b) = sys::pipe()?;
+            Ok((HostFd(a), HostFd(b)))
+        }
+
+        fn close(&mut self, fd: HostFd) {
+            let _ = sys::close(fd.0);
+        }
+
+        fn write(&mut self, fd: HostFd, data: &[u8]) -> Result<(), String> {
+            sys::write(fd.0, data).map(|_| ())
+        }
+
+        fn chdir(&mut self, dir: &str) -> Result<(), String> {
+            sys::chdir(dir)
+        }
+
+        fn bind(&mut self, new: &str, old: &str, flags: MountFlags) -> Result<(), String> {
+            sys::bind(new, old, flags.bits())
+        }
+
+        fn mount(
+            &mut self,
+            fd: HostFd,
+            old: &str,
+            spec: &str,
+            flags: MountFlags,
+        ) -> Result<(), String> {
+            sys::mount(fd.0, old, spec, flags.bits())
+        }
+
+        fn unmount(&mut self, new: Option<&str>, old: &str) -> Result<(), String> {
+            sys::unmount(new, old)
+        }
+    }
+
+    fn main(argv: Vec<String>) -> Result<(), String> {
+        if sys::fstat(1).is_err() {
+            let fd = sys::open("/dev/cons", core_abi::ORDWR)?;
+            for n in [0, 1, 2] {
+                if n != fd {
+                    sys::dup(fd, Some(n))?;
+                }
+            }
+        }
+        let Some(script) = argv.get(1) else {
+            return Err("usage: rc file".to_string());
+        };
+        let source = sys::read_file(script).map_err(|e| alloc::format!("rc: {script}: {e}"))?;
+        let source = String::from_utf8(source).map_err(|_| "rc: script is not UTF-8")?;
+        let mut shell = Shell::with_stdio(HostFd(0), HostFd(1), HostFd(2));
+        let _ = shell.run(&mut CoreHost, &source);
+        let status = shell.status();
+        if shell.succeeded() {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    }
+
+    core_user::entry!(main);
+}

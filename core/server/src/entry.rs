@@ -1,0 +1,108 @@
+//! `_start`, memory set-up, the panic handler, and the end of the system.
+//!
+//! The kernel enters `_start` with RDI = the `RootBootInfo` page. Core
+//! takes the first [`HEAP_BYTES`] of the free-memory window as its heap
+//! and the rest as frames for processes; program code goes to the
+//! executable arena of core's own image (see `linker.ld`).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use linked_list_allocator::LockedHeap;
+use microkernel_abi::boot::{RootBootInfo, ROOT_BOOT_MAGIC};
+use microkernel_abi::user::thread_delete;
+use microkernel_abi::ThreadId;
+use microkernel_rt::console::print;
+use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
+
+use crate::server::Core;
+
+/// Bytes of the window core keeps for its own heap.
+pub const HEAP_BYTES: u64 = 12 << 20;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+unsafe extern "C" {
+    static __arena_start: u8;
+    static __arena_end: u8;
+}
+
+core::arch::global_asm!(
+    ".section .text.entry, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    and rsp, -16",
+    "    xor ebp, ebp",
+    "    call {main}",
+    "    ud2",
+    main = sym core_main,
+);
+
+static ROOT_THREAD: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn core_main(boot_info: u64) -> ! {
+    // SAFETY: the kernel maps the read-only boot page at RDI for the root
+    // task's lifetime (microkernel_abi::boot).
+    let info = unsafe { &*(boot_info as *const RootBootInfo) };
+    ROOT_THREAD.store(info.thread, core::sync::atomic::Ordering::Relaxed);
+    if info.magic != ROOT_BOOT_MAGIC || info.memory_size < 2 * HEAP_BYTES {
+        print(format_args!("core: bad boot page or too little memory\n"));
+        power_off();
+    }
+    // SAFETY: the window is mapped read/write for core alone and nothing
+    // else uses its first HEAP_BYTES.
+    unsafe {
+        HEAP.lock()
+            .init(info.memory_base as *mut u8, HEAP_BYTES as usize)
+    };
+    let mut frames = alloc::boxed::Box::new(FrameBitmap::new());
+    let managed = frames.init(
+        info.memory_base + HEAP_BYTES,
+        ((info.memory_size - HEAP_BYTES) / FRAME_SIZE) as usize,
+    );
+    // Only the addresses of the linker symbols are taken.
+    let (arena_start, arena_end) = (
+        core::ptr::addr_of!(__arena_start) as u64,
+        core::ptr::addr_of!(__arena_end) as u64,
+    );
+    let mut arena = alloc::boxed::Box::new(FrameBitmap::new());
+    arena.init(
+        arena_start,
+        ((arena_end - arena_start) / FRAME_SIZE) as usize,
+    );
+    let modules: Vec<(String, &'static [u8])> = info
+        .modules()
+        .iter()
+        // SAFETY: in the root task the modules are mapped read-only at
+        // their addresses for good (boot.rs).
+        .map(|m| (String::from(m.name()), unsafe { m.bytes() }))
+        .collect();
+    print(format_args!(
+        "core: starting: {} modules, {} KiB for processes, {} KiB code arena\n",
+        modules.len(),
+        managed as u64 * FRAME_SIZE / 1024,
+        (arena_end - arena_start) / 1024
+    ));
+    let args = String::from(info.args());
+    let mut core = Core::new(ThreadId::from_raw(info.thread), frames, arena, modules);
+    core.run(&args);
+    power_off()
+}
+
+/// Ends the root thread, which powers the machine off.
+pub fn power_off() -> ! {
+    let me = ThreadId::from_raw(ROOT_THREAD.load(core::sync::atomic::Ordering::Relaxed));
+    // SAFETY: the root thread ends here; nothing runs after it.
+    let _ = unsafe { thread_delete(me) };
+    // SAFETY: #UD ends the root thread, which the kernel reports.
+    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    print(format_args!("core: PANIC: {info}\n"));
+    // SAFETY: a fault of the root thread makes the kernel power off
+    // reporting a failure, which is what a panic in core is.
+    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+}

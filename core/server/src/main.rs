@@ -1,0 +1,34 @@
+//! Core, the OS personality: the root task that serves Plan 9 system calls.
+//!
+//! Core runs as the root task of cell 0 (`args = "root=core ..."`). It is
+//! the pager of every process it starts, keeps the process table, one
+//! namespace per process (`kasane-namespace`), the Chan table and the
+//! servants (`kasane-servant`, plus `#b` and `/dev/cons` here), and
+//! serves the calls of `core-abi` that processes make through `core-user`.
+//!
+//! This first slice is single-threaded: one thread receives page faults
+//! and system calls alike. A call that must wait (a pipe read, `wait`,
+//! `sleep`) is parked, unanswered, and answered later with a send to the
+//! client, which is still awaiting its reply (ABI §9.1); other processes
+//! run meanwhile. At boot core spawns `/bin/rc` with the arguments after
+//! `root=core` and powers off when that process exits.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("core is a Kasane root task: build it with `cargo build -p core-server --target x86_64-unknown-none`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod entry;
+#[cfg(target_os = "none")]
+mod process;
+#[cfg(target_os = "none")]
+mod servants;
+#[cfg(target_os = "none")]
+mod server;

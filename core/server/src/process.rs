@@ -1,0 +1,223 @@
+//! A process's memory: loading an ELF program and serving its page faults.
+//!
+//! Every page a process can touch is in its [`Memory`]: ELF segments
+//! (loaded eagerly at spawn), the argument page, and heap and stack pages
+//! added on first touch. Code segments live in core's executable arena and
+//! are shared by every process of the same program (cached by file
+//! identity); writable and read-only data get fresh frames per process.
+//!
+//! Invariants:
+//! - an `owned` page's frame is this process's alone and goes back to the
+//!   window's allocator when the process's task is destroyed;
+//! - arena frames are never freed (the text cache keeps them).
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use core_abi::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE, IMAGE_BASE, STACK_SIZE, STACK_TOP};
+use core_abi::{encode_strings, StartBlock, START_MAGIC};
+use microkernel_abi::{Fpage, MapItem, Rights};
+use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
+use xmas_elf::program::Type;
+use xmas_elf::ElfFile;
+
+/// One page of a process.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    pub frame: u64,
+    pub rights: Rights,
+    pub owned: bool,
+}
+
+/// The pages of one process.
+#[derive(Default)]
+pub struct Memory {
+    pub pages: BTreeMap<u64, Page>,
+}
+
+/// Text pages already loaded, by (servant letter, qid path) of the file.
+pub type TextCache = BTreeMap<(char, u64), BTreeMap<u64, Page>>;
+
+fn zeroed(frames: &mut FrameBitmap) -> Result<u64, String> {
+    let frame = frames.allocate().ok_or("out of memory")?;
+    // SAFETY: the allocator gave this page (in core's read/write window or
+    // arena) to the caller alone; no Rust object lives there.
+    unsafe { core::ptr::write_bytes(frame as *mut u8, 0, FRAME_SIZE as usize) };
+    Ok(frame)
+}
+
+fn copy_into(frame: u64, offset: u64, bytes: &[u8]) {
+    // SAFETY: `frame` is a page core owns (checked by the callers to be
+    // fresh), and offset + len stays inside it.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), (frame + offset) as *mut u8, bytes.len())
+    };
+}
+
+impl Memory {
+    /// Loads `elf` (identified by `identity` for the text cache); returns
+    /// the entry point.
+    pub fn load(
+        &mut self,
+        elf: &[u8],
+        identity: (char, u64),
+        frames: &mut FrameBitmap,
+        arena: &mut FrameBitmap,
+        cache: &mut TextCache,
+    ) -> Result<u64, String> {
+        let file = ElfFile::new(elf).map_err(|_| String::from("not an ELF program"))?;
+        let entry = file.header.pt2.entry_point();
+        let cached = cache.get(&identity).cloned();
+        let mut text = BTreeMap::new();
+        for header in file.program_iter() {
+            if header.get_type() != Ok(Type::Load) || header.mem_size() == 0 {
+                continue;
+            }
+            let (vaddr, memsz, filesz, offset) = (
+                header.virtual_addr(),
+                header.mem_size(),
+                header.file_size(),
+                header.offset(),
+            );
+            let end = vaddr.checked_add(memsz).ok_or("bad segment")?;
+            if vaddr < IMAGE_BASE || end > HEAP_BASE || filesz > memsz {
+                return Err("segment outside the program area".into());
+            }
+            let data = elf
+                .get(offset as usize..(offset + filesz) as usize)
+                .ok_or("segment data outside the file")?;
+            let flags = header.flags();
+            let mut rights = Rights::READ;
+            if flags.is_write() {
+                rights |= Rights::WRITE;
+            }
+            let execute = flags.is_execute() && !flags.is_write();
+            if execute {
+                rights |= Rights::EXECUTE;
+            }
+            let first = vaddr & !(FRAME_SIZE - 1);
+            for page in (first..end).step_by(FRAME_SIZE as usize) {
+                if execute {
+                    if let Some(cached) = cached.as_ref().and_then(|c| c.get(&page)) {
+                        self.pages.insert(page, *cached);
+                        continue;
+                    }
+                }
+                let frame = match self.pages.get_mut(&page) {
+                    Some(existing) => {
+                        existing.rights |= rights;
+                        existing.frame
+                    }
+                    None => {
+                        let frame = if execute {
+                            zeroed(arena)?
+                        } else {
+                            zeroed(frames)?
+                        };
+                        let entry = Page {
+                            frame,
+                            rights,
+                            owned: !execute,
+                        };
+                        self.pages.insert(page, entry);
+                        if execute {
+                            text.insert(page, entry);
+                        }
+                        frame
+                    }
+                };
+                let copy_start = page.max(vaddr);
+                let copy_end = (page + FRAME_SIZE).min(vaddr + filesz);
+                if copy_start < copy_end {
+                    let from = (copy_start - vaddr) as usize;
+                    let to = (copy_end - vaddr) as usize;
+                    copy_into(frame, copy_start - page, &data[from..to]);
+                }
+            }
+        }
+        if cached.is_none() && !text.is_empty() {
+            cache.insert(identity, text);
+        }
+        Ok(entry)
+    }
+
+    /// Writes the argument page.
+    pub fn set_arguments(
+        &mut self,
+        frames: &mut FrameBitmap,
+        core_thread: u64,
+        pid: u64,
+        argv: &[String],
+    ) -> Result<(), String> {
+        let encoded = encode_strings(argv);
+        if encoded.len() > FRAME_SIZE as usize - StartBlock::ARGV_OFFSET {
+            return Err("argument list too long".into());
+        }
+        let frame = zeroed(frames)?;
+        let block = StartBlock {
+            magic: START_MAGIC,
+            core_thread,
+            pid,
+            argv_length: encoded.len() as u64,
+        };
+        let mut head = Vec::new();
+        for word in [block.magic, block.core_thread, block.pid, block.argv_length] {
+            head.extend_from_slice(&word.to_le_bytes());
+        }
+        copy_into(frame, 0, &head);
+        copy_into(frame, StartBlock::ARGV_OFFSET as u64, &encoded);
+        self.pages.insert(
+            ARGS_ADDRESS,
+            Page {
+                frame,
+                rights: Rights::READ,
+                owned: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// The map item answering a fault at `address`, adding a zeroed page
+    /// for the heap and the stack; `None` for an address the process has
+    /// no business touching.
+    pub fn resolve(&mut self, address: u64, frames: &mut FrameBitmap) -> Option<MapItem> {
+        let page = address & !(FRAME_SIZE - 1);
+        let entry = match self.pages.get(&page) {
+            Some(entry) => *entry,
+            None => {
+                let heap = (HEAP_BASE..HEAP_BASE + HEAP_SIZE).contains(&page);
+                let stack = (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&page);
+                if !heap && !stack {
+                    return None;
+                }
+                let entry = Page {
+                    frame: zeroed(frames).ok()?,
+                    rights: Rights::READ | Rights::WRITE,
+                    owned: true,
+                };
+                self.pages.insert(page, entry);
+                entry
+            }
+        };
+        Some(MapItem {
+            send_base: page,
+            fpage: Fpage::new(entry.frame, 12, entry.rights).ok()?,
+            grant: false,
+        })
+    }
+
+    /// Gives back the owned frames (after the task was destroyed).
+    pub fn release(self, frames: &mut FrameBitmap) {
+        for page in self.pages.values() {
+            if page.owned {
+                frames.free(page.frame);
+            }
+        }
+    }
+
+    /// Kilobytes of memory the process uses.
+    pub fn kilobytes(&self) -> u64 {
+        self.pages.len() as u64 * FRAME_SIZE / 1024
+    }
+}

@@ -1,0 +1,1144 @@
+//! The server loop: page faults and system calls, one message at a time.
+//!
+//! Every message is either a kernel page fault or exception of a process
+//! (core is every process's pager) or a `core-abi` call. A call is answered
+//! at once, or parked ([`Parked`]) when it must wait; parked calls are
+//! tried again after every message and answered by a send to the client,
+//! which is still awaiting its reply. Nothing here blocks but the receive.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use core_abi::layout::{STACK_TOP, UTCB};
+use core_abi::{decode_spawn, Call, FileInfo, SpawnRequest, STATUS_ERROR, STATUS_OK};
+use kasane_namespace::{join, ChanId, Chans, Location, MountFlags, Namespace};
+use kasane_servant::servants::cons::{Clock, Console, Time};
+use kasane_servant::servants::env::Environment;
+use kasane_servant::servants::pipe::Pipes;
+use kasane_servant::servants::proc::{ProcessInfo, Processes};
+use kasane_servant::servants::root::Root;
+use kasane_servant::servants::srv::Registry;
+use kasane_servant::{Caller, Chan, ChanHandle, ChanTable, Devices, Error, Host, Io, Opened};
+use microkernel_abi::user::{
+    current_utcb, exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy,
+    thread_create,
+};
+use microkernel_abi::utcb::ReceiveBuffer;
+use microkernel_abi::{
+    ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, StringItem, TaskId, ThreadId,
+    Timeout, Timeouts, TypedItem, Utcb, EXCEPTION_LABEL, PAGE_FAULT_LABEL,
+};
+use microkernel_rt::console::{print, write_bytes};
+use microkernel_rt::frames::FrameBitmap;
+use ninep::{FileMode, OpenMode, Stat};
+
+use crate::process::{Memory, TextCache};
+use crate::servants::{BootFiles, ConsoleDevice, ProcDevice, SNAPSHOT};
+
+type Ns = Namespace<ChanHandle, ChanId<char>>;
+type Loc = Location<ChanHandle>;
+
+const USER: &str = "eve";
+
+struct Fd {
+    chan: ChanHandle,
+    /// A directory's entries, packed as `FileInfo`s at open.
+    listing: Option<Vec<u8>>,
+}
+
+struct Process {
+    parent: u32,
+    name: String,
+    task: TaskId,
+    memory: Memory,
+    fds: Vec<Option<Fd>>,
+    ns: u32,
+    dot: Loc,
+    errstr: String,
+    env_group: u32,
+}
+
+struct Zombie {
+    pid: u32,
+    parent: u32,
+    status: String,
+}
+
+/// A request as received, kept to be tried again.
+#[derive(Clone)]
+struct Request {
+    client: ThreadId,
+    pid: u32,
+    call: Call,
+    words: [u64; 3],
+    items: Vec<Vec<u8>>,
+}
+
+enum Outcome {
+    Reply([u64; 2], Option<Vec<u8>>),
+    Fail(String),
+    /// Try again later (a would-block servant, a child not yet exited).
+    Park,
+    /// Until this kernel time (microseconds).
+    Sleep(u64),
+    /// The client is gone; say nothing.
+    Silent,
+}
+
+struct Parked {
+    request: Request,
+    until: Option<u64>,
+}
+
+struct KernelClock;
+
+impl Clock for KernelClock {
+    fn now(&self) -> Time {
+        let micros = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+        Time {
+            nanoseconds: micros * 1000,
+            ticks: micros,
+            frequency: 1_000_000,
+        }
+    }
+}
+
+fn console_out(bytes: &[u8]) {
+    write_bytes(bytes);
+}
+
+fn error(e: Error) -> Outcome {
+    Outcome::Fail(e.as_str().to_string())
+}
+
+fn info_of(stat: &Stat) -> FileInfo {
+    FileInfo {
+        name: stat.name.clone(),
+        length: stat.length,
+        mode: stat.mode.bits(),
+        qid_path: stat.qid.path,
+        uid: stat.uid.clone(),
+        kind: char::from_u32(u32::from(stat.kind)).unwrap_or('?'),
+    }
+}
+
+/// Core's state.
+pub struct Core {
+    me: ThreadId,
+    utcb: &'static mut Utcb,
+    frames: Box<FrameBitmap>,
+    arena: Box<FrameBitmap>,
+    text: TextCache,
+    table: ChanTable,
+    devices: Devices,
+    namespaces: BTreeMap<u32, (Ns, u32)>,
+    next_ns: u32,
+    processes: BTreeMap<u32, Process>,
+    by_thread: BTreeMap<u64, u32>,
+    threads: BTreeMap<u32, ThreadId>,
+    zombies: Vec<Zombie>,
+    parked: Vec<Parked>,
+    next_pid: u32,
+    boot_ns: u32,
+    buffers: [Box<[u8]>; 2],
+}
+
+macro_rules! host {
+    ($self:ident, $pid:expr, $group:expr) => {
+        Host {
+            table: &mut $self.table,
+            devices: &mut $self.devices,
+            caller: Caller::new($pid, USER).with_env_group($group),
+        }
+    };
+}
+
+impl Core {
+    pub fn new(
+        me: ThreadId,
+        frames: Box<FrameBitmap>,
+        arena: Box<FrameBitmap>,
+        modules: Vec<(String, &'static [u8])>,
+    ) -> Core {
+        let mut devices = Devices::new();
+        let added = [
+            devices.add(Box::new(Root::new())),
+            devices.add(Box::new(ConsoleDevice::new(
+                Console::new(KernelClock, "kasane"),
+                console_out,
+            ))),
+            devices.add(Box::new(Environment::new())),
+            devices.add(Box::new(Pipes::new(32 * 1024))),
+            devices.add(Box::new(Registry::new())),
+            devices.add(Box::new(ProcDevice {
+                inner: Processes::new(),
+            })),
+            devices.add(Box::new(BootFiles::new(modules))),
+        ];
+        for result in added {
+            if let Err(e) = result {
+                print(format_args!("core: adding a servant failed: {e}\n"));
+            }
+        }
+        // SAFETY: this is core's only thread, and it reaches its UTCB only
+        // through this reference from now on.
+        let utcb = unsafe { &mut *current_utcb() };
+        Core {
+            me,
+            utcb,
+            frames,
+            arena,
+            text: TextCache::new(),
+            table: ChanTable::new(),
+            devices,
+            namespaces: BTreeMap::new(),
+            next_ns: 1,
+            processes: BTreeMap::new(),
+            by_thread: BTreeMap::new(),
+            threads: BTreeMap::new(),
+            zombies: Vec::new(),
+            parked: Vec::new(),
+            next_pid: 1,
+            boot_ns: 0,
+            buffers: [
+                vec![0u8; core_abi::SERVER_BUFFER_0].into_boxed_slice(),
+                vec![0u8; core_abi::SERVER_BUFFER_1].into_boxed_slice(),
+            ],
+        }
+    }
+
+    /// The first namespace: `#R` at `/` with the servants bound in.
+    fn boot_namespace(&mut self) -> Result<u32, Error> {
+        let mut host = host!(self, 0, 0);
+        let root = kasane_namespace::Walker::attach(&mut host, 'R', "")?;
+        let mut ns = Ns::new(root);
+        let binds: [(&str, &str, u32); 6] = [
+            ("#c", "/dev", 0),
+            ("#b", "/bin", 0),
+            ("#b", "/boot", 0),
+            ("#p", "/proc", 0),
+            ("#s", "/srv", 0),
+            ("#e", "/env", 4),
+        ];
+        for (new, old, flags) in binds {
+            let dot = ns.root_location(&mut host);
+            let new_location = ns.resolve(&mut host, &dot, new)?;
+            let old_location = ns.resolve(&mut host, &dot, old)?;
+            let result = ns.bind(
+                &mut host,
+                &new_location,
+                &old_location,
+                MountFlags::new(flags)?,
+            );
+            new_location.close(&mut host);
+            old_location.close(&mut host);
+            dot.close(&mut host);
+            result?;
+        }
+        let id = self.next_ns;
+        self.next_ns += 1;
+        self.namespaces.insert(id, (ns, 1));
+        self.boot_ns = id;
+        Ok(id)
+    }
+
+    /// Starts `/bin/rc` with the boot arguments and serves until it ends.
+    pub fn run(&mut self, args: &str) {
+        let words: Vec<String> = args
+            .split_whitespace()
+            .filter(|w| !w.starts_with("root="))
+            .map(String::from)
+            .collect();
+        let (path, argv) = match words.first() {
+            Some(path) => (path.clone(), words.clone()),
+            None => ("/bin/rc".to_string(), vec!["rc".to_string()]),
+        };
+        let ns = match self.boot_namespace() {
+            Ok(ns) => ns,
+            Err(e) => {
+                print(format_args!("core: boot namespace: {e}\n"));
+                return;
+            }
+        };
+        let request = SpawnRequest {
+            path: path.clone(),
+            argv,
+            fds: Vec::new(),
+            share_namespace: true,
+        };
+        let init = match self.create_process(0, ns, &request, true) {
+            Ok(pid) => pid,
+            Err(e) => {
+                print(format_args!("core: cannot start {path}: {e}\n"));
+                return;
+            }
+        };
+        print(format_args!("core: started {path} as pid {init}\n"));
+        self.serve(init);
+    }
+
+    fn serve(&mut self, init: u32) {
+        loop {
+            if !self.processes.contains_key(&init) {
+                let status = self
+                    .zombies
+                    .iter()
+                    .find(|z| z.pid == init)
+                    .map(|z| z.status.clone())
+                    .unwrap_or_default();
+                print(format_args!("core: init exited: '{status}'\n"));
+                return;
+            }
+            let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+            let timeout = match self.parked.iter().filter_map(|p| p.until).min() {
+                Some(until) => Timeout::Relative {
+                    microseconds: until.saturating_sub(now).clamp(1, 1 << 30) as u32,
+                },
+                None => Timeout::Never,
+            };
+            self.utcb.clear_receive_targets();
+            for (slot, buffer) in self.buffers.iter_mut().enumerate() {
+                // SAFETY: the buffers are core's, live as long as core, and
+                // are read only between receives, after the kernel wrote.
+                unsafe {
+                    self.utcb.set_receive_buffer(
+                        slot,
+                        ReceiveBuffer {
+                            address: buffer.as_mut_ptr() as u64,
+                            length: buffer.len() as u64,
+                        },
+                    )
+                };
+            }
+            let timeouts = Timeouts {
+                send: Timeout::Zero,
+                receive: timeout,
+            };
+            // SAFETY: core's own UTCB; the receive targets are the buffers
+            // above; nothing is sent.
+            let received =
+                unsafe { ipc_with_items(self.utcb, ThreadId::NIL, FromSpecifier::Any, timeouts) };
+            if let Ok(sender) = received {
+                self.handle(sender);
+            }
+            self.retry_parked();
+        }
+    }
+
+    fn handle(&mut self, sender: ThreadId) {
+        let tag = MessageTag::from_raw(self.utcb.message_registers[0]);
+        let Some(&pid) = self.by_thread.get(&sender.raw()) else {
+            return;
+        };
+        if tag.is_from_kernel() {
+            let words = [
+                self.utcb.message_registers[1],
+                self.utcb.message_registers[2],
+            ];
+            match tag.label() {
+                PAGE_FAULT_LABEL => self.page_fault(sender, pid, words[0], words[1]),
+                EXCEPTION_LABEL => {
+                    self.kill(pid, format!("sys: trap: exception {}", words[0]));
+                }
+                _ => {}
+            }
+            return;
+        }
+        let Some(call) = Call::from_label(tag.label()) else {
+            self.reply(sender, Outcome::Fail("bad system call".into()));
+            return;
+        };
+        let untyped = tag.untyped();
+        let mut words = [0u64; 3];
+        for (n, word) in words.iter_mut().enumerate() {
+            if n < untyped {
+                *word = self.utcb.message_registers[n + 1];
+            }
+        }
+        let mut items = Vec::new();
+        for index in 0..tag.typed() / 2 {
+            let at = 1 + untyped + 2 * index;
+            let pair = [
+                self.utcb.message_registers[at],
+                self.utcb.message_registers[at + 1],
+            ];
+            if let (Ok(TypedItem::String(item)), Some(buffer)) =
+                (TypedItem::decode(pair), self.buffers.get(index))
+            {
+                let length = (item.length as usize).min(buffer.len());
+                items.push(buffer[..length].to_vec());
+            }
+        }
+        let request = Request {
+            client: sender,
+            pid,
+            call,
+            words,
+            items,
+        };
+        self.attempt(request);
+    }
+
+    fn attempt(&mut self, request: Request) {
+        let outcome = self.dispatch(&request);
+        match outcome {
+            Outcome::Park => self.parked.push(Parked {
+                request,
+                until: None,
+            }),
+            Outcome::Sleep(until) => self.parked.push(Parked {
+                request,
+                until: Some(until),
+            }),
+            Outcome::Silent => {}
+            Outcome::Fail(text) => {
+                if let Some(process) = self.processes.get_mut(&request.pid) {
+                    process.errstr = text.clone();
+                }
+                self.reply(request.client, Outcome::Fail(text));
+            }
+            other => self.reply(request.client, other),
+        }
+    }
+
+    fn retry_parked(&mut self) {
+        if let Ok(pipes) = self.devices.get_mut('|') {
+            let _ = pipes.take_wakeups();
+        }
+        let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+        let parked = core::mem::take(&mut self.parked);
+        for entry in parked {
+            if !self.processes.contains_key(&entry.request.pid) {
+                continue;
+            }
+            match entry.until {
+                Some(until) if until > now => self.parked.push(entry),
+                Some(_) => self.reply(entry.request.client, Outcome::Reply([0, 0], None)),
+                None => self.attempt(entry.request),
+            }
+        }
+    }
+
+    fn reply(&mut self, client: ThreadId, outcome: Outcome) {
+        let (status, words, data) = match outcome {
+            Outcome::Reply(words, data) => (STATUS_OK, words, data),
+            Outcome::Fail(_) => (STATUS_ERROR, [0, 0], None),
+            _ => return,
+        };
+        let data = data.filter(|d| !d.is_empty());
+        let typed = if data.is_some() { 2 } else { 0 };
+        let Ok(tag) = MessageTag::new(0, 3, typed) else {
+            return;
+        };
+        self.utcb.clear_receive_targets();
+        let registers = &mut self.utcb.message_registers;
+        registers[0] = tag.raw();
+        registers[1] = status;
+        registers[2] = words[0];
+        registers[3] = words[1];
+        if let Some(bytes) = &data {
+            let [first, second] = TypedItem::String(StringItem {
+                address: bytes.as_ptr() as u64,
+                length: bytes.len() as u64,
+            })
+            .encode();
+            registers[4] = first;
+            registers[5] = second;
+        }
+        let timeouts = Timeouts {
+            send: Timeout::Zero,
+            receive: Timeout::Zero,
+        };
+        // SAFETY: core's own UTCB with no receive targets; the only item is
+        // a string item over `data`, which lives across the call.
+        let result = unsafe { ipc_with_items(self.utcb, client, FromSpecifier::Nobody, timeouts) };
+        if let Err(e) = result {
+            print(format_args!("core: reply to {client:?} failed: {e:?}\n"));
+        }
+    }
+
+    fn page_fault(&mut self, thread: ThreadId, pid: u32, address: u64, ip: u64) {
+        let Some(process) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        match process.memory.resolve(address, &mut self.frames) {
+            Some(item) => {
+                let Ok(tag) = MessageTag::new(0, 0, 2) else {
+                    return;
+                };
+                let [first, second] = TypedItem::Map(item).encode();
+                self.utcb.clear_receive_targets();
+                self.utcb.message_registers[0] = tag.raw();
+                self.utcb.message_registers[1] = first;
+                self.utcb.message_registers[2] = second;
+                let timeouts = Timeouts {
+                    send: Timeout::Zero,
+                    receive: Timeout::Zero,
+                };
+                // SAFETY: the item maps a page core lends to this process
+                // alone (or shared read-only text); core's own UTCB.
+                let _ =
+                    unsafe { ipc_with_items(self.utcb, thread, FromSpecifier::Nobody, timeouts) };
+            }
+            None => {
+                let status = format!("sys: trap: fault read addr={address:#x} pc={ip:#x}");
+                print(format_args!("core: {}: {status}\n", process.name));
+                self.kill(pid, status);
+            }
+        }
+    }
+
+    /// Ends a process: its task, memory, descriptors and namespace.
+    fn kill(&mut self, pid: u32, status: String) {
+        let Some(process) = self.processes.remove(&pid) else {
+            return;
+        };
+        if let Some(thread) = self.threads.remove(&pid) {
+            self.by_thread.remove(&thread.raw());
+        }
+        let _ = space_destroy(process.task);
+        process.memory.release(&mut self.frames);
+        let mut host = host!(self, pid, process.env_group);
+        for fd in process.fds.into_iter().flatten() {
+            host.close(fd.chan);
+        }
+        process.dot.close(&mut host);
+        if let Some((_, refs)) = self.namespaces.get_mut(&process.ns) {
+            *refs -= 1;
+            if *refs == 0 {
+                if let Some((ns, _)) = self.namespaces.remove(&process.ns) {
+                    ns.clear(&mut host);
+                }
+            }
+        }
+        self.zombies.push(Zombie {
+            pid,
+            parent: process.parent,
+            status,
+        });
+        self.update_snapshot();
+    }
+
+    fn update_snapshot(&mut self) {
+        let mut list = Vec::new();
+        for (pid, process) in &self.processes {
+            let ns = self
+                .namespaces
+                .get(&process.ns)
+                .map(|(ns, _)| ns.ns_text(Some(&process.dot.path())))
+                .unwrap_or_default();
+            list.push(ProcessInfo {
+                pid: *pid,
+                name: process.name.clone(),
+                user: USER.into(),
+                state: "Ready".into(),
+                memory_kb: process.memory.kilobytes(),
+                ns,
+                ..ProcessInfo::default()
+            });
+        }
+        *SNAPSHOT.lock() = list;
+    }
+
+    fn create_process(
+        &mut self,
+        parent: u32,
+        ns: u32,
+        request: &SpawnRequest,
+        share: bool,
+    ) -> Result<u32, String> {
+        let (bytes, identity) = self.read_program(parent, &request.path)?;
+        let pid = self.next_pid;
+        let mut memory = Memory::default();
+        let entry = memory.load(
+            &bytes,
+            identity,
+            &mut self.frames,
+            &mut self.arena,
+            &mut self.text,
+        )?;
+        memory.set_arguments(
+            &mut self.frames,
+            self.me.raw(),
+            u64::from(pid),
+            &request.argv,
+        )?;
+        let (env_group, parent_ns) = match self.processes.get(&parent) {
+            Some(p) => (p.env_group, p.ns),
+            None => (0, ns),
+        };
+        // A namespace: shared, or a copy (rfork RFNAMEG).
+        let ns_id = if share || parent == 0 {
+            if let Some((_, refs)) = self.namespaces.get_mut(&parent_ns) {
+                *refs += 1;
+            }
+            parent_ns
+        } else {
+            let mut host = host!(self, pid, env_group);
+            let Some((ns, _)) = self.namespaces.get(&parent_ns) else {
+                return Err("no namespace".into());
+            };
+            let copy = ns.fork(&mut host);
+            let id = self.next_ns;
+            self.next_ns += 1;
+            self.namespaces.insert(id, (copy, 1));
+            id
+        };
+        let mut host = host!(self, pid, env_group);
+        let dot = match self.processes.get(&parent) {
+            Some(p) => p.dot.fork(&mut host),
+            None => match self.namespaces.get(&ns_id) {
+                Some((ns, _)) => ns.root_location(&mut host),
+                None => return Err("no namespace".into()),
+            },
+        };
+        let mut fds: Vec<Option<Fd>> = Vec::new();
+        for (child, from) in &request.fds {
+            let Some(Some(source)) = self
+                .processes
+                .get(&parent)
+                .and_then(|p| p.fds.get(*from as usize))
+            else {
+                continue;
+            };
+            let chan = host.dup(&source.chan);
+            let child = *child as usize;
+            if fds.len() <= child {
+                fds.resize_with(child + 1, || None);
+            }
+            fds[child] = Some(Fd {
+                chan,
+                listing: source.listing.clone(),
+            });
+        }
+        let task = space_create().map_err(|e| format!("space_create: {e:?}"))?;
+        // SAFETY: the task is new and not core's own.
+        let thread = unsafe { thread_create(task, self.me, UTCB) }
+            .map_err(|e| format!("thread_create: {e:?}"))?;
+        let name = request
+            .argv
+            .first()
+            .cloned()
+            .unwrap_or_else(|| request.path.clone());
+        self.processes.insert(
+            pid,
+            Process {
+                parent,
+                name,
+                task,
+                memory,
+                fds,
+                ns: ns_id,
+                dot,
+                errstr: String::new(),
+                env_group,
+            },
+        );
+        self.by_thread.insert(thread.raw(), pid);
+        self.threads.insert(pid, thread);
+        self.next_pid += 1;
+        self.update_snapshot();
+        let control = ExchangeControl::SET_INSTRUCTION_POINTER
+            | ExchangeControl::SET_STACK_POINTER
+            | ExchangeControl::RESUME;
+        // SAFETY: a new thread of another task, started at its ELF entry
+        // on the stack the layout gives it.
+        unsafe { exchange_registers(thread, control, entry, STACK_TOP, ThreadId::NIL) }
+            .map_err(|e| format!("exchange_registers: {e:?}"))?;
+        Ok(pid)
+    }
+
+    /// The bytes of a program file and its identity for the text cache.
+    fn read_program(&mut self, pid: u32, path: &str) -> Result<(Vec<u8>, (char, u64)), String> {
+        let location = self
+            .resolve(pid, path)
+            .map_err(|e| e.for_name(path).to_string())?;
+        let group = self.processes.get(&pid).map_or(0, |p| p.env_group);
+        let mut host = host!(self, pid, group);
+        let chan = host.dup(location.chan());
+        location.close(&mut host);
+        let result = (|| {
+            let entry = host.table.get(chan)?.clone();
+            let file = entry.file();
+            let caller = host.caller;
+            let servant = host.devices.get_mut(entry.letter)?;
+            servant.open(&caller, &file, OpenMode::OREAD)?;
+            // Sized from stat: programs carry debug information, and a
+            // doubling Vec would need twice their size of heap.
+            let length = servant.stat(&caller, &file)?.length as usize;
+            let mut bytes = Vec::with_capacity(length);
+            loop {
+                match servant.read(&caller, &file, bytes.len() as u64, 1 << 20)? {
+                    Io::Ready(data) if data.is_empty() => break,
+                    Io::Ready(data) => bytes.extend_from_slice(&data),
+                    Io::WouldBlock(_) => return Err(Error::new("program file would block")),
+                }
+            }
+            if let Ok(chan) = host.table.get_mut(chan) {
+                chan.mode = Some(OpenMode::OREAD);
+            }
+            Ok((bytes, (entry.letter, entry.qid.path)))
+        })();
+        host.close(chan);
+        result.map_err(|e: Error| e.to_string())
+    }
+
+    fn resolve(&mut self, pid: u32, path: &str) -> Result<Loc, Error> {
+        let Some(process) = self.processes.get(&pid) else {
+            // Core itself (pid 0), starting the first process.
+            let (ns, _) = self.namespaces.get(&self.boot_ns).ok_or(Error::BAD_FD)?;
+            let mut host = host!(self, 0, 0);
+            let dot = ns.root_location(&mut host);
+            let result = ns.resolve(&mut host, &dot, path);
+            dot.close(&mut host);
+            return result;
+        };
+        let (ns, _) = self.namespaces.get(&process.ns).ok_or(Error::BAD_FD)?;
+        let mut host = host!(self, pid, process.env_group);
+        ns.resolve(&mut host, &process.dot, path)
+    }
+
+    fn new_fd(&mut self, pid: u32, fd: Fd) -> u64 {
+        let Some(process) = self.processes.get_mut(&pid) else {
+            return u64::MAX;
+        };
+        let slot = match process.fds.iter().position(Option::is_none) {
+            Some(slot) => slot,
+            None => {
+                process.fds.push(None);
+                process.fds.len() - 1
+            }
+        };
+        process.fds[slot] = Some(fd);
+        slot as u64
+    }
+
+    /// Opens the file at `location` (which is consumed).
+    fn open_location(&mut self, pid: u32, location: Loc, mode: OpenMode) -> Result<Fd, Error> {
+        let group = self.processes.get(&pid).map_or(0, |p| p.env_group);
+        let ns_id = self.processes.get(&pid).map_or(0, |p| p.ns);
+        let mut host = host!(self, pid, group);
+        let chan = host.dup(location.chan());
+        let result = (|| {
+            let entry = host.table.get(chan)?.clone();
+            let caller = host.caller;
+            let opened = host
+                .devices
+                .get_mut(entry.letter)?
+                .open(&caller, &entry.file(), mode)?;
+            let Opened::File(qid) = opened else {
+                return Err(Error::new("srv links are not served yet"));
+            };
+            let chan_entry = host.table.get_mut(chan)?;
+            chan_entry.mode = Some(mode);
+            chan_entry.qid = qid;
+            let listing = if qid.kind.contains(ninep::QidType::DIR) {
+                let (ns, _) = self.namespaces.get(&ns_id).ok_or(Error::BAD_FD)?;
+                let entries = ns.read_dir(&mut host, &location)?;
+                let mut bytes = Vec::new();
+                for stat in &entries {
+                    info_of(stat).encode_into(&mut bytes);
+                }
+                Some(bytes)
+            } else {
+                None
+            };
+            Ok(listing)
+        })();
+        location.close(&mut host);
+        match result {
+            Ok(listing) => Ok(Fd { chan, listing }),
+            Err(e) => {
+                host.close(chan);
+                Err(e)
+            }
+        }
+    }
+
+    fn fd_chan(&self, pid: u32, fd: u64) -> Result<(ChanHandle, Chan), Error> {
+        let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
+        let entry = process
+            .fds
+            .get(usize::try_from(fd).map_err(|_| Error::BAD_FD)?)
+            .and_then(Option::as_ref)
+            .ok_or(Error::BAD_FD)?;
+        Ok((entry.chan, self.table.get(entry.chan)?.clone()))
+    }
+
+    fn dispatch(&mut self, request: &Request) -> Outcome {
+        match self.dispatch_inner(request) {
+            Ok(outcome) => outcome,
+            Err(e) => error(e),
+        }
+    }
+
+    fn item(request: &Request, index: usize) -> Result<String, Error> {
+        let bytes = request.items.get(index).ok_or(Error::BAD_ARG)?;
+        String::from_utf8(bytes.clone()).map_err(|_| Error::BAD_CHAR)
+    }
+
+    fn dispatch_inner(&mut self, request: &Request) -> Result<Outcome, Error> {
+        let pid = request.pid;
+        let [w1, w2, w3] = request.words;
+        let group = self.processes.get(&pid).map_or(0, |p| p.env_group);
+        match request.call {
+            Call::Open => {
+                let path = Self::item(request, 0)?;
+                let mode = OpenMode::from_bits_retain(w1 as u8);
+                let location = self.resolve(pid, &path).map_err(|e| e.for_name(&path))?;
+                let fd = self.open_location(pid, location, mode)?;
+                Ok(Outcome::Reply([self.new_fd(pid, fd), 0], None))
+            }
+            Call::Create => {
+                let path = Self::item(request, 0)?;
+                let mode = OpenMode::from_bits_retain(w1 as u8);
+                let (dir, name) = match path.rsplit_once('/') {
+                    Some(("", name)) => ("/".to_string(), name.to_string()),
+                    Some((dir, name)) => (dir.to_string(), name.to_string()),
+                    None => (".".to_string(), path.clone()),
+                };
+                // Plan 9's create of an existing file truncates it.
+                if let Ok(location) = self.resolve(pid, &path) {
+                    let fd = self.open_location(pid, location, mode | OpenMode::OTRUNC)?;
+                    return Ok(Outcome::Reply([self.new_fd(pid, fd), 0], None));
+                }
+                let location = self.resolve(pid, &dir).map_err(|e| e.for_name(&dir))?;
+                let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
+                let (ns, _) = self.namespaces.get(&process.ns).ok_or(Error::BAD_FD)?;
+                let mut host = host!(self, pid, group);
+                let target = ns.create_target(&mut host, &location);
+                location.close(&mut host);
+                let target = target?;
+                let result = (|| {
+                    let entry = host.table.get(target)?.clone();
+                    let caller = host.caller;
+                    let file = host.devices.get_mut(entry.letter)?.create(
+                        &caller,
+                        &entry.file(),
+                        &name,
+                        FileMode::from_bits_retain(w2 as u32),
+                        mode,
+                    )?;
+                    let mut chan = Chan::new(entry.letter, file, join(&entry.name, &name));
+                    chan.mode = Some(mode);
+                    Ok(host.table.insert(chan))
+                })();
+                host.close(target);
+                let chan = result?;
+                let fd = self.new_fd(
+                    pid,
+                    Fd {
+                        chan,
+                        listing: None,
+                    },
+                );
+                Ok(Outcome::Reply([fd, 0], None))
+            }
+            Call::Read | Call::Pread => {
+                let (handle, chan) = self.fd_chan(pid, w1)?;
+                let count = (w2 as usize).min(core_abi::MAX_IO);
+                let offset = if request.call == Call::Pread {
+                    w3
+                } else {
+                    chan.offset
+                };
+                let listing = self
+                    .processes
+                    .get(&pid)
+                    .and_then(|p| p.fds.get(w1 as usize))
+                    .and_then(Option::as_ref)
+                    .and_then(|fd| fd.listing.clone());
+                let data = match listing {
+                    Some(bytes) => {
+                        // Whole entries only: find how many fit.
+                        let start = (offset as usize).min(bytes.len());
+                        let mut rest = &bytes[start..];
+                        let mut end = start;
+                        while FileInfo::decode_from(&mut rest).is_some() {
+                            let next = bytes.len() - rest.len();
+                            if next - start > count {
+                                break;
+                            }
+                            end = next;
+                        }
+                        bytes[start..end].to_vec()
+                    }
+                    None => {
+                        let caller = Caller::new(pid, USER).with_env_group(group);
+                        match self.devices.get_mut(chan.letter)?.read(
+                            &caller,
+                            &chan.file(),
+                            offset,
+                            count as u32,
+                        )? {
+                            Io::Ready(data) => data,
+                            Io::WouldBlock(_) => return Ok(Outcome::Park),
+                        }
+                    }
+                };
+                if request.call == Call::Read {
+                    self.table.get_mut(handle)?.offset += data.len() as u64;
+                }
+                Ok(Outcome::Reply([data.len() as u64, 0], Some(data)))
+            }
+            Call::Write | Call::Pwrite => {
+                let (handle, chan) = self.fd_chan(pid, w1)?;
+                let empty = Vec::new();
+                let data = request.items.first().unwrap_or(&empty);
+                let offset = if request.call == Call::Pwrite {
+                    w2
+                } else {
+                    chan.offset
+                };
+                let caller = Caller::new(pid, USER).with_env_group(group);
+                let written = match self.devices.get_mut(chan.letter)?.write(
+                    &caller,
+                    &chan.file(),
+                    offset,
+                    data,
+                )? {
+                    Io::Ready(n) => n,
+                    Io::WouldBlock(_) => return Ok(Outcome::Park),
+                };
+                if request.call == Call::Write {
+                    self.table.get_mut(handle)?.offset += u64::from(written);
+                }
+                Ok(Outcome::Reply([u64::from(written), 0], None))
+            }
+            Call::Seek => {
+                let (handle, chan) = self.fd_chan(pid, w1)?;
+                let base = match w3 {
+                    core_abi::SEEK_SET => 0,
+                    core_abi::SEEK_CUR => chan.offset as i64,
+                    _ => {
+                        let caller = Caller::new(pid, USER).with_env_group(group);
+                        self.devices
+                            .get_mut(chan.letter)?
+                            .stat(&caller, &chan.file())?
+                            .length as i64
+                    }
+                };
+                let offset = base.checked_add(w2 as i64).filter(|o| *o >= 0);
+                let offset = offset.ok_or(Error::BAD_ARG)? as u64;
+                self.table.get_mut(handle)?.offset = offset;
+                Ok(Outcome::Reply([offset, 0], None))
+            }
+            Call::Close => {
+                let process = self.processes.get_mut(&pid).ok_or(Error::BAD_FD)?;
+                let fd = process
+                    .fds
+                    .get_mut(w1 as usize)
+                    .and_then(Option::take)
+                    .ok_or(Error::BAD_FD)?;
+                let mut host = host!(self, pid, group);
+                host.close(fd.chan);
+                Ok(Outcome::Reply([0, 0], None))
+            }
+            Call::Stat | Call::Fstat => {
+                let stat = if request.call == Call::Stat {
+                    let path = Self::item(request, 0)?;
+                    let location = self.resolve(pid, &path).map_err(|e| e.for_name(&path))?;
+                    let chan = self.table.get(*location.chan())?.clone();
+                    let mut host = host!(self, pid, group);
+                    location.close(&mut host);
+                    let caller = Caller::new(pid, USER).with_env_group(group);
+                    self.devices
+                        .get_mut(chan.letter)?
+                        .stat(&caller, &chan.file())?
+                } else {
+                    let (_, chan) = self.fd_chan(pid, w1)?;
+                    let caller = Caller::new(pid, USER).with_env_group(group);
+                    self.devices
+                        .get_mut(chan.letter)?
+                        .stat(&caller, &chan.file())?
+                };
+                let mut bytes = Vec::new();
+                info_of(&stat).encode_into(&mut bytes);
+                Ok(Outcome::Reply([0, 0], Some(bytes)))
+            }
+            Call::Remove => {
+                let path = Self::item(request, 0)?;
+                let location = self.resolve(pid, &path).map_err(|e| e.for_name(&path))?;
+                let chan = self.table.get(*location.chan())?.clone();
+                let caller = Caller::new(pid, USER).with_env_group(group);
+                let result = self
+                    .devices
+                    .get_mut(chan.letter)
+                    .and_then(|s| s.remove(&caller, &chan.file()));
+                let mut host = host!(self, pid, group);
+                location.close(&mut host);
+                result?;
+                Ok(Outcome::Reply([0, 0], None))
+            }
+            Call::Chdir => {
+                let path = Self::item(request, 0)?;
+                let location = self.resolve(pid, &path).map_err(|e| e.for_name(&path))?;
+                let mut host = host!(self, pid, group);
+                if !host.is_dir(location.chan()) {
+                    location.close(&mut host);
+                    return Err(Error::NOT_DIR);
+                }
+                let process = self.processes.get_mut(&pid).ok_or(Error::BAD_FD)?;
+                let old = core::mem::replace(&mut process.dot, location);
+                old.close(&mut host);
+                Ok(Outcome::Reply([0, 0], None))
+            }
+            Call::Bind => {
+                let new = Self::item(request, 0)?;
+                let old = Self::item(request, 1)?;
+                let flags = MountFlags::new(w1 as u32)?;
+                let new_location = self.resolve(pid, &new).map_err(|e| e.for_name(&new))?;
+                let old_location = match self.resolve(pid, &old) {
+                    Ok(location) => location,
+                    Err(e) => {
+                        let mut host = host!(self, pid, group);
+                        new_location.close(&mut host);
+                        return Err(e.for_name(&old));
+                    }
+                };
+                let ns_id = self.processes.get(&pid).ok_or(Error::BAD_FD)?.ns;
+                let (ns, _) = self.namespaces.get_mut(&ns_id).ok_or(Error::BAD_FD)?;
+                let mut host = host!(self, pid, group);
+                let result = ns.bind(&mut host, &new_location, &old_location, flags);
+                new_location.close(&mut host);
+                old_location.close(&mut host);
+                result?;
+                self.update_snapshot();
+                Ok(Outcome::Reply([0, 0], None))
+            }
+            Call::Unmount => {
+                let (new, old) = if w1 != 0 {
+                    (Some(Self::item(request, 0)?), Self::item(request, 1)?)
+                } else {
+                    (None, Self::item(request, 0)?)
+                };
+                let member = match &new {
+                    Some(new) => {
+                        let location = self.resolve(pid, new).map_err(|e| e.for_name(new))?;
+                        let mut host = host!(self, pid, group);
+                        let id = host.id(location.chan());
+                        location.close(&mut host);
+                        Some(id)
+                    }
+                    None => None,
+                };
+                let old_location = self.resolve(pid, &old).map_err(|e| e.for_name(&old))?;
+                let ns_id = self.processes.get(&pid).ok_or(Error::BAD_FD)?.ns;
+                let (ns, _) = self.namespaces.get_mut(&ns_id).ok_or(Error::BAD_FD)?;
+                let mut host = host!(self, pid, group);
+                let result = ns.unmount(&mut host, &old_location, member.as_ref());
+                old_location.close(&mut host);
+                result?;
+                self.update_snapshot();
+                Ok(Outcome::Reply([0, 0], None))
+            }
+            Call::Mount => Err(Error::new("mount: the mount driver #M is not here yet")),
+            Call::Wstat => Err(Error::new("wstat is not served yet")),
+            Call::Pipe => {
+                let directory = self.resolve(pid, "#|")?;
+                let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
+                let (ns, _) = self.namespaces.get(&process.ns).ok_or(Error::BAD_FD)?;
+                let mut host = host!(self, pid, group);
+                let ends = [
+                    ns.walk(&mut host, &directory, "data"),
+                    ns.walk(&mut host, &directory, "data1"),
+                ];
+                directory.close(&mut host);
+                let [Ok(first), Ok(second)] = ends else {
+                    return Err(Error::new("can't make a pipe"));
+                };
+                let first = self.open_location(pid, first, OpenMode::ORDWR)?;
+                let second = self.open_location(pid, second, OpenMode::ORDWR)?;
+                let (a, b) = (self.new_fd(pid, first), self.new_fd(pid, second));
+                Ok(Outcome::Reply([a, b], None))
+            }
+            Call::Dup => {
+                let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
+                let source = process
+                    .fds
+                    .get(w1 as usize)
+                    .and_then(Option::as_ref)
+                    .ok_or(Error::BAD_FD)?;
+                let (chan, listing) = (source.chan, source.listing.clone());
+                self.table.incref(chan)?;
+                let fd = Fd { chan, listing };
+                if w2 == u64::MAX {
+                    return Ok(Outcome::Reply([self.new_fd(pid, fd), 0], None));
+                }
+                let process = self.processes.get_mut(&pid).ok_or(Error::BAD_FD)?;
+                let slot = w2 as usize;
+                if slot > 1024 {
+                    return Err(Error::BAD_FD);
+                }
+                if process.fds.len() <= slot {
+                    process.fds.resize_with(slot + 1, || None);
+                }
+                let old = process.fds[slot].replace(fd);
+                if let Some(old) = old {
+                    let mut host = host!(self, pid, group);
+                    host.close(old.chan);
+                }
+                Ok(Outcome::Reply([w2, 0], None))
+            }
+            Call::Spawn => {
+                let block = request.items.first().ok_or(Error::BAD_ARG)?;
+                let spawn = decode_spawn(block).ok_or(Error::BAD_ARG)?;
+                let ns = self.processes.get(&pid).ok_or(Error::BAD_FD)?.ns;
+                let share = spawn.share_namespace;
+                let child = self
+                    .create_process(pid, ns, &spawn, share)
+                    .map_err(Error::new)?;
+                Ok(Outcome::Reply([u64::from(child), 0], None))
+            }
+            Call::Exits => {
+                let status = request
+                    .items
+                    .first()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                self.kill(pid, status);
+                Ok(Outcome::Silent)
+            }
+            Call::Wait => {
+                let wanted = w1 as u32;
+                if let Some(index) = self
+                    .zombies
+                    .iter()
+                    .position(|z| z.parent == pid && (wanted == 0 || z.pid == wanted))
+                {
+                    let zombie = self.zombies.remove(index);
+                    return Ok(Outcome::Reply(
+                        [u64::from(zombie.pid), 0],
+                        Some(zombie.status.into_bytes()),
+                    ));
+                }
+                let living = self
+                    .processes
+                    .iter()
+                    .any(|(child, p)| p.parent == pid && (wanted == 0 || *child == wanted));
+                if living {
+                    Ok(Outcome::Park)
+                } else {
+                    Err(Error::new("no living children"))
+                }
+            }
+            Call::Sleep => {
+                let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+                Ok(Outcome::Sleep(now + w1.saturating_mul(1000)))
+            }
+            Call::Getpid => Ok(Outcome::Reply([u64::from(pid), 0], None)),
+            Call::Errstr => {
+                let text = self
+                    .processes
+                    .get(&pid)
+                    .map(|p| p.errstr.clone())
+                    .unwrap_or_default();
+                Ok(Outcome::Reply([0, 0], Some(text.into_bytes())))
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Program entry, heap, printing and the panic handler.
+//!
+//! `_start` runs with RSP at `layout::STACK_TOP` and nothing else set up;
+//! it reads the [`StartBlock`] from the argument page, which core mapped
+//! read-only before the thread ran, and never returns: the program's end
+//! is an `exits` call.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use core_abi::layout::{ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE};
+use core_abi::{decode_strings, StartBlock, START_MAGIC};
+use linked_list_allocator::LockedHeap;
+use microkernel_abi::ThreadId;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+static CORE_THREAD: AtomicU64 = AtomicU64::new(0);
+static PID: AtomicU64 = AtomicU64::new(0);
+
+/// Core's server thread.
+pub fn core_thread() -> ThreadId {
+    ThreadId::from_raw(CORE_THREAD.load(Ordering::Relaxed))
+}
+
+/// This process's pid, as core told it at start.
+pub fn pid() -> u64 {
+    PID.load(Ordering::Relaxed)
+}
+
+core::arch::global_asm!(
+    ".section .text.entry, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    and rsp, -16",
+    "    xor ebp, ebp",
+    "    call {start}",
+    "    ud2",
+    start = sym start,
+);
+
+unsafe extern "Rust" {
+    /// Defined by [`crate::entry!`] in the program.
+    fn core_user_main(argv: Vec<String>) -> Result<(), String>;
+}
+
+extern "C" fn start() -> ! {
+    // SAFETY: core maps the argument page read-only at ARGS_ADDRESS before
+    // starting the thread and never changes it; StartBlock is plain words.
+    let block = unsafe { (ARGS_ADDRESS as *const StartBlock).read() };
+    if block.magic != START_MAGIC {
+        crate::sys::exits("bad argument page");
+    }
+    CORE_THREAD.store(block.core_thread, Ordering::Relaxed);
+    PID.store(block.pid, Ordering::Relaxed);
+    // SAFETY: the heap range is this program's alone by the layout; core's
+    // pager backs it with zeroed pages on first touch.
+    unsafe { HEAP.lock().init(HEAP_BASE as *mut u8, HEAP_SIZE as usize) };
+    let length = (block.argv_length as usize).min(ARGS_SIZE as usize - StartBlock::ARGV_OFFSET);
+    // SAFETY: inside the argument page (length clamped above).
+    let encoded = unsafe {
+        core::slice::from_raw_parts(
+            (ARGS_ADDRESS as usize + StartBlock::ARGV_OFFSET) as *const u8,
+            length,
+        )
+    };
+    let argv = decode_strings(encoded).unwrap_or_default();
+    // SAFETY: the program defines this function through `entry!`.
+    let result = unsafe { core_user_main(argv) };
+    match result {
+        Ok(()) => crate::sys::exits(""),
+        Err(status) => crate::sys::exits(&status),
+    }
+}
+
+/// Formats and writes to `fd` (errors are dropped: nowhere to report).
+pub fn print_to(fd: u32, arguments: core::fmt::Arguments<'_>) {
+    let text = match arguments.as_str() {
+        Some(text) => text.to_string(),
+        None => alloc::fmt::format(arguments),
+    };
+    let _ = crate::sys::write(fd, text.as_bytes());
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    print_to(2, format_args!("panic: {info}\n"));
+    crate::sys::exits("panic")
+}
