@@ -16,8 +16,7 @@ use hvm_abi::{
 };
 use hvm_abi::{MAX_MODULES, MODULE_NAME_LEN};
 use hvm_logic::ept::{Access, Format, MapError, PageTables, TableMemory};
-use xmas_elf::program::Type;
-use xmas_elf::ElfFile;
+use kasane_elf::{ElfError, Executable};
 
 const BOOT_INFO_OFFSET: u64 = 0x1000;
 const GDT_OFFSET: u64 = 0x2000;
@@ -72,12 +71,11 @@ pub struct EntryState {
 /// Why a cell image could not be loaded.
 #[derive(Clone, Copy, Debug)]
 pub enum LoadError {
-    /// The kernel is not a well-formed ELF64 x86-64 executable.
-    BadElf(&'static str),
+    /// The kernel is not a well-formed ELF64 x86-64 executable (this also
+    /// covers an entry point outside every executable segment).
+    BadElf(ElfError),
     /// A segment lies outside the kernel window or the cell's memory.
     SegmentOutside { vaddr: u64, size: u64 },
-    /// The entry point is not inside a loaded segment.
-    EntryOutside(u64),
     /// The modules do not fit in the cell's memory.
     NoRoom(&'static str),
     /// More modules than the boot info can list.
@@ -98,9 +96,6 @@ impl core::fmt::Display for LoadError {
                     f,
                     "kernel segment {vaddr:#x}+{size:#x} lies outside the cell's kernel window"
                 )
-            }
-            Self::EntryOutside(entry) => {
-                write!(f, "kernel entry {entry:#x} is not in a loaded segment")
             }
             Self::NoRoom(what) => write!(f, "cell memory too small for {what}"),
             Self::TooManyModules => write!(f, "more than {MAX_MODULES} modules"),
@@ -140,34 +135,6 @@ impl TableMemory for CellTables {
     }
 }
 
-fn check_elf(bytes: &[u8]) -> Result<ElfFile<'_>, LoadError> {
-    // Check the header fields xmas-elf indexes with before handing it the
-    // bytes (ELF-64 Object File Format, "ELF Header").
-    if bytes.len() < 64 || bytes[..4] != *b"\x7fELF" {
-        return Err(LoadError::BadElf("no ELF header"));
-    }
-    if bytes[4] != 2 || bytes[5] != 1 {
-        return Err(LoadError::BadElf("not 64-bit little-endian"));
-    }
-    let half = |at: usize| u64::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
-    let phoff = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
-    let (phentsize, phnum) = (half(54), half(56));
-    if phentsize != 56
-        || phoff
-            .checked_add(phentsize * phnum)
-            .is_none_or(|end| end > bytes.len() as u64)
-    {
-        return Err(LoadError::BadElf("program headers outside the file"));
-    }
-    if half(18) != 62 {
-        return Err(LoadError::BadElf("not x86-64"));
-    }
-    if half(16) != 2 {
-        return Err(LoadError::BadElf("not an executable"));
-    }
-    ElfFile::new(bytes).map_err(LoadError::BadElf)
-}
-
 /// Loads a microkernel into a cell and returns its entry state.
 #[allow(clippy::too_many_arguments)]
 pub fn load_microkernel(
@@ -184,38 +151,21 @@ pub fn load_microkernel(
     // SAFETY: the whole cell memory is hvm's while the cell is not running.
     unsafe { core::ptr::write_bytes(layout.host(0), 0, layout.size as usize) };
 
-    let elf = check_elf(kernel)?;
+    let elf = Executable::parse(kernel).map_err(LoadError::BadElf)?;
     let window = layout.size.min(KERNEL_WINDOW_SIZE);
     let mut kernel_end = KERNEL_OFFSET;
-    let entry = elf.header.pt2.entry_point();
-    let mut entry_ok = false;
-    for header in elf.program_iter() {
-        if header.get_type() != Ok(Type::Load) || header.mem_size() == 0 {
-            continue;
-        }
-        let (vaddr, memsz, filesz, offset) = (
-            header.virtual_addr(),
-            header.mem_size(),
-            header.file_size(),
-            header.offset(),
-        );
+    for segment in elf.segments() {
+        let (vaddr, memsz) = (segment.virtual_address, segment.memory_size);
         let outside = LoadError::SegmentOutside { vaddr, size: memsz };
         let start = vaddr.checked_sub(KERNEL_WINDOW_BASE).ok_or(outside)?;
         let end = start.checked_add(memsz).ok_or(outside)?;
-        if start < KERNEL_OFFSET || end > window || filesz > memsz {
+        if start < KERNEL_OFFSET || end > window {
             return Err(outside);
         }
-        let file_end = offset
-            .checked_add(filesz)
-            .filter(|&e| e <= kernel.len() as u64);
-        let file_end = file_end.ok_or(LoadError::BadElf("segment data outside the file"))?;
-        layout.copy_in(start, &kernel[offset as usize..file_end as usize]);
+        layout.copy_in(start, segment.data(kernel));
         kernel_end = kernel_end.max(end);
-        entry_ok |= (vaddr..vaddr + memsz).contains(&entry);
     }
-    if !entry_ok {
-        return Err(LoadError::EntryOutside(entry));
-    }
+    let entry = elf.entry();
 
     let mut info = BootInfo {
         magic: BOOT_INFO_MAGIC,
