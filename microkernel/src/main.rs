@@ -51,7 +51,6 @@ mod boot {
     /// unused) when the CPU has no x2APIC.
     const XAPIC_VIRTUAL: u64 = 0xFFFF_FF00_0000_0000;
     const XAPIC_PHYSICAL: u64 = 0xFEE0_0000;
-    const HEAP_SIZE: u64 = 4 << 20;
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
@@ -126,13 +125,17 @@ mod boot {
         let free = (info.free_base + PAGE - 1) & !(PAGE - 1);
         let end = info.memory_base + info.memory_size;
         let pool_size = (info.memory_size / 8).max(2 << 20);
-        if free + HEAP_SIZE + pool_size + (1 << 20) > end {
+        // The heap holds the mapping database, which records every page of
+        // the root task's memory (about 100 bytes each), so it grows with
+        // the cell: 2 MiB plus 1/16 of the memory.
+        let heap_size = (2 << 20) + info.memory_size / 16;
+        if free + heap_size + pool_size + (1 << 20) > end {
             return Err("the cell's memory is too small (give it at least 32 MiB)");
         }
-        // SAFETY: [free, free + HEAP_SIZE) is free cell memory, used only
+        // SAFETY: [free, free + heap_size) is free cell memory, used only
         // by the heap from now on.
-        unsafe { memory::init_heap(free, HEAP_SIZE) };
-        let pool_start = free + HEAP_SIZE;
+        unsafe { memory::init_heap(free, heap_size) };
+        let pool_start = free + heap_size;
         let window_start = pool_start + pool_size;
         let mut pool = FramePool::new(pool_start, window_start);
         // SAFETY: once, at boot, interrupts off; the boot stack lives for

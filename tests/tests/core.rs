@@ -3,7 +3,7 @@
 //! `images/manifests/core.toml` starts core, which spawns `/bin/rc` on
 //! `images/scripts/session`; the transcript shows echo, files in a
 //! `#e`-backed /tmp, union binds (-a, -b, -c), a pipe, a missing file with
-//! `$status`, and `ns`.
+//! `$status`, cp/mv/rm/mkdir, date, ps, kill through /proc/N/ctl, and `ns`.
 
 use kasane_run::Emulator;
 use kasane_tests::{assert_clean, assert_lines_in_order, boot_manifest};
@@ -15,8 +15,8 @@ const SESSION: &[&str] = &[
     "-- ls /tmp",
     "a",
     "-- after bind -a #c",
-    // Known gap: the union read shows only #c's entries here, not #e's
-    // `a` before them (docs/core.md, "Known problems").
+    // The union reads #e's entries, then #c's.
+    "a",
     "cons",
     "time",
     // `echo created > /tmp/b` lands in #e, the -c member of the union.
@@ -31,6 +31,21 @@ const SESSION: &[&str] = &[
     "      1       3      14",
     "cat: /tmp/missing: '/tmp/missing' file does not exist",
     "status is cat: /tmp/missing: '/tmp/missing' file does not exist",
+    "-- files",
+    // cp, then mv (a copy and a remove), leaves the text in /tmp/d.
+    "first file",
+    "a",
+    // #e is one level deep: it refuses directories.
+    "mkdir: /tmp/dir: permission denied",
+    "rm: /tmp/missing: '/tmp/missing' file does not exist",
+    "-- date",
+    "Thu Jan  1 00:00:",
+    "-- ps",
+    "eve               1",
+    "ps",
+    "-- kill",
+    // kill wrote `kill` to sleep's /proc/N/ctl; rc saw it end.
+    "status is killed|",
     "-- ns",
     "bind '#c' /dev",
     "bind -c '#e' /env",

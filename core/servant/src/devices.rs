@@ -89,6 +89,20 @@ const NO_CHAN: ChanId<char> = ChanId {
 
 impl Host<'_, '_> {
     /// Makes a chan on what `make` returns from the servant of `letter`.
+    /// A new, unopened chan on the file of `chan`, with the same name
+    /// (Plan 9's cclone before an open): opens must not share the offset
+    /// and mode of a chan the namespace holds, such as a union member.
+    pub fn clone_chan(&mut self, chan: &ChanHandle) -> Result<ChanHandle, Error> {
+        let from = self.table.get(*chan)?;
+        let (letter, file, name) = (from.letter, from.file(), from.name.clone());
+        let link = from.link;
+        let handle = self.make(letter, name, |servant, caller| {
+            servant.clone_file(caller, &file)
+        })?;
+        self.table.get_mut(handle)?.link = link;
+        Ok(handle)
+    }
+
     fn make(
         &mut self,
         letter: char,

@@ -135,6 +135,15 @@ pub trait Servant {
         Err(Error::NOT_FOUND)
     }
 
+    /// A second chan on `file`, as a walk of no names gives (Plan 9's
+    /// cclone): an open takes its own chan so its offset and mode are not
+    /// those of the chan a namespace holds. A servant that counts its
+    /// chans counts this one too; it comes back through `close`.
+    fn clone_file(&mut self, caller: &Caller<'_>, file: &File) -> Result<File, Error> {
+        let _ = caller;
+        Ok(*file)
+    }
+
     /// The servant's own `..` of `file`; the root's is the root.
     fn parent(&mut self, caller: &Caller<'_>, file: &File) -> Result<File, Error> {
         let _ = (caller, file);

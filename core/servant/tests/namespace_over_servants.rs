@@ -250,3 +250,99 @@ fn a_boot_namespace_over_the_servants() {
     ns.clear(&mut host);
     assert!(table.is_empty(), "chans left: {}", table.len());
 }
+
+#[test]
+fn a_union_read_lists_every_member() {
+    let mut table = ChanTable::new();
+    let mut devices = devices();
+    let caller = Caller::new(1, "eve");
+    let mut host = Host {
+        table: &mut table,
+        devices: &mut devices,
+        caller,
+    };
+    let root = kasane_namespace::Walker::attach(&mut host, 'R', "").unwrap();
+    let mut ns: Ns = Namespace::new(root);
+    let dot = ns.root_location(&mut host);
+    bind(&mut host, &mut ns, &dot, "#c", "/dev", MountFlags::MREPL);
+    bind(&mut host, &mut ns, &dot, "#e", "/env", MountFlags::MCREATE);
+    bind(&mut host, &mut ns, &dot, "#e", "/tmp", MountFlags::MCREATE);
+    let tmp = ns.resolve(&mut host, &dot, "/tmp").unwrap();
+    let target = ns.create_target(&mut host, &tmp).unwrap();
+    let dir = host.table.get(target).unwrap().clone();
+    let servant = host.devices.get_mut('e').unwrap();
+    let a = servant
+        .create(
+            &caller,
+            &dir.file(),
+            "a",
+            FileMode::from_bits_retain(0o666),
+            OpenMode::OWRITE,
+        )
+        .unwrap();
+    servant.close(&a, Some(OpenMode::OWRITE));
+    kasane_namespace::Chans::close(&mut host, target);
+    tmp.close(&mut host);
+    bind(&mut host, &mut ns, &dot, "#c", "/tmp", MountFlags::MAFTER);
+    let child = ns.fork(&mut host);
+    let child_dot = dot.fork(&mut host);
+    let tmp = child.resolve(&mut host, &child_dot, "/tmp").unwrap();
+    let names: Vec<String> = child
+        .read_dir(&mut host, &tmp)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["a", "null", "zero", "sysname", "time"]);
+
+    // Core once opened /tmp on the namespace's own member chan, so a
+    // listing's read offset stayed on #e's root and the next `ls /tmp`
+    // skipped `a`. An open takes a clone: offset and mode are its own.
+    let opened = host.clone_chan(tmp.chan()).unwrap();
+    assert_ne!(opened, *tmp.chan());
+    {
+        let entry = host.table.get_mut(opened).unwrap();
+        entry.offset = 40;
+        entry.mode = Some(OpenMode::OREAD);
+    }
+    let member = host.table.get(*tmp.chan()).unwrap();
+    assert_eq!((member.letter, member.offset, member.mode), ('e', 0, None));
+    kasane_namespace::Chans::close(&mut host, opened);
+    tmp.close(&mut host);
+    child_dot.close(&mut host);
+    child.clear(&mut host);
+    dot.close(&mut host);
+}
+
+#[test]
+fn a_cloned_pipe_end_keeps_the_pipe() {
+    let mut table = ChanTable::new();
+    let mut devices = devices();
+    let mut host = Host {
+        table: &mut table,
+        devices: &mut devices,
+        caller: Caller::new(1, "eve"),
+    };
+    let root = kasane_namespace::Walker::attach(&mut host, '|', "").unwrap();
+    let data = kasane_namespace::Walker::walk(&mut host, &root, "data").unwrap();
+    let copy = host.clone_chan(&data).unwrap();
+    kasane_namespace::Chans::close(&mut host, data);
+    kasane_namespace::Chans::close(&mut host, root);
+    // The pipe counts the clone as a chan of its own: it is still there.
+    let file = host.table.get(copy).unwrap().file();
+    let caller = host.caller;
+    assert!(host
+        .devices
+        .get_mut('|')
+        .unwrap()
+        .stat(&caller, &file)
+        .is_ok());
+    kasane_namespace::Chans::close(&mut host, copy);
+    assert!(host
+        .devices
+        .get_mut('|')
+        .unwrap()
+        .stat(&caller, &file)
+        .is_err());
+    assert!(host.table.is_empty());
+}

@@ -220,6 +220,11 @@ impl<K: Clock> Servant for ConsoleDevice<K> {
 pub static SNAPSHOT: spin::Mutex<Vec<kasane_servant::servants::proc::ProcessInfo>> =
     spin::Mutex::new(Vec::new());
 
+/// Control requests written to /proc/N/ctl, for core to carry out after
+/// the call that wrote them.
+pub static REQUESTS: spin::Mutex<Vec<kasane_servant::servants::proc::Control>> =
+    spin::Mutex::new(Vec::new());
+
 /// `#p` over [`SNAPSHOT`].
 pub struct ProcDevice {
     pub inner: kasane_servant::servants::proc::Processes,
@@ -274,7 +279,9 @@ impl Servant for ProcDevice {
         offset: u64,
         data: &[u8],
     ) -> Result<Io<u32>, Error> {
-        self.inner.write(caller, file, offset, data)
+        let written = self.inner.write(caller, file, offset, data);
+        REQUESTS.lock().extend(self.inner.take_requests());
+        written
     }
     fn close(&mut self, file: &File, opened: Option<OpenMode>) {
         self.inner.close(file, opened)

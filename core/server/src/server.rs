@@ -19,7 +19,7 @@ use kasane_namespace::{join, ChanId, Chans, Location, MountFlags, Namespace};
 use kasane_servant::servants::cons::{Clock, Console, Time};
 use kasane_servant::servants::env::Environment;
 use kasane_servant::servants::pipe::Pipes;
-use kasane_servant::servants::proc::{ProcessInfo, Processes};
+use kasane_servant::servants::proc::{Control, ProcessInfo, Processes};
 use kasane_servant::servants::root::Root;
 use kasane_servant::servants::srv::Registry;
 use kasane_servant::{Caller, Chan, ChanHandle, ChanTable, Devices, Error, Host, Io, Opened};
@@ -37,7 +37,7 @@ use microkernel_rt::frames::FrameBitmap;
 use ninep::{FileMode, OpenMode, Stat};
 
 use crate::process::{Memory, TextCache};
-use crate::servants::{BootFiles, ConsoleDevice, ProcDevice, SNAPSHOT};
+use crate::servants::{BootFiles, ConsoleDevice, ProcDevice, REQUESTS, SNAPSHOT};
 
 type Ns = Namespace<ChanHandle, ChanId<char>>;
 type Loc = Location<ChanHandle>;
@@ -325,6 +325,7 @@ impl Core {
             if let Ok(sender) = received {
                 self.handle(sender);
             }
+            self.carry_out_controls();
             self.retry_parked();
         }
     }
@@ -402,6 +403,16 @@ impl Core {
                 self.reply(request.client, Outcome::Fail(text));
             }
             other => self.reply(request.client, other),
+        }
+    }
+
+    /// proc(3) ctl requests, after the write that made them was answered.
+    fn carry_out_controls(&mut self) {
+        let requests = core::mem::take(&mut *REQUESTS.lock());
+        for request in requests {
+            match request {
+                Control::Kill(pid) => self.kill(pid, "killed".to_string()),
+            }
         }
     }
 
@@ -659,8 +670,9 @@ impl Core {
             .map_err(|e| e.for_name(path).to_string())?;
         let group = self.processes.get(&pid).map_or(0, |p| p.env_group);
         let mut host = host!(self, pid, group);
-        let chan = host.dup(location.chan());
+        let chan = host.clone_chan(location.chan());
         location.close(&mut host);
+        let chan = chan.map_err(|e| e.to_string())?;
         let result = (|| {
             let entry = host.table.get(chan)?.clone();
             let file = entry.file();
@@ -722,7 +734,15 @@ impl Core {
         let group = self.processes.get(&pid).map_or(0, |p| p.env_group);
         let ns_id = self.processes.get(&pid).map_or(0, |p| p.ns);
         let mut host = host!(self, pid, group);
-        let chan = host.dup(location.chan());
+        // An open gets a chan of its own (cclone): the location's may be a
+        // union member the namespace holds, whose offset is not this fd's.
+        let chan = match host.clone_chan(location.chan()) {
+            Ok(chan) => chan,
+            Err(e) => {
+                location.close(&mut host);
+                return Err(e);
+            }
+        };
         let result = (|| {
             let entry = host.table.get(chan)?.clone();
             let caller = host.caller;

@@ -89,7 +89,9 @@ pub const BARE_METAL_COMPONENTS: &[&str] = &["microkernel", "hello", "ktest", "c
 pub const BARE_METAL_BINARIES: &[(&str, &str)] = &[("core-server", "core")];
 
 /// Core's programs: package `core-programs`, one component per binary.
-pub const CORE_PROGRAMS: &[&str] = &["rc", "ls", "cat", "wc", "ns"];
+pub const CORE_PROGRAMS: &[&str] = &[
+    "rc", "ls", "cat", "wc", "ns", "mkdir", "rm", "mv", "cp", "date", "ps", "kill", "sleep",
+];
 
 /// Builds hvm, the microkernel and the user tasks; returns hvm's path and
 /// the components by name.

@@ -175,6 +175,10 @@ impl Servant for Pipes {
         self.new_chan(dir.dev, DATA[end])
     }
 
+    fn clone_file(&mut self, _caller: &Caller<'_>, file: &File) -> Result<File, Error> {
+        self.new_chan(file.dev, file.qid.path)
+    }
+
     fn parent(&mut self, _caller: &Caller<'_>, file: &File) -> Result<File, Error> {
         self.new_chan(file.dev, DIR)
     }

@@ -1,0 +1,78 @@
+//! What cp and mv share: copying files, one by one or into a directory.
+//!
+//! Included by both binaries with `#[path]`; no server renames yet
+//! (wstat is not served), so mv is a copy and a remove.
+
+use alloc::format;
+use alloc::string::String;
+
+use core_user::sys;
+
+/// The last element of `path`.
+fn base(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+}
+
+/// Copies the file `from` to `to` (created or truncated).
+fn copy(from: &str, to: &str) -> Result<(), String> {
+    let info = sys::stat(from)?;
+    if info.is_dir() {
+        return Err("is a directory".into());
+    }
+    let input = sys::open(from, core_abi::OREAD)?;
+    let output = match sys::create(to, core_abi::OWRITE, u64::from(info.mode) & 0o777) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = sys::close(input);
+            return Err(e);
+        }
+    };
+    let mut buffer = alloc::vec![0u8; 4096];
+    let result = loop {
+        match sys::read(input, &mut buffer) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                if let Err(e) = sys::write(output, &buffer[..n]) {
+                    break Err(e);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = sys::close(input);
+    let _ = sys::close(output);
+    result
+}
+
+/// Copies (or, for mv, moves) each of `from` to `to`, or into `to`
+/// when it is a directory.
+pub fn each(name: &str, argv: &[String], moving: bool) -> Result<(), String> {
+    let [from @ .., to] = argv else {
+        return Err(format!("usage: {name} from ... to"));
+    };
+    if from.is_empty() {
+        return Err(format!("usage: {name} from ... to"));
+    }
+    let into = sys::stat(to).is_ok_and(|info| info.is_dir());
+    if from.len() > 1 && !into {
+        return Err(format!("{name}: {to}: not a directory"));
+    }
+    let mut status = Ok(());
+    for source in from {
+        let target = if into {
+            format!("{to}/{}", base(source))
+        } else {
+            to.clone()
+        };
+        let result =
+            copy(source, &target).and_then(|()| if moving { sys::remove(source) } else { Ok(()) });
+        if let Err(e) = result {
+            core_user::eprintln!("{name}: {source}: {e}");
+            status = Err(format!("{name}: {source}: {e}"));
+        }
+    }
+    status
+}
