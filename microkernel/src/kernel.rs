@@ -1102,7 +1102,13 @@ pub fn boot(
         let address = root_boot::ROOT_MEMORY_BASE + i as u64 * PAGE;
         objects
             .mappings
-            .insert_root(root_task, address, frame, Rights::FULL, &mut objects.changes)
+            .insert_root(
+                root_task,
+                address,
+                frame,
+                Rights::FULL,
+                &mut objects.changes,
+            )
             .map_err(|_| "mapping free memory failed")?;
         if objects.changes.len() > 512 {
             objects.apply_changes();
