@@ -846,7 +846,7 @@ impl Kernel {
         self.wake_all(expired);
         let period = root_boot::TIMER_INTERRUPT_PERIOD_MICROSECONDS / TICK_MICROSECONDS;
         let handler = self.timer_interrupt.handler;
-        if self.ticks % period == 0 && !handler.is_nil() && !self.timer_interrupt.masked {
+        if self.ticks.is_multiple_of(period) && !handler.is_nil() && !self.timer_interrupt.masked {
             self.timer_interrupt.masked = true;
             if let Ok(Some(wakeup)) = self
                 .ipc
