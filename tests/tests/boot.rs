@@ -148,6 +148,7 @@ fn ktest_passes(emulator: Emulator, timeout: u64) -> kasane_run::Boot {
             "ktest: ok destroyed_partner",
             "ktest: ok bad_arguments",
             " passed, 0 failed",
+            "bench null_syscall_cycles ",
             "bench ipc_roundtrip_cycles ",
             "bench ipc_roundtrip_8w_cycles ",
             "microkernel: the root task finished",

@@ -79,7 +79,21 @@ fn median_cycles(
     Ok(samples[ROUNDS / 2])
 }
 
-/// Runs both benchmarks and prints their lines.
+/// The cost of entering and leaving the kernel: the median of a system
+/// call that does nothing but read a constant (`kernel_info(ApiVersion)`).
+/// It is the floor under every IPC figure (Linux's `getppid()` is 346 on
+/// the same Bochs clock, PLATFORM.md).
+fn null_syscall_cycles(samples: &mut [u64; ROUNDS]) -> u64 {
+    for sample in samples.iter_mut() {
+        let start = timestamp();
+        let _ = microkernel_abi::user::kernel_info(microkernel_abi::KernelInfoSelector::ApiVersion);
+        *sample = timestamp().wrapping_sub(start);
+    }
+    samples.sort_unstable();
+    samples[ROUNDS / 2]
+}
+
+/// Runs the benchmarks and prints their lines.
 pub fn run(context: &mut Context) {
     context.utcb.clear_receive_targets();
     let utcb: *mut Utcb = &mut *context.utcb;
@@ -100,6 +114,10 @@ pub fn run(context: &mut Context) {
         }
     };
     let mut samples = [0u64; ROUNDS];
+    say!(
+        "bench null_syscall_cycles {} cycles",
+        null_syscall_cycles(&mut samples)
+    );
     for (name, words) in [("ipc_roundtrip_cycles", 0), ("ipc_roundtrip_8w_cycles", 8)] {
         match median_cycles(utcb, server, words, &mut samples) {
             Ok(median) => say!("bench {name} {median} cycles"),
