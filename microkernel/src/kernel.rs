@@ -983,6 +983,10 @@ impl Kernel {
             self.run_queues.remove(index);
             return false;
         };
+        if self.current == Some(id) {
+            // Still the same thread: its context, space and UTCB are loaded.
+            return true;
+        }
         let thread = self
             .objects
             .threads
