@@ -3,7 +3,10 @@
 //! `images/manifests/core.toml` starts core, which spawns `/bin/rc` on
 //! `images/scripts/session`; the transcript shows echo, files in a
 //! `#e`-backed /tmp, union binds (-a, -b, -c), a pipe, a missing file with
-//! `$status`, cp/mv/rm/mkdir, date, ps, kill through /proc/N/ctl, and `ns`.
+//! `$status`, cp/mv/rm/mkdir, date, ps, kill through /proc/N/ctl, and `ns`;
+//! then ramfs, a task server of its own, mounted at /tmp through `#M` and
+//! its /srv link: create, append, read, mkdir, ls, rm, unmount, a second
+//! mount that finds the files still there, and a mount of a missing link.
 
 use kasane_run::Emulator;
 use kasane_tests::{assert_clean, assert_lines_in_order, boot_manifest};
@@ -52,6 +55,24 @@ const SESSION: &[&str] = &[
     "bind -c '#e' /tmp",
     "bind -a '#c' /tmp",
     "cd /",
+    "-- ramfs",
+    "hello ramfs",
+    "appended",
+    "inner",
+    "-- ls /tmp on ramfs",
+    "d",
+    "f",
+    // ls -l of the directory: the file's mode, owner and length.
+    "-664 M eve        6 g",
+    "-- after rm",
+    "f",
+    "mount -c /srv/ramfs /tmp",
+    "-- after unmount",
+    // The tree lives in the server, not in the mount.
+    "hello ramfs",
+    "appended",
+    "mount: can't open /srv/nothing: '/srv/nothing' file does not exist",
+    "status is mount: can't open /srv/nothing: '/srv/nothing' file does not exist",
     "done",
     "core: init exited: ''",
 ];

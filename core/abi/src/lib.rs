@@ -160,6 +160,34 @@ pub const SEEK_CUR: u64 = 1;
 /// See [`SEEK_SET`].
 pub const SEEK_END: u64 = 2;
 
+/// The server link: 9P2000 frames as IPC between core and a task server
+/// (a file server running as its own task, e.g. `ramfs-task`).
+///
+/// - The server starts as core starts a program (the argument page gives
+///   core's thread). It touches a receive buffer of [`link::MSIZE`] bytes,
+///   points its UTCB receive buffer 0 at it (the kernel does not page-fault
+///   string buffers), and sends [`link::READY_LABEL`] to core with a
+///   receive phase from core (a call).
+/// - Core calls the server with [`link::NINEP_LABEL`], no untyped words and
+///   one string item, the T-message. The server answers with the same
+///   label and one string item, the R-message, into core's receive buffer
+///   0, and waits for core again (reply and receive in one `ipc`).
+/// - One request is outstanding per link: core waits for each reply, so
+///   tags and flush never matter on this transport. An answer without a
+///   string item means the server could not take the frame; core hangs the
+///   link up.
+/// - Only core's thread may call a server: the server receives from core
+///   alone (a closed receive).
+pub mod link {
+    /// Label of a T-message from core and of the R-message answering it.
+    pub const NINEP_LABEL: u64 = 0x9F_0000;
+    /// Label of the server's first message: it is ready for requests.
+    pub const READY_LABEL: u64 = 0x9F_0001;
+    /// The msize core proposes, and the size of each side's receive
+    /// buffer: one [`super::MAX_IO`] read plus 9P's IOHDRSZ (24).
+    pub const MSIZE: u32 = super::MAX_IO as u32 + 24;
+}
+
 /// Where things are in a process core starts (all addresses user space):
 /// the program's ELF segments where they are linked (below
 /// [`HEAP_BASE`]), a heap and a stack that core's pager fills with zeroed

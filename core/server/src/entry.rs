@@ -20,6 +20,10 @@ use crate::server::Core;
 /// Bytes of the window core keeps for its own heap.
 pub const HEAP_BYTES: u64 = 12 << 20;
 
+/// Bytes of the window lent to task servers (their own frame pool, so
+/// core's mount driver can page them in the middle of a call).
+pub const TASK_SERVER_BYTES: u64 = 4 << 20;
+
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
@@ -46,7 +50,7 @@ extern "C" fn core_main(boot_info: u64) -> ! {
     // task's lifetime (microkernel_abi::boot).
     let info = unsafe { &*(boot_info as *const RootBootInfo) };
     ROOT_THREAD.store(info.thread, core::sync::atomic::Ordering::Relaxed);
-    if info.magic != ROOT_BOOT_MAGIC || info.memory_size < 2 * HEAP_BYTES {
+    if info.magic != ROOT_BOOT_MAGIC || info.memory_size < 2 * HEAP_BYTES + TASK_SERVER_BYTES {
         print(format_args!("core: bad boot page or too little memory\n"));
         power_off();
     }
@@ -57,9 +61,15 @@ extern "C" fn core_main(boot_info: u64) -> ! {
             .init(info.memory_base as *mut u8, HEAP_BYTES as usize)
     };
     let mut frames = alloc::boxed::Box::new(FrameBitmap::new());
+    let window = info.memory_size - HEAP_BYTES - TASK_SERVER_BYTES;
     let managed = frames.init(
         info.memory_base + HEAP_BYTES,
-        ((info.memory_size - HEAP_BYTES) / FRAME_SIZE) as usize,
+        (window / FRAME_SIZE) as usize,
+    );
+    let mut task_servers = alloc::boxed::Box::new(FrameBitmap::new());
+    task_servers.init(
+        info.memory_base + HEAP_BYTES + window,
+        (TASK_SERVER_BYTES / FRAME_SIZE) as usize,
     );
     // Only the addresses of the linker symbols are taken.
     let (arena_start, arena_end) = (
@@ -85,7 +95,13 @@ extern "C" fn core_main(boot_info: u64) -> ! {
         (arena_end - arena_start) / 1024
     ));
     let args = String::from(info.args());
-    let mut core = Core::new(ThreadId::from_raw(info.thread), frames, arena, modules);
+    let mut core = Core::new(
+        ThreadId::from_raw(info.thread),
+        frames,
+        task_servers,
+        arena,
+        modules,
+    );
     core.run(&args);
     power_off()
 }

@@ -27,6 +27,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
+mod mount;
+#[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]
 mod servants;

@@ -15,14 +15,16 @@ use alloc::vec::Vec;
 
 use core_abi::layout::{STACK_TOP, UTCB};
 use core_abi::{decode_spawn, Call, FileInfo, SpawnRequest, STATUS_ERROR, STATUS_OK};
-use kasane_namespace::{join, ChanId, Chans, Location, MountFlags, Namespace};
+use kasane_namespace::{join, ChanId, Chans, Location, MountFlags, MountLink, Namespace};
 use kasane_servant::servants::cons::{Clock, Console, Time};
 use kasane_servant::servants::env::Environment;
 use kasane_servant::servants::pipe::Pipes;
 use kasane_servant::servants::proc::{Control, ProcessInfo, Processes};
 use kasane_servant::servants::root::Root;
 use kasane_servant::servants::srv::Registry;
-use kasane_servant::{Caller, Chan, ChanHandle, ChanTable, Devices, Error, Host, Io, Opened};
+use kasane_servant::{
+    Caller, Chan, ChanHandle, ChanTable, Devices, Error, Host, Io, LinkId, Opened,
+};
 use microkernel_abi::user::{
     current_utcb, exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy,
     thread_create,
@@ -36,6 +38,7 @@ use microkernel_rt::console::{print, write_bytes};
 use microkernel_rt::frames::FrameBitmap;
 use ninep::{FileMode, OpenMode, Stat};
 
+use crate::mount::{attach_spec, MountDriver, TaskServer};
 use crate::process::{Memory, TextCache};
 use crate::servants::{BootFiles, ConsoleDevice, ProcDevice, REQUESTS, SNAPSHOT};
 
@@ -43,6 +46,9 @@ type Ns = Namespace<ChanHandle, ChanId<char>>;
 type Loc = Location<ChanHandle>;
 
 const USER: &str = "eve";
+
+/// The boot module of the ramfs task server.
+const RAMFS_MODULE: &str = "ramfs-task";
 
 struct Fd {
     chan: ChanHandle,
@@ -161,9 +167,29 @@ impl Core {
     pub fn new(
         me: ThreadId,
         frames: Box<FrameBitmap>,
-        arena: Box<FrameBitmap>,
+        task_servers: Box<FrameBitmap>,
+        mut arena: Box<FrameBitmap>,
         modules: Vec<(String, &'static [u8])>,
     ) -> Core {
+        let mut text = TextCache::new();
+        // Task servers: ramfs, posted as /srv/ramfs (one for now, so it
+        // has the whole pool).
+        let mut registry = Registry::new();
+        let mut mounts = MountDriver::new();
+        let ramfs = modules.iter().find(|(name, _)| name == RAMFS_MODULE);
+        match ramfs.map(|(_, elf)| {
+            TaskServer::start("ramfs", elf, me, task_servers, &mut arena, &mut text)
+        }) {
+            Some(Ok(server)) => {
+                let link = LinkId(1);
+                mounts.add_link(link, server);
+                if let Err(e) = registry.post("ramfs", link, USER) {
+                    print(format_args!("core: posting ramfs: {e}\n"));
+                }
+            }
+            Some(Err(e)) => print(format_args!("core: ramfs: {e}\n")),
+            None => print(format_args!("core: no {RAMFS_MODULE} module\n")),
+        }
         let mut devices = Devices::new();
         let added = [
             devices.add(Box::new(Root::new())),
@@ -173,11 +199,12 @@ impl Core {
             ))),
             devices.add(Box::new(Environment::new())),
             devices.add(Box::new(Pipes::new(32 * 1024))),
-            devices.add(Box::new(Registry::new())),
+            devices.add(Box::new(registry)),
             devices.add(Box::new(ProcDevice {
                 inner: Processes::new(),
             })),
             devices.add(Box::new(BootFiles::new(modules))),
+            devices.add(Box::new(mounts)),
         ];
         for result in added {
             if let Err(e) = result {
@@ -192,7 +219,7 @@ impl Core {
             utcb,
             frames,
             arena,
-            text: TextCache::new(),
+            text,
             table: ChanTable::new(),
             devices,
             namespaces: BTreeMap::new(),
@@ -750,8 +777,15 @@ impl Core {
                 .devices
                 .get_mut(entry.letter)?
                 .open(&caller, &entry.file(), mode)?;
-            let Opened::File(qid) = opened else {
-                return Err(Error::new("srv links are not served yet"));
+            let qid = match opened {
+                Opened::File(qid) => qid,
+                // srv(3): the descriptor holds the posted link, for mount.
+                Opened::Link(link) => {
+                    let chan_entry = host.table.get_mut(chan)?;
+                    chan_entry.mode = Some(mode);
+                    chan_entry.link = Some(link);
+                    return Ok(None);
+                }
             };
             let chan_entry = host.table.get_mut(chan)?;
             chan_entry.mode = Some(mode);
@@ -811,6 +845,17 @@ impl Core {
                 let mode = OpenMode::from_bits_retain(w1 as u8);
                 let location = self.resolve(pid, &path).map_err(|e| e.for_name(&path))?;
                 let fd = self.open_location(pid, location, mode)?;
+                // A link keeps the name it was opened by, for ns (mount(2)
+                // records it as Plan 9 records c->path).
+                let name = match self.processes.get(&pid) {
+                    Some(p) if !path.starts_with('/') => join(&p.dot.path(), &path),
+                    _ => kasane_namespace::cleanname(&path),
+                };
+                if let Ok(chan) = self.table.get_mut(fd.chan) {
+                    if chan.link.is_some() {
+                        chan.name = name;
+                    }
+                }
                 Ok(Outcome::Reply([self.new_fd(pid, fd), 0], None))
             }
             Call::Create => {
@@ -963,12 +1008,16 @@ impl Core {
                     let path = Self::item(request, 0)?;
                     let location = self.resolve(pid, &path).map_err(|e| e.for_name(&path))?;
                     let chan = self.table.get(*location.chan())?.clone();
+                    let caller = Caller::new(pid, USER).with_env_group(group);
+                    // The location goes after the stat: its chan may be
+                    // the last one on a mounted file's fid.
+                    let stat = self
+                        .devices
+                        .get_mut(chan.letter)
+                        .and_then(|s| s.stat(&caller, &chan.file()));
                     let mut host = host!(self, pid, group);
                     location.close(&mut host);
-                    let caller = Caller::new(pid, USER).with_env_group(group);
-                    self.devices
-                        .get_mut(chan.letter)?
-                        .stat(&caller, &chan.file())?
+                    stat?
                 } else {
                     let (_, chan) = self.fd_chan(pid, w1)?;
                     let caller = Caller::new(pid, USER).with_env_group(group);
@@ -1056,7 +1105,49 @@ impl Core {
                 self.update_snapshot();
                 Ok(Outcome::Reply([0, 0], None))
             }
-            Call::Mount => Err(Error::new("mount: the mount driver #M is not here yet")),
+            Call::Mount => {
+                let (_, link_chan) = self.fd_chan(pid, w1)?;
+                let link = link_chan.link.ok_or(Error::BAD_USE_FD)?;
+                let flags = MountFlags::new(w2 as u32)?;
+                let old = Self::item(request, 0)?;
+                let spec = Self::item(request, 1).unwrap_or_default();
+                let old_location = self.resolve(pid, &old).map_err(|e| e.for_name(&old))?;
+                let caller = Caller::new(pid, USER).with_env_group(group);
+                let root = self
+                    .devices
+                    .get_mut('M')
+                    .and_then(|m| m.attach(&caller, &attach_spec(link, &spec)));
+                let root = match root {
+                    Ok(file) => {
+                        let mut chan = Chan::new('M', file, old.clone());
+                        chan.link = Some(link);
+                        self.table.insert(chan)
+                    }
+                    Err(e) => {
+                        let mut host = host!(self, pid, group);
+                        old_location.close(&mut host);
+                        return Err(e);
+                    }
+                };
+                let id = ChanId {
+                    kind: link_chan.letter,
+                    dev: link_chan.dev,
+                    path: link_chan.qid.path,
+                };
+                let ns_id = self.processes.get(&pid).ok_or(Error::BAD_FD)?.ns;
+                let (ns, _) = self.namespaces.get_mut(&ns_id).ok_or(Error::BAD_FD)?;
+                let mut host = host!(self, pid, group);
+                let mount_link = MountLink {
+                    id,
+                    path: &link_chan.name,
+                    spec: &spec,
+                };
+                let result = ns.mount(&mut host, root, &old_location, flags, mount_link);
+                old_location.close(&mut host);
+                result?;
+                self.update_snapshot();
+                Ok(Outcome::Reply([0, 0], None))
+            }
             Call::Wstat => Err(Error::new("wstat is not served yet")),
             Call::Pipe => {
                 let directory = self.resolve(pid, "#|")?;

@@ -82,11 +82,18 @@ fn progress(message: &str) {
 
 /// The bare-metal components besides hvm, by package (and boot module)
 /// name: the microkernel and the user tasks a manifest may name.
-pub const BARE_METAL_COMPONENTS: &[&str] = &["microkernel", "hello", "ktest", "core-server"];
+pub const BARE_METAL_COMPONENTS: &[&str] = &[
+    "microkernel",
+    "hello",
+    "ktest",
+    "core-server",
+    "runtime-task",
+];
 
 /// Binaries of the packages above that are components under their own
 /// name (a package's binary may be named differently from it).
-pub const BARE_METAL_BINARIES: &[(&str, &str)] = &[("core-server", "core")];
+pub const BARE_METAL_BINARIES: &[(&str, &str)] =
+    &[("core-server", "core"), ("runtime-task", "ramfs-task")];
 
 /// Core's programs: package `core-programs`, one component per binary.
 pub const CORE_PROGRAMS: &[&str] = &[

@@ -1,0 +1,183 @@
+//! Entry, heap, the server loop on the link, and the panic handler.
+//!
+//! Invariants of the loop (`core_abi::link`):
+//! - receive buffer 0 points at `request`, whose every page was written
+//!   before it was offered, because the kernel fails a string copy into an
+//!   unmapped page instead of asking the pager;
+//! - only core's thread is received from (a closed receive), so no other
+//!   task can speak on the link;
+//! - every request gets exactly one answer, and the answer and the next
+//!   receive are one `ipc`, so core never finds the server not receiving.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use core_abi::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE};
+use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
+use core_abi::{StartBlock, START_MAGIC};
+use linked_list_allocator::LockedHeap;
+use microkernel_abi::user::{current_utcb, debug_print, ipc_with_items, kernel_info};
+use microkernel_abi::utcb::ReceiveBuffer;
+use microkernel_abi::{
+    FromSpecifier, KernelInfoSelector, MessageTag, StringItem, ThreadId, Timeout, Timeouts,
+    TypedItem, Utcb,
+};
+use ninep_server::{FileServer, Session};
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+const PAGE: usize = 4096;
+
+core::arch::global_asm!(
+    ".section .text.entry, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    and rsp, -16",
+    "    xor ebp, ebp",
+    "    call {start}",
+    "    ud2",
+    start = sym start,
+);
+
+unsafe extern "Rust" {
+    /// Defined by [`crate::entry!`] in the server.
+    fn runtime_task_main(core: ThreadId) -> !;
+}
+
+extern "C" fn start() -> ! {
+    // SAFETY: core maps the argument page read-only at ARGS_ADDRESS before
+    // starting the thread and never changes it; StartBlock is plain words.
+    let block = unsafe { (ARGS_ADDRESS as *const StartBlock).read() };
+    if block.magic != START_MAGIC {
+        fail("runtime-task: bad argument page\n");
+    }
+    // SAFETY: the heap range is this task's alone by the layout; core's
+    // pager backs it with zeroed pages on first touch.
+    unsafe { HEAP.lock().init(HEAP_BASE as *mut u8, HEAP_SIZE as usize) };
+    // SAFETY: the server defines this function through `entry!`.
+    unsafe { runtime_task_main(ThreadId::from_raw(block.core_thread)) }
+}
+
+/// Seconds since the kernel started: the time a server stamps files with
+/// (there is no clock of the day in a cell yet).
+pub fn clock_seconds() -> u32 {
+    let micros = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+    u32::try_from(micros / 1_000_000).unwrap_or(u32::MAX)
+}
+
+/// Writes every page of `buffer`, so the kernel finds it mapped.
+fn touch(buffer: &mut [u8]) {
+    for index in (0..buffer.len()).step_by(PAGE) {
+        // SAFETY: `index` is inside `buffer`, which this function borrows
+        // mutably; a volatile write keeps the compiler from dropping it.
+        unsafe { core::ptr::write_volatile(buffer.as_mut_ptr().add(index), 0) };
+    }
+}
+
+/// Puts the tag and, if there is one, the string item of a message.
+fn set_message(utcb: &mut Utcb, label: u64, data: Option<&[u8]>) {
+    let typed = if data.is_some() { 2 } else { 0 };
+    let Ok(tag) = MessageTag::new(label, 0, typed) else {
+        return;
+    };
+    utcb.message_registers[0] = tag.raw();
+    if let Some(bytes) = data {
+        let [first, second] = TypedItem::String(StringItem {
+            address: bytes.as_ptr() as u64,
+            length: bytes.len() as u64,
+        })
+        .encode();
+        utcb.message_registers[1] = first;
+        utcb.message_registers[2] = second;
+    }
+}
+
+/// Serves `fs` on the link to `core` for good.
+pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
+    let size = MSIZE as usize;
+    let mut request = vec![0u8; size];
+    touch(&mut request);
+    // The answer is built here; it never outgrows msize, so it is never
+    // moved, and its pages are touched before the first answer is sent.
+    let mut answer: Vec<u8> = vec![0u8; size];
+    touch(&mut answer);
+    answer.clear();
+    let mut session: Session<F> = Session::new(MSIZE);
+    // SAFETY: this is the task's only thread, and its UTCB is reached only
+    // through this reference.
+    let utcb = unsafe { &mut *current_utcb() };
+    set_message(utcb, READY_LABEL, None);
+    let mut to = core;
+    let mut ready = false;
+    loop {
+        utcb.clear_receive_targets();
+        // SAFETY: `request` lives for the rest of this function (which
+        // never returns) and its pages are mapped (touched above).
+        unsafe {
+            utcb.set_receive_buffer(
+                0,
+                ReceiveBuffer {
+                    address: request.as_mut_ptr() as u64,
+                    length: request.len() as u64,
+                },
+            )
+        };
+        let timeouts = Timeouts {
+            // Core waits for the ready message at boot. An answer finds
+            // core awaiting it, or waiting again after a timeout (so the
+            // answer waits a while), or core has given up on the link.
+            send: if ready {
+                Timeout::Relative {
+                    microseconds: 2_000_000,
+                }
+            } else {
+                Timeout::Never
+            },
+            receive: Timeout::Never,
+        };
+        // SAFETY: the task's own UTCB; the only item sent is the string
+        // over `answer` (or none), which lives across the call, and the
+        // only receive target is `request`.
+        let received = unsafe { ipc_with_items(utcb, to, FromSpecifier::Thread(core), timeouts) };
+        to = ThreadId::NIL;
+        ready = true;
+        let Ok(sender) = received else {
+            continue;
+        };
+        let tag = MessageTag::from_raw(utcb.message_registers[0]);
+        if sender != core || tag.is_from_kernel() || tag.label() != NINEP_LABEL {
+            continue;
+        }
+        let length = match TypedItem::decode([utcb.message_registers[1], utcb.message_registers[2]])
+        {
+            Ok(TypedItem::String(item)) if tag.typed() == 2 && tag.untyped() == 0 => {
+                (item.length as usize).min(request.len())
+            }
+            _ => 0,
+        };
+        answer.clear();
+        let handled = session.handle(fs, &request[..length], &mut answer);
+        let data = match handled {
+            Ok(()) if !answer.is_empty() => Some(answer.as_slice()),
+            // A frame that is not one, or a request that waits: this link
+            // answers every request at once, so core hangs the link up.
+            _ => None,
+        };
+        set_message(utcb, NINEP_LABEL, data);
+        to = core;
+    }
+}
+
+fn fail(text: &str) -> ! {
+    let _ = debug_print(text);
+    // SAFETY: #UD raises an exception, which the kernel sends to the pager
+    // (core); the task is not resumed.
+    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let text = alloc::format!("runtime-task: panic: {info}\n");
+    fail(&text)
+}
