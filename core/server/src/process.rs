@@ -12,6 +12,7 @@
 //! - arena frames are never freed (the text cache keeps them).
 
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -19,8 +20,7 @@ use core_abi::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE, IMAGE_BASE, STACK_SIZ
 use core_abi::{encode_strings, StartBlock, START_MAGIC};
 use microkernel_abi::{Fpage, MapItem, Rights};
 use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
-use xmas_elf::program::Type;
-use xmas_elf::ElfFile;
+use kasane_elf::Executable;
 
 /// One page of a process.
 #[derive(Clone, Copy, Debug)]
@@ -66,33 +66,23 @@ impl Memory {
         arena: &mut FrameBitmap,
         cache: &mut TextCache,
     ) -> Result<u64, String> {
-        let file = ElfFile::new(elf).map_err(|_| String::from("not an ELF program"))?;
-        let entry = file.header.pt2.entry_point();
+        // Programs may come from any server: kasane-elf checks every header
+        // against the file before anything is used.
+        let file = Executable::parse(elf).map_err(|e| format!("not a program: {e}"))?;
+        let entry = file.entry();
         let cached = cache.get(&identity).cloned();
         let mut text = BTreeMap::new();
-        for header in file.program_iter() {
-            if header.get_type() != Ok(Type::Load) || header.mem_size() == 0 {
-                continue;
-            }
-            let (vaddr, memsz, filesz, offset) = (
-                header.virtual_addr(),
-                header.mem_size(),
-                header.file_size(),
-                header.offset(),
-            );
-            let end = vaddr.checked_add(memsz).ok_or("bad segment")?;
-            if vaddr < IMAGE_BASE || end > HEAP_BASE || filesz > memsz {
+        for segment in file.segments() {
+            let (vaddr, end) = (segment.virtual_address, segment.end());
+            if vaddr < IMAGE_BASE || end > HEAP_BASE {
                 return Err("segment outside the program area".into());
             }
-            let data = elf
-                .get(offset as usize..(offset + filesz) as usize)
-                .ok_or("segment data outside the file")?;
-            let flags = header.flags();
+            let data = segment.data(elf);
             let mut rights = Rights::READ;
-            if flags.is_write() {
+            if segment.writable {
                 rights |= Rights::WRITE;
             }
-            let execute = flags.is_execute() && !flags.is_write();
+            let execute = segment.executable && !segment.writable;
             if execute {
                 rights |= Rights::EXECUTE;
             }
@@ -128,7 +118,7 @@ impl Memory {
                     }
                 };
                 let copy_start = page.max(vaddr);
-                let copy_end = (page + FRAME_SIZE).min(vaddr + filesz);
+                let copy_end = (page + FRAME_SIZE).min(vaddr + data.len() as u64);
                 if copy_start < copy_end {
                     let from = (copy_start - vaddr) as usize;
                     let to = (copy_end - vaddr) as usize;
