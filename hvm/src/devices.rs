@@ -11,9 +11,9 @@ use core::fmt::Write;
 use hvm_logic::decode::{self, Operation, Source};
 use hvm_logic::exit::{EptViolation, IoAccess};
 use hvm_logic::guest::{GuestMemory, Ram};
-use hvm_logic::lapic;
 use hvm_logic::virtio::{self, ConfigPorts, Effect, Function};
 use hvm_logic::vmcs::Field;
+use hvm_logic::{ioapic, lapic};
 
 use crate::arch::{self, GuestRegisters};
 use crate::vmx::{inject_exception, read, skip_instruction, write, Platform};
@@ -189,7 +189,10 @@ fn io_mask(size: u8) -> u64 {
 /// PCI configuration ports for a cell with a link device. Returns false
 /// when the port is not 0xCF8..0xCFF or the cell has no device.
 pub fn pci_io(platform: &mut Platform, regs: &mut GuestRegisters, access: IoAccess) -> bool {
-    if !(0xCF8..=0xCFF).contains(&access.port) || platform.link.is_none() {
+    // 0xCF9 is the reset control register, not configuration space.
+    let configuration =
+        access.port == ConfigPorts::ADDRESS || (0xCFC..=0xCFF).contains(&access.port);
+    if !configuration || platform.link.is_none() {
         return false;
     }
     let mask = io_mask(access.size);
@@ -201,6 +204,7 @@ pub fn pci_io(platform: &mut Platform, regs: &mut GuestRegisters, access: IoAcce
             platform.pci.write_address(access.size, regs.rax as u32);
             None
         }
+        ConfigPorts::ADDRESS => Some(mask),
         ConfigPorts::DATA..=0xCFF => {
             let (function, offset) = platform.pci.target(access.port);
             let console = platform.link.as_mut().expect("checked above");
@@ -236,6 +240,24 @@ pub fn linux_io(
 ) -> (Exit, Option<u8>) {
     let mask = io_mask(access.size);
     let byte = regs.rax as u8;
+    let result = linux_port(platform, regs, access, mask, byte);
+    // The UART's interrupt is IRQ 4: GSI 4 of the I/O APIC (the DSDT's
+    // COM1). An edge becomes the vector Linux programmed there, if unmasked.
+    if platform.uart.take_edge() {
+        if let Some(vector) = platform.ioapic.as_ref().and_then(|io| io.vector(4)) {
+            platform.lapic.raise(vector);
+        }
+    }
+    result
+}
+
+fn linux_port(
+    platform: &mut Platform,
+    regs: &mut GuestRegisters,
+    access: IoAccess,
+    mask: u64,
+    byte: u8,
+) -> (Exit, Option<u8>) {
     if access.input {
         let value = match access.port {
             0x3F8..=0x3FF => u64::from(platform.uart.read(access.port - 0x3F8)),
@@ -256,6 +278,12 @@ pub fn linux_io(
     }
 }
 
+/// Which device an MMIO address belongs to.
+enum Target {
+    Link(u64),
+    Ioapic(u64),
+}
+
 /// An EPT violation on a device page: decode the instruction at RIP and
 /// perform it on the device. `None` when the address is no device's.
 pub fn mmio(
@@ -264,13 +292,21 @@ pub fn mmio(
     regs: &mut GuestRegisters,
     violation: EptViolation,
 ) -> Option<Exit> {
-    let console = platform.link.as_mut()?;
-    let (bar, size) = console.bar_range()?;
     let address = violation.guest_physical;
-    if !(bar..bar + size).contains(&address) {
+    let link = platform
+        .link
+        .as_ref()
+        .and_then(|console| console.bar_range())
+        .filter(|(bar, size)| (*bar..bar + size).contains(&address));
+    let target = if let Some((bar, _)) = link {
+        Target::Link(address - bar)
+    } else if platform.ioapic.is_some()
+        && (ioapic::BASE..ioapic::BASE + ioapic::SIZE).contains(&address)
+    {
+        Target::Ioapic(address - ioapic::BASE)
+    } else {
         return None;
-    }
-    let offset = address - bar;
+    };
     // SAFETY: the cell's memory is identity mapped in hvm and the cell is
     // stopped while hvm handles its exit; Ram checks every access.
     let bytes = unsafe {
@@ -307,6 +343,25 @@ pub fn mmio(
             return Some(Exit::Fail(what));
         }
     };
+    let size = instruction.size;
+    let device_read = |platform: &mut Platform| -> u64 {
+        match target {
+            Target::Link(offset) => platform
+                .link
+                .as_mut()
+                .map_or(0, |console| console.mmio_read(offset, size)),
+            Target::Ioapic(offset) => platform
+                .ioapic
+                .as_ref()
+                .map_or(0, |ioapic| u64::from(ioapic.read(offset))),
+        }
+    };
+    let operand = |regs: &mut GuestRegisters, source: Source| match source {
+        Source::Immediate(value) => value,
+        Source::Register { number, high_byte } => {
+            decode::store_value(get_register(regs, number), high_byte)
+        }
+    };
     let mut exit = Exit::Done;
     match instruction.operation {
         Operation::Load {
@@ -314,22 +369,30 @@ pub fn mmio(
             high_byte,
             destination_size,
         } => {
-            let value = console.mmio_read(offset, instruction.size);
+            let value = device_read(platform);
             set_register(regs, number, |old| {
                 decode::merge_load(old, value, destination_size, high_byte)
             });
         }
+        Operation::Test(source) => {
+            let value = device_read(platform) & operand(regs, source);
+            let rflags = read(Field::GuestRflags);
+            write(Field::GuestRflags, decode::test_flags(rflags, value, size));
+        }
         Operation::Store(source) => {
-            let value = match source {
-                Source::Immediate(value) => value,
-                Source::Register { number, high_byte } => {
-                    decode::store_value(get_register(regs, number), high_byte)
+            let value = operand(regs, source) & (u64::MAX >> (64 - 8 * u32::from(size)));
+            match target {
+                Target::Link(offset) => {
+                    let console = platform.link.as_mut().expect("found above");
+                    if let Effect::Notify(_) = console.mmio_write(offset, size, value) {
+                        exit = Exit::Notify;
+                    }
                 }
-            };
-            let value = value & (u64::MAX >> (64 - 8 * u32::from(instruction.size)));
-            match console.mmio_write(offset, instruction.size, value) {
-                Effect::Notify(_) => exit = Exit::Notify,
-                Effect::Reset | Effect::None => {}
+                Target::Ioapic(offset) => {
+                    if let Some(ioapic) = platform.ioapic.as_mut() {
+                        ioapic.write(offset, value as u32);
+                    }
+                }
             }
         }
     }

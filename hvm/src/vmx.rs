@@ -16,6 +16,7 @@ use hvm_logic::controls::{self, msr, ChosenControls, ProcBased, VmxCapabilities}
 use hvm_logic::ept::{Access, Format, PageTables, TableMemory};
 use hvm_logic::exit::{CrAccess, IoAccess, RawExit, VmExit};
 use hvm_logic::guest::GuestMemory;
+use hvm_logic::ioapic::Ioapic;
 use hvm_logic::lapic::Lapic;
 use hvm_logic::uart::Uart;
 use hvm_logic::virtio::{ConfigPorts, Console, Pipe};
@@ -142,6 +143,8 @@ pub(crate) struct Platform {
     pub lapic: Lapic,
     /// COM1 (Linux cells).
     pub uart: Uart,
+    /// The I/O APIC's registers (Linux cells).
+    pub ioapic: Option<Ioapic>,
     /// The vCPU executed HLT and waits for an interrupt.
     pub halted: bool,
 }
@@ -153,6 +156,7 @@ impl Platform {
             link: linked.then(|| Console::new(kind == CellKind::Linux, devices::LINK_BAR)),
             lapic: Lapic::new(),
             uart: Uart::new(),
+            ioapic: (kind == CellKind::Linux).then(Ioapic::new),
             halted: false,
         }
     }

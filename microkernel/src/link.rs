@@ -27,8 +27,8 @@ use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 use crate::{arch, kprintln};
 
 const PAGE: u64 = 4096;
-/// Ticks between counter lines (5 s at the 200 MHz hvm reports).
-const TICK_PERIOD: u64 = 1_000_000_000;
+/// Ticks between counter lines (2.5 s at the 200 MHz hvm reports).
+const TICK_PERIOD: u64 = 500_000_000;
 /// Give up on the whole scenario after this many TSC ticks.
 const SCENARIO_LIMIT: u64 = 400_000_000_000;
 /// Pings timed for the round-trip figure.
@@ -176,19 +176,56 @@ fn map_device(physical: u64) {
     }
 }
 
-/// The device's common configuration, read directly (for the hostile test).
+/// The device's registers, accessed directly (for the hostile test) with
+/// plain `mov`s: hvm decodes the instruction of every MMIO access and
+/// refuses anything else, so the compiler must not fold the load into an
+/// arithmetic instruction.
 struct Registers {
     base: u64,
 }
 
 impl Registers {
-    fn read<T: Copy>(&self, offset: u64) -> T {
+    fn read16(&self, offset: u64) -> u16 {
+        let value: u16;
         // SAFETY: inside the mapped BAR; hvm emulates the access.
-        unsafe { ((self.base + offset) as *const T).read_volatile() }
+        unsafe {
+            asm!("mov {0:x}, word ptr [{1}]", out(reg) value, in(reg) self.base + offset, options(nostack))
+        };
+        value
     }
-    fn write<T: Copy>(&self, offset: u64, value: T) {
-        // SAFETY: as read.
-        unsafe { ((self.base + offset) as *mut T).write_volatile(value) }
+    fn read32(&self, offset: u64) -> u32 {
+        let value: u32;
+        // SAFETY: as read16.
+        unsafe {
+            asm!("mov {0:e}, dword ptr [{1}]", out(reg) value, in(reg) self.base + offset, options(nostack))
+        };
+        value
+    }
+    fn read64(&self, offset: u64) -> u64 {
+        let value: u64;
+        // SAFETY: as read16.
+        unsafe {
+            asm!("mov {0}, qword ptr [{1}]", out(reg) value, in(reg) self.base + offset, options(nostack))
+        };
+        value
+    }
+    fn write8(&self, offset: u64, value: u8) {
+        // SAFETY: as read16.
+        unsafe {
+            asm!("mov byte ptr [{1}], {0}", in(reg_byte) value, in(reg) self.base + offset, options(nostack))
+        }
+    }
+    fn write16(&self, offset: u64, value: u16) {
+        // SAFETY: as read16.
+        unsafe {
+            asm!("mov word ptr [{1}], {0:x}", in(reg) value, in(reg) self.base + offset, options(nostack))
+        }
+    }
+    fn write32(&self, offset: u64, value: u32) {
+        // SAFETY: as read16.
+        unsafe {
+            asm!("mov dword ptr [{1}], {0:e}", in(reg) value, in(reg) self.base + offset, options(nostack))
+        }
     }
 }
 
@@ -405,10 +442,9 @@ fn scenario() -> Result<(), &'static str> {
             ticks += 1;
             kprintln!("microkernel: tick {}", ticks);
             next_tick = now + TICK_PERIOD;
-            if matches!(
-                scenario.phase,
-                Phase::Ping | Phase::WaitUname | Phase::WaitHello
-            ) {
+            // A heartbeat on every tick while an agent is there: its answer
+            // is the Linux cell's sign of life for hvm's watchdog.
+            if scenario.phase != Phase::WaitAgent {
                 let id = scenario.fresh_id();
                 scenario
                     .console
@@ -609,11 +645,11 @@ fn hostile_test(bar: u64) -> Result<(), &'static str> {
     let registers = Registers { base: bar };
     // Find the transmit queue's rings through the common configuration
     // (virtio 1.2 4.1.4.3).
-    registers.write::<u16>(0x16, TRANSMIT_QUEUE);
-    let size: u16 = registers.read(0x18);
-    let descriptors: u64 = registers.read(0x20);
-    let available: u64 = registers.read(0x28);
-    let used: u64 = registers.read(0x30);
+    registers.write16(0x16, TRANSMIT_QUEUE);
+    let size = registers.read16(0x18);
+    let descriptors = registers.read64(0x20);
+    let available = registers.read64(0x28);
+    let used = registers.read64(0x30);
     let direct = |p: u64| DIRECT_MAP_BASE + p;
     let outside = 0x10_0000_0000u64;
     let slot = size - 1;
@@ -630,7 +666,7 @@ fn hostile_test(bar: u64) -> Result<(), &'static str> {
         index.write_volatile(i.wrapping_add(1));
         (direct(used + 2) as *const u16).read_volatile()
     };
-    registers.write::<u16>(0x3000 + 4 * TRANSMIT_QUEUE as u64, TRANSMIT_QUEUE);
+    registers.write16(0x3000 + 4 * TRANSMIT_QUEUE as u64, TRANSMIT_QUEUE);
     // SAFETY: as above; hvm wrote the used ring during the notify exit.
     let (used_after, element) = unsafe {
         let after = (direct(used + 2) as *const u16).read_volatile();
@@ -653,14 +689,14 @@ fn hostile_test(bar: u64) -> Result<(), &'static str> {
     // Nonsense register writes: a queue that does not exist, a size that
     // is not a power of two, the read-only ISR and device configuration,
     // a notification for a queue that does not exist.
-    registers.write::<u16>(0x16, 99);
-    registers.write::<u16>(0x18, 3);
-    let bogus_size: u16 = registers.read(0x18);
-    registers.write::<u8>(0x1000, 0xFF);
-    registers.write::<u32>(0x2004, 0xFFFF_FFFF);
-    registers.write::<u16>(0x3000 + 4 * 9, 9);
-    registers.write::<u32>(0x0C, 0xFFFF_FFFF);
-    let ports: u32 = registers.read(0x2004);
+    registers.write16(0x16, 99);
+    registers.write16(0x18, 3);
+    let bogus_size = registers.read16(0x18);
+    registers.write8(0x1000, 0xFF);
+    registers.write32(0x2004, 0xFFFF_FFFF);
+    registers.write16(0x3000 + 4 * 9, 9);
+    registers.write32(0x0C, 0xFFFF_FFFF);
+    let ports = registers.read32(0x2004);
     if bogus_size != 0 || ports != 1 {
         return Err("nonsense register writes changed the device");
     }

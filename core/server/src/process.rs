@@ -18,9 +18,9 @@ use alloc::vec::Vec;
 
 use core_abi::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE, IMAGE_BASE, STACK_SIZE, STACK_TOP};
 use core_abi::{encode_strings, StartBlock, START_MAGIC};
+use kasane_elf::Executable;
 use microkernel_abi::{Fpage, MapItem, Rights};
 use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
-use kasane_elf::Executable;
 
 /// One page of a process.
 #[derive(Clone, Copy, Debug)]

@@ -6,7 +6,10 @@
 //! SCI, no legacy PIC, no 8042, no CMOS clock, so Linux expects none of the
 //! fixed hardware hvm does not emulate. The FADT's reset register is port
 //! 0xCF9 (value 6), so an ACPI reboot reaches hvm as a reset it can see.
-//! The DSDT is empty: PCI is found by configuration cycles (`pci=noacpi`).
+//! The MADT also lists an I/O APIC (GSIs 0–23, `ioapic.rs`), and the DSDT
+//! describes one device, COM1 (PNP0501 with I/O 0x3F8 and IRQ 4), so Linux
+//! can map the serial port's interrupt; PCI is found by configuration
+//! cycles (`pci=lastbus=1`).
 
 /// Size of the block [`build`] fills.
 pub const TABLES_SIZE: usize = 0x400;
@@ -16,10 +19,25 @@ const XSDT_AT: usize = 0x040;
 const FADT_AT: usize = 0x100;
 const MADT_AT: usize = 0x240;
 const DSDT_AT: usize = 0x300;
+const _: () = assert!(DSDT_AT + DSDT_LEN <= TABLES_SIZE && MADT_AT + MADT_LEN <= DSDT_AT);
 
 const FADT_LEN: usize = 276;
-const MADT_LEN: usize = 44 + 8;
-const DSDT_LEN: usize = 36;
+const MADT_LEN: usize = 44 + 8 + 12;
+const DSDT_LEN: usize = 36 + COM1_AML.len();
+
+/// AML for `Scope (\_SB) { Device (COM1) { Name (_HID, EisaId ("PNP0501"))
+/// Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 0, 8)
+/// IRQNoFlags () {4} }) } }` (ACPI 6.4 chapter 20, "ACPI Machine Language
+/// Specification"; resource descriptors 6.4.2.5 and 6.4.2.1).
+const COM1_AML: [u8; 46] = [
+    0x10, 0x2D, b'\\', b'_', b'S', b'B', b'_', // ScopeOp, PkgLength 45, \_SB_
+    0x5B, 0x82, 0x25, b'C', b'O', b'M', b'1', // DeviceOp, PkgLength 37, COM1
+    0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x05, 0x01, // _HID EISAID PNP0501
+    0x08, b'_', b'C', b'R', b'S', 0x11, 0x10, 0x0A, 0x0D, // _CRS Buffer(13)
+    0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x00, 0x08, // IO Decode16 0x3F8, length 8
+    0x22, 0x10, 0x00, // IRQNoFlags {4}
+    0x79, 0x00, // End tag
+];
 const XSDT_LEN: usize = 36 + 2 * 8;
 
 /// Port of the FADT reset register (the PCI reset control register).
@@ -55,7 +73,8 @@ pub fn build(block: &mut [u8; TABLES_SIZE], base: u64) -> u64 {
     block.fill(0);
     let address = |offset: usize| base + offset as u64;
 
-    // DSDT: a header and no AML (5.2.11.1).
+    // DSDT (5.2.11.1): COM1 only.
+    block[DSDT_AT + 36..DSDT_AT + DSDT_LEN].copy_from_slice(&COM1_AML);
     header(&mut block[DSDT_AT..DSDT_AT + DSDT_LEN], b"DSDT", 2);
 
     // MADT (5.2.12): local APIC address, no PC-AT 8259s (flags 0), one
@@ -69,6 +88,12 @@ pub fn build(block: &mut [u8; TABLES_SIZE], base: u64) -> u64 {
         madt[46] = 0; // ACPI processor UID
         madt[47] = 0; // APIC ID
         madt[48..52].copy_from_slice(&1u32.to_le_bytes()); // enabled
+                                                           // I/O APIC structure (type 1, 5.2.12.3): ID 0, GSI base 0.
+        madt[52] = 1;
+        madt[53] = 12;
+        madt[54] = 0;
+        madt[56..60].copy_from_slice(&(crate::ioapic::BASE as u32).to_le_bytes());
+        madt[60..64].copy_from_slice(&0u32.to_le_bytes());
         header(madt, b"APIC", 5);
     }
 
@@ -155,10 +180,24 @@ mod tests {
                 assert_ne!(flags & (1 << 20), 0, "hardware-reduced");
                 let dsdt = (u64_at(&block, at + 140) - base) as usize;
                 assert_eq!(&block[dsdt..dsdt + 4], b"DSDT");
-                assert!(sums_to_zero(&block[dsdt..dsdt + 36]));
+                let len =
+                    u32::from_le_bytes(block[dsdt + 4..dsdt + 8].try_into().unwrap()) as usize;
+                assert_eq!(len, 36 + 46);
+                assert!(sums_to_zero(&block[dsdt..dsdt + len]));
                 assert_eq!(u64_at(&block, at + 120), 0xCF9);
             }
         }
         assert_eq!(signatures, ["FACP", "APIC"]);
+    }
+
+    #[test]
+    fn aml_package_lengths_add_up() {
+        // Scope: PkgLength counts itself and everything after it.
+        assert_eq!(COM1_AML[1] as usize, COM1_AML.len() - 1);
+        // Device: 0x5B 0x82 at 7, PkgLength at 9.
+        assert_eq!(COM1_AML[9] as usize, COM1_AML.len() - 9);
+        // Buffer: PkgLength at 30 covers the size prefix and 13 bytes.
+        assert_eq!(COM1_AML[30] as usize, 1 + 2 + 13);
+        assert_eq!(COM1_AML[32] as usize, COM1_AML.len() - 33);
     }
 }

@@ -7,7 +7,8 @@
 //! instruction at the guest's RIP, translating RIP through the guest's own
 //! page tables ([`translate`], SDM Vol. 3 4.5 "4-Level Paging"), and
 //! decodes it here. Only the simple forms device drivers use are accepted
-//! (SDM Vol. 2: MOV 88/89/8A/8B/C6/C7, MOVZX 0F B6/B7) in 64-bit mode;
+//! (SDM Vol. 2: MOV 88/89/8A/8B/C6/C7, MOVZX 0F B6/B7, and TEST 84/85/F6/F7,
+//! which virtio-drivers' status polling compiles to) in 64-bit mode;
 //! anything else is refused and fails the cell, never guessed at.
 
 /// Where a store's value comes from.
@@ -32,6 +33,9 @@ pub enum Operation {
     },
     /// Write `size` bytes.
     Store(Source),
+    /// Read `size` bytes and AND them with the source, setting only the
+    /// flags ([`test_flags`]).
+    Test(Source),
 }
 
 /// A decoded MMIO instruction.
@@ -97,6 +101,8 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
         Load,
         StoreImmediate,
         ZeroExtend,
+        Test,
+        TestImmediate,
     }
     let (form, size) = match byte {
         0x88 => (Form::Store, 1),
@@ -105,6 +111,10 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
         0x8B => (Form::Load, full_size),
         0xC6 => (Form::StoreImmediate, 1),
         0xC7 => (Form::StoreImmediate, full_size),
+        0x84 => (Form::Test, 1),
+        0x85 => (Form::Test, full_size),
+        0xF6 => (Form::TestImmediate, 1),
+        0xF7 => (Form::TestImmediate, full_size),
         0x0F => match next(&mut at)? {
             0xB6 => (Form::ZeroExtend, 1),
             0xB7 => (Form::ZeroExtend, 2),
@@ -172,10 +182,21 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
             high_byte: false,
             destination_size: full_size,
         },
-        Form::StoreImmediate => {
+        Form::Test if size == 1 => {
+            let (number, high_byte) = byte_register(reg);
+            Operation::Test(Source::Register { number, high_byte })
+        }
+        Form::Test => Operation::Test(Source::Register {
+            number: reg,
+            high_byte: false,
+        }),
+        Form::StoreImmediate | Form::TestImmediate => {
+            // C6/C7 /0 is MOV, F6/F7 /0 is TEST; other /digits (NOT, NEG,
+            // MUL, DIV…) are not device accesses hvm emulates.
             if reg & 7 != 0 {
                 return Err(DecodeError::Unsupported(byte));
             }
+            let test = matches!(form, Form::TestImmediate);
             let width = usize::from(size.min(4));
             let end = at + width;
             let raw = bytes.get(at..end).ok_or(DecodeError::Truncated)?;
@@ -188,7 +209,11 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
             if size == 8 && value & 0x8000_0000 != 0 {
                 value |= 0xFFFF_FFFF_0000_0000;
             }
-            Operation::Store(Source::Immediate(value))
+            if test {
+                Operation::Test(Source::Immediate(value))
+            } else {
+                Operation::Store(Source::Immediate(value))
+            }
         }
     };
     Ok(MmioInstruction {
@@ -209,6 +234,34 @@ pub fn merge_load(old: u64, value: u64, destination_size: u8, high_byte: bool) -
         (4, _) => value & 0xFFFF_FFFF,
         _ => value,
     }
+}
+
+/// RFLAGS after `TEST` produced `result` at `size` bytes (SDM Vol. 2
+/// TEST: CF and OF cleared, SF, ZF and PF from the result, AF undefined and
+/// left alone).
+pub fn test_flags(rflags: u64, result: u64, size: u8) -> u64 {
+    const CF: u64 = 1 << 0;
+    const PF: u64 = 1 << 2;
+    const ZF: u64 = 1 << 6;
+    const SF: u64 = 1 << 7;
+    const OF: u64 = 1 << 11;
+    let bits = 8 * u32::from(size);
+    let result = if bits >= 64 {
+        result
+    } else {
+        result & ((1u64 << bits) - 1)
+    };
+    let mut flags = rflags & !(CF | PF | ZF | SF | OF);
+    if result == 0 {
+        flags |= ZF;
+    }
+    if (result >> (bits - 1)) & 1 != 0 {
+        flags |= SF;
+    }
+    if (result as u8).count_ones().is_multiple_of(2) {
+        flags |= PF;
+    }
+    flags
 }
 
 /// The bytes a store writes, from a register value.
@@ -340,6 +393,42 @@ mod tests {
                 number: 4,
                 high_byte: false
             })
+        );
+    }
+
+    #[test]
+    fn test_forms_and_their_flags() {
+        // test byte [rax+0x14], 0xcf (virtio-drivers polling the status)
+        let t = decode(&[0xF6, 0x40, 0x14, 0xCF, 0x75, 0xFA]).unwrap();
+        assert_eq!((t.length, t.size), (4, 1));
+        assert_eq!(t.operation, Operation::Test(Source::Immediate(0xCF)));
+        // test [rdi], esi
+        let t = decode(&[0x85, 0x37]).unwrap();
+        assert_eq!(
+            t.operation,
+            Operation::Test(Source::Register {
+                number: 6,
+                high_byte: false
+            })
+        );
+        // F6 /2 is NOT, not a test.
+        assert_eq!(
+            decode(&[0xF6, 0x50, 0x14]),
+            Err(DecodeError::Unsupported(0xF6))
+        );
+        let zero = test_flags(0x2 | 1 | (1 << 11), 0, 1);
+        assert_eq!(
+            zero,
+            0x2 | (1 << 6) | (1 << 2),
+            "ZF and PF set, CF and OF clear"
+        );
+        let negative = test_flags(0x2, 0x80, 1);
+        assert_eq!(negative & (1 << 7), 1 << 7, "SF from bit 7");
+        assert_eq!(negative & (1 << 6), 0);
+        assert_eq!(
+            test_flags(0x2, 0x1_0000_0000, 4) & (1 << 6),
+            1 << 6,
+            "truncated to size"
         );
     }
 

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod ept;
 pub mod exit;
 pub mod guest;
+pub mod ioapic;
 pub mod lapic;
 pub mod linux;
 pub mod uart;

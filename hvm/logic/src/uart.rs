@@ -39,6 +39,8 @@ pub struct Uart {
     /// A THR-empty interrupt is latched (set by a transmit, cleared by
     /// reading IIR).
     thre_latched: bool,
+    /// The interrupt line as last seen by [`Uart::take_edge`].
+    line: bool,
 }
 
 impl Uart {
@@ -56,6 +58,21 @@ impl Uart {
 
     fn loopback(&self) -> bool {
         self.mcr & 0x10 != 0
+    }
+
+    /// Whether the interrupt line (IRQ 4) is raised: THR empty latched
+    /// while enabled in IER.
+    pub fn line(&self) -> bool {
+        self.ier & 0x02 != 0 && self.thre_latched
+    }
+
+    /// Whether the line rose since the last call (an edge-triggered
+    /// interrupt to deliver).
+    pub fn take_edge(&mut self) -> bool {
+        let line = self.line();
+        let rose = line && !self.line;
+        self.line = line;
+        rose
     }
 
     /// A read of register `offset` (0..8).
@@ -168,6 +185,20 @@ mod tests {
             0x02,
             "a transmit latches it again"
         );
+    }
+
+    #[test]
+    fn a_transmit_with_thri_enabled_raises_an_edge() {
+        let mut uart = Uart::new();
+        uart.write(IER, 0x02);
+        assert!(uart.take_edge(), "latched since reset");
+        assert!(!uart.take_edge());
+        assert_eq!(uart.read(IIR_FCR) & 0x0F, 0x02);
+        assert!(!uart.take_edge(), "IIR read lowers the line");
+        uart.write(DATA, b'x');
+        assert!(uart.take_edge());
+        uart.write(DATA, b'y');
+        assert!(!uart.take_edge(), "still high: no new edge");
     }
 
     #[test]

@@ -424,7 +424,7 @@ impl Console {
                     12 => u64::from(entry.control),
                     _ => 0,
                 };
-                if size == 8 && (offset - MSIX_TABLE) % 16 == 0 {
+                if size == 8 && (offset - MSIX_TABLE).is_multiple_of(16) {
                     entry.address
                 } else {
                     value & 0xFFFF_FFFF
@@ -574,7 +574,6 @@ impl Console {
             }
             0x16 => self.queue_select = value as u16,
             _ => {
-                let driver_ok = self.driver_ok();
                 let Some(queue) = self.selected() else {
                     return Effect::None;
                 };
@@ -596,17 +595,12 @@ impl Console {
                             NO_VECTOR
                         }
                     }
-                    0x1C => {
-                        if low == 1 {
-                            queue.ready = true;
-                        }
-                    }
+                    0x1C if low == 1 => queue.ready = true,
                     0x20 | 0x24 => queue.desc = set_half(queue.desc, offset == 0x24, value),
                     0x28 | 0x2C => queue.driver = set_half(queue.driver, offset == 0x2C, value),
                     0x30 | 0x34 => queue.device = set_half(queue.device, offset == 0x34, value),
                     _ => {}
                 }
-                let _ = driver_ok;
             }
         }
         Effect::None

@@ -32,9 +32,11 @@ use serde::{Deserialize, Serialize};
 /// as the clock, PCI bus 0 scanned by configuration cycles (`lastbus=1`:
 /// hvm's DSDT has no PCI root; `pci=noacpi` would also turn the local APIC
 /// off on kernels without an MP-table parser), a fixed kernel address, and
-/// an immediate reset on a panic so hvm sees it.
+/// an immediate reset through the FADT's reset register on a panic, so hvm
+/// sees it (hardware-reduced ACPI would otherwise make Linux try EFI, then
+/// the BIOS, which a Linux cell does not have).
 pub const DEFAULT_LINUX_CMDLINE: &str =
-    "console=ttyS0 quiet tsc=reliable no_timer_check pci=lastbus=1 nokaslr panic=-1";
+    "console=ttyS0 quiet tsc=reliable no_timer_check pci=lastbus=1 nokaslr reboot=acpi panic=-1";
 
 /// What a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

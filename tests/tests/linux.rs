@@ -1,0 +1,146 @@
+//! Boots cell 0 and a stock Linux cell under hvm in Bochs and checks the link.
+//!
+//! The manifest `linux-link` runs the microkernel's `linux-link` self-test
+//! beside Debian's cloud kernel with the bridge agent as `/init` (fetched
+//! and built by the launcher, never committed). The transcript must show:
+//! Linux reaching the agent; cell 0 exchanging Hello, Ping and Uname with it
+//! over hvm's virtio link; the crash cell 0 asks for, hvm's report of the
+//! Linux cell's failure with its reason, the restart, and the new agent
+//! answering; cell 0's tick counter going on all the while; cell 0 playing a
+//! hostile guest (a descriptor outside its memory, nonsense register
+//! writes) that hvm refuses while both cells keep running; the three
+//! benchmark lines; and a clean power-off.
+//!
+//! A second system, `linux-watchdog`, boots the kernel with `panic=0`: the
+//! crash becomes a hang, and hvm's heartbeat watchdog must catch it.
+//!
+//! Bochs takes minutes for this, so the tests are `#[ignore]`d in a plain
+//! `cargo test`; run it with
+//! `cargo test -p kasane-tests --test linux -- --include-ignored`.
+
+use kasane_run::Emulator;
+use kasane_tests::{assert_absent, assert_clean, assert_lines_in_order, boot_manifest};
+
+fn position(transcript: &str, needle: &str) -> usize {
+    transcript
+        .find(needle)
+        .unwrap_or_else(|| panic!("no {needle:?} in the transcript:\n{transcript}"))
+}
+
+fn bench(transcript: &str, name: &str) -> u64 {
+    let prefix = format!("bench {name} ");
+    let line = transcript
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line:\n{transcript}"));
+    let mut words = line[prefix.len()..].split_whitespace();
+    let value = words.next().and_then(|v| v.parse().ok());
+    assert_eq!(words.next(), Some("cycles"), "{line}");
+    value.unwrap_or_else(|| panic!("not a number: {line}"))
+}
+
+#[test]
+#[ignore = "boots Bochs with a Linux cell (several minutes); run/test runs it"]
+fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
+    let boot = boot_manifest("linux-link", Emulator::Bochs, 900);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "hvm: vmx=on ept=on ug=on vpid=on preemption-timer=on cells=2",
+            "microkernel: Kasane microkernel 0.1.0 mode=vmx-guest cell=0",
+            "microkernel: linux-link: virtio console ready at 00:01.0",
+            "linux| kasane-agent: loaded 6 modules: virtio_ring",
+            "linux| kasane-agent: ready release=6.1.0-",
+            "microkernel: linux-link: agent hello (announcement) release=6.1.0-",
+            "bench linux_boot_to_agent_cycles ",
+            "microkernel: linux-link: hello reply from the agent release=6.1.0-",
+            "microkernel: linux-link: pong nonce=",
+            "bench link_roundtrip_cycles ",
+            "microkernel: linux-link: uname release=6.1.0-",
+            "microkernel: linux-link: asking the agent to crash the kernel",
+            "microkernel: linux-link: crash accepted",
+            "linux| ",
+            "Kernel panic - not syncing: sysrq triggered crash",
+            "hvm: cell 1 (linux) failed: reset requested",
+            "hvm: cell 1 (linux) will be restarted (attempt 1 of 2)",
+            "hvm: cell 1 (linux) restarted (restart 1 of 2)",
+            "microkernel: linux-link: link reset by hvm (generation 2)",
+            "linux| kasane-agent: ready release=6.1.0-",
+            "microkernel: linux-link: agent hello (announcement) release=6.1.0-",
+            "bench linux_restart_to_agent_cycles ",
+            "microkernel: linux-link: hello reply from the agent",
+            "microkernel: linux-link: uname release=6.1.0-",
+            "hvm: cell 0 (cell0) link: refused: descriptor chain",
+            "microkernel: linux-link: hostile descriptor (0x1000000000+64) refused",
+            "microkernel: linux-link: nonsense register writes ignored",
+            "microkernel: linux-link: the link works after the hostile test (pong)",
+            "microkernel: linux-link: done",
+            "hvm: poweroff ok (requested by cell 0)",
+        ],
+    );
+    let transcript = &boot.transcript;
+    // The uname reply names the machine.
+    assert!(
+        transcript
+            .lines()
+            .any(|l| l.contains("linux-link: uname") && l.ends_with("machine=x86_64")),
+        "{transcript}"
+    );
+    // hvm names why the Linux cell failed and the guest RIP: the panicking
+    // kernel reboots through the FADT reset register (`reboot=acpi`).
+    assert_lines_in_order(
+        &boot,
+        &["hvm: cell 1 (linux) failed: reset requested (port 0xCF9 / ACPI reset) rip=0x"],
+    );
+    // Cell 0 keeps counting while Linux is down and restarting.
+    let ticks = transcript
+        .lines()
+        .filter(|l| l.starts_with("microkernel: tick "))
+        .count();
+    assert!(ticks >= 3, "only {ticks} ticks:\n{transcript}");
+    let crash = position(transcript, "microkernel: linux-link: crash accepted");
+    let back = position(transcript, "bench linux_restart_to_agent_cycles");
+    assert!(
+        transcript[crash..back].contains("microkernel: tick "),
+        "no tick between the crash and the new agent:\n{transcript}"
+    );
+    // The figures are there and plausible (Bochs cycles).
+    let boot_cycles = bench(transcript, "linux_boot_to_agent_cycles");
+    let restart_cycles = bench(transcript, "linux_restart_to_agent_cycles");
+    let roundtrip = bench(transcript, "link_roundtrip_cycles");
+    assert!(boot_cycles > 10_000_000, "{boot_cycles}");
+    assert!(restart_cycles > 10_000_000, "{restart_cycles}");
+    assert!(roundtrip > 0 && roundtrip < boot_cycles, "{roundtrip}");
+    assert_absent(&boot, "linux-link: FAILED");
+    assert_absent(&boot, "hvm: cell 0 (cell0) failed");
+    assert_absent(&boot, "PANIC");
+    assert_clean(&boot);
+}
+
+#[test]
+#[ignore = "boots Bochs with a Linux cell (several minutes); run/test runs it"]
+fn bochs_watchdog_restarts_a_hung_linux_cell() {
+    // panic=0: the crash leaves the kernel spinning; the agent stops
+    // answering cell 0's heartbeats, and hvm's 3 s watchdog fails the cell.
+    let boot = boot_manifest("linux-watchdog", Emulator::Bochs, 900);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "linux| kasane-agent: ready release=6.1.0-",
+            "microkernel: linux-link: uname release=6.1.0-",
+            "microkernel: linux-link: crash accepted",
+            "Kernel panic - not syncing: sysrq triggered crash",
+            "hvm: cell 1 (linux) failed: no heartbeat for longer than 3000 ms rip=0x",
+            "hvm: cell 1 (linux) will be restarted (attempt 1 of 1)",
+            "hvm: cell 1 (linux) restarted (restart 1 of 1)",
+            "microkernel: linux-link: link reset by hvm (generation 2)",
+            "linux| kasane-agent: ready release=6.1.0-",
+            "microkernel: linux-link: uname release=6.1.0-",
+            "microkernel: linux-link: the link works after the hostile test (pong)",
+            "microkernel: linux-link: done",
+            "hvm: poweroff ok (requested by cell 0)",
+        ],
+    );
+    assert_absent(&boot, "linux-link: FAILED");
+    assert_clean(&boot);
+}
