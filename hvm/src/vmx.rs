@@ -445,7 +445,7 @@ impl Hypervisor {
         cell.line.clear();
         let vpid = cell.index as u16 + 1;
         let eptp = cell.eptp;
-        self.write_controls(vpid, eptp);
+        self.write_controls(vpid, eptp, self.msr_bitmap);
         write_host_state();
         // boot.rst: CS = __BOOT_CS (0x10), DS/ES/SS = __BOOT_DS (0x18),
         // long mode with the identity map, interrupts off, RSI = boot_params.
@@ -537,7 +537,8 @@ impl Hypervisor {
         cell.line.clear();
         let vpid = cell.index as u16 + 1;
         let eptp = cell.eptp;
-        self.write_controls(vpid, eptp);
+        // Only cell 0 is a microkernel, and it owns the local APIC.
+        self.write_controls(vpid, eptp, self.cell0_msr_bitmap);
         write_host_state();
         self.write_guest_state(&GuestEntry {
             rip: entry.rip,
@@ -560,7 +561,7 @@ impl Hypervisor {
         Ok(())
     }
 
-    fn write_controls(&self, vpid: u16, eptp: u64) {
+    fn write_controls(&self, vpid: u16, eptp: u64, msr_bitmap: u64) {
         let c = &self.chosen;
         write(Field::PinBasedControls, u64::from(c.pinbased.bits()));
         write(Field::ProcBasedControls, u64::from(c.procbased.bits()));
@@ -575,12 +576,7 @@ impl Hypervisor {
         write(Field::ExitMsrLoadCount, 0);
         write(Field::EntryMsrLoadCount, 0);
         write(Field::EntryInterruptionInfo, 0);
-        let bitmap = if vpid == 1 {
-            self.cell0_msr_bitmap
-        } else {
-            self.msr_bitmap
-        };
-        write(Field::MsrBitmap, bitmap);
+        write(Field::MsrBitmap, msr_bitmap);
         write(Field::EptPointer, eptp);
         if c.vpid() {
             write(Field::VirtualProcessorId, u64::from(vpid));
