@@ -80,32 +80,33 @@ fn progress(message: &str) {
     eprintln!("run: {message}");
 }
 
-/// The bare-metal components besides hvm, by package (and boot module)
-/// name: the microkernel and the user tasks a manifest may name.
-pub const BARE_METAL_COMPONENTS: &[&str] = &[
-    "microkernel",
-    "hello",
-    "ktest",
-    "core-server",
-    "runtime-task",
+/// The bare-metal packages besides hvm and the boot modules they yield:
+/// each listed binary is the component (boot module) of the same name.
+pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
+    ("microkernel", &["microkernel"]),
+    ("hello", &["hello"]),
+    ("ktest", &["ktest"]),
+    ("core-server", &["core"]),
+    ("runtime-task", &["ramfs-task"]),
+    (
+        "core-programs",
+        &[
+            "rc", "ls", "cat", "wc", "ns", "mkdir", "rm", "mv", "cp", "date", "ps", "kill", "sleep",
+        ],
+    ),
 ];
 
-/// Binaries of the packages above that are components under their own
-/// name (a package's binary may be named differently from it).
-pub const BARE_METAL_BINARIES: &[(&str, &str)] =
-    &[("core-server", "core"), ("runtime-task", "ramfs-task")];
-
-/// Core's programs: package `core-programs`, one component per binary.
-pub const CORE_PROGRAMS: &[&str] = &[
-    "rc", "ls", "cat", "wc", "ns", "mkdir", "rm", "mv", "cp", "date", "ps", "kill", "sleep",
-];
-
-/// Builds hvm, the microkernel and the user tasks; returns hvm's path and
-/// the components by name.
+/// Builds hvm and every bare-metal package; returns hvm's path and the
+/// components by name. Plain files in `images/scripts/` are components too,
+/// under their file names.
 pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBuf>), String> {
+    let packages: Vec<&str> = BARE_METAL_PACKAGES
+        .iter()
+        .map(|(package, _)| *package)
+        .collect();
     progress(&format!(
         "building hvm, {} (x86_64-unknown-none, release)",
-        BARE_METAL_COMPONENTS.join(", ")
+        packages.join(", ")
     ));
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root).args([
@@ -116,10 +117,9 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
         "-p",
         "hvm",
     ]);
-    for name in BARE_METAL_COMPONENTS {
-        command.args(["-p", name]);
+    for package in &packages {
+        command.args(["-p", package]);
     }
-    command.args(["-p", "core-programs"]);
     let status = command
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -129,18 +129,11 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
         );
     }
     let out = target_dir(root).join("x86_64-unknown-none/release");
-    let mut components: BTreeMap<String, PathBuf> = BARE_METAL_COMPONENTS
+    let mut components: BTreeMap<String, PathBuf> = BARE_METAL_PACKAGES
         .iter()
-        .map(|name| (name.to_string(), out.join(name)))
+        .flat_map(|(_, binaries)| binaries.iter())
+        .map(|binary| (binary.to_string(), out.join(binary)))
         .collect();
-    for (package, binary) in BARE_METAL_BINARIES {
-        components.remove(*package);
-        components.insert(binary.to_string(), out.join(binary));
-    }
-    for program in CORE_PROGRAMS {
-        components.insert(program.to_string(), out.join(program));
-    }
-    // Plain files: images/scripts/NAME (an rc script) is the component NAME.
     if let Ok(entries) = fs::read_dir(root.join("images/scripts")) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
