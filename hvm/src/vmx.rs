@@ -432,24 +432,13 @@ impl Hypervisor {
             })?;
         cell.platform = Platform::new(CellKind::Linux, true);
         cell.watchdog.disarm();
-        // SAFETY: the VMCS region belongs to this cell (SDM 25.1).
-        unsafe {
-            arch::vmclear(cell.vmcs);
-            arch::vmptrld(cell.vmcs);
-        }
-        cell.regs = GuestRegisters {
+        let registers = GuestRegisters {
             rsi: entry.rsi,
             ..Default::default()
         };
-        cell.launched = false;
-        cell.line.clear();
-        let vpid = cell.index as u16 + 1;
-        let eptp = cell.eptp;
-        self.write_controls(vpid, eptp, self.msr_bitmap);
-        write_host_state();
         // boot.rst: CS = __BOOT_CS (0x10), DS/ES/SS = __BOOT_DS (0x18),
         // long mode with the identity map, interrupts off, RSI = boot_params.
-        self.write_guest_state(&GuestEntry {
+        let guest = GuestEntry {
             rip: entry.rip,
             rsp: entry.rsp,
             cr3: entry.cr3,
@@ -460,11 +449,8 @@ impl Hypervisor {
             cr0: 0x8000_0031, // PG, NE, ET, PE
             cr4: 0x20,        // PAE
             efer: 0x500,      // LMA, LME
-        });
-        if self.caps.invept_single_context() {
-            // SAFETY: VMX is on and single-context INVEPT is supported.
-            unsafe { arch::invept_single(eptp) };
-        }
+        };
+        self.reset_vcpu(position, registers, self.msr_bitmap, &guest);
         if let Some(link) = self.link.as_mut().filter(|l| l.peer == position) {
             link.to_peer.clear();
             link.to_cell0.clear();
@@ -523,24 +509,11 @@ impl Hypervisor {
             let _ = write!(s, "{e}");
             s
         })?;
-        // SAFETY: the VMCS region belongs to this cell; VMCLEAR puts it in
-        // the clear state so the next entry is a VMLAUNCH (SDM 25.1).
-        unsafe {
-            arch::vmclear(cell.vmcs);
-            arch::vmptrld(cell.vmcs);
-        }
-        cell.regs = GuestRegisters {
+        let registers = GuestRegisters {
             rdi: entry.rdi,
             ..Default::default()
         };
-        cell.launched = false;
-        cell.line.clear();
-        let vpid = cell.index as u16 + 1;
-        let eptp = cell.eptp;
-        // Only cell 0 is a microkernel, and it owns the local APIC.
-        self.write_controls(vpid, eptp, self.cell0_msr_bitmap);
-        write_host_state();
-        self.write_guest_state(&GuestEntry {
+        let guest = GuestEntry {
             rip: entry.rip,
             rsp: entry.rsp,
             cr3: entry.cr3,
@@ -551,14 +524,42 @@ impl Hypervisor {
             cr0: 0x8005_0033, // PG, AM, WP, NE, ET, MP, PE
             cr4: 0x0000_06A0, // PAE, PGE, OSFXSR, OSXMMEXCPT
             efer: 0xD00,      // NXE, LMA, LME
-        });
-        if self.caps.invept_single_context() {
-            // SAFETY: VMX is on and single-context INVEPT is supported;
-            // stale translations of a restarted cell must go.
-            unsafe { arch::invept_single(eptp) };
-        }
+        };
+        // Only cell 0 is a microkernel, and it owns the local APIC.
+        self.reset_vcpu(position, registers, self.cell0_msr_bitmap, &guest);
         self.cells[position].life.started();
         Ok(())
+    }
+
+    /// Puts a cell's vCPU in its reset state, as at first boot or after a
+    /// restart: a cleared VMCS made current (so the next entry is a
+    /// VMLAUNCH, SDM 25.1), the controls with the cell's MSR bitmap, host
+    /// state, the given guest entry state and registers, and no stale EPT
+    /// translations.
+    fn reset_vcpu(
+        &mut self,
+        position: usize,
+        registers: GuestRegisters,
+        msr_bitmap: u64,
+        guest: &GuestEntry,
+    ) {
+        let cell = &mut self.cells[position];
+        // SAFETY: the VMCS region belongs to this cell.
+        unsafe {
+            arch::vmclear(cell.vmcs);
+            arch::vmptrld(cell.vmcs);
+        }
+        cell.regs = registers;
+        cell.launched = false;
+        cell.line.clear();
+        let (vpid, eptp) = (cell.index as u16 + 1, cell.eptp);
+        self.write_controls(vpid, eptp, msr_bitmap);
+        write_host_state();
+        self.write_guest_state(guest);
+        if self.caps.invept_single_context() {
+            // SAFETY: VMX is on and single-context INVEPT is supported.
+            unsafe { arch::invept_single(eptp) };
+        }
     }
 
     fn write_controls(&self, vpid: u16, eptp: u64, msr_bitmap: u64) {
