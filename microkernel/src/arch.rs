@@ -86,6 +86,44 @@ static mut SCRATCH_USER_RSP: u64 = 0;
 
 global_asm!(
     r#"
+    // The general registers in `Context` order (r15 at the lowest
+    // address). Neither macro changes the flags, which `return_to_user`
+    // relies on between its `cmp` and `je`.
+    .macro save_registers
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    .endm
+    .macro restore_registers
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    .endm
+
     .section .text
     .global syscall_entry
 syscall_entry:
@@ -98,21 +136,7 @@ syscall_entry:
     push rcx
     push 0
     push {syscall_vector}
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    save_registers
     mov rsp, [rip + KERNEL_STACK_TOP]
     cld
     call trap_from_user
@@ -122,21 +146,7 @@ syscall_entry:
 return_to_user:
     mov rsp, [rip + RESUME_CONTEXT]
     cmp qword ptr [rsp + 15 * 8], {syscall_vector}
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+    restore_registers
     lea rsp, [rsp + 16]
     je 2f
     iretq
@@ -146,21 +156,7 @@ return_to_user:
     sysretq
 
 trap_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    save_registers
     cld
     test qword ptr [rsp + 18 * 8], 3
     jz 3f
@@ -169,21 +165,7 @@ trap_common:
     jmp return_to_user
 3:  mov rdi, rsp
     call trap_from_kernel
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+    restore_registers
     add rsp, 16
     iretq
 
