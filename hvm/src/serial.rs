@@ -73,6 +73,15 @@ pub fn drain() {
     }
 }
 
+/// The next byte of console input, if the UART holds one (16550: LSR bit 0
+/// is "data ready"; reading RBR takes the byte).
+pub fn read_byte() -> Option<u8> {
+    let console = CONSOLE.lock();
+    // SAFETY: reading LSR has no side effects; RBR is read only when it
+    // holds a byte, and COM1 is hvm's.
+    unsafe { (arch::inb(console.base + 5) & 1 != 0).then(|| arch::inb(console.base)) }
+}
+
 /// Writes raw bytes (a cell's output) to the console.
 pub fn write_bytes(bytes: &[u8]) {
     let console = CONSOLE.lock();

@@ -1253,6 +1253,12 @@ impl Hypervisor {
                     Err(HypercallError::NoSuchCell)
                 }
             }
+            Some(Hypercall::ConsoleRead) if position != 0 => Err(HypercallError::Denied),
+            Some(Hypercall::ConsoleRead) => {
+                // Cell 0 owns console input (core's /dev/cons).
+                value = crate::serial::read_byte().map_or(hvm_abi::NO_CONSOLE_INPUT, u64::from);
+                Ok(())
+            }
             Some(Hypercall::PowerOff) if position != 0 => Err(HypercallError::Denied),
             Some(Hypercall::PowerOff) => {
                 flush_line(cell);

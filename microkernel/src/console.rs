@@ -106,6 +106,25 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
+/// The next byte of console input, if one is waiting: hvm's
+/// `ConsoleRead` under VT-x, the UART's receive buffer when bare (16550:
+/// LSR bit 0 is "data ready", RBR at the base port).
+pub fn read_byte() -> Option<u8> {
+    let console = CONSOLE.lock();
+    match console.mode {
+        BootMode::VmxGuest => {
+            // SAFETY: under hvm; the call reads no guest memory.
+            let (status, value) = unsafe { arch::hypercall(Hypercall::ConsoleRead as u64, 0, 0) };
+            (status == 0 && value < hvm_abi::NO_CONSOLE_INPUT).then_some(value as u8)
+        }
+        BootMode::Bare => {
+            // SAFETY: the kernel owns COM1 in bare mode; reading LSR has no
+            // side effects and RBR is read only when it holds a byte.
+            unsafe { (arch::inb(console.port + 5) & 1 != 0).then(|| arch::inb(console.port)) }
+        }
+    }
+}
+
 #[doc(hidden)]
 pub fn print_args(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);

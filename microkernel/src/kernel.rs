@@ -828,6 +828,12 @@ impl Kernel {
                         .get(caller)
                         .map(|t| t.utcb_address)
                         .unwrap_or(0),
+                    KernelInfoSelector::ConsoleInput if !self.in_root_task(caller) => {
+                        return Err(Error::NotPermitted)
+                    }
+                    KernelInfoSelector::ConsoleInput => {
+                        console::read_byte().map_or(microkernel_abi::NO_CONSOLE_INPUT, u64::from)
+                    }
                 };
                 Ok([value, 0, 0, 0, 0, 0])
             }

@@ -43,6 +43,9 @@ pub enum Hypercall {
     /// started, then 1, plus one for every restart of the peer. A change
     /// means the peer is new and the link was reset: send a `Hello`.
     LinkStatus = 9,
+    /// Privileged (cell 0 only): RDX <- the next byte of console input
+    /// (COM1), or [`NO_CONSOLE_INPUT`] when none is waiting. Never blocks.
+    ConsoleRead = 10,
 }
 
 impl Hypercall {
@@ -59,10 +62,15 @@ impl Hypercall {
             7 => Self::CellSelf,
             8 => Self::Yield,
             9 => Self::LinkStatus,
+            10 => Self::ConsoleRead,
             _ => return None,
         })
     }
 }
+
+/// What [`Hypercall::ConsoleRead`] answers when no byte is waiting (a value
+/// no byte can have).
+pub const NO_CONSOLE_INPUT: u64 = 0x100;
 
 /// Largest buffer one [`Hypercall::ConsoleWrite`] accepts.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;

@@ -38,7 +38,7 @@ pub use message::{
 };
 pub use syscall::{
     ExchangeControl, InterruptControlOperation, KernelInfoSelector, SpaceControlOperation, Syscall,
-    ThreadControlOperation, ThreadStateFlags, UnmapFlags,
+    ThreadControlOperation, ThreadStateFlags, UnmapFlags, NO_CONSOLE_INPUT,
 };
 pub use thread::{TaskId, ThreadId};
 pub use timeout::{Timeout, Timeouts};

@@ -208,7 +208,14 @@ pub enum KernelInfoSelector {
     ClockMicroseconds = 3,
     /// The user address of the caller's UTCB.
     UtcbAddress = 4,
+    /// Root task only (others get `NotPermitted`): the next byte of
+    /// console input, or [`NO_CONSOLE_INPUT`] when none is waiting. Polled:
+    /// it never blocks. The root task owns the console (core's `/dev/cons`).
+    ConsoleInput = 5,
 }
+
+/// What `kernel_info(ConsoleInput)` answers when no byte is waiting.
+pub const NO_CONSOLE_INPUT: u64 = 0x100;
 
 impl TryFrom<u64> for KernelInfoSelector {
     type Error = Error;
@@ -220,6 +227,7 @@ impl TryFrom<u64> for KernelInfoSelector {
             2 => Ok(KernelInfoSelector::CurrentTask),
             3 => Ok(KernelInfoSelector::ClockMicroseconds),
             4 => Ok(KernelInfoSelector::UtcbAddress),
+            5 => Ok(KernelInfoSelector::ConsoleInput),
             _ => Err(Error::InvalidArgument),
         }
     }
@@ -332,7 +340,7 @@ mod tests {
             KernelInfoSelector::try_from(4),
             Ok(KernelInfoSelector::UtcbAddress)
         );
-        assert_eq!(KernelInfoSelector::try_from(5), Err(Error::InvalidArgument));
+        assert_eq!(KernelInfoSelector::try_from(6), Err(Error::InvalidArgument));
     }
 
     #[test]
