@@ -1255,7 +1255,9 @@ impl Hypervisor {
             }
             Some(Hypercall::ConsoleRead) if position != 0 => Err(HypercallError::Denied),
             Some(Hypercall::ConsoleRead) => {
-                // Cell 0 owns console input (core's /dev/cons).
+                // Cell 0 owns console input (core's /dev/cons). A reader
+                // has a prompt or an echo without its newline yet: show it.
+                flush_line(cell);
                 value = crate::serial::read_byte().map_or(hvm_abi::NO_CONSOLE_INPUT, u64::from);
                 Ok(())
             }
@@ -1509,7 +1511,8 @@ fn emulate_msr(cell: &mut Cell, is_write: bool) {
     }
 }
 
-/// Buffers a cell's output per line so lines from different cells stay whole.
+/// Buffers a cell's output per line so lines from different cells stay whole
+/// (cell 0's partial line goes out when it reads console input).
 fn console_from_cell(cell: &mut Cell, bytes: &[u8]) {
     for &byte in bytes {
         cell.line.push(byte);

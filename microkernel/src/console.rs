@@ -1,7 +1,8 @@
 //! Kernel console: hypercalls under hvm, the COM1 UART when bare.
 //!
 //! Output is buffered per line and sent in one hypercall, so a line costs one
-//! VM exit rather than one per byte.
+//! VM exit rather than one per byte. Reading input sends the partial line
+//! first (a prompt has no newline).
 
 use core::fmt::{self, Write};
 use hvm_abi::{BootMode, Hypercall, KERNEL_WINDOW_BASE};
@@ -108,9 +109,14 @@ pub fn write_bytes(bytes: &[u8]) {
 
 /// The next byte of console input, if one is waiting: hvm's
 /// `ConsoleRead` under VT-x, the UART's receive buffer when bare (16550:
-/// LSR bit 0 is "data ready", RBR at the base port).
+/// LSR bit 0 is "data ready", RBR at the base port). The line buffered so
+/// far goes out first: whoever reads input has printed a prompt or an
+/// echo that has no newline yet.
 pub fn read_byte() -> Option<u8> {
-    let console = CONSOLE.lock();
+    let mut console = CONSOLE.lock();
+    if console.len > 0 {
+        console.flush();
+    }
     match console.mode {
         BootMode::VmxGuest => {
             // SAFETY: under hvm; the call reads no guest memory.

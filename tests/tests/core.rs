@@ -1,15 +1,28 @@
-//! Boots core as the root task and checks the scripted rc session.
+//! Boots core as the root task and checks the rc session, typed into the
+//! interactive shell and run from a file.
 //!
-//! `images/manifests/core.toml` starts core, which spawns `/bin/rc` on
-//! `images/scripts/session`; the transcript shows echo, files in a
-//! `#e`-backed /tmp, union binds (-a, -b, -c), a pipe, a missing file with
-//! `$status`, cp/mv/rm/mkdir, date, ps, kill through /proc/N/ctl, and `ns`;
-//! then ramfs, a task server of its own, mounted at /tmp through `#M` and
-//! its /srv link: create, append, read, mkdir, ls, rm, unmount, a second
-//! mount that finds the files still there, and a mount of a missing link.
+//! `images/scripts/session` is the one list of commands. The default
+//! system (`images/manifests/default.toml`) starts `rc -i` on the console,
+//! and the launcher types the session's lines at its `; ` prompts, then
+//! ^D (`run/up --script`), under QEMU (bare) and Bochs (VT-x): the
+//! transcript shows every line echoed after a prompt, and the output of
+//! each. `images/manifests/core.toml` runs the same file as `rc
+//! /boot/session` (QEMU only: the typed runs cover the rest).
+//!
+//! The session shows echo, files in a `#e`-backed /tmp, union binds (-a,
+//! -b, -c), a pipe, a missing file with `$status`, cp/mv/rm/mkdir, date,
+//! ps, kill through /proc/N/ctl, and `ns`; then ramfs, a task server of
+//! its own, mounted at /tmp through `#M` and its /srv link: create,
+//! append, read, mkdir, ls, rm, unmount, a second mount that finds the
+//! files still there, and a mount of a missing link.
 
-use kasane_run::Emulator;
-use kasane_tests::{assert_clean, assert_lines_in_order, boot_manifest};
+use kasane_run::{Boot, Emulator};
+use kasane_tests::{
+    assert_clean, assert_lines_in_order, assert_output_in_order, assert_typed, boot_manifest,
+    boot_script, boot_typing,
+};
+
+const SCRIPT: &str = "images/scripts/session";
 
 const SESSION: &[&str] = &[
     "core: started /bin/rc as pid 1",
@@ -28,7 +41,7 @@ const SESSION: &[&str] = &[
     "b",
     "-- after bind -b #b",
     "core",
-    "session",
+    "ramfs-task",
     "cons",
     "-- pipe",
     "      1       3      14",
@@ -77,19 +90,101 @@ const SESSION: &[&str] = &[
     "core: init exited: ''",
 ];
 
+/// The session's lines, as typed.
+fn typed_lines() -> Vec<String> {
+    let path = kasane_run::root().join(SCRIPT);
+    kasane_run::read_script(&path).expect("the session script")
+}
+
+/// Checks a typed session: each line echoed after a prompt, the output
+/// in order, a few commands next to their own output, and the end.
+fn check_typed_session(boot: &Boot) {
+    let lines = typed_lines();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_typed(boot, &lines);
+    assert_output_in_order(boot, SESSION);
+    assert_lines_in_order(
+        boot,
+        &[
+            "; echo hello from rc",
+            "hello from rc",
+            "; echo one two three | wc",
+            "      1       3      14",
+            "; cat /tmp/missing",
+            "cat: /tmp/missing: '/tmp/missing' file does not exist",
+            "; echo done",
+            "done",
+            // ^D at the last prompt: rc ends the prompt's line and exits.
+            "core: init exited: ''",
+        ],
+    );
+    assert_clean(boot);
+}
+
 #[test]
 #[ignore = "boots QEMU; run/test runs it"]
-fn qemu_core_runs_the_rc_session() {
+fn qemu_interactive_rc_runs_the_typed_session() {
+    let boot = boot_script("default", SCRIPT, Emulator::Qemu, 120);
+    check_typed_session(&boot);
+    assert_lines_in_order(&boot, &["microkernel: poweroff ok"]);
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_interactive_rc_runs_the_typed_session() {
+    let boot = boot_script("default", SCRIPT, Emulator::Bochs, 600);
+    check_typed_session(&boot);
+    assert_lines_in_order(&boot, &["hvm: poweroff ok"]);
+}
+
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_rc_runs_the_session_file() {
     let boot = boot_manifest("core", Emulator::Qemu, 120);
     assert_lines_in_order(&boot, SESSION);
     assert_lines_in_order(&boot, &["microkernel: poweroff ok"]);
     assert_clean(&boot);
 }
 
+/// 150 characters of text, more than a UART's FIFO (16) and Bochs's
+/// trigger level many times over.
+fn long_text() -> String {
+    (0..15)
+        .map(|n| format!("word{n:02}-abc"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 #[ignore = "boots Bochs; run/test runs it"]
-fn bochs_core_runs_the_rc_session() {
-    let boot = boot_manifest("core", Emulator::Bochs, 600);
-    assert_lines_in_order(&boot, SESSION);
+fn bochs_console_lines_arrive_intact_and_are_edited() {
+    let long = long_text();
+    assert!(long.len() > 64);
+    let echo_long = format!("echo {long}");
+    let lines = [
+        echo_long.as_str(),
+        // Backspace and DEL erase one character each; ^U the line so far.
+        "echo tpyo\x08\x08\x08ypo fixed\x7f\x7f\x7f\x7f\x7fFIXED",
+        "garbage that is killed\x15echo after kill",
+        "echo 'two",
+        "lines'",
+        "echo a && b",
+        "echo still here",
+    ];
+    let boot = boot_typing("default", &lines, Emulator::Bochs, 600);
+    assert_typed(&boot, &[&echo_long]);
+    assert_output_in_order(
+        &boot,
+        &[
+            &long,
+            "typo FIXED",
+            "after kill",
+            "two",
+            "lines",
+            "rc: syntax error",
+            "still here",
+            "core: init exited: ''",
+        ],
+    );
     assert_clean(&boot);
 }

@@ -52,7 +52,9 @@ pub enum Call {
     Stat = 9,
     /// MR1 fd. Reply as Stat.
     Fstat = 10,
-    /// Item 0 path, item 1 new name. (Renaming only; not yet served.)
+    /// Item 0 path, item 1 the new name (a name within the same
+    /// directory: renaming is the only change served, as stat(5)'s wstat
+    /// with every other field "don't touch").
     Wstat = 11,
     /// Item 0 path.
     Remove = 12,
@@ -80,11 +82,25 @@ pub enum Call {
     Getpid = 23,
     /// Reply item: the last error string.
     Errstr = 24,
+    /// MR1 [`RFNAMEG`]-style flags: change the caller's own process, as
+    /// Plan 9's rfork(2) without RFPROC (new processes come from Spawn).
+    Rfork = 25,
 }
+
+/// rfork(2) flags core serves (Plan 9's values, libc.h). Any other bit is
+/// refused with "bad arg in system call".
+/// Copy the namespace: later binds and mounts are the caller's alone.
+pub const RFNAMEG: u64 = 1 << 0;
+/// Copy the environment group.
+pub const RFENVG: u64 = 1 << 1;
+/// A clean namespace: `#R` at `/` and nothing bound.
+pub const RFCNAMEG: u64 = 1 << 10;
+/// A clean, empty environment group.
+pub const RFCENVG: u64 = 1 << 11;
 
 impl Call {
     /// Every call, in label order.
-    pub const ALL: [Call; 24] = [
+    pub const ALL: [Call; 25] = [
         Call::Open,
         Call::Create,
         Call::Read,
@@ -109,6 +125,7 @@ impl Call {
         Call::Sleep,
         Call::Getpid,
         Call::Errstr,
+        Call::Rfork,
     ];
 
     /// The IPC label of this call.

@@ -801,7 +801,12 @@ impl Client {
                 let short = got.len() < *chunk as usize;
                 // At most `chunk`, which is a u32, so the cast is lossless.
                 let count = got.len() as u32;
-                data.extend_from_slice(&got);
+                // The first (often only) part is moved, not copied.
+                if data.is_empty() {
+                    *data = got;
+                } else {
+                    data.extend_from_slice(&got);
+                }
                 *remaining -= count;
                 *offset += u64::from(count);
                 if short || *remaining == 0 || flushing {

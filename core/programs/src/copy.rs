@@ -1,7 +1,8 @@
 //! What cp and mv share: copying files, one by one or into a directory.
 //!
-//! Included by both binaries with `#[path]`; no server renames yet
-//! (wstat is not served), so mv is a copy and a remove.
+//! Included by both binaries with `#[path]`. As Plan 9's mv(1), a move
+//! within one directory is a rename (wstat of the name); any other move is
+//! a copy and a remove.
 
 use alloc::format;
 use alloc::string::String;
@@ -14,6 +15,27 @@ fn base(path: &str) -> &str {
         .rsplit('/')
         .next()
         .unwrap_or(path)
+}
+
+/// The directory part of `path`, lexically (`.` for a bare name).
+fn directory(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) => "/",
+        Some((dir, _)) => dir,
+        None => ".",
+    }
+}
+
+/// Renames `from` to `to` in their common directory, replacing a file
+/// already called `to`, as mv(1) does.
+fn rename(from: &str, to: &str) -> Result<(), String> {
+    if from == to {
+        return Ok(());
+    }
+    if sys::stat(to).is_ok() {
+        sys::remove(to)?;
+    }
+    sys::rename(from, base(to))
 }
 
 /// Copies the file `from` to `to` (created or truncated).
@@ -67,8 +89,11 @@ pub fn each(name: &str, argv: &[String], moving: bool) -> Result<(), String> {
         } else {
             to.clone()
         };
-        let result =
-            copy(source, &target).and_then(|()| if moving { sys::remove(source) } else { Ok(()) });
+        let result = if moving && directory(source) == directory(&target) {
+            rename(source, &target)
+        } else {
+            copy(source, &target).and_then(|()| if moving { sys::remove(source) } else { Ok(()) })
+        };
         if let Err(e) = result {
             core_user::eprintln!("{name}: {source}: {e}");
             status = Err(format!("{name}: {source}: {e}"));

@@ -115,4 +115,18 @@ pub trait Host {
     /// unmount(2): undo the bind or mount of `new` at `old`, or all of
     /// them at `old` if `new` is None.
     fn unmount(&mut self, new: Option<&str>, old: &str) -> Result<(), String>;
+
+    /// rfork(2) without RFPROC, for the shell itself: `flags` is a union
+    /// of [`RFNAMEG`], [`RFCNAMEG`], [`RFENVG`] and [`RFCENVG`].
+    fn rfork(&mut self, flags: u32) -> Result<(), String>;
 }
+
+/// rfork(2)'s flags the `rfork` builtin passes on (Plan 9's values).
+/// `n`: a copy of the namespace.
+pub const RFNAMEG: u32 = 1 << 0;
+/// `e`: a copy of the environment.
+pub const RFENVG: u32 = 1 << 1;
+/// `N`: a clean namespace.
+pub const RFCNAMEG: u32 = 1 << 10;
+/// `E`: a clean environment.
+pub const RFCENVG: u32 = 1 << 11;

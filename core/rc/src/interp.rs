@@ -35,7 +35,7 @@ pub enum Flow {
 }
 
 /// The commands the interpreter runs itself.
-pub const BUILTINS: [&str; 6] = ["cd", "bind", "mount", "unmount", "echo", "exit"];
+pub const BUILTINS: [&str; 7] = ["cd", "bind", "mount", "unmount", "echo", "exit", "rfork"];
 
 type FdTable = BTreeMap<u32, HostFd>;
 
@@ -477,6 +477,7 @@ impl Shell {
             "mount" => self.mount(host, args, fds),
             "unmount" => self.unmount(host, args, fds),
             "echo" => self.echo(host, args, fds),
+            "rfork" => self.rfork(host, args, fds),
             "exit" => {
                 let status = if args.is_empty() {
                     self.status()
@@ -509,6 +510,36 @@ impl Shell {
         }
         self.report(host, fds, format!("usage: {usage}"));
         format!("{cmd}: usage")
+    }
+
+    // rc(1): rfork [nNeEs], "ens" without flags. Kasane has no note
+    // groups, so `s` asks nothing; fd-table and memory flags (f F m) are
+    // refused.
+    fn rfork<H: Host>(&mut self, host: &mut H, args: &[String], fds: &FdTable) -> String {
+        const USAGE: &str = "rfork [nNeEs]";
+        let letters = match args {
+            [] => "ens",
+            [flags] => flags.as_str(),
+            _ => return self.usage(host, fds, "rfork", None, USAGE),
+        };
+        let mut flags = 0;
+        for letter in letters.chars() {
+            flags |= match letter {
+                'n' => crate::host::RFNAMEG,
+                'N' => crate::host::RFCNAMEG,
+                'e' => crate::host::RFENVG,
+                'E' => crate::host::RFCENVG,
+                's' => 0,
+                bad => {
+                    let complaint = Some(format!("bad flag {bad}"));
+                    return self.usage(host, fds, "rfork", complaint, USAGE);
+                }
+            };
+        }
+        match host.rfork(flags) {
+            Ok(()) => String::new(),
+            Err(e) => self.report(host, fds, format!("rfork: {e}")),
+        }
     }
 
     // rc(1), "Built-in Commands": cd [dir], to $home without one.

@@ -11,6 +11,9 @@
 //! newlines, `|` pipelines, `<` `>` `>>` with `[n]`, `[n=m]` and `[n=]`,
 //! `$var`, `$#var`, `^`, lists in parentheses, `name=value`, and the
 //! builtins `cd`, `bind`, `mount`, `unmount`, `echo` and `exit`.
+//!
+//! [`Interactive`] and [`Lines`] are the interactive shell's logic
+//! (prompts, one line at a time, continuation lines), also without I/O.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -18,11 +21,13 @@ extern crate alloc;
 
 pub mod ast;
 mod host;
+mod interactive;
 mod interp;
 mod lexer;
 mod parser;
 
 pub use ast::Program;
-pub use host::{Host, HostFd, MountFlags, OpenHow, Spawn};
+pub use host::{Host, HostFd, MountFlags, OpenHow, Spawn, RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
+pub use interactive::{Interactive, Lines, CONTINUATION, PROMPT};
 pub use interp::{Flow, Shell, BUILTINS};
 pub use parser::{parse, ParseError};

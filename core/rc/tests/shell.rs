@@ -331,6 +331,22 @@ fn mount_errors() {
 }
 
 #[test]
+fn rfork_takes_plan9_letters() {
+    let (shell, mock, _) = run("rfork n; rfork; rfork Ns");
+    assert_eq!(shell.status(), "");
+    assert_eq!(mock.log, ["rfork 0x1", "rfork 0x3", "rfork 0x400"]);
+    let (shell, mock, _) = run("rfork f");
+    assert_eq!(mock.stderr, "rfork: bad flag f\nusage: rfork [nNeEs]\n");
+    assert_eq!(shell.status(), "rfork: usage");
+    assert!(mock.log.is_empty());
+    let (shell, mock, _) = run("rfork E");
+    assert_eq!(mock.stderr, "rfork: bad arg in system call\n");
+    assert_eq!(shell.status(), "rfork: bad arg in system call");
+    let (shell, _, _) = run("rfork n e");
+    assert_eq!(shell.status(), "rfork: usage");
+}
+
+#[test]
 fn unmount() {
     let (shell, mock, _) = run("unmount /n; unmount /srv/ram /n");
     assert_eq!(shell.status(), "");

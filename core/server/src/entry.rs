@@ -66,11 +66,10 @@ extern "C" fn core_main(boot_info: u64) -> ! {
         info.memory_base + HEAP_BYTES,
         (window / FRAME_SIZE) as usize,
     );
-    let mut task_servers = alloc::boxed::Box::new(FrameBitmap::new());
-    task_servers.init(
-        info.memory_base + HEAP_BYTES + window,
-        (TASK_SERVER_BYTES / FRAME_SIZE) as usize,
-    );
+    let task_servers = crate::server::TaskServerPool {
+        base: info.memory_base + HEAP_BYTES + window,
+        frames: (TASK_SERVER_BYTES / FRAME_SIZE) as usize,
+    };
     // Only the addresses of the linker symbols are taken.
     let (arena_start, arena_end) = (
         core::ptr::addr_of!(__arena_start) as u64,

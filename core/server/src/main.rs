@@ -27,10 +27,10 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
-mod mount;
-#[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]
 mod servants;
 #[cfg(target_os = "none")]
 mod server;
+#[cfg(target_os = "none")]
+mod task_server;

@@ -3,15 +3,21 @@
 //!
 //! `#b` is one flat, read-only directory: a file per boot module, named
 //! as in the manifest, qid path = index + 1. `#c`'s `cons` writes go to
-//! the kernel console (`debug_write`); there is no console input yet, so
-//! reads of `cons` are at end of file.
+//! the kernel console (`debug_write`). Its reads are cooked console input
+//! (`kasane_servant::servants::line`): bytes are polled from
+//! `kernel_info(ConsoleInput)` only while a read waits, echoed, and a read
+//! takes at most one line; with no complete line it would block, and core
+//! parks the reader and polls again on every pass of its loop.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use kasane_servant::dir::{self, EVE};
 use kasane_servant::servants::cons::{Clock, Console};
-use kasane_servant::{Caller, Error, File, Io, Opened, Servant};
+use kasane_servant::servants::line::LineDiscipline;
+use kasane_servant::{Caller, Error, File, Io, Opened, Servant, WaitKey};
+use microkernel_abi::user::kernel_info;
+use microkernel_abi::{KernelInfoSelector, NO_CONSOLE_INPUT};
 use ninep::{OpenMode, Stat};
 
 /// `#b`: the boot modules.
@@ -117,17 +123,53 @@ impl Servant for BootFiles {
 }
 
 /// The qid path of `cons`, clear of `Console`'s own (0..=4).
-const CONS: u64 = 100;
+pub const CONS: u64 = 100;
 
-/// `#c`: `Console`'s files plus `cons`, which writes to `out`.
+/// What a `cons` read waits on.
+pub const CONS_INPUT: WaitKey = WaitKey {
+    letter: 'c',
+    key: CONS,
+};
+
+/// The next byte typed on the console, if one is waiting (never blocks).
+fn kernel_console_input() -> Option<u8> {
+    match kernel_info(KernelInfoSelector::ConsoleInput) {
+        Ok(value) if value < NO_CONSOLE_INPUT => Some(value as u8),
+        _ => None,
+    }
+}
+
+/// `#c`: `Console`'s files plus `cons`, which writes to `out` and reads
+/// lines typed on the console.
 pub struct ConsoleDevice<K: Clock> {
     inner: Console<K>,
     out: fn(&[u8]),
+    input: fn() -> Option<u8>,
+    discipline: LineDiscipline,
 }
 
 impl<K: Clock> ConsoleDevice<K> {
     pub fn new(inner: Console<K>, out: fn(&[u8])) -> Self {
-        ConsoleDevice { inner, out }
+        ConsoleDevice {
+            inner,
+            out,
+            input: kernel_console_input,
+            discipline: LineDiscipline::new(),
+        }
+    }
+
+    /// Takes typed bytes until a line is complete or none is waiting, and
+    /// echoes them. Input past the first complete line stays where it is
+    /// (the UART and the emulator hold it) until someone reads again.
+    fn poll_input(&mut self) {
+        let mut echo = Vec::new();
+        while !self.discipline.has_line() {
+            let Some(byte) = (self.input)() else { break };
+            self.discipline.input(byte, &mut echo);
+        }
+        if !echo.is_empty() {
+            (self.out)(&echo);
+        }
     }
 
     fn cons_entry() -> Stat {
@@ -181,8 +223,11 @@ impl<K: Clock> Servant for ConsoleDevice<K> {
         count: u32,
     ) -> Result<Io<Vec<u8>>, Error> {
         if file.qid.path == CONS {
-            // No console input yet: end of file.
-            return Ok(Io::Ready(Vec::new()));
+            self.poll_input();
+            return Ok(match self.discipline.read(count as usize) {
+                Some(line) => Io::Ready(line),
+                None => Io::WouldBlock(CONS_INPUT),
+            });
         }
         self.inner.read(caller, file, offset, count)
     }

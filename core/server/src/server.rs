@@ -38,17 +38,42 @@ use microkernel_rt::console::{print, write_bytes};
 use microkernel_rt::frames::FrameBitmap;
 use ninep::{FileMode, OpenMode, Stat};
 
-use crate::mount::{attach_spec, MountDriver, TaskServer};
+use crate::task_server::TaskServer;
+use kasane_mount::{attach_spec, Transport};
+
+type MountDriver = kasane_mount::MountDriver<TaskServer>;
 use crate::process::{Memory, TextCache};
-use crate::servants::{BootFiles, ConsoleDevice, ProcDevice, REQUESTS, SNAPSHOT};
+use crate::servants::{BootFiles, ConsoleDevice, ProcDevice, CONS, REQUESTS, SNAPSHOT};
 
 type Ns = Namespace<ChanHandle, ChanId<char>>;
 type Loc = Location<ChanHandle>;
 
 const USER: &str = "eve";
 
-/// The boot module of the ramfs task server.
-const RAMFS_MODULE: &str = "ramfs-task";
+/// How often console input is polled while a reader waits for a line.
+const CONSOLE_POLL_MICROSECONDS: u64 = 10_000;
+
+/// Boot modules whose names end so are task servers, posted in /srv
+/// under the name without it (`ramfs-task` as /srv/ramfs).
+const TASK_SUFFIX: &str = "-task";
+
+/// How many times core restarts a task server whose link hung up before
+/// it gives up on it (a server that fails at once would loop for ever).
+const MAX_RESTARTS: u32 = 5;
+
+/// The frames core lends task servers: `frames` pages from `base`,
+/// shared out evenly among them at boot.
+pub struct TaskServerPool {
+    pub base: u64,
+    pub frames: usize,
+}
+
+/// What core keeps to restart a task server.
+struct TaskProgram {
+    module: String,
+    elf: &'static [u8],
+    restarts: u32,
+}
 
 struct Fd {
     chan: ChanHandle,
@@ -151,6 +176,12 @@ pub struct Core {
     next_pid: u32,
     boot_ns: u32,
     buffers: [Box<[u8]>; 2],
+    /// Task servers by /srv name, for restarts.
+    task_programs: BTreeMap<String, TaskProgram>,
+    next_link: u64,
+    /// Processes per environment group (group 0 is the boot group).
+    env_refs: BTreeMap<u32, u32>,
+    next_env_group: u32,
 }
 
 macro_rules! host {
@@ -167,28 +198,49 @@ impl Core {
     pub fn new(
         me: ThreadId,
         frames: Box<FrameBitmap>,
-        task_servers: Box<FrameBitmap>,
+        task_servers: TaskServerPool,
         mut arena: Box<FrameBitmap>,
         modules: Vec<(String, &'static [u8])>,
     ) -> Core {
         let mut text = TextCache::new();
-        // Task servers: ramfs, posted as /srv/ramfs (one for now, so it
-        // has the whole pool).
+        // Task servers: every `*-task` module, each with an even share of
+        // the pool, posted in /srv without the suffix.
         let mut registry = Registry::new();
         let mut mounts = MountDriver::new();
-        let ramfs = modules.iter().find(|(name, _)| name == RAMFS_MODULE);
-        match ramfs.map(|(_, elf)| {
-            TaskServer::start("ramfs", elf, me, task_servers, &mut arena, &mut text)
-        }) {
-            Some(Ok(server)) => {
-                let link = LinkId(1);
-                mounts.add_link(link, server);
-                if let Err(e) = registry.post("ramfs", link, USER) {
-                    print(format_args!("core: posting ramfs: {e}\n"));
+        let mut task_programs = BTreeMap::new();
+        let servers: Vec<&(String, &'static [u8])> = modules
+            .iter()
+            .filter(|(name, _)| name.ends_with(TASK_SUFFIX) && name.len() > TASK_SUFFIX.len())
+            .collect();
+        let share = task_servers.frames / servers.len().max(1);
+        let mut next_link = 1;
+        for (index, (module, elf)) in servers.into_iter().enumerate() {
+            let name = &module[..module.len() - TASK_SUFFIX.len()];
+            let mut pool = Box::new(FrameBitmap::new());
+            pool.init(
+                task_servers.base + (index * share) as u64 * microkernel_rt::frames::FRAME_SIZE,
+                share,
+            );
+            let identity = index as u64;
+            match TaskServer::start(name, identity, elf, me, pool, &mut arena, &mut text) {
+                Ok(server) => {
+                    let link = LinkId(next_link);
+                    next_link += 1;
+                    mounts.add_link(link, server);
+                    if let Err(e) = registry.post(name, link, USER) {
+                        print(format_args!("core: posting {name}: {e}\n"));
+                    }
+                    task_programs.insert(
+                        String::from(name),
+                        TaskProgram {
+                            module: module.clone(),
+                            elf,
+                            restarts: 0,
+                        },
+                    );
                 }
+                Err(e) => print(format_args!("core: task server {name}: {e}\n")),
             }
-            Some(Err(e)) => print(format_args!("core: ramfs: {e}\n")),
-            None => print(format_args!("core: no {RAMFS_MODULE} module\n")),
         }
         let mut devices = Devices::new();
         let added = [
@@ -235,6 +287,76 @@ impl Core {
                 vec![0u8; core_abi::SERVER_BUFFER_0].into_boxed_slice(),
                 vec![0u8; core_abi::SERVER_BUFFER_1].into_boxed_slice(),
             ],
+            task_programs,
+            next_link,
+            env_refs: BTreeMap::new(),
+            next_env_group: 1,
+        }
+    }
+
+    /// Restarts the task servers whose links hung up, each alone on a new
+    /// link posted under its old /srv name. Mounts made through the old
+    /// link stay hung up; a client recovers by mounting again.
+    fn restart_task_servers(&mut self) {
+        let Some(mounts) = self
+            .devices
+            .get_mut('M')
+            .ok()
+            .and_then(|m| m.as_any_mut())
+            .and_then(|m| m.downcast_mut::<MountDriver>())
+        else {
+            return;
+        };
+        let dead = mounts.take_dead();
+        for dead in dead {
+            let (old, server) = (dead.link, dead.transport);
+            let name = String::from(server.name());
+            print(format_args!("core: #M: link hung up: {}\n", dead.reason));
+            let Some(program) = self.task_programs.get_mut(&name) else {
+                continue;
+            };
+            program.restarts += 1;
+            if program.restarts > MAX_RESTARTS {
+                print(format_args!(
+                    "core: task server {name} failed {} times: not restarted; /srv/{name} stays hung up\n",
+                    program.restarts
+                ));
+                continue;
+            }
+            let (module, elf, count) = (program.module.clone(), program.elf, program.restarts);
+            let restarted = server.restart(elf, self.me, &mut self.arena, &mut self.text);
+            let server = match restarted {
+                Ok(server) => server,
+                Err(e) => {
+                    print(format_args!("core: restarting {name} ({module}): {e}\n"));
+                    continue;
+                }
+            };
+            let link = LinkId(self.next_link);
+            self.next_link += 1;
+            if let Some(mounts) = self
+                .devices
+                .get_mut('M')
+                .ok()
+                .and_then(|m| m.as_any_mut())
+                .and_then(|m| m.downcast_mut::<MountDriver>())
+            {
+                mounts.add_link(link, server);
+            }
+            let posted = self
+                .devices
+                .get_mut('s')
+                .ok()
+                .and_then(|s| s.as_any_mut())
+                .and_then(|s| s.downcast_mut::<Registry>())
+                .map(|registry| registry.repost(&name, link, USER));
+            print(format_args!(
+                "core: task server {name} restarted (link {} -> {}, restart {count} of {MAX_RESTARTS})\n",
+                old.0, link.0
+            ));
+            if let Some(Err(e)) = posted {
+                print(format_args!("core: posting {name}: {e}\n"));
+            }
         }
     }
 
@@ -321,7 +443,14 @@ impl Core {
                 return;
             }
             let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
-            let timeout = match self.parked.iter().filter_map(|p| p.until).min() {
+            let mut wake = self.parked.iter().filter_map(|p| p.until).min();
+            // Console input is polled: while someone waits for a line,
+            // wake up often to look (retry_parked reads, which polls).
+            if self.console_reader_parked() {
+                let poll = now + CONSOLE_POLL_MICROSECONDS;
+                wake = Some(wake.map_or(poll, |until| until.min(poll)));
+            }
+            let timeout = match wake {
                 Some(until) => Timeout::Relative {
                     microseconds: until.saturating_sub(now).clamp(1, 1 << 30) as u32,
                 },
@@ -352,6 +481,7 @@ impl Core {
             if let Ok(sender) = received {
                 self.handle(sender);
             }
+            self.restart_task_servers();
             self.carry_out_controls();
             self.retry_parked();
         }
@@ -377,7 +507,11 @@ impl Core {
             return;
         }
         let Some(call) = Call::from_label(tag.label()) else {
-            self.reply(sender, Outcome::Fail("bad system call".into()));
+            let text = String::from("bad system call");
+            if let Some(process) = self.processes.get_mut(&pid) {
+                process.errstr = text.clone();
+            }
+            self.reply(sender, Outcome::Fail(text));
             return;
         };
         let untyped = tag.untyped();
@@ -441,6 +575,18 @@ impl Core {
                 Control::Kill(pid) => self.kill(pid, "killed".to_string()),
             }
         }
+    }
+
+    /// Whether a parked call is a read of `/dev/cons`.
+    fn console_reader_parked(&self) -> bool {
+        self.parked.iter().any(|entry| {
+            let request = &entry.request;
+            matches!(request.call, Call::Read | Call::Pread)
+                && entry.until.is_none()
+                && self
+                    .fd_chan(request.pid, request.words[0])
+                    .is_ok_and(|(_, chan)| chan.letter == 'c' && chan.qid.path == CONS)
+        })
     }
 
     fn retry_parked(&mut self) {
@@ -545,20 +691,105 @@ impl Core {
             host.close(fd.chan);
         }
         process.dot.close(&mut host);
-        if let Some((_, refs)) = self.namespaces.get_mut(&process.ns) {
-            *refs -= 1;
-            if *refs == 0 {
-                if let Some((ns, _)) = self.namespaces.remove(&process.ns) {
-                    ns.clear(&mut host);
-                }
-            }
-        }
+        self.release_namespace(pid, process.ns, process.env_group);
+        self.release_env_group(process.env_group);
         self.zombies.push(Zombie {
             pid,
             parent: process.parent,
             status,
         });
         self.update_snapshot();
+    }
+
+    /// Drops a process's reference to namespace `ns`; the last one clears
+    /// it (its chans are closed).
+    fn release_namespace(&mut self, pid: u32, ns: u32, group: u32) {
+        if let Some((_, refs)) = self.namespaces.get_mut(&ns) {
+            *refs -= 1;
+            if *refs == 0 {
+                if let Some((namespace, _)) = self.namespaces.remove(&ns) {
+                    let mut host = host!(self, pid, group);
+                    namespace.clear(&mut host);
+                }
+            }
+        }
+    }
+
+    fn environment(&mut self) -> Option<&mut Environment> {
+        self.devices
+            .get_mut('e')
+            .ok()?
+            .as_any_mut()?
+            .downcast_mut::<Environment>()
+    }
+
+    /// Drops a process's reference to environment group `group`; the last
+    /// one forgets its variables. The boot group 0 stays: the /env of the
+    /// boot namespace is its directory.
+    fn release_env_group(&mut self, group: u32) {
+        let refs = self.env_refs.entry(group).or_insert(1);
+        *refs = refs.saturating_sub(1);
+        if *refs == 0 && group != 0 {
+            self.env_refs.remove(&group);
+            if let Some(environment) = self.environment() {
+                environment.drop_group(group);
+            }
+        }
+    }
+
+    /// rfork(2) without RFPROC: a copy or a clean namespace, a copy or a
+    /// clean environment group, for the calling process alone.
+    fn rfork(&mut self, pid: u32, flags: u64) -> Result<(), Error> {
+        use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
+        let known = RFNAMEG | RFENVG | RFCNAMEG | RFCENVG;
+        if flags & !known != 0
+            || flags & (RFNAMEG | RFCNAMEG) == RFNAMEG | RFCNAMEG
+            || flags & (RFENVG | RFCENVG) == RFENVG | RFCENVG
+        {
+            return Err(Error::BAD_ARG);
+        }
+        let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
+        let (old_ns, group) = (process.ns, process.env_group);
+        if flags & (RFNAMEG | RFCNAMEG) != 0 {
+            let mut host = host!(self, pid, group);
+            let namespace = if flags & RFNAMEG != 0 {
+                let (ns, _) = self.namespaces.get(&old_ns).ok_or(Error::BAD_FD)?;
+                ns.fork(&mut host)
+            } else {
+                let root = kasane_namespace::Walker::attach(&mut host, 'R', "")?;
+                Ns::new(root)
+            };
+            // A clean namespace starts at its root; a copy keeps dot.
+            let dot = (flags & RFCNAMEG != 0).then(|| namespace.root_location(&mut host));
+            let id = self.next_ns;
+            self.next_ns += 1;
+            self.namespaces.insert(id, (namespace, 1));
+            let process = self.processes.get_mut(&pid).ok_or(Error::BAD_FD)?;
+            process.ns = id;
+            if let Some(dot) = dot {
+                let old = core::mem::replace(&mut process.dot, dot);
+                let mut host = host!(self, pid, group);
+                old.close(&mut host);
+            }
+            self.release_namespace(pid, old_ns, group);
+        }
+        if flags & (RFENVG | RFCENVG) != 0 {
+            let new = self.next_env_group;
+            self.next_env_group += 1;
+            let environment = self.environment().ok_or(Error::BAD_ARG)?;
+            if flags & RFENVG != 0 {
+                environment.fork_group(group, new);
+            } else {
+                environment.create_group(new);
+            }
+            self.env_refs.insert(new, 1);
+            if let Some(process) = self.processes.get_mut(&pid) {
+                process.env_group = new;
+            }
+            self.release_env_group(group);
+        }
+        self.update_snapshot();
+        Ok(())
     }
 
     fn update_snapshot(&mut self) {
@@ -676,6 +907,7 @@ impl Core {
                 env_group,
             },
         );
+        *self.env_refs.entry(env_group).or_insert(0) += 1;
         self.by_thread.insert(thread.raw(), pid);
         self.threads.insert(pid, thread);
         self.next_pid += 1;
@@ -1148,7 +1380,32 @@ impl Core {
                 self.update_snapshot();
                 Ok(Outcome::Reply([0, 0], None))
             }
-            Call::Wstat => Err(Error::new("wstat is not served yet")),
+            Call::Wstat => {
+                // Renaming within the directory: the one change served.
+                let path = Self::item(request, 0)?;
+                let name = Self::item(request, 1)?;
+                if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                    return Err(Error::FILE_NAME);
+                }
+                let location = self.resolve(pid, &path).map_err(|e| e.for_name(&path))?;
+                let chan = self.table.get(*location.chan())?.clone();
+                let caller = Caller::new(pid, USER).with_env_group(group);
+                // stat(5): every field but the name says "don't touch".
+                let mut stat = Stat::dont_touch();
+                stat.name = name;
+                let result = self
+                    .devices
+                    .get_mut(chan.letter)
+                    .and_then(|s| s.wstat(&caller, &chan.file(), &stat));
+                let mut host = host!(self, pid, group);
+                location.close(&mut host);
+                result?;
+                Ok(Outcome::Reply([0, 0], None))
+            }
+            Call::Rfork => {
+                self.rfork(pid, w1)?;
+                Ok(Outcome::Reply([0, 0], None))
+            }
             Call::Pipe => {
                 let directory = self.resolve(pid, "#|")?;
                 let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;

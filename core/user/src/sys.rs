@@ -139,6 +139,17 @@ fn raw_call(
     ))
 }
 
+/// rfork(2) without RFPROC: `flags` of `core_abi::RFNAMEG`, `RFCNAMEG`,
+/// `RFENVG`, `RFCENVG` change this process's namespace or environment.
+pub fn rfork(flags: u64) -> Result<()> {
+    call(Call::Rfork, &[flags], &[], None).map(|_| ())
+}
+
+/// Renames `path` to `name` in its directory (wstat(2) of the name only).
+pub fn rename(path: &str, name: &str) -> Result<()> {
+    call(Call::Wstat, &[], &[path.as_bytes(), name.as_bytes()], None).map(|_| ())
+}
+
 /// The last error of this process (errstr(2)).
 pub fn errstr() -> String {
     let mut buffer = vec![0u8; MAX_ERROR];

@@ -4,6 +4,12 @@
 //! manifest into an ISO, and [`boot`] runs it in an emulator, streaming the
 //! console and deciding the outcome from it: a run is clean when hvm (or, in
 //! bare mode, the microkernel) prints `poweroff ok`.
+//!
+//! The console is COM1 both ways: QEMU's on its stdio, Bochs's as a TCP
+//! server on 127.0.0.1 that the launcher connects to. A [`Typist`] types
+//! a script at the shell's prompts (`run/up --script`), or the terminal's
+//! keys are passed on (`interactive`). Neither emulator takes a byte of
+//! input before the guest's UART has room for it, so input is not lost.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -87,11 +93,12 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
     ("hello", &["hello"]),
     ("ktest", &["ktest"]),
     ("core-server", &["core"]),
-    ("runtime-task", &["ramfs-task"]),
+    ("runtime-task", &["ramfs-task", "faulty-task"]),
     (
         "core-programs",
         &[
-            "rc", "ls", "cat", "wc", "ns", "mkdir", "rm", "mv", "cp", "date", "ps", "kill", "sleep",
+            "rc", "ls", "cat", "wc", "ns", "mkdir", "rm", "mv", "cp", "date", "ps", "kill",
+            "sleep", "bench", "garbage",
         ],
     ),
 ];
@@ -284,10 +291,24 @@ pub struct BootOptions {
     pub timeout: Duration,
     /// Copy the console to stdout as it arrives.
     pub echo: bool,
-    /// Connect stdin to the console (QEMU only for now).
+    /// Connect stdin to the console: QEMU reads the terminal itself, and
+    /// for Bochs the launcher forwards it (the terminal set to -icanon
+    /// -echo meanwhile: the guest echoes).
     pub interactive: bool,
+    /// Lines to type at the shell's prompts, then ^D (see [`Typist`]).
+    /// Takes the place of `interactive`.
+    pub script: Option<Vec<String>>,
     /// Guest memory in MiB.
     pub memory_mib: u32,
+}
+
+/// The lines of a script for [`BootOptions::script`], every one of them
+/// (blank and `#` comment lines too: rc ignores them, and the transcript
+/// shows them as typed).
+pub fn read_script(path: &Path) -> Result<Vec<String>, String> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the script {}: {e}", path.display()))?;
+    Ok(text.lines().map(str::to_owned).collect())
 }
 
 fn judge(transcript: &str) -> Option<Outcome> {
@@ -302,6 +323,78 @@ fn judge(transcript: &str) -> Option<Outcome> {
         }
     }
     None
+}
+
+/// rc's prompts (`$prompt`'s default words): a new command, and the rest
+/// of an unfinished one.
+const PROMPTS: [&str; 2] = ["; ", "\t"];
+
+/// ^D: at an empty line, end of file for the reader of /dev/cons.
+const END_OF_FILE: u8 = 0x04;
+
+/// Types a script into the guest's shell, one line per prompt.
+///
+/// The shell is waiting when the console's last line is a prompt with
+/// nothing after it, and that line began after the last line typed (so
+/// the prompt is a new one, not the one the line was typed at). Then the
+/// next line is typed with its `\n`; after the last line, ^D, so the
+/// shell reads end of file and exits. The guest echoes what it reads, so
+/// the transcript shows each typed line after its prompt.
+///
+/// A command whose output does not end its last line (`cat /dev/time`)
+/// leaves the prompt after that output: a last line that merely ends with
+/// `; ` counts as a prompt once the console has been quiet for
+/// [`Typist::SETTLE`], so the script does not stall there.
+#[derive(Clone, Debug)]
+pub struct Typist {
+    lines: std::collections::VecDeque<String>,
+    /// The transcript's length when the last keys were typed.
+    typed_at: Option<usize>,
+    done: bool,
+}
+
+impl Typist {
+    pub fn new(lines: Vec<String>) -> Self {
+        Typist {
+            lines: lines.into(),
+            typed_at: None,
+            done: false,
+        }
+    }
+
+    /// Whether everything, ^D included, has been typed.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// How long the console stays quiet before a prompt after unfinished
+    /// output counts.
+    pub const SETTLE: Duration = Duration::from_millis(500);
+
+    /// Given the transcript so far (CR removed) and how long the console
+    /// has been quiet, the keys to type now, if the shell waits at a new
+    /// prompt.
+    pub fn keys(&mut self, transcript: &str, quiet: Duration) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let start = transcript.rfind('\n').map_or(0, |n| n + 1);
+        let fresh = self.typed_at.is_none_or(|at| start > at);
+        let last = &transcript[start..];
+        let prompt =
+            PROMPTS.contains(&last) || (last.ends_with(PROMPTS[0]) && quiet >= Self::SETTLE);
+        if !fresh || !prompt {
+            return None;
+        }
+        self.typed_at = Some(transcript.len());
+        Some(match self.lines.pop_front() {
+            Some(line) => format!("{line}\n").into_bytes(),
+            None => {
+                self.done = true;
+                vec![END_OF_FILE]
+            }
+        })
+    }
 }
 
 fn which(program: &str) -> bool {
@@ -319,11 +412,11 @@ pub fn boot(options: &BootOptions) -> Result<Boot, String> {
         .with_extension(format!("run-{}-{run}", std::process::id()));
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
-    let (mut child, source) = match options.emulator {
+    let (mut child, console) = match options.emulator {
         Emulator::Bochs => start_bochs(options, &run_dir)?,
         Emulator::Qemu | Emulator::Kvm => start_qemu(options)?,
     };
-    let result = watch(&mut child, source, options);
+    let result = watch(&mut child, console, options);
     let _ = child.kill();
     let _ = child.wait();
     if result.as_ref().is_ok_and(|b| b.outcome == Outcome::Clean) {
@@ -332,18 +425,76 @@ pub fn boot(options: &BootOptions) -> Result<Boot, String> {
     result
 }
 
-enum Source {
-    File(PathBuf),
-    Pipe(mpsc::Receiver<Vec<u8>>),
+/// The guest's serial console as the launcher sees it.
+struct Console {
+    /// What the guest writes, in chunks (a thread reads the emulator).
+    output: mpsc::Receiver<Vec<u8>>,
+    /// Where typed bytes go, when anything is typed.
+    input: Option<Box<dyn Write + Send>>,
+    /// The terminal's mode while its keys are forwarded.
+    _terminal: Option<RawTerminal>,
 }
 
-fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Source), String> {
+/// Reads `from` until it ends, sending each chunk.
+fn forward_output(mut from: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buffer) {
+            if n == 0 || sender.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// The terminal on stdin taking keys one at a time without echoing them
+/// (the guest echoes), as `stty` left it before on drop.
+struct RawTerminal {
+    saved: String,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        let saved = Command::new("stty")
+            .arg("-g")
+            .stdin(Stdio::inherit())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let saved = String::from_utf8(saved.stdout).ok()?.trim().to_owned();
+        let status = Command::new("stty")
+            .args(["-icanon", "-echo", "min", "1", "time", "0"])
+            .stdin(Stdio::inherit())
+            .status()
+            .ok()?;
+        status.success().then_some(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = Command::new("stty")
+            .arg(&self.saved)
+            .stdin(Stdio::inherit())
+            .status();
+    }
+}
+
+/// Bochs offers COM1 as a TCP server and waits for one client before it
+/// starts the machine; the launcher connects as soon as it listens.
+fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Console), String> {
     if !which("bochs") {
         return Err(
             "bochs is not installed: run run/deps (apt-get install bochs bochsbios vgabios)".into(),
         );
     }
-    let serial = run_dir.join("serial.txt");
+    // A port the system just gave out is free for Bochs to take.
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("no free TCP port for the serial console: {e}"))?
+        .port();
     // PLATFORM.md: the Debian build has no `nogui`; RFB with timeout=0 runs
     // headless. Sound plugins must be off (they abort this Bochs).
     let config = format!(
@@ -357,21 +508,19 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Source),
          speaker: enabled=0\n\
          sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy\n\
          plugin_ctrl: speaker=0, sb16=0, es1370=0, e1000=0, ne2k=0, parallel=0, gameport=0, extfpuirq=0\n\
-         com1: enabled=1, mode=file, dev={serial}\n\
+         com1: enabled=1, mode=socket-server, dev=127.0.0.1:{port}\n\
          port_e9_hack: enabled=1\n\
          log: {log}\n",
         megs = options.memory_mib,
         iso = options.iso.display(),
-        serial = serial.display(),
         log = run_dir.join("bochs.log").display(),
     );
     let rc = run_dir.join("bochsrc");
     fs::write(&rc, config).map_err(|e| format!("{}: {e}", rc.display()))?;
     let commands = run_dir.join("cmds");
     fs::write(&commands, "c\n").map_err(|e| format!("{}: {e}", commands.display()))?;
-    fs::write(&serial, b"").map_err(|e| format!("{}: {e}", serial.display()))?;
     let out = fs::File::create(run_dir.join("bochs.out")).map_err(|e| e.to_string())?;
-    let child = Command::new("bochs")
+    let mut child = Command::new("bochs")
         .current_dir(run_dir)
         .arg("-f")
         .arg(&rc)
@@ -383,10 +532,51 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Source),
         .stderr(out)
         .spawn()
         .map_err(|e| format!("cannot start bochs: {e}"))?;
-    Ok((child, Source::File(serial)))
+    let start = Instant::now();
+    let stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(e) => {
+                let exited = child.try_wait().ok().flatten();
+                if exited.is_some() || start.elapsed() > Duration::from_secs(60) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "cannot reach Bochs's serial console at 127.0.0.1:{port}: {e} (see {})",
+                        run_dir.join("bochs.out").display()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let clone = || stream.try_clone().map_err(|e| e.to_string());
+    let output = forward_output(clone()?);
+    let mut console = Console {
+        output,
+        input: None,
+        _terminal: None,
+    };
+    if options.script.is_some() {
+        console.input = Some(Box::new(clone()?));
+    } else if options.interactive {
+        console._terminal = RawTerminal::enter();
+        let mut to_guest = clone()?;
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buffer) {
+                if n == 0 || to_guest.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok((child, console))
 }
 
-fn start_qemu(options: &BootOptions) -> Result<(Child, Source), String> {
+fn start_qemu(options: &BootOptions) -> Result<(Child, Console), String> {
     if !which("qemu-system-x86_64") {
         return Err(
             "qemu-system-x86_64 is not installed: run run/deps (apt-get install qemu-system-x86)"
@@ -419,7 +609,12 @@ fn start_qemu(options: &BootOptions) -> Result<(Child, Source), String> {
     } else {
         command.args(["-cpu", "max"]);
     }
-    command.stdin(if options.interactive {
+    // A script is written into a pipe; QEMU takes bytes from it only as
+    // the UART has room, so none is lost. Interactively QEMU reads the
+    // terminal itself (and sets its mode).
+    command.stdin(if options.script.is_some() {
+        Stdio::piped()
+    } else if options.interactive {
         Stdio::inherit()
     } else {
         Stdio::null()
@@ -428,56 +623,62 @@ fn start_qemu(options: &BootOptions) -> Result<(Child, Source), String> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start qemu: {e}"))?;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buffer) {
-            if n == 0 || sender.send(buffer[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((child, Source::Pipe(receiver)))
+    let stdout = child.stdout.take().expect("piped stdout");
+    let input = child
+        .stdin
+        .take()
+        .map(|stdin| Box::new(stdin) as Box<dyn Write + Send>);
+    let console = Console {
+        output: forward_output(stdout),
+        input,
+        _terminal: None,
+    };
+    Ok((child, console))
 }
 
-fn watch(child: &mut Child, source: Source, options: &BootOptions) -> Result<Boot, String> {
+fn watch(child: &mut Child, mut console: Console, options: &BootOptions) -> Result<Boot, String> {
     let start = Instant::now();
     let mut bytes = Vec::new();
-    let mut offset = 0usize;
     let mut decided: Option<(Outcome, Instant)> = None;
+    let mut typist = options.script.clone().map(Typist::new);
+    let mut last_output = Instant::now();
     let stdout = std::io::stdout();
-    loop {
-        let before = bytes.len();
-        match &source {
-            Source::File(path) => {
-                if let Ok(mut file) = fs::File::open(path) {
-                    use std::io::Seek;
-                    if file.seek(std::io::SeekFrom::Start(offset as u64)).is_ok() {
-                        let mut chunk = Vec::new();
-                        let _ = file.read_to_end(&mut chunk);
-                        offset += chunk.len();
-                        bytes.extend_from_slice(&chunk);
-                    }
-                }
-            }
-            Source::Pipe(receiver) => {
-                while let Ok(chunk) = receiver.recv_timeout(Duration::from_millis(10)) {
+    // Takes what the guest wrote, waiting up to `wait` for the first chunk.
+    let receive = |console: &Console, bytes: &mut Vec<u8>, wait: Duration| {
+        match console.output.recv_timeout(wait) {
+            Ok(chunk) => {
+                bytes.extend_from_slice(&chunk);
+                while let Ok(chunk) = console.output.try_recv() {
                     bytes.extend_from_slice(&chunk);
                 }
             }
+            // The reader is gone (the emulator closed the console).
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if options.echo && bytes.len() > before {
-            let fresh: Vec<u8> = bytes[before..]
-                .iter()
-                .copied()
-                .filter(|&b| b != b'\r')
-                .collect();
+    };
+    let show = |bytes: &[u8]| {
+        if options.echo && !bytes.is_empty() {
+            let fresh: Vec<u8> = bytes.iter().copied().filter(|&b| b != b'\r').collect();
             let mut out = stdout.lock();
             let _ = out.write_all(&fresh);
             let _ = out.flush();
         }
+    };
+    loop {
+        let before = bytes.len();
+        receive(&console, &mut bytes, Duration::from_millis(10));
+        show(&bytes[before..]);
+        if bytes.len() > before {
+            last_output = Instant::now();
+        }
         let transcript = String::from_utf8_lossy(&bytes).replace('\r', "");
+        if let (Some(typist), Some(input)) = (typist.as_mut(), console.input.as_mut()) {
+            if let Some(keys) = typist.keys(&transcript, last_output.elapsed()) {
+                // A guest that stopped reading is judged by its console.
+                let _ = input.write_all(&keys).and_then(|()| input.flush());
+            }
+        }
         if decided.is_none() {
             if let Some(outcome) = judge(&transcript) {
                 decided = Some((outcome, Instant::now()));
@@ -487,26 +688,8 @@ fn watch(child: &mut Child, source: Source, options: &BootOptions) -> Result<Boo
         if let Some(status) = exited {
             // Drain what the emulator wrote last.
             let before = bytes.len();
-            match &source {
-                Source::Pipe(receiver) => {
-                    while let Ok(chunk) = receiver.recv_timeout(Duration::from_millis(100)) {
-                        bytes.extend_from_slice(&chunk);
-                    }
-                }
-                Source::File(path) => {
-                    if let Ok(all) = fs::read(path) {
-                        bytes.extend_from_slice(all.get(offset..).unwrap_or_default());
-                    }
-                }
-            }
-            if options.echo && bytes.len() > before {
-                let fresh: Vec<u8> = bytes[before..]
-                    .iter()
-                    .copied()
-                    .filter(|&b| b != b'\r')
-                    .collect();
-                let _ = stdout.lock().write_all(&fresh);
-            }
+            receive(&console, &mut bytes, Duration::from_millis(100));
+            show(&bytes[before..]);
             let transcript = String::from_utf8_lossy(&bytes).replace('\r', "");
             let outcome = match decided.map(|d| d.0).or_else(|| judge(&transcript)) {
                 Some(outcome) => outcome,
@@ -535,9 +718,6 @@ fn watch(child: &mut Child, source: Source, options: &BootOptions) -> Result<Boo
                 outcome: Outcome::Timeout,
             });
         }
-        if matches!(source, Source::File(_)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }
 
@@ -562,6 +742,50 @@ mod tests {
         ));
         assert_eq!(judge("a cell printed poweroff ok in the middle\n"), None);
         assert_eq!(judge("booting\n"), None);
+    }
+
+    #[test]
+    fn the_typist_types_one_line_per_new_prompt_then_end_of_file() {
+        let busy = Duration::ZERO;
+        let mut typist = Typist::new(vec!["echo hi".into(), String::new(), "date".into()]);
+        let mut transcript = String::from("core: started /bin/rc as pid 1\n");
+        assert_eq!(typist.keys(&transcript, busy), None);
+        transcript.push_str("; ");
+        assert_eq!(
+            typist.keys(&transcript, busy).as_deref(),
+            Some(&b"echo hi\n"[..])
+        );
+        // The same prompt, before the echo: nothing more.
+        assert_eq!(typist.keys(&transcript, Typist::SETTLE), None);
+        transcript.push_str("echo hi\n");
+        assert_eq!(typist.keys(&transcript, busy), None);
+        // Output that merely contains a prompt is not one.
+        transcript.push_str("hi; \n");
+        assert_eq!(typist.keys(&transcript, Typist::SETTLE), None);
+        transcript.push_str("; ");
+        assert_eq!(typist.keys(&transcript, busy).as_deref(), Some(&b"\n"[..]));
+        transcript.push_str("\n; x");
+        assert_eq!(typist.keys(&transcript, Typist::SETTLE), None);
+        // The continuation prompt counts too.
+        transcript.push_str("\n\t");
+        assert_eq!(
+            typist.keys(&transcript, busy).as_deref(),
+            Some(&b"date\n"[..])
+        );
+        // A prompt after output without a newline counts once it settles.
+        transcript.push_str("date\nThu Jan  1; ");
+        assert_eq!(typist.keys(&transcript, busy), None);
+        let keys = typist.keys(&transcript, Typist::SETTLE);
+        assert_eq!(keys.as_deref(), Some(&[END_OF_FILE][..]));
+        assert!(typist.is_done());
+        transcript.push_str("\n; ");
+        assert_eq!(typist.keys(&transcript, busy), None);
+    }
+
+    #[test]
+    fn a_missing_script_is_a_clear_error() {
+        let error = read_script(Path::new("/nonexistent/script")).unwrap_err();
+        assert!(error.contains("/nonexistent/script"), "{error}");
     }
 
     #[test]

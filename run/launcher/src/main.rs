@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator};
 
-const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB]
+const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE]
 
 Builds what changed, makes the ISO for the manifest (default
-images/manifests/default.toml), boots it and streams the console. Exits 0
+images/manifests/default.toml: core and an interactive rc), boots it and
+streams the console. From a terminal, what you type goes to the console.
+With --script, each line of FILE (blank and # lines too) is typed at the
+next `; ` prompt, then ^D, so rc exits and the system powers off. Exits 0
 when the system powers off cleanly, 1 on a failure, 2 when the emulator
 ends without powering off, 124 on timeout.";
 
@@ -37,6 +40,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     let mut manifest = root.join("images/manifests/default.toml");
     let mut timeout = 300u64;
     let mut memory = 256u32;
+    let mut script = None;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
@@ -53,6 +57,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
                     .parse()
                     .map_err(|_| format!("--timeout wants seconds, got `{value}`"))?
             }
+            "--script" => script = Some(kasane_run::read_script(&PathBuf::from(value))?),
             "--memory" => {
                 memory = value
                     .parse()
@@ -75,6 +80,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         timeout: Duration::from_secs(timeout),
         echo: true,
         interactive,
+        script,
         memory_mib: memory,
     };
     let result = boot(&options)?;

@@ -14,7 +14,9 @@
 //! - a panic handler that reports on the kernel console and faults, which
 //!   core, the task's pager, sees as the end of the link.
 //!
-//! On the host the crate is empty, so the binaries compile to stubs.
+//! On the host only [`faulty`] is built (the failure-injection server,
+//! host-tested); the runtime is bare-metal, so the binaries compile to
+//! stubs there.
 #![no_std]
 
 #[doc(hidden)]
@@ -22,6 +24,8 @@ pub extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod task;
+
+pub mod faulty;
 
 #[cfg(target_os = "none")]
 pub use task::{clock_seconds, serve};

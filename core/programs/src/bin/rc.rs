@@ -1,7 +1,10 @@
-//! rc: runs a script file with `kasane-rc` over core's system calls.
+//! rc: the `kasane-rc` shell over core's system calls.
 //!
-//! `rc FILE` reads FILE and runs it; fds 0, 1 and 2 are `/dev/cons` when
-//! the shell was started without them (as core starts the first rc).
+//! `rc FILE` reads FILE and runs it. `rc` with no file, or `rc -i`, is
+//! interactive: it prints `$prompt` (`; `) on fd 2, reads a line from fd
+//! 0, runs it, and repeats until end of input (^D on the console), then
+//! exits with `$status`. fds 0, 1 and 2 are `/dev/cons` when the shell
+//! was started without them (as core starts the first rc).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -21,7 +24,7 @@ mod program {
 
     use core_user::sys;
     use core_user::SpawnRequest;
-    use kasane_rc::{Host, HostFd, MountFlags, OpenHow, Shell, Spawn};
+    use kasane_rc::{Flow, Host, HostFd, Interactive, Lines, MountFlags, OpenHow, Shell, Spawn};
 
     struct CoreHost;
 
@@ -33,7 +36,9 @@ mod program {
                 path: command.path.to_string(),
                 argv: command.argv.to_vec(),
                 fds: command.fds.iter().map(|(c, f)| (*c, f.0)).collect(),
-                share_namespace: false,
+                // As Plan 9's rc: children share the shell's namespace;
+                // a script that wants its own says `rfork n`.
+                share_namespace: true,
             };
             sys::spawn(&request)
         }
@@ -95,6 +100,10 @@ mod program {
         fn unmount(&mut self, new: Option<&str>, old: &str) -> Result<(), String> {
             sys::unmount(new, old)
         }
+
+        fn rfork(&mut self, flags: u32) -> Result<(), String> {
+            sys::rfork(u64::from(flags))
+        }
     }
 
     fn main(argv: Vec<String>) -> Result<(), String> {
@@ -106,19 +115,68 @@ mod program {
                 }
             }
         }
-        let Some(script) = argv.get(1) else {
-            return Err("usage: rc file".to_string());
-        };
-        let source = sys::read_file(script).map_err(|e| alloc::format!("rc: {script}: {e}"))?;
-        let source = String::from_utf8(source).map_err(|_| "rc: script is not UTF-8")?;
         let mut shell = Shell::with_stdio(HostFd(0), HostFd(1), HostFd(2));
-        let _ = shell.run(&mut CoreHost, &source);
-        let status = shell.status();
-        if shell.succeeded() {
+        let status = match argv.get(1).map(String::as_str) {
+            None | Some("-i") => interactive(&mut shell),
+            Some(script) if argv.len() == 2 => {
+                let source =
+                    sys::read_file(script).map_err(|e| alloc::format!("rc: {script}: {e}"))?;
+                let source = String::from_utf8(source).map_err(|_| "rc: script is not UTF-8")?;
+                match shell.run(&mut CoreHost, &source) {
+                    Flow::Exit(status) => status,
+                    Flow::Continue => shell.status(),
+                }
+            }
+            Some(_) => return Err("usage: rc [-i | file]".to_string()),
+        };
+        let succeeded = status.chars().all(|c| c == '|' || c == '0');
+        if succeeded {
             Ok(())
         } else {
             Err(status)
         }
+    }
+
+    /// Prompts, reads a line from fd 0, runs it, until end of input or
+    /// `exit`; returns the status to exit with.
+    fn interactive(shell: &mut Shell) -> String {
+        let mut session = Interactive::new(shell);
+        let mut lines = Lines::new();
+        let mut buffer = alloc::vec![0u8; 8192];
+        loop {
+            let prompt = session.prompt(shell);
+            if !prompt.is_empty() {
+                let _ = sys::write(2, prompt.as_bytes());
+            }
+            let mut at_end = false;
+            let line = loop {
+                if let Some(line) = lines.next_line() {
+                    break Some(line);
+                }
+                match sys::read(0, &mut buffer) {
+                    Ok(n) if n > 0 => lines.push(&buffer[..n]),
+                    result => {
+                        if let Err(e) = result {
+                            let _ = sys::write(2, alloc::format!("rc: read: {e}\n").as_bytes());
+                        }
+                        at_end = true;
+                        break lines.rest();
+                    }
+                }
+            };
+            let Some(line) = line else {
+                // End of input at a prompt: end the prompt's line.
+                let _ = sys::write(2, b"\n");
+                break;
+            };
+            if let Flow::Exit(status) = session.line(shell, &mut CoreHost, &line) {
+                return status;
+            }
+            if at_end {
+                break;
+            }
+        }
+        session.end(shell, &mut CoreHost)
     }
 
     core_user::entry!(main);

@@ -285,6 +285,14 @@ impl Host for Mock {
         }
         Ok(())
     }
+
+    fn rfork(&mut self, flags: u32) -> Result<(), String> {
+        self.log.push(format!("rfork {flags:#x}"));
+        if flags & kasane_rc::RFCENVG != 0 {
+            return Err("bad arg in system call".into());
+        }
+        Ok(())
+    }
 }
 
 /// Runs `source` in a fresh shell and mock; returns both and the flow.

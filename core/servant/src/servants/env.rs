@@ -165,6 +165,10 @@ impl Servant for Environment {
         LETTER
     }
 
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn attach(&mut self, caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
         self.groups.entry(caller.env_group).or_default();
         Ok(root(caller.env_group))
@@ -307,11 +311,84 @@ impl Servant for Environment {
         }
         Ok(())
     }
+
+    /// Renames a variable (stat(5)'s wstat with a new name; an empty name
+    /// leaves it). Nothing else about a variable can be changed.
+    fn wstat(&mut self, _caller: &Caller<'_>, file: &File, stat: &Stat) -> Result<(), Error> {
+        let keep = Stat::dont_touch();
+        let others_kept = stat.mode == keep.mode
+            && stat.length == keep.length
+            && stat.mtime == keep.mtime
+            && stat.uid.is_empty()
+            && stat.gid.is_empty();
+        if file.qid.path == ROOT || !others_kept {
+            return Err(Error::PERMISSION_DENIED);
+        }
+        if stat.name.is_empty() {
+            return Ok(());
+        }
+        let group = self.groups.get(&file.dev).ok_or(Error::NOT_FOUND)?;
+        if group
+            .variables
+            .iter()
+            .any(|v| v.name == stat.name && v.path != file.qid.path)
+        {
+            return Err(Error::EXISTS);
+        }
+        let variable = self.variable_mut(file)?;
+        variable.name.clone_from(&stat.name);
+        variable.version = variable.version.wrapping_add(1);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wstat_renames_a_variable_and_nothing_else() {
+        let caller = Caller::new(1, "glenda");
+        let mut env = Environment::new();
+        let top = env.attach(&caller, "").unwrap();
+        let a = env
+            .create(
+                &caller,
+                &top,
+                "a",
+                FileMode::from_bits_retain(0o644),
+                OpenMode::OWRITE,
+            )
+            .unwrap();
+        env.create(
+            &caller,
+            &top,
+            "b",
+            FileMode::from_bits_retain(0o644),
+            OpenMode::OWRITE,
+        )
+        .unwrap();
+        let mut rename = Stat::dont_touch();
+        rename.name = String::from("b");
+        assert_eq!(env.wstat(&caller, &a, &rename), Err(Error::EXISTS));
+        rename.name = String::from("c");
+        assert_eq!(env.wstat(&caller, &a, &rename), Ok(()));
+        assert_eq!(
+            env.walk(&caller, &top, "c").map(|f| f.qid.path),
+            Ok(a.qid.path)
+        );
+        assert_eq!(env.walk(&caller, &top, "a"), Err(Error::NOT_FOUND));
+        let mut chmod = Stat::dont_touch();
+        chmod.mode = FileMode::from_bits_retain(0o600);
+        assert_eq!(
+            env.wstat(&caller, &a, &chmod),
+            Err(Error::PERMISSION_DENIED)
+        );
+        assert_eq!(
+            env.wstat(&caller, &top, &rename),
+            Err(Error::PERMISSION_DENIED)
+        );
+    }
 
     fn ready<T>(io: Io<T>) -> T {
         match io {

@@ -62,6 +62,20 @@ impl Registry {
         self.add(name, owner, 0o666, Some(link)).map(|_| ())
     }
 
+    /// Posts `link` as `name` in place of whatever `name` held (a
+    /// restarted server's new link), or as a new entry. The old link is
+    /// not listed by [`take_released`](Self::take_released): its owner
+    /// replaced it and knows.
+    pub fn repost(&mut self, name: &str, link: LinkId, owner: &str) -> Result<(), Error> {
+        match self.entries.iter_mut().find(|e| e.name == name) {
+            Some(entry) => {
+                entry.link = Some(link);
+                Ok(())
+            }
+            None => self.post(name, link, owner),
+        }
+    }
+
     /// The link posted as `name`.
     pub fn lookup(&self, name: &str) -> Option<LinkId> {
         self.entries.iter().find(|e| e.name == name)?.link
@@ -124,6 +138,10 @@ fn root() -> File {
 impl Servant for Registry {
     fn letter(&self) -> char {
         LETTER
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     fn attach(&mut self, _caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
@@ -320,6 +338,26 @@ mod tests {
             .map(|s| s.name)
             .collect();
         assert_eq!(names, ["ramfs"]);
+    }
+
+    #[test]
+    fn repost_replaces_the_link_of_a_name_and_keeps_its_file() {
+        let caller = Caller::new(1, "glenda");
+        let mut srv = Registry::new();
+        srv.post("ramfs", LinkId(1), "eve").unwrap();
+        let top = srv.attach(&caller, "").unwrap();
+        let before = srv.walk(&caller, &top, "ramfs").unwrap();
+        srv.repost("ramfs", LinkId(7), "eve").unwrap();
+        assert_eq!(srv.lookup("ramfs"), Some(LinkId(7)));
+        assert_eq!(srv.walk(&caller, &top, "ramfs"), Ok(before));
+        assert_eq!(
+            srv.open(&caller, &before, OpenMode::ORDWR),
+            Ok(Opened::Link(LinkId(7)))
+        );
+        assert!(srv.take_released().is_empty());
+        // A name that was removed is posted anew.
+        srv.repost("dos", LinkId(8), "eve").unwrap();
+        assert_eq!(srv.lookup("dos"), Some(LinkId(8)));
     }
 
     #[test]

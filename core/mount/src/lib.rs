@@ -1,11 +1,13 @@
-//! `#M`, the mount driver: servant calls as 9P2000 on a task server's link.
+//! `#M`, the mount driver: servant calls as 9P2000 on a server's link.
 //!
-//! A task server ([`TaskServer`]) is a file server running as a task of
-//! its own, started by core from a boot module and paged by core from a
-//! pool of frames of its own. Core speaks to it over the server link of
-//! `core_abi::link`: a synchronous call per 9P request, so one request is
-//! outstanding per link. The protocol half is `ninep-client`; this module
-//! moves its frames.
+//! Plan 9's devmnt for Kasane's core. The driver owns the links of file
+//! servers (task servers today) and the mounts made through them, and it
+//! turns every servant call on a mounted file into 9P requests through
+//! `ninep-client`. How a frame reaches the server is the [`Transport`]'s
+//! business: core's task-server link on the microkernel, an in-process
+//! `ninep-server` session in the host tests. One operation runs to its end
+//! before the next starts (a long read or walk may be several requests),
+//! so one request is outstanding per link.
 //!
 //! Every `File` this servant hands out is one chan, and holds one fid:
 //! - `dev` is the mount's number in bits 0..16 and a serial in bits 16..32.
@@ -17,11 +19,14 @@
 //!   and its mode is the chan's alone.
 //! - `close` clunks: a serial fid at once, a shared one with its last chan.
 //!
-//! While core waits for a reply, the server may fault (its heap grows); the
-//! fault arrives as the message core is waiting for, and is served from
-//! the server's own pool before core waits again. A fault that cannot be
-//! served, an exception, a timeout or a malformed answer hangs the link
-//! up: every later operation fails with "i/o on hungup channel".
+//! A transport error hangs the link up: the transport is stopped and kept
+//! in [`MountDriver::take_dead`] with the reason, for its owner to restart
+//! on a new link, and every later operation on the old link answers
+//! "i/o on hungup channel", as a Plan 9 mount of a dead server does.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -30,256 +35,50 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use core_abi::layout::{STACK_TOP, UTCB};
-use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
 use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant};
-use microkernel_abi::user::{
-    current_utcb, exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy,
-    thread_create,
-};
-use microkernel_abi::utcb::ReceiveBuffer;
-use microkernel_abi::{
-    ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, StringItem, TaskId, ThreadId,
-    Timeout, Timeouts, TypedItem, Utcb, EXCEPTION_LABEL, PAGE_FAULT_LABEL,
-};
-use microkernel_rt::console::print;
-use microkernel_rt::frames::FrameBitmap;
 use ninep::{FileMode, OpenMode, Stat};
 use ninep_client::{Client, Fid, FrameReader, OpId, Outcome};
 
-use crate::process::{Memory, TextCache};
-
-/// How long core waits for a task server to take a request (µs).
-const SEND_TIMEOUT: u32 = 1_000_000;
-/// How long core waits for each message of an answer (µs).
-const REPLY_TIMEOUT: u32 = 10_000_000;
-/// How many more times core waits after a wait for an answer timed out.
-const RECEIVE_RETRIES: u32 = 3;
+/// The largest 9P message a link carries (Tversion's msize); the
+/// transport's buffers must hold it (core's link: `core_abi::link::MSIZE`).
+pub const MSIZE: u32 = 8216;
 
 const MOUNT_BITS: u32 = 16;
 const MOUNT_MASK: u32 = (1 << MOUNT_BITS) - 1;
 
-/// Core's UTCB, for the IPC of the link.
-///
-/// # Safety
-///
-/// Core has one thread. The caller must not hold another reference to the
-/// UTCB in use across the returned one's life: `Core` keeps its own, but
-/// touches it only before and after a servant call, never during one.
-unsafe fn utcb<'a>() -> &'a mut Utcb {
-    // SAFETY: core's thread's UTCB is mapped for core's life; exclusivity
-    // is the caller's contract.
-    unsafe { &mut *current_utcb() }
+/// How frames reach a file server and come back.
+pub trait Transport {
+    /// The name the server is known by (its /srv name).
+    fn name(&self) -> &str;
+
+    /// One exchange: the T-message `frame` out, the R-message into
+    /// `answer`; returns its length. An error hangs the link up.
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String>;
+
+    /// The link hung up: release the server (destroy its task).
+    fn stop(&mut self) {}
 }
 
-fn timeouts(send: Timeout, receive: Timeout) -> Timeouts {
-    Timeouts { send, receive }
+/// A server whose link hung up, stopped, for its owner to restart.
+#[derive(Debug)]
+pub struct Dead<T> {
+    pub link: LinkId,
+    pub transport: T,
+    /// Why the link hung up (the transport's error).
+    pub reason: String,
 }
 
-/// A file server running as a task of its own.
-pub struct TaskServer {
-    name: String,
-    thread: ThreadId,
-    task: TaskId,
-    memory: Memory,
-    pool: Box<FrameBitmap>,
-}
-
-impl TaskServer {
-    /// Loads `elf` into a new task paged from `pool`, starts it and waits
-    /// for its ready message (`core_abi::link`).
-    pub fn start(
-        name: &str,
-        elf: &[u8],
-        me: ThreadId,
-        mut pool: Box<FrameBitmap>,
-        arena: &mut FrameBitmap,
-        text: &mut TextCache,
-    ) -> Result<TaskServer, String> {
-        let mut memory = Memory::default();
-        // The identity keeps the text apart from any program's.
-        let entry = memory.load(elf, ('M', 0), &mut pool, arena, text)?;
-        memory.set_arguments(&mut pool, me.raw(), 0, &[String::from(name)])?;
-        let task = space_create().map_err(|e| format!("space_create: {e:?}"))?;
-        // SAFETY: the task is new and not core's own; core is its pager.
-        let thread = unsafe { thread_create(task, me, UTCB) }
-            .map_err(|e| format!("thread_create: {e:?}"))?;
-        let mut server = TaskServer {
-            name: String::from(name),
-            thread,
-            task,
-            memory,
-            pool,
-        };
-        let control = ExchangeControl::SET_INSTRUCTION_POINTER
-            | ExchangeControl::SET_STACK_POINTER
-            | ExchangeControl::RESUME;
-        // SAFETY: a new thread of another task, started at its ELF entry
-        // on the stack the layout gives it.
-        unsafe { exchange_registers(thread, control, entry, STACK_TOP, ThreadId::NIL) }
-            .map_err(|e| format!("exchange_registers: {e:?}"))?;
-        // SAFETY: core's thread, before `Core` takes its UTCB reference.
-        let utcb = unsafe { utcb() };
-        loop {
-            utcb.clear_receive_targets();
-            let wait = timeouts(
-                Timeout::Zero,
-                Timeout::Relative {
-                    microseconds: REPLY_TIMEOUT,
-                },
-            );
-            // SAFETY: core's own UTCB; no items sent, no receive targets.
-            let result =
-                unsafe { ipc_with_items(utcb, ThreadId::NIL, FromSpecifier::Thread(thread), wait) };
-            result.map_err(|e| format!("{name} did not start: {e:?}"))?;
-            let tag = MessageTag::from_raw(utcb.message_registers[0]);
-            match (tag.is_from_kernel(), tag.label()) {
-                (true, PAGE_FAULT_LABEL) => {
-                    let address = utcb.message_registers[1];
-                    server.fault(utcb, address)?;
-                }
-                (false, READY_LABEL) => return Ok(server),
-                _ => {
-                    server.stop();
-                    return Err(format!("{name} failed before it was ready"));
-                }
-            }
-        }
-    }
-
-    /// Answers a page fault with a page of the server's own.
-    fn fault(&mut self, utcb: &mut Utcb, address: u64) -> Result<(), String> {
-        let item = self
-            .memory
-            .resolve(address, &mut self.pool)
-            .ok_or_else(|| format!("{}: no page for {address:#x}", self.name))?;
-        let tag = MessageTag::new(0, 0, 2).map_err(|e| format!("{e:?}"))?;
-        let [first, second] = TypedItem::Map(item).encode();
-        utcb.clear_receive_targets();
-        utcb.message_registers[0] = tag.raw();
-        utcb.message_registers[1] = first;
-        utcb.message_registers[2] = second;
-        // SAFETY: the item maps a page of the server's pool that core lends
-        // to this task alone (or its shared read-only text); core's UTCB.
-        let sent = unsafe {
-            ipc_with_items(
-                utcb,
-                self.thread,
-                FromSpecifier::Nobody,
-                timeouts(Timeout::Zero, Timeout::Zero),
-            )
-        };
-        sent.map(|_| ())
-            .map_err(|e| format!("{}: fault reply: {e:?}", self.name))
-    }
-
-    /// One request: `frame` out, the answer into `answer`; its length.
-    fn call(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
-        // SAFETY: called from a servant method, while `Core` does not use
-        // its UTCB reference (see `utcb`).
-        let utcb = unsafe { utcb() };
-        let tag = MessageTag::new(NINEP_LABEL, 0, 2).map_err(|e| format!("{e:?}"))?;
-        let [first, second] = TypedItem::String(StringItem {
-            address: frame.as_ptr() as u64,
-            length: frame.len() as u64,
-        })
-        .encode();
-        utcb.message_registers[0] = tag.raw();
-        utcb.message_registers[1] = first;
-        utcb.message_registers[2] = second;
-        let mut to = self.thread;
-        let mut retries = 0;
-        let mut send = Timeout::Relative {
-            microseconds: SEND_TIMEOUT,
-        };
-        loop {
-            utcb.clear_receive_targets();
-            // SAFETY: `answer` is core's heap memory (mapped read/write),
-            // borrowed for this function, read only after the kernel wrote.
-            unsafe {
-                utcb.set_receive_buffer(
-                    0,
-                    ReceiveBuffer {
-                        address: answer.as_mut_ptr() as u64,
-                        length: answer.len() as u64,
-                    },
-                )
-            };
-            let wait = timeouts(
-                send,
-                Timeout::Relative {
-                    microseconds: REPLY_TIMEOUT,
-                },
-            );
-            let started = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
-            // SAFETY: core's UTCB; the one item is a string over `frame`,
-            // which lives across the call; the receive target is `answer`.
-            let result =
-                unsafe { ipc_with_items(utcb, to, FromSpecifier::Thread(self.thread), wait) };
-            if let Err(e) = result {
-                let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
-                let waited = now.saturating_sub(started);
-                let text = format!("{}: {e:?} after {waited} us", self.name);
-                // A slow answer: wait again (the server's answer waits
-                // for core a while too), a few times.
-                if e.error == microkernel_abi::Error::Timeout
-                    && e.phase == microkernel_abi::IpcPhase::Receive
-                    && retries < RECEIVE_RETRIES
-                {
-                    print(format_args!("core: #M: {text}; waiting again\n"));
-                    retries += 1;
-                    to = ThreadId::NIL;
-                    send = Timeout::Zero;
-                    continue;
-                }
-                return Err(text);
-            }
-            let tag = MessageTag::from_raw(utcb.message_registers[0]);
-            if tag.is_from_kernel() {
-                if tag.label() != PAGE_FAULT_LABEL {
-                    let what = if tag.label() == EXCEPTION_LABEL {
-                        format!("exception {}", utcb.message_registers[1])
-                    } else {
-                        String::from("kernel message")
-                    };
-                    return Err(format!("{}: {what}", self.name));
-                }
-                let address = utcb.message_registers[1];
-                self.fault(utcb, address)?;
-                // Then wait for the answer again, sending nothing.
-                to = ThreadId::NIL;
-                send = Timeout::Zero;
-                continue;
-            }
-            let item = TypedItem::decode([utcb.message_registers[1], utcb.message_registers[2]]);
-            return match item {
-                Ok(TypedItem::String(item))
-                    if tag.label() == NINEP_LABEL && tag.untyped() == 0 && tag.typed() == 2 =>
-                {
-                    Ok((item.length as usize).min(answer.len()))
-                }
-                _ => Err(format!("{}: answer without a 9P frame", self.name)),
-            };
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = space_destroy(self.task);
-        let memory = core::mem::take(&mut self.memory);
-        memory.release(&mut self.pool);
-    }
-}
-
-struct Link {
-    server: TaskServer,
+struct Link<T> {
+    /// `None` once the link hung up: the stopped transport waits in
+    /// `MountDriver::dead` for its owner to restart it on a new link.
+    server: Option<T>,
     client: Client,
     answer: Box<[u8]>,
-    hung_up: bool,
 }
 
-/// The mount driver: task servers' links, mounts, and a fid per chan.
-pub struct MountDriver {
-    links: BTreeMap<LinkId, Link>,
+/// The mount driver: servers' links, mounts, and a fid per chan.
+pub struct MountDriver<T> {
+    links: BTreeMap<LinkId, Link<T>>,
     /// Mount number → the link it goes over.
     mounts: BTreeMap<u32, LinkId>,
     next_mount: u32,
@@ -288,6 +87,8 @@ pub struct MountDriver {
     /// Opened chans' fids by dev.
     opened: BTreeMap<u32, Fid>,
     next_serial: u32,
+    /// Servers whose links hung up, stopped, for the owner to restart.
+    dead: Vec<Dead<T>>,
 }
 
 /// The spec `#M`'s attach takes from core's mount call: the link, then
@@ -304,7 +105,13 @@ fn nine(error: ninep_client::Error) -> Error {
     }
 }
 
-impl MountDriver {
+impl<T: Transport> Default for MountDriver<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Transport> MountDriver<T> {
     pub fn new() -> Self {
         MountDriver {
             links: BTreeMap::new(),
@@ -313,19 +120,27 @@ impl MountDriver {
             walked: BTreeMap::new(),
             opened: BTreeMap::new(),
             next_serial: 1,
+            dead: Vec::new(),
         }
     }
 
-    /// Adds a task server's link.
-    pub fn add_link(&mut self, link: LinkId, server: TaskServer) {
+    /// The servers whose links hung up since the last call, each stopped
+    /// (task destroyed, pages back in its pool). Their links stay hung up:
+    /// mounts made through them answer "i/o on hungup channel" until they
+    /// are unmounted, as a Plan 9 mount of a dead server does.
+    pub fn take_dead(&mut self) -> Vec<Dead<T>> {
+        core::mem::take(&mut self.dead)
+    }
+
+    /// Adds a server's link.
+    pub fn add_link(&mut self, link: LinkId, server: T) {
         let answer = vec![0u8; MSIZE as usize].into_boxed_slice();
         self.links.insert(
             link,
             Link {
-                server,
+                server: Some(server),
                 client: Client::new(MSIZE),
                 answer,
-                hung_up: false,
             },
         );
     }
@@ -337,23 +152,29 @@ impl MountDriver {
         link: LinkId,
         start: impl FnOnce(&mut Client, &mut Vec<u8>) -> Result<OpId, ninep_client::Error>,
     ) -> Result<Outcome, Error> {
+        let id = link;
         let link = self.links.get_mut(&link).ok_or(Error::HUNGUP)?;
-        if link.hung_up {
+        let Some(server) = link.server.as_mut() else {
             return Err(Error::HUNGUP);
-        }
+        };
         let mut out = Vec::new();
         let op = start(&mut link.client, &mut out).map_err(nine)?;
         let mut frames = FrameReader::new();
         frames.push(&out);
         let mut result = None;
         while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
-            let length = match link.server.call(&frame, &mut link.answer) {
-                Ok(length) => length,
-                Err(e) => {
-                    print(format_args!("core: #M: link hung up: {e}\n"));
-                    link.hung_up = true;
-                    link.server.stop();
+            let length = match server.exchange(&frame, &mut link.answer) {
+                Ok(length) => length.min(link.answer.len()),
+                Err(reason) => {
                     link.client.hang_up();
+                    if let Some(mut transport) = link.server.take() {
+                        transport.stop();
+                        self.dead.push(Dead {
+                            link: id,
+                            transport,
+                            reason,
+                        });
+                    }
                     return Err(Error::HUNGUP);
                 }
             };
@@ -361,10 +182,7 @@ impl MountDriver {
             match link.client.receive(&link.answer[..length], &mut more) {
                 Ok(Some(done)) if done.op == op => result = Some(done.result),
                 Ok(_) => {}
-                Err(e) => {
-                    print(format_args!("core: #M: 9P botch: {e}\n"));
-                    result = Some(Err(ninep_client::Error::Protocol(e)));
-                }
+                Err(e) => result = Some(Err(ninep_client::Error::Protocol(e))),
             }
             frames.push(&more);
         }
@@ -432,9 +250,13 @@ impl MountDriver {
     }
 }
 
-impl Servant for MountDriver {
+impl<T: Transport + 'static> Servant for MountDriver<T> {
     fn letter(&self) -> char {
         'M'
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     /// Only core's mount call attaches, with [`attach_spec`]'s spec.
@@ -590,6 +412,14 @@ impl Servant for MountDriver {
         match self.run(link, |c, out| c.write(fid, offset, data, out))? {
             Outcome::Wrote(count) => Ok(Io::Ready(count)),
             _ => Err(Error::new("#M: write answered wrongly")),
+        }
+    }
+
+    fn wstat(&mut self, _caller: &Caller<'_>, file: &File, stat: &Stat) -> Result<(), Error> {
+        let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
+        match self.run(link, |c, out| c.wstat(fid, stat, out))? {
+            Outcome::Wstat => Ok(()),
+            _ => Err(Error::new("#M: wstat answered wrongly")),
         }
     }
 

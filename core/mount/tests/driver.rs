@@ -1,0 +1,254 @@
+//! `#M` against the real ramfs over an in-process link, and against links
+//! that die or answer nonsense.
+//!
+//! The transport hands each frame to a `ninep-server` session serving the
+//! `ramfs` crate, the same code the task server and the host daemon run,
+//! and counts the server's fids so the tests see every fid clunked.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use kasane_mount::{attach_spec, MountDriver, Transport};
+use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant};
+use ninep::{FileMode, OpenMode, Stat};
+use ninep_server::Session;
+use ramfs::{Clock, RamFs};
+
+struct Zero;
+
+impl Clock for Zero {
+    fn now(&self) -> u32 {
+        0
+    }
+}
+
+/// What the test can see of the server behind a link.
+#[derive(Default)]
+struct Probe {
+    fids: usize,
+    exchanges: usize,
+}
+
+/// A ramfs session on the far end; fails every exchange after `budget`.
+struct RamLink {
+    name: String,
+    session: Session<RamFs<Zero>>,
+    fs: RamFs<Zero>,
+    probe: Rc<RefCell<Probe>>,
+    budget: usize,
+    stopped: Rc<RefCell<bool>>,
+}
+
+impl RamLink {
+    fn new(name: &str) -> (Self, Rc<RefCell<Probe>>, Rc<RefCell<bool>>) {
+        let probe = Rc::new(RefCell::new(Probe::default()));
+        let stopped = Rc::new(RefCell::new(false));
+        let link = RamLink {
+            name: name.into(),
+            session: Session::new(kasane_mount::MSIZE),
+            fs: RamFs::new(Zero, "eve", "eve", 0o775),
+            probe: probe.clone(),
+            budget: usize::MAX,
+            stopped: stopped.clone(),
+        };
+        (link, probe, stopped)
+    }
+}
+
+impl Transport for RamLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        if self.budget == 0 {
+            return Err(format!("{}: the server died", self.name));
+        }
+        self.budget -= 1;
+        let mut out = Vec::new();
+        self.session
+            .handle(&mut self.fs, frame, &mut out)
+            .map_err(|e| format!("{e:?}"))?;
+        let mut probe = self.probe.borrow_mut();
+        probe.fids = self.session.fid_count();
+        probe.exchanges += 1;
+        answer[..out.len()].copy_from_slice(&out);
+        Ok(out.len())
+    }
+
+    fn stop(&mut self) {
+        *self.stopped.borrow_mut() = true;
+    }
+}
+
+/// A link whose server answers with the bytes it is given.
+struct Liar(Vec<u8>);
+
+impl Transport for Liar {
+    fn name(&self) -> &str {
+        "liar"
+    }
+
+    fn exchange(&mut self, _frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        let n = self.0.len().min(answer.len());
+        answer[..n].copy_from_slice(&self.0[..n]);
+        Ok(n)
+    }
+}
+
+fn caller() -> Caller<'static> {
+    Caller::new(1, "eve")
+}
+
+fn rw() -> FileMode {
+    FileMode::from_bits_retain(0o664)
+}
+
+fn ready<T>(io: Io<T>) -> T {
+    match io {
+        Io::Ready(value) => value,
+        Io::WouldBlock(key) => panic!("#M blocked on {key:?}"),
+    }
+}
+
+fn mounted() -> (MountDriver<RamLink>, File, Rc<RefCell<Probe>>) {
+    let (link, probe, _) = RamLink::new("ramfs");
+    let mut m = MountDriver::new();
+    m.add_link(LinkId(1), link);
+    let root = m.attach(&caller(), &attach_spec(LinkId(1), "")).unwrap();
+    (m, root, probe)
+}
+
+fn names(entries: &[Stat]) -> Vec<&str> {
+    entries.iter().map(|s| s.name.as_str()).collect()
+}
+
+#[test]
+fn create_write_read_list_rename_remove_and_every_fid_is_clunked() {
+    let (mut m, root, probe) = mounted();
+    let c = caller();
+    let baseline = probe.borrow().fids;
+    assert_eq!(baseline, 1, "the attach fid");
+
+    let file = m.create(&c, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    assert_eq!(ready(m.write(&c, &file, 0, b"hello mount").unwrap()), 11);
+    assert_eq!(ready(m.read(&c, &file, 6, 100).unwrap()), b"mount");
+    m.close(&file, Some(OpenMode::ORDWR));
+    assert_eq!(probe.borrow().fids, baseline);
+
+    // Walked chans share a fid per file; an open gets its own clone.
+    let walked = m.walk(&c, &root, "f").unwrap();
+    let again = m.walk(&c, &root, "f").unwrap();
+    assert_eq!(walked, again);
+    assert_eq!(probe.borrow().fids, baseline + 1);
+    let opened = m.clone_file(&c, &walked).unwrap();
+    assert_ne!(opened.dev, walked.dev);
+    assert!(matches!(
+        m.open(&c, &opened, OpenMode::OREAD),
+        Ok(Opened::File(_))
+    ));
+    assert_eq!(ready(m.read(&c, &opened, 0, 5).unwrap()), b"hello");
+    // An open of a shared walked chan is refused: its fid must stay unopened.
+    assert!(m.open(&c, &walked, OpenMode::OREAD).is_err());
+
+    let stat = m.stat(&c, &walked).unwrap();
+    assert_eq!((stat.kind, stat.length), ('M' as u16, 11));
+    assert_eq!(stat.dev, root.dev);
+    assert_eq!(names(&m.read_dir(&c, &root).unwrap()), ["f"]);
+
+    // wstat renames (stat(5): everything else "don't touch").
+    let mut rename = Stat::dont_touch();
+    rename.name = "g".into();
+    m.wstat(&c, &walked, &rename).unwrap();
+    assert_eq!(names(&m.read_dir(&c, &root).unwrap()), ["g"]);
+    assert_eq!(m.walk(&c, &root, "f"), Err(Error::NOT_FOUND));
+
+    m.close(&opened, Some(OpenMode::OREAD));
+    m.close(&walked, None);
+    assert_eq!(probe.borrow().fids, baseline + 1, "one walked chan left");
+    m.remove(&c, &again).unwrap();
+    m.close(&again, None);
+    assert_eq!(probe.borrow().fids, baseline);
+    assert!(m.read_dir(&c, &root).unwrap().is_empty());
+    m.close(&root, None);
+    assert_eq!(probe.borrow().fids, 0);
+}
+
+#[test]
+fn errors_come_back_as_plan9_strings() {
+    let (mut m, root, probe) = mounted();
+    let c = caller();
+    assert_eq!(m.walk(&c, &root, "missing"), Err(Error::NOT_FOUND));
+    let dir = m
+        .create(&c, &root, "d", FileMode::DMDIR | rw(), OpenMode::OREAD)
+        .unwrap();
+    m.close(&dir, Some(OpenMode::OREAD));
+    let walked = m.walk(&c, &root, "d").unwrap();
+    let inner = m.create(&c, &walked, "x", rw(), OpenMode::OWRITE).unwrap();
+    m.close(&inner, Some(OpenMode::OWRITE));
+    let err = m.remove(&c, &walked).unwrap_err();
+    assert_eq!(err.as_str(), "directory is not empty");
+    m.close(&walked, None);
+    // A failed walk or remove leaves no fid behind.
+    assert_eq!(probe.borrow().fids, 1);
+    // Naming #M directly, or a link that is not there, is refused.
+    assert_eq!(m.attach(&c, "no-space"), Err(Error::NO_ATTACH));
+    assert_eq!(
+        m.attach(&c, &attach_spec(LinkId(9), "")),
+        Err(Error::HUNGUP)
+    );
+}
+
+#[test]
+fn a_dead_server_hangs_its_link_up_and_waits_to_be_restarted() {
+    let (mut link, _, stopped) = RamLink::new("ramfs");
+    link.budget = 4; // version, attach, then two more
+    let mut m = MountDriver::new();
+    m.add_link(LinkId(1), link);
+    let c = caller();
+    let root = m.attach(&c, &attach_spec(LinkId(1), "")).unwrap();
+    let file = m.create(&c, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    // The third request after the attach finds the server dead.
+    assert_eq!(m.write(&c, &file, 0, b"x"), Err(Error::HUNGUP));
+    assert!(*stopped.borrow(), "the transport was stopped");
+    let dead = m.take_dead();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].link, LinkId(1));
+    assert!(dead[0].reason.contains("the server died"));
+    assert!(m.take_dead().is_empty(), "reported once");
+    // Every later operation on the old link answers at once; closes are
+    // quiet.
+    assert_eq!(m.walk(&c, &root, "f"), Err(Error::HUNGUP));
+    assert_eq!(m.read_dir(&c, &root), Err(Error::HUNGUP));
+    m.close(&file, Some(OpenMode::ORDWR));
+    m.close(&root, None);
+    // The owner restarts the server on a new link; a new mount works.
+    let (fresh, _, _) = RamLink::new("ramfs");
+    m.add_link(LinkId(2), fresh);
+    let root = m.attach(&c, &attach_spec(LinkId(2), "")).unwrap();
+    assert!(m.read_dir(&c, &root).unwrap().is_empty());
+}
+
+#[test]
+fn nonsense_answers_are_errors_not_panics() {
+    let answers: [Vec<u8>; 4] = [
+        Vec::new(),
+        vec![0xff; 64],
+        // Rversion with a size field longer than the frame.
+        vec![200, 0, 0, 0, 101, 0xff, 0xff, 0, 32, 0, 0],
+        // A well-formed Rerror for a tag nobody used.
+        {
+            let mut frame = vec![0, 0, 0, 0, 107, 0x34, 0x12, 4, 0];
+            frame.extend_from_slice(b"boom");
+            let size = frame.len() as u32;
+            frame[..4].copy_from_slice(&size.to_le_bytes());
+            frame
+        },
+    ];
+    for answer in answers {
+        let mut m = MountDriver::new();
+        m.add_link(LinkId(1), Liar(answer.clone()));
+        let result = m.attach(&caller(), &attach_spec(LinkId(1), ""));
+        assert!(result.is_err(), "{answer:?} gave {result:?}");
+    }
+}

@@ -1,0 +1,288 @@
+//! Task servers: file servers running as microkernel tasks of their own,
+//! and the server link core speaks 9P to them over.
+//!
+//! Core starts a task server from a boot module and pages it from a pool
+//! of frames of its own. Over the link of `core_abi::link` each 9P request
+//! is a synchronous call, so one request is outstanding per link. The
+//! mount driver `#M` (`kasane-mount`) drives the protocol; [`TaskServer`]
+//! is its [`Transport`] here.
+//!
+//! While core waits for a reply, the server may fault (its heap grows); the
+//! fault arrives as the message core is waiting for, and is served from
+//! the server's own pool before core waits again. A fault that cannot be
+//! served, an exception, a timeout or a malformed answer is an error of
+//! the exchange: `#M` hangs the link up, the task is destroyed, and core
+//! restarts the server on a new link (`Core::restart_task_servers`).
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+
+use core_abi::layout::{STACK_TOP, UTCB};
+use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
+use kasane_mount::Transport;
+use microkernel_abi::user::{
+    current_utcb, exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy,
+    thread_create,
+};
+use microkernel_abi::utcb::ReceiveBuffer;
+use microkernel_abi::{
+    ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, StringItem, TaskId, ThreadId,
+    Timeout, Timeouts, TypedItem, Utcb, EXCEPTION_LABEL, PAGE_FAULT_LABEL,
+};
+use microkernel_rt::console::print;
+use microkernel_rt::frames::FrameBitmap;
+
+use crate::process::{Memory, TextCache};
+
+/// How long core waits for a task server to take a request (µs).
+const SEND_TIMEOUT: u32 = 1_000_000;
+/// How long core waits for each message of an answer (µs).
+const REPLY_TIMEOUT: u32 = 10_000_000;
+/// How many more times core waits after a wait for an answer timed out.
+const RECEIVE_RETRIES: u32 = 3;
+
+/// Core's UTCB, for the IPC of the link.
+///
+/// # Safety
+///
+/// Core has one thread. The caller must not hold another reference to the
+/// UTCB in use across the returned one's life: `Core` keeps its own, but
+/// touches it only before and after a servant call, never during one.
+unsafe fn utcb<'a>() -> &'a mut Utcb {
+    // SAFETY: core's thread's UTCB is mapped for core's life; exclusivity
+    // is the caller's contract.
+    unsafe { &mut *current_utcb() }
+}
+
+fn timeouts(send: Timeout, receive: Timeout) -> Timeouts {
+    Timeouts { send, receive }
+}
+
+/// A file server running as a task of its own.
+pub struct TaskServer {
+    name: String,
+    /// Its text's key in core's text cache (one per server program).
+    identity: u64,
+    thread: ThreadId,
+    task: TaskId,
+    memory: Memory,
+    pool: Box<FrameBitmap>,
+}
+
+impl TaskServer {
+    /// Loads `elf` into a new task paged from `pool`, starts it and waits
+    /// for its ready message (`core_abi::link`). `identity` tells this
+    /// server program's text apart from every other program's.
+    pub fn start(
+        name: &str,
+        identity: u64,
+        elf: &[u8],
+        me: ThreadId,
+        mut pool: Box<FrameBitmap>,
+        arena: &mut FrameBitmap,
+        text: &mut TextCache,
+    ) -> Result<TaskServer, String> {
+        let mut memory = Memory::default();
+        let entry = memory.load(elf, ('M', identity), &mut pool, arena, text)?;
+        memory.set_arguments(&mut pool, me.raw(), 0, &[String::from(name)])?;
+        let task = space_create().map_err(|e| format!("space_create: {e:?}"))?;
+        // SAFETY: the task is new and not core's own; core is its pager.
+        let thread = unsafe { thread_create(task, me, UTCB) }
+            .map_err(|e| format!("thread_create: {e:?}"))?;
+        let mut server = TaskServer {
+            name: String::from(name),
+            identity,
+            thread,
+            task,
+            memory,
+            pool,
+        };
+        let control = ExchangeControl::SET_INSTRUCTION_POINTER
+            | ExchangeControl::SET_STACK_POINTER
+            | ExchangeControl::RESUME;
+        // SAFETY: a new thread of another task, started at its ELF entry
+        // on the stack the layout gives it.
+        unsafe { exchange_registers(thread, control, entry, STACK_TOP, ThreadId::NIL) }
+            .map_err(|e| format!("exchange_registers: {e:?}"))?;
+        // SAFETY: core's thread, before `Core` takes its UTCB reference.
+        let utcb = unsafe { utcb() };
+        loop {
+            utcb.clear_receive_targets();
+            let wait = timeouts(
+                Timeout::Zero,
+                Timeout::Relative {
+                    microseconds: REPLY_TIMEOUT,
+                },
+            );
+            // SAFETY: core's own UTCB; no items sent, no receive targets.
+            let result =
+                unsafe { ipc_with_items(utcb, ThreadId::NIL, FromSpecifier::Thread(thread), wait) };
+            result.map_err(|e| format!("{name} did not start: {e:?}"))?;
+            let tag = MessageTag::from_raw(utcb.message_registers[0]);
+            match (tag.is_from_kernel(), tag.label()) {
+                (true, PAGE_FAULT_LABEL) => {
+                    let address = utcb.message_registers[1];
+                    server.fault(utcb, address)?;
+                }
+                (false, READY_LABEL) => return Ok(server),
+                _ => {
+                    server.stop();
+                    return Err(format!("{name} failed before it was ready"));
+                }
+            }
+        }
+    }
+
+    /// Answers a page fault with a page of the server's own.
+    fn fault(&mut self, utcb: &mut Utcb, address: u64) -> Result<(), String> {
+        let item = self
+            .memory
+            .resolve(address, &mut self.pool)
+            .ok_or_else(|| format!("{}: no page for {address:#x}", self.name))?;
+        let tag = MessageTag::new(0, 0, 2).map_err(|e| format!("{e:?}"))?;
+        let [first, second] = TypedItem::Map(item).encode();
+        utcb.clear_receive_targets();
+        utcb.message_registers[0] = tag.raw();
+        utcb.message_registers[1] = first;
+        utcb.message_registers[2] = second;
+        // SAFETY: the item maps a page of the server's pool that core lends
+        // to this task alone (or its shared read-only text); core's UTCB.
+        let sent = unsafe {
+            ipc_with_items(
+                utcb,
+                self.thread,
+                FromSpecifier::Nobody,
+                timeouts(Timeout::Zero, Timeout::Zero),
+            )
+        };
+        sent.map(|_| ())
+            .map_err(|e| format!("{}: fault reply: {e:?}", self.name))
+    }
+
+    /// One request: `frame` out, the answer into `answer`; its length.
+    fn call(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        // SAFETY: called from a servant method, while `Core` does not use
+        // its UTCB reference (see `utcb`).
+        let utcb = unsafe { utcb() };
+        let tag = MessageTag::new(NINEP_LABEL, 0, 2).map_err(|e| format!("{e:?}"))?;
+        let [first, second] = TypedItem::String(StringItem {
+            address: frame.as_ptr() as u64,
+            length: frame.len() as u64,
+        })
+        .encode();
+        utcb.message_registers[0] = tag.raw();
+        utcb.message_registers[1] = first;
+        utcb.message_registers[2] = second;
+        let mut to = self.thread;
+        let mut retries = 0;
+        let mut send = Timeout::Relative {
+            microseconds: SEND_TIMEOUT,
+        };
+        loop {
+            utcb.clear_receive_targets();
+            // SAFETY: `answer` is core's heap memory (mapped read/write),
+            // borrowed for this function, read only after the kernel wrote.
+            unsafe {
+                utcb.set_receive_buffer(
+                    0,
+                    ReceiveBuffer {
+                        address: answer.as_mut_ptr() as u64,
+                        length: answer.len() as u64,
+                    },
+                )
+            };
+            let wait = timeouts(
+                send,
+                Timeout::Relative {
+                    microseconds: REPLY_TIMEOUT,
+                },
+            );
+            let started = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+            // SAFETY: core's UTCB; the one item is a string over `frame`,
+            // which lives across the call; the receive target is `answer`.
+            let result =
+                unsafe { ipc_with_items(utcb, to, FromSpecifier::Thread(self.thread), wait) };
+            if let Err(e) = result {
+                let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+                let waited = now.saturating_sub(started);
+                let text = format!("{}: {e:?} after {waited} us", self.name);
+                // A slow answer: wait again (the server's answer waits
+                // for core a while too), a few times.
+                if e.error == microkernel_abi::Error::Timeout
+                    && e.phase == microkernel_abi::IpcPhase::Receive
+                    && retries < RECEIVE_RETRIES
+                {
+                    print(format_args!("core: #M: {text}; waiting again\n"));
+                    retries += 1;
+                    to = ThreadId::NIL;
+                    send = Timeout::Zero;
+                    continue;
+                }
+                return Err(text);
+            }
+            let tag = MessageTag::from_raw(utcb.message_registers[0]);
+            if tag.is_from_kernel() {
+                if tag.label() != PAGE_FAULT_LABEL {
+                    let what = if tag.label() == EXCEPTION_LABEL {
+                        format!("exception {}", utcb.message_registers[1])
+                    } else {
+                        String::from("kernel message")
+                    };
+                    return Err(format!("{}: {what}", self.name));
+                }
+                let address = utcb.message_registers[1];
+                self.fault(utcb, address)?;
+                // Then wait for the answer again, sending nothing.
+                to = ThreadId::NIL;
+                send = Timeout::Zero;
+                continue;
+            }
+            let item = TypedItem::decode([utcb.message_registers[1], utcb.message_registers[2]]);
+            return match item {
+                Ok(TypedItem::String(item))
+                    if tag.label() == NINEP_LABEL && tag.untyped() == 0 && tag.typed() == 2 =>
+                {
+                    Ok((item.length as usize).min(answer.len()))
+                }
+                _ => Err(format!("{}: answer without a 9P frame", self.name)),
+            };
+        }
+    }
+
+    /// Starts the program of a stopped server again in a new task, with
+    /// the same pool and name: a restart after the server failed. Its
+    /// text is still in the cache, so only data pages are loaded.
+    pub fn restart(
+        self,
+        elf: &[u8],
+        me: ThreadId,
+        arena: &mut FrameBitmap,
+        text: &mut TextCache,
+    ) -> Result<TaskServer, String> {
+        TaskServer::start(&self.name, self.identity, elf, me, self.pool, arena, text)
+    }
+
+    fn stop(&mut self) {
+        let _ = space_destroy(self.task);
+        let memory = core::mem::take(&mut self.memory);
+        memory.release(&mut self.pool);
+    }
+}
+
+impl Transport for TaskServer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        self.call(frame, answer)
+    }
+
+    fn stop(&mut self) {
+        TaskServer::stop(self);
+    }
+}
+
+// The driver sizes its buffers for the link's message size.
+const _: () = assert!(kasane_mount::MSIZE == MSIZE);

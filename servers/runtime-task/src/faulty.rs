@@ -1,0 +1,150 @@
+//! `faulty`: a tiny read-only 9P server for failure-injection tests.
+//!
+//! Its root holds two files: `hello`, which reads `alive\n`, and `crash`,
+//! whose read makes the server panic in the middle of the request. As the
+//! task `faulty-task` that panic ends the task (the runtime's panic handler
+//! faults), so core sees a server die with a request outstanding: the
+//! client's read fails, the link hangs up, and core restarts the server.
+//! The host tests below check the tree and that `crash` does panic.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use ninep::{FileMode, OpenMode, Qid, QidType, Stat};
+use ninep_server::{Caller, Error, FileServer, Reply};
+
+/// The server. Nodes are qid paths: 0 the root, 1 `hello`, 2 `crash`.
+#[derive(Debug, Default)]
+pub struct Faulty;
+
+const FILES: [(&str, u64); 2] = [("hello", 1), ("crash", 2)];
+const HELLO: &[u8] = b"alive\n";
+
+fn qid(path: u64) -> Qid {
+    Qid {
+        kind: if path == 0 {
+            QidType::DIR
+        } else {
+            QidType::empty()
+        },
+        version: 0,
+        path,
+    }
+}
+
+impl FileServer for Faulty {
+    type Node = u64;
+
+    fn attach(&mut self, _uname: &str, aname: &str) -> Result<(u64, Qid), Error> {
+        if !aname.is_empty() {
+            return Err(Error::new("no such tree"));
+        }
+        Ok((0, qid(0)))
+    }
+
+    fn walk(&mut self, _caller: &Caller<'_>, dir: &u64, name: &str) -> Result<(u64, Qid), Error> {
+        match FILES.iter().find(|(n, _)| *n == name) {
+            Some(&(_, path)) if *dir == 0 => Ok((path, qid(path))),
+            _ if name == ".." => Ok((0, qid(0))),
+            _ => Err(Error::NOT_FOUND),
+        }
+    }
+
+    fn stat(&mut self, node: &u64) -> Result<Stat, Error> {
+        let (name, mode, length) = match *node {
+            0 => ("/", FileMode::DMDIR.bits() | 0o555, 0),
+            1 => ("hello", 0o444, HELLO.len() as u64),
+            2 => ("crash", 0o444, 0),
+            _ => return Err(Error::NOT_FOUND),
+        };
+        Ok(Stat {
+            kind: 0,
+            dev: 0,
+            qid: qid(*node),
+            mode: FileMode::from_bits_retain(mode),
+            atime: 0,
+            mtime: 0,
+            length,
+            name: String::from(name),
+            uid: String::from("eve"),
+            gid: String::from("eve"),
+            muid: String::from("eve"),
+        })
+    }
+
+    fn open(&mut self, _caller: &Caller<'_>, node: &u64, _mode: OpenMode) -> Result<Qid, Error> {
+        Ok(qid(*node))
+    }
+
+    fn read(
+        &mut self,
+        _caller: &Caller<'_>,
+        node: &u64,
+        offset: u64,
+        count: u32,
+    ) -> Result<Reply<Vec<u8>>, Error> {
+        match *node {
+            1 => {
+                let start = (offset as usize).min(HELLO.len());
+                let end = start.saturating_add(count as usize).min(HELLO.len());
+                Ok(Reply::Now(HELLO[start..end].to_vec()))
+            }
+            2 => panic!("faulty: crash requested by a read of /crash"),
+            _ => Err(Error::NOT_FOUND),
+        }
+    }
+
+    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &u64) -> Result<Vec<Stat>, Error> {
+        if *dir != 0 {
+            return Err(Error::new("not a directory"));
+        }
+        FILES.iter().map(|(_, path)| self.stat(path)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use ninep_server::RequestId;
+
+    fn caller() -> Caller<'static> {
+        Caller {
+            uname: "eve",
+            request: RequestId(1),
+        }
+    }
+
+    #[test]
+    fn hello_reads_alive_and_the_root_lists_both_files() {
+        let mut fs = Faulty;
+        let (root, _) = fs.attach("eve", "").unwrap();
+        let (hello, _) = fs.walk(&caller(), &root, "hello").unwrap();
+        assert_eq!(
+            fs.read(&caller(), &hello, 0, 100).unwrap(),
+            Reply::Now(HELLO.to_vec())
+        );
+        assert_eq!(
+            fs.read(&caller(), &hello, 4, 100).unwrap(),
+            Reply::Now(b"e\n".to_vec())
+        );
+        let names: Vec<String> = fs
+            .read_dir(&caller(), &root)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["hello", "crash"]);
+        assert_eq!(fs.walk(&caller(), &root, "nothing"), Err(Error::NOT_FOUND));
+        assert!(fs.attach("eve", "other").is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "crash requested")]
+    fn reading_crash_panics() {
+        let mut fs = Faulty;
+        let (crash, _) = fs.walk(&caller(), &0, "crash").unwrap();
+        let _ = fs.read(&caller(), &crash, 0, 10);
+    }
+}

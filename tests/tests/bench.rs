@@ -1,0 +1,78 @@
+//! Boots core's file-read benchmarks under Bochs and reports the figures.
+//!
+//! `images/manifests/bench-core.toml` runs `/bin/bench` from an rc script:
+//! 4 KB reads of a file on the ramfs task server (through core's `#M`
+//! driver and the server link) and of in-core servants, with a null core
+//! call and 0-, 1- and 8192-byte reads beside them. The test checks that
+//! every figure is there and sane, and prints the `bench` lines so that
+//! `run/test`'s log carries them (docs/performance.md, "Core file reads").
+
+use kasane_run::Emulator;
+use kasane_tests::{assert_absent, assert_clean, assert_lines_in_order, boot_manifest};
+
+/// The `bench NAME VALUE UNIT` lines of the transcript, from `bench` on.
+fn bench_lines(transcript: &str) -> Vec<&str> {
+    transcript
+        .lines()
+        .filter_map(|line| line.find("bench ").map(|at| &line[at..]))
+        .filter(|line| line.ends_with(" cycles") || line.ends_with(" x"))
+        .collect()
+}
+
+/// The value of `bench NAME VALUE UNIT`, in hundredths (a ratio has two
+/// decimals).
+fn figure(lines: &[&str], name: &str) -> u64 {
+    let line = lines
+        .iter()
+        .find(|line| line.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no `bench {name}` line in {lines:#?}"));
+    let value = line.split_whitespace().nth(2).unwrap_or("");
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, "00"));
+    let parsed = whole
+        .parse::<u64>()
+        .ok()
+        .zip(fraction.parse::<u64>().ok().filter(|_| fraction.len() == 2));
+    match parsed {
+        Some((whole, fraction)) => whole * 100 + fraction,
+        None => panic!("`{line}`: the value is not a number"),
+    }
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_core_read_benchmarks() {
+    let boot = boot_manifest("bench-core", Emulator::Bochs, 600);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "core: started /bin/rc as pid 1",
+            "bench core_getpid_cycles ",
+            "bench read_4k_ramfs_task_cycles ",
+            "bench read_4k_servant_cycles ",
+            "bench read_4k_boot_module_cycles ",
+            "bench read_0b_servant_cycles ",
+            "bench read_4k_ramfs_vs_servant_ratio ",
+            "bench status is",
+            "core: init exited: ''",
+        ],
+    );
+    assert_absent(&boot, "bench: FAIL");
+    assert_clean(&boot);
+    let lines = bench_lines(&boot.transcript);
+    for line in &lines {
+        eprintln!("{line}");
+    }
+    for line in boot.transcript.lines().filter(|l| l.starts_with("# ")) {
+        eprintln!("{line}");
+    }
+    let null_call = figure(&lines, "core_getpid_cycles");
+    let ramfs = figure(&lines, "read_4k_ramfs_task_cycles");
+    let servant = figure(&lines, "read_4k_servant_cycles");
+    let ratio = figure(&lines, "read_4k_ramfs_vs_servant_ratio");
+    assert!(null_call > 0, "a null call takes time: {lines:#?}");
+    // A read costs more than a null call, and the ramfs task's path (core,
+    // #M, 9P to another task and back) more than a servant's in core.
+    assert!(servant > null_call, "{lines:#?}");
+    assert!(ramfs > servant, "{lines:#?}");
+    assert!(ratio > 100, "the ratio is above 1: {lines:#?}");
+}
