@@ -123,6 +123,17 @@ enum Outcome {
 struct Parked {
     request: Request,
     until: Option<u64>,
+    /// A read of /dev/cons: tried again at every poll of console input.
+    console: bool,
+}
+
+/// The reply to the call just handled, sent by the next receive's IPC
+/// (reply and wait in one kernel entry).
+struct Deferred {
+    client: ThreadId,
+    status: u64,
+    words: [u64; 2],
+    data: Option<Vec<u8>>,
 }
 
 struct KernelClock;
@@ -179,6 +190,11 @@ pub struct Core {
     /// Task servers by /srv name, for restarts.
     task_programs: BTreeMap<String, TaskProgram>,
     next_link: u64,
+    /// Set while `handle` runs: its reply waits for the next receive.
+    defer_replies: bool,
+    deferred: Option<Deferred>,
+    /// Something parked calls may wait for happened (a process ended).
+    woken: bool,
     /// Processes per environment group (group 0 is the boot group).
     env_refs: BTreeMap<u32, u32>,
     next_env_group: u32,
@@ -289,6 +305,9 @@ impl Core {
             ],
             task_programs,
             next_link,
+            defer_replies: false,
+            deferred: None,
+            woken: false,
             env_refs: BTreeMap::new(),
             next_env_group: 1,
         }
@@ -431,6 +450,7 @@ impl Core {
     }
 
     fn serve(&mut self, init: u32) {
+        let mut deferred: Option<Deferred> = None;
         loop {
             if !self.processes.contains_key(&init) {
                 let status = self
@@ -442,11 +462,17 @@ impl Core {
                 print(format_args!("core: init exited: '{status}'\n"));
                 return;
             }
-            let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
             let mut wake = self.parked.iter().filter_map(|p| p.until).min();
+            let console = self.parked.iter().any(|p| p.console);
+            // The clock is read only when something waits for a time.
+            let now = if wake.is_some() || console {
+                kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
+            } else {
+                0
+            };
             // Console input is polled: while someone waits for a line,
             // wake up often to look (retry_parked reads, which polls).
-            if self.console_reader_parked() {
+            if console {
                 let poll = now + CONSOLE_POLL_MICROSECONDS;
                 wake = Some(wake.map_or(poll, |until| until.min(poll)));
             }
@@ -474,20 +500,50 @@ impl Core {
                 send: Timeout::Zero,
                 receive: timeout,
             };
+            // The reply to the last call goes out in the same IPC (the
+            // client waits for it: a zero send timeout).
+            let reply = deferred.take();
+            let to = match &reply {
+                Some(reply) => {
+                    self.load_reply(reply.status, reply.words, reply.data.as_deref());
+                    reply.client
+                }
+                None => ThreadId::NIL,
+            };
             // SAFETY: core's own UTCB; the receive targets are the buffers
-            // above; nothing is sent.
-            let received =
-                unsafe { ipc_with_items(self.utcb, ThreadId::NIL, FromSpecifier::Any, timeouts) };
-            if let Ok(sender) = received {
-                self.handle(sender);
+            // above; the only item sent is a string item over the reply's
+            // data, which `reply` keeps alive across the call.
+            let received = unsafe { ipc_with_items(self.utcb, to, FromSpecifier::Any, timeouts) };
+            match received {
+                Ok(sender) => {
+                    self.handle(sender);
+                    deferred = self.deferred.take();
+                }
+                Err(e) if e.phase == microkernel_abi::IpcPhase::Send => {
+                    // A client gone (killed by a ctl write it made, say)
+                    // is not news; anything else is.
+                    if self.by_thread.contains_key(&to.raw()) {
+                        print(format_args!("core: reply to {to:?} failed: {e:?}\n"));
+                    }
+                }
+                Err(_) => {}
             }
+            drop(reply);
             self.restart_task_servers();
             self.carry_out_controls();
             self.retry_parked();
         }
     }
 
+    /// Handles one message. The reply to a call is left in
+    /// `self.deferred` for the loop's next IPC.
     fn handle(&mut self, sender: ThreadId) {
+        self.defer_replies = true;
+        self.handle_message(sender);
+        self.defer_replies = false;
+    }
+
+    fn handle_message(&mut self, sender: ThreadId) {
         let tag = MessageTag::from_raw(self.utcb.message_registers[0]);
         let Some(&pid) = self.by_thread.get(&sender.raw()) else {
             return;
@@ -548,13 +604,18 @@ impl Core {
     fn attempt(&mut self, request: Request) {
         let outcome = self.dispatch(&request);
         match outcome {
-            Outcome::Park => self.parked.push(Parked {
-                request,
-                until: None,
-            }),
+            Outcome::Park => {
+                let console = self.reads_console(&request);
+                self.parked.push(Parked {
+                    request,
+                    until: None,
+                    console,
+                });
+            }
             Outcome::Sleep(until) => self.parked.push(Parked {
                 request,
                 until: Some(until),
+                console: false,
             }),
             Outcome::Silent => {}
             Outcome::Fail(text) => {
@@ -577,23 +638,35 @@ impl Core {
         }
     }
 
-    /// Whether a parked call is a read of `/dev/cons`.
-    fn console_reader_parked(&self) -> bool {
-        self.parked.iter().any(|entry| {
-            let request = &entry.request;
-            matches!(request.call, Call::Read | Call::Pread)
-                && entry.until.is_none()
-                && self
-                    .fd_chan(request.pid, request.words[0])
-                    .is_ok_and(|(_, chan)| chan.letter == 'c' && chan.qid.path == CONS)
-        })
+    /// Whether a call is a read of `/dev/cons`.
+    fn reads_console(&self, request: &Request) -> bool {
+        matches!(request.call, Call::Read | Call::Pread)
+            && self
+                .fd_chan(request.pid, request.words[0])
+                .is_ok_and(|(_, chan)| chan.letter == 'c' && chan.qid.path == CONS)
     }
 
+    /// Tries parked calls again when something they wait for may have
+    /// happened: a pipe woke (its servant lists wait keys), a process ended
+    /// (`wait`), a ctl request was carried out, a sleep is due, or console
+    /// input may have come (reads of /dev/cons poll). Otherwise nothing is
+    /// retried, so a call's cost does not grow with the parked calls.
     fn retry_parked(&mut self) {
-        if let Ok(pipes) = self.devices.get_mut('|') {
-            let _ = pipes.take_wakeups();
+        let piped = self
+            .devices
+            .get_mut('|')
+            .is_ok_and(|pipes| !pipes.take_wakeups().is_empty());
+        let woke = core::mem::take(&mut self.woken) || piped;
+        let timed = self.parked.iter().any(|p| p.until.is_some());
+        let console = self.parked.iter().any(|p| p.console);
+        if !(woke || timed || console) {
+            return;
         }
-        let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+        let now = if timed {
+            kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
+        } else {
+            0
+        };
         let parked = core::mem::take(&mut self.parked);
         for entry in parked {
             if !self.processes.contains_key(&entry.request.pid) {
@@ -602,29 +675,25 @@ impl Core {
             match entry.until {
                 Some(until) if until > now => self.parked.push(entry),
                 Some(_) => self.reply(entry.request.client, Outcome::Reply([0, 0], None)),
-                None => self.attempt(entry.request),
+                None if woke || entry.console => self.attempt(entry.request),
+                None => self.parked.push(entry),
             }
         }
     }
 
-    fn reply(&mut self, client: ThreadId, outcome: Outcome) {
-        let (status, words, data) = match outcome {
-            Outcome::Reply(words, data) => (STATUS_OK, words, data),
-            Outcome::Fail(_) => (STATUS_ERROR, [0, 0], None),
-            _ => return,
-        };
-        let data = data.filter(|d| !d.is_empty());
+    /// Writes a reply into core's message registers: MR1 status, MR2 and
+    /// MR3 words, and a string item over `data` if there is any.
+    fn load_reply(&mut self, status: u64, words: [u64; 2], data: Option<&[u8]>) {
         let typed = if data.is_some() { 2 } else { 0 };
         let Ok(tag) = MessageTag::new(0, 3, typed) else {
             return;
         };
-        self.utcb.clear_receive_targets();
         let registers = &mut self.utcb.message_registers;
         registers[0] = tag.raw();
         registers[1] = status;
         registers[2] = words[0];
         registers[3] = words[1];
-        if let Some(bytes) = &data {
+        if let Some(bytes) = data {
             let [first, second] = TypedItem::String(StringItem {
                 address: bytes.as_ptr() as u64,
                 length: bytes.len() as u64,
@@ -633,6 +702,28 @@ impl Core {
             registers[4] = first;
             registers[5] = second;
         }
+    }
+
+    /// Answers a call: at once, or (for the call `handle` is answering)
+    /// with the loop's next receive.
+    fn reply(&mut self, client: ThreadId, outcome: Outcome) {
+        let (status, words, data) = match outcome {
+            Outcome::Reply(words, data) => (STATUS_OK, words, data),
+            Outcome::Fail(_) => (STATUS_ERROR, [0, 0], None),
+            _ => return,
+        };
+        let data = data.filter(|d| !d.is_empty());
+        if self.defer_replies && self.deferred.is_none() {
+            self.deferred = Some(Deferred {
+                client,
+                status,
+                words,
+                data,
+            });
+            return;
+        }
+        self.utcb.clear_receive_targets();
+        self.load_reply(status, words, data.as_deref());
         let timeouts = Timeouts {
             send: Timeout::Zero,
             receive: Timeout::Zero,
@@ -693,6 +784,7 @@ impl Core {
         process.dot.close(&mut host);
         self.release_namespace(pid, process.ns, process.env_group);
         self.release_env_group(process.env_group);
+        self.woken = true;
         self.zombies.push(Zombie {
             pid,
             parent: process.parent,
