@@ -11,7 +11,8 @@
 //!
 //! The session shows echo, files in a `#e`-backed /tmp, union binds (-a,
 //! -b, -c), a pipe, a missing file with `$status`, cp/mv/rm/mkdir, date,
-//! ps, kill through /proc/N/ctl, and `ns`; then ramfs, a task server of
+//! ps, kill through /proc/N/ctl, a reader blocked on a pipe while another
+//! process runs, a bad bind flag, and `ns`; then ramfs, a task server of
 //! its own, mounted at /tmp through `#M` and its /srv link: create,
 //! append, read, mkdir, ls, rm, unmount, a second mount that finds the
 //! files still there, and a mount of a missing link.
@@ -62,6 +63,16 @@ const SESSION: &[&str] = &[
     "-- kill",
     // kill wrote `kill` to sleep's /proc/N/ctl; rc saw it end.
     "status is killed|",
+    // cat waits on an empty pipe while ps, in the same pipeline, runs and
+    // lists it (and the sleep that will close the pipe).
+    "-- blocked reader",
+    " sleep",
+    " cat",
+    " ps",
+    "-- bad bind flag",
+    "bind: bad flag -x",
+    "usage: bind [-b|-a|-c|-bc|-ac] new old",
+    "status is bind: usage",
     "-- ns",
     "bind '#c' /dev",
     "bind -c '#e' /env",

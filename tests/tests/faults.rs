@@ -7,7 +7,9 @@
 //! side: the read fails with "i/o on hungup channel", core reports the hang
 //! up and restarts that server alone on a new link, the old mount stays
 //! hung up, and a new mount of /srv/faulty reaches the restarted server.
-//! The rest: ramfs still has its file, the shell goes on. Then `garbage`
+//! The rest: ramfs still has its file, the shell goes on. A read of the
+//! restarted server's `slow` file (a second to answer) holds up only its
+//! reader: another process's output comes first. Then `garbage`
 //! sends core eight malformed calls; each is refused, and core still
 //! answers (getpid, the shell, ramfs).
 
@@ -31,6 +33,11 @@ const TRANSCRIPT: &[&str] = &[
     "kept",
     "-- mount again",
     "alive",
+    // `cat /n/slow >/dev/cons | date`: the server takes a second to
+    // answer cat; core serves date meanwhile, so date prints first.
+    "-- a slow read holds up only its reader",
+    "Thu Jan  1 00:00:",
+    "slow answer",
     "-- garbage",
     "garbage: unknown call: refused (bad system call)",
     "garbage: open without a path: refused (bad arg in system call)",
@@ -50,6 +57,16 @@ const TRANSCRIPT: &[&str] = &[
 
 fn check(boot: &Boot) {
     assert_lines_in_order(boot, TRANSCRIPT);
+    let lines: Vec<&str> = boot.transcript.lines().collect();
+    let marker = lines
+        .iter()
+        .position(|l| *l == "-- a slow read holds up only its reader")
+        .expect("the slow-read marker");
+    assert!(
+        lines[marker + 1].starts_with("Thu Jan  1 ") && lines[marker + 2] == "slow answer",
+        "date should print while the slow read waits:\n{}",
+        boot.transcript
+    );
     assert_absent(boot, "UNEXPECTED");
     assert_absent(boot, "not restarted");
     assert_clean(boot);

@@ -19,6 +19,16 @@
 //!   and its mode is the chan's alone.
 //! - `close` clunks: a serial fid at once, a shared one with its last chan.
 //!
+//! Reads and writes of opened files do not wait when the transport
+//! [`posts`](Transport::posts): the request is sent and the call answers
+//! `Io::WouldBlock`; the answer comes back through
+//! [`MountDriver::deliver`], the driver lists a wakeup, and the caller's
+//! retry (same process, file, offset and count) finds the result. So a
+//! slow server holds up only the processes reading or writing it. One
+//! request is on a link at a time; others queue. Every other operation
+//! (walk, open, create, stat, wstat, remove, clunk) is a synchronous
+//! exchange, after the link's posted request has been answered.
+//!
 //! A transport error hangs the link up: the transport is stopped and kept
 //! in [`MountDriver::take_dead`] with the reason, for its owner to restart
 //! on a new link, and every later operation on the old link answers
@@ -29,13 +39,13 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant};
+use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant, WaitKey};
 use ninep::{FileMode, OpenMode, Stat};
 use ninep_client::{Client, Fid, FrameReader, OpId, Outcome};
 
@@ -57,6 +67,57 @@ pub trait Transport {
 
     /// The link hung up: release the server (destroy its task).
     fn stop(&mut self) {}
+
+    /// Whether the link takes posted requests, whose answers come back
+    /// through [`MountDriver::deliver`]. Without, every operation is an
+    /// [`exchange`](Self::exchange).
+    fn posts(&self) -> bool {
+        false
+    }
+
+    /// Sends the T-message `frame` and waits a moment (the transport's
+    /// patience) for its answer: `Some(length)` if it came, into `answer`;
+    /// `None` if it is still to come, through [`MountDriver::deliver`]. A
+    /// quick server costs no more than an exchange; a slow one holds up
+    /// only its caller. An error hangs the link up.
+    fn post(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<Option<usize>, String> {
+        let _ = (frame, answer);
+        Err(format!(
+            "{}: the link does not take posted requests",
+            self.name()
+        ))
+    }
+
+    /// Waits for the answer to the posted request, into `answer`; its
+    /// length. Used to settle a link before a synchronous exchange.
+    fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        let _ = answer;
+        Err(format!("{}: nothing was posted", self.name()))
+    }
+
+    /// Who the server's messages come from (core: its thread), so its
+    /// owner can route an answer to [`MountDriver::deliver`].
+    fn peer(&self) -> u64 {
+        0
+    }
+}
+
+/// A read or write of a posting link, as its retry will name it: the
+/// caller's process, the chan's dev, the offset and the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Pending {
+    pid: u32,
+    dev: u32,
+    offset: u64,
+    count: u32,
+    write: bool,
+}
+
+/// A posted or queued request: its link, fid, and the bytes to write.
+struct Request {
+    link: LinkId,
+    fid: Fid,
+    data: Vec<u8>,
 }
 
 /// A server whose link hung up, stopped, for its owner to restart.
@@ -74,6 +135,16 @@ struct Link<T> {
     server: Option<T>,
     client: Client,
     answer: Box<[u8]>,
+    /// A frame is posted and its answer not yet delivered; since when
+    /// (the first [`MountDriver::expire`] after the post).
+    posted: Option<Option<u64>>,
+    /// The request the posted frames belong to, and its client op.
+    current: Option<(Pending, OpId)>,
+    /// Frames the client made that wait for the link (a long read's next
+    /// part, a clean-up clunk).
+    outbox: VecDeque<Vec<u8>>,
+    /// Requests waiting for the link, oldest first.
+    queue: VecDeque<Pending>,
 }
 
 /// The mount driver: servers' links, mounts, and a fid per chan.
@@ -89,6 +160,11 @@ pub struct MountDriver<T> {
     next_serial: u32,
     /// Servers whose links hung up, stopped, for the owner to restart.
     dead: Vec<Dead<T>>,
+    /// Posted and queued reads and writes.
+    requests: BTreeMap<Pending, Request>,
+    /// Their results, until the caller's retry takes them.
+    done: BTreeMap<Pending, Result<Outcome, Error>>,
+    wakeups: Vec<WaitKey>,
 }
 
 /// The spec `#M`'s attach takes from core's mount call: the link, then
@@ -121,6 +197,9 @@ impl<T: Transport> MountDriver<T> {
             opened: BTreeMap::new(),
             next_serial: 1,
             dead: Vec::new(),
+            requests: BTreeMap::new(),
+            done: BTreeMap::new(),
+            wakeups: Vec::new(),
         }
     }
 
@@ -141,8 +220,305 @@ impl<T: Transport> MountDriver<T> {
                 server: Some(server),
                 client: Client::new(MSIZE),
                 answer,
+                posted: None,
+                current: None,
+                outbox: VecDeque::new(),
+                queue: VecDeque::new(),
             },
         );
+    }
+
+    /// The link whose server is `peer` ([`Transport::peer`]).
+    pub fn link_of_peer(&self, peer: u64) -> Option<LinkId> {
+        self.links
+            .iter()
+            .find(|(_, l)| l.server.as_ref().is_some_and(|s| s.peer() == peer))
+            .map(|(id, _)| *id)
+    }
+
+    /// The live transport of `link`, for its owner (core pages a task
+    /// server whose fault arrives outside an exchange).
+    pub fn transport_mut(&mut self, link: LinkId) -> Option<&mut T> {
+        self.links.get_mut(&link)?.server.as_mut()
+    }
+
+    /// Whether a posted request waits for its answer on any link.
+    pub fn in_flight(&self) -> bool {
+        self.links.values().any(|l| l.posted.is_some())
+    }
+
+    /// Hangs up every link whose posted request has waited longer than
+    /// `limit` since `now` was first seen after the post (times in any
+    /// unit, e.g. microseconds). Its waiting reads and writes fail.
+    pub fn expire(&mut self, now: u64, limit: u64) {
+        let mut late = Vec::new();
+        for (id, link) in &mut self.links {
+            match &mut link.posted {
+                Some(since @ None) => *since = Some(now),
+                Some(Some(since)) if now.saturating_sub(*since) > limit => late.push(*id),
+                _ => {}
+            }
+        }
+        for id in late {
+            let name = self.links[&id]
+                .server
+                .as_ref()
+                .map_or(String::new(), |s| String::from(s.name()));
+            self.hang_up(id, format!("{name}: no answer in time"));
+        }
+    }
+
+    /// Forgets the reads and writes of a process that has gone: an answer
+    /// still to come is dropped.
+    pub fn forget(&mut self, pid: u32) {
+        self.requests.retain(|key, _| key.pid != pid);
+        self.done.retain(|key, _| key.pid != pid);
+    }
+
+    /// Hangs `link` up: the transport is stopped and kept for its owner
+    /// ([`take_dead`](Self::take_dead)), and its reads and writes fail.
+    pub fn hang_up(&mut self, id: LinkId, reason: String) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        link.client.hang_up();
+        link.posted = None;
+        link.outbox.clear();
+        let mut failed: Vec<Pending> = link.queue.drain(..).collect();
+        failed.extend(link.current.take().map(|(key, _)| key));
+        if let Some(mut transport) = link.server.take() {
+            transport.stop();
+            self.dead.push(Dead {
+                link: id,
+                transport,
+                reason,
+            });
+        }
+        for key in failed {
+            self.complete(key, Err(Error::HUNGUP));
+        }
+    }
+
+    /// The answer to the request posted on `link` (a 9P R-message, as the
+    /// server sent it). A frame that does not decode, or an answer
+    /// nobody posted, hangs the link up.
+    pub fn deliver(&mut self, id: LinkId, frame: &[u8]) {
+        self.take_answer(id, frame);
+        self.pump(id);
+    }
+
+    /// [`deliver`](Self::deliver) without starting what comes next.
+    fn take_answer(&mut self, id: LinkId, frame: &[u8]) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if link.posted.take().is_none() {
+            let name = link.server.as_ref().map_or("", |s| s.name());
+            let reason = format!("{name}: an answer nobody asked for");
+            self.hang_up(id, reason);
+            return;
+        }
+        let mut more = Vec::new();
+        let finished = match link.client.receive(frame, &mut more) {
+            Ok(Some(done)) => match link.current {
+                Some((key, op)) if op == done.op => {
+                    link.current = None;
+                    Some((key, done.result.map_err(nine)))
+                }
+                _ => None,
+            },
+            Ok(None) => None,
+            Err(e) => {
+                let name = link.server.as_ref().map_or("", |s| s.name());
+                let reason = format!("{name}: 9P botch: {e}");
+                self.hang_up(id, reason);
+                return;
+            }
+        };
+        let mut frames = FrameReader::new();
+        frames.push(&more);
+        while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
+            link.outbox.push_back(frame);
+        }
+        if let Some((key, result)) = finished {
+            self.complete(key, result);
+        }
+    }
+
+    /// Keeps a finished request's result for the caller's retry, unless
+    /// its process went, and says so.
+    fn complete(&mut self, key: Pending, result: Result<Outcome, Error>) {
+        if let Some(request) = self.requests.remove(&key) {
+            self.done.insert(key, result);
+            // One wakeup says "try again"; more would say nothing more.
+            if self.wakeups.is_empty() {
+                self.wakeups.push(WaitKey {
+                    letter: 'M',
+                    key: request.link.0,
+                });
+            }
+        }
+    }
+
+    /// Posts the next frame of `link`, or starts its next queued request,
+    /// while nothing is on the wire.
+    fn pump(&mut self, id: LinkId) {
+        loop {
+            let Some(link) = self.links.get_mut(&id) else {
+                return;
+            };
+            if link.posted.is_some() || link.server.is_none() {
+                return;
+            }
+            let frame = match link.outbox.pop_front() {
+                Some(frame) => frame,
+                None => {
+                    if let Some((key, _)) = link.current.take() {
+                        // Nothing more will come for it.
+                        self.complete(key, Err(Error::new("#M: the operation stalled")));
+                        continue;
+                    }
+                    let Some(key) = link.queue.pop_front() else {
+                        return;
+                    };
+                    let Some(request) = self.requests.get(&key) else {
+                        continue; // its process went
+                    };
+                    let mut out = Vec::new();
+                    let started = if key.write {
+                        link.client
+                            .write(request.fid, key.offset, &request.data, &mut out)
+                    } else {
+                        link.client
+                            .read(request.fid, key.offset, key.count, &mut out)
+                    };
+                    match started {
+                        Ok(op) => link.current = Some((key, op)),
+                        Err(e) => {
+                            self.complete(key, Err(nine(e)));
+                            continue;
+                        }
+                    }
+                    let mut frames = FrameReader::new();
+                    frames.push(&out);
+                    while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
+                        link.outbox.push_back(frame);
+                    }
+                    continue;
+                }
+            };
+            let Some(server) = link.server.as_mut() else {
+                return;
+            };
+            match server.post(&frame, &mut link.answer) {
+                Ok(None) => link.posted = Some(None),
+                Ok(Some(length)) => {
+                    // Answered at once: take it here and go on.
+                    link.posted = Some(None);
+                    let answer = core::mem::take(&mut link.answer);
+                    let length = length.min(answer.len());
+                    self.take_answer(id, &answer[..length]);
+                    if let Some(link) = self.links.get_mut(&id) {
+                        link.answer = answer;
+                    }
+                }
+                Err(reason) => {
+                    self.hang_up(id, reason);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until nothing is posted on `link` (its answers are taken by
+    /// [`Transport::collect`]), before a synchronous exchange.
+    fn settle(&mut self, id: LinkId) -> Result<(), Error> {
+        loop {
+            let link = self.links.get_mut(&id).ok_or(Error::HUNGUP)?;
+            let server = link.server.as_mut().ok_or(Error::HUNGUP)?;
+            let collected = if link.posted.is_some() {
+                server.collect(&mut link.answer).map(Some)
+            } else if let Some(frame) = link.outbox.pop_front() {
+                link.posted = Some(None);
+                server.post(&frame, &mut link.answer)
+            } else if let Some((key, _)) = link.current.take() {
+                // Nothing more will come for it.
+                self.complete(key, Err(Error::new("#M: the operation stalled")));
+                continue;
+            } else {
+                return Ok(());
+            };
+            match collected {
+                // Posted, its answer to come: collected on the next pass.
+                Ok(None) => {}
+                Ok(Some(length)) => {
+                    let answer = core::mem::take(&mut link.answer);
+                    let length = length.min(answer.len());
+                    // Queued requests wait: only what was under way settles.
+                    self.take_answer(id, &answer[..length]);
+                    if let Some(link) = self.links.get_mut(&id) {
+                        link.answer = answer;
+                    }
+                }
+                Err(reason) => {
+                    self.hang_up(id, reason);
+                    return Err(Error::HUNGUP);
+                }
+            }
+        }
+    }
+
+    /// A read or write of an opened chan on a posting link: the result if
+    /// it came, or the request is posted (or queued) and the caller waits.
+    fn posted_io(
+        &mut self,
+        caller: &Caller<'_>,
+        file: &File,
+        offset: u64,
+        count: u32,
+        data: Option<&[u8]>,
+    ) -> Result<Option<Io<Outcome>>, Error> {
+        let link = self.link_of(file)?;
+        let posts = self
+            .links
+            .get(&link)
+            .and_then(|l| l.server.as_ref())
+            .is_some_and(|s| s.posts());
+        if !posts || file.dev >> MOUNT_BITS == 0 {
+            return Ok(None);
+        }
+        let key = Pending {
+            pid: caller.pid,
+            dev: file.dev,
+            offset,
+            count,
+            write: data.is_some(),
+        };
+        let waiting = Io::WouldBlock(WaitKey {
+            letter: 'M',
+            key: link.0,
+        });
+        if let Some(result) = self.done.remove(&key) {
+            return result.map(|outcome| Some(Io::Ready(outcome)));
+        }
+        if self.requests.contains_key(&key) {
+            return Ok(Some(waiting));
+        }
+        let fid = self.fid_of(file)?;
+        let request = Request {
+            link,
+            fid,
+            data: data.map(<[u8]>::to_vec).unwrap_or_default(),
+        };
+        self.requests.insert(key, request);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.queue.push_back(key);
+        }
+        self.pump(link);
+        match self.done.remove(&key) {
+            Some(result) => result.map(|outcome| Some(Io::Ready(outcome))),
+            None => Ok(Some(waiting)),
+        }
     }
 
     /// Runs one operation to its end, with the follow-up requests the
@@ -153,7 +529,18 @@ impl<T: Transport> MountDriver<T> {
         start: impl FnOnce(&mut Client, &mut Vec<u8>) -> Result<OpId, ninep_client::Error>,
     ) -> Result<Outcome, Error> {
         let id = link;
-        let link = self.links.get_mut(&link).ok_or(Error::HUNGUP)?;
+        self.settle(id)?;
+        let result = self.exchange_op(id, start);
+        self.pump(id);
+        result
+    }
+
+    fn exchange_op(
+        &mut self,
+        id: LinkId,
+        start: impl FnOnce(&mut Client, &mut Vec<u8>) -> Result<OpId, ninep_client::Error>,
+    ) -> Result<Outcome, Error> {
+        let link = self.links.get_mut(&id).ok_or(Error::HUNGUP)?;
         let Some(server) = link.server.as_mut() else {
             return Err(Error::HUNGUP);
         };
@@ -166,15 +553,7 @@ impl<T: Transport> MountDriver<T> {
             let length = match server.exchange(&frame, &mut link.answer) {
                 Ok(length) => length.min(link.answer.len()),
                 Err(reason) => {
-                    link.client.hang_up();
-                    if let Some(mut transport) = link.server.take() {
-                        transport.stop();
-                        self.dead.push(Dead {
-                            link: id,
-                            transport,
-                            reason,
-                        });
-                    }
+                    self.hang_up(id, reason);
                     return Err(Error::HUNGUP);
                 }
             };
@@ -364,11 +743,17 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
 
     fn read(
         &mut self,
-        _caller: &Caller<'_>,
+        caller: &Caller<'_>,
         file: &File,
         offset: u64,
         count: u32,
     ) -> Result<Io<Vec<u8>>, Error> {
+        match self.posted_io(caller, file, offset, count, None)? {
+            Some(Io::Ready(Outcome::Read(data))) => return Ok(Io::Ready(data)),
+            Some(Io::Ready(_)) => return Err(Error::new("#M: read answered wrongly")),
+            Some(Io::WouldBlock(key)) => return Ok(Io::WouldBlock(key)),
+            None => {}
+        }
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
         match self.run(link, |c, out| c.read(fid, offset, count, out))? {
             Outcome::Read(data) => Ok(Io::Ready(data)),
@@ -403,11 +788,18 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
 
     fn write(
         &mut self,
-        _caller: &Caller<'_>,
+        caller: &Caller<'_>,
         file: &File,
         offset: u64,
         data: &[u8],
     ) -> Result<Io<u32>, Error> {
+        let count = u32::try_from(data.len()).map_err(|_| Error::TOO_BIG)?;
+        match self.posted_io(caller, file, offset, count, Some(data))? {
+            Some(Io::Ready(Outcome::Wrote(n))) => return Ok(Io::Ready(n)),
+            Some(Io::Ready(_)) => return Err(Error::new("#M: write answered wrongly")),
+            Some(Io::WouldBlock(key)) => return Ok(Io::WouldBlock(key)),
+            None => {}
+        }
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
         match self.run(link, |c, out| c.write(fid, offset, data, out))? {
             Outcome::Wrote(count) => Ok(Io::Ready(count)),
@@ -433,6 +825,10 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             self.opened.remove(&file.dev).ok_or(Error::BAD_FD)?
         };
         self.run(link, |c, out| c.remove(fid, out)).map(|_| ())
+    }
+
+    fn take_wakeups(&mut self) -> Vec<WaitKey> {
+        core::mem::take(&mut self.wakeups)
     }
 
     fn close(&mut self, file: &File, _opened: Option<OpenMode>) {

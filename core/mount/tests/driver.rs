@@ -6,6 +6,7 @@
 //! and counts the server's fids so the tests see every fid clunked.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use kasane_mount::{attach_spec, MountDriver, Transport};
@@ -37,6 +38,11 @@ struct RamLink {
     probe: Rc<RefCell<Probe>>,
     budget: usize,
     stopped: Rc<RefCell<bool>>,
+    /// Takes posted requests; their answers wait here to be delivered,
+    /// unless the link is `patient` enough to wait for them.
+    posting: bool,
+    patient: bool,
+    answers: Rc<RefCell<VecDeque<Vec<u8>>>>,
 }
 
 impl RamLink {
@@ -50,6 +56,9 @@ impl RamLink {
             probe: probe.clone(),
             budget: usize::MAX,
             stopped: stopped.clone(),
+            posting: false,
+            patient: false,
+            answers: Rc::default(),
         };
         (link, probe, stopped)
     }
@@ -78,6 +87,33 @@ impl Transport for RamLink {
 
     fn stop(&mut self) {
         *self.stopped.borrow_mut() = true;
+    }
+
+    fn posts(&self) -> bool {
+        self.posting
+    }
+
+    fn post(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<Option<usize>, String> {
+        if self.patient {
+            return self.exchange(frame, answer).map(Some);
+        }
+        let mut later = vec![0u8; kasane_mount::MSIZE as usize];
+        let n = self.exchange(frame, &mut later)?;
+        later.truncate(n);
+        self.answers.borrow_mut().push_back(later);
+        Ok(None)
+    }
+
+    fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        let Some(ready) = self.answers.borrow_mut().pop_front() else {
+            return Err("collect with nothing posted".into());
+        };
+        answer[..ready.len()].copy_from_slice(&ready);
+        Ok(ready.len())
+    }
+
+    fn peer(&self) -> u64 {
+        77
     }
 }
 
@@ -251,4 +287,150 @@ fn nonsense_answers_are_errors_not_panics() {
         let result = m.attach(&caller(), &attach_spec(LinkId(1), ""));
         assert!(result.is_err(), "{answer:?} gave {result:?}");
     }
+}
+
+/// A posting link and the queue its answers wait in.
+/// Answers a posting test link holds until the test delivers them.
+type Answers = Rc<RefCell<VecDeque<Vec<u8>>>>;
+
+fn posting() -> (MountDriver<RamLink>, File, Answers) {
+    let (mut link, _, _) = RamLink::new("ramfs");
+    link.posting = true;
+    let answers = link.answers.clone();
+    let mut m = MountDriver::new();
+    m.add_link(LinkId(1), link);
+    let root = m.attach(&caller(), &attach_spec(LinkId(1), "")).unwrap();
+    (m, root, answers)
+}
+
+fn deliver_one(m: &mut MountDriver<RamLink>, answers: &Answers) {
+    let answer = answers
+        .borrow_mut()
+        .pop_front()
+        .expect("an answer to deliver");
+    m.deliver(LinkId(1), &answer);
+}
+
+#[test]
+fn posted_reads_and_writes_wait_and_their_answers_wake_them() {
+    let (mut m, root, answers) = posting();
+    assert_eq!(m.link_of_peer(77), Some(LinkId(1)));
+    let one = Caller::new(1, "eve");
+    let two = Caller::new(2, "eve");
+    let file = m.create(&one, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    assert!(answers.borrow().is_empty(), "create is a plain exchange");
+
+    // The write is posted; its caller waits until the answer comes.
+    assert!(matches!(
+        m.write(&one, &file, 0, b"hello"),
+        Ok(Io::WouldBlock(_))
+    ));
+    assert!(m.in_flight());
+    assert!(m.take_wakeups().is_empty());
+    assert!(matches!(
+        m.write(&one, &file, 0, b"hello"),
+        Ok(Io::WouldBlock(_))
+    ));
+    deliver_one(&mut m, &answers);
+    assert!(!m.take_wakeups().is_empty());
+    assert_eq!(m.write(&one, &file, 0, b"hello"), Ok(Io::Ready(5)));
+
+    // Two readers: one request on the link at a time, the other queued.
+    assert!(matches!(m.read(&one, &file, 0, 100), Ok(Io::WouldBlock(_))));
+    assert!(matches!(m.read(&two, &file, 1, 100), Ok(Io::WouldBlock(_))));
+    assert_eq!(answers.borrow().len(), 1);
+    deliver_one(&mut m, &answers);
+    assert_eq!(answers.borrow().len(), 1, "the queued read was posted");
+    deliver_one(&mut m, &answers);
+    assert!(!m.in_flight());
+    assert_eq!(m.read(&two, &file, 1, 100), Ok(Io::Ready(b"ello".to_vec())));
+    assert_eq!(
+        m.read(&one, &file, 0, 100),
+        Ok(Io::Ready(b"hello".to_vec()))
+    );
+}
+
+#[test]
+fn an_exchange_waits_for_the_posted_answer_first() {
+    let (mut m, root, answers) = posting();
+    let c = caller();
+    let file = m.create(&c, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    assert!(matches!(m.read(&c, &file, 0, 10), Ok(Io::WouldBlock(_))));
+    // The walk collects the read's answer before its own exchange.
+    let walked = m.walk(&c, &root, "f").unwrap();
+    assert!(answers.borrow().is_empty());
+    assert!(!m.in_flight());
+    assert!(!m.take_wakeups().is_empty());
+    assert_eq!(m.read(&c, &file, 0, 10), Ok(Io::Ready(Vec::new())));
+    m.close(&walked, None);
+}
+
+#[test]
+fn a_gone_process_loses_its_answer_and_a_silent_server_is_hung_up() {
+    let (mut m, root, answers) = posting();
+    let five = Caller::new(5, "eve");
+    let file = m.create(&five, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    assert!(matches!(m.read(&five, &file, 0, 10), Ok(Io::WouldBlock(_))));
+    m.forget(5);
+    deliver_one(&mut m, &answers);
+    assert!(m.take_wakeups().is_empty(), "nobody to wake");
+    // A retry by a pid that is not forgotten posts afresh.
+    let six = Caller::new(6, "eve");
+    assert!(matches!(m.read(&six, &file, 0, 10), Ok(Io::WouldBlock(_))));
+    m.expire(1_000, 10);
+    m.expire(1_005, 10);
+    assert!(m.take_dead().is_empty(), "within the limit");
+    m.expire(1_011, 10);
+    let dead = m.take_dead();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("no answer in time"),
+        "{}",
+        dead[0].reason
+    );
+    assert!(!m.take_wakeups().is_empty());
+    assert_eq!(m.read(&six, &file, 0, 10), Err(Error::HUNGUP));
+    assert_eq!(m.link_of_peer(77), None);
+}
+
+#[test]
+fn an_answer_nobody_posted_or_that_does_not_decode_hangs_the_link_up() {
+    let (mut m, _, _) = posting();
+    m.deliver(LinkId(1), b"\x07\0\0\0\x75\0\0");
+    let dead = m.take_dead();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("nobody asked for"),
+        "{}",
+        dead[0].reason
+    );
+
+    let (mut m, root, answers) = posting();
+    let c = caller();
+    let file = m.create(&c, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    assert!(matches!(m.read(&c, &file, 0, 10), Ok(Io::WouldBlock(_))));
+    answers.borrow_mut().clear();
+    m.deliver(LinkId(1), &[0xff; 9]);
+    let dead = m.take_dead();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("9P botch"), "{}", dead[0].reason);
+    assert_eq!(m.read(&c, &file, 0, 10), Err(Error::HUNGUP));
+}
+
+#[test]
+fn a_quick_answer_to_a_posted_request_is_taken_at_once() {
+    let (mut link, probe, _) = RamLink::new("ramfs");
+    link.posting = true;
+    link.patient = true;
+    let mut m = MountDriver::new();
+    m.add_link(LinkId(1), link);
+    let c = caller();
+    let root = m.attach(&c, &attach_spec(LinkId(1), "")).unwrap();
+    let file = m.create(&c, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    assert_eq!(m.write(&c, &file, 0, b"now"), Ok(Io::Ready(3)));
+    assert_eq!(m.read(&c, &file, 0, 10), Ok(Io::Ready(b"now".to_vec())));
+    assert!(!m.in_flight());
+    m.close(&file, Some(OpenMode::ORDWR));
+    m.close(&root, None);
+    assert_eq!(probe.borrow().fids, 0);
 }

@@ -125,6 +125,8 @@ struct Parked {
     until: Option<u64>,
     /// A read of /dev/cons: tried again at every poll of console input.
     console: bool,
+    /// A read or write waiting for a task server's answer (`#M`).
+    mounted: bool,
 }
 
 /// The reply to the call just handled, sent by the next receive's IPC
@@ -300,7 +302,9 @@ impl Core {
             next_pid: 1,
             boot_ns: 0,
             buffers: [
-                vec![0u8; core_abi::SERVER_BUFFER_0].into_boxed_slice(),
+                // Big enough for a task server's answer too.
+                vec![0u8; core_abi::SERVER_BUFFER_0.max(core_abi::link::MSIZE as usize)]
+                    .into_boxed_slice(),
                 vec![0u8; core_abi::SERVER_BUFFER_1].into_boxed_slice(),
             ],
             task_programs,
@@ -310,6 +314,69 @@ impl Core {
             woken: false,
             env_refs: BTreeMap::new(),
             next_env_group: 1,
+        }
+    }
+
+    /// `#M`, the mount driver.
+    fn mounts(&mut self) -> Option<&mut MountDriver> {
+        self.devices
+            .get_mut('M')
+            .ok()?
+            .as_any_mut()?
+            .downcast_mut::<MountDriver>()
+    }
+
+    /// A message from a task server outside a synchronous exchange: the
+    /// answer to a posted read or write, or a fault of the server.
+    fn server_message(&mut self, link: LinkId, tag: MessageTag) {
+        let registers = [
+            self.utcb.message_registers[1],
+            self.utcb.message_registers[2],
+        ];
+        let outcome = if tag.is_from_kernel() {
+            match tag.label() {
+                PAGE_FAULT_LABEL => {
+                    // SAFETY: between messages core does not hold its own
+                    // UTCB reference across this call (see task_server).
+                    let utcb = unsafe { &mut *current_utcb() };
+                    match self.mounts().and_then(|m| m.transport_mut(link)) {
+                        Some(server) => server.fault(utcb, registers[0]),
+                        None => Ok(()),
+                    }
+                }
+                EXCEPTION_LABEL => Err(format!("exception {}", registers[0])),
+                _ => Err(String::from("kernel message")),
+            }
+        } else {
+            match TypedItem::decode(registers) {
+                Ok(TypedItem::String(item))
+                    if tag.label() == core_abi::link::NINEP_LABEL
+                        && tag.untyped() == 0
+                        && tag.typed() == 2 =>
+                {
+                    let length = (item.length as usize).min(self.buffers[0].len());
+                    let mounts = self
+                        .devices
+                        .get_mut('M')
+                        .ok()
+                        .and_then(|m| m.as_any_mut())
+                        .and_then(|m| m.downcast_mut::<MountDriver>());
+                    if let Some(mounts) = mounts {
+                        mounts.deliver(link, &self.buffers[0][..length]);
+                    }
+                    Ok(())
+                }
+                _ => Err(String::from("a message that is not a 9P answer")),
+            }
+        };
+        if let Err(what) = outcome {
+            if let Some(mounts) = self.mounts() {
+                let name = mounts
+                    .transport_mut(link)
+                    .map(|s| String::from(s.name()))
+                    .unwrap_or_default();
+                mounts.hang_up(link, format!("{name}: {what}"));
+            }
         }
     }
 
@@ -464,12 +531,22 @@ impl Core {
             }
             let mut wake = self.parked.iter().filter_map(|p| p.until).min();
             let console = self.parked.iter().any(|p| p.console);
+            let posted = self.parked.iter().any(|p| p.mounted)
+                && self.mounts().is_some_and(|m| m.in_flight());
             // The clock is read only when something waits for a time.
-            let now = if wake.is_some() || console {
+            let now = if wake.is_some() || console || posted {
                 kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
             } else {
                 0
             };
+            // A posted 9P request has the link's time to be answered.
+            if posted {
+                if let Some(mounts) = self.mounts() {
+                    mounts.expire(now, crate::task_server::ANSWER_LIMIT);
+                }
+                let check = now + CONSOLE_POLL_MICROSECONDS * 100;
+                wake = Some(wake.map_or(check, |until| until.min(check)));
+            }
             // Console input is polled: while someone waits for a line,
             // wake up often to look (retry_parked reads, which polls).
             if console {
@@ -514,11 +591,11 @@ impl Core {
             // above; the only item sent is a string item over the reply's
             // data, which `reply` keeps alive across the call.
             let received = unsafe { ipc_with_items(self.utcb, to, FromSpecifier::Any, timeouts) };
+            // The first reply made from here to the end of this pass waits
+            // for the next pass's IPC.
+            self.defer_replies = true;
             match received {
-                Ok(sender) => {
-                    self.handle(sender);
-                    deferred = self.deferred.take();
-                }
+                Ok(sender) => self.handle(sender),
                 Err(e) if e.phase == microkernel_abi::IpcPhase::Send => {
                     // A client gone (killed by a ctl write it made, say)
                     // is not news; anything else is.
@@ -532,20 +609,20 @@ impl Core {
             self.restart_task_servers();
             self.carry_out_controls();
             self.retry_parked();
+            self.defer_replies = false;
+            deferred = self.deferred.take();
         }
     }
 
     /// Handles one message. The reply to a call is left in
     /// `self.deferred` for the loop's next IPC.
     fn handle(&mut self, sender: ThreadId) {
-        self.defer_replies = true;
-        self.handle_message(sender);
-        self.defer_replies = false;
-    }
-
-    fn handle_message(&mut self, sender: ThreadId) {
         let tag = MessageTag::from_raw(self.utcb.message_registers[0]);
         let Some(&pid) = self.by_thread.get(&sender.raw()) else {
+            let link = self.mounts().and_then(|m| m.link_of_peer(sender.raw()));
+            if let Some(link) = link {
+                self.server_message(link, tag);
+            }
             return;
         };
         if tag.is_from_kernel() {
@@ -605,17 +682,19 @@ impl Core {
         let outcome = self.dispatch(&request);
         match outcome {
             Outcome::Park => {
-                let console = self.reads_console(&request);
+                let letter = self.io_letter(&request);
                 self.parked.push(Parked {
                     request,
                     until: None,
-                    console,
+                    console: letter == Some(('c', true)),
+                    mounted: letter == Some(('M', false)),
                 });
             }
             Outcome::Sleep(until) => self.parked.push(Parked {
                 request,
                 until: Some(until),
                 console: false,
+                mounted: false,
             }),
             Outcome::Silent => {}
             Outcome::Fail(text) => {
@@ -638,12 +717,20 @@ impl Core {
         }
     }
 
-    /// Whether a call is a read of `/dev/cons`.
-    fn reads_console(&self, request: &Request) -> bool {
-        matches!(request.call, Call::Read | Call::Pread)
-            && self
-                .fd_chan(request.pid, request.words[0])
-                .is_ok_and(|(_, chan)| chan.letter == 'c' && chan.qid.path == CONS)
+    /// For a read or write: the servant letter of its descriptor, and
+    /// whether the file is /dev/cons.
+    fn io_letter(&self, request: &Request) -> Option<(char, bool)> {
+        if !matches!(
+            request.call,
+            Call::Read | Call::Pread | Call::Write | Call::Pwrite
+        ) {
+            return None;
+        }
+        let chan = self
+            .table
+            .get(self.fd_handle(request.pid, request.words[0])?)
+            .ok()?;
+        Some((chan.letter, chan.letter == 'c' && chan.qid.path == CONS))
     }
 
     /// Tries parked calls again when something they wait for may have
@@ -656,6 +743,12 @@ impl Core {
             .devices
             .get_mut('|')
             .is_ok_and(|pipes| !pipes.take_wakeups().is_empty());
+        let mounted = self.parked.iter().any(|p| p.mounted)
+            && self
+                .devices
+                .get_mut('M')
+                .is_ok_and(|mounts| !mounts.take_wakeups().is_empty());
+        let piped = piped || mounted;
         let woke = core::mem::take(&mut self.woken) || piped;
         let timed = self.parked.iter().any(|p| p.until.is_some());
         let console = self.parked.iter().any(|p| p.console);
@@ -777,6 +870,9 @@ impl Core {
         }
         let _ = space_destroy(process.task);
         process.memory.release(&mut self.frames);
+        if let Some(mounts) = self.mounts() {
+            mounts.forget(pid);
+        }
         let mut host = host!(self, pid, process.env_group);
         for fd in process.fds.into_iter().flatten() {
             host.close(fd.chan);
@@ -1135,6 +1231,13 @@ impl Core {
                 Err(e)
             }
         }
+    }
+
+    /// The chan handle of a process's descriptor.
+    fn fd_handle(&self, pid: u32, fd: u64) -> Option<ChanHandle> {
+        let process = self.processes.get(&pid)?;
+        let entry = process.fds.get(usize::try_from(fd).ok()?)?.as_ref()?;
+        Some(entry.chan)
     }
 
     fn fd_chan(&self, pid: u32, fd: u64) -> Result<(ChanHandle, Chan), Error> {

@@ -22,13 +22,12 @@ use core_abi::layout::{STACK_TOP, UTCB};
 use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
 use kasane_mount::Transport;
 use microkernel_abi::user::{
-    current_utcb, exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy,
-    thread_create,
+    current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy, thread_create,
 };
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
-    ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, StringItem, TaskId, ThreadId,
-    Timeout, Timeouts, TypedItem, Utcb, EXCEPTION_LABEL, PAGE_FAULT_LABEL,
+    ExchangeControl, FromSpecifier, MessageTag, StringItem, TaskId, ThreadId, Timeout, Timeouts,
+    TypedItem, Utcb, EXCEPTION_LABEL, PAGE_FAULT_LABEL,
 };
 use microkernel_rt::console::print;
 use microkernel_rt::frames::FrameBitmap;
@@ -41,6 +40,14 @@ const SEND_TIMEOUT: u32 = 1_000_000;
 const REPLY_TIMEOUT: u32 = 10_000_000;
 /// How many more times core waits after a wait for an answer timed out.
 const RECEIVE_RETRIES: u32 = 3;
+
+/// How long core waits for the answer to a read or write before it lets
+/// the caller wait alone and serves others (µs; two ticks, nominal).
+const PATIENCE: u32 = 2_000;
+
+/// How long a posted request may wait for its answer (µs): as long as a
+/// synchronous exchange waits with its retries.
+pub const ANSWER_LIMIT: u64 = REPLY_TIMEOUT as u64 * (RECEIVE_RETRIES as u64 + 1);
 
 /// Core's UTCB, for the IPC of the link.
 ///
@@ -135,7 +142,7 @@ impl TaskServer {
     }
 
     /// Answers a page fault with a page of the server's own.
-    fn fault(&mut self, utcb: &mut Utcb, address: u64) -> Result<(), String> {
+    pub fn fault(&mut self, utcb: &mut Utcb, address: u64) -> Result<(), String> {
         let item = self
             .memory
             .resolve(address, &mut self.pool)
@@ -160,11 +167,8 @@ impl TaskServer {
             .map_err(|e| format!("{}: fault reply: {e:?}", self.name))
     }
 
-    /// One request: `frame` out, the answer into `answer`; its length.
-    fn call(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
-        // SAFETY: called from a servant method, while `Core` does not use
-        // its UTCB reference (see `utcb`).
-        let utcb = unsafe { utcb() };
+    /// Loads a T-message into core's message registers.
+    fn load(utcb: &mut Utcb, frame: &[u8]) -> Result<(), String> {
         let tag = MessageTag::new(NINEP_LABEL, 0, 2).map_err(|e| format!("{e:?}"))?;
         let [first, second] = TypedItem::String(StringItem {
             address: frame.as_ptr() as u64,
@@ -174,11 +178,33 @@ impl TaskServer {
         utcb.message_registers[0] = tag.raw();
         utcb.message_registers[1] = first;
         utcb.message_registers[2] = second;
-        let mut to = self.thread;
-        let mut retries = 0;
-        let mut send = Timeout::Relative {
-            microseconds: SEND_TIMEOUT,
+        Ok(())
+    }
+
+    /// One request: `frame` out (or, with `None`, the request already
+    /// posted), the answer into `answer`; its length. With `patience`, a
+    /// wait for the answer longer than that many microseconds gives up
+    /// with `None`: the answer will come to core's loop.
+    fn call(
+        &mut self,
+        frame: Option<&[u8]>,
+        answer: &mut [u8],
+        patience: Option<u32>,
+    ) -> Result<Option<usize>, String> {
+        // SAFETY: called from a servant method, while `Core` does not use
+        // its UTCB reference (see `utcb`).
+        let utcb = unsafe { utcb() };
+        let (mut to, mut send) = match frame {
+            Some(frame) => {
+                Self::load(utcb, frame)?;
+                let send = Timeout::Relative {
+                    microseconds: SEND_TIMEOUT,
+                };
+                (self.thread, send)
+            }
+            None => (ThreadId::NIL, Timeout::Zero),
         };
+        let mut retries = 0;
         loop {
             utcb.clear_receive_targets();
             // SAFETY: `answer` is core's heap memory (mapped read/write),
@@ -195,24 +221,22 @@ impl TaskServer {
             let wait = timeouts(
                 send,
                 Timeout::Relative {
-                    microseconds: REPLY_TIMEOUT,
+                    microseconds: patience.unwrap_or(REPLY_TIMEOUT),
                 },
             );
-            let started = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
             // SAFETY: core's UTCB; the one item is a string over `frame`,
             // which lives across the call; the receive target is `answer`.
             let result =
                 unsafe { ipc_with_items(utcb, to, FromSpecifier::Thread(self.thread), wait) };
             if let Err(e) = result {
-                let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
-                let waited = now.saturating_sub(started);
-                let text = format!("{}: {e:?} after {waited} us", self.name);
-                // A slow answer: wait again (the server's answer waits
-                // for core a while too), a few times.
-                if e.error == microkernel_abi::Error::Timeout
-                    && e.phase == microkernel_abi::IpcPhase::Receive
-                    && retries < RECEIVE_RETRIES
-                {
+                let slow = e.error == microkernel_abi::Error::Timeout
+                    && e.phase == microkernel_abi::IpcPhase::Receive;
+                if slow && patience.is_some() {
+                    return Ok(None);
+                }
+                let text = format!("{}: {e:?}", self.name);
+                // A slow answer: wait again, a few times.
+                if slow && retries < RECEIVE_RETRIES {
                     print(format_args!("core: #M: {text}; waiting again\n"));
                     retries += 1;
                     to = ThreadId::NIL;
@@ -243,7 +267,7 @@ impl TaskServer {
                 Ok(TypedItem::String(item))
                     if tag.label() == NINEP_LABEL && tag.untyped() == 0 && tag.typed() == 2 =>
                 {
-                    Ok((item.length as usize).min(answer.len()))
+                    Ok(Some((item.length as usize).min(answer.len())))
                 }
                 _ => Err(format!("{}: answer without a 9P frame", self.name)),
             };
@@ -276,7 +300,25 @@ impl Transport for TaskServer {
     }
 
     fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
-        self.call(frame, answer)
+        self.call(Some(frame), answer, None)
+            .map(|length| length.unwrap_or(0))
+    }
+
+    fn posts(&self) -> bool {
+        true
+    }
+
+    fn post(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<Option<usize>, String> {
+        self.call(Some(frame), answer, Some(PATIENCE))
+    }
+
+    fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        self.call(None, answer, None)
+            .map(|length| length.unwrap_or(0))
+    }
+
+    fn peer(&self) -> u64 {
+        self.thread.raw()
     }
 
     fn stop(&mut self) {

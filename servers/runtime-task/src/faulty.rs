@@ -1,24 +1,53 @@
 //! `faulty`: a tiny read-only 9P server for failure-injection tests.
 //!
-//! Its root holds two files: `hello`, which reads `alive\n`, and `crash`,
-//! whose read makes the server panic in the middle of the request. As the
+//! Its root holds three files: `hello`, which reads `alive\n`; `slow`,
+//! whose read answers `slow answer\n` after a pause of one second (the
+//! pause is the runtime's: a task waits without using the CPU); and
+//! `crash`, whose read makes the server panic in the middle of the request. As the
 //! task `faulty-task` that panic ends the task (the runtime's panic handler
 //! faults), so core sees a server die with a request outstanding: the
 //! client's read fails, the link hangs up, and core restarts the server.
 //! The host tests below check the tree and that `crash` does panic.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use ninep::{FileMode, OpenMode, Qid, QidType, Stat};
 use ninep_server::{Caller, Error, FileServer, Reply};
 
-/// The server. Nodes are qid paths: 0 the root, 1 `hello`, 2 `crash`.
-#[derive(Debug, Default)]
-pub struct Faulty;
+/// The server. Nodes are qid paths: 0 the root, 1 `hello`, 2 `crash`,
+/// 3 `slow`.
+pub struct Faulty {
+    /// Waits the given microseconds (a read of `slow`).
+    pause: Box<dyn FnMut(u64)>,
+}
 
-const FILES: [(&str, u64); 2] = [("hello", 1), ("crash", 2)];
+impl Faulty {
+    pub fn new(pause: Box<dyn FnMut(u64)>) -> Self {
+        Faulty { pause }
+    }
+}
+
+impl Default for Faulty {
+    fn default() -> Self {
+        Faulty::new(Box::new(|_| {}))
+    }
+}
+
+const FILES: [(&str, u64); 3] = [("hello", 1), ("crash", 2), ("slow", 3)];
 const HELLO: &[u8] = b"alive\n";
+const SLOW: &[u8] = b"slow answer\n";
+/// How long a read of `slow` takes.
+pub const SLOW_MICROSECONDS: u64 = 1_000_000;
+
+fn read_at(bytes: &[u8], offset: u64, count: u32) -> Vec<u8> {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = start.saturating_add(count as usize).min(bytes.len());
+    bytes[start..end].to_vec()
+}
 
 fn qid(path: u64) -> Qid {
     Qid {
@@ -55,6 +84,7 @@ impl FileServer for Faulty {
             0 => ("/", FileMode::DMDIR.bits() | 0o555, 0),
             1 => ("hello", 0o444, HELLO.len() as u64),
             2 => ("crash", 0o444, 0),
+            3 => ("slow", 0o444, SLOW.len() as u64),
             _ => return Err(Error::NOT_FOUND),
         };
         Ok(Stat {
@@ -84,12 +114,14 @@ impl FileServer for Faulty {
         count: u32,
     ) -> Result<Reply<Vec<u8>>, Error> {
         match *node {
-            1 => {
-                let start = (offset as usize).min(HELLO.len());
-                let end = start.saturating_add(count as usize).min(HELLO.len());
-                Ok(Reply::Now(HELLO[start..end].to_vec()))
-            }
+            1 => Ok(Reply::Now(read_at(HELLO, offset, count))),
             2 => panic!("faulty: crash requested by a read of /crash"),
+            3 => {
+                if offset == 0 {
+                    (self.pause)(SLOW_MICROSECONDS);
+                }
+                Ok(Reply::Now(read_at(SLOW, offset, count)))
+            }
             _ => Err(Error::NOT_FOUND),
         }
     }
@@ -117,8 +149,8 @@ mod tests {
     }
 
     #[test]
-    fn hello_reads_alive_and_the_root_lists_both_files() {
-        let mut fs = Faulty;
+    fn hello_reads_alive_and_the_root_lists_the_files() {
+        let mut fs = Faulty::default();
         let (root, _) = fs.attach("eve", "").unwrap();
         let (hello, _) = fs.walk(&caller(), &root, "hello").unwrap();
         assert_eq!(
@@ -135,15 +167,32 @@ mod tests {
             .into_iter()
             .map(|s| s.name)
             .collect();
-        assert_eq!(names, ["hello", "crash"]);
+        assert_eq!(names, ["hello", "crash", "slow"]);
         assert_eq!(fs.walk(&caller(), &root, "nothing"), Err(Error::NOT_FOUND));
         assert!(fs.attach("eve", "other").is_err());
     }
 
     #[test]
+    fn slow_pauses_once_then_answers() {
+        let paused = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let seen = paused.clone();
+        let mut fs = Faulty::new(Box::new(move |us| seen.set(seen.get() + us)));
+        let (slow, _) = fs.walk(&caller(), &0, "slow").unwrap();
+        assert_eq!(
+            fs.read(&caller(), &slow, 0, 100).unwrap(),
+            Reply::Now(SLOW.to_vec())
+        );
+        assert_eq!(
+            fs.read(&caller(), &slow, 100, 100).unwrap(),
+            Reply::Now(Vec::new())
+        );
+        assert_eq!(paused.get(), SLOW_MICROSECONDS);
+    }
+
+    #[test]
     #[should_panic(expected = "crash requested")]
     fn reading_crash_panics() {
-        let mut fs = Faulty;
+        let mut fs = Faulty::default();
         let (crash, _) = fs.walk(&caller(), &0, "crash").unwrap();
         let _ = fs.read(&caller(), &crash, 0, 10);
     }

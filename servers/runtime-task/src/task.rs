@@ -66,6 +66,24 @@ pub fn clock_seconds() -> u32 {
     u32::try_from(micros / 1_000_000).unwrap_or(u32::MAX)
 }
 
+/// Waits `microseconds` without using the CPU: a receive from core that
+/// times out. Only for a server answering a request, while core sends this
+/// link nothing (one request is outstanding per link).
+pub fn pause(core: ThreadId, microseconds: u64) {
+    // SAFETY: the task's only thread reaches its UTCB here between
+    // requests' handling, never across `serve`'s own use of it.
+    let utcb = unsafe { &mut *current_utcb() };
+    utcb.clear_receive_targets();
+    let timeouts = Timeouts {
+        send: Timeout::Zero,
+        receive: Timeout::Relative {
+            microseconds: u32::try_from(microseconds).unwrap_or(u32::MAX),
+        },
+    };
+    // SAFETY: nothing is sent and no receive buffer is set.
+    let _ = unsafe { ipc_with_items(utcb, ThreadId::NIL, FromSpecifier::Thread(core), timeouts) };
+}
+
 /// Writes every page of `buffer`, so the kernel finds it mapped.
 fn touch(buffer: &mut [u8]) {
     for index in (0..buffer.len()).step_by(PAGE) {
@@ -109,7 +127,6 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
     let utcb = unsafe { &mut *current_utcb() };
     set_message(utcb, READY_LABEL, None);
     let mut to = core;
-    let mut ready = false;
     loop {
         utcb.clear_receive_targets();
         // SAFETY: `request` lives for the rest of this function (which
@@ -123,17 +140,11 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
                 },
             )
         };
+        // Core waits for the ready message at boot. An answer waits for
+        // core to receive: core may be busy with another link, and if it
+        // gave up on this one it destroys the task instead.
         let timeouts = Timeouts {
-            // Core waits for the ready message at boot. An answer finds
-            // core awaiting it, or waiting again after a timeout (so the
-            // answer waits a while), or core has given up on the link.
-            send: if ready {
-                Timeout::Relative {
-                    microseconds: 2_000_000,
-                }
-            } else {
-                Timeout::Never
-            },
+            send: Timeout::Never,
             receive: Timeout::Never,
         };
         // SAFETY: the task's own UTCB; the only item sent is the string
@@ -141,7 +152,6 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
         // only receive target is `request`.
         let received = unsafe { ipc_with_items(utcb, to, FromSpecifier::Thread(core), timeouts) };
         to = ThreadId::NIL;
-        ready = true;
         let Ok(sender) = received else {
             continue;
         };
