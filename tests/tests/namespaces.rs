@@ -7,7 +7,8 @@
 //! and sees it, and the shell does not; a child that said `rfork N` has
 //! nothing but `#R` and what it binds itself (its `ns` shows exactly that),
 //! and the shell's /srv is untouched; `mv` within a ramfs directory is a
-//! wstat rename; a bad rfork flag sets `$status`.
+//! wstat rename; a program copied to ramfs runs from there; a bad rfork
+//! flag sets `$status`.
 
 use kasane_run::{Boot, Emulator};
 use kasane_tests::{assert_clean, assert_lines_in_order, boot_manifest};
@@ -31,6 +32,9 @@ const TRANSCRIPT: &[&str] = &[
     "-- rename within a directory",
     "new",
     "moved",
+    // spawn reads the program through the namespace: here from ramfs.
+    "-- a program read from ramfs",
+    "Thu Jan  1 00:00:",
     "rfork: bad flag m",
     "status is rfork: usage",
     "done",

@@ -197,6 +197,8 @@ pub struct Core {
     deferred: Option<Deferred>,
     /// Something parked calls may wait for happened (a process ended).
     woken: bool,
+    /// A process took a page since /proc's snapshot was made.
+    memory_changed: bool,
     /// Processes per environment group (group 0 is the boot group).
     env_refs: BTreeMap<u32, u32>,
     next_env_group: u32,
@@ -312,6 +314,7 @@ impl Core {
             defer_replies: false,
             deferred: None,
             woken: false,
+            memory_changed: false,
             env_refs: BTreeMap::new(),
             next_env_group: 1,
         }
@@ -835,6 +838,7 @@ impl Core {
         };
         match process.memory.resolve(address, &mut self.frames) {
             Some(item) => {
+                self.memory_changed = true;
                 let Ok(tag) = MessageTag::new(0, 0, 2) else {
                     return;
                 };
@@ -1332,6 +1336,10 @@ impl Core {
             }
             Call::Read | Call::Pread => {
                 let (handle, chan) = self.fd_chan(pid, w1)?;
+                // /proc shows the memory processes have touched since.
+                if chan.letter == 'p' && core::mem::take(&mut self.memory_changed) {
+                    self.update_snapshot();
+                }
                 let count = (w2 as usize).min(core_abi::MAX_IO);
                 let offset = if request.call == Call::Pread {
                     w3

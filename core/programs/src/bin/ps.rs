@@ -31,12 +31,12 @@ mod program {
             };
             let status = String::from_utf8_lossy(&status);
             // proc(3): name, user and state in 27, 27 and 11 columns, then
-            // numbers; the memory size is the ninth number, in KiB.
+            // six times, the memory size in KiB, and two priorities.
             let field = |from: usize, to: usize| status.get(from..to).unwrap_or("").trim();
             let (name, user, state) = (field(0, 27), field(28, 55), field(56, 67));
             let memory = status
                 .get(68..)
-                .and_then(|numbers| numbers.split_whitespace().nth(8))
+                .and_then(|numbers| numbers.split_whitespace().nth(6))
                 .unwrap_or("0");
             println!("{user:<10} {pid:>8} {memory:>7}K {state:<8} {name}");
         }
