@@ -320,6 +320,15 @@ impl<T: Transport> MountDriver<T> {
         }
         let mut more = Vec::new();
         let finished = match link.client.receive(frame, &mut more) {
+            Ok(Some(done)) if matches!(done.result, Err(ninep_client::Error::Protocol(_))) => {
+                let name = link.server.as_ref().map_or("", |s| s.name());
+                let reason = match &done.result {
+                    Err(e) => format!("{name}: 9P botch: {e}"),
+                    Ok(_) => String::new(),
+                };
+                self.hang_up(id, reason);
+                return;
+            }
             Ok(Some(done)) => match link.current {
                 Some((key, op)) if op == done.op => {
                     link.current = None;
@@ -327,6 +336,13 @@ impl<T: Transport> MountDriver<T> {
                 }
                 _ => None,
             },
+            Ok(None) if more.is_empty() => {
+                // One message is one whole frame (see exchange_op).
+                let name = link.server.as_ref().map_or("", |s| s.name());
+                let reason = format!("{name}: an answer that is not a whole 9P frame");
+                self.hang_up(id, reason);
+                return;
+            }
             Ok(None) => None,
             Err(e) => {
                 let name = link.server.as_ref().map_or("", |s| s.name());
@@ -561,13 +577,41 @@ impl<T: Transport> MountDriver<T> {
             match link.client.receive(&link.answer[..length], &mut more) {
                 Ok(Some(done)) if done.op == op => result = Some(done.result),
                 Ok(_) => {}
-                Err(e) => result = Some(Err(ninep_client::Error::Protocol(e))),
+                Err(e) => {
+                    // A server that answers with something else than 9P is
+                    // broken: its link goes, as on the posted path.
+                    let name = String::from(server.name());
+                    self.hang_up(id, format!("{name}: 9P botch: {e}"));
+                    return Err(Error::HUNGUP);
+                }
             }
             frames.push(&more);
         }
-        result
-            .unwrap_or(Err(ninep_client::Error::HungUp))
-            .map_err(nine)
+        match result {
+            // The server broke the protocol answering: its link goes.
+            Some(Err(ninep_client::Error::Protocol(e))) => {
+                let name = self.links[&id]
+                    .server
+                    .as_ref()
+                    .map_or(String::new(), |s| String::from(s.name()));
+                self.hang_up(id, format!("{name}: 9P botch: {e}"));
+                Err(Error::HUNGUP)
+            }
+            Some(result) => result.map_err(nine),
+            None => {
+                // Each message of the link is one whole frame: an answer
+                // that left the operation unfinished was not one.
+                let name = self.links[&id]
+                    .server
+                    .as_ref()
+                    .map_or(String::new(), |s| String::from(s.name()));
+                self.hang_up(
+                    id,
+                    format!("{name}: an answer that is not a whole 9P frame"),
+                );
+                Err(Error::HUNGUP)
+            }
+        }
     }
 
     fn link_of(&self, file: &File) -> Result<LinkId, Error> {

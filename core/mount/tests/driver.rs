@@ -286,6 +286,14 @@ fn nonsense_answers_are_errors_not_panics() {
         m.add_link(LinkId(1), Liar(answer.clone()));
         let result = m.attach(&caller(), &attach_spec(LinkId(1), ""));
         assert!(result.is_err(), "{answer:?} gave {result:?}");
+        // A server that answers with something else than 9P loses its link.
+        let dead = m.take_dead();
+        assert_eq!(dead.len(), 1, "{answer:?}");
+        assert!(
+            dead[0].reason.contains("9P botch") || dead[0].reason.contains("whole 9P frame"),
+            "{}",
+            dead[0].reason
+        );
     }
 }
 
