@@ -948,7 +948,11 @@ impl Kernel {
         } else {
             None
         };
-        if !self.ipc.direct_exchange(caller, request) {
+        let now = match request.timeouts.receive {
+            microkernel_abi::Timeout::Never => 0,
+            _ => self.now(),
+        };
+        if !self.ipc.direct_exchange(caller, request, now) {
             return false;
         }
         if let Some((source, destination, receiver_task)) = copy {
