@@ -6,12 +6,14 @@
 //! servants (`kasane-servant`, plus `#b` and `/dev/cons` here), and
 //! serves the calls of `core-abi` that processes make through `core-user`.
 //!
-//! This first slice is single-threaded: one thread receives page faults
-//! and system calls alike. A call that must wait (a pipe read, `wait`,
-//! `sleep`) is parked, unanswered, and answered later with a send to the
+//! Core has one thread (no Mngr/clerk pool yet): it receives page faults,
+//! system calls and task servers' answers alike. A call that must wait (a
+//! pipe, `wait`, `sleep`, a console line, a read or write of a slow task
+//! server) is parked, unanswered, and answered later with a send to the
 //! client, which is still awaiting its reply (ABI §9.1); other processes
-//! run meanwhile. At boot core spawns `/bin/rc` with the arguments after
-//! `root=core` and powers off when that process exits.
+//! run meanwhile. At boot core starts every `*-task` module as a task
+//! server, spawns the program named after `root=core` (`/bin/rc`), and
+//! powers off when that process exits.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 

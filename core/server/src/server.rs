@@ -1,10 +1,14 @@
-//! The server loop: page faults and system calls, one message at a time.
+//! The server loop: page faults, system calls and task servers' messages,
+//! one at a time.
 //!
-//! Every message is either a kernel page fault or exception of a process
-//! (core is every process's pager) or a `core-abi` call. A call is answered
-//! at once, or parked ([`Parked`]) when it must wait; parked calls are
-//! tried again after every message and answered by a send to the client,
-//! which is still awaiting its reply. Nothing here blocks but the receive.
+//! Every message is a kernel page fault or exception of a process (core is
+//! every process's pager), a `core-abi` call, or a task server's answer to
+//! a posted request (or its fault). A call is answered at once, or parked
+//! ([`Parked`]) when it must wait; a parked call is tried again when what
+//! it waits for may have happened, and answered by a send to the client,
+//! which is still awaiting its reply. The reply to the call just handled
+//! goes out with the next receive (reply and wait in one IPC). Nothing
+//! here blocks but that IPC and synchronous exchanges with task servers.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
