@@ -6,7 +6,8 @@
 //! and the shell sees it; a child that said `rfork n` binds `#c` on /mnt
 //! and sees it, and the shell does not; a child that said `rfork N` has
 //! nothing but `#R` and what it binds itself (its `ns` shows exactly that),
-//! and the shell's /srv is untouched; `mv` within a ramfs directory is a
+//! and the shell's /srv is untouched; `with -N` and `with -n` spawn a
+//! program with a clean or copied namespace; `mv` within a ramfs directory is a
 //! wstat rename; a program copied to ramfs runs from there; a bad rfork
 //! flag sets `$status`.
 
@@ -29,6 +30,13 @@ const TRANSCRIPT: &[&str] = &[
     "cd /",
     "-- the parent still has its own",
     "ramfs",
+    // Spawn flags: a child started with a clean namespace sees an empty
+    // /srv; one started with a copy sees ramfs; a bad flag is refused.
+    "-- spawned with a clean namespace (with -N)",
+    "-- end of clean /srv (spawn)",
+    "ramfs",
+    "with: bad flag -x",
+    "status is with: usage",
     "-- rename within a directory",
     "new",
     "moved",
@@ -64,6 +72,16 @@ fn check(boot: &Boot) {
     );
     assert_eq!(
         between(boot, "clean child srv:", "-- end of clean /srv"),
+        Vec::<&str>::new(),
+        "{}",
+        boot.transcript
+    );
+    assert_eq!(
+        between(
+            boot,
+            "-- spawned with a clean namespace (with -N)",
+            "-- end of clean /srv (spawn)"
+        ),
         Vec::<&str>::new(),
         "{}",
         boot.transcript

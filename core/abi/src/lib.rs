@@ -312,12 +312,14 @@ pub struct SpawnRequest {
     /// (child fd, caller fd): the child's descriptors are copies of these
     /// caller descriptors; no other descriptor is passed.
     pub fds: Vec<(u32, u32)>,
-    /// Whether the child shares the caller's namespace (rfork without
-    /// RFNAMEG) instead of getting a copy.
-    pub share_namespace: bool,
+    /// rfork(2) flags for the child: [`RFNAMEG`] a copy of the caller's
+    /// namespace, [`RFCNAMEG`] a clean one, [`RFENVG`] a copy of its
+    /// environment, [`RFCENVG`] an empty one; 0 shares both, as a Plan 9
+    /// fork does.
+    pub flags: u64,
 }
 
-/// The spawn block: path, argv, the fd pairs, the share flag.
+/// The spawn block: path, argv, the fd pairs, the flags.
 pub fn encode_spawn(request: &SpawnRequest) -> Vec<u8> {
     let mut out = Vec::new();
     put_strings(&mut out, &[request.path.as_str()]);
@@ -327,7 +329,7 @@ pub fn encode_spawn(request: &SpawnRequest) -> Vec<u8> {
         put_u32(&mut out, *child as usize);
         put_u32(&mut out, *parent as usize);
     }
-    put_u32(&mut out, usize::from(request.share_namespace));
+    put_u32(&mut out, (request.flags & u64::from(u32::MAX)) as usize);
     out
 }
 
@@ -348,7 +350,7 @@ pub fn decode_spawn(mut bytes: &[u8]) -> Option<SpawnRequest> {
         let parent = take_u32(&mut bytes)? as u32;
         fds.push((child, parent));
     }
-    let share_namespace = take_u32(&mut bytes)? != 0;
+    let flags = take_u32(&mut bytes)? as u64;
     if !bytes.is_empty() {
         return None;
     }
@@ -356,7 +358,7 @@ pub fn decode_spawn(mut bytes: &[u8]) -> Option<SpawnRequest> {
         path: path.remove(0),
         argv,
         fds,
-        share_namespace,
+        flags,
     })
 }
 
@@ -437,7 +439,7 @@ mod tests {
             path: "/bin/ls".into(),
             argv: vec!["ls".into(), "-l".into()],
             fds: vec![(0, 3), (1, 1)],
-            share_namespace: false,
+            flags: RFNAMEG | RFCENVG,
         };
         let bytes = encode_spawn(&request);
         assert_eq!(decode_spawn(&bytes), Some(request));

@@ -159,6 +159,19 @@ fn console_out(bytes: &[u8]) {
     write_bytes(bytes);
 }
 
+/// Refuses rfork flags core does not serve, and both forms of one.
+fn check_rfork(flags: u64) -> Result<(), Error> {
+    use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
+    let known = RFNAMEG | RFENVG | RFCNAMEG | RFCENVG;
+    if flags & !known != 0
+        || flags & (RFNAMEG | RFCNAMEG) == RFNAMEG | RFCNAMEG
+        || flags & (RFENVG | RFCENVG) == RFENVG | RFCENVG
+    {
+        return Err(Error::BAD_ARG);
+    }
+    Ok(())
+}
+
 fn error(e: Error) -> Outcome {
     Outcome::Fail(e.as_str().to_string())
 }
@@ -510,9 +523,9 @@ impl Core {
             path: path.clone(),
             argv,
             fds: Vec::new(),
-            share_namespace: true,
+            flags: 0,
         };
-        let init = match self.create_process(0, ns, &request, true) {
+        let init = match self.create_process(0, ns, &request) {
             Ok(pid) => pid,
             Err(e) => {
                 print(format_args!("core: cannot start {path}: {e}\n"));
@@ -937,13 +950,7 @@ impl Core {
     /// clean environment group, for the calling process alone.
     fn rfork(&mut self, pid: u32, flags: u64) -> Result<(), Error> {
         use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
-        let known = RFNAMEG | RFENVG | RFCNAMEG | RFCENVG;
-        if flags & !known != 0
-            || flags & (RFNAMEG | RFCNAMEG) == RFNAMEG | RFCNAMEG
-            || flags & (RFENVG | RFCENVG) == RFENVG | RFCENVG
-        {
-            return Err(Error::BAD_ARG);
-        }
+        check_rfork(flags)?;
         let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
         let (old_ns, group) = (process.ns, process.env_group);
         if flags & (RFNAMEG | RFCNAMEG) != 0 {
@@ -1009,13 +1016,17 @@ impl Core {
         *SNAPSHOT.lock() = list;
     }
 
+    /// Starts the program of `request` as a child of `parent` (0 for the
+    /// first process, in namespace `ns`), sharing the parent's namespace
+    /// and environment group unless the request's rfork flags say
+    /// otherwise.
     fn create_process(
         &mut self,
         parent: u32,
         ns: u32,
         request: &SpawnRequest,
-        share: bool,
     ) -> Result<u32, String> {
+        check_rfork(request.flags).map_err(|e| e.as_str().to_string())?;
         let (bytes, identity) = self.read_program(parent, &request.path)?;
         let pid = self.next_pid;
         let mut memory = Memory::default();
@@ -1036,23 +1047,11 @@ impl Core {
             Some(p) => (p.env_group, p.ns),
             None => (0, ns),
         };
-        // A namespace: shared, or a copy (rfork RFNAMEG).
-        let ns_id = if share || parent == 0 {
-            if let Some((_, refs)) = self.namespaces.get_mut(&parent_ns) {
-                *refs += 1;
-            }
-            parent_ns
-        } else {
-            let mut host = host!(self, pid, env_group);
-            let Some((ns, _)) = self.namespaces.get(&parent_ns) else {
-                return Err("no namespace".into());
-            };
-            let copy = ns.fork(&mut host);
-            let id = self.next_ns;
-            self.next_ns += 1;
-            self.namespaces.insert(id, (copy, 1));
-            id
-        };
+        // The parent's namespace, shared; the flags change it below.
+        let ns_id = parent_ns;
+        if let Some((_, refs)) = self.namespaces.get_mut(&parent_ns) {
+            *refs += 1;
+        }
         let mut host = host!(self, pid, env_group);
         let dot = match self.processes.get(&parent) {
             Some(p) => p.dot.fork(&mut host),
@@ -1107,6 +1106,14 @@ impl Core {
         self.by_thread.insert(thread.raw(), pid);
         self.threads.insert(pid, thread);
         self.next_pid += 1;
+        // The child's own namespace or environment, before it runs.
+        if request.flags != 0 {
+            if let Err(e) = self.rfork(pid, request.flags) {
+                self.kill(pid, String::from(e.as_str()));
+                self.zombies.retain(|z| z.pid != pid);
+                return Err(String::from(e.as_str()));
+            }
+        }
         self.update_snapshot();
         let control = ExchangeControl::SET_INSTRUCTION_POINTER
             | ExchangeControl::SET_STACK_POINTER
@@ -1663,10 +1670,7 @@ impl Core {
                 let block = request.items.first().ok_or(Error::BAD_ARG)?;
                 let spawn = decode_spawn(block).ok_or(Error::BAD_ARG)?;
                 let ns = self.processes.get(&pid).ok_or(Error::BAD_FD)?.ns;
-                let share = spawn.share_namespace;
-                let child = self
-                    .create_process(pid, ns, &spawn, share)
-                    .map_err(Error::new)?;
+                let child = self.create_process(pid, ns, &spawn).map_err(Error::new)?;
                 Ok(Outcome::Reply([u64::from(child), 0], None))
             }
             Call::Exits => {

@@ -98,7 +98,7 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
         "core-programs",
         &[
             "rc", "ls", "cat", "wc", "ns", "mkdir", "rm", "mv", "cp", "date", "ps", "kill",
-            "sleep", "bench", "garbage",
+            "sleep", "bench", "garbage", "with",
         ],
     ),
 ];

@@ -38,7 +38,7 @@ mod program {
                 fds: command.fds.iter().map(|(c, f)| (*c, f.0)).collect(),
                 // As Plan 9's rc: children share the shell's namespace;
                 // a script that wants its own says `rfork n`.
-                share_namespace: true,
+                flags: 0,
             };
             sys::spawn(&request)
         }
