@@ -19,9 +19,10 @@
 //!   and its mode is the chan's alone.
 //! - `close` clunks: a serial fid at once, a shared one with its last chan.
 //!
-//! Reads and writes of opened files do not wait when the transport
-//! [`posts`](Transport::posts): the request is sent and the call answers
-//! `Io::WouldBlock`; the answer comes back through
+//! Reads and writes of opened files are posted when the transport
+//! [`posts`](Transport::posts): the transport waits a moment for the
+//! answer; if it comes, the call is answered at once, and if not, the call
+//! answers `Io::WouldBlock`, the answer comes back later through
 //! [`MountDriver::deliver`], the driver lists a wakeup, and the caller's
 //! retry (same process, file, offset and count) finds the result. So a
 //! slow server holds up only the processes reading or writing it. One
@@ -29,7 +30,8 @@
 //! (walk, open, create, stat, wstat, remove, clunk) is a synchronous
 //! exchange, after the link's posted request has been answered.
 //!
-//! A transport error hangs the link up: the transport is stopped and kept
+//! A transport error, or an answer that is not a whole 9P frame, hangs the
+//! link up: the transport is stopped and kept
 //! in [`MountDriver::take_dead`] with the reason, for its owner to restart
 //! on a new link, and every later operation on the old link answers
 //! "i/o on hungup channel", as a Plan 9 mount of a dead server does.
