@@ -55,6 +55,9 @@ use ninep_client::{Client, Fid, FrameReader, OpId, Outcome};
 /// transport's buffers must hold it (core's link: `core_abi::link::MSIZE`).
 pub const MSIZE: u32 = 8216;
 
+/// Why a link whose answer was not one whole 9P frame hangs up.
+const NOT_A_FRAME: &str = "an answer that is not a whole 9P frame";
+
 const MOUNT_BITS: u32 = 16;
 const MOUNT_MASK: u32 = (1 << MOUNT_BITS) - 1;
 
@@ -262,11 +265,7 @@ impl<T: Transport> MountDriver<T> {
             }
         }
         for id in late {
-            let name = self.links[&id]
-                .server
-                .as_ref()
-                .map_or(String::new(), |s| String::from(s.name()));
-            self.hang_up(id, format!("{name}: no answer in time"));
+            self.fail_link(id, &"no answer in time");
         }
     }
 
@@ -275,6 +274,17 @@ impl<T: Transport> MountDriver<T> {
     pub fn forget(&mut self, pid: u32) {
         self.requests.retain(|key, _| key.pid != pid);
         self.done.retain(|key, _| key.pid != pid);
+    }
+
+    /// Hangs `link` up for a failure of its server's, the reason naming
+    /// the server (core's task-server faults, bad answers, silence).
+    pub fn fail_link(&mut self, id: LinkId, what: &dyn core::fmt::Display) {
+        let name = self
+            .links
+            .get(&id)
+            .and_then(|l| l.server.as_ref())
+            .map_or(String::new(), |s| String::from(s.name()));
+        self.hang_up(id, format!("{name}: {what}"));
     }
 
     /// Hangs `link` up: the transport is stopped and kept for its owner
@@ -315,20 +325,15 @@ impl<T: Transport> MountDriver<T> {
             return;
         };
         if link.posted.take().is_none() {
-            let name = link.server.as_ref().map_or("", |s| s.name());
-            let reason = format!("{name}: an answer nobody asked for");
-            self.hang_up(id, reason);
+            self.fail_link(id, &"an answer nobody asked for");
             return;
         }
         let mut more = Vec::new();
         let finished = match link.client.receive(frame, &mut more) {
             Ok(Some(done)) if matches!(done.result, Err(ninep_client::Error::Protocol(_))) => {
-                let name = link.server.as_ref().map_or("", |s| s.name());
-                let reason = match &done.result {
-                    Err(e) => format!("{name}: 9P botch: {e}"),
-                    Ok(_) => String::new(),
-                };
-                self.hang_up(id, reason);
+                if let Err(e) = done.result {
+                    self.fail_link(id, &format_args!("9P botch: {e}"));
+                }
                 return;
             }
             Ok(Some(done)) => match link.current {
@@ -340,16 +345,12 @@ impl<T: Transport> MountDriver<T> {
             },
             Ok(None) if more.is_empty() => {
                 // One message is one whole frame (see exchange_op).
-                let name = link.server.as_ref().map_or("", |s| s.name());
-                let reason = format!("{name}: an answer that is not a whole 9P frame");
-                self.hang_up(id, reason);
+                self.fail_link(id, &NOT_A_FRAME);
                 return;
             }
             Ok(None) => None,
             Err(e) => {
-                let name = link.server.as_ref().map_or("", |s| s.name());
-                let reason = format!("{name}: 9P botch: {e}");
-                self.hang_up(id, reason);
+                self.fail_link(id, &format_args!("9P botch: {e}"));
                 return;
             }
         };
@@ -360,6 +361,20 @@ impl<T: Transport> MountDriver<T> {
         }
         if let Some((key, result)) = finished {
             self.complete(key, result);
+        }
+    }
+
+    /// [`take_answer`](Self::take_answer) of the `length` bytes the
+    /// transport left in the link's answer buffer.
+    fn take_buffered_answer(&mut self, id: LinkId, length: usize) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        let answer = core::mem::take(&mut link.answer);
+        let length = length.min(answer.len());
+        self.take_answer(id, &answer[..length]);
+        if let Some(link) = self.links.get_mut(&id) {
+            link.answer = answer;
         }
     }
 
@@ -433,12 +448,7 @@ impl<T: Transport> MountDriver<T> {
                 Ok(Some(length)) => {
                     // Answered at once: take it here and go on.
                     link.posted = Some(None);
-                    let answer = core::mem::take(&mut link.answer);
-                    let length = length.min(answer.len());
-                    self.take_answer(id, &answer[..length]);
-                    if let Some(link) = self.links.get_mut(&id) {
-                        link.answer = answer;
-                    }
+                    self.take_buffered_answer(id, length);
                 }
                 Err(reason) => {
                     self.hang_up(id, reason);
@@ -469,15 +479,8 @@ impl<T: Transport> MountDriver<T> {
             match collected {
                 // Posted, its answer to come: collected on the next pass.
                 Ok(None) => {}
-                Ok(Some(length)) => {
-                    let answer = core::mem::take(&mut link.answer);
-                    let length = length.min(answer.len());
-                    // Queued requests wait: only what was under way settles.
-                    self.take_answer(id, &answer[..length]);
-                    if let Some(link) = self.links.get_mut(&id) {
-                        link.answer = answer;
-                    }
-                }
+                // Queued requests wait: only what was under way settles.
+                Ok(Some(length)) => self.take_buffered_answer(id, length),
                 Err(reason) => {
                     self.hang_up(id, reason);
                     return Err(Error::HUNGUP);
@@ -582,8 +585,7 @@ impl<T: Transport> MountDriver<T> {
                 Err(e) => {
                     // A server that answers with something else than 9P is
                     // broken: its link goes, as on the posted path.
-                    let name = String::from(server.name());
-                    self.hang_up(id, format!("{name}: 9P botch: {e}"));
+                    self.fail_link(id, &format_args!("9P botch: {e}"));
                     return Err(Error::HUNGUP);
                 }
             }
@@ -592,25 +594,14 @@ impl<T: Transport> MountDriver<T> {
         match result {
             // The server broke the protocol answering: its link goes.
             Some(Err(ninep_client::Error::Protocol(e))) => {
-                let name = self.links[&id]
-                    .server
-                    .as_ref()
-                    .map_or(String::new(), |s| String::from(s.name()));
-                self.hang_up(id, format!("{name}: 9P botch: {e}"));
+                self.fail_link(id, &format_args!("9P botch: {e}"));
                 Err(Error::HUNGUP)
             }
             Some(result) => result.map_err(nine),
             None => {
                 // Each message of the link is one whole frame: an answer
                 // that left the operation unfinished was not one.
-                let name = self.links[&id]
-                    .server
-                    .as_ref()
-                    .map_or(String::new(), |s| String::from(s.name()));
-                self.hang_up(
-                    id,
-                    format!("{name}: an answer that is not a whole 9P frame"),
-                );
+                self.fail_link(id, &NOT_A_FRAME);
                 Err(Error::HUNGUP)
             }
         }

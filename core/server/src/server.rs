@@ -159,6 +159,15 @@ fn console_out(bytes: &[u8]) {
     write_bytes(bytes);
 }
 
+/// `#M` in the servant table.
+fn mount_driver(devices: &mut Devices) -> Option<&mut MountDriver> {
+    devices
+        .get_mut('M')
+        .ok()?
+        .as_any_mut()?
+        .downcast_mut::<MountDriver>()
+}
+
 /// Refuses rfork flags core does not serve, and both forms of one.
 fn check_rfork(flags: u64) -> Result<(), Error> {
     use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
@@ -339,11 +348,7 @@ impl Core {
 
     /// `#M`, the mount driver.
     fn mounts(&mut self) -> Option<&mut MountDriver> {
-        self.devices
-            .get_mut('M')
-            .ok()?
-            .as_any_mut()?
-            .downcast_mut::<MountDriver>()
+        mount_driver(&mut self.devices)
     }
 
     /// A message from a task server outside a synchronous exchange: the
@@ -375,13 +380,8 @@ impl Core {
                         && tag.typed() == 2 =>
                 {
                     let length = (item.length as usize).min(self.buffers[0].len());
-                    let mounts = self
-                        .devices
-                        .get_mut('M')
-                        .ok()
-                        .and_then(|m| m.as_any_mut())
-                        .and_then(|m| m.downcast_mut::<MountDriver>());
-                    if let Some(mounts) = mounts {
+                    // The devices and the buffer are borrowed apart.
+                    if let Some(mounts) = mount_driver(&mut self.devices) {
                         mounts.deliver(link, &self.buffers[0][..length]);
                     }
                     Ok(())
@@ -391,11 +391,7 @@ impl Core {
         };
         if let Err(what) = outcome {
             if let Some(mounts) = self.mounts() {
-                let name = mounts
-                    .transport_mut(link)
-                    .map(|s| String::from(s.name()))
-                    .unwrap_or_default();
-                mounts.hang_up(link, format!("{name}: {what}"));
+                mounts.fail_link(link, &what);
             }
         }
     }
@@ -404,13 +400,7 @@ impl Core {
     /// link posted under its old /srv name. Mounts made through the old
     /// link stay hung up; a client recovers by mounting again.
     fn restart_task_servers(&mut self) {
-        let Some(mounts) = self
-            .devices
-            .get_mut('M')
-            .ok()
-            .and_then(|m| m.as_any_mut())
-            .and_then(|m| m.downcast_mut::<MountDriver>())
-        else {
+        let Some(mounts) = self.mounts() else {
             return;
         };
         let dead = mounts.take_dead();
@@ -440,13 +430,7 @@ impl Core {
             };
             let link = LinkId(self.next_link);
             self.next_link += 1;
-            if let Some(mounts) = self
-                .devices
-                .get_mut('M')
-                .ok()
-                .and_then(|m| m.as_any_mut())
-                .and_then(|m| m.downcast_mut::<MountDriver>())
-            {
+            if let Some(mounts) = self.mounts() {
                 mounts.add_link(link, server);
             }
             let posted = self
