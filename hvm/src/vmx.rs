@@ -1077,6 +1077,23 @@ impl Hypervisor {
                     return Flow::Yield;
                 }
                 skip_instruction();
+                // An interrupt already held for cell 0 (it came while the
+                // vCPU had interrupts off) ends the HLT at once: inject it
+                // now that IF is 1 and the STI shadow is gone, rather than
+                // rely on the interrupt-window exit to wake the HLT state
+                // (SDM 26.2 says it does; Bochs 2.7 never wakes for it, and
+                // the unacknowledged vector then blocks every later one).
+                if position == 0 {
+                    if let Some(vector) = self.take_pending() {
+                        if PENDING.lock().is_empty() {
+                            let procbased = read(Field::ProcBasedControls)
+                                & !u64::from(ProcBased::INTERRUPT_WINDOW_EXITING.bits());
+                            write(Field::ProcBasedControls, procbased);
+                        }
+                        inject_external(vector);
+                        return Flow::Resume;
+                    }
+                }
                 // SDM 27.4.2: enter in the HLT activity state; an interrupt
                 // for the cell wakes it.
                 if self.caps.misc & (1 << 6) != 0 {
