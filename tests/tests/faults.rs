@@ -9,7 +9,8 @@
 //! hung up, and a new mount of /srv/faulty reaches the restarted server.
 //! The rest: ramfs still has its file, the shell goes on. A read of the
 //! restarted server's `slow` file (a second to answer) holds up only its
-//! reader: another process's output comes first. Then `garbage`
+//! reader: another process's output comes first; so does a walk to its
+//! `sleepy` file (the walk takes the second). Then `garbage`
 //! sends core eight malformed calls; each is refused, and core still
 //! answers (getpid, the shell, ramfs).
 
@@ -38,6 +39,10 @@ const TRANSCRIPT: &[&str] = &[
     "-- a slow read holds up only its reader",
     "Thu Jan  1 00:00:",
     "slow answer",
+    // The same for a walk: cat's open waits for the server, and only cat.
+    "-- a slow walk holds up only its walker",
+    "Thu Jan  1 00:00:",
+    "awake",
     "-- garbage",
     "garbage: unknown call: refused (bad system call)",
     "garbage: open without a path: refused (bad arg in system call)",
@@ -58,15 +63,20 @@ const TRANSCRIPT: &[&str] = &[
 fn check(boot: &Boot) {
     assert_lines_in_order(boot, TRANSCRIPT);
     let lines: Vec<&str> = boot.transcript.lines().collect();
-    let marker = lines
-        .iter()
-        .position(|l| *l == "-- a slow read holds up only its reader")
-        .expect("the slow-read marker");
-    assert!(
-        lines[marker + 1].starts_with("Thu Jan  1 ") && lines[marker + 2] == "slow answer",
-        "date should print while the slow read waits:\n{}",
-        boot.transcript
-    );
+    for (marker, answer) in [
+        ("-- a slow read holds up only its reader", "slow answer"),
+        ("-- a slow walk holds up only its walker", "awake"),
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| *l == marker)
+            .expect("the marker line");
+        assert!(
+            lines[at + 1].starts_with("Thu Jan  1 ") && lines[at + 2] == answer,
+            "date should print while the server is slow ({marker}):\n{}",
+            boot.transcript
+        );
+    }
     assert_absent(boot, "UNEXPECTED");
     assert_absent(boot, "not restarted");
     assert_clean(boot);

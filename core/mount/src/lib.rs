@@ -26,9 +26,29 @@
 //! [`MountDriver::deliver`], the driver lists a wakeup, and the caller's
 //! retry (same process, file, offset and count) finds the result. So a
 //! slow server holds up only the processes reading or writing it. One
-//! request is on a link at a time; others queue. Every other operation
-//! (walk, open, create, stat, wstat, remove, clunk) is a synchronous
-//! exchange, after the link's posted request has been answered.
+//! request is on a link at a time; others queue.
+//!
+//! Every other operation (version, attach, walk, open, create, stat, wstat,
+//! remove, and the reads of a directory listing) is posted too while core
+//! handles a call ([`MountDriver::begin_call`] to
+//! [`MountDriver::end_call`]). Such an operation that is not answered at
+//! once, or that finds the link busy, fails the call with
+//! [`Error::PENDING`]; core parks the call and runs it again from the start
+//! once a wakeup comes. The driver keeps a *journal* per process: every
+//! operation the call made, in order, with its result. The call's rerun
+//! takes each result from the journal instead of asking the server again,
+//! so a create or remove is done once, and the fids the first run was given
+//! are handed to the rerun rather than clunked (clunks made while the
+//! failed run unwinds are held back as the journal's spare fids). A rerun
+//! that goes another way than the journal says (the namespace changed in
+//! between) drops the rest of the journal and asks afresh; the journal and
+//! any spare fids go when the call ends. So a server that is slow to walk
+//! or stat holds up only the processes that use it, not core. Clunks never
+//! wait: they are queued on the link.
+//!
+//! Outside a call (core's own mounts at boot), and on links that do not
+//! post, an operation is a synchronous exchange after the link's posted
+//! request has been answered.
 //!
 //! A transport error, or an answer that is not a whole 9P frame, hangs the
 //! link up: the transport is stopped and kept
@@ -44,8 +64,10 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant, WaitKey};
 use ninep::{FileMode, OpenMode, Stat};
@@ -107,6 +129,181 @@ pub trait Transport {
     }
 }
 
+/// Which call core is handling, shared between core and the driver so
+/// that neither goes through the servant table on every call: core says
+/// when a call begins and ends, the driver says whether it blocked.
+/// Core is one thread; the atomics are there to make sharing sound, not
+/// for contention.
+#[derive(Clone, Default)]
+pub struct CallGate(Arc<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    /// The call's serial in bits 32..64 and its pid in bits 0..32; 0
+    /// when no call is being handled.
+    call: AtomicU64,
+    serial: AtomicU32,
+    /// The call met an operation still to be answered.
+    blocked: AtomicBool,
+    /// Some process has a journal: a call's end must be told to the
+    /// driver ([`MountDriver::end_call`]).
+    journals: AtomicBool,
+}
+
+impl CallGate {
+    /// Core starts handling a call of process `pid`: operations on
+    /// posting links are posted and journalled, and a rerun of a parked
+    /// call takes its results from the journal (module docs).
+    pub fn begin(&self, pid: u32) {
+        let serial = self.0.serial.fetch_add(1, Ordering::Relaxed).max(1);
+        let word = (u64::from(serial) << 32) | u64::from(pid);
+        self.0.call.store(word, Ordering::Relaxed);
+        self.0.blocked.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the call being handled met an operation still to be
+    /// answered ([`Error::PENDING`]): core parks it, whatever error the
+    /// call ended with, and runs it again after a wakeup.
+    pub fn blocked(&self) -> bool {
+        self.0.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Core is done with the call. True if the driver must hear of it
+    /// ([`MountDriver::end_call`]): some process has a journal.
+    pub fn end(&self) -> bool {
+        self.0.call.store(0, Ordering::Relaxed);
+        self.0.journals.load(Ordering::Relaxed)
+    }
+
+    /// The call being handled: its pid and serial.
+    fn current(&self) -> Option<(u32, u32)> {
+        let word = self.0.call.load(Ordering::Relaxed);
+        (word != 0).then_some((word as u32, (word >> 32) as u32))
+    }
+
+    fn block(&self) {
+        self.0.blocked.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One 9P operation, as the driver asks it and as a call's journal
+/// records it (the same operation asked again is the same value).
+#[derive(Clone, Debug, PartialEq)]
+enum Op {
+    Version,
+    Attach {
+        uname: String,
+        aname: String,
+    },
+    /// A walk of one name, or a clone (walk(5) with no names).
+    Walk {
+        fid: Fid,
+        name: Option<String>,
+    },
+    Open {
+        fid: Fid,
+        mode: OpenMode,
+    },
+    Create {
+        fid: Fid,
+        name: String,
+        perm: FileMode,
+        mode: OpenMode,
+    },
+    Read {
+        fid: Fid,
+        offset: u64,
+        count: u32,
+    },
+    Write {
+        fid: Fid,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Stat {
+        fid: Fid,
+    },
+    Wstat {
+        fid: Fid,
+        stat: Stat,
+    },
+    Remove {
+        fid: Fid,
+    },
+    Clunk {
+        fid: Fid,
+    },
+}
+
+impl Op {
+    /// Starts the operation on the client: its frames into `out`.
+    fn start(&self, c: &mut Client, out: &mut Vec<u8>) -> Result<OpId, ninep_client::Error> {
+        match self {
+            Op::Version => c.version(out),
+            Op::Attach { uname, aname } => c.attach(uname, aname, out),
+            Op::Walk {
+                fid,
+                name: Some(name),
+            } => c.walk(*fid, &[name.as_str()], out),
+            Op::Walk { fid, name: None } => c.walk(*fid, &[], out),
+            Op::Open { fid, mode } => c.open(*fid, *mode, out),
+            Op::Create {
+                fid,
+                name,
+                perm,
+                mode,
+            } => c.create(*fid, name, *perm, *mode, out),
+            Op::Read { fid, offset, count } => c.read(*fid, *offset, *count, out),
+            Op::Write { fid, offset, data } => c.write(*fid, *offset, data, out),
+            Op::Stat { fid } => c.stat(*fid, out),
+            Op::Wstat { fid, stat } => c.wstat(*fid, stat, out),
+            Op::Remove { fid } => c.remove(*fid, out),
+            Op::Clunk { fid } => c.clunk(*fid, out),
+        }
+    }
+}
+
+/// The fid an outcome hands out (walk(5) and attach(5) make one).
+fn new_fid(result: &Result<Outcome, Error>) -> Option<Fid> {
+    match result {
+        Ok(Outcome::Walked { fid, .. } | Outcome::Attached { fid, .. }) => Some(*fid),
+        _ => None,
+    }
+}
+
+/// One operation a call made, and its result once it came.
+struct Entry {
+    /// Names the entry for the answer that completes it.
+    id: u64,
+    link: LinkId,
+    op: Op,
+    result: Option<Result<Outcome, Error>>,
+}
+
+/// What one process's call has asked of the servers so far
+/// (see the module docs).
+#[derive(Default)]
+struct Journal {
+    entries: Vec<Entry>,
+    /// How far the current run of the call has come.
+    cursor: usize,
+    /// The serial of the run the cursor belongs to ([`CallGate`]).
+    serial: u32,
+    /// Fids the call was given that no chan holds now: handed to the
+    /// rerun that takes their walk from the journal, clunked when the
+    /// journal goes.
+    spare: Vec<(LinkId, Fid)>,
+}
+
+/// Whose operation is on a link's wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// A posted read or write.
+    Io(Pending),
+    /// A journal entry of a process's call.
+    Call { pid: u32, id: u64 },
+}
+
 /// A read or write of a posting link, as its retry will name it: the
 /// caller's process, the chan's dev, the offset and the count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,9 +315,8 @@ struct Pending {
     write: bool,
 }
 
-/// A posted or queued request: its link, fid, and the bytes to write.
+/// A posted or queued request: its fid, and the bytes to write.
 struct Request {
-    link: LinkId,
     fid: Fid,
     data: Vec<u8>,
 }
@@ -143,13 +339,15 @@ struct Link<T> {
     /// A frame is posted and its answer not yet delivered; since when
     /// (the first [`MountDriver::expire`] after the post).
     posted: Option<Option<u64>>,
-    /// The request the posted frames belong to, and its client op.
-    current: Option<(Pending, OpId)>,
+    /// The operation the posted frames belong to, and its client op.
+    current: Option<(Owner, OpId)>,
     /// Frames the client made that wait for the link (a long read's next
     /// part, a clean-up clunk).
     outbox: VecDeque<Vec<u8>>,
     /// Requests waiting for the link, oldest first.
     queue: VecDeque<Pending>,
+    /// A call's operation found the link busy: wake it when it is free.
+    waiters: bool,
 }
 
 /// The mount driver: servers' links, mounts, and a fid per chan.
@@ -170,6 +368,11 @@ pub struct MountDriver<T> {
     /// Their results, until the caller's retry takes them.
     done: BTreeMap<Pending, Result<Outcome, Error>>,
     wakeups: Vec<WaitKey>,
+    /// The call core is handling.
+    gate: CallGate,
+    /// Calls' journals by process.
+    journals: BTreeMap<u32, Journal>,
+    next_entry: u64,
 }
 
 /// The spec `#M`'s attach takes from core's mount call: the link, then
@@ -205,6 +408,67 @@ impl<T: Transport> MountDriver<T> {
             requests: BTreeMap::new(),
             done: BTreeMap::new(),
             wakeups: Vec::new(),
+            gate: CallGate::default(),
+            journals: BTreeMap::new(),
+            next_entry: 1,
+        }
+    }
+
+    /// The gate core marks its calls with.
+    pub fn gate(&self) -> CallGate {
+        self.gate.clone()
+    }
+
+    /// [`CallGate::begin`].
+    pub fn begin_call(&mut self, pid: u32) {
+        self.gate.begin(pid);
+    }
+
+    /// [`CallGate::blocked`].
+    pub fn call_blocked(&self) -> bool {
+        self.gate.blocked()
+    }
+
+    /// Core is done with the call of `pid`: `parked` if it will run again
+    /// (its journal stays), else its journal goes and its spare fids are
+    /// clunked.
+    pub fn end_call(&mut self, pid: u32, parked: bool) {
+        self.gate.end();
+        if !parked {
+            self.drop_journal(pid);
+        }
+    }
+
+    fn drop_journal(&mut self, pid: u32) {
+        if let Some(journal) = self.journals.remove(&pid) {
+            for (link, fid) in journal.spare {
+                self.clunk_later(link, fid);
+            }
+        }
+        let any = !self.journals.is_empty();
+        self.gate.0.journals.store(any, Ordering::Relaxed);
+    }
+
+    /// The journal of the call being handled, its cursor at the start
+    /// if this is a new run of the call.
+    fn journal(&mut self, pid: u32, serial: u32) -> &mut Journal {
+        self.gate.0.journals.store(true, Ordering::Relaxed);
+        let journal = self.journals.entry(pid).or_default();
+        if journal.serial != serial {
+            journal.serial = serial;
+            journal.cursor = 0;
+        }
+        journal
+    }
+
+    /// Wakes the callers waiting on `link`. One wakeup says "try again";
+    /// more would say nothing more.
+    fn wake(&mut self, link: LinkId) {
+        if self.wakeups.is_empty() {
+            self.wakeups.push(WaitKey {
+                letter: 'M',
+                key: link.0,
+            });
         }
     }
 
@@ -229,6 +493,7 @@ impl<T: Transport> MountDriver<T> {
                 current: None,
                 outbox: VecDeque::new(),
                 queue: VecDeque::new(),
+                waiters: false,
             },
         );
     }
@@ -274,6 +539,7 @@ impl<T: Transport> MountDriver<T> {
     pub fn forget(&mut self, pid: u32) {
         self.requests.retain(|key, _| key.pid != pid);
         self.done.retain(|key, _| key.pid != pid);
+        self.drop_journal(pid);
     }
 
     /// Hangs `link` up for a failure of its server's, the reason naming
@@ -296,8 +562,9 @@ impl<T: Transport> MountDriver<T> {
         link.client.hang_up();
         link.posted = None;
         link.outbox.clear();
-        let mut failed: Vec<Pending> = link.queue.drain(..).collect();
-        failed.extend(link.current.take().map(|(key, _)| key));
+        let waiters = core::mem::take(&mut link.waiters);
+        let mut failed: Vec<Owner> = link.queue.drain(..).map(Owner::Io).collect();
+        failed.extend(link.current.take().map(|(owner, _)| owner));
         if let Some(mut transport) = link.server.take() {
             transport.stop();
             self.dead.push(Dead {
@@ -306,8 +573,11 @@ impl<T: Transport> MountDriver<T> {
                 reason,
             });
         }
-        for key in failed {
-            self.complete(key, Err(Error::HUNGUP));
+        for owner in failed {
+            self.complete(id, owner, Err(Error::HUNGUP));
+        }
+        if waiters {
+            self.wake(id);
         }
     }
 
@@ -337,9 +607,9 @@ impl<T: Transport> MountDriver<T> {
                 return;
             }
             Ok(Some(done)) => match link.current {
-                Some((key, op)) if op == done.op => {
+                Some((owner, op)) if op == done.op => {
                     link.current = None;
-                    Some((key, done.result.map_err(nine)))
+                    Some((owner, done.result.map_err(nine)))
                 }
                 _ => None,
             },
@@ -359,8 +629,8 @@ impl<T: Transport> MountDriver<T> {
         while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
             link.outbox.push_back(frame);
         }
-        if let Some((key, result)) = finished {
-            self.complete(key, result);
+        if let Some((owner, result)) = finished {
+            self.complete(id, owner, result);
         }
     }
 
@@ -378,17 +648,37 @@ impl<T: Transport> MountDriver<T> {
         }
     }
 
-    /// Keeps a finished request's result for the caller's retry, unless
-    /// its process went, and says so.
-    fn complete(&mut self, key: Pending, result: Result<Outcome, Error>) {
-        if let Some(request) = self.requests.remove(&key) {
-            self.done.insert(key, result);
-            // One wakeup says "try again"; more would say nothing more.
-            if self.wakeups.is_empty() {
-                self.wakeups.push(WaitKey {
-                    letter: 'M',
-                    key: request.link.0,
+    /// Keeps a finished operation's result for the caller's retry, unless
+    /// its process (or its call) went, and says so.
+    fn complete(&mut self, link: LinkId, owner: Owner, result: Result<Outcome, Error>) {
+        match owner {
+            Owner::Io(key) => {
+                if self.requests.remove(&key).is_some() {
+                    self.done.insert(key, result);
+                    self.wake(link);
+                }
+            }
+            Owner::Call { pid, id } => {
+                let entry = self.journals.get_mut(&pid).and_then(|journal| {
+                    let at = journal.entries.iter().position(|e| e.id == id)?;
+                    Some((journal, at))
                 });
+                match entry {
+                    Some((journal, at)) => {
+                        // The fid is the call's until a run takes it.
+                        if let Some(fid) = new_fid(&result) {
+                            journal.spare.push((link, fid));
+                        }
+                        journal.entries[at].result = Some(result);
+                        self.wake(link);
+                    }
+                    None => {
+                        // Nobody will take what it made.
+                        if let Some(fid) = new_fid(&result) {
+                            self.clunk_later(link, fid);
+                        }
+                    }
+                }
             }
         }
     }
@@ -406,12 +696,16 @@ impl<T: Transport> MountDriver<T> {
             let frame = match link.outbox.pop_front() {
                 Some(frame) => frame,
                 None => {
-                    if let Some((key, _)) = link.current.take() {
+                    if let Some((owner, _)) = link.current.take() {
                         // Nothing more will come for it.
-                        self.complete(key, Err(Error::new("#M: the operation stalled")));
+                        self.complete(id, owner, Err(Error::new("#M: the operation stalled")));
                         continue;
                     }
                     let Some(key) = link.queue.pop_front() else {
+                        // Free: a call that found it busy may go on.
+                        if core::mem::take(&mut link.waiters) {
+                            self.wake(id);
+                        }
                         return;
                     };
                     let Some(request) = self.requests.get(&key) else {
@@ -426,9 +720,9 @@ impl<T: Transport> MountDriver<T> {
                             .read(request.fid, key.offset, key.count, &mut out)
                     };
                     match started {
-                        Ok(op) => link.current = Some((key, op)),
+                        Ok(op) => link.current = Some((Owner::Io(key), op)),
                         Err(e) => {
-                            self.complete(key, Err(nine(e)));
+                            self.complete(id, Owner::Io(key), Err(nine(e)));
                             continue;
                         }
                     }
@@ -469,9 +763,9 @@ impl<T: Transport> MountDriver<T> {
             } else if let Some(frame) = link.outbox.pop_front() {
                 link.posted = Some(None);
                 server.post(&frame, &mut link.answer)
-            } else if let Some((key, _)) = link.current.take() {
+            } else if let Some((owner, _)) = link.current.take() {
                 // Nothing more will come for it.
-                self.complete(key, Err(Error::new("#M: the operation stalled")));
+                self.complete(id, owner, Err(Error::new("#M: the operation stalled")));
                 continue;
             } else {
                 return Ok(());
@@ -527,7 +821,6 @@ impl<T: Transport> MountDriver<T> {
         }
         let fid = self.fid_of(file)?;
         let request = Request {
-            link,
             fid,
             data: data.map(<[u8]>::to_vec).unwrap_or_default(),
         };
@@ -542,31 +835,126 @@ impl<T: Transport> MountDriver<T> {
         }
     }
 
+    fn posts(&self, link: LinkId) -> bool {
+        self.links
+            .get(&link)
+            .and_then(|l| l.server.as_ref())
+            .is_some_and(|s| s.posts())
+    }
+
     /// Runs one operation to its end, with the follow-up requests the
-    /// client makes (parts of a long read, a clean-up clunk).
-    fn run(
-        &mut self,
-        link: LinkId,
-        start: impl FnOnce(&mut Client, &mut Vec<u8>) -> Result<OpId, ninep_client::Error>,
-    ) -> Result<Outcome, Error> {
-        let id = link;
-        self.settle(id)?;
-        let result = self.exchange_op(id, start);
-        self.pump(id);
+    /// client makes (parts of a long read, a clean-up clunk): posted and
+    /// journalled in a call on a posting link, else an exchange.
+    fn run(&mut self, link: LinkId, op: Op) -> Result<Outcome, Error> {
+        if let Some((pid, serial)) = self.gate.current() {
+            if self.posts(link) {
+                return self.run_in_call(pid, serial, link, op);
+            }
+        }
+        self.settle(link)?;
+        let result = self.exchange_op(link, &op);
+        self.pump(link);
         result
     }
 
-    fn exchange_op(
+    /// The result of the journal entry at the cursor, if it is there,
+    /// moving the cursor on; a fid it made is no longer spare.
+    fn take_entry(&mut self, pid: u32) -> Option<Result<Outcome, Error>> {
+        let journal = self.journals.get_mut(&pid)?;
+        let entry = journal.entries.get(journal.cursor)?;
+        let result = entry.result.clone()?;
+        let link = entry.link;
+        journal.cursor += 1;
+        if let Some(fid) = new_fid(&result) {
+            journal.spare.retain(|&spare| spare != (link, fid));
+        }
+        Some(result)
+    }
+
+    /// Whether the journal's entry at the cursor is `op` on `link`; if
+    /// another one is there, the call went another way and the journal's
+    /// rest is dropped.
+    fn journal_has(&mut self, pid: u32, serial: u32, link: LinkId, op: &Op) -> bool {
+        let journal = self.journal(pid, serial);
+        match journal.entries.get(journal.cursor) {
+            Some(entry) if entry.link == link && entry.op == *op => true,
+            Some(_) => {
+                // Answers still to come for the dropped entries find no
+                // entry, and clunk what they made (`complete`).
+                journal.entries.truncate(journal.cursor);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The call could not go on: it fails with [`Error::PENDING`] and
+    /// core parks it.
+    fn block(&mut self) -> Error {
+        self.gate.block();
+        Error::PENDING
+    }
+
+    /// An operation of a call on a posting link: its result from the
+    /// journal, or it is posted (if the link is free) and its answer waited
+    /// for a moment; an answer that does not come in that time blocks the
+    /// call.
+    fn run_in_call(
         &mut self,
-        id: LinkId,
-        start: impl FnOnce(&mut Client, &mut Vec<u8>) -> Result<OpId, ninep_client::Error>,
+        pid: u32,
+        serial: u32,
+        link: LinkId,
+        op: Op,
     ) -> Result<Outcome, Error> {
+        if self.gate.blocked() {
+            return Err(Error::PENDING);
+        }
+        if self.journal_has(pid, serial, link, &op) {
+            return match self.take_entry(pid) {
+                Some(result) => result,
+                // Asked, and not answered yet.
+                None => Err(self.block()),
+            };
+        }
+        let entry = self.next_entry;
+        let l = self.links.get_mut(&link).ok_or(Error::HUNGUP)?;
+        if l.server.is_none() {
+            return Err(Error::HUNGUP);
+        }
+        if l.posted.is_some() || l.current.is_some() || !l.outbox.is_empty() || !l.queue.is_empty()
+        {
+            l.waiters = true;
+            return Err(self.block());
+        }
+        let mut out = Vec::new();
+        let started = op.start(&mut l.client, &mut out).map_err(nine)?;
+        l.current = Some((Owner::Call { pid, id: entry }, started));
+        let mut frames = FrameReader::new();
+        frames.push(&out);
+        while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
+            l.outbox.push_back(frame);
+        }
+        self.next_entry += 1;
+        self.journal(pid, serial).entries.push(Entry {
+            id: entry,
+            link,
+            op,
+            result: None,
+        });
+        self.pump(link);
+        match self.take_entry(pid) {
+            Some(result) => result,
+            None => Err(self.block()),
+        }
+    }
+
+    fn exchange_op(&mut self, id: LinkId, start: &Op) -> Result<Outcome, Error> {
         let link = self.links.get_mut(&id).ok_or(Error::HUNGUP)?;
         let Some(server) = link.server.as_mut() else {
             return Err(Error::HUNGUP);
         };
         let mut out = Vec::new();
-        let op = start(&mut link.client, &mut out).map_err(nine)?;
+        let op = start.start(&mut link.client, &mut out).map_err(nine)?;
         let mut frames = FrameReader::new();
         frames.push(&out);
         let mut result = None;
@@ -629,7 +1017,7 @@ impl<T: Transport> MountDriver<T> {
     /// A fresh fid on the file of `file` (walk(5) with no names).
     fn clone_fid(&mut self, file: &File) -> Result<Fid, Error> {
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
-        match self.run(link, |c, out| c.walk(fid, &[], out))? {
+        match self.run(link, Op::Walk { fid, name: None })? {
             Outcome::Walked { fid, .. } => Ok(fid),
             _ => Err(Error::new("#M: walk answered wrongly")),
         }
@@ -647,17 +1035,68 @@ impl<T: Transport> MountDriver<T> {
         }
     }
 
+    /// Releases `fid`. On a posting link it is queued and never waits;
+    /// in a call it is journalled (a rerun does not clunk again), and
+    /// while a blocked call unwinds it is held back as a spare fid.
     fn clunk(&mut self, link: LinkId, fid: Fid) {
-        let _ = self.run(link, |c, out| c.clunk(fid, out));
+        if !self.posts(link) {
+            let _ = self.run(link, Op::Clunk { fid });
+            return;
+        }
+        if let Some((pid, serial)) = self.gate.current() {
+            if self.gate.blocked() {
+                self.journal(pid, serial).spare.push((link, fid));
+                return;
+            }
+            let op = Op::Clunk { fid };
+            if self.journal_has(pid, serial, link, &op) {
+                self.take_entry(pid);
+                return;
+            }
+            let id = self.next_entry;
+            self.next_entry += 1;
+            let journal = self.journal(pid, serial);
+            journal.entries.push(Entry {
+                id,
+                link,
+                op,
+                result: Some(Ok(Outcome::Clunked)),
+            });
+            journal.cursor += 1;
+        }
+        self.clunk_later(link, fid);
+    }
+
+    /// Queues a Tclunk of `fid` on a posting link; its answer is not
+    /// waited for.
+    fn clunk_later(&mut self, id: LinkId, fid: Fid) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if link.server.is_none() {
+            return;
+        }
+        let mut out = Vec::new();
+        if link.client.clunk(fid, &mut out).is_ok() {
+            let mut frames = FrameReader::new();
+            frames.push(&out);
+            while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
+                link.outbox.push_back(frame);
+            }
+        }
+        self.pump(id);
     }
 
     /// Keeps a walked fid, or counts one more chan on the fid the file
     /// already has (and clunks the new one).
     fn keep_walked(&mut self, link: LinkId, mount: u32, path: u64, fid: Fid) {
         match self.walked.get_mut(&(mount, path)) {
-            Some((_, count)) => {
+            Some((kept, count)) => {
                 *count += 1;
-                self.clunk(link, fid);
+                // A rerun may be handed the very fid a chan still holds.
+                if *kept != fid {
+                    self.clunk(link, fid);
+                }
             }
             None => {
                 self.walked.insert((mount, path), (fid, 1));
@@ -686,12 +1125,13 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             .client
             .is_negotiated();
         if !negotiated {
-            self.run(link, |c, out| c.version(out))?;
+            self.run(link, Op::Version)?;
         }
-        let uname = caller.uname;
-        let Outcome::Attached { fid, qid } =
-            self.run(link, |c, out| c.attach(uname, aname, out))?
-        else {
+        let attach = Op::Attach {
+            uname: caller.uname.into(),
+            aname: aname.into(),
+        };
+        let Outcome::Attached { fid, qid } = self.run(link, attach)? else {
             return Err(Error::new("#M: attach answered wrongly"));
         };
         let mount = self.next_mount;
@@ -708,8 +1148,11 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
     fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
         let link = self.link_of(dir)?;
         let fid = self.fid_of(dir)?;
-        let Outcome::Walked { fid, qids } = self.run(link, |c, out| c.walk(fid, &[name], out))?
-        else {
+        let walk = Op::Walk {
+            fid,
+            name: Some(name.into()),
+        };
+        let Outcome::Walked { fid, qids } = self.run(link, walk)? else {
             return Err(Error::new("#M: walk answered wrongly"));
         };
         let Some(qid) = qids.last().copied() else {
@@ -730,7 +1173,7 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
 
     fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
-        let Outcome::Stat(mut stat) = self.run(link, |c, out| c.stat(fid, out))? else {
+        let Outcome::Stat(mut stat) = self.run(link, Op::Stat { fid })? else {
             return Err(Error::new("#M: stat answered wrongly"));
         };
         // As devmnt does: the kernel's fields name the mount.
@@ -745,7 +1188,7 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             return Err(Error::new("#M: open of a shared chan"));
         }
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
-        match self.run(link, |c, out| c.open(fid, mode, out))? {
+        match self.run(link, Op::Open { fid, mode })? {
             Outcome::Opened { qid, .. } => Ok(Opened::File(qid)),
             _ => Err(Error::new("#M: open answered wrongly")),
         }
@@ -761,7 +1204,13 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
     ) -> Result<File, Error> {
         let link = self.link_of(dir)?;
         let fid = self.clone_fid(dir)?;
-        match self.run(link, |c, out| c.create(fid, name, perm, mode, out)) {
+        let create = Op::Create {
+            fid,
+            name: name.into(),
+            perm,
+            mode,
+        };
+        match self.run(link, create) {
             Ok(Outcome::Created { qid, .. }) => {
                 let dev = self.new_serial_dev(dir.dev & MOUNT_MASK);
                 self.opened.insert(dev, fid);
@@ -792,7 +1241,7 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             None => {}
         }
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
-        match self.run(link, |c, out| c.read(fid, offset, count, out))? {
+        match self.run(link, Op::Read { fid, offset, count })? {
             Outcome::Read(data) => Ok(Io::Ready(data)),
             _ => Err(Error::new("#M: read answered wrongly")),
         }
@@ -802,11 +1251,13 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         let link = self.link_of(dir)?;
         let fid = self.clone_fid(dir)?;
         let result = (|| {
-            self.run(link, |c, out| c.open(fid, OpenMode::OREAD, out))?;
+            let mode = OpenMode::OREAD;
+            self.run(link, Op::Open { fid, mode })?;
             let mut bytes = Vec::new();
             loop {
                 let offset = bytes.len() as u64;
-                match self.run(link, |c, out| c.read(fid, offset, MSIZE, out))? {
+                let count = MSIZE;
+                match self.run(link, Op::Read { fid, offset, count })? {
                     Outcome::Read(data) if data.is_empty() => break,
                     Outcome::Read(data) => bytes.extend_from_slice(&data),
                     _ => return Err(Error::new("#M: read answered wrongly")),
@@ -838,7 +1289,12 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             None => {}
         }
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
-        match self.run(link, |c, out| c.write(fid, offset, data, out))? {
+        let write = Op::Write {
+            fid,
+            offset,
+            data: data.to_vec(),
+        };
+        match self.run(link, write)? {
             Outcome::Wrote(count) => Ok(Io::Ready(count)),
             _ => Err(Error::new("#M: write answered wrongly")),
         }
@@ -846,7 +1302,11 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
 
     fn wstat(&mut self, _caller: &Caller<'_>, file: &File, stat: &Stat) -> Result<(), Error> {
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
-        match self.run(link, |c, out| c.wstat(fid, stat, out))? {
+        let wstat = Op::Wstat {
+            fid,
+            stat: stat.clone(),
+        };
+        match self.run(link, wstat)? {
             Outcome::Wstat => Ok(()),
             _ => Err(Error::new("#M: wstat answered wrongly")),
         }
@@ -861,7 +1321,7 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         } else {
             self.opened.remove(&file.dev).ok_or(Error::BAD_FD)?
         };
-        self.run(link, |c, out| c.remove(fid, out)).map(|_| ())
+        self.run(link, Op::Remove { fid }).map(|_| ())
     }
 
     fn take_wakeups(&mut self) -> Vec<WaitKey> {

@@ -442,3 +442,177 @@ fn a_quick_answer_to_a_posted_request_is_taken_at_once() {
     m.close(&root, None);
     assert_eq!(probe.borrow().fids, 0);
 }
+
+/// A posting link whose answers wait for the test, with its probe.
+fn posting_with_probe() -> (MountDriver<RamLink>, File, Answers, Rc<RefCell<Probe>>) {
+    let (mut link, probe, _) = RamLink::new("ramfs");
+    link.posting = true;
+    let answers = link.answers.clone();
+    let mut m = MountDriver::new();
+    m.add_link(LinkId(1), link);
+    let root = m.attach(&caller(), &attach_spec(LinkId(1), "")).unwrap();
+    (m, root, answers, probe)
+}
+
+/// Delivers every answer, and those of the frames they let go out.
+fn deliver_all(m: &mut MountDriver<RamLink>, answers: &Answers) {
+    loop {
+        let next = answers.borrow_mut().pop_front();
+        let Some(answer) = next else { break };
+        m.deliver(LinkId(1), &answer);
+    }
+}
+
+/// Runs `call` as core does: in a call of `pid`, parked and run again
+/// after each wakeup, until it is not blocked. Returns its result and how
+/// many runs it took.
+fn until_done<T>(
+    m: &mut MountDriver<RamLink>,
+    answers: &Answers,
+    pid: u32,
+    mut call: impl FnMut(&mut MountDriver<RamLink>) -> Result<T, Error>,
+) -> (Result<T, Error>, usize) {
+    for runs in 1..20 {
+        m.begin_call(pid);
+        let result = call(m);
+        let blocked = m.call_blocked();
+        assert_eq!(blocked, result.as_ref().err() == Some(&Error::PENDING));
+        m.end_call(pid, blocked);
+        if !blocked {
+            return (result, runs);
+        }
+        assert!(m.take_wakeups().is_empty(), "no answer yet, no wakeup");
+        // One answer comes; the call runs again on its wakeup.
+        let answer = answers.borrow_mut().pop_front().expect("something asked");
+        m.deliver(LinkId(1), &answer);
+        assert!(!m.take_wakeups().is_empty(), "the answer wakes the call");
+    }
+    panic!("the call never finished");
+}
+
+#[test]
+fn a_slow_walk_blocks_only_its_call_and_the_rerun_takes_the_answer() {
+    let (mut m, root, answers, probe) = posting_with_probe();
+    let c = caller();
+    let file = m.create(&c, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    m.close(&file, Some(OpenMode::ORDWR));
+    deliver_all(&mut m, &answers);
+    let baseline = probe.borrow().fids;
+    let exchanges = probe.borrow().exchanges;
+
+    let (walked, runs) = until_done(&mut m, &answers, 1, |m| m.walk(&c, &root, "f"));
+    let walked = walked.unwrap();
+    assert_eq!(runs, 2, "blocked once, then answered from the journal");
+    assert_eq!(probe.borrow().exchanges, exchanges + 1, "one Twalk");
+    assert_eq!(probe.borrow().fids, baseline + 1);
+    m.close(&walked, None);
+    deliver_all(&mut m, &answers);
+    assert_eq!(probe.borrow().fids, baseline);
+}
+
+#[test]
+fn a_create_that_waits_is_made_once_and_keeps_no_stray_fid() {
+    let (mut m, root, answers, probe) = posting_with_probe();
+    let c = caller();
+    let baseline = probe.borrow().fids;
+    // create = clone the directory's fid, then Tcreate: each waits once.
+    let (file, runs) = until_done(&mut m, &answers, 3, |m| {
+        m.create(&c, &root, "f", rw(), OpenMode::ORDWR)
+    });
+    let file = file.unwrap();
+    assert_eq!(runs, 3);
+    assert_eq!(probe.borrow().fids, baseline + 1, "the created file's fid");
+    // A second create of the same name is refused by the server: the
+    // first was not made twice.
+    let (again, _) = until_done(&mut m, &answers, 3, |m| {
+        m.create(&c, &root, "f", rw(), OpenMode::ORDWR)
+    });
+    assert!(again.is_err());
+    deliver_all(&mut m, &answers);
+    assert_eq!(
+        probe.borrow().fids,
+        baseline + 1,
+        "the failed create's clone went"
+    );
+    m.close(&file, Some(OpenMode::ORDWR));
+    deliver_all(&mut m, &answers);
+    assert_eq!(probe.borrow().fids, baseline);
+    let (listing, _) = until_done(&mut m, &answers, 3, |m| m.read_dir(&c, &root));
+    assert_eq!(names(&listing.unwrap()), ["f"]);
+    deliver_all(&mut m, &answers);
+    assert_eq!(probe.borrow().fids, baseline);
+}
+
+#[test]
+fn a_busy_link_blocks_a_call_until_it_is_free() {
+    let (mut m, root, answers, _) = posting_with_probe();
+    let c = caller();
+    let file = m.create(&c, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    // Process 5's read is on the wire.
+    let five = Caller::new(5, "eve");
+    assert!(matches!(m.read(&five, &file, 0, 10), Ok(Io::WouldBlock(_))));
+    // Process 6's stat finds the link busy and asks nothing yet.
+    m.begin_call(6);
+    assert_eq!(m.stat(&c, &root), Err(Error::PENDING));
+    assert!(m.call_blocked());
+    m.end_call(6, true);
+    assert_eq!(answers.borrow().len(), 1, "only the read was sent");
+    deliver_one(&mut m, &answers);
+    assert!(!m.take_wakeups().is_empty(), "the free link wakes the stat");
+    let (stat, runs) = until_done(&mut m, &answers, 6, |m| m.stat(&c, &root));
+    assert!(stat.unwrap().mode.contains(FileMode::DMDIR));
+    assert_eq!(runs, 2);
+    assert_eq!(m.read(&five, &file, 0, 10), Ok(Io::Ready(Vec::new())));
+}
+
+#[test]
+fn a_call_that_goes_another_way_or_whose_process_went_leaves_no_fid() {
+    let (mut m, root, answers, probe) = posting_with_probe();
+    let c = caller();
+    for name in ["a", "b"] {
+        let file = m.create(&c, &root, name, rw(), OpenMode::ORDWR).unwrap();
+        m.close(&file, Some(OpenMode::ORDWR));
+    }
+    deliver_all(&mut m, &answers);
+    let baseline = probe.borrow().fids;
+
+    // The first run walks to a and waits; the rerun walks to b instead.
+    m.begin_call(2);
+    assert_eq!(m.walk(&c, &root, "a"), Err(Error::PENDING));
+    m.end_call(2, true);
+    deliver_one(&mut m, &answers);
+    assert!(!m.take_wakeups().is_empty());
+    let (b, _) = until_done(&mut m, &answers, 2, |m| m.walk(&c, &root, "b"));
+    let b = b.unwrap();
+    deliver_all(&mut m, &answers);
+    assert_eq!(probe.borrow().fids, baseline + 1, "a's fid was clunked");
+    m.close(&b, None);
+    deliver_all(&mut m, &answers);
+    assert!(m.take_wakeups().is_empty(), "clunks wake nobody");
+
+    // A process that goes while its walk is on the wire.
+    m.begin_call(4);
+    assert_eq!(m.walk(&c, &root, "a"), Err(Error::PENDING));
+    m.end_call(4, true);
+    m.forget(4);
+    deliver_all(&mut m, &answers);
+    assert!(m.take_wakeups().is_empty(), "nobody to wake");
+    assert_eq!(probe.borrow().fids, baseline, "the orphan walk's fid went");
+}
+
+#[test]
+fn a_silent_server_fails_the_waiting_call_with_a_hangup() {
+    let (mut m, root, _answers, _) = posting_with_probe();
+    let c = caller();
+    m.begin_call(1);
+    assert_eq!(m.walk(&c, &root, "x"), Err(Error::PENDING));
+    m.end_call(1, true);
+    m.expire(0, 10);
+    m.expire(11, 10);
+    assert_eq!(m.take_dead().len(), 1);
+    assert!(!m.take_wakeups().is_empty());
+    m.begin_call(1);
+    assert_eq!(m.walk(&c, &root, "x"), Err(Error::HUNGUP));
+    assert!(!m.call_blocked());
+    m.end_call(1, false);
+}

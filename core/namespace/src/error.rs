@@ -74,6 +74,13 @@ impl Error {
     /// Ebadfd: a chan handle that names no live chan.
     pub const BAD_FD: Self = Self::fixed("fd out of range or not open");
 
+    /// Not an answer but "ask again later": a file server has not
+    /// answered yet, and core parks the call instead of failing it
+    /// (`kasane-mount`). The namespace passes it on at once, without
+    /// trying another union member, so a slow member is never taken for a
+    /// missing one.
+    pub const PENDING: Self = Self::fixed("the file server has not answered yet");
+
     const fn fixed(text: &'static str) -> Self {
         Self(Cow::Borrowed(text))
     }

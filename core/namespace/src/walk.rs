@@ -260,6 +260,8 @@ impl<C: Clone, I: Ord + Clone + core::fmt::Debug> Namespace<C, I> {
                         }
                     }
                 }
+                // A slow member is waited for, not skipped.
+                Err(error) if error == Error::PENDING => return Err(error),
                 Err(error) => {
                     first_error.get_or_insert(error);
                 }
@@ -338,6 +340,8 @@ impl<C: Clone, I: Ord + Clone + core::fmt::Debug> Namespace<C, I> {
                             found = Some(chan);
                             break;
                         }
+                        // A member still to answer is not a missing one.
+                        Err(error) if error == Error::PENDING => return Err(error),
                         // Like Plan 9, report the last member's failure.
                         Err(error) => last_error = error,
                     }

@@ -43,7 +43,7 @@ use microkernel_rt::frames::FrameBitmap;
 use ninep::{FileMode, OpenMode, Stat};
 
 use crate::task_server::TaskServer;
-use kasane_mount::{attach_spec, Transport};
+use kasane_mount::{attach_spec, CallGate, Transport};
 
 type MountDriver = kasane_mount::MountDriver<TaskServer>;
 use crate::process::{Memory, TextCache};
@@ -129,7 +129,8 @@ struct Parked {
     until: Option<u64>,
     /// A read of /dev/cons: tried again at every poll of console input.
     console: bool,
-    /// A read or write waiting for a task server's answer (`#M`).
+    /// A call waiting for a task server's answer (`#M`): a read or
+    /// write, or any operation of a call that found the server slow.
     mounted: bool,
 }
 
@@ -225,6 +226,8 @@ pub struct Core {
     woken: bool,
     /// A process took a page since /proc's snapshot was made.
     memory_changed: bool,
+    /// Marks the call being handled for `#M` (its journals).
+    gate: CallGate,
     /// Processes per environment group (group 0 is the boot group).
     env_refs: BTreeMap<u32, u32>,
     next_env_group: u32,
@@ -253,6 +256,7 @@ impl Core {
         // the pool, posted in /srv without the suffix.
         let mut registry = Registry::new();
         let mut mounts = MountDriver::new();
+        let gate = mounts.gate();
         let mut task_programs = BTreeMap::new();
         let servers: Vec<&(String, &'static [u8])> = modules
             .iter()
@@ -342,6 +346,7 @@ impl Core {
             woken: false,
             memory_changed: false,
             env_refs: BTreeMap::new(),
+            gate,
             next_env_group: 1,
         }
     }
@@ -683,7 +688,20 @@ impl Core {
     }
 
     fn attempt(&mut self, request: Request) {
-        let outcome = self.dispatch(&request);
+        self.gate.begin(request.pid);
+        let mut outcome = self.dispatch(&request);
+        // A file server that has not answered yet: the call waits for it
+        // and runs again, taking what was answered from #M's journal.
+        let blocked = self.gate.blocked();
+        if blocked && matches!(outcome, Outcome::Fail(_)) {
+            outcome = Outcome::Park;
+        }
+        let parked = matches!(outcome, Outcome::Park | Outcome::Sleep(_));
+        if self.gate.end() {
+            if let Some(mounts) = self.mounts() {
+                mounts.end_call(request.pid, parked);
+            }
+        }
         match outcome {
             Outcome::Park => {
                 let letter = self.io_letter(&request);
@@ -691,7 +709,7 @@ impl Core {
                     request,
                     until: None,
                     console: letter == Some(('c', true)),
-                    mounted: letter == Some(('M', false)),
+                    mounted: blocked || letter == Some(('M', false)),
                 });
             }
             Outcome::Sleep(until) => self.parked.push(Parked {

@@ -1,9 +1,11 @@
 //! `faulty`: a tiny read-only 9P server for failure-injection tests.
 //!
-//! Its root holds three files: `hello`, which reads `alive\n`; `slow`,
+//! Its root holds four files: `hello`, which reads `alive\n`; `slow`,
 //! whose read answers `slow answer\n` after a pause of one second (the
-//! pause is the runtime's: a task waits without using the CPU); and
-//! `crash`, whose read makes the server panic in the middle of the request. As the
+//! pause is the runtime's: a task waits without using the CPU); `sleepy`,
+//! whose *walk* takes that second (a server slow to answer something other
+//! than a read), and which reads `awake\n`; and `crash`, whose read makes
+//! the server panic in the middle of the request. As the
 //! task `faulty-task` that panic ends the task (the runtime's panic handler
 //! faults), so core sees a server die with a request outstanding: the
 //! client's read fails, the link hangs up, and core restarts the server.
@@ -17,9 +19,10 @@ use ninep::{FileMode, OpenMode, Qid, QidType, Stat};
 use ninep_server::{Caller, Error, FileServer, Reply};
 
 /// The server. Nodes are qid paths: 0 the root, 1 `hello`, 2 `crash`,
-/// 3 `slow`.
+/// 3 `slow`, 4 `sleepy`.
 pub struct Faulty {
-    /// Waits the given microseconds (a read of `slow`).
+    /// Waits the given microseconds (a read of `slow`, a walk to
+    /// `sleepy`).
     pause: Box<dyn FnMut(u64)>,
 }
 
@@ -35,10 +38,11 @@ impl Default for Faulty {
     }
 }
 
-const FILES: [(&str, u64); 3] = [("hello", 1), ("crash", 2), ("slow", 3)];
+const FILES: [(&str, u64); 4] = [("hello", 1), ("crash", 2), ("slow", 3), ("sleepy", 4)];
 const HELLO: &[u8] = b"alive\n";
 const SLOW: &[u8] = b"slow answer\n";
-/// How long a read of `slow` takes.
+const SLEEPY: &[u8] = b"awake\n";
+/// How long a read of `slow`, or a walk to `sleepy`, takes.
 pub const SLOW_MICROSECONDS: u64 = 1_000_000;
 
 fn read_at(bytes: &[u8], offset: u64, count: u32) -> Vec<u8> {
@@ -73,7 +77,12 @@ impl FileServer for Faulty {
 
     fn walk(&mut self, _caller: &Caller<'_>, dir: &u64, name: &str) -> Result<(u64, Qid), Error> {
         match FILES.iter().find(|(n, _)| *n == name) {
-            Some(&(_, path)) if *dir == 0 => Ok((path, qid(path))),
+            Some(&(_, path)) if *dir == 0 => {
+                if path == 4 {
+                    (self.pause)(SLOW_MICROSECONDS);
+                }
+                Ok((path, qid(path)))
+            }
             _ if name == ".." => Ok((0, qid(0))),
             _ => Err(Error::NOT_FOUND),
         }
@@ -85,6 +94,7 @@ impl FileServer for Faulty {
             1 => ("hello", 0o444, HELLO.len() as u64),
             2 => ("crash", 0o444, 0),
             3 => ("slow", 0o444, SLOW.len() as u64),
+            4 => ("sleepy", 0o444, SLEEPY.len() as u64),
             _ => return Err(Error::NOT_FOUND),
         };
         Ok(Stat {
@@ -122,6 +132,7 @@ impl FileServer for Faulty {
                 }
                 Ok(Reply::Now(read_at(SLOW, offset, count)))
             }
+            4 => Ok(Reply::Now(read_at(SLEEPY, offset, count))),
             _ => Err(Error::NOT_FOUND),
         }
     }
@@ -167,7 +178,7 @@ mod tests {
             .into_iter()
             .map(|s| s.name)
             .collect();
-        assert_eq!(names, ["hello", "crash", "slow"]);
+        assert_eq!(names, ["hello", "crash", "slow", "sleepy"]);
         assert_eq!(fs.walk(&caller(), &root, "nothing"), Err(Error::NOT_FOUND));
         assert!(fs.attach("eve", "other").is_err());
     }
@@ -185,6 +196,20 @@ mod tests {
         assert_eq!(
             fs.read(&caller(), &slow, 100, 100).unwrap(),
             Reply::Now(Vec::new())
+        );
+        assert_eq!(paused.get(), SLOW_MICROSECONDS);
+    }
+
+    #[test]
+    fn the_walk_to_sleepy_pauses_and_its_read_does_not() {
+        let paused = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let seen = paused.clone();
+        let mut fs = Faulty::new(Box::new(move |us| seen.set(seen.get() + us)));
+        let (sleepy, _) = fs.walk(&caller(), &0, "sleepy").unwrap();
+        assert_eq!(paused.get(), SLOW_MICROSECONDS);
+        assert_eq!(
+            fs.read(&caller(), &sleepy, 0, 100).unwrap(),
+            Reply::Now(SLEEPY.to_vec())
         );
         assert_eq!(paused.get(), SLOW_MICROSECONDS);
     }
