@@ -25,7 +25,7 @@ use microkernel_core::mapping::{Change, MappingDatabase};
 use microkernel_core::scheduler::RunQueues;
 use microkernel_core::syscall::{decode, Request};
 use microkernel_core::table::VersionedTable;
-use microkernel_core::transfer::{plan, Action, ReceiveTargets};
+use microkernel_core::transfer::{plan, plan_one_string, Action, ReceiveTargets};
 use microkernel_core::user_address::UserRange;
 use spin::Mutex;
 
@@ -185,6 +185,16 @@ fn copy_between(
         done += chunk;
     }
     Ok(())
+}
+
+/// Whether every page of `range` is mapped in `space` (writable, if
+/// `write`): the fast path's check before it commits to a copy.
+fn all_mapped(space: &AddressSpace, range: UserRange, write: bool) -> bool {
+    let first = range.start() & !(PAGE - 1);
+    let end = range.start() + range.length();
+    (first..end)
+        .step_by(PAGE as usize)
+        .all(|page| user_page_pointer(space, page.max(range.start()), write).is_some())
 }
 
 const REGISTER_WORDS: usize = 7;
@@ -868,6 +878,33 @@ impl Kernel {
     /// register and leaves the rendezvous bookkeeping to
     /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
     /// takes the general path, which ends in the same state.
+    /// The fast path's plan for a string item (`item`, rewritten to what
+    /// the receiver `to` sees): source, destination, the receiver's task.
+    /// Only once every page it touches is known mapped, so the copy cannot
+    /// fail; anything else (a fault included) is the general path's to
+    /// handle and report, before anything changed.
+    #[inline(never)]
+    fn fast_string(
+        &self,
+        sender_task: TaskId,
+        to: ThreadId,
+        item: &mut [u64],
+    ) -> Option<(UserRange, UserRange, TaskId)> {
+        let receiver = self.objects.threads.get(to)?;
+        let buffer = ReceiveBuffer {
+            address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS),
+            length: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 8),
+        };
+        let (source, destination, received) = plan_one_string([item[0], item[1]], buffer)?;
+        let from = self.objects.space(sender_task)?;
+        let into = self.objects.space(receiver.task)?;
+        if !all_mapped(from, source, false) || !all_mapped(into, destination, true) {
+            return None;
+        }
+        item.copy_from_slice(&received);
+        Some((source, destination, receiver.task))
+    }
+
     fn fast_ipc(&mut self, caller: ThreadId) -> bool {
         let Some(thread) = self.objects.threads.get(caller) else {
             return false;
@@ -877,8 +914,10 @@ impl Kernel {
             return false;
         }
         let tag = MessageTag::from_raw(c.r10).with_flags(TagFlags::empty());
-        // Untyped words only (typed items need planning); at most 63 fit.
-        if tag.typed() != 0 || tag.validate().is_err() {
+        // Untyped words (at most 63), or one string item with the whole
+        // message in registers; other typed messages need full planning.
+        let string = tag.typed() == 2 && tag.untyped() + 3 <= REGISTER_WORDS;
+        if (tag.typed() != 0 && !string) || tag.validate().is_err() {
             return false;
         }
         let sender_utcb = thread.utcb_frame;
@@ -889,7 +928,8 @@ impl Kernel {
             from,
             timeouts: Timeouts::decode(c.rdx),
         };
-        let words = [tag.raw(), c.r8, c.r9, c.r12, c.r13, c.r14, c.r15];
+        let mut words = [tag.raw(), c.r8, c.r9, c.r12, c.r13, c.r14, c.r15];
+        let sender_task = thread.task;
         if !to.is_thread()
             || self
                 .objects
@@ -899,8 +939,32 @@ impl Kernel {
         {
             return false;
         }
-        if !self.ipc.direct_exchange(caller, request) {
+        let copy = if string {
+            let at = 1 + tag.untyped();
+            match self.fast_string(sender_task, to, &mut words[at..at + 2]) {
+                Some(copy) => Some(copy),
+                None => return false,
+            }
+        } else {
+            None
+        };
+        let now = match request.timeouts.receive {
+            microkernel_abi::Timeout::Never => 0,
+            _ => self.now(),
+        };
+        if !self.ipc.direct_exchange(caller, request, now) {
             return false;
+        }
+        if let Some((source, destination, receiver_task)) = copy {
+            let spaces = (
+                self.objects.space(sender_task),
+                self.objects.space(receiver_task),
+            );
+            if let (Some(from), Some(into)) = spaces {
+                // Cannot fail: every page was found mapped, and nothing ran
+                // in between.
+                let _ = copy_between(from, source, into, destination);
+            }
         }
         let receiver = self.objects.threads.get_mut(to).expect("checked above");
         if tag.untyped() >= REGISTER_WORDS {

@@ -574,9 +574,10 @@ impl IpcEngine {
 
     /// The fast path of `call` and `reply_and_wait` (L4's "IPC fast path"):
     /// the destination is already waiting for the caller, and the caller's
-    /// receive phase will block with no deadline because nothing is queued
-    /// or pending for it. Then the step is a state change on two slots and
-    /// one transfer the kernel does itself; nothing is allocated.
+    /// receive phase will block (with its deadline, if its timeout is
+    /// relative, as of `now`) because nothing is queued or pending for it.
+    /// Then the step is a state change on two slots and one transfer the
+    /// kernel does itself; nothing is allocated.
     ///
     /// Returns `true` when it took the step: the destination is now idle
     /// (the kernel wakes it with `Ok(caller)` after copying the message) and
@@ -584,7 +585,7 @@ impl IpcEngine {
     /// (`reply_and_wait`). Returns `false`, changing nothing, whenever the
     /// general [`IpcEngine::ipc`] must run; both paths end in the same
     /// states.
-    pub fn direct_exchange(&mut self, caller: ThreadId, request: IpcRequest) -> bool {
+    pub fn direct_exchange(&mut self, caller: ThreadId, request: IpcRequest, now: u64) -> bool {
         let Some(index) = self.live(caller) else {
             return false;
         };
@@ -597,7 +598,9 @@ impl IpcEngine {
         if !Self::accepts(self.slot(destination).state, caller) {
             return false;
         }
-        if !matches!(request.timeouts.receive, Timeout::Never) {
+        // A zero receive timeout fails at once when nothing is there: the
+        // general path says so.
+        if request.timeouts.receive.is_zero() {
             return false;
         }
         let next = match request.from {
@@ -616,7 +619,10 @@ impl IpcEngine {
             _ => return false,
         };
         self.make_idle(destination);
-        self.slot_mut(index).state = next;
+        match request.timeouts.receive {
+            Timeout::Never => self.slot_mut(index).state = next,
+            timeout => self.block(index, next, timeout, now),
+        }
         true
     }
 
@@ -1515,7 +1521,7 @@ mod tests {
             timeouts: Timeouts::NEVER,
         };
         let mut fast = build();
-        assert!(fast.direct_exchange(client, call));
+        assert!(fast.direct_exchange(client, call, 0));
         let mut slow = build();
         let step = slow.ipc(client, call, 0, |_| Ok(()));
         assert_eq!(step.caller, Outcome::Blocked);
@@ -1535,7 +1541,7 @@ mod tests {
             from: FromSpecifier::Any,
             timeouts: Timeouts::NEVER,
         };
-        assert!(fast.direct_exchange(server, reply));
+        assert!(fast.direct_exchange(server, reply, 0));
         assert_eq!(fast.state(client), Some(IpcState::Idle));
         assert_eq!(
             fast.state(server),
@@ -1560,9 +1566,10 @@ mod tests {
             timeouts: Timeouts::NEVER,
         };
         // The server is not receiving yet.
-        assert!(!engine.direct_exchange(client, call));
+        assert!(!engine.direct_exchange(client, call, 0));
         assert_eq!(engine.state(client), Some(IpcState::Idle));
-        // A receive deadline needs the timeout queue.
+        // A zero receive timeout is the general path's; a relative one
+        // blocks with its deadline.
         let wait = IpcRequest {
             to: ThreadId::NIL,
             from: FromSpecifier::Any,
@@ -1576,7 +1583,24 @@ mod tests {
             },
             ..call
         };
-        assert!(!engine.direct_exchange(client, bounded));
+        let zero = IpcRequest {
+            timeouts: Timeouts {
+                send: Timeout::Never,
+                receive: Timeout::Zero,
+            },
+            ..call
+        };
+        assert!(!engine.direct_exchange(client, zero, 1000));
+        assert!(engine.direct_exchange(client, bounded, 1000));
+        assert_eq!(engine.next_deadline(), Some(1005));
+        assert_eq!(
+            engine.state(client),
+            Some(IpcState::AwaitingReply { from: server })
+        );
+        // The deadline passes: the call's receive phase times out.
+        let woken = engine.expire(1005);
+        assert_eq!(woken.len(), 1);
+        assert_eq!(engine.state(client), Some(IpcState::Idle));
         // A pending interrupt must be taken by an open receive first.
         engine.raise_interrupt(3, client).unwrap();
         let reply_and_wait = IpcRequest {
@@ -1584,7 +1608,7 @@ mod tests {
             from: FromSpecifier::Any,
             timeouts: Timeouts::NEVER,
         };
-        assert!(!engine.direct_exchange(client, reply_and_wait));
+        assert!(!engine.direct_exchange(client, reply_and_wait, 0));
         engine.check_invariants().unwrap();
     }
 }
