@@ -1,5 +1,6 @@
 //! `#M` against the real ramfs over an in-process link, and against links
-//! that die or answer nonsense.
+//! that die, answer late (calls parked and rerun from their journals, also
+//! as a property test of interleaved calls) or answer nonsense.
 //!
 //! The transport hands each frame to a `ninep-server` session serving the
 //! `ramfs` crate, the same code the task server and the host daemon run,
@@ -13,6 +14,7 @@ use kasane_mount::{attach_spec, MountDriver, Transport};
 use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant};
 use ninep::{FileMode, OpenMode, Stat};
 use ninep_server::Session;
+use proptest::prelude::*;
 use ramfs::{Clock, RamFs};
 
 struct Zero;
@@ -615,4 +617,154 @@ fn a_silent_server_fails_the_waiting_call_with_a_hangup() {
     assert_eq!(m.walk(&c, &root, "x"), Err(Error::HUNGUP));
     assert!(!m.call_blocked());
     m.end_call(1, false);
+}
+
+/// One call of a process, as core would make it: servant calls, every chan
+/// it made closed before it ends, whether it succeeds, fails or blocks.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    /// Walk to a name and stat it.
+    Stat(usize),
+    /// Walk to a name, open a clone of it and read it.
+    Read(usize),
+    /// Create a name (it may exist) and close it.
+    Create(usize),
+    /// Remove a name (it may not exist).
+    Remove(usize),
+    /// List the root.
+    List,
+}
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+/// Runs one attempt of `call`; `Ok(true)` if it must wait and run again.
+fn attempt(m: &mut MountDriver<RamLink>, root: &File, pid: u32, call: Call) -> bool {
+    let c = Caller::new(pid, "eve");
+    m.begin_call(pid);
+    let mut waits = false;
+    match call {
+        Call::Stat(n) => {
+            if let Ok(file) = m.walk(&c, root, NAMES[n]) {
+                let _ = m.stat(&c, &file);
+                m.close(&file, None);
+            }
+        }
+        Call::Read(n) => {
+            if let Ok(file) = m.walk(&c, root, NAMES[n]) {
+                if let Ok(opened) = m.clone_file(&c, &file) {
+                    let mode = OpenMode::OREAD;
+                    if m.open(&c, &opened, mode).is_ok() {
+                        waits = matches!(m.read(&c, &opened, 0, 64), Ok(Io::WouldBlock(_)));
+                        m.close(&opened, Some(mode));
+                    } else {
+                        m.close(&opened, None);
+                    }
+                }
+                m.close(&file, None);
+            }
+        }
+        Call::Create(n) => {
+            if let Ok(file) = m.create(&c, root, NAMES[n], rw(), OpenMode::ORDWR) {
+                m.close(&file, Some(OpenMode::ORDWR));
+            }
+        }
+        Call::Remove(n) => {
+            if let Ok(file) = m.walk(&c, root, NAMES[n]) {
+                let _ = m.remove(&c, &file);
+                m.close(&file, None);
+            }
+        }
+        Call::List => {
+            let _ = m.read_dir(&c, root);
+        }
+    }
+    let parked = waits || m.call_blocked();
+    m.end_call(pid, parked);
+    parked
+}
+
+/// What happens next in a run: a process starts a call, the server's
+/// oldest answer arrives, or a process goes.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Start(u32, Call),
+    Answer,
+    Exit(u32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let call = prop_oneof![
+        (0..3usize).prop_map(Call::Stat),
+        (0..3usize).prop_map(Call::Read),
+        (0..3usize).prop_map(Call::Create),
+        (0..3usize).prop_map(Call::Remove),
+        Just(Call::List),
+    ];
+    prop_oneof![
+        3 => (1..4u32, call).prop_map(|(pid, call)| Step::Start(pid, call)),
+        3 => Just(Step::Answer),
+        1 => (1..4u32).prop_map(Step::Exit),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Processes whose calls interleave on a slow server, some going away
+    /// mid-call: every call finishes once the server has answered, and
+    /// every fid the calls made is clunked in the end.
+    #[test]
+    fn interleaved_slow_calls_finish_and_leave_no_fid(steps in proptest::collection::vec(step(), 1..40)) {
+        let (mut m, root, answers, probe) = posting_with_probe();
+        let baseline = probe.borrow().fids;
+        // Each process has at most one call, parked or not.
+        let mut parked: std::collections::BTreeMap<u32, Call> = Default::default();
+        let rerun = |m: &mut MountDriver<RamLink>, parked: &mut std::collections::BTreeMap<u32, Call>| {
+            if m.take_wakeups().is_empty() {
+                return;
+            }
+            // As core does: a wakeup runs every parked #M call again.
+            for (pid, call) in std::mem::take(parked) {
+                if attempt(m, &root, pid, call) {
+                    parked.insert(pid, call);
+                }
+            }
+        };
+        for step in steps {
+            match step {
+                Step::Start(pid, call) if !parked.contains_key(&pid) => {
+                    if attempt(&mut m, &root, pid, call) {
+                        parked.insert(pid, call);
+                    }
+                }
+                Step::Start(..) => {}
+                Step::Answer => {
+                    let next = answers.borrow_mut().pop_front();
+                    if let Some(answer) = next {
+                        m.deliver(LinkId(1), &answer);
+                    }
+                }
+                Step::Exit(pid) => {
+                    parked.remove(&pid);
+                    m.forget(pid);
+                }
+            }
+            rerun(&mut m, &mut parked);
+        }
+        // The server answers everything; every parked call finishes.
+        for _ in 0..200 {
+            if parked.is_empty() && answers.borrow().is_empty() {
+                break;
+            }
+            let next = answers.borrow_mut().pop_front();
+            if let Some(answer) = next {
+                m.deliver(LinkId(1), &answer);
+            }
+            rerun(&mut m, &mut parked);
+        }
+        prop_assert!(parked.is_empty(), "calls still parked: {:?}", parked);
+        prop_assert!(!m.in_flight());
+        prop_assert_eq!(probe.borrow().fids, baseline, "fids left behind");
+        prop_assert!(m.take_dead().is_empty(), "the link stayed up");
+    }
 }
