@@ -43,8 +43,11 @@
 //! that goes another way than the journal says (the namespace changed in
 //! between) drops the rest of the journal and asks afresh; the journal and
 //! any spare fids go when the call ends. So a server that is slow to walk
-//! or stat holds up only the processes that use it, not core. Clunks never
-//! wait: they are queued on the link.
+//! or stat holds up only the processes that use it, not core. Reads and
+//! writes go in the journal too when the call has already asked the server
+//! something (a spawn reading its program after the walk and open), so a
+//! rerun never reads again what it has. Clunks never wait: they are queued
+//! on the link.
 //!
 //! Outside a call (core's own mounts at boot), and on links that do not
 //! post, an operation is a synchronous exchange after the link's posted
@@ -801,6 +804,29 @@ impl<T: Transport> MountDriver<T> {
             .is_some_and(|s| s.posts());
         if !posts || file.dev >> MOUNT_BITS == 0 {
             return Ok(None);
+        }
+        // In a call that has asked the server something already (a spawn
+        // reading its program after the walk and open), the I/O goes in
+        // the journal too: a rerun must not ask again for what it read.
+        if let Some((pid, serial)) = self.gate.current() {
+            if self
+                .journals
+                .get(&pid)
+                .is_some_and(|j| !j.entries.is_empty())
+            {
+                let fid = self.fid_of(file)?;
+                let op = match data {
+                    Some(data) => Op::Write {
+                        fid,
+                        offset,
+                        data: data.to_vec(),
+                    },
+                    None => Op::Read { fid, offset, count },
+                };
+                return self
+                    .run_in_call(pid, serial, link, op)
+                    .map(|outcome| Some(Io::Ready(outcome)));
+            }
         }
         let key = Pending {
             pid: caller.pid,
