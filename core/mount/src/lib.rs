@@ -151,6 +151,8 @@ struct GateState {
     /// Some process has a journal: a call's end must be told to the
     /// driver ([`MountDriver::end_call`]).
     journals: AtomicBool,
+    /// A link hung up since core last asked ([`MountDriver::take_dead`]).
+    hung_up: AtomicBool,
 }
 
 impl CallGate {
@@ -176,6 +178,12 @@ impl CallGate {
     pub fn end(&self) -> bool {
         self.0.call.store(0, Ordering::Relaxed);
         self.0.journals.load(Ordering::Relaxed)
+    }
+
+    /// Whether a link hung up since the last time this was asked: only
+    /// then has [`MountDriver::take_dead`] anything to give.
+    pub fn take_hang_ups(&self) -> bool {
+        self.0.hung_up.swap(false, Ordering::Relaxed)
     }
 
     /// The call being handled: its pid and serial.
@@ -570,6 +578,7 @@ impl<T: Transport> MountDriver<T> {
         failed.extend(link.current.take().map(|(owner, _)| owner));
         if let Some(mut transport) = link.server.take() {
             transport.stop();
+            self.gate.0.hung_up.store(true, Ordering::Relaxed);
             self.dead.push(Dead {
                 link: id,
                 transport,

@@ -22,13 +22,15 @@ use crate::Error;
 #[derive(Default)]
 pub struct Devices {
     servants: Vec<Box<dyn Servant + Send>>,
+    /// Each servant's letter, at its index: found without a call through
+    /// the vtable per servant, since every servant operation looks one up.
+    letters: Vec<char>,
 }
 
 impl core::fmt::Debug for Devices {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let letters: Vec<char> = self.servants.iter().map(|s| s.letter()).collect();
         f.debug_struct("Devices")
-            .field("letters", &letters)
+            .field("letters", &self.letters)
             .finish()
     }
 }
@@ -40,9 +42,11 @@ impl Devices {
 
     /// Adds a servant; its letter must be free.
     pub fn add(&mut self, servant: Box<dyn Servant + Send>) -> Result<(), Error> {
-        if self.servants.iter().any(|s| s.letter() == servant.letter()) {
+        let letter = servant.letter();
+        if self.letters.contains(&letter) {
             return Err(Error::IN_USE);
         }
+        self.letters.push(letter);
         self.servants.push(servant);
         Ok(())
     }
@@ -50,8 +54,8 @@ impl Devices {
     /// The servant named by `letter`; an unknown letter is Plan 9's
     /// "unknown device in # filename".
     pub fn get_mut(&mut self, letter: char) -> Result<&mut (dyn Servant + Send), Error> {
-        match self.servants.iter_mut().find(|s| s.letter() == letter) {
-            Some(servant) => Ok(servant.as_mut()),
+        match self.letters.iter().position(|&l| l == letter) {
+            Some(index) => Ok(self.servants[index].as_mut()),
             None => Err(Error::BAD_SHARP),
         }
     }

@@ -624,7 +624,9 @@ impl Core {
                 Err(_) => {}
             }
             drop(reply);
-            self.restart_task_servers();
+            if self.gate.take_hang_ups() {
+                self.restart_task_servers();
+            }
             self.carry_out_controls();
             self.retry_parked();
             self.defer_replies = false;

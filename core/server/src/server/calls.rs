@@ -157,9 +157,14 @@ impl Core {
                     None => (".".to_string(), path.clone()),
                 };
                 // Plan 9's create of an existing file truncates it.
-                if let Ok(location) = self.resolve(pid, &path) {
-                    let fd = self.open_location(pid, location, mode | OpenMode::OTRUNC)?;
-                    return Ok(Outcome::Reply([self.new_fd(pid, fd), 0], None));
+                match self.resolve(pid, &path) {
+                    Ok(location) => {
+                        let fd = self.open_location(pid, location, mode | OpenMode::OTRUNC)?;
+                        return Ok(Outcome::Reply([self.new_fd(pid, fd), 0], None));
+                    }
+                    // A server still to answer is not a missing file.
+                    Err(e) if e == Error::PENDING => return Err(e),
+                    Err(_) => {}
                 }
                 let location = self.resolve(pid, &dir).map_err(|e| e.for_name(&dir))?;
                 let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
