@@ -10,7 +10,8 @@
 //! The rest: ramfs still has its file, the shell goes on. A read of the
 //! restarted server's `slow` file (a second to answer) holds up only its
 //! reader: another process's output comes first; so does a walk to its
-//! `sleepy` file (the walk takes the second). Then `garbage`
+//! `sleepy` file (the walk takes the second), and a spawn whose program
+//! lookup walks a union through that slow member. Then `garbage`
 //! sends core eight malformed calls; each is refused, and core still
 //! answers (getpid, the shell, ramfs).
 
@@ -43,6 +44,12 @@ const TRANSCRIPT: &[&str] = &[
     "-- a slow walk holds up only its walker",
     "Thu Jan  1 00:00:",
     "awake",
+    // rc's spawn of `sleepy` walks /bin's union: #b has no such file, the
+    // faulty member takes its second; the spawn waits, then reads the file
+    // it found there (which is no program).
+    "-- a spawn that looks through a slow union member waits for it",
+    "sleepy: not a program: not an ELF file",
+    "status is |sleepy: not a program: not an ELF file",
     "-- garbage",
     "garbage: unknown call: refused (bad system call)",
     "garbage: open without a path: refused (bad arg in system call)",
