@@ -923,6 +923,18 @@ impl<T: Transport> MountDriver<T> {
         }
     }
 
+    /// Whether the current call sent `op` on `link` and awaits its
+    /// answer (its journal entry at the cursor has no result yet).
+    fn awaiting(&self, link: LinkId, op: &Op) -> bool {
+        let Some((pid, _)) = self.gate.current() else {
+            return false;
+        };
+        self.journals
+            .get(&pid)
+            .and_then(|j| j.entries.get(j.cursor))
+            .is_some_and(|e| e.link == link && e.op == *op && e.result.is_none())
+    }
+
     /// The call could not go on: it fails with [`Error::PENDING`] and
     /// core parks it.
     fn block(&mut self) -> Error {
@@ -1351,12 +1363,24 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         let link = self.link_of(file)?;
         // remove(5) clunks the fid: a walked fid is shared, so a clone
         // goes; an opened chan's own fid goes, and its close clunks nothing.
-        let fid = if file.dev >> MOUNT_BITS == 0 {
+        let cloned = file.dev >> MOUNT_BITS == 0;
+        let fid = if cloned {
             self.clone_fid(file)?
         } else {
             self.opened.remove(&file.dev).ok_or(Error::BAD_FD)?
         };
-        self.run(link, Op::Remove { fid }).map(|_| ())
+        let op = Op::Remove { fid };
+        let result = self.run(link, op.clone());
+        if matches!(&result, Err(e) if *e == Error::PENDING) && !self.awaiting(link, &op) {
+            // Blocked before the Tremove went out: the fid is still the
+            // call's (a spare for the rerun, or the chan's again).
+            if cloned {
+                self.clunk(link, fid);
+            } else {
+                self.opened.insert(file.dev, fid);
+            }
+        }
+        result.map(|_| ())
     }
 
     fn take_wakeups(&mut self) -> Vec<WaitKey> {

@@ -765,7 +765,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(2048))]
 
     /// Processes whose calls interleave on a slow server, some going away
     /// mid-call: every call finishes once the server has answered, and
