@@ -65,12 +65,14 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
+
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use litemap::LiteMap;
 
 use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant, WaitKey};
 use ninep::{FileMode, OpenMode, Stat};
@@ -274,6 +276,26 @@ impl Op {
     }
 }
 
+/// Queues the requests a client wrote into `out`: whole frames, one after
+/// another (each starts with its size, intro(5)). The usual single frame
+/// is moved into the queue, not copied.
+fn queue_frames(outbox: &mut VecDeque<Vec<u8>>, out: Vec<u8>) {
+    let size = |bytes: &[u8]| -> Option<usize> {
+        let head: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+        let size = u32::from_le_bytes(head) as usize;
+        (size >= 7 && size <= bytes.len()).then_some(size)
+    };
+    if size(&out) == Some(out.len()) {
+        outbox.push_back(out);
+        return;
+    }
+    let mut rest = &out[..];
+    while let Some(n) = size(rest) {
+        outbox.push_back(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+}
+
 /// The fid an outcome hands out (walk(5) and attach(5) make one).
 fn new_fid(result: &Result<Outcome, Error>) -> Option<Fid> {
     match result {
@@ -375,9 +397,9 @@ pub struct MountDriver<T> {
     /// Servers whose links hung up, stopped, for the owner to restart.
     dead: Vec<Dead<T>>,
     /// Posted and queued reads and writes.
-    requests: BTreeMap<Pending, Request>,
+    requests: LiteMap<Pending, Request>,
     /// Their results, until the caller's retry takes them.
-    done: BTreeMap<Pending, Result<Outcome, Error>>,
+    done: LiteMap<Pending, Result<Outcome, Error>>,
     wakeups: Vec<WaitKey>,
     /// The call core is handling.
     gate: CallGate,
@@ -416,8 +438,8 @@ impl<T: Transport> MountDriver<T> {
             opened: BTreeMap::new(),
             next_serial: 1,
             dead: Vec::new(),
-            requests: BTreeMap::new(),
-            done: BTreeMap::new(),
+            requests: LiteMap::new(),
+            done: LiteMap::new(),
             wakeups: Vec::new(),
             gate: CallGate::default(),
             journals: BTreeMap::new(),
@@ -636,11 +658,7 @@ impl<T: Transport> MountDriver<T> {
                 return;
             }
         };
-        let mut frames = FrameReader::new();
-        frames.push(&more);
-        while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
-            link.outbox.push_back(frame);
-        }
+        queue_frames(&mut link.outbox, more);
         if let Some((owner, result)) = finished {
             self.complete(id, owner, result);
         }
@@ -738,11 +756,7 @@ impl<T: Transport> MountDriver<T> {
                             continue;
                         }
                     }
-                    let mut frames = FrameReader::new();
-                    frames.push(&out);
-                    while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
-                        link.outbox.push_back(frame);
-                    }
+                    queue_frames(&mut link.outbox, out);
                     continue;
                 }
             };
@@ -976,11 +990,7 @@ impl<T: Transport> MountDriver<T> {
         let mut out = Vec::new();
         let started = op.start(&mut l.client, &mut out).map_err(nine)?;
         l.current = Some((Owner::Call { pid, id: entry }, started));
-        let mut frames = FrameReader::new();
-        frames.push(&out);
-        while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
-            l.outbox.push_back(frame);
-        }
+        queue_frames(&mut l.outbox, out);
         self.next_entry += 1;
         self.journal(pid, serial).entries.push(Entry {
             id: entry,
@@ -1125,11 +1135,7 @@ impl<T: Transport> MountDriver<T> {
         }
         let mut out = Vec::new();
         if link.client.clunk(fid, &mut out).is_ok() {
-            let mut frames = FrameReader::new();
-            frames.push(&out);
-            while let Ok(Some(frame)) = frames.next_frame(MSIZE) {
-                link.outbox.push_back(frame);
-            }
+            queue_frames(&mut link.outbox, out);
         }
         self.pump(id);
     }

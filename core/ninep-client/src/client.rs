@@ -12,9 +12,9 @@
 //!   it (an Rerror, a short Rwalk, or an Rflush that beat the reply).
 //! - Every outstanding operation has exactly one request outstanding.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 use ninep::{
     FileMode, Frame, Message, MessageType, OpenMode, Qid, Stat, IOHDRSZ, MAXWELEM, NOFID, NOTAG,
@@ -180,9 +180,12 @@ pub struct Client {
     negotiated: bool,
     /// Set while the Tversion is outstanding.
     versioning: bool,
-    tags: BTreeMap<u16, TagUse>,
-    fids: BTreeMap<u32, FidState>,
-    ops: BTreeMap<OpId, Op>,
+    // Sorted vectors, not B-trees: a client has a few tags and operations
+    // out at once, and a B-tree allocates a node whenever one goes from
+    // empty to one entry, which is every request on a quiet link.
+    tags: LiteMap<u16, TagUse>,
+    fids: LiteMap<u32, FidState>,
+    ops: LiteMap<OpId, Op>,
     next_op: u64,
 }
 
@@ -201,9 +204,9 @@ impl Client {
             msize: msize.max(MIN_MSIZE),
             negotiated: false,
             versioning: false,
-            tags: BTreeMap::new(),
-            fids: BTreeMap::new(),
-            ops: BTreeMap::new(),
+            tags: LiteMap::new(),
+            fids: LiteMap::new(),
+            ops: LiteMap::new(),
             next_op: 0,
         }
     }

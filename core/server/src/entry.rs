@@ -8,7 +8,6 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use linked_list_allocator::LockedHeap;
 use microkernel_abi::boot::{RootBootInfo, ROOT_BOOT_MAGIC};
 use microkernel_abi::user::thread_delete;
 use microkernel_abi::ThreadId;
@@ -24,8 +23,11 @@ pub const HEAP_BYTES: u64 = 12 << 20;
 /// core's mount driver can page them in the middle of a call).
 pub const TASK_SERVER_BYTES: u64 = 4 << 20;
 
+/// Core's heap: talc (size-binned free lists, constant-time allocation),
+/// given its memory once at start.
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, talc::source::Manual> =
+    talc::TalcLock::new(talc::source::Manual);
 
 unsafe extern "C" {
     static __arena_start: u8;
@@ -56,10 +58,14 @@ extern "C" fn core_main(boot_info: u64) -> ! {
     }
     // SAFETY: the window is mapped read/write for core alone and nothing
     // else uses its first HEAP_BYTES.
-    unsafe {
+    let claimed = unsafe {
         HEAP.lock()
-            .init(info.memory_base as *mut u8, HEAP_BYTES as usize)
+            .claim(info.memory_base as *mut u8, HEAP_BYTES as usize)
     };
+    if claimed.is_none() {
+        print(format_args!("core: the heap could not be set up\n"));
+        power_off();
+    }
     let mut frames = alloc::boxed::Box::new(FrameBitmap::new());
     let window = info.memory_size - HEAP_BYTES - TASK_SERVER_BYTES;
     let managed = frames.init(

@@ -11,11 +11,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use core_abi::layout::{ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE};
 use core_abi::{decode_strings, StartBlock, START_MAGIC};
-use linked_list_allocator::LockedHeap;
 use microkernel_abi::ThreadId;
 
+/// The heap: talc (size-binned free lists), given the heap range at start.
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, talc::source::Manual> =
+    talc::TalcLock::new(talc::source::Manual);
 
 static CORE_THREAD: AtomicU64 = AtomicU64::new(0);
 static PID: AtomicU64 = AtomicU64::new(0);
@@ -57,7 +58,9 @@ extern "C" fn start() -> ! {
     PID.store(block.pid, Ordering::Relaxed);
     // SAFETY: the heap range is this program's alone by the layout; core's
     // pager backs it with zeroed pages on first touch.
-    unsafe { HEAP.lock().init(HEAP_BASE as *mut u8, HEAP_SIZE as usize) };
+    if unsafe { HEAP.lock().claim(HEAP_BASE as *mut u8, HEAP_SIZE as usize) }.is_none() {
+        crate::sys::exits("no heap");
+    }
     let length = (block.argv_length as usize).min(ARGS_SIZE as usize - StartBlock::ARGV_OFFSET);
     // SAFETY: inside the argument page (length clamped above).
     let encoded = unsafe {

@@ -137,6 +137,27 @@ pub trait FileServer {
         Err(Error::PERMISSION_DENIED)
     }
 
+    /// [`read`](Self::read), the bytes appended to `out` (the Rread being
+    /// built) instead of returned, so a server that holds them copies them
+    /// once. Appending more than `count` bytes is harmless: the session
+    /// keeps `count`. By default it calls `read`.
+    fn read_into(
+        &mut self,
+        caller: &Caller<'_>,
+        node: &Self::Node,
+        offset: u64,
+        count: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<Reply<()>, Error> {
+        match self.read(caller, node, offset, count)? {
+            Reply::Now(data) => {
+                out.extend_from_slice(&data);
+                Ok(Reply::Now(()))
+            }
+            Reply::Later => Ok(Reply::Later),
+        }
+    }
+
     /// The entries of a directory, for a Tread at offset 0. The session
     /// packs them into whole-entry reads and keeps the offsets.
     fn read_dir(&mut self, caller: &Caller<'_>, dir: &Self::Node) -> Result<Vec<Stat>, Error> {

@@ -20,8 +20,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use ninep::{
-    frame_length, DecodeError, FileMode, Frame, Message, OpenMode, Qid, QidType, Stat, IOHDRSZ,
-    NOFID, VERSION, VERSION_UNKNOWN,
+    frame_length, DecodeError, FileMode, Frame, Message, MessageType, OpenMode, Qid, QidType, Stat,
+    IOHDRSZ, NOFID, VERSION, VERSION_UNKNOWN,
 };
 
 use crate::access::{self, EXEC, WRITE};
@@ -241,7 +241,9 @@ impl<F: FileServer> Session<F> {
                 perm,
                 mode,
             } => self.create(fs, id, fid, &name, perm, mode),
-            Message::Tread { fid, offset, count } => self.read(fs, id, tag, fid, offset, count),
+            Message::Tread { fid, offset, count } => {
+                self.read(fs, id, tag, fid, offset, count, out)
+            }
             Message::Twrite { fid, offset, data } => self.write(fs, id, tag, fid, offset, &data),
             Message::Tclunk { fid } => self.clunk(fs, id, fid),
             Message::Tremove { fid } => self.remove(fs, id, fid),
@@ -575,6 +577,9 @@ impl<F: FileServer> Session<F> {
     }
 
     // read(5)
+    // A file's Rread is written into `out` here, around the bytes the
+    // server appends (`FileServer::read_into`), so they are copied once.
+    #[allow(clippy::too_many_arguments)]
     fn read(
         &mut self,
         fs: &mut F,
@@ -583,6 +588,7 @@ impl<F: FileServer> Session<F> {
         fid: u32,
         offset: u64,
         count: u32,
+        out: &mut Vec<u8>,
     ) -> Result<Option<Message>, Error> {
         let limit = self.msize.saturating_sub(RREAD_HEADER);
         let count = count.min(limit);
@@ -629,14 +635,28 @@ impl<F: FileServer> Session<F> {
             cursor.offset += data.len() as u64;
             return Ok(Some(Message::Rread { data }));
         }
-        match fs.read(&caller, &entry.node, offset, count)? {
-            Reply::Now(mut data) => {
-                data.truncate(count as usize);
-                Ok(Some(Message::Rread { data }))
+        // Rread: size[4] Rread tag[2] count[4] data[count] (read(5)).
+        let start = out.len();
+        out.extend_from_slice(&[0; RREAD_HEADER as usize]);
+        match fs.read_into(&caller, &entry.node, offset, count, out) {
+            Ok(Reply::Now(())) => {
+                let n = (out.len() - start - RREAD_HEADER as usize).min(count as usize);
+                out.truncate(start + RREAD_HEADER as usize + n);
+                let size = RREAD_HEADER + n as u32;
+                out[start..start + 4].copy_from_slice(&size.to_le_bytes());
+                out[start + 4] = MessageType::Rread as u8;
+                out[start + 5..start + 7].copy_from_slice(&tag.to_le_bytes());
+                out[start + 7..start + 11].copy_from_slice(&(n as u32).to_le_bytes());
+                Ok(None)
             }
-            Reply::Later => {
+            Ok(Reply::Later) => {
+                out.truncate(start);
                 self.pending.insert(tag, Pending { id, count });
                 Ok(None)
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
             }
         }
     }

@@ -305,11 +305,24 @@ impl<C: Clock> FileServer for RamFs<C> {
 
     fn read(
         &mut self,
-        _caller: &Caller<'_>,
+        caller: &Caller<'_>,
         node: &u64,
         offset: u64,
         count: u32,
     ) -> Result<Reply<Vec<u8>>, Error> {
+        let mut data = Vec::new();
+        self.read_into(caller, node, offset, count, &mut data)?;
+        Ok(Reply::Now(data))
+    }
+
+    fn read_into(
+        &mut self,
+        _caller: &Caller<'_>,
+        node: &u64,
+        offset: u64,
+        count: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<Reply<()>, Error> {
         let now = self.clock.now();
         let entry = self.node_mut(*node)?;
         entry.atime = now;
@@ -320,7 +333,8 @@ impl<C: Clock> FileServer for RamFs<C> {
             .unwrap_or(usize::MAX)
             .min(data.len());
         let end = start.saturating_add(count as usize).min(data.len());
-        Ok(Reply::Now(data[start..end].to_vec()))
+        out.extend_from_slice(&data[start..end]);
+        Ok(Reply::Now(()))
     }
 
     fn read_dir(&mut self, _caller: &Caller<'_>, dir: &u64) -> Result<Vec<Stat>, Error> {

@@ -15,7 +15,6 @@ use alloc::vec::Vec;
 use core_abi::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE};
 use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
 use core_abi::{StartBlock, START_MAGIC};
-use linked_list_allocator::LockedHeap;
 use microkernel_abi::user::{current_utcb, debug_print, ipc_with_items, kernel_info};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
@@ -24,8 +23,10 @@ use microkernel_abi::{
 };
 use ninep_server::{FileServer, Session};
 
+/// The heap: talc (size-binned free lists), given the heap range at start.
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, talc::source::Manual> =
+    talc::TalcLock::new(talc::source::Manual);
 
 const PAGE: usize = 4096;
 
@@ -54,7 +55,9 @@ extern "C" fn start() -> ! {
     }
     // SAFETY: the heap range is this task's alone by the layout; core's
     // pager backs it with zeroed pages on first touch.
-    unsafe { HEAP.lock().init(HEAP_BASE as *mut u8, HEAP_SIZE as usize) };
+    if unsafe { HEAP.lock().claim(HEAP_BASE as *mut u8, HEAP_SIZE as usize) }.is_none() {
+        fail("runtime-task: no heap\n");
+    }
     // SAFETY: the server defines this function through `entry!`.
     unsafe { runtime_task_main(ThreadId::from_raw(block.core_thread)) }
 }
