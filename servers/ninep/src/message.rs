@@ -552,6 +552,13 @@ impl Frame {
     }
 
     fn encode_unchecked(&self, out: &mut Vec<u8>, start: usize) -> Result<(), EncodeError> {
+        // One allocation for the usual frame, not one per field that
+        // outgrows the buffer: the fixed fields fit in 64 bytes.
+        let bulk = match &self.message {
+            Message::Twrite { data, .. } | Message::Rread { data } => data.len(),
+            _ => 0,
+        };
+        out.reserve(64 + bulk);
         let mut w = Writer { out };
         w.u32(0);
         w.u8(self.message.message_type() as u8);

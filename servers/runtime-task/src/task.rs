@@ -62,11 +62,31 @@ extern "C" fn start() -> ! {
     unsafe { runtime_task_main(ThreadId::from_raw(block.core_thread)) }
 }
 
+/// Time-stamp ticks for which a clock reading is used again: a
+/// millisecond at 1 GHz, well inside the one-second grain of 9P times.
+const CLOCK_REUSE_TICKS: u64 = 1 << 20;
+
+/// The last clock reading in seconds, and the time stamp it was taken at.
+static CLOCK: spin::Mutex<Option<(u32, u64)>> = spin::Mutex::new(None);
+
 /// Seconds since the kernel started: the time a server stamps files with
-/// (there is no clock of the day in a cell yet).
+/// (there is no clock of the day in a cell yet). A burst of requests asks
+/// the kernel once: a reading younger than [`CLOCK_REUSE_TICKS`] time-stamp
+/// ticks is used again.
 pub fn clock_seconds() -> u32 {
+    // SAFETY: RDTSC only reads the time-stamp counter; user mode may (the
+    // kernel leaves CR4.TSD clear).
+    let now = unsafe { core::arch::x86_64::_rdtsc() };
+    let mut clock = CLOCK.lock();
+    if let Some((seconds, taken)) = *clock {
+        if now.wrapping_sub(taken) < CLOCK_REUSE_TICKS {
+            return seconds;
+        }
+    }
     let micros = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
-    u32::try_from(micros / 1_000_000).unwrap_or(u32::MAX)
+    let seconds = u32::try_from(micros / 1_000_000).unwrap_or(u32::MAX);
+    *clock = Some((seconds, now));
+    seconds
 }
 
 /// Waits `microseconds` without using the CPU: a receive from core that

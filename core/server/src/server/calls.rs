@@ -3,6 +3,20 @@
 
 use super::*;
 
+/// A descriptor's chan as I/O sees it (see `fd_file`).
+pub(super) struct FdFile {
+    pub(super) handle: ChanHandle,
+    pub(super) letter: char,
+    pub(super) file: kasane_servant::File,
+    pub(super) offset: u64,
+}
+
+impl FdFile {
+    fn file(&self) -> kasane_servant::File {
+        self.file
+    }
+}
+
 impl Core {
     pub(super) fn resolve(&mut self, pid: u32, path: &str) -> Result<Loc, Error> {
         let Some(process) = self.processes.get(&pid) else {
@@ -103,6 +117,19 @@ impl Core {
         Some(entry.chan)
     }
 
+    /// What a read, write or seek needs of a descriptor's chan, without
+    /// copying the chan (its name is a string).
+    pub(super) fn fd_file(&self, pid: u32, fd: u64) -> Result<FdFile, Error> {
+        let handle = self.fd_handle(pid, fd).ok_or(Error::BAD_FD)?;
+        let chan = self.table.get(handle)?;
+        Ok(FdFile {
+            handle,
+            letter: chan.letter,
+            file: chan.file(),
+            offset: chan.offset,
+        })
+    }
+
     pub(super) fn fd_chan(&self, pid: u32, fd: u64) -> Result<(ChanHandle, Chan), Error> {
         let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
         let entry = process
@@ -199,7 +226,8 @@ impl Core {
                 Ok(Outcome::Reply([fd, 0], None))
             }
             Call::Read | Call::Pread => {
-                let (handle, chan) = self.fd_chan(pid, w1)?;
+                let chan = self.fd_file(pid, w1)?;
+                let handle = chan.handle;
                 // /proc shows the memory processes have touched since.
                 if chan.letter == 'p' && core::mem::take(&mut self.memory_changed) {
                     self.update_snapshot();
@@ -250,7 +278,8 @@ impl Core {
                 Ok(Outcome::Reply([data.len() as u64, 0], Some(data)))
             }
             Call::Write | Call::Pwrite => {
-                let (handle, chan) = self.fd_chan(pid, w1)?;
+                let chan = self.fd_file(pid, w1)?;
+                let handle = chan.handle;
                 let empty = Vec::new();
                 let data = request.items.first().unwrap_or(&empty);
                 let offset = if request.call == Call::Pwrite {
@@ -274,7 +303,8 @@ impl Core {
                 Ok(Outcome::Reply([u64::from(written), 0], None))
             }
             Call::Seek => {
-                let (handle, chan) = self.fd_chan(pid, w1)?;
+                let chan = self.fd_file(pid, w1)?;
+                let handle = chan.handle;
                 let base = match w3 {
                     core_abi::SEEK_SET => 0,
                     core_abi::SEEK_CUR => chan.offset as i64,
