@@ -335,6 +335,19 @@ enum Owner {
     Io(Pending),
     /// A journal entry of a process's call.
     Call { pid: u32, id: u64 },
+    /// A read or write started on an idle link and waited for within the
+    /// same call ([`MountDriver::start_now`]); its result goes to `now`.
+    Now,
+}
+
+/// What became of a read or write offered to an idle link.
+enum Started {
+    /// Answered at once.
+    Done(Result<Outcome, Error>),
+    /// Posted; its answer comes later, as a posted request's does.
+    Posted,
+    /// The link was not idle: the request is the queue's.
+    Busy(Request),
 }
 
 /// A read or write of a posting link, as its retry will name it: the
@@ -400,6 +413,9 @@ pub struct MountDriver<T> {
     requests: LiteMap<Pending, Request>,
     /// Their results, until the caller's retry takes them.
     done: LiteMap<Pending, Result<Outcome, Error>>,
+    /// The result of the read or write [`start_now`](Self::start_now)
+    /// waits for.
+    now: Option<Result<Outcome, Error>>,
     wakeups: Vec<WaitKey>,
     /// The call core is handling.
     gate: CallGate,
@@ -440,6 +456,7 @@ impl<T: Transport> MountDriver<T> {
             dead: Vec::new(),
             requests: LiteMap::new(),
             done: LiteMap::new(),
+            now: None,
             wakeups: Vec::new(),
             gate: CallGate::default(),
             journals: BTreeMap::new(),
@@ -688,6 +705,7 @@ impl<T: Transport> MountDriver<T> {
                     self.wake(link);
                 }
             }
+            Owner::Now => self.now = Some(result),
             Owner::Call { pid, id } => {
                 let entry = self.journals.get_mut(&pid).and_then(|journal| {
                     let at = journal.entries.iter().position(|e| e.id == id)?;
@@ -873,6 +891,11 @@ impl<T: Transport> MountDriver<T> {
             fid,
             data: data.map(<[u8]>::to_vec).unwrap_or_default(),
         };
+        let request = match self.start_now(link, key, request) {
+            Started::Done(result) => return result.map(|outcome| Some(Io::Ready(outcome))),
+            Started::Posted => return Ok(Some(waiting)),
+            Started::Busy(request) => request,
+        };
         self.requests.insert(key, request);
         if let Some(l) = self.links.get_mut(&link) {
             l.queue.push_back(key);
@@ -882,6 +905,54 @@ impl<T: Transport> MountDriver<T> {
             Some(result) => result.map(|outcome| Some(Io::Ready(outcome))),
             None => Ok(Some(waiting)),
         }
+    }
+
+    /// Starts a read or write at once on an idle link, past the request
+    /// queue and the result table: a server that answers within the post
+    /// (a task server does, unless it is slow) gives the result here, and
+    /// nobody is woken for it. An answer still to come makes it an
+    /// ordinary posted request, which the caller's retry collects.
+    fn start_now(&mut self, id: LinkId, key: Pending, request: Request) -> Started {
+        let Some(link) = self.links.get_mut(&id) else {
+            return Started::Busy(request);
+        };
+        let idle = link.server.is_some()
+            && link.posted.is_none()
+            && link.current.is_none()
+            && link.outbox.is_empty()
+            && link.queue.is_empty();
+        if !idle {
+            return Started::Busy(request);
+        }
+        let mut out = Vec::new();
+        let started = if key.write {
+            link.client
+                .write(request.fid, key.offset, &request.data, &mut out)
+        } else {
+            link.client
+                .read(request.fid, key.offset, key.count, &mut out)
+        };
+        let op = match started {
+            Ok(op) => op,
+            Err(e) => return Started::Done(Err(nine(e))),
+        };
+        link.current = Some((Owner::Now, op));
+        queue_frames(&mut link.outbox, out);
+        self.pump(id);
+        if let Some(result) = self.now.take() {
+            return Started::Done(result);
+        }
+        // Under way: its answer completes it as a posted request.
+        if let Some((owner, _)) = self
+            .links
+            .get_mut(&id)
+            .and_then(|l| l.current.as_mut())
+            .filter(|(owner, _)| *owner == Owner::Now)
+        {
+            *owner = Owner::Io(key);
+        }
+        self.requests.insert(key, request);
+        Started::Posted
     }
 
     fn posts(&self, link: LinkId) -> bool {

@@ -171,6 +171,21 @@ fn more_data_or_qids_than_asked_is_an_error() {
 }
 
 #[test]
+fn an_rread_whose_count_disagrees_with_its_size_fails_the_read() {
+    let (mut client, root) = ready();
+    let mut out = Vec::new();
+    client.read(root, 0, 10, &mut out).unwrap();
+    let mut bytes = frame(tag_of(&out), Message::Rread { data: vec![7; 4] });
+    bytes[7] = 3; // count[4] says 3; the frame carries 4
+    let done = client
+        .receive(&bytes, &mut Vec::new())
+        .unwrap()
+        .map(|c| c.result);
+    assert!(matches!(done, Some(Err(Error::Protocol(_)))), "{done:?}");
+    assert_eq!(client.tags_in_use(), 0);
+}
+
+#[test]
 fn a_clunk_answered_with_an_error_still_frees_the_fid() {
     let (mut client, root) = ready();
     let mut out = Vec::new();
@@ -263,6 +278,27 @@ fn hanging_up_fails_everything_outstanding() {
 }
 
 proptest! {
+    /// An Rread of any length ends a one-part read with its bytes, or
+    /// fails it if it carries more than was asked (read(5)).
+    #[test]
+    fn an_rread_ends_a_read_with_its_bytes(asked in 0u32..64, n in 0usize..70, fill: u8) {
+        let (mut client, root) = ready();
+        let mut out = Vec::new();
+        client.read(root, 0, asked, &mut out).unwrap();
+        let data = vec![fill; n];
+        let done = answer(&mut client, tag_of(&out), Message::Rread { data: data.clone() });
+        if n > asked as usize {
+            let too_much = matches!(
+                done,
+                Some(Err(Error::Protocol(ProtocolError::TooMuch { .. })))
+            );
+            prop_assert!(too_much, "{:?}", done);
+        } else {
+            prop_assert_eq!(done, Some(Ok(Outcome::Read(data))));
+        }
+        prop_assert_eq!(client.tags_in_use(), 0);
+    }
+
     /// Arbitrary bytes never panic the client, whatever is outstanding.
     #[test]
     fn random_bytes_never_panic(frames in prop::collection::vec(
