@@ -26,6 +26,9 @@ use crate::error::{Error, ProtocolError};
 /// Bytes of an Rread before its data: size[4] type[1] tag[2] count[4].
 const RREAD_HEADER: usize = 11;
 
+/// Bytes of a Tread: size[4] type[1] tag[2] fid[4] offset[8] count[4].
+const TREAD_SIZE: u32 = 23;
+
 /// The smallest msize the client accepts from a server: room for a stat
 /// with short names and a useful read, as the server framework requires.
 pub const MIN_MSIZE: u32 = 256;
@@ -363,12 +366,12 @@ impl Client {
         out: &mut Vec<u8>,
     ) -> Result<OpId, Error> {
         self.usable(fid)?;
+        if !self.negotiated {
+            return Err(Error::NotNegotiated);
+        }
         let chunk = count.min(self.io_limit(fid.0));
-        let message = Message::Tread {
-            fid: fid.0,
-            offset,
-            count: chunk,
-        };
+        let op = self.new_op();
+        let tag = self.send_tread(op, fid.0, offset, chunk, out)?;
         let kind = OpKind::Read {
             fid: fid.0,
             offset,
@@ -376,7 +379,15 @@ impl Client {
             chunk,
             data: Vec::new(),
         };
-        self.start(message, kind, out)
+        self.ops.insert(
+            op,
+            Op {
+                tag,
+                flush: None,
+                kind,
+            },
+        );
+        Ok(op)
     }
 
     /// `data` at `offset` (read(5), Twrite), in Twrites of at most the
@@ -871,12 +882,7 @@ impl Client {
                     return done(Outcome::Read(core::mem::take(data)));
                 }
                 *chunk = (*remaining).min(self.io_limit(*fid));
-                let message = Message::Tread {
-                    fid: *fid,
-                    offset: *offset,
-                    count: *chunk,
-                };
-                entry.tag = self.send(op, message, out)?;
+                entry.tag = self.send_tread(op, *fid, *offset, *chunk, out)?;
                 Ok(Step::Continue)
             }
             (
@@ -985,6 +991,30 @@ impl Client {
         let kind = message.message_type();
         let frame = Frame::new(tag, message);
         Self::encode(&frame, self.msize, out)?;
+        self.tags.insert(tag, TagUse::Request { op, kind });
+        Ok(tag)
+    }
+
+    /// [`send`](Self::send) of a Tread, written out directly: the
+    /// commonest request, and of a fixed size (below any msize).
+    fn send_tread(
+        &mut self,
+        op: OpId,
+        fid: u32,
+        offset: u64,
+        count: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<u16, Error> {
+        let tag = self.free_tag()?;
+        // read(5): size[4] Tread tag[2] fid[4] offset[8] count[4]
+        out.reserve(TREAD_SIZE as usize);
+        out.extend_from_slice(&TREAD_SIZE.to_le_bytes());
+        out.push(MessageType::Tread as u8);
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&fid.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        let kind = MessageType::Tread;
         self.tags.insert(tag, TagUse::Request { op, kind });
         Ok(tag)
     }
