@@ -169,6 +169,22 @@ fn copy_between(
     to: &AddressSpace,
     destination: UserRange,
 ) -> Result<(), u64> {
+    copy_pieces(
+        source,
+        destination,
+        |at| user_page_pointer(from, at, false),
+        |at| user_page_pointer(to, at, true),
+    )
+}
+
+/// The copy of `copy_between`, with the direct-map address of a user
+/// address found by `source_at` and `destination_at`.
+fn copy_pieces(
+    source: UserRange,
+    destination: UserRange,
+    source_at: impl Fn(u64) -> Option<*mut u8>,
+    destination_at: impl Fn(u64) -> Option<*mut u8>,
+) -> Result<(), u64> {
     let mut done = 0;
     while done < source.length() {
         let source_address = source.start() + done;
@@ -176,9 +192,8 @@ fn copy_between(
         let chunk = (PAGE - source_address % PAGE)
             .min(PAGE - destination_address % PAGE)
             .min(source.length() - done);
-        let from_pointer = user_page_pointer(from, source_address, false).ok_or(source_address)?;
-        let to_pointer =
-            user_page_pointer(to, destination_address, true).ok_or(destination_address)?;
+        let from_pointer = source_at(source_address).ok_or(source_address)?;
+        let to_pointer = destination_at(destination_address).ok_or(destination_address)?;
         // SAFETY: both pointers are direct-map addresses of mapped frames,
         // valid for `chunk` bytes (chunks never cross a page).
         unsafe { core::ptr::copy(from_pointer, to_pointer, chunk as usize) };
@@ -187,14 +202,38 @@ fn copy_between(
     Ok(())
 }
 
-/// Whether every page of `range` is mapped in `space` (writable, if
-/// `write`): the fast path's check before it commits to a copy.
-fn all_mapped(space: &AddressSpace, range: UserRange, write: bool) -> bool {
-    let first = range.start() & !(PAGE - 1);
-    let end = range.start() + range.length();
-    (first..end)
-        .step_by(PAGE as usize)
-        .all(|page| user_page_pointer(space, page.max(range.start()), write).is_some())
+/// Pages a fast-path string may span on each side (a 9P link's 8 KiB
+/// message, unaligned, spans three); longer strings take the general path.
+const FAST_PAGES: usize = 4;
+
+/// The direct-map addresses of the pages under a range, looked up once
+/// before a fast-path IPC commits, so its copy walks no page table.
+struct Pages {
+    first: u64,
+    frames: [u64; FAST_PAGES],
+}
+
+impl Pages {
+    /// `None` if a page of `range` is unmapped (or read-only, if `write`),
+    /// or the range spans more than [`FAST_PAGES`].
+    fn of(space: &AddressSpace, range: UserRange, write: bool) -> Option<Pages> {
+        let first = range.start() & !(PAGE - 1);
+        let mut pages = Pages {
+            first,
+            frames: [0; FAST_PAGES],
+        };
+        let end = range.start() + range.length();
+        for (slot, page) in (first..end).step_by(PAGE as usize).enumerate() {
+            *pages.frames.get_mut(slot)? = user_page_pointer(space, page, write)? as u64;
+        }
+        Some(pages)
+    }
+
+    /// The direct-map address of `address`, a byte of the range.
+    fn at(&self, address: u64) -> Option<*mut u8> {
+        let slot = usize::try_from((address - self.first) / PAGE).ok()?;
+        Some((self.frames.get(slot)? + address % PAGE) as *mut u8)
+    }
 }
 
 const REGISTER_WORDS: usize = 7;
@@ -879,7 +918,7 @@ impl Kernel {
     /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
     /// takes the general path, which ends in the same state.
     /// The fast path's plan for a string item (`item`, rewritten to what
-    /// the receiver `to` sees): source, destination, the receiver's task.
+    /// the receiver `to` sees): source and destination, with their pages.
     /// Only once every page it touches is known mapped, so the copy cannot
     /// fail; anything else (a fault included) is the general path's to
     /// handle and report, before anything changed.
@@ -889,7 +928,7 @@ impl Kernel {
         sender_task: TaskId,
         to: ThreadId,
         item: &mut [u64],
-    ) -> Option<(UserRange, UserRange, TaskId)> {
+    ) -> Option<(UserRange, Pages, UserRange, Pages)> {
         let receiver = self.objects.threads.get(to)?;
         let buffer = ReceiveBuffer {
             address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS),
@@ -898,11 +937,10 @@ impl Kernel {
         let (source, destination, received) = plan_one_string([item[0], item[1]], buffer)?;
         let from = self.objects.space(sender_task)?;
         let into = self.objects.space(receiver.task)?;
-        if !all_mapped(from, source, false) || !all_mapped(into, destination, true) {
-            return None;
-        }
+        let source_pages = Pages::of(from, source, false)?;
+        let destination_pages = Pages::of(into, destination, true)?;
         item.copy_from_slice(&received);
-        Some((source, destination, receiver.task))
+        Some((source, source_pages, destination, destination_pages))
     }
 
     fn fast_ipc(&mut self, caller: ThreadId) -> bool {
@@ -955,16 +993,10 @@ impl Kernel {
         if !self.ipc.direct_exchange(caller, request, now) {
             return false;
         }
-        if let Some((source, destination, receiver_task)) = copy {
-            let spaces = (
-                self.objects.space(sender_task),
-                self.objects.space(receiver_task),
-            );
-            if let (Some(from), Some(into)) = spaces {
-                // Cannot fail: every page was found mapped, and nothing ran
-                // in between.
-                let _ = copy_between(from, source, into, destination);
-            }
+        if let Some((source, from, destination, into)) = copy {
+            // Cannot fail: every page was found mapped, and nothing ran in
+            // between.
+            let _ = copy_pieces(source, destination, |a| from.at(a), |a| into.at(a));
         }
         let receiver = self.objects.threads.get_mut(to).expect("checked above");
         if tag.untyped() >= REGISTER_WORDS {
