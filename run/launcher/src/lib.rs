@@ -413,7 +413,7 @@ pub fn boot(options: &BootOptions) -> Result<Boot, String> {
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     let (mut child, console) = match options.emulator {
-        Emulator::Bochs => start_bochs(options, &run_dir)?,
+        Emulator::Bochs => start_bochs_retrying(options, &run_dir)?,
         Emulator::Qemu | Emulator::Kvm => start_qemu(options)?,
     };
     let result = watch(&mut child, console, options);
@@ -480,6 +480,29 @@ impl Drop for RawTerminal {
             .stdin(Stdio::inherit())
             .status();
     }
+}
+
+/// [`start_bochs`], again (up to three times) when Bochs gave up at once
+/// because its headless display found no free port: Bochs instances
+/// started together (parallel tests) race for the ports 5900-5949.
+fn start_bochs_retrying(options: &BootOptions, run_dir: &Path) -> Result<(Child, Console), String> {
+    let mut attempt = 1;
+    loop {
+        match start_bochs(options, run_dir) {
+            Err(e) if attempt < 3 && display_port_taken(run_dir) => {
+                eprintln!("run: Bochs found no display port ({e}); starting it again");
+                std::thread::sleep(Duration::from_millis(500 * attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether Bochs's output says its RFB display could not bind a port.
+fn display_port_taken(run_dir: &Path) -> bool {
+    fs::read_to_string(run_dir.join("bochs.out"))
+        .is_ok_and(|out| out.contains("RFB could not bind"))
 }
 
 /// Bochs offers COM1 as a TCP server and waits for one client before it
