@@ -394,6 +394,9 @@ struct Link<T> {
     queue: VecDeque<Pending>,
     /// A call's operation found the link busy: wake it when it is free.
     waiters: bool,
+    /// The last frame posted, emptied: the next request is written into
+    /// it, so a quiet link's reads allocate no frame.
+    spare: Vec<u8>,
 }
 
 /// The mount driver: servers' links, mounts, and a fid per chan.
@@ -544,6 +547,7 @@ impl<T: Transport> MountDriver<T> {
                 outbox: VecDeque::new(),
                 queue: VecDeque::new(),
                 waiters: false,
+                spare: Vec::new(),
             },
         );
     }
@@ -781,7 +785,10 @@ impl<T: Transport> MountDriver<T> {
             let Some(server) = link.server.as_mut() else {
                 return;
             };
-            match server.post(&frame, &mut link.answer) {
+            let posted = server.post(&frame, &mut link.answer);
+            link.spare = frame;
+            link.spare.clear();
+            match posted {
                 Ok(None) => link.posted = Some(None),
                 Ok(Some(length)) => {
                     // Answered at once: take it here and go on.
@@ -924,7 +931,7 @@ impl<T: Transport> MountDriver<T> {
         if !idle {
             return Started::Busy(request);
         }
-        let mut out = Vec::new();
+        let mut out = core::mem::take(&mut link.spare);
         let started = if key.write {
             link.client
                 .write(request.fid, key.offset, &request.data, &mut out)
@@ -1297,9 +1304,10 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
 
     fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
-        let Outcome::Stat(mut stat) = self.run(link, Op::Stat { fid })? else {
+        let Outcome::Stat(stat) = self.run(link, Op::Stat { fid })? else {
             return Err(Error::new("#M: stat answered wrongly"));
         };
+        let mut stat = *stat;
         // As devmnt does: the kernel's fields name the mount.
         stat.kind = 'M' as u16;
         stat.dev = file.dev & MOUNT_MASK;

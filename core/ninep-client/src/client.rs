@@ -12,6 +12,7 @@
 //!   it (an Rerror, a short Rwalk, or an Rflush that beat the reply).
 //! - Every outstanding operation has exactly one request outstanding.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use litemap::LiteMap;
@@ -79,7 +80,9 @@ pub enum Outcome {
     Read(Vec<u8>),
     /// read(5), Twrite: bytes the server took.
     Wrote(u32),
-    Stat(Stat),
+    /// stat(5). Boxed: the other outcomes are small, and an outcome is
+    /// moved several times on every read's way out.
+    Stat(Box<Stat>),
     Wstat,
     Clunked,
     Removed,
@@ -919,7 +922,7 @@ impl Client {
                 Ok(Step::Continue)
             }
             // stat(5)
-            (OpKind::Stat, Message::Rstat { stat }) => done(Outcome::Stat(stat)),
+            (OpKind::Stat, Message::Rstat { stat }) => done(Outcome::Stat(Box::new(stat))),
             (OpKind::Wstat, Message::Rwstat) => done(Outcome::Wstat),
             // clunk(5), remove(5)
             (OpKind::Clunk { fid }, Message::Rclunk) => {
