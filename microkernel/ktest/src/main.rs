@@ -51,7 +51,7 @@ mod threads;
 fn main() {
     eprintln!(
         "ktest is the microkernel's test root task: build it with \
-         `cargo build --release --target x86_64-unknown-none -p ktest` and boot it \
+         `cargo build --profile image --target x86_64-unknown-none -p ktest` and boot it \
          with `run/up --manifest images/manifests/ktest.toml`"
     );
     std::process::exit(2);

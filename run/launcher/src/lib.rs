@@ -112,13 +112,14 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
         .map(|(package, _)| *package)
         .collect();
     progress(&format!(
-        "building hvm, {} (x86_64-unknown-none, release)",
+        "building hvm, {} (x86_64-unknown-none, profile image: optimised as a whole, a few minutes the first time)",
         packages.join(", ")
     ));
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root).args([
         "build",
-        "--release",
+        "--profile",
+        "image",
         "--target",
         "x86_64-unknown-none",
         "-p",
@@ -135,7 +136,7 @@ pub fn build_components(root: &Path) -> Result<(PathBuf, BTreeMap<String, PathBu
             "building the bare-metal components failed (see cargo's messages above)".into(),
         );
     }
-    let out = target_dir(root).join("x86_64-unknown-none/release");
+    let out = target_dir(root).join("x86_64-unknown-none/image");
     let mut components: BTreeMap<String, PathBuf> = BARE_METAL_PACKAGES
         .iter()
         .flat_map(|(_, binaries)| binaries.iter())
