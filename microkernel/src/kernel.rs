@@ -169,22 +169,6 @@ fn copy_between(
     to: &AddressSpace,
     destination: UserRange,
 ) -> Result<(), u64> {
-    copy_pieces(
-        source,
-        destination,
-        |at| user_page_pointer(from, at, false),
-        |at| user_page_pointer(to, at, true),
-    )
-}
-
-/// The copy of `copy_between`, with the direct-map address of a user
-/// address found by `source_at` and `destination_at`.
-fn copy_pieces(
-    source: UserRange,
-    destination: UserRange,
-    source_at: impl Fn(u64) -> Option<*mut u8>,
-    destination_at: impl Fn(u64) -> Option<*mut u8>,
-) -> Result<(), u64> {
     let mut done = 0;
     while done < source.length() {
         let source_address = source.start() + done;
@@ -192,8 +176,9 @@ fn copy_pieces(
         let chunk = (PAGE - source_address % PAGE)
             .min(PAGE - destination_address % PAGE)
             .min(source.length() - done);
-        let from_pointer = source_at(source_address).ok_or(source_address)?;
-        let to_pointer = destination_at(destination_address).ok_or(destination_address)?;
+        let from_pointer = user_page_pointer(from, source_address, false).ok_or(source_address)?;
+        let to_pointer =
+            user_page_pointer(to, destination_address, true).ok_or(destination_address)?;
         // SAFETY: both pointers are direct-map addresses of mapped frames,
         // valid for `chunk` bytes (chunks never cross a page).
         unsafe { core::ptr::copy(from_pointer, to_pointer, chunk as usize) };
@@ -202,37 +187,52 @@ fn copy_pieces(
     Ok(())
 }
 
-/// Pages a fast-path string may span on each side (a 9P link's 8 KiB
-/// message, unaligned, spans three); longer strings take the general path.
-const FAST_PAGES: usize = 4;
+/// Most pages one fast-path string range may touch: enough for the link's
+/// MSIZE (8 216 bytes) plus a header at any alignment; a range over more
+/// pages takes the general path.
+const STRING_PAGES: usize = 4;
 
-/// The direct-map addresses of the pages under a range, looked up once
-/// before a fast-path IPC commits, so its copy walks no page table.
+/// The pages of a fast-path string range, each translated once: the
+/// direct-map address of every page's frame, and where in the first the
+/// range starts.
 struct Pages {
-    first: u64,
-    frames: [u64; FAST_PAGES],
+    frames: [*mut u8; STRING_PAGES],
+    offset: u64,
 }
 
 impl Pages {
-    /// `None` if a page of `range` is unmapped (or read-only, if `write`),
-    /// or the range spans more than [`FAST_PAGES`].
+    /// `None` unless every page of `range` is mapped in `space` (writable,
+    /// if `write`) and there are at most [`STRING_PAGES`] of them.
     fn of(space: &AddressSpace, range: UserRange, write: bool) -> Option<Pages> {
-        let first = range.start() & !(PAGE - 1);
-        let mut pages = Pages {
-            first,
-            frames: [0; FAST_PAGES],
-        };
-        let end = range.start() + range.length();
-        for (slot, page) in (first..end).step_by(PAGE as usize).enumerate() {
-            *pages.frames.get_mut(slot)? = user_page_pointer(space, page, write)? as u64;
+        let offset = range.start() % PAGE;
+        let mut frames = [core::ptr::null_mut(); STRING_PAGES];
+        let pages = (range.start() - offset..range.end()).step_by(PAGE as usize);
+        for (n, page) in pages.enumerate() {
+            *frames.get_mut(n)? = user_page_pointer(space, page, write)?;
         }
-        Some(pages)
+        Some(Pages { frames, offset })
     }
+}
 
-    /// The direct-map address of `address`, a byte of the range.
-    fn at(&self, address: u64) -> Option<*mut u8> {
-        let slot = usize::try_from((address - self.first) / PAGE).ok()?;
-        Some((self.frames.get(slot)? + address % PAGE) as *mut u8)
+/// Copies `length` bytes from the range `from` to the range `to`, a piece
+/// at a time, no piece crossing a page of either side.
+///
+/// # Safety
+/// Both ranges were checked ([`Pages::of`]) for at least `length` bytes, and
+/// no page table or frame has changed since.
+unsafe fn copy_pages(from: &Pages, to: &Pages, length: u64) {
+    let mut done = 0;
+    while done < length {
+        let (s, d) = (from.offset + done, to.offset + done);
+        let chunk = (PAGE - s % PAGE).min(PAGE - d % PAGE).min(length - done);
+        let source = from.frames[(s / PAGE) as usize].wrapping_add((s % PAGE) as usize);
+        let destination = to.frames[(d / PAGE) as usize].wrapping_add((d % PAGE) as usize);
+        // SAFETY: per the contract, both are direct-map addresses of mapped
+        // frames (the destination's writable), valid for `chunk` bytes as
+        // pieces never cross a page. A frame mapped in both spaces may make
+        // them overlap, hence `copy`.
+        unsafe { core::ptr::copy(source, destination, chunk as usize) };
+        done += chunk;
     }
 }
 
@@ -912,37 +912,34 @@ impl Kernel {
         }
     }
 
-    /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
-    /// thread that is already waiting. It copies MR0–MR6 register to
-    /// register and leaves the rendezvous bookkeeping to
-    /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
-    /// takes the general path, which ends in the same state.
     /// The fast path's plan for a string item (`item`, rewritten to what
-    /// the receiver `to` sees): source and destination, with their pages.
-    /// Only once every page it touches is known mapped, so the copy cannot
-    /// fail; anything else (a fault included) is the general path's to
-    /// handle and report, before anything changed.
+    /// `receiver` sees): the pages of source and destination, and
+    /// the length. Only once every page it touches is known mapped, so the
+    /// copy cannot fail; anything else (a fault included) is the general
+    /// path's to handle and report, before anything changed.
     #[inline(never)]
     fn fast_string(
         &self,
         sender_task: TaskId,
-        to: ThreadId,
+        receiver: &Thread,
         item: &mut [u64],
-    ) -> Option<(UserRange, Pages, UserRange, Pages)> {
-        let receiver = self.objects.threads.get(to)?;
+    ) -> Option<(Pages, Pages, u64)> {
         let buffer = ReceiveBuffer {
             address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS),
             length: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 8),
         };
         let (source, destination, received) = plan_one_string([item[0], item[1]], buffer)?;
-        let from = self.objects.space(sender_task)?;
-        let into = self.objects.space(receiver.task)?;
-        let source_pages = Pages::of(from, source, false)?;
-        let destination_pages = Pages::of(into, destination, true)?;
+        let from = Pages::of(self.objects.space(sender_task)?, source, false)?;
+        let into = Pages::of(self.objects.space(receiver.task)?, destination, true)?;
         item.copy_from_slice(&received);
-        Some((source, source_pages, destination, destination_pages))
+        Some((from, into, source.length()))
     }
 
+    /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
+    /// thread that is already waiting. It copies MR0–MR6 register to
+    /// register and leaves the rendezvous bookkeeping to
+    /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
+    /// takes the general path, which ends in the same state.
     fn fast_ipc(&mut self, caller: ThreadId) -> bool {
         let Some(thread) = self.objects.threads.get(caller) else {
             return false;
@@ -968,18 +965,13 @@ impl Kernel {
         };
         let mut words = [tag.raw(), c.r8, c.r9, c.r12, c.r13, c.r14, c.r15];
         let sender_task = thread.task;
-        if !to.is_thread()
-            || self
-                .objects
-                .threads
-                .get(to)
-                .is_none_or(|t| t.fault.is_some() || t.halted)
-        {
-            return false;
-        }
+        let receiver = match self.objects.threads.get(to) {
+            Some(t) if to.is_thread() && t.fault.is_none() && !t.halted => t,
+            _ => return false,
+        };
         let copy = if string {
             let at = 1 + tag.untyped();
-            match self.fast_string(sender_task, to, &mut words[at..at + 2]) {
+            match self.fast_string(sender_task, receiver, &mut words[at..at + 2]) {
                 Some(copy) => Some(copy),
                 None => return false,
             }
@@ -993,10 +985,10 @@ impl Kernel {
         if !self.ipc.direct_exchange(caller, request, now) {
             return false;
         }
-        if let Some((source, from, destination, into)) = copy {
-            // Cannot fail: every page was found mapped, and nothing ran in
-            // between.
-            let _ = copy_pieces(source, destination, |a| from.at(a), |a| into.at(a));
+        if let Some((from, into, length)) = copy {
+            // SAFETY: fast_string checked both ranges; direct_exchange
+            // changed no page table or frame since.
+            unsafe { copy_pages(&from, &into, length) };
         }
         let receiver = self.objects.threads.get_mut(to).expect("checked above");
         if tag.untyped() >= REGISTER_WORDS {
