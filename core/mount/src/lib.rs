@@ -65,16 +65,15 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
-
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use litemap::LiteMap;
 
 use kasane_servant::{Caller, Error, File, Io, LinkId, Opened, Servant, WaitKey};
+use litemap::LiteMap;
 use ninep::{FileMode, OpenMode, Stat};
 use ninep_client::{Client, Fid, FrameReader, OpId, Outcome};
 
