@@ -295,6 +295,22 @@ fn queue_frames(outbox: &mut VecDeque<Vec<u8>>, out: Vec<u8>) {
     }
 }
 
+/// Starts the posted read or write `key` names on the client: its frames
+/// into `out`.
+#[inline]
+fn start_io(
+    client: &mut Client,
+    key: &Pending,
+    request: &Request,
+    out: &mut Vec<u8>,
+) -> Result<OpId, ninep_client::Error> {
+    if key.write {
+        client.write(request.fid, key.offset, &request.data, out)
+    } else {
+        client.read(request.fid, key.offset, key.count, out)
+    }
+}
+
 /// The fid an outcome hands out (walk(5) and attach(5) make one).
 fn new_fid(result: &Result<Outcome, Error>) -> Option<Fid> {
     match result {
@@ -762,15 +778,8 @@ impl<T: Transport> MountDriver<T> {
                     let Some(request) = self.requests.get(&key) else {
                         continue; // its process went
                     };
-                    let mut out = Vec::new();
-                    let started = if key.write {
-                        link.client
-                            .write(request.fid, key.offset, &request.data, &mut out)
-                    } else {
-                        link.client
-                            .read(request.fid, key.offset, key.count, &mut out)
-                    };
-                    match started {
+                    let mut out = core::mem::take(&mut link.spare);
+                    match start_io(&mut link.client, &key, request, &mut out) {
                         Ok(op) => link.current = Some((Owner::Io(key), op)),
                         Err(e) => {
                             self.complete(id, Owner::Io(key), Err(nine(e)));
@@ -931,14 +940,7 @@ impl<T: Transport> MountDriver<T> {
             return Started::Busy(request);
         }
         let mut out = core::mem::take(&mut link.spare);
-        let started = if key.write {
-            link.client
-                .write(request.fid, key.offset, &request.data, &mut out)
-        } else {
-            link.client
-                .read(request.fid, key.offset, key.count, &mut out)
-        };
-        let op = match started {
+        let op = match start_io(&mut link.client, &key, &request, &mut out) {
             Ok(op) => op,
             Err(e) => return Started::Done(Err(nine(e))),
         };

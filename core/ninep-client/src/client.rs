@@ -382,15 +382,7 @@ impl Client {
             chunk,
             data: Vec::new(),
         };
-        self.ops.insert(
-            op,
-            Op {
-                tag,
-                flush: None,
-                kind,
-            },
-        );
-        Ok(op)
+        Ok(self.record(op, tag, kind))
     }
 
     /// `data` at `offset` (read(5), Twrite), in Twrites of at most the
@@ -977,15 +969,19 @@ impl Client {
         }
         let op = self.new_op();
         let tag = self.send(op, message, out)?;
-        self.ops.insert(
-            op,
-            Op {
-                tag,
-                flush: None,
-                kind,
-            },
-        );
-        Ok(op)
+        Ok(self.record(op, tag, kind))
+    }
+
+    /// Records a started operation, its first request sent under `tag`.
+    #[inline]
+    fn record(&mut self, op: OpId, tag: u16, kind: OpKind) -> OpId {
+        let entry = Op {
+            tag,
+            flush: None,
+            kind,
+        };
+        self.ops.insert(op, entry);
+        op
     }
 
     /// Encodes a request of `op` under a fresh tag and records the tag.

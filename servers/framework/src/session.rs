@@ -214,8 +214,7 @@ impl<F: FileServer> Session<F> {
                 u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
             };
             let offset = u64::from(word(11)) | (u64::from(word(15)) << 32);
-            self.next_request += 1;
-            let id = RequestId(self.next_request);
+            let id = self.next_id();
             let result = self.read(fs, id, tag, word(7), offset, word(19), out);
             answer(out, tag, result);
             return Ok(());
@@ -247,8 +246,7 @@ impl<F: FileServer> Session<F> {
             reply_error(out, tag, &Error::new(text));
             return Ok(());
         }
-        self.next_request += 1;
-        let id = RequestId(self.next_request);
+        let id = self.next_id();
         let result = match request.message {
             Message::Tauth { .. } => Err(Error::NO_AUTH),
             Message::Tattach {
@@ -316,14 +314,20 @@ impl<F: FileServer> Session<F> {
         self.negotiated = false;
     }
 
+    /// A request id never used before.
+    fn next_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
     fn abort(&mut self, fs: &mut F) {
         for (_, pending) in core::mem::take(&mut self.pending) {
             fs.flush(pending.id);
         }
         let fids = core::mem::take(&mut self.fids);
         for (_, entry) in fids {
-            self.next_request += 1;
-            self.release(fs, RequestId(self.next_request), entry);
+            let id = self.next_id();
+            self.release(fs, id, entry);
         }
     }
 

@@ -11,12 +11,6 @@ pub(super) struct FdFile {
     pub(super) offset: u64,
 }
 
-impl FdFile {
-    fn file(&self) -> kasane_servant::File {
-        self.file
-    }
-}
-
 impl Core {
     pub(super) fn resolve(&mut self, pid: u32, path: &str) -> Result<Loc, Error> {
         let Some(process) = self.processes.get(&pid) else {
@@ -263,7 +257,7 @@ impl Core {
                         let caller = Caller::new(pid, USER).with_env_group(group);
                         match self.devices.get_mut(chan.letter)?.read(
                             &caller,
-                            &chan.file(),
+                            &chan.file,
                             offset,
                             count as u32,
                         )? {
@@ -288,12 +282,11 @@ impl Core {
                     chan.offset
                 };
                 let caller = Caller::new(pid, USER).with_env_group(group);
-                let written = match self.devices.get_mut(chan.letter)?.write(
-                    &caller,
-                    &chan.file(),
-                    offset,
-                    data,
-                )? {
+                let written = match self
+                    .devices
+                    .get_mut(chan.letter)?
+                    .write(&caller, &chan.file, offset, data)?
+                {
                     Io::Ready(n) => n,
                     Io::WouldBlock(_) => return Ok(Outcome::Park),
                 };
@@ -312,7 +305,7 @@ impl Core {
                         let caller = Caller::new(pid, USER).with_env_group(group);
                         self.devices
                             .get_mut(chan.letter)?
-                            .stat(&caller, &chan.file())?
+                            .stat(&caller, &chan.file)?
                             .length as i64
                     }
                 };
