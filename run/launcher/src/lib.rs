@@ -26,7 +26,7 @@ mod terminal;
 mod typist;
 
 pub use build::{build_components, BARE_METAL_PACKAGES};
-pub use emulator::Emulator;
+pub use emulator::{lists_vmx, Emulator, Host};
 pub use image::{add_linux_components, make_image, memory_needed};
 pub use typist::{read_script, Typist};
 

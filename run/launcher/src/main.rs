@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator};
+use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator, Host};
 
 const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE]
 
@@ -16,7 +16,8 @@ streams the console. From a terminal, what you type goes to the console.
 With --script, each line of FILE (blank and # lines too) is typed at the
 next `; ` prompt, then ^D, so rc exits and the system powers off. Exits 0
 when the system powers off cleanly, 1 on a failure, 2 when the emulator
-ends without powering off, 124 on timeout.";
+ends without powering off or cannot run on this host (kvm without
+/dev/kvm or VT-x), 124 on timeout.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,6 +66,10 @@ fn run(args: Vec<String>) -> Result<u8, String> {
             }
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
+    }
+    if let Some(reason) = emulator.refusal(&Host::probe()) {
+        eprintln!("run/up: {reason}");
+        return Ok(2);
     }
     memory = memory.max(kasane_run::memory_needed(&manifest)?);
     let (hvm, components) = build_components(&root)?;
