@@ -3,11 +3,11 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::terminal::RawTerminal;
-use crate::{forward_output, which, BootOptions, Console};
+use crate::terminal::Terminal;
+use crate::{forward_output, signals, which, BootOptions, Console, Machine};
 
 /// [`start_bochs`], again (up to three times) when Bochs gave up at once
 /// because its headless display found no free port: Bochs instances
@@ -15,11 +15,11 @@ use crate::{forward_output, which, BootOptions, Console};
 pub(crate) fn start_bochs_retrying(
     options: &BootOptions,
     run_dir: &Path,
-) -> Result<(Child, Console), String> {
+) -> Result<(Machine, Console), String> {
     let mut attempt = 1;
     loop {
         match start_bochs(options, run_dir) {
-            Err(e) if attempt < 3 && display_port_taken(run_dir) => {
+            Err(e) if attempt < 3 && display_port_taken(run_dir) && signals::caught().is_none() => {
                 eprintln!("run: Bochs found no display port ({e}); starting it again");
                 std::thread::sleep(Duration::from_millis(500 * attempt));
                 attempt += 1;
@@ -37,7 +37,7 @@ fn display_port_taken(run_dir: &Path) -> bool {
 
 /// Bochs offers COM1 as a TCP server and waits for one client before it
 /// starts the machine; the launcher connects as soon as it listens.
-fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Console), String> {
+fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Console), String> {
     if !which("bochs") {
         return Err(
             "bochs is not installed: run run/deps (apt-get install bochs bochsbios vgabios)".into(),
@@ -73,7 +73,8 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Console)
     let commands = run_dir.join("cmds");
     fs::write(&commands, "c\n").map_err(|e| format!("{}: {e}", commands.display()))?;
     let out = fs::File::create(run_dir.join("bochs.out")).map_err(|e| e.to_string())?;
-    let mut child = Command::new("bochs")
+    let mut command = Command::new("bochs");
+    command
         .current_dir(run_dir)
         .arg("-f")
         .arg(&rc)
@@ -82,18 +83,22 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Console)
         .arg(&commands)
         .stdin(Stdio::null())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)
-        .stderr(out)
-        .spawn()
-        .map_err(|e| format!("cannot start bochs: {e}"))?;
+        .stderr(out);
+    // Bochs never reads the terminal: the launcher forwards keys to COM1.
+    let mut machine =
+        Machine::spawn(&mut command, false).map_err(|e| format!("cannot start bochs: {e}"))?;
     let start = Instant::now();
     let stream = loop {
         match std::net::TcpStream::connect(("127.0.0.1", port)) {
             Ok(stream) => break stream,
             Err(e) => {
-                let exited = child.try_wait().ok().flatten();
+                let exited = machine.try_wait().ok().flatten();
+                if let Some(signal) = signals::caught() {
+                    machine.end();
+                    return Err(format!("stopped by {}", signals::name(signal)));
+                }
                 if exited.is_some() || start.elapsed() > Duration::from_secs(60) {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    machine.end();
                     return Err(format!(
                         "cannot reach Bochs's serial console at 127.0.0.1:{port}: {e} (see {})",
                         run_dir.join("bochs.out").display()
@@ -114,7 +119,7 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Console)
     if options.script.is_some() {
         console.input = Some(Box::new(clone()?));
     } else if options.interactive {
-        console._terminal = RawTerminal::enter();
+        console._terminal = Terminal::raw();
         let mut to_guest = clone()?;
         std::thread::spawn(move || {
             let mut buffer = [0u8; 256];
@@ -126,5 +131,5 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Child, Console)
             }
         });
     }
-    Ok((child, console))
+    Ok((machine, console))
 }

@@ -13,32 +13,42 @@
 //!
 //! The parts: `build` (the bare-metal components), `image` (the ISO),
 //! `emulator` (the choice of emulator), `bochs` and `qemu` (starting each
-//! with its console), `typist` (scripts typed at prompts) and `terminal`
-//! (the terminal's mode while keys are forwarded). This file boots and
-//! judges.
+//! with its console), `typist` (scripts typed at prompts), `terminal`
+//! (the terminal's mode, put back after a boot) and `signals` (SIGTERM,
+//! SIGINT and SIGHUP end the emulator). This file boots and judges.
+//!
+//! Once [`catch_terminating`] is called (`run/up` does, just before it
+//! boots), a terminating signal ends the emulator and what it started
+//! (an emulator that does not read the terminal runs as the leader of a
+//! process group of its own, and the whole group is killed), puts the
+//! terminal back, and the boot answers [`Outcome::Signalled`]: `run/up`
+//! exits with 128 + the signal's number.
 
 mod bochs;
 mod build;
 mod emulator;
 mod image;
 mod qemu;
+mod signals;
 mod terminal;
 mod typist;
 
 pub use build::{build_components, BARE_METAL_PACKAGES};
 pub use emulator::{lists_vmx, Emulator, Host};
 pub use image::{add_linux_components, make_image, memory_needed};
+pub use signals::{catch_terminating, caught, name as signal_name};
 pub use typist::{read_script, Typist};
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use terminal::RawTerminal;
+use terminal::Terminal;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -66,6 +76,9 @@ pub enum Outcome {
     Timeout,
     /// The emulator ended without a power-off line.
     EmulatorExited(String),
+    /// The launcher caught this terminating signal ([`catch_terminating`])
+    /// and ended the emulator.
+    Signalled(i32),
 }
 
 impl Outcome {
@@ -76,6 +89,7 @@ impl Outcome {
             Self::Failed(_) => 1,
             Self::Timeout => 124,
             Self::EmulatorExited(_) => 2,
+            Self::Signalled(signal) => signals::exit_status(*signal),
         }
     }
 }
@@ -137,17 +151,88 @@ pub fn boot(options: &BootOptions) -> Result<Boot, String> {
         .with_extension(format!("run-{}-{run}", std::process::id()));
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
-    let (mut child, console) = match options.emulator {
-        Emulator::Bochs => bochs::start_bochs_retrying(options, &run_dir)?,
-        Emulator::Qemu | Emulator::Kvm => qemu::start_qemu(options)?,
+    let started = match options.emulator {
+        Emulator::Bochs => bochs::start_bochs_retrying(options, &run_dir),
+        Emulator::Qemu | Emulator::Kvm => qemu::start_qemu(options),
     };
-    let result = watch(&mut child, console, options);
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut result = match started {
+        Ok((mut machine, mut console)) => {
+            let result = watch(&mut machine, &mut console, options);
+            // The emulator goes first, then the terminal is put back.
+            machine.end();
+            drop(console);
+            result
+        }
+        Err(e) => Err(e),
+    };
+    // However far the boot came, a signal decides how it ended.
+    if let Some(signal) = signals::caught() {
+        let transcript = result.map(|b| b.transcript).unwrap_or_default();
+        result = Ok(Boot {
+            transcript,
+            outcome: Outcome::Signalled(signal),
+        });
+    }
     if result.as_ref().is_ok_and(|b| b.outcome == Outcome::Clean) {
         let _ = fs::remove_dir_all(&run_dir);
     }
     result
+}
+
+/// A running emulator. Ended on drop too, so that no path out of a boot
+/// (a panic included) leaves it running.
+struct Machine {
+    child: Child,
+    /// The emulator leads a process group of its own: ending it kills
+    /// the group, with whatever the emulator started.
+    group: bool,
+    /// It has been waited for: its pid (and so its group's id) may be
+    /// another process's now.
+    reaped: bool,
+}
+
+impl Machine {
+    /// Starts `command`. An emulator that does not read the terminal is
+    /// put in a process group of its own when terminating signals are
+    /// caught: then the launcher ends it and what it started. (One that
+    /// reads the terminal must stay in the terminal's foreground group.)
+    fn spawn(command: &mut Command, reads_terminal: bool) -> std::io::Result<Self> {
+        let group = signals::catching() && !reads_terminal;
+        if group {
+            command.process_group(0);
+        }
+        Ok(Machine {
+            child: command.spawn()?,
+            group,
+            reaped: false,
+        })
+    }
+
+    /// [`Child::try_wait`].
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        let status = self.child.try_wait()?;
+        self.reaped |= status.is_some();
+        Ok(status)
+    }
+
+    /// Kills the emulator (and its group) and waits for it.
+    fn end(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if self.group {
+            signals::kill_group(self.child.id());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reaped = true;
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 /// The guest's serial console as the launcher sees it.
@@ -156,8 +241,8 @@ struct Console {
     output: mpsc::Receiver<Vec<u8>>,
     /// Where typed bytes go, when anything is typed.
     input: Option<Box<dyn Write + Send>>,
-    /// The terminal's mode while its keys are forwarded.
-    _terminal: Option<RawTerminal>,
+    /// The terminal's mode, put back when the boot ends.
+    _terminal: Option<Terminal>,
 }
 
 /// Reads `from` until it ends, sending each chunk.
@@ -174,7 +259,11 @@ fn forward_output(mut from: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8
     receiver
 }
 
-fn watch(child: &mut Child, mut console: Console, options: &BootOptions) -> Result<Boot, String> {
+fn watch(
+    machine: &mut Machine,
+    console: &mut Console,
+    options: &BootOptions,
+) -> Result<Boot, String> {
     let start = Instant::now();
     let mut bytes = Vec::new();
     let mut decided: Option<(Outcome, Instant)> = None;
@@ -204,8 +293,14 @@ fn watch(child: &mut Child, mut console: Console, options: &BootOptions) -> Resu
         }
     };
     loop {
+        if let Some(signal) = signals::caught() {
+            return Ok(Boot {
+                transcript: String::from_utf8_lossy(&bytes).replace('\r', ""),
+                outcome: Outcome::Signalled(signal),
+            });
+        }
         let before = bytes.len();
-        receive(&console, &mut bytes, Duration::from_millis(10));
+        receive(console, &mut bytes, Duration::from_millis(10));
         show(&bytes[before..]);
         if bytes.len() > before {
             last_output = Instant::now();
@@ -222,11 +317,11 @@ fn watch(child: &mut Child, mut console: Console, options: &BootOptions) -> Resu
                 decided = Some((outcome, Instant::now()));
             }
         }
-        let exited = child.try_wait().map_err(|e| e.to_string())?;
+        let exited = machine.try_wait().map_err(|e| e.to_string())?;
         if let Some(status) = exited {
             // Drain what the emulator wrote last.
             let before = bytes.len();
-            receive(&console, &mut bytes, Duration::from_millis(100));
+            receive(console, &mut bytes, Duration::from_millis(100));
             show(&bytes[before..]);
             let transcript = String::from_utf8_lossy(&bytes).replace('\r', "");
             let outcome = match decided.map(|d| d.0).or_else(|| judge(&transcript)) {
