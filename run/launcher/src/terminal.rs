@@ -5,9 +5,12 @@ use std::process::{Command, Stdio};
 /// The terminal's mode as `stty` found it, put back on drop: after a boot
 /// however it ends, signals included. While Bochs's console is forwarded
 /// it takes keys one at a time without echoing them (the guest echoes);
-/// QEMU sets its own mode, which it cannot put back when it is killed.
+/// QEMU sets its own mode, and makes stdin non-blocking, which it cannot
+/// undo when it is killed.
 pub(crate) struct Terminal {
     saved: String,
+    /// Stdin's file status flags (fcntl(2) F_GETFL), O_NONBLOCK among them.
+    flags: Option<libc::c_int>,
 }
 
 impl Terminal {
@@ -20,7 +23,13 @@ impl Terminal {
             .ok()
             .filter(|o| o.status.success())?;
         let saved = String::from_utf8(saved.stdout).ok()?.trim().to_owned();
-        Some(Terminal { saved })
+        // SAFETY: fcntl(2) F_GETFL on fd 0 takes and returns integers and
+        // touches none of our memory.
+        let flags = unsafe { libc::fcntl(libc::STDIN_FILENO, libc::F_GETFL) };
+        Some(Terminal {
+            saved,
+            flags: (flags >= 0).then_some(flags),
+        })
     }
 
     /// Notes the mode, then sets the terminal to -icanon -echo.
@@ -42,5 +51,10 @@ impl Drop for Terminal {
             .arg(&self.saved)
             .stdin(Stdio::inherit())
             .status();
+        if let Some(flags) = self.flags {
+            // SAFETY: fcntl(2) F_SETFL on fd 0 takes integers and touches
+            // none of our memory.
+            unsafe { libc::fcntl(libc::STDIN_FILENO, libc::F_SETFL, flags) };
+        }
     }
 }
