@@ -26,7 +26,7 @@ pub(crate) enum Owner {
 }
 
 /// What became of a read or write offered to an idle link.
-pub(crate) enum Started {
+enum Started {
     /// Answered at once.
     Done(Result<Outcome, Error>),
     /// Posted; its answer comes later, as a posted request's does.
@@ -39,17 +39,17 @@ pub(crate) enum Started {
 /// caller's process, the chan's dev, the offset and the count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Pending {
-    pub(crate) pid: u32,
-    pub(crate) dev: u32,
-    pub(crate) offset: u64,
-    pub(crate) count: u32,
-    pub(crate) write: bool,
+    pid: u32,
+    dev: u32,
+    offset: u64,
+    count: u32,
+    write: bool,
 }
 
 /// A posted or queued request: its fid, and the bytes to write.
 pub(crate) struct Request {
-    pub(crate) fid: Fid,
-    pub(crate) data: Vec<u8>,
+    fid: Fid,
+    data: Vec<u8>,
 }
 
 pub(crate) struct Link<T> {
@@ -98,7 +98,7 @@ pub(crate) fn queue_frames(outbox: &mut VecDeque<Vec<u8>>, out: Vec<u8>) {
 /// Starts the posted read or write `key` names on the client: its frames
 /// into `out`.
 #[inline]
-pub(crate) fn start_io(
+fn start_io(
     client: &mut Client,
     key: &Pending,
     request: &Request,
