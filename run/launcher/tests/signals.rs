@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 /// stand-in never opens the console port, so the launcher is still waiting
 /// to connect when the signal comes.
 const STAND_IN: &str = r#"#!/bin/sh
+d="$KASANE_STAND_IN"
 sleep 300 &
-echo $! > "$KASANE_STAND_IN/child.tmp" && mv "$KASANE_STAND_IN/child.tmp" "$KASANE_STAND_IN/child.pid"
-echo $$ > "$KASANE_STAND_IN/emulator.tmp" && mv "$KASANE_STAND_IN/emulator.tmp" "$KASANE_STAND_IN/emulator.pid"
+echo $! > "$d/child.tmp" && mv "$d/child.tmp" "$d/child.pid"
+echo $$ > "$d/emulator.tmp" && mv "$d/emulator.tmp" "$d/emulator.pid"
 echo "stand-in: booting"
 wait
 "#;
