@@ -6,17 +6,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator};
+use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator, Host};
 
-const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE]
+const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE] [--iso FILE]
 
 Builds what changed, makes the ISO for the manifest (default
 images/manifests/default.toml: core and an interactive rc), boots it and
 streams the console. From a terminal, what you type goes to the console.
 With --script, each line of FILE (blank and # lines too) is typed at the
-next `; ` prompt, then ^D, so rc exits and the system powers off. Exits 0
-when the system powers off cleanly, 1 on a failure, 2 when the emulator
-ends without powering off, 124 on timeout.";
+next `; ` prompt, then ^D, so rc exits and the system powers off. With
+--iso, FILE (an ISO made before) is booted as it is and nothing is built;
+--manifest then only sizes the memory. SIGTERM, SIGINT or SIGHUP ends the
+emulator and puts the terminal back. Exits 0 when the system powers off
+cleanly, 1 on a failure, 2 when the emulator ends without powering off or
+cannot run on this host (kvm without /dev/kvm or VT-x), 124 on timeout,
+128 + the signal's number when a signal ended it (143 for SIGTERM).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +45,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     let mut timeout = 300u64;
     let mut memory = 256u32;
     let mut script = None;
+    let mut iso = None;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
@@ -58,6 +63,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
                     .map_err(|_| format!("--timeout wants seconds, got `{value}`"))?
             }
             "--script" => script = Some(kasane_run::read_script(&PathBuf::from(value))?),
+            "--iso" => iso = Some(PathBuf::from(value)),
             "--memory" => {
                 memory = value
                     .parse()
@@ -66,9 +72,18 @@ fn run(args: Vec<String>) -> Result<u8, String> {
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
+    if let Some(reason) = emulator.refusal(&Host::probe()) {
+        eprintln!("run/up: {reason}");
+        return Ok(2);
+    }
     memory = memory.max(kasane_run::memory_needed(&manifest)?);
-    let (hvm, components) = build_components(&root)?;
-    let iso = make_image(&root, &manifest, &hvm, components)?;
+    let iso = match iso {
+        Some(iso) => iso,
+        None => {
+            let (hvm, components) = build_components(&root)?;
+            make_image(&root, &manifest, &hvm, components)?
+        }
+    };
     eprintln!(
         "run: booting {} in {emulator} (timeout {timeout} s)",
         iso.display()
@@ -83,6 +98,8 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         script,
         memory_mib: memory,
     };
+    // From here a terminating signal ends the emulator before run/up exits.
+    kasane_run::catch_terminating()?;
     let result = boot(&options)?;
     let code = result.outcome.exit_code();
     match &result.outcome {
@@ -90,6 +107,10 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         kasane_run::Outcome::Failed(line) => eprintln!("run: failed: {line}"),
         kasane_run::Outcome::Timeout => eprintln!("run: timed out after {timeout} s"),
         kasane_run::Outcome::EmulatorExited(why) => eprintln!("run: {why}"),
+        kasane_run::Outcome::Signalled(signal) => eprintln!(
+            "run: stopped by {}; the emulator is ended",
+            kasane_run::signal_name(*signal)
+        ),
     }
     Ok(code as u8)
 }

@@ -1,0 +1,476 @@
+//! A link's queue: posted reads and writes, what is on the wire, answers.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use kasane_servant::{Caller, Error, File, Io, LinkId, WaitKey};
+use ninep_client::{Client, Fid, OpId, Outcome};
+
+use crate::fids::MOUNT_BITS;
+use crate::journal::{new_fid, Op};
+use crate::transport::NOT_A_FRAME;
+use crate::{nine, MountDriver, Transport, MSIZE};
+
+/// Whose operation is on a link's wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A posted read or write.
+    Io(Pending),
+    /// A journal entry of a process's call.
+    Call { pid: u32, id: u64 },
+    /// A read or write started on an idle link and waited for within the
+    /// same call ([`MountDriver::start_now`]); its result goes to `now`.
+    Now,
+}
+
+/// What became of a read or write offered to an idle link.
+enum Started {
+    /// Answered at once.
+    Done(Result<Outcome, Error>),
+    /// Posted; its answer comes later, as a posted request's does.
+    Posted,
+    /// The link was not idle: the request is the queue's.
+    Busy(Request),
+}
+
+/// A read or write of a posting link, as its retry will name it: the
+/// caller's process, the chan's dev, the offset and the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Pending {
+    pid: u32,
+    dev: u32,
+    offset: u64,
+    count: u32,
+    write: bool,
+}
+
+/// A posted or queued request: its fid, and the bytes to write.
+pub(crate) struct Request {
+    fid: Fid,
+    data: Vec<u8>,
+}
+
+pub(crate) struct Link<T> {
+    /// `None` once the link hung up: the stopped transport waits in
+    /// `MountDriver::dead` for its owner to restart it on a new link.
+    pub(crate) server: Option<T>,
+    pub(crate) client: Client,
+    pub(crate) answer: Box<[u8]>,
+    /// A frame is posted and its answer not yet delivered; since when
+    /// (the first [`MountDriver::expire`] after the post).
+    pub(crate) posted: Option<Option<u64>>,
+    /// The operation the posted frames belong to, and its client op.
+    pub(crate) current: Option<(Owner, OpId)>,
+    /// Frames the client made that wait for the link (a long read's next
+    /// part, a clean-up clunk).
+    pub(crate) outbox: VecDeque<Vec<u8>>,
+    /// Requests waiting for the link, oldest first.
+    pub(crate) queue: VecDeque<Pending>,
+    /// A call's operation found the link busy: wake it when it is free.
+    pub(crate) waiters: bool,
+    /// The last frame posted, emptied: the next request is written into
+    /// it, so a quiet link's reads allocate no frame.
+    pub(crate) spare: Vec<u8>,
+}
+
+/// Queues the requests a client wrote into `out`: whole frames, one after
+/// another (each starts with its size, intro(5)). The usual single frame
+/// is moved into the queue, not copied.
+pub(crate) fn queue_frames(outbox: &mut VecDeque<Vec<u8>>, out: Vec<u8>) {
+    let size = |bytes: &[u8]| -> Option<usize> {
+        let head: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+        let size = u32::from_le_bytes(head) as usize;
+        (size >= 7 && size <= bytes.len()).then_some(size)
+    };
+    if size(&out) == Some(out.len()) {
+        outbox.push_back(out);
+        return;
+    }
+    let mut rest = &out[..];
+    while let Some(n) = size(rest) {
+        outbox.push_back(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+}
+
+/// Starts the posted read or write `key` names on the client: its frames
+/// into `out`.
+#[inline]
+fn start_io(
+    client: &mut Client,
+    key: &Pending,
+    request: &Request,
+    out: &mut Vec<u8>,
+) -> Result<OpId, ninep_client::Error> {
+    if key.write {
+        client.write(request.fid, key.offset, &request.data, out)
+    } else {
+        client.read(request.fid, key.offset, key.count, out)
+    }
+}
+
+impl<T: Transport> MountDriver<T> {
+    /// Wakes the callers waiting on `link`. One wakeup says "try again";
+    /// more would say nothing more.
+    pub(crate) fn wake(&mut self, link: LinkId) {
+        if self.wakeups.is_empty() {
+            self.wakeups.push(WaitKey {
+                letter: 'M',
+                key: link.0,
+            });
+        }
+    }
+
+    /// Adds a server's link.
+    pub fn add_link(&mut self, link: LinkId, server: T) {
+        let answer = vec![0u8; MSIZE as usize].into_boxed_slice();
+        self.links.insert(
+            link,
+            Link {
+                server: Some(server),
+                client: Client::new(MSIZE),
+                answer,
+                posted: None,
+                current: None,
+                outbox: VecDeque::new(),
+                queue: VecDeque::new(),
+                waiters: false,
+                spare: Vec::new(),
+            },
+        );
+    }
+
+    /// The link whose server is `peer` ([`Transport::peer`]).
+    pub fn link_of_peer(&self, peer: u64) -> Option<LinkId> {
+        self.links
+            .iter()
+            .find(|(_, l)| l.server.as_ref().is_some_and(|s| s.peer() == peer))
+            .map(|(id, _)| *id)
+    }
+
+    /// The live transport of `link`, for its owner (core pages a task
+    /// server whose fault arrives outside an exchange).
+    pub fn transport_mut(&mut self, link: LinkId) -> Option<&mut T> {
+        self.links.get_mut(&link)?.server.as_mut()
+    }
+
+    /// Whether a posted request waits for its answer on any link.
+    pub fn in_flight(&self) -> bool {
+        self.links.values().any(|l| l.posted.is_some())
+    }
+
+    /// Hangs up every link whose posted request has waited longer than
+    /// `limit` since `now` was first seen after the post (times in any
+    /// unit, e.g. microseconds). Its waiting reads and writes fail.
+    pub fn expire(&mut self, now: u64, limit: u64) {
+        let mut late = Vec::new();
+        for (id, link) in &mut self.links {
+            match &mut link.posted {
+                Some(since @ None) => *since = Some(now),
+                Some(Some(since)) if now.saturating_sub(*since) > limit => late.push(*id),
+                _ => {}
+            }
+        }
+        for id in late {
+            self.fail_link(id, &"no answer in time");
+        }
+    }
+
+    /// Forgets the reads and writes of a process that has gone: an answer
+    /// still to come is dropped.
+    pub fn forget(&mut self, pid: u32) {
+        self.requests.retain(|key, _| key.pid != pid);
+        self.done.retain(|key, _| key.pid != pid);
+        self.drop_journal(pid);
+    }
+
+    /// The answer to the request posted on `link` (a 9P R-message, as the
+    /// server sent it). A frame that does not decode, or an answer
+    /// nobody posted, hangs the link up.
+    pub fn deliver(&mut self, id: LinkId, frame: &[u8]) {
+        self.take_answer(id, frame);
+        self.pump(id);
+    }
+
+    /// [`deliver`](Self::deliver) without starting what comes next.
+    fn take_answer(&mut self, id: LinkId, frame: &[u8]) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if link.posted.take().is_none() {
+            self.fail_link(id, &"an answer nobody asked for");
+            return;
+        }
+        let mut more = Vec::new();
+        let finished = match link.client.receive(frame, &mut more) {
+            Ok(Some(done)) if matches!(done.result, Err(ninep_client::Error::Protocol(_))) => {
+                if let Err(e) = done.result {
+                    self.fail_link(id, &format_args!("9P botch: {e}"));
+                }
+                return;
+            }
+            Ok(Some(done)) => match link.current {
+                Some((owner, op)) if op == done.op => {
+                    link.current = None;
+                    Some((owner, done.result.map_err(nine)))
+                }
+                _ => None,
+            },
+            Ok(None) if more.is_empty() => {
+                // One message is one whole frame (see exchange_op).
+                self.fail_link(id, &NOT_A_FRAME);
+                return;
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.fail_link(id, &format_args!("9P botch: {e}"));
+                return;
+            }
+        };
+        queue_frames(&mut link.outbox, more);
+        if let Some((owner, result)) = finished {
+            self.complete(id, owner, result);
+        }
+    }
+
+    /// [`take_answer`](Self::take_answer) of the `length` bytes the
+    /// transport left in the link's answer buffer.
+    pub(crate) fn take_buffered_answer(&mut self, id: LinkId, length: usize) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        let answer = core::mem::take(&mut link.answer);
+        let length = length.min(answer.len());
+        self.take_answer(id, &answer[..length]);
+        if let Some(link) = self.links.get_mut(&id) {
+            link.answer = answer;
+        }
+    }
+
+    /// Keeps a finished operation's result for the caller's retry, unless
+    /// its process (or its call) went, and says so.
+    pub(crate) fn complete(&mut self, link: LinkId, owner: Owner, result: Result<Outcome, Error>) {
+        match owner {
+            Owner::Io(key) => {
+                if self.requests.remove(&key).is_some() {
+                    self.done.insert(key, result);
+                    self.wake(link);
+                }
+            }
+            Owner::Now => self.now = Some(result),
+            Owner::Call { pid, id } => {
+                let entry = self.journals.get_mut(&pid).and_then(|journal| {
+                    let at = journal.entries.iter().position(|e| e.id == id)?;
+                    Some((journal, at))
+                });
+                match entry {
+                    Some((journal, at)) => {
+                        // The fid is the call's until a run takes it.
+                        if let Some(fid) = new_fid(&result) {
+                            journal.spare.push((link, fid));
+                        }
+                        journal.entries[at].result = Some(result);
+                        self.wake(link);
+                    }
+                    None => {
+                        // Nobody will take what it made.
+                        if let Some(fid) = new_fid(&result) {
+                            self.clunk_later(link, fid);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Posts the next frame of `link`, or starts its next queued request,
+    /// while nothing is on the wire.
+    pub(crate) fn pump(&mut self, id: LinkId) {
+        loop {
+            let Some(link) = self.links.get_mut(&id) else {
+                return;
+            };
+            if link.posted.is_some() || link.server.is_none() {
+                return;
+            }
+            let frame = match link.outbox.pop_front() {
+                Some(frame) => frame,
+                None => {
+                    if let Some((owner, _)) = link.current.take() {
+                        // Nothing more will come for it.
+                        self.complete(id, owner, Err(Error::new("#M: the operation stalled")));
+                        continue;
+                    }
+                    let Some(key) = link.queue.pop_front() else {
+                        // Free: a call that found it busy may go on.
+                        if core::mem::take(&mut link.waiters) {
+                            self.wake(id);
+                        }
+                        return;
+                    };
+                    let Some(request) = self.requests.get(&key) else {
+                        continue; // its process went
+                    };
+                    let mut out = core::mem::take(&mut link.spare);
+                    match start_io(&mut link.client, &key, request, &mut out) {
+                        Ok(op) => link.current = Some((Owner::Io(key), op)),
+                        Err(e) => {
+                            self.complete(id, Owner::Io(key), Err(nine(e)));
+                            continue;
+                        }
+                    }
+                    queue_frames(&mut link.outbox, out);
+                    continue;
+                }
+            };
+            let Some(server) = link.server.as_mut() else {
+                return;
+            };
+            let posted = server.post(&frame, &mut link.answer);
+            link.spare = frame;
+            link.spare.clear();
+            match posted {
+                Ok(None) => link.posted = Some(None),
+                Ok(Some(length)) => {
+                    // Answered at once: take it here and go on.
+                    link.posted = Some(None);
+                    self.take_buffered_answer(id, length);
+                }
+                Err(reason) => {
+                    self.hang_up(id, reason);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A read or write of an opened chan on a posting link: the result if
+    /// it came, or the request is posted (or queued) and the caller waits.
+    pub(crate) fn posted_io(
+        &mut self,
+        caller: &Caller<'_>,
+        file: &File,
+        offset: u64,
+        count: u32,
+        data: Option<&[u8]>,
+    ) -> Result<Option<Io<Outcome>>, Error> {
+        let link = self.link_of(file)?;
+        let posts = self
+            .links
+            .get(&link)
+            .and_then(|l| l.server.as_ref())
+            .is_some_and(|s| s.posts());
+        if !posts || file.dev >> MOUNT_BITS == 0 {
+            return Ok(None);
+        }
+        // In a call that has asked the server something already (a spawn
+        // reading its program after the walk and open), the I/O goes in
+        // the journal too: a rerun must not ask again for what it read.
+        if let Some((pid, serial)) = self.gate.current() {
+            if self
+                .journals
+                .get(&pid)
+                .is_some_and(|j| !j.entries.is_empty())
+            {
+                let fid = self.fid_of(file)?;
+                let op = match data {
+                    Some(data) => Op::Write {
+                        fid,
+                        offset,
+                        data: data.to_vec(),
+                    },
+                    None => Op::Read { fid, offset, count },
+                };
+                return self
+                    .run_in_call(pid, serial, link, op)
+                    .map(|outcome| Some(Io::Ready(outcome)));
+            }
+        }
+        let key = Pending {
+            pid: caller.pid,
+            dev: file.dev,
+            offset,
+            count,
+            write: data.is_some(),
+        };
+        let waiting = Io::WouldBlock(WaitKey {
+            letter: 'M',
+            key: link.0,
+        });
+        if let Some(result) = self.done.remove(&key) {
+            return result.map(|outcome| Some(Io::Ready(outcome)));
+        }
+        if self.requests.contains_key(&key) {
+            return Ok(Some(waiting));
+        }
+        let fid = self.fid_of(file)?;
+        let request = Request {
+            fid,
+            data: data.map(<[u8]>::to_vec).unwrap_or_default(),
+        };
+        let request = match self.start_now(link, key, request) {
+            Started::Done(result) => return result.map(|outcome| Some(Io::Ready(outcome))),
+            Started::Posted => return Ok(Some(waiting)),
+            Started::Busy(request) => request,
+        };
+        self.requests.insert(key, request);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.queue.push_back(key);
+        }
+        self.pump(link);
+        match self.done.remove(&key) {
+            Some(result) => result.map(|outcome| Some(Io::Ready(outcome))),
+            None => Ok(Some(waiting)),
+        }
+    }
+
+    /// Starts a read or write at once on an idle link, past the request
+    /// queue and the result table: a server that answers within the post
+    /// (a task server does, unless it is slow) gives the result here, and
+    /// nobody is woken for it. An answer still to come makes it an
+    /// ordinary posted request, which the caller's retry collects.
+    fn start_now(&mut self, id: LinkId, key: Pending, request: Request) -> Started {
+        let Some(link) = self.links.get_mut(&id) else {
+            return Started::Busy(request);
+        };
+        let idle = link.server.is_some()
+            && link.posted.is_none()
+            && link.current.is_none()
+            && link.outbox.is_empty()
+            && link.queue.is_empty();
+        if !idle {
+            return Started::Busy(request);
+        }
+        let mut out = core::mem::take(&mut link.spare);
+        let op = match start_io(&mut link.client, &key, &request, &mut out) {
+            Ok(op) => op,
+            Err(e) => return Started::Done(Err(nine(e))),
+        };
+        link.current = Some((Owner::Now, op));
+        queue_frames(&mut link.outbox, out);
+        self.pump(id);
+        if let Some(result) = self.now.take() {
+            return Started::Done(result);
+        }
+        // Under way: its answer completes it as a posted request.
+        if let Some((owner, _)) = self
+            .links
+            .get_mut(&id)
+            .and_then(|l| l.current.as_mut())
+            .filter(|(owner, _)| *owner == Owner::Now)
+        {
+            *owner = Owner::Io(key);
+        }
+        self.requests.insert(key, request);
+        Started::Posted
+    }
+
+    pub(crate) fn posts(&self, link: LinkId) -> bool {
+        self.links
+            .get(&link)
+            .and_then(|l| l.server.as_ref())
+            .is_some_and(|s| s.posts())
+    }
+}
