@@ -48,7 +48,9 @@ pub fn count_file(text: &str, build: &Build) -> FileCount {
         let token = &tokens[i];
         if token.is_punct('#') && punct_at(&tokens, i + 1, '!') && punct_at(&tokens, i + 2, '[') {
             let close = matching(&tokens, i + 2);
-            if depth == 0 && cfg_value(&tokens[i + 3..close], build) == Some(false) {
+            if depth == 0
+                && cfg_value(tokens.get(i + 3..close).unwrap_or(&[]), build) == Some(false)
+            {
                 return FileCount::default();
             }
             i = close + 1;
@@ -137,7 +139,7 @@ fn matching(tokens: &[Token], open: usize) -> usize {
 fn cfg_value(inside: &[Token], build: &Build) -> Option<bool> {
     if inside.first()?.is_ident("cfg") && inside.get(1)?.is_punct('(') {
         let close = matching(inside, 1);
-        return Some(build.eval(&inside[2..close]));
+        return Some(build.eval(inside.get(2..close).unwrap_or(&[])));
     }
     None
 }
@@ -150,7 +152,7 @@ fn attribute_group(tokens: &[Token], start: usize, build: &Build) -> (usize, boo
     let mut path = None;
     while punct_at(tokens, at, '#') && punct_at(tokens, at + 1, '[') {
         let close = matching(tokens, at + 1);
-        let inside = &tokens[at + 2..close];
+        let inside = tokens.get(at + 2..close).unwrap_or(&[]);
         if cfg_value(inside, build) == Some(false) {
             enabled = false;
         }
@@ -275,6 +277,17 @@ mod tests {
     fn assembly_lines_count_without_blanks_and_comments() {
         let text = "global_asm!(\n    r#\"\n    mov eax, 1\n\n    // why\n    /* why */\n    ret\n\"#\n);\n";
         assert_eq!(lines(text), vec![1, 2, 3, 7, 8, 9]);
+    }
+
+    #[test]
+    fn cut_off_text_does_not_panic() {
+        let text = "#![cfg(test)]\n#[cfg(test)]\nmod a { fn f() -> Vec<u8> { \"{\" } }\n#[path = \"x.rs\"] pub(crate) mod b;\n";
+        for end in (0..=text.len()).filter(|&e| text.is_char_boundary(e)) {
+            let _ = count_file(&text[..end], &Build::default());
+        }
+        assert!(count_file(&text[..text.len() - 1], &Build::default())
+            .lines
+            .is_empty());
     }
 
     #[test]
