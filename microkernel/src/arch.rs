@@ -435,6 +435,17 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     }
 }
 
+/// The time-stamp counter.
+pub fn read_tsc() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: rdtsc only reads the counter (CR4.TSD is clear in ring 0
+    // anyway).
+    unsafe {
+        asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
 /// CR2: the address of the last page fault.
 pub fn read_cr2() -> u64 {
     let value: u64;

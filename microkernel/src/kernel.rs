@@ -34,7 +34,7 @@ use crate::memory::{phys_to_virt, FramePool, PAGE};
 use crate::paging::{user_page_pointer, AddressSpace};
 use crate::{apic, console, kprintln, loader};
 
-/// Nominal length of one timer tick.
+/// Length of one timer tick (the APIC timer is calibrated to it, apic.rs).
 pub const TICK_MICROSECONDS: u64 = 1000;
 
 const UTCB_ERROR_DETAIL: u64 = 0x20;

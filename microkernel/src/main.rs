@@ -149,12 +149,22 @@ mod boot {
             paging::map_kernel_device(&mut pool, kernel_root, XAPIC_VIRTUAL, XAPIC_PHYSICAL)
                 .ok_or("cannot map the local APIC")?
         };
-        let apic_mode = apic::init(xapic)?;
-        kprintln!(
-            "microkernel: timer via {}, tick {} us (nominal)",
-            apic_mode,
-            kernel::TICK_MICROSECONDS
-        );
+        let owns_pit = info.boot_mode() == Some(BootMode::Bare);
+        let (apic_mode, calibration) = apic::init(xapic, owns_pit, kernel::TICK_MICROSECONDS)?;
+        match calibration {
+            Ok(rates) => kprintln!(
+                "microkernel: timer via {}, tick {} us ({})",
+                apic_mode,
+                kernel::TICK_MICROSECONDS,
+                rates
+            ),
+            Err(why) => kprintln!(
+                "microkernel: timer via {}, tick {} us (nominal: {})",
+                apic_mode,
+                kernel::TICK_MICROSECONDS,
+                why
+            ),
+        }
         let modules: Vec<(&str, u64, u64)> = info
             .modules()
             .iter()

@@ -4,6 +4,7 @@
 //! crate: it owns the CPU state, page tables and memory copies, and asks
 //! these modules what to do.
 //!
+//! - [`clock`]: timer calibration arithmetic (TSC, APIC timer, tick).
 //! - [`table`]: objects named by versioned ids (threads, tasks).
 //! - [`scheduler`]: 256 fixed priorities, round robin, timeslices.
 //! - [`ipc`]: the rendezvous state machine of `ipc`.
@@ -25,6 +26,7 @@
 
 extern crate alloc;
 
+pub mod clock;
 pub mod fpage;
 pub mod ipc;
 pub mod mapping;
