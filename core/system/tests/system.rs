@@ -665,6 +665,40 @@ fn a_task_server_is_mounted_read_and_restarted() {
     core.system.servants().mount.deliver(id, &answer);
     let reply = core.system.end_pass().unwrap();
     assert_eq!(reply.data.as_deref(), Some(&b"ra"[..]));
+    // An open that walks a slow server parks at each request not yet
+    // answered and runs again from the start with the answers it has
+    // (#M's journal), until it is done.
+    let chans = core.system.chans().len();
+    assert_eq!(core.call(1, Call::Open, [OREAD, 0, 0], &[b"/n/f"]), None);
+    let mut reply = None;
+    for _ in 0..10 {
+        let Some(answer) = answers.borrow_mut().pop_front() else {
+            break;
+        };
+        core.system.servants().mount.deliver(id, &answer);
+        reply = core.system.end_pass();
+        if reply.is_some() {
+            break;
+        }
+    }
+    let reply = reply.expect("the open was answered");
+    assert_eq!((reply.client, reply.status), (thread(1), STATUS_OK));
+    let opened = reply.words[0];
+    assert_eq!(core.system.chans().len(), chans + 1);
+    // What is still on the wire (a clunk) answers nobody.
+    loop {
+        let next = answers.borrow_mut().pop_front();
+        let Some(answer) = next else { break };
+        core.system.servants().mount.deliver(id, &answer);
+        assert_eq!(core.system.end_pass(), None);
+    }
+    core.system
+        .servants()
+        .mount
+        .transport_mut(id)
+        .unwrap()
+        .posting = false;
+    assert_eq!(core.read(1, opened, 2), b"on");
     // The server dies: the link hangs up, core restarts it on a new link
     // under the same name, and a new mount reaches it.
     {
