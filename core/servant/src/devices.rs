@@ -69,14 +69,40 @@ impl Clunk for Devices {
     }
 }
 
-/// A chan table, the devices and the caller, seen by the namespace.
-pub struct Host<'a, 'c> {
+/// A servant table a [`Host`] can lend the namespace: [`Devices`], or an
+/// owner's table that keeps some servants as typed fields (core keeps
+/// `#M`, `#s`, `#e`, `#p` and `#|` so, to reach their own methods).
+pub trait ServantTable {
+    /// The servant named by `letter`; an unknown letter is
+    /// [`Error::BAD_SHARP`].
+    fn servant(&mut self, letter: char) -> Result<&mut dyn Servant, Error>;
+}
+
+impl ServantTable for Devices {
+    fn servant(&mut self, letter: char) -> Result<&mut dyn Servant, Error> {
+        Ok(self.get_mut(letter)?)
+    }
+}
+
+/// A [`ServantTable`] as the chan table's [`Clunk`].
+struct TableClunk<'a, D>(&'a mut D);
+
+impl<D: ServantTable> Clunk for TableClunk<'_, D> {
+    fn clunk(&mut self, chan: Chan) {
+        if let Ok(servant) = self.0.servant(chan.letter) {
+            servant.close(&chan.file(), chan.mode);
+        }
+    }
+}
+
+/// A chan table, the servants and the caller, seen by the namespace.
+pub struct Host<'a, 'c, D = Devices> {
     pub table: &'a mut ChanTable,
-    pub devices: &'a mut Devices,
+    pub devices: &'a mut D,
     pub caller: Caller<'c>,
 }
 
-impl core::fmt::Debug for Host<'_, '_> {
+impl<D> core::fmt::Debug for Host<'_, '_, D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Host")
             .field("caller", &self.caller)
@@ -91,7 +117,7 @@ const NO_CHAN: ChanId<char> = ChanId {
     path: u64::MAX,
 };
 
-impl Host<'_, '_> {
+impl<D: ServantTable> Host<'_, '_, D> {
     /// Makes a chan on what `make` returns from the servant of `letter`.
     /// A new, unopened chan on the file of `chan`, with the same name
     /// (Plan 9's cclone before an open): opens must not share the offset
@@ -111,16 +137,16 @@ impl Host<'_, '_> {
         &mut self,
         letter: char,
         name: alloc::string::String,
-        make: impl FnOnce(&mut (dyn Servant + Send), &Caller<'_>) -> Result<crate::File, Error>,
+        make: impl FnOnce(&mut dyn Servant, &Caller<'_>) -> Result<crate::File, Error>,
     ) -> Result<ChanHandle, Error> {
         let caller = self.caller;
-        let servant = self.devices.get_mut(letter)?;
+        let servant = self.devices.servant(letter)?;
         let file = make(servant, &caller)?;
         Ok(self.table.insert(Chan::new(letter, file, name)))
     }
 }
 
-impl Chans<ChanHandle> for Host<'_, '_> {
+impl<D: ServantTable> Chans<ChanHandle> for Host<'_, '_, D> {
     type Id = ChanId<char>;
 
     fn id(&self, chan: &ChanHandle) -> ChanId<char> {
@@ -147,11 +173,11 @@ impl Chans<ChanHandle> for Host<'_, '_> {
     }
 
     fn close(&mut self, chan: ChanHandle) {
-        let _ = self.table.decref(chan, self.devices);
+        let _ = self.table.decref(chan, &mut TableClunk(&mut *self.devices));
     }
 }
 
-impl Walker<ChanHandle> for Host<'_, '_> {
+impl<D: ServantTable> Walker<ChanHandle> for Host<'_, '_, D> {
     type Entry = Stat;
 
     fn attach(&mut self, letter: char, spec: &str) -> Result<ChanHandle, Error> {
@@ -179,6 +205,6 @@ impl Walker<ChanHandle> for Host<'_, '_> {
         let from = self.table.get(*dir)?;
         let (letter, file) = (from.letter, from.file());
         let caller = self.caller;
-        self.devices.get_mut(letter)?.read_dir(&caller, &file)
+        self.devices.servant(letter)?.read_dir(&caller, &file)
     }
 }

@@ -28,6 +28,6 @@ mod servant;
 pub mod servants;
 
 pub use chan::{Chan, ChanHandle, ChanTable, Clunk, DropClunk};
-pub use devices::{Devices, Host};
+pub use devices::{Devices, Host, ServantTable};
 pub use kasane_namespace::Error;
 pub use servant::{Caller, FdLinks, File, Io, LinkId, NoFds, Opened, Servant, WaitKey};

@@ -12,7 +12,7 @@
 //! the server's own pool before core waits again. A fault that cannot be
 //! served, an exception, a timeout or a malformed answer is an error of
 //! the exchange: `#M` hangs the link up, the task is destroyed, and core
-//! restarts the server on a new link (`Core::restart_task_servers`).
+//! restarts the server on a new link (`core_system::System`'s restarts).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -54,8 +54,9 @@ pub const ANSWER_LIMIT: u64 = REPLY_TIMEOUT as u64 * (RECEIVE_RETRIES as u64 + 1
 /// # Safety
 ///
 /// Core has one thread. The caller must not hold another reference to the
-/// UTCB in use across the returned one's life: `Core` keeps its own, but
-/// touches it only before and after a servant call, never during one.
+/// UTCB in use across the returned one's life: core's `Microkernel` keeps
+/// its own, but touches it only before and after a servant call or a
+/// restart, never during one.
 unsafe fn utcb<'a>() -> &'a mut Utcb {
     // SAFETY: core's thread's UTCB is mapped for core's life; exclusivity
     // is the caller's contract.
@@ -71,6 +72,8 @@ pub struct TaskServer {
     name: String,
     /// Its text's key in core's text cache (one per server program).
     identity: u64,
+    /// Its program, for restarts.
+    elf: &'static [u8],
     thread: ThreadId,
     task: TaskId,
     memory: Memory,
@@ -84,7 +87,7 @@ impl TaskServer {
     pub fn start(
         name: &str,
         identity: u64,
-        elf: &[u8],
+        elf: &'static [u8],
         me: ThreadId,
         mut pool: Box<FrameBitmap>,
         arena: &mut FrameBitmap,
@@ -100,6 +103,7 @@ impl TaskServer {
         let mut server = TaskServer {
             name: String::from(name),
             identity,
+            elf,
             thread,
             task,
             memory,
@@ -112,7 +116,8 @@ impl TaskServer {
         // on the stack the layout gives it.
         unsafe { exchange_registers(thread, control, entry, STACK_TOP, ThreadId::NIL) }
             .map_err(|e| format!("exchange_registers: {e:?}"))?;
-        // SAFETY: core's thread, before `Core` takes its UTCB reference.
+        // SAFETY: core's thread, at boot before `Microkernel` takes its UTCB
+        // reference, or in a restart, while that reference is not in use.
         let utcb = unsafe { utcb() };
         loop {
             utcb.clear_receive_targets();
@@ -191,8 +196,8 @@ impl TaskServer {
         answer: &mut [u8],
         patience: Option<u32>,
     ) -> Result<Option<usize>, String> {
-        // SAFETY: called from a servant method, while `Core` does not use
-        // its UTCB reference (see `utcb`).
+        // SAFETY: called from a servant method, while `Microkernel` does
+        // not use its UTCB reference (see `utcb`).
         let utcb = unsafe { utcb() };
         let (mut to, mut send) = match frame {
             Some(frame) => {
@@ -279,12 +284,19 @@ impl TaskServer {
     /// text is still in the cache, so only data pages are loaded.
     pub fn restart(
         self,
-        elf: &[u8],
         me: ThreadId,
         arena: &mut FrameBitmap,
         text: &mut TextCache,
     ) -> Result<TaskServer, String> {
-        TaskServer::start(&self.name, self.identity, elf, me, self.pool, arena, text)
+        TaskServer::start(
+            &self.name,
+            self.identity,
+            self.elf,
+            me,
+            self.pool,
+            arena,
+            text,
+        )
     }
 
     fn stop(&mut self) {

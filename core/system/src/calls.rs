@@ -1,18 +1,45 @@
 //! The system calls: resolving names, descriptors, and one arm per
 //! `core-abi` call.
 
-use super::*;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use core_abi::{decode_spawn, Call, FileInfo};
+use kasane_mount::attach_spec;
+use kasane_namespace::{join, ChanId, Chans, MountFlags, MountLink};
+use kasane_servant::{Caller, Chan, ChanHandle, Error, Io, Opened, Servant, ServantTable};
+use ninep::{FileMode, OpenMode, Stat};
+
+use crate::park::{Outcome, Request};
+use crate::system::{host, Loc};
+use crate::{Fd, Kernel, System, MAX_FD, USER};
 
 /// A descriptor's chan as I/O sees it (see `fd_file`).
-pub(super) struct FdFile {
-    pub(super) handle: ChanHandle,
-    pub(super) letter: char,
-    pub(super) file: kasane_servant::File,
-    pub(super) offset: u64,
+pub(crate) struct FdFile {
+    pub(crate) handle: ChanHandle,
+    pub(crate) letter: char,
+    pub(crate) file: kasane_servant::File,
+    pub(crate) offset: u64,
 }
 
-impl Core {
-    pub(super) fn resolve(&mut self, pid: u32, path: &str) -> Result<Loc, Error> {
+pub(crate) fn error(e: Error) -> Outcome {
+    Outcome::Fail(e.as_str().to_string())
+}
+
+/// A directory entry as `core-abi` packs it.
+pub(crate) fn info_of(stat: &Stat) -> FileInfo {
+    FileInfo {
+        name: stat.name.clone(),
+        length: stat.length,
+        mode: stat.mode.bits(),
+        qid_path: stat.qid.path,
+        uid: stat.uid.clone(),
+        kind: char::from_u32(u32::from(stat.kind)).unwrap_or('?'),
+    }
+}
+
+impl<K: Kernel> System<K> {
+    pub(crate) fn resolve(&mut self, pid: u32, path: &str) -> Result<Loc, Error> {
         let Some(process) = self.processes.get(&pid) else {
             // Core itself (pid 0), starting the first process.
             let (ns, _) = self.namespaces.get(&self.boot_ns).ok_or(Error::BAD_FD)?;
@@ -27,23 +54,15 @@ impl Core {
         ns.resolve(&mut host, &process.dot, path)
     }
 
-    pub(super) fn new_fd(&mut self, pid: u32, fd: Fd) -> u64 {
-        let Some(process) = self.processes.get_mut(&pid) else {
-            return u64::MAX;
-        };
-        let slot = match process.fds.iter().position(Option::is_none) {
-            Some(slot) => slot,
-            None => {
-                process.fds.push(None);
-                process.fds.len() - 1
-            }
-        };
-        process.fds[slot] = Some(fd);
-        slot as u64
+    pub(crate) fn new_fd(&mut self, pid: u32, fd: Fd) -> u64 {
+        match self.processes.get_mut(&pid) {
+            Some(process) => process.fds.insert(fd),
+            None => u64::MAX,
+        }
     }
 
     /// Opens the file at `location` (which is consumed).
-    pub(super) fn open_location(
+    pub(crate) fn open_location(
         &mut self,
         pid: u32,
         location: Loc,
@@ -66,7 +85,7 @@ impl Core {
             let caller = host.caller;
             let opened = host
                 .devices
-                .get_mut(entry.letter)?
+                .servant(entry.letter)?
                 .open(&caller, &entry.file(), mode)?;
             let qid = match opened {
                 Opened::File(qid) => qid,
@@ -105,15 +124,13 @@ impl Core {
     }
 
     /// The chan handle of a process's descriptor.
-    pub(super) fn fd_handle(&self, pid: u32, fd: u64) -> Option<ChanHandle> {
-        let process = self.processes.get(&pid)?;
-        let entry = process.fds.get(usize::try_from(fd).ok()?)?.as_ref()?;
-        Some(entry.chan)
+    pub(crate) fn fd_handle(&self, pid: u32, fd: u64) -> Option<ChanHandle> {
+        Some(self.processes.get(&pid)?.fds.get(fd)?.chan)
     }
 
     /// What a read, write or seek needs of a descriptor's chan, without
     /// copying the chan (its name is a string).
-    pub(super) fn fd_file(&self, pid: u32, fd: u64) -> Result<FdFile, Error> {
+    pub(crate) fn fd_file(&self, pid: u32, fd: u64) -> Result<FdFile, Error> {
         let handle = self.fd_handle(pid, fd).ok_or(Error::BAD_FD)?;
         let chan = self.table.get(handle)?;
         Ok(FdFile {
@@ -124,29 +141,25 @@ impl Core {
         })
     }
 
-    pub(super) fn fd_chan(&self, pid: u32, fd: u64) -> Result<(ChanHandle, Chan), Error> {
+    pub(crate) fn fd_chan(&self, pid: u32, fd: u64) -> Result<(ChanHandle, Chan), Error> {
         let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
-        let entry = process
-            .fds
-            .get(usize::try_from(fd).map_err(|_| Error::BAD_FD)?)
-            .and_then(Option::as_ref)
-            .ok_or(Error::BAD_FD)?;
+        let entry = process.fds.get(fd).ok_or(Error::BAD_FD)?;
         Ok((entry.chan, self.table.get(entry.chan)?.clone()))
     }
 
-    pub(super) fn dispatch(&mut self, request: &Request) -> Outcome {
+    pub(crate) fn dispatch(&mut self, request: &Request) -> Outcome {
         match self.dispatch_inner(request) {
             Ok(outcome) => outcome,
             Err(e) => error(e),
         }
     }
 
-    pub(super) fn item(request: &Request, index: usize) -> Result<String, Error> {
+    pub(crate) fn item(request: &Request, index: usize) -> Result<String, Error> {
         let bytes = request.items.get(index).ok_or(Error::BAD_ARG)?;
         String::from_utf8(bytes.clone()).map_err(|_| Error::BAD_CHAR)
     }
 
-    pub(super) fn dispatch_inner(&mut self, request: &Request) -> Result<Outcome, Error> {
+    pub(crate) fn dispatch_inner(&mut self, request: &Request) -> Result<Outcome, Error> {
         let pid = request.pid;
         let [w1, w2, w3] = request.words;
         let group = self.processes.get(&pid).map_or(0, |p| p.env_group);
@@ -197,7 +210,7 @@ impl Core {
                 let result = (|| {
                     let entry = host.table.get(target)?.clone();
                     let caller = host.caller;
-                    let file = host.devices.get_mut(entry.letter)?.create(
+                    let file = host.devices.servant(entry.letter)?.create(
                         &caller,
                         &entry.file(),
                         &name,
@@ -235,8 +248,7 @@ impl Core {
                 let listing = self
                     .processes
                     .get(&pid)
-                    .and_then(|p| p.fds.get(w1 as usize))
-                    .and_then(Option::as_ref)
+                    .and_then(|p| p.fds.get(w1))
                     .and_then(|fd| fd.listing.clone());
                 let data = match listing {
                     Some(bytes) => {
@@ -255,7 +267,7 @@ impl Core {
                     }
                     None => {
                         let caller = Caller::new(pid, USER).with_env_group(group);
-                        match self.devices.get_mut(chan.letter)?.read(
+                        match self.servants.servant(chan.letter)?.read(
                             &caller,
                             &chan.file,
                             offset,
@@ -283,8 +295,8 @@ impl Core {
                 };
                 let caller = Caller::new(pid, USER).with_env_group(group);
                 let written = match self
-                    .devices
-                    .get_mut(chan.letter)?
+                    .servants
+                    .servant(chan.letter)?
                     .write(&caller, &chan.file, offset, data)?
                 {
                     Io::Ready(n) => n,
@@ -303,8 +315,8 @@ impl Core {
                     core_abi::SEEK_CUR => chan.offset as i64,
                     _ => {
                         let caller = Caller::new(pid, USER).with_env_group(group);
-                        self.devices
-                            .get_mut(chan.letter)?
+                        self.servants
+                            .servant(chan.letter)?
                             .stat(&caller, &chan.file)?
                             .length as i64
                     }
@@ -316,11 +328,7 @@ impl Core {
             }
             Call::Close => {
                 let process = self.processes.get_mut(&pid).ok_or(Error::BAD_FD)?;
-                let fd = process
-                    .fds
-                    .get_mut(w1 as usize)
-                    .and_then(Option::take)
-                    .ok_or(Error::BAD_FD)?;
+                let fd = process.fds.take(w1)?;
                 let mut host = host!(self, pid, group);
                 host.close(fd.chan);
                 Ok(Outcome::Reply([0, 0], None))
@@ -334,8 +342,8 @@ impl Core {
                     // The location goes after the stat: its chan may be
                     // the last one on a mounted file's fid.
                     let stat = self
-                        .devices
-                        .get_mut(chan.letter)
+                        .servants
+                        .servant(chan.letter)
                         .and_then(|s| s.stat(&caller, &chan.file()));
                     let mut host = host!(self, pid, group);
                     location.close(&mut host);
@@ -343,8 +351,8 @@ impl Core {
                 } else {
                     let (_, chan) = self.fd_chan(pid, w1)?;
                     let caller = Caller::new(pid, USER).with_env_group(group);
-                    self.devices
-                        .get_mut(chan.letter)?
+                    self.servants
+                        .servant(chan.letter)?
                         .stat(&caller, &chan.file())?
                 };
                 let mut bytes = Vec::new();
@@ -357,8 +365,8 @@ impl Core {
                 let chan = self.table.get(*location.chan())?.clone();
                 let caller = Caller::new(pid, USER).with_env_group(group);
                 let result = self
-                    .devices
-                    .get_mut(chan.letter)
+                    .servants
+                    .servant(chan.letter)
                     .and_then(|s| s.remove(&caller, &chan.file()));
                 let mut host = host!(self, pid, group);
                 location.close(&mut host);
@@ -436,9 +444,9 @@ impl Core {
                 let old_location = self.resolve(pid, &old).map_err(|e| e.for_name(&old))?;
                 let caller = Caller::new(pid, USER).with_env_group(group);
                 let root = self
-                    .devices
-                    .get_mut('M')
-                    .and_then(|m| m.attach(&caller, &attach_spec(link, &spec)));
+                    .servants
+                    .mount
+                    .attach(&caller, &attach_spec(link, &spec));
                 let root = match root {
                     Ok(file) => {
                         let mut chan = Chan::new('M', file, old.clone());
@@ -484,8 +492,8 @@ impl Core {
                 let mut stat = Stat::dont_touch();
                 stat.name = name;
                 let result = self
-                    .devices
-                    .get_mut(chan.letter)
+                    .servants
+                    .servant(chan.letter)
                     .and_then(|s| s.wstat(&caller, &chan.file(), &stat));
                 let mut host = host!(self, pid, group);
                 location.close(&mut host);
@@ -516,26 +524,19 @@ impl Core {
             }
             Call::Dup => {
                 let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
-                let source = process
-                    .fds
-                    .get(w1 as usize)
-                    .and_then(Option::as_ref)
-                    .ok_or(Error::BAD_FD)?;
+                let source = process.fds.get(w1).ok_or(Error::BAD_FD)?;
                 let (chan, listing) = (source.chan, source.listing.clone());
+                // The target is checked before the chan gains a reference.
+                if w2 != u64::MAX && w2 > MAX_FD as u64 {
+                    return Err(Error::BAD_FD);
+                }
                 self.table.incref(chan)?;
                 let fd = Fd { chan, listing };
                 if w2 == u64::MAX {
                     return Ok(Outcome::Reply([self.new_fd(pid, fd), 0], None));
                 }
                 let process = self.processes.get_mut(&pid).ok_or(Error::BAD_FD)?;
-                let slot = w2 as usize;
-                if slot > 1024 {
-                    return Err(Error::BAD_FD);
-                }
-                if process.fds.len() <= slot {
-                    process.fds.resize_with(slot + 1, || None);
-                }
-                let old = process.fds[slot].replace(fd);
+                let old = process.fds.put(w2, fd)?;
                 if let Some(old) = old {
                     let mut host = host!(self, pid, group);
                     host.close(old.chan);
@@ -582,7 +583,7 @@ impl Core {
                 }
             }
             Call::Sleep => {
-                let now = kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+                let now = self.kernel.now();
                 Ok(Outcome::Sleep(now + w1.saturating_mul(1000)))
             }
             Call::Getpid => Ok(Outcome::Reply([u64::from(pid), 0], None)),

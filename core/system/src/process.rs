@@ -1,56 +1,81 @@
-//! Processes: paging, ending them, rfork, /proc's snapshot, and making a
-//! process from a program file read through the namespace.
+//! Processes: the table's entries, paging, ending them, rfork, /proc's
+//! snapshot, and making a process from a program file read through the
+//! namespace.
 
-use super::*;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
-impl Core {
-    pub(super) fn page_fault(&mut self, thread: ThreadId, pid: u32, address: u64, ip: u64) {
+use core_abi::SpawnRequest;
+use kasane_namespace::Chans;
+use kasane_servant::servants::proc::ProcessInfo;
+use kasane_servant::{Error, Io, ServantTable};
+use ninep::OpenMode;
+
+use crate::system::{host, Loc, Ns};
+use crate::{Fd, Fds, Kernel, System, Thread, MAX_FD, USER};
+
+/// A living process.
+pub(crate) struct Process<T> {
+    pub(crate) parent: u32,
+    pub(crate) name: String,
+    pub(crate) thread: Thread,
+    pub(crate) task: T,
+    pub(crate) fds: Fds,
+    /// Its namespace's id.
+    pub(crate) ns: u32,
+    pub(crate) dot: Loc,
+    pub(crate) errstr: String,
+    pub(crate) env_group: u32,
+}
+
+/// A process that ended and was not yet waited for.
+pub(crate) struct Zombie {
+    pub(crate) pid: u32,
+    pub(crate) parent: u32,
+    pub(crate) status: String,
+}
+
+/// Refuses rfork flags core does not serve, and both forms of one.
+pub(crate) fn check_rfork(flags: u64) -> Result<(), Error> {
+    use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
+    let known = RFNAMEG | RFENVG | RFCNAMEG | RFCENVG;
+    if flags & !known != 0
+        || flags & (RFNAMEG | RFCNAMEG) == RFNAMEG | RFCNAMEG
+        || flags & (RFENVG | RFCENVG) == RFENVG | RFCENVG
+    {
+        return Err(Error::BAD_ARG);
+    }
+    Ok(())
+}
+
+impl<K: Kernel> System<K> {
+    /// A page fault of process `pid`: the kernel maps a page, or the
+    /// process ends with a trap status.
+    pub(crate) fn page_fault(&mut self, pid: u32, address: u64, ip: u64) {
         let Some(process) = self.processes.get_mut(&pid) else {
             return;
         };
-        match process.memory.resolve(address, &mut self.frames) {
-            Some(item) => {
-                self.memory_changed = true;
-                let Ok(tag) = MessageTag::new(0, 0, 2) else {
-                    return;
-                };
-                let [first, second] = TypedItem::Map(item).encode();
-                self.utcb.clear_receive_targets();
-                self.utcb.message_registers[0] = tag.raw();
-                self.utcb.message_registers[1] = first;
-                self.utcb.message_registers[2] = second;
-                let timeouts = Timeouts {
-                    send: Timeout::Zero,
-                    receive: Timeout::Zero,
-                };
-                // SAFETY: the item maps a page core lends to this process
-                // alone (or shared read-only text); core's own UTCB.
-                let _ =
-                    unsafe { ipc_with_items(self.utcb, thread, FromSpecifier::Nobody, timeouts) };
-            }
-            None => {
-                let status = format!("sys: trap: fault read addr={address:#x} pc={ip:#x}");
-                print(format_args!("core: {}: {status}\n", process.name));
-                self.kill(pid, status);
-            }
+        if self.kernel.fault(&mut process.task, address) {
+            self.memory_changed = true;
+            return;
         }
+        let status = format!("sys: trap: fault read addr={address:#x} pc={ip:#x}");
+        self.kernel
+            .log(format_args!("core: {}: {status}\n", process.name));
+        self.kill(pid, status);
     }
 
     /// Ends a process: its task, memory, descriptors and namespace.
-    pub(super) fn kill(&mut self, pid: u32, status: String) {
-        let Some(process) = self.processes.remove(&pid) else {
+    pub(crate) fn kill(&mut self, pid: u32, status: String) {
+        let Some(mut process) = self.processes.remove(&pid) else {
             return;
         };
-        if let Some(thread) = self.threads.remove(&pid) {
-            self.by_thread.remove(&thread.raw());
-        }
-        let _ = space_destroy(process.task);
-        process.memory.release(&mut self.frames);
-        if let Some(mounts) = self.mounts() {
-            mounts.forget(pid);
-        }
+        self.by_thread.remove(&process.thread);
+        self.kernel.destroy(process.task);
+        self.servants.mount.forget(pid);
         let mut host = host!(self, pid, process.env_group);
-        for fd in process.fds.into_iter().flatten() {
+        for fd in process.fds.drain() {
             host.close(fd.chan);
         }
         process.dot.close(&mut host);
@@ -67,7 +92,7 @@ impl Core {
 
     /// Drops a process's reference to namespace `ns`; the last one clears
     /// it (its chans are closed).
-    pub(super) fn release_namespace(&mut self, pid: u32, ns: u32, group: u32) {
+    pub(crate) fn release_namespace(&mut self, pid: u32, ns: u32, group: u32) {
         if let Some((_, refs)) = self.namespaces.get_mut(&ns) {
             *refs -= 1;
             if *refs == 0 {
@@ -79,31 +104,21 @@ impl Core {
         }
     }
 
-    pub(super) fn environment(&mut self) -> Option<&mut Environment> {
-        self.devices
-            .get_mut('e')
-            .ok()?
-            .as_any_mut()?
-            .downcast_mut::<Environment>()
-    }
-
     /// Drops a process's reference to environment group `group`; the last
     /// one forgets its variables. The boot group 0 stays: the /env of the
     /// boot namespace is its directory.
-    pub(super) fn release_env_group(&mut self, group: u32) {
+    pub(crate) fn release_env_group(&mut self, group: u32) {
         let refs = self.env_refs.entry(group).or_insert(1);
         *refs = refs.saturating_sub(1);
         if *refs == 0 && group != 0 {
             self.env_refs.remove(&group);
-            if let Some(environment) = self.environment() {
-                environment.drop_group(group);
-            }
+            self.servants.env.drop_group(group);
         }
     }
 
     /// rfork(2) without RFPROC: a copy or a clean namespace, a copy or a
     /// clean environment group, for the calling process alone.
-    pub(super) fn rfork(&mut self, pid: u32, flags: u64) -> Result<(), Error> {
+    pub(crate) fn rfork(&mut self, pid: u32, flags: u64) -> Result<(), Error> {
         use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
         check_rfork(flags)?;
         let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
@@ -134,7 +149,7 @@ impl Core {
         if flags & (RFENVG | RFCENVG) != 0 {
             let new = self.next_env_group;
             self.next_env_group += 1;
-            let environment = self.environment().ok_or(Error::BAD_ARG)?;
+            let environment = &mut self.servants.env;
             if flags & RFENVG != 0 {
                 environment.fork_group(group, new);
             } else {
@@ -150,7 +165,7 @@ impl Core {
         Ok(())
     }
 
-    pub(super) fn update_snapshot(&mut self) {
+    pub(crate) fn update_snapshot(&mut self) {
         let mut list = Vec::new();
         for (pid, process) in &self.processes {
             let ns = self
@@ -163,19 +178,19 @@ impl Core {
                 name: process.name.clone(),
                 user: USER.into(),
                 state: "Ready".into(),
-                memory_kb: process.memory.kilobytes(),
+                memory_kb: self.kernel.kilobytes(&process.task),
                 ns,
                 ..ProcessInfo::default()
             });
         }
-        *SNAPSHOT.lock() = list;
+        self.servants.proc.set_snapshot(list);
     }
 
     /// Starts the program of `request` as a child of `parent` (0 for the
     /// first process, in namespace `ns`), sharing the parent's namespace
     /// and environment group unless the request's rfork flags say
     /// otherwise.
-    pub(super) fn create_process(
+    pub(crate) fn create_process(
         &mut self,
         parent: u32,
         ns: u32,
@@ -184,20 +199,8 @@ impl Core {
         check_rfork(request.flags).map_err(|e| e.as_str().to_string())?;
         let (bytes, identity) = self.read_program(parent, &request.path)?;
         let pid = self.next_pid;
-        let mut memory = Memory::default();
-        let entry = memory.load(
-            &bytes,
-            identity,
-            &mut self.frames,
-            &mut self.arena,
-            &mut self.text,
-        )?;
-        memory.set_arguments(
-            &mut self.frames,
-            self.me.raw(),
-            u64::from(pid),
-            &request.argv,
-        )?;
+        let (task, thread) = self.kernel.create(pid, &bytes, identity, &request.argv)?;
+        drop(bytes);
         let (env_group, parent_ns) = match self.processes.get(&parent) {
             Some(p) => (p.env_group, p.ns),
             None => (0, ns),
@@ -212,32 +215,33 @@ impl Core {
             Some(p) => p.dot.fork(&mut host),
             None => match self.namespaces.get(&ns_id) {
                 Some((ns, _)) => ns.root_location(&mut host),
-                None => return Err("no namespace".into()),
+                None => {
+                    self.kernel.destroy(task);
+                    return Err("no namespace".into());
+                }
             },
         };
-        let mut fds: Vec<Option<Fd>> = Vec::new();
+        let mut fds = Fds::new();
         for (child, from) in &request.fds {
-            let Some(Some(source)) = self
+            let Some(source) = self
                 .processes
                 .get(&parent)
-                .and_then(|p| p.fds.get(*from as usize))
+                .and_then(|p| p.fds.get(u64::from(*from)))
             else {
                 continue;
             };
-            let chan = host.dup(&source.chan);
-            let child = *child as usize;
-            if fds.len() <= child {
-                fds.resize_with(child + 1, || None);
+            // A descriptor number past dup's limit is not passed.
+            if *child as usize > MAX_FD {
+                continue;
             }
-            fds[child] = Some(Fd {
-                chan,
+            let fd = Fd {
+                chan: host.dup(&source.chan),
                 listing: source.listing.clone(),
-            });
+            };
+            if let Ok(Some(old)) = fds.put(u64::from(*child), fd) {
+                host.close(old.chan);
+            }
         }
-        let task = space_create().map_err(|e| format!("space_create: {e:?}"))?;
-        // SAFETY: the task is new and not core's own.
-        let thread = unsafe { thread_create(task, self.me, UTCB) }
-            .map_err(|e| format!("thread_create: {e:?}"))?;
         let name = request
             .argv
             .first()
@@ -248,8 +252,8 @@ impl Core {
             Process {
                 parent,
                 name,
+                thread,
                 task,
-                memory,
                 fds,
                 ns: ns_id,
                 dot,
@@ -258,8 +262,7 @@ impl Core {
             },
         );
         *self.env_refs.entry(env_group).or_insert(0) += 1;
-        self.by_thread.insert(thread.raw(), pid);
-        self.threads.insert(pid, thread);
+        self.by_thread.insert(thread, pid);
         self.next_pid += 1;
         // The child's own namespace or environment, before it runs.
         if request.flags != 0 {
@@ -270,18 +273,14 @@ impl Core {
             }
         }
         self.update_snapshot();
-        let control = ExchangeControl::SET_INSTRUCTION_POINTER
-            | ExchangeControl::SET_STACK_POINTER
-            | ExchangeControl::RESUME;
-        // SAFETY: a new thread of another task, started at its ELF entry
-        // on the stack the layout gives it.
-        unsafe { exchange_registers(thread, control, entry, STACK_TOP, ThreadId::NIL) }
-            .map_err(|e| format!("exchange_registers: {e:?}"))?;
+        if let Some(process) = self.processes.get(&pid) {
+            self.kernel.start(&process.task)?;
+        }
         Ok(pid)
     }
 
     /// The bytes of a program file and its identity for the text cache.
-    pub(super) fn read_program(
+    pub(crate) fn read_program(
         &mut self,
         pid: u32,
         path: &str,
@@ -298,7 +297,7 @@ impl Core {
             let entry = host.table.get(chan)?.clone();
             let file = entry.file();
             let caller = host.caller;
-            let servant = host.devices.get_mut(entry.letter)?;
+            let servant = host.devices.servant(entry.letter)?;
             servant.open(&caller, &file, OpenMode::OREAD)?;
             // Sized from stat: programs carry debug information, and a
             // doubling Vec would need twice their size of heap.

@@ -1,0 +1,380 @@
+//! Core's state and one pass of its loop: a message in, the replies out.
+//!
+//! The shell receives one message at a time and hands it to
+//! [`System::handle`] (a process's fault, exception or call), or, for a
+//! task server's message, to `#M` ([`System::servants`]). Then
+//! [`System::end_pass`] restarts hung-up task servers, carries out
+//! /proc ctl requests, retries parked calls, and gives back the reply the
+//! shell sends with its next receive (reply and wait in one IPC). Any
+//! further reply of the pass goes out at once ([`Kernel::send`]).
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use core_abi::{Call, SpawnRequest};
+use kasane_mount::{CallGate, Transport};
+use kasane_namespace::{ChanId, Location, MountFlags, Namespace};
+use kasane_servant::servants::proc::Control;
+use kasane_servant::{ChanHandle, ChanTable, Devices, Error, LinkId};
+
+use crate::park::{Outcome, Parked, Request};
+use crate::process::{Process, Zombie};
+use crate::{Kernel, Message, Reply, Servants, Thread, USER};
+
+pub(crate) type Ns = Namespace<ChanHandle, ChanId<char>>;
+pub(crate) type Loc = Location<ChanHandle>;
+
+/// How often console input is polled while a reader waits for a line.
+pub(crate) const CONSOLE_POLL_MICROSECONDS: u64 = 10_000;
+
+/// How many times core restarts a task server whose link hung up before
+/// it gives up on it (a server that fails at once would loop for ever).
+const MAX_RESTARTS: u32 = 5;
+
+/// The bytes a pipe holds.
+const PIPE_CAPACITY: usize = 32 * 1024;
+
+/// What core keeps to restart a task server.
+struct TaskProgram {
+    module: String,
+    restarts: u32,
+}
+
+/// Core's state: processes, namespaces, chans, servants, parked calls.
+pub struct System<K: Kernel> {
+    pub(crate) kernel: K,
+    pub(crate) table: ChanTable,
+    pub(crate) servants: Servants<K::Link>,
+    /// Namespaces by id, with how many processes share each.
+    pub(crate) namespaces: BTreeMap<u32, (Ns, u32)>,
+    pub(crate) next_ns: u32,
+    pub(crate) processes: BTreeMap<u32, Process<K::Task>>,
+    /// Each process's thread, to the pid.
+    pub(crate) by_thread: BTreeMap<Thread, u32>,
+    pub(crate) zombies: Vec<Zombie>,
+    pub(crate) parked: Vec<Parked>,
+    pub(crate) next_pid: u32,
+    pub(crate) boot_ns: u32,
+    /// Task servers by /srv name, for restarts.
+    task_programs: BTreeMap<String, TaskProgram>,
+    next_link: u64,
+    /// The first reply of the pass, for the shell's next receive.
+    pub(crate) deferred: Option<Reply>,
+    /// Something parked calls may wait for happened (a process ended).
+    pub(crate) woken: bool,
+    /// A process took a page since /proc's snapshot was made.
+    pub(crate) memory_changed: bool,
+    /// Marks the call being handled for `#M` (its journals).
+    pub(crate) gate: CallGate,
+    /// Processes per environment group (group 0 is the boot group).
+    pub(crate) env_refs: BTreeMap<u32, u32>,
+    pub(crate) next_env_group: u32,
+}
+
+/// A [`Host`] over core's chans and servants, for process `$pid` in
+/// environment group `$group`. (A macro: it borrows two fields, not all
+/// of `$self`.)
+macro_rules! host {
+    ($self:ident, $pid:expr, $group:expr) => {
+        kasane_servant::Host {
+            table: &mut $self.table,
+            devices: &mut $self.servants,
+            caller: kasane_servant::Caller::new($pid, crate::USER).with_env_group($group),
+        }
+    };
+}
+pub(crate) use host;
+
+impl<K: Kernel> System<K> {
+    /// Core with no process yet: the typed servants, empty, and `others`
+    /// (`#R`, `#c`, `#b`...).
+    pub fn new(kernel: K, others: Devices) -> Self {
+        let servants = Servants::new(PIPE_CAPACITY, others);
+        let gate = servants.mount.gate();
+        System {
+            kernel,
+            table: ChanTable::new(),
+            servants,
+            namespaces: BTreeMap::new(),
+            next_ns: 1,
+            processes: BTreeMap::new(),
+            by_thread: BTreeMap::new(),
+            zombies: Vec::new(),
+            parked: Vec::new(),
+            next_pid: 1,
+            boot_ns: 0,
+            task_programs: BTreeMap::new(),
+            next_link: 1,
+            deferred: None,
+            woken: false,
+            memory_changed: false,
+            gate,
+            env_refs: BTreeMap::new(),
+            next_env_group: 1,
+        }
+    }
+
+    /// The kernel, for the shell.
+    pub fn kernel(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    /// The servants, for the shell (task servers' answers go to `#M`).
+    pub fn servants(&mut self) -> &mut Servants<K::Link> {
+        &mut self.servants
+    }
+
+    /// The chan table (for tests and checks: every chan core holds).
+    pub fn chans(&self) -> &ChanTable {
+        &self.table
+    }
+
+    /// Adds a started task server from boot module `module` on a new link
+    /// of `#M`, posted in /srv as `name`.
+    pub fn add_server(&mut self, name: &str, module: &str, server: K::Link) -> LinkId {
+        let link = LinkId(self.next_link);
+        self.next_link += 1;
+        self.servants.mount.add_link(link, server);
+        if let Err(e) = self.servants.srv.post(name, link, USER) {
+            self.kernel.log(format_args!("core: posting {name}: {e}\n"));
+        }
+        self.task_programs.insert(
+            String::from(name),
+            TaskProgram {
+                module: String::from(module),
+                restarts: 0,
+            },
+        );
+        link
+    }
+
+    /// Whether `thread` is a process's (else it may be a task server's).
+    pub fn is_process(&self, thread: Thread) -> bool {
+        self.by_thread.contains_key(&thread)
+    }
+
+    /// The pid of a process's thread.
+    pub fn pid_of(&self, thread: Thread) -> Option<u32> {
+        self.by_thread.get(&thread).copied()
+    }
+
+    /// `None` while process `pid` lives; its exit status once it ended.
+    pub fn exit_status(&self, pid: u32) -> Option<String> {
+        if self.processes.contains_key(&pid) {
+            return None;
+        }
+        Some(
+            self.zombies
+                .iter()
+                .find(|z| z.pid == pid)
+                .map(|z| z.status.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Builds the boot namespace and starts the program named by the boot
+    /// arguments (`/bin/rc` if none), saying so on the console; its pid.
+    pub fn start_init(&mut self, args: &str) -> Option<u32> {
+        let words: Vec<String> = args
+            .split_whitespace()
+            .filter(|w| !w.starts_with("root="))
+            .map(String::from)
+            .collect();
+        let (path, argv) = match words.first() {
+            Some(path) => (path.clone(), words.clone()),
+            None => ("/bin/rc".to_string(), alloc::vec!["rc".to_string()]),
+        };
+        let ns = match self.boot_namespace() {
+            Ok(ns) => ns,
+            Err(e) => {
+                self.kernel.log(format_args!("core: boot namespace: {e}\n"));
+                return None;
+            }
+        };
+        let request = SpawnRequest {
+            path: path.clone(),
+            argv,
+            fds: Vec::new(),
+            flags: 0,
+        };
+        match self.create_process(0, ns, &request) {
+            Ok(pid) => {
+                self.kernel
+                    .log(format_args!("core: started {path} as pid {pid}\n"));
+                Some(pid)
+            }
+            Err(e) => {
+                self.kernel
+                    .log(format_args!("core: cannot start {path}: {e}\n"));
+                None
+            }
+        }
+    }
+
+    /// The first namespace: `#R` at `/` with the servants bound in.
+    fn boot_namespace(&mut self) -> Result<u32, Error> {
+        let mut host = host!(self, 0, 0);
+        let root = kasane_namespace::Walker::attach(&mut host, 'R', "")?;
+        let mut ns = Ns::new(root);
+        let binds: [(&str, &str, u32); 6] = [
+            ("#c", "/dev", 0),
+            ("#b", "/bin", 0),
+            ("#b", "/boot", 0),
+            ("#p", "/proc", 0),
+            ("#s", "/srv", 0),
+            ("#e", "/env", 4),
+        ];
+        for (new, old, flags) in binds {
+            let dot = ns.root_location(&mut host);
+            let new_location = ns.resolve(&mut host, &dot, new)?;
+            let old_location = ns.resolve(&mut host, &dot, old)?;
+            let result = ns.bind(
+                &mut host,
+                &new_location,
+                &old_location,
+                MountFlags::new(flags)?,
+            );
+            new_location.close(&mut host);
+            old_location.close(&mut host);
+            dot.close(&mut host);
+            result?;
+        }
+        let id = self.next_ns;
+        self.next_ns += 1;
+        self.namespaces.insert(id, (ns, 1));
+        self.boot_ns = id;
+        Ok(id)
+    }
+
+    /// How long the shell's receive may wait (µs; `None`: until a message
+    /// comes): until the earliest `sleep` ends, at most
+    /// [`CONSOLE_POLL_MICROSECONDS`] while a console read is parked, and
+    /// at most a hundred times that while a posted 9P request is out,
+    /// whose link is hung up when its answer is later than
+    /// [`Kernel::ANSWER_LIMIT`].
+    pub fn receive_timeout(&mut self) -> Option<u32> {
+        let mut wake = self.parked.iter().filter_map(|p| p.until).min();
+        let console = self.parked.iter().any(|p| p.console);
+        let posted = self.parked.iter().any(|p| p.mounted) && self.servants.mount.in_flight();
+        // The clock is read only when something waits for a time.
+        let now = if wake.is_some() || console || posted {
+            self.kernel.now()
+        } else {
+            0
+        };
+        if posted {
+            self.servants.mount.expire(now, K::ANSWER_LIMIT);
+            let check = now + CONSOLE_POLL_MICROSECONDS * 100;
+            wake = Some(wake.map_or(check, |until| until.min(check)));
+        }
+        // Console input is polled: while someone waits for a line, wake
+        // up often to look (retry_parked reads, which polls).
+        if console {
+            let poll = now + CONSOLE_POLL_MICROSECONDS;
+            wake = Some(wake.map_or(poll, |until| until.min(poll)));
+        }
+        wake.map(|until| until.saturating_sub(now).clamp(1, 1 << 30) as u32)
+    }
+
+    /// Handles one message of a process's thread (anything else is
+    /// ignored). A reply goes in the pass's deferred reply if that is
+    /// still free, else out at once.
+    pub fn handle(&mut self, sender: Thread, message: Message) {
+        let Some(pid) = self.pid_of(sender) else {
+            return;
+        };
+        match message {
+            Message::PageFault { address, ip } => self.page_fault(pid, address, ip),
+            Message::Exception { vector } => {
+                self.kill(pid, alloc::format!("sys: trap: exception {vector}"));
+            }
+            Message::Kernel => {}
+            Message::Call {
+                label,
+                words,
+                items,
+            } => {
+                let Some(call) = Call::from_label(label) else {
+                    let text = String::from("bad system call");
+                    if let Some(process) = self.processes.get_mut(&pid) {
+                        process.errstr = text.clone();
+                    }
+                    self.reply(sender, Outcome::Fail(text));
+                    return;
+                };
+                self.attempt(Request {
+                    client: sender,
+                    pid,
+                    call,
+                    words,
+                    items,
+                });
+            }
+        }
+    }
+
+    /// The end of a pass of the loop: restarts hung-up task servers,
+    /// carries out /proc ctl requests, retries parked calls; the reply for
+    /// the shell's next receive.
+    pub fn end_pass(&mut self) -> Option<Reply> {
+        if self.gate.take_hang_ups() {
+            self.restart_task_servers();
+        }
+        self.carry_out_controls();
+        self.retry_parked();
+        self.deferred.take()
+    }
+
+    /// proc(3) ctl requests, after the write that made them was answered.
+    fn carry_out_controls(&mut self) {
+        for request in self.servants.proc.take_requests() {
+            match request {
+                Control::Kill(pid) => self.kill(pid, "killed".to_string()),
+            }
+        }
+    }
+
+    /// Restarts the task servers whose links hung up, each alone on a new
+    /// link posted under its old /srv name. Mounts made through the old
+    /// link stay hung up; a client recovers by mounting again.
+    fn restart_task_servers(&mut self) {
+        for dead in self.servants.mount.take_dead() {
+            let (old, server) = (dead.link, dead.transport);
+            let name = String::from(server.name());
+            self.kernel
+                .log(format_args!("core: #M: link hung up: {}\n", dead.reason));
+            let Some(program) = self.task_programs.get_mut(&name) else {
+                continue;
+            };
+            program.restarts += 1;
+            if program.restarts > MAX_RESTARTS {
+                let restarts = program.restarts;
+                self.kernel.log(format_args!(
+                    "core: task server {name} failed {restarts} times: not restarted; /srv/{name} stays hung up\n"
+                ));
+                continue;
+            }
+            let (module, count) = (program.module.clone(), program.restarts);
+            let server = match self.kernel.restart(server) {
+                Ok(server) => server,
+                Err(e) => {
+                    self.kernel
+                        .log(format_args!("core: restarting {name} ({module}): {e}\n"));
+                    continue;
+                }
+            };
+            let link = LinkId(self.next_link);
+            self.next_link += 1;
+            self.servants.mount.add_link(link, server);
+            let posted = self.servants.srv.repost(&name, link, USER);
+            self.kernel.log(format_args!(
+                "core: task server {name} restarted (link {} -> {}, restart {count} of {MAX_RESTARTS})\n",
+                old.0, link.0
+            ));
+            if let Err(e) = posted {
+                self.kernel.log(format_args!("core: posting {name}: {e}\n"));
+            }
+        }
+    }
+}

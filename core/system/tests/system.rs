@@ -1,0 +1,725 @@
+//! Core's logic on the host: calls through a fake kernel and real servants.
+//!
+//! The fake kernel records what core asked of it (tasks made, started and
+//! destroyed, replies sent at once, console lines) and serves page faults
+//! from a list of mapped pages. The servants are the real ones of
+//! `kasane-servant`, core's `#b` and `cons`, and `#M` over a ramfs served
+//! in-process (`ninep-server`), the code the ramfs task server runs.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use core_abi::{encode_spawn, Call, FileInfo, SpawnRequest, LABEL_BASE, STATUS_ERROR, STATUS_OK};
+use core_system::{BootFiles, ConsoleDevice, Kernel, Message, Reply, System, Thread, Transport};
+use kasane_servant::servants::cons::{Clock, Console, Time};
+use kasane_servant::servants::root::Root;
+use kasane_servant::{Devices, Error};
+use ninep_server::Session;
+use ramfs::RamFs;
+
+const OREAD: u64 = 0;
+const OWRITE: u64 = 1;
+const ORDWR: u64 = 2;
+const MCREATE: u64 = 4;
+
+/// What the fake kernel saw.
+#[derive(Default)]
+struct Record {
+    now: u64,
+    created: Vec<u32>,
+    started: Vec<u32>,
+    destroyed: Vec<u32>,
+    sent: Vec<Reply>,
+    log: Vec<String>,
+    restarts: usize,
+}
+
+struct FakeTask {
+    pid: u32,
+    pages: Vec<u64>,
+}
+
+/// A kernel that records; pages below 0x1000_0000 are the process's.
+struct Fake(Rc<RefCell<Record>>);
+
+impl Kernel for Fake {
+    type Task = FakeTask;
+    type Link = RamLink;
+
+    const ANSWER_LIMIT: u64 = 40_000_000;
+
+    fn now(&mut self) -> u64 {
+        self.0.borrow().now
+    }
+
+    fn log(&mut self, message: std::fmt::Arguments<'_>) {
+        self.0.borrow_mut().log.push(message.to_string());
+    }
+
+    fn create(
+        &mut self,
+        pid: u32,
+        program: &[u8],
+        _identity: (char, u64),
+        _argv: &[String],
+    ) -> Result<(FakeTask, Thread), String> {
+        if !program.starts_with(b"\x7fELF") {
+            return Err("not a program".into());
+        }
+        self.0.borrow_mut().created.push(pid);
+        let task = FakeTask {
+            pid,
+            pages: Vec::new(),
+        };
+        Ok((task, thread(pid)))
+    }
+
+    fn start(&mut self, task: &FakeTask) -> Result<(), String> {
+        self.0.borrow_mut().started.push(task.pid);
+        Ok(())
+    }
+
+    fn fault(&mut self, task: &mut FakeTask, address: u64) -> bool {
+        if address >= 0x1000_0000 {
+            return false;
+        }
+        task.pages.push(address & !0xfff);
+        true
+    }
+
+    fn destroy(&mut self, task: FakeTask) {
+        self.0.borrow_mut().destroyed.push(task.pid);
+    }
+
+    fn kilobytes(&self, task: &FakeTask) -> u64 {
+        task.pages.len() as u64 * 4
+    }
+
+    fn send(&mut self, reply: &Reply) {
+        self.0.borrow_mut().sent.push(reply.clone());
+    }
+
+    fn restart(&mut self, mut link: RamLink) -> Result<RamLink, String> {
+        self.0.borrow_mut().restarts += 1;
+        link.broken = false;
+        link.fs = RamFs::new(Zero, "eve", "eve", 0o775);
+        link.session = Session::new(kasane_mount::MSIZE);
+        Ok(link)
+    }
+}
+
+/// The thread the fake kernel gives process `pid`.
+fn thread(pid: u32) -> Thread {
+    Thread(1000 + u64::from(pid))
+}
+
+struct Zero;
+
+impl ramfs::Clock for Zero {
+    fn now(&self) -> u32 {
+        0
+    }
+}
+
+/// A ramfs on the far end of an in-process link. A posting link keeps
+/// its answers for the test to deliver; a broken one fails.
+struct RamLink {
+    session: Session<RamFs<Zero>>,
+    fs: RamFs<Zero>,
+    posting: bool,
+    broken: bool,
+    answers: Rc<RefCell<VecDeque<Vec<u8>>>>,
+}
+
+impl RamLink {
+    fn new() -> Self {
+        RamLink {
+            session: Session::new(kasane_mount::MSIZE),
+            fs: RamFs::new(Zero, "eve", "eve", 0o775),
+            posting: false,
+            broken: false,
+            answers: Rc::default(),
+        }
+    }
+}
+
+impl Transport for RamLink {
+    fn name(&self) -> &str {
+        "ramfs"
+    }
+
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        if self.broken {
+            return Err("ramfs: the server died".into());
+        }
+        let mut out = Vec::new();
+        self.session
+            .handle(&mut self.fs, frame, &mut out)
+            .map_err(|e| format!("{e:?}"))?;
+        answer[..out.len()].copy_from_slice(&out);
+        Ok(out.len())
+    }
+
+    fn posts(&self) -> bool {
+        self.posting
+    }
+
+    fn post(&mut self, frame: &[u8], _answer: &mut [u8]) -> Result<Option<usize>, String> {
+        let mut later = vec![0u8; kasane_mount::MSIZE as usize];
+        let n = self.exchange(frame, &mut later)?;
+        later.truncate(n);
+        self.answers.borrow_mut().push_back(later);
+        Ok(None)
+    }
+
+    fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        let ready = self
+            .answers
+            .borrow_mut()
+            .pop_front()
+            .ok_or("nothing posted")?;
+        answer[..ready.len()].copy_from_slice(&ready);
+        Ok(ready.len())
+    }
+
+    fn peer(&self) -> u64 {
+        77
+    }
+}
+
+struct Epoch;
+
+impl Clock for Epoch {
+    fn now(&self) -> Time {
+        Time::default()
+    }
+}
+
+thread_local! {
+    static TYPED: RefCell<VecDeque<u8>> = RefCell::default();
+    static SHOWN: RefCell<Vec<u8>> = RefCell::default();
+}
+
+fn console_out(bytes: &[u8]) {
+    SHOWN.with(|shown| shown.borrow_mut().extend_from_slice(bytes));
+}
+
+fn console_in() -> Option<u8> {
+    TYPED.with(|typed| typed.borrow_mut().pop_front())
+}
+
+/// A program file as far as the fake kernel cares.
+const PROGRAM: &[u8] = b"\x7fELF a program";
+
+struct Core {
+    system: System<Fake>,
+    record: Rc<RefCell<Record>>,
+    init: u32,
+}
+
+/// Core booted with `#R`, `#c` with cons, `#b` holding `rc`, and the
+/// first process started.
+fn boot() -> Core {
+    let record = Rc::new(RefCell::new(Record::default()));
+    let mut others = Devices::new();
+    others.add(Box::new(Root::new())).unwrap();
+    others
+        .add(Box::new(ConsoleDevice::new(
+            Console::new(Epoch, "kasane"),
+            console_out,
+            console_in,
+        )))
+        .unwrap();
+    let modules = vec![
+        ("rc".to_string(), PROGRAM),
+        ("notes".to_string(), &b"not a program"[..]),
+    ];
+    others.add(Box::new(BootFiles::new(modules))).unwrap();
+    let mut system = System::new(Fake(record.clone()), others);
+    let init = system.start_init("root=core /bin/rc -i").unwrap();
+    Core {
+        system,
+        record,
+        init,
+    }
+}
+
+impl Core {
+    /// One pass with a message from `pid`: the deferred reply.
+    fn message(&mut self, pid: u32, message: Message) -> Option<Reply> {
+        self.system.handle(thread(pid), message);
+        self.system.end_pass()
+    }
+
+    /// One pass with a call of `pid`: the deferred reply.
+    fn call(&mut self, pid: u32, call: Call, words: [u64; 3], items: &[&[u8]]) -> Option<Reply> {
+        let items = items.iter().map(|i| i.to_vec()).collect();
+        let message = Message::Call {
+            label: LABEL_BASE + call as u64,
+            words,
+            items,
+        };
+        self.message(pid, message)
+    }
+
+    /// A call that must succeed at once: its reply.
+    fn ok(&mut self, pid: u32, call: Call, words: [u64; 3], items: &[&[u8]]) -> Reply {
+        let reply = self.call(pid, call, words, items).expect("a reply");
+        assert_eq!(reply.client, thread(pid));
+        if reply.status != STATUS_OK {
+            panic!("{call:?} failed: {}", self.errstr(pid));
+        }
+        reply
+    }
+
+    /// A call that must fail at once: its error string.
+    fn fails(&mut self, pid: u32, call: Call, words: [u64; 3], items: &[&[u8]]) -> String {
+        let reply = self.call(pid, call, words, items).expect("a reply");
+        assert_eq!(reply.status, STATUS_ERROR, "{call:?} succeeded");
+        assert_eq!(reply.data, None);
+        self.errstr(pid)
+    }
+
+    fn errstr(&mut self, pid: u32) -> String {
+        let reply = self.call(pid, Call::Errstr, [0; 3], &[]).unwrap();
+        String::from_utf8(reply.data.unwrap_or_default()).unwrap()
+    }
+
+    fn open(&mut self, pid: u32, path: &str, mode: u64) -> u64 {
+        self.ok(pid, Call::Open, [mode, 0, 0], &[path.as_bytes()])
+            .words[0]
+    }
+
+    fn read(&mut self, pid: u32, fd: u64, count: u64) -> Vec<u8> {
+        let reply = self.ok(pid, Call::Read, [fd, count, 0], &[]);
+        let data = reply.data.unwrap_or_default();
+        assert_eq!(reply.words[0], data.len() as u64);
+        data
+    }
+
+    fn spawn(&mut self, pid: u32, fds: Vec<(u32, u32)>) -> u32 {
+        let block = encode_spawn(&SpawnRequest {
+            path: "/bin/rc".into(),
+            argv: vec!["child".into()],
+            fds,
+            flags: 0,
+        });
+        self.ok(pid, Call::Spawn, [0; 3], &[&block]).words[0] as u32
+    }
+
+    fn sent(&self) -> Vec<Reply> {
+        std::mem::take(&mut self.record.borrow_mut().sent)
+    }
+}
+
+#[test]
+fn boot_starts_init_in_the_boot_namespace() {
+    let mut core = boot();
+    assert_eq!(core.init, 1);
+    let record = core.record.borrow();
+    assert_eq!(
+        (record.created.as_slice(), record.started.as_slice()),
+        (&[1][..], &[1][..])
+    );
+    assert_eq!(record.log, ["core: started /bin/rc as pid 1\n"]);
+    drop(record);
+    assert!(core.system.is_process(thread(1)));
+    assert_eq!(core.system.exit_status(1), None);
+    // #c on /dev, #b on /bin, #p on /proc.
+    let fd = core.open(1, "/dev/sysname", OREAD);
+    assert_eq!(core.read(1, fd, 100), b"kasane");
+    let fd = core.open(1, "/proc/1/status", OREAD);
+    assert!(String::from_utf8(core.read(1, fd, 200))
+        .unwrap()
+        .contains("rc"));
+}
+
+#[test]
+fn open_read_seek_and_close_keep_the_descriptor_table() {
+    let mut core = boot();
+    let chans = core.system.chans().len();
+    let notes = core.open(1, "/boot/notes", OREAD);
+    let name = core.open(1, "/dev/sysname", OREAD);
+    assert_eq!((notes, name), (0, 1));
+    assert_eq!(core.read(1, notes, 4), b"not ");
+    assert_eq!(core.read(1, notes, 100), b"a program");
+    assert_eq!(core.read(1, notes, 100), b"");
+    let reply = core.ok(1, Call::Pread, [notes, 3, 4], &[]);
+    assert_eq!(reply.data.as_deref(), Some(&b"a p"[..]));
+    let reply = core.ok(1, Call::Seek, [notes, 2, core_abi::SEEK_SET], &[]);
+    assert_eq!(reply.words[0], 2);
+    assert_eq!(core.read(1, notes, 3), b"t a");
+    core.ok(1, Call::Close, [notes, 0, 0], &[]);
+    // The lowest free descriptor is taken again.
+    assert_eq!(core.open(1, "/dev/zero", OREAD), 0);
+    let dup = core.ok(1, Call::Dup, [name, u64::MAX, 0], &[]).words[0];
+    assert_eq!(dup, 2);
+    assert_eq!(core.read(1, dup, 10), b"kasane");
+    for fd in [0, 1, 2] {
+        core.ok(1, Call::Close, [fd, 0, 0], &[]);
+    }
+    assert_eq!(core.system.chans().len(), chans);
+}
+
+#[test]
+fn a_directory_reads_as_whole_entries() {
+    let mut core = boot();
+    let fd = core.open(1, "/bin", OREAD);
+    let mut names = Vec::new();
+    loop {
+        let data = core.read(1, fd, 4096);
+        if data.is_empty() {
+            break;
+        }
+        let mut rest = &data[..];
+        while let Some(info) = FileInfo::decode_from(&mut rest) {
+            names.push(info.name);
+        }
+        assert!(rest.is_empty());
+    }
+    assert_eq!(names, ["rc", "notes"]);
+    let reply = core.ok(1, Call::Stat, [0; 3], &[b"/bin/rc"]);
+    let info = FileInfo::decode_from(&mut &reply.data.unwrap()[..]).unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.length),
+        ("rc", PROGRAM.len() as u64)
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_with_plan9_errors() {
+    let mut core = boot();
+    let bad = core.message(
+        1,
+        Message::Call {
+            label: 7,
+            words: [0; 3],
+            items: Vec::new(),
+        },
+    );
+    assert_eq!(bad.map(|r| r.status), Some(STATUS_ERROR));
+    assert_eq!(core.errstr(1), "bad system call");
+    assert_eq!(
+        core.fails(1, Call::Open, [0; 3], &[]),
+        Error::BAD_ARG.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Open, [0; 3], &[b"/dev/\xff"]),
+        Error::BAD_CHAR.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Open, [0; 3], &[b"/nowhere"]),
+        "'/nowhere' file does not exist"
+    );
+    for call in [
+        Call::Read,
+        Call::Write,
+        Call::Close,
+        Call::Fstat,
+        Call::Seek,
+    ] {
+        assert_eq!(
+            core.fails(1, call, [9, 1, 0], &[b"x"]),
+            Error::BAD_FD.as_str()
+        );
+        assert_eq!(
+            core.fails(1, call, [u64::MAX, 1, 0], &[b"x"]),
+            Error::BAD_FD.as_str()
+        );
+    }
+    let fd = core.open(1, "/dev/null", OREAD);
+    assert_eq!(
+        core.fails(1, Call::Dup, [fd, 1025, 0], &[]),
+        Error::BAD_FD.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Bind, [1 << 9, 0, 0], &[b"#c", b"/tmp"]),
+        Error::BAD_ARG.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Rfork, [1 << 20, 0, 0], &[]),
+        Error::BAD_ARG.as_str()
+    );
+    let both = core_abi::RFNAMEG | core_abi::RFCNAMEG;
+    assert_eq!(
+        core.fails(1, Call::Rfork, [both, 0, 0], &[]),
+        Error::BAD_ARG.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Spawn, [0; 3], &[b"garbage"]),
+        Error::BAD_ARG.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Mount, [fd, 0, 0], &[b"/n"]),
+        Error::BAD_USE_FD.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Wstat, [0; 3], &[b"/dev/null", b"a/b"]),
+        Error::FILE_NAME.as_str()
+    );
+    // A program that is not one: the spawn fails, nothing is made.
+    let block = encode_spawn(&SpawnRequest {
+        path: "/boot/notes".into(),
+        argv: vec!["notes".into()],
+        fds: Vec::new(),
+        flags: 0,
+    });
+    assert_eq!(
+        core.fails(1, Call::Spawn, [0; 3], &[&block]),
+        "not a program"
+    );
+    assert_eq!(core.record.borrow().created, [1]);
+    // Core carries on.
+    assert_eq!(core.ok(1, Call::Getpid, [0; 3], &[]).words[0], 1);
+}
+
+#[test]
+fn a_parked_pipe_read_is_woken_by_a_write() {
+    let mut core = boot();
+    let ends = core.ok(1, Call::Pipe, [0; 3], &[]).words;
+    let child = core.spawn(1, vec![(0, ends[1] as u32)]);
+    assert_eq!(child, 2);
+    assert_eq!(core.record.borrow().started, [1, 2]);
+    // Nothing to read: the call is parked, unanswered.
+    assert_eq!(core.call(1, Call::Read, [ends[0], 100, 0], &[]), None);
+    assert!(core.sent().is_empty());
+    // Another call goes on meanwhile.
+    assert_eq!(core.ok(2, Call::Getpid, [0; 3], &[]).words[0], 2);
+    // The child's write: its own reply is deferred to the next receive,
+    // and the woken reader is answered at once.
+    let written = core.ok(2, Call::Write, [0, 0, 0], &[b"hello"]);
+    assert_eq!(written.words[0], 5);
+    let sent = core.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].client, thread(1));
+    assert_eq!((sent[0].status, sent[0].words[0]), (STATUS_OK, 5));
+    assert_eq!(sent[0].data.as_deref(), Some(&b"hello"[..]));
+}
+
+#[test]
+fn the_first_reply_of_a_pass_is_deferred() {
+    let mut core = boot();
+    let child = core.spawn(1, Vec::new());
+    // wait parks while the child lives.
+    assert_eq!(core.call(1, Call::Wait, [0; 3], &[]), None);
+    // exits is never answered, so the woken wait's reply is the pass's
+    // first: it goes with the next receive, not at once.
+    let reply = core.call(child, Call::Exits, [0; 3], &[b"done"]).unwrap();
+    assert_eq!(reply.client, thread(1));
+    assert_eq!(reply.words[0], u64::from(child));
+    assert_eq!(reply.data.as_deref(), Some(&b"done"[..]));
+    assert!(core.sent().is_empty());
+    assert!(!core.system.is_process(thread(child)));
+    assert_eq!(core.record.borrow().destroyed, [child]);
+    assert_eq!(core.fails(1, Call::Wait, [0; 3], &[]), "no living children");
+}
+
+#[test]
+fn a_killed_process_loses_its_descriptors_and_parked_call() {
+    let mut core = boot();
+    let chans = core.system.chans().len();
+    let ends = core.ok(1, Call::Pipe, [0; 3], &[]).words;
+    let child = core.spawn(1, vec![(0, ends[0] as u32), (1, ends[1] as u32)]);
+    core.open(child, "/dev/sysname", OREAD);
+    core.open(child, "/bin", OREAD);
+    // The child waits on the pipe.
+    assert_eq!(core.call(child, Call::Read, [0, 10, 0], &[]), None);
+    let ctl = core.open(1, &format!("/proc/{child}/ctl"), OWRITE);
+    core.ok(1, Call::Write, [ctl, 0, 0], &[b"kill"]);
+    assert!(!core.system.is_process(thread(child)));
+    assert_eq!(core.record.borrow().destroyed, [child]);
+    // Its parked read is dropped: a write wakes nobody.
+    core.ok(1, Call::Write, [ends[1], 0, 0], &[b"x"]);
+    assert!(core.sent().is_empty());
+    let reply = core.ok(1, Call::Wait, [u64::from(child), 0, 0], &[]);
+    assert_eq!(reply.data.as_deref(), Some(&b"killed"[..]));
+    // Only init's own descriptors are left.
+    for fd in [ends[0], ends[1], ctl] {
+        core.ok(1, Call::Close, [fd, 0, 0], &[]);
+    }
+    assert_eq!(core.system.chans().len(), chans);
+    // Its calls are no longer served.
+    assert_eq!(core.call(child, Call::Getpid, [0; 3], &[]), None);
+}
+
+#[test]
+fn faults_are_paged_or_end_the_process() {
+    let mut core = boot();
+    let child = core.spawn(1, Vec::new());
+    let paged = core.message(
+        child,
+        Message::PageFault {
+            address: 0x40_1234,
+            ip: 0x40_0000,
+        },
+    );
+    assert_eq!(paged, None);
+    assert!(core.system.is_process(thread(child)));
+    let fd = core.open(1, &format!("/proc/{child}/status"), OREAD);
+    let status = String::from_utf8(core.read(1, fd, 200)).unwrap();
+    assert!(status.contains("4K") || status.contains(" 4"), "{status}");
+    core.message(
+        child,
+        Message::PageFault {
+            address: 0x2000_0000,
+            ip: 0x40_1000,
+        },
+    );
+    assert!(!core.system.is_process(thread(child)));
+    let reply = core.ok(1, Call::Wait, [0; 3], &[]);
+    assert_eq!(
+        reply.data.as_deref(),
+        Some(&b"sys: trap: fault read addr=0x20000000 pc=0x401000"[..])
+    );
+    let child = core.spawn(1, Vec::new());
+    core.message(child, Message::Exception { vector: 13 });
+    let reply = core.ok(1, Call::Wait, [0; 3], &[]);
+    assert_eq!(reply.data.as_deref(), Some(&b"sys: trap: exception 13"[..]));
+}
+
+#[test]
+fn sleep_parks_until_its_time() {
+    let mut core = boot();
+    core.record.borrow_mut().now = 1_000;
+    assert_eq!(core.system.receive_timeout(), None);
+    assert_eq!(core.call(1, Call::Sleep, [5, 0, 0], &[]), None);
+    assert_eq!(core.system.receive_timeout(), Some(5_000));
+    core.record.borrow_mut().now = 4_000;
+    assert_eq!(core.system.end_pass(), None);
+    assert_eq!(core.system.receive_timeout(), Some(2_000));
+    core.record.borrow_mut().now = 6_000;
+    let reply = core.system.end_pass().unwrap();
+    assert_eq!((reply.client, reply.status), (thread(1), STATUS_OK));
+}
+
+#[test]
+fn a_console_read_waits_for_a_line_and_is_polled() {
+    let mut core = boot();
+    let cons = core.open(1, "/dev/cons", ORDWR);
+    assert_eq!(core.call(1, Call::Read, [cons, 100, 0], &[]), None);
+    // While a console read is parked, core wakes every 10 ms to poll.
+    core.record.borrow_mut().now = 50;
+    assert_eq!(core.system.receive_timeout(), Some(10_000));
+    TYPED.with(|typed| typed.borrow_mut().extend(b"ls\r"));
+    let reply = core.system.end_pass().unwrap();
+    assert_eq!(reply.data.as_deref(), Some(&b"ls\n"[..]));
+    assert_eq!(core.system.receive_timeout(), None);
+    core.ok(1, Call::Write, [cons, 0, 0], &[b"; "]);
+    SHOWN.with(|shown| assert_eq!(shown.borrow().as_slice(), b"ls\n; "));
+}
+
+#[test]
+fn environment_groups_are_typed_and_dropped_with_their_last_process() {
+    let mut core = boot();
+    let fd = core
+        .ok(1, Call::Create, [ORDWR, 0o664, 0], &[b"/env/user"])
+        .words[0];
+    core.ok(1, Call::Write, [fd, 0, 0], &[b"glenda"]);
+    let child = core.spawn(1, Vec::new());
+    // A copy of the group: the child sees the variable, changes its own.
+    // (/env stays the boot group's directory; `#e` attaches the caller's.)
+    core.ok(child, Call::Rfork, [core_abi::RFENVG, 0, 0], &[]);
+    let fd = core.open(child, "#e/user", ORDWR);
+    assert_eq!(core.read(child, fd, 100), b"glenda");
+    core.ok(child, Call::Pwrite, [fd, 0, 0], &[b"ken   "]);
+    let fd = core.open(1, "/env/user", OREAD);
+    assert_eq!(core.read(1, fd, 100), b"glenda");
+    // A clean group sees nothing.
+    core.ok(child, Call::Rfork, [core_abi::RFCENVG, 0, 0], &[]);
+    assert_eq!(
+        core.fails(child, Call::Open, [OREAD, 0, 0], &[b"#e/user"]),
+        "'#e/user' file does not exist"
+    );
+}
+
+#[test]
+fn a_task_server_is_mounted_read_and_restarted() {
+    let mut core = boot();
+    let answers = Rc::default();
+    let mut link = RamLink::new();
+    link.answers = Rc::clone(&answers);
+    let id = core.system.add_server("ramfs", "ramfs-task", link);
+    let srv = core.open(1, "/srv/ramfs", ORDWR);
+    core.ok(1, Call::Mount, [srv, MCREATE, 0], &[b"/n", b""]);
+    let fd = core
+        .ok(1, Call::Create, [ORDWR, 0o664, 0], &[b"/n/f"])
+        .words[0];
+    assert_eq!(
+        core.ok(1, Call::Write, [fd, 0, 0], &[b"on ramfs"]).words[0],
+        8
+    );
+    let reply = core.ok(1, Call::Pread, [fd, 100, 0], &[]);
+    assert_eq!(reply.data.as_deref(), Some(&b"on ramfs"[..]));
+    // A server that is slow to answer parks the reader alone; its answer
+    // wakes it.
+    core.system
+        .servants()
+        .mount
+        .transport_mut(id)
+        .unwrap()
+        .posting = true;
+    assert_eq!(core.call(1, Call::Pread, [fd, 2, 3], &[]), None);
+    assert_eq!(core.ok(1, Call::Getpid, [0; 3], &[]).words[0], 1);
+    let answer = answers.borrow_mut().pop_front().unwrap();
+    core.system.servants().mount.deliver(id, &answer);
+    let reply = core.system.end_pass().unwrap();
+    assert_eq!(reply.data.as_deref(), Some(&b"ra"[..]));
+    // An open that walks a slow server parks at each request not yet
+    // answered and runs again from the start with the answers it has
+    // (#M's journal), until it is done.
+    let chans = core.system.chans().len();
+    assert_eq!(core.call(1, Call::Open, [OREAD, 0, 0], &[b"/n/f"]), None);
+    let mut reply = None;
+    for _ in 0..10 {
+        let Some(answer) = answers.borrow_mut().pop_front() else {
+            break;
+        };
+        core.system.servants().mount.deliver(id, &answer);
+        reply = core.system.end_pass();
+        if reply.is_some() {
+            break;
+        }
+    }
+    let reply = reply.expect("the open was answered");
+    assert_eq!((reply.client, reply.status), (thread(1), STATUS_OK));
+    let opened = reply.words[0];
+    assert_eq!(core.system.chans().len(), chans + 1);
+    // What is still on the wire (a clunk) answers nobody.
+    loop {
+        let next = answers.borrow_mut().pop_front();
+        let Some(answer) = next else { break };
+        core.system.servants().mount.deliver(id, &answer);
+        assert_eq!(core.system.end_pass(), None);
+    }
+    core.system
+        .servants()
+        .mount
+        .transport_mut(id)
+        .unwrap()
+        .posting = false;
+    assert_eq!(core.read(1, opened, 2), b"on");
+    // The server dies: the link hangs up, core restarts it on a new link
+    // under the same name, and a new mount reaches it.
+    {
+        let link = core.system.servants().mount.transport_mut(id).unwrap();
+        link.posting = false;
+        link.broken = true;
+    }
+    assert_eq!(
+        core.fails(1, Call::Stat, [0; 3], &[b"/n/f"]),
+        "'/n/f' i/o on hungup channel"
+    );
+    assert_eq!(core.record.borrow().restarts, 1);
+    assert!(core
+        .record
+        .borrow()
+        .log
+        .iter()
+        .any(|l| l.starts_with("core: task server ramfs restarted (link 1 -> 2, restart 1 of 5)")));
+    core.ok(1, Call::Unmount, [0, 0, 0], &[b"/n"]);
+    let srv = core.open(1, "/srv/ramfs", ORDWR);
+    core.ok(1, Call::Mount, [srv, MCREATE, 0], &[b"/n", b""]);
+    let fd = core.open(1, "/n", OREAD);
+    assert_eq!(core.read(1, fd, 100), b"");
+}
