@@ -14,8 +14,8 @@
 //! - [`Devices`] and [`Host`]: the servant table and the bridge that lets a
 //!   `kasane_namespace::Namespace` walk, bind and read unions over chans.
 //!
-//! Errors are Plan 9 strings, `kasane_namespace::Error`, re-exported here;
-//! `docs/core.md` lists them.
+//! Errors are Plan 9 strings, `ninep::Error` (the one table), re-exported
+//! here; `docs/core.md` lists them.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
