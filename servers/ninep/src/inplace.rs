@@ -37,9 +37,8 @@ impl Tread {
     /// The Tread `frame` holds, read where it lies: `None` unless the
     /// frame is exactly one Tread whose size field says so.
     pub fn decode(frame: &[u8]) -> Option<Self> {
-        if frame.len() != TREAD_SIZE {
-            return None;
-        }
+        // A fixed size, so the reader's bounds checks fold away.
+        let frame: &[u8; TREAD_SIZE] = frame.try_into().ok()?;
         // read(5): size[4] Tread tag[2] fid[4] offset[8] count[4]
         let mut r = Reader::new(frame);
         let size = r.u32("size").ok()?;
@@ -81,14 +80,15 @@ impl<'a> Rread<'a> {
     /// Rread of at most `max_size` bytes (the msize) whose count is the
     /// rest of the frame.
     pub fn decode(frame: &'a [u8], max_size: u32) -> Option<Self> {
-        // read(5): size[4] Rread tag[2] count[4] data[count]
-        let mut r = Reader::new(frame);
+        // read(5): size[4] Rread tag[2] count[4] data[count]; the header
+        // taken at its fixed size, so the reader's bounds checks fold away.
+        let mut r = Reader::new(frame.get(..RREAD_HEADER)?);
         let size = r.u32("size").ok()? as usize;
         let kind = r.u8("type").ok()?;
         let tag = r.u16("tag").ok()?;
         let count = r.u32("count").ok()? as usize;
-        // The reads above took RREAD_HEADER bytes, so `size` is at least
-        // that once it equals the frame's length.
+        // The frame has the header, so `size` is at least RREAD_HEADER
+        // once it equals the frame's length.
         if kind != MessageType::Rread as u8
             || size != frame.len()
             || size > max_size as usize
