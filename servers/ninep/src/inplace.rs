@@ -10,6 +10,11 @@
 //! `tests/codec.rs` hold them to it. What a function does not accept
 //! (anything but a whole, consistent frame of its type) is `None`, for the
 //! caller's general path to answer as it answers any frame.
+//!
+//! The functions are `#[inline]`: they stand for code that was written in
+//! place on the callers' hot paths, and across crates LLVM kept them
+//! calls without the hint (a 4 KB read from the ramfs task cost 9 474
+//! cycles instead of 9 449; docs/performance.md).
 
 use alloc::vec::Vec;
 
@@ -36,6 +41,7 @@ pub struct Tread {
 impl Tread {
     /// The Tread `frame` holds, read where it lies: `None` unless the
     /// frame is exactly one Tread whose size field says so.
+    #[inline]
     pub fn decode(frame: &[u8]) -> Option<Self> {
         // A fixed size, so the reader's bounds checks fold away.
         let frame: &[u8; TREAD_SIZE] = frame.try_into().ok()?;
@@ -55,6 +61,7 @@ impl Tread {
     }
 
     /// Appends the frame: always [`TREAD_SIZE`] bytes, below any msize.
+    #[inline]
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(TREAD_SIZE);
         let mut w = Writer { out };
@@ -79,6 +86,7 @@ impl<'a> Rread<'a> {
     /// The Rread `frame` holds: `None` unless the frame is exactly one
     /// Rread of at most `max_size` bytes (the msize) whose count is the
     /// rest of the frame.
+    #[inline]
     pub fn decode(frame: &'a [u8], max_size: u32) -> Option<Self> {
         // read(5): size[4] Rread tag[2] count[4] data[count]; the header
         // taken at its fixed size, so the reader's bounds checks fold away.
@@ -106,6 +114,7 @@ impl<'a> Rread<'a> {
     /// which the caller appends the data itself, once. Then
     /// [`RreadStart::finish`] writes the header, or
     /// [`RreadStart::cancel`] takes it all back.
+    #[inline]
     pub fn begin(out: &mut Vec<u8>) -> RreadStart {
         let at = out.len();
         out.extend_from_slice(&[0; RREAD_HEADER]);
@@ -124,6 +133,7 @@ impl RreadStart {
     /// Ends the Rread: keeps at most `limit` bytes of what was appended
     /// since [`Rread::begin`] and writes the header before them. Returns
     /// how many bytes the Rread carries.
+    #[inline]
     pub fn finish(self, out: &mut Vec<u8>, tag: u16, limit: u32) -> u32 {
         let data = self.at + RREAD_HEADER;
         let n = (out.len() - data).min(limit as usize);
@@ -141,6 +151,7 @@ impl RreadStart {
     }
 
     /// Takes back the Rread and anything appended after it.
+    #[inline]
     pub fn cancel(self, out: &mut Vec<u8>) {
         out.truncate(self.at);
     }
