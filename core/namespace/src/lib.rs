@@ -24,7 +24,6 @@ extern crate alloc;
 
 mod chans;
 mod clean;
-mod error;
 mod flags;
 mod ns;
 mod table;
@@ -32,8 +31,9 @@ mod walk;
 
 pub use chans::{ChanId, Chans, DirEntry, Walker};
 pub use clean::{cleanname, join};
-pub use error::Error;
 pub use flags::{MountFlags, Order};
+/// Plan 9 error strings: the one table, `ninep`'s.
+pub use ninep::Error;
 pub use ns::{quote, quote_always};
 pub use table::{Member, MountLink, MountPoint, Namespace, Source};
 pub use walk::Location;

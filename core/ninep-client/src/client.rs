@@ -18,17 +18,11 @@ use alloc::vec::Vec;
 use litemap::LiteMap;
 
 use ninep::{
-    FileMode, Frame, Message, MessageType, OpenMode, Qid, Stat, IOHDRSZ, MAXWELEM, NOFID, NOTAG,
-    VERSION,
+    FileMode, Frame, Message, MessageType, OpenMode, Qid, Rread, Stat, Tread, IOHDRSZ, MAXWELEM,
+    NOFID, NOTAG, VERSION,
 };
 
 use crate::error::{Error, ProtocolError};
-
-/// Bytes of an Rread before its data: size[4] type[1] tag[2] count[4].
-const RREAD_HEADER: usize = 11;
-
-/// Bytes of a Tread: size[4] type[1] tag[2] fid[4] offset[8] count[4].
-const TREAD_SIZE: u32 = 23;
 
 /// The smallest msize the client accepts from a server: room for a stat
 /// with short names and a useful read, as the server framework requires.
@@ -538,20 +532,8 @@ impl Client {
     /// into the result. Anything else (a malformed frame included) is left
     /// to the general path, which answers it as it always does.
     fn quick_rread(&mut self, frame: &[u8]) -> Option<Completion> {
-        // read(5): size[4] Rread tag[2] count[4] data[count]
-        let header = frame.get(..RREAD_HEADER)?;
-        let word = |at: usize| {
-            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-        };
-        let (size, count) = (word(0) as usize, word(7) as usize);
-        if header[4] != MessageType::Rread as u8
-            || size != frame.len()
-            || size > self.msize as usize
-            || count != size - RREAD_HEADER
-        {
-            return None;
-        }
-        let tag = u16::from_le_bytes([header[5], header[6]]);
+        let Rread { tag, data: answer } = Rread::decode(frame, self.msize)?;
+        let count = answer.len();
         let Some(&TagUse::Request {
             op,
             kind: MessageType::Tread,
@@ -578,7 +560,7 @@ impl Client {
         self.ops.remove(&op);
         Some(Completion {
             op,
-            result: Ok(Outcome::Read(frame[RREAD_HEADER..].to_vec())),
+            result: Ok(Outcome::Read(answer.to_vec())),
         })
     }
 
@@ -994,8 +976,9 @@ impl Client {
         Ok(tag)
     }
 
-    /// [`send`](Self::send) of a Tread, written out directly: the
-    /// commonest request, and of a fixed size (below any msize).
+    /// [`send`](Self::send) of a Tread, written out directly
+    /// ([`ninep::Tread`]): the commonest request, and of a fixed size
+    /// (below any msize).
     fn send_tread(
         &mut self,
         op: OpId,
@@ -1005,14 +988,13 @@ impl Client {
         out: &mut Vec<u8>,
     ) -> Result<u16, Error> {
         let tag = self.free_tag()?;
-        // read(5): size[4] Tread tag[2] fid[4] offset[8] count[4]
-        out.reserve(TREAD_SIZE as usize);
-        out.extend_from_slice(&TREAD_SIZE.to_le_bytes());
-        out.push(MessageType::Tread as u8);
-        out.extend_from_slice(&tag.to_le_bytes());
-        out.extend_from_slice(&fid.to_le_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&count.to_le_bytes());
+        let tread = Tread {
+            tag,
+            fid,
+            offset,
+            count,
+        };
+        tread.encode(out);
         let kind = MessageType::Tread;
         self.tags.insert(tag, TagUse::Request { op, kind });
         Ok(tag)

@@ -13,7 +13,7 @@ use crate::Error;
 /// The owner of files that belong to the system, Plan 9's host owner.
 pub const EVE: &str = "eve";
 
-pub fn dir_qid(path: u64) -> Qid {
+pub const fn dir_qid(path: u64) -> Qid {
     Qid {
         kind: QidType::DIR,
         version: 0,
@@ -21,7 +21,7 @@ pub fn dir_qid(path: u64) -> Qid {
     }
 }
 
-pub fn file_qid(path: u64) -> Qid {
+pub const fn file_qid(path: u64) -> Qid {
     Qid {
         kind: QidType::FILE,
         version: 0,

@@ -5,6 +5,9 @@
 //! `FileServer`: the same `ninep` qid, stat and open-mode types, directory
 //! reads as whole stat entries that the caller packs, and every method
 //! denying by default so a servant writes only what it serves (STYLE.md 5).
+//! A servant that has a table ([`Servant::devgen`], Plan 9's Dirtab) gets
+//! attach, walk, parent, stat, open and read_dir served from it instead
+//! ([`crate::dev`]), and writes only the table and what its files do.
 //!
 //! Contract between the caller (core's Chan layer) and a servant:
 //! - every [`File`] a servant hands out (attach, walk, parent, create)
@@ -20,6 +23,7 @@ use alloc::vec::Vec;
 
 use ninep::{FileMode, OpenMode, Qid, Stat};
 
+use crate::dev::{self, Devgen};
 use crate::Error;
 
 /// What a servant's file is to its caller: which instance of the servant
@@ -117,22 +121,35 @@ impl<'a> Caller<'a> {
 }
 
 /// An in-core file server (a servant; Plan 9's `Dev`). Every method but
-/// `letter` denies by default.
+/// `letter` denies by default, unless the servant has a table
+/// ([`devgen`](Self::devgen)): then attach, walk, parent, stat, open and
+/// read_dir serve the table, as Plan 9's devattach, devwalk, devstat,
+/// devopen and devdirread do.
 pub trait Servant {
     /// The letter after `#` that names the servant (intro(3)).
     fn letter(&self) -> char;
 
+    /// The servant's tree as a table (Plan 9's Dirtab and devgen), if it
+    /// is one; `None` by default.
+    fn devgen(&self) -> Option<&dyn Devgen> {
+        None
+    }
+
     /// The root of the servant's tree for `#letter spec` (attach(5)).
     fn attach(&mut self, caller: &Caller<'_>, spec: &str) -> Result<File, Error> {
         let _ = (caller, spec);
-        Err(Error::PERMISSION_DENIED)
+        self.devgen()
+            .map(|_| dev::attach())
+            .ok_or(Error::PERMISSION_DENIED)
     }
 
     /// One step of a walk (walk(5)): `name` in the directory `dir`. Never
     /// `.` or `..`; a name that is not there is "file does not exist".
     fn walk(&mut self, caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
-        let _ = (caller, dir, name);
-        Err(Error::NOT_FOUND)
+        match self.devgen() {
+            Some(gen) => dev::walk(gen, caller, dir, name),
+            None => Err(Error::NOT_FOUND),
+        }
     }
 
     /// A second chan on `file`, as a walk of no names gives (Plan 9's
@@ -146,20 +163,27 @@ pub trait Servant {
 
     /// The servant's own `..` of `file`; the root's is the root.
     fn parent(&mut self, caller: &Caller<'_>, file: &File) -> Result<File, Error> {
-        let _ = (caller, file);
-        Err(Error::NOT_SUPPORTED)
+        let _ = caller;
+        match self.devgen() {
+            Some(gen) => Ok(dev::parent(gen, file)),
+            None => Err(Error::NOT_SUPPORTED),
+        }
     }
 
     /// stat(5).
     fn stat(&mut self, caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
-        let _ = (caller, file);
-        Err(Error::PERMISSION_DENIED)
+        match self.devgen() {
+            Some(gen) => dev::stat(self.letter(), gen, caller, file),
+            None => Err(Error::PERMISSION_DENIED),
+        }
     }
 
     /// open(5); the servant checks `mode` against what the file allows.
     fn open(&mut self, caller: &Caller<'_>, file: &File, mode: OpenMode) -> Result<Opened, Error> {
-        let _ = (caller, file, mode);
-        Err(Error::PERMISSION_DENIED)
+        match self.devgen() {
+            Some(gen) => dev::open(gen, caller, file, mode).map(|()| Opened::File(file.qid)),
+            None => Err(Error::PERMISSION_DENIED),
+        }
     }
 
     /// create(5): a new file `name` in `dir`, opened with `mode`.
@@ -190,8 +214,10 @@ pub trait Servant {
 
     /// The entries of a directory; the caller packs them into reads.
     fn read_dir(&mut self, caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
-        let _ = (caller, dir);
-        Err(Error::PERMISSION_DENIED)
+        match self.devgen() {
+            Some(gen) => dev::entries(self.letter(), gen, caller, dir),
+            None => Err(Error::PERMISSION_DENIED),
+        }
     }
 
     /// write(5): how many bytes were taken. Fewer than given means "write

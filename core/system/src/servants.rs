@@ -26,7 +26,9 @@ use kasane_servant::servants::line::LineDiscipline;
 use kasane_servant::servants::pipe::Pipes;
 use kasane_servant::servants::proc::Processes;
 use kasane_servant::servants::srv::Registry;
-use kasane_servant::{Caller, Devices, Error, File, Io, Opened, Servant, ServantTable, WaitKey};
+use kasane_servant::{
+    Caller, Devgen, Devices, Dirtab, Error, File, Io, Opened, Servant, ServantTable, WaitKey,
+};
 use ninep::{OpenMode, Stat};
 
 /// Every servant core serves, by letter.
@@ -90,21 +92,25 @@ impl BootFiles {
             .and_then(|i| self.modules.get(i))
             .ok_or(Error::NOT_FOUND)
     }
+}
 
-    fn entry(&self, path: u64) -> Result<Stat, Error> {
-        if path == 0 {
-            return Ok(dir::stat('b', 0, dir::dir_qid(0), "#b", 0o555, 0, EVE));
+impl Devgen for BootFiles {
+    /// One directory: a module's qid path is its index plus one.
+    fn gen<'a>(
+        &'a self,
+        _caller: &Caller<'a>,
+        dir: &File,
+        index: usize,
+    ) -> Result<Option<Dirtab<'a>>, Error> {
+        if dir.qid.path != 0 {
+            return Ok(None);
         }
-        let (name, bytes) = self.module(path)?;
-        Ok(dir::stat(
-            'b',
-            0,
-            dir::file_qid(path),
-            name,
-            0o555,
-            bytes.len() as u64,
-            EVE,
-        ))
+        if index == 0 {
+            return Ok(Some(Dirtab::dir("#b", 0, 0o555)));
+        }
+        Ok(self.modules.get(index - 1).map(|(name, bytes)| {
+            Dirtab::file(name, index as u64, 0o555).with_length(bytes.len() as u64)
+        }))
     }
 }
 
@@ -113,45 +119,8 @@ impl Servant for BootFiles {
         'b'
     }
 
-    fn attach(&mut self, _caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(0),
-        })
-    }
-
-    fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
-        if dir.qid.path != 0 {
-            return Err(Error::NOT_FOUND);
-        }
-        let index = self
-            .modules
-            .iter()
-            .position(|(n, _)| n == name)
-            .ok_or(Error::NOT_FOUND)?;
-        Ok(File {
-            dev: 0,
-            qid: dir::file_qid(index as u64 + 1),
-        })
-    }
-
-    fn parent(&mut self, _caller: &Caller<'_>, _file: &File) -> Result<File, Error> {
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(0),
-        })
-    }
-
-    fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
-        self.entry(file.qid.path)
-    }
-
-    fn open(&mut self, _caller: &Caller<'_>, file: &File, mode: OpenMode) -> Result<Opened, Error> {
-        if file.qid.path != 0 {
-            self.module(file.qid.path)?;
-        }
-        dir::check_open(file.qid.path == 0, mode, true, false)?;
-        Ok(Opened::File(file.qid))
+    fn devgen(&self) -> Option<&dyn Devgen> {
+        Some(self)
     }
 
     fn read(
@@ -163,15 +132,6 @@ impl Servant for BootFiles {
     ) -> Result<Io<Vec<u8>>, Error> {
         let (_, bytes) = self.module(file.qid.path)?;
         Ok(Io::Ready(dir::read_at(bytes, offset, count)))
-    }
-
-    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
-        if dir.qid.path != 0 {
-            return Err(Error::NOT_DIR);
-        }
-        (1..=self.modules.len() as u64)
-            .map(|p| self.entry(p))
-            .collect()
     }
 }
 

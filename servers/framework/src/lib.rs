@@ -15,10 +15,10 @@
 extern crate alloc;
 
 pub mod access;
-mod error;
 mod server;
 mod session;
 
-pub use error::Error;
+/// Plan 9 error strings: the one table, `ninep`'s.
+pub use ninep::Error;
 pub use server::{Caller, Completion, FileServer, Reply, RequestId, StatChanges};
 pub use session::{Session, SessionError, MIN_MSIZE};

@@ -20,8 +20,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use ninep::{
-    frame_length, DecodeError, FileMode, Frame, Message, MessageType, OpenMode, Qid, QidType, Stat,
-    IOHDRSZ, NOFID, VERSION, VERSION_UNKNOWN,
+    frame_length, DecodeError, FileMode, Frame, Message, OpenMode, Qid, QidType, Rread, Stat,
+    Tread, IOHDRSZ, NOFID, RREAD_HEADER, VERSION, VERSION_UNKNOWN,
 };
 
 use crate::access::{self, EXEC, WRITE};
@@ -31,9 +31,6 @@ use crate::Error;
 /// The smallest msize a session accepts: room for a stat with short names
 /// and a useful read.
 pub const MIN_MSIZE: u32 = 256;
-
-/// Bytes of an Rread before its data: size[4] type[1] tag[2] count[4].
-const RREAD_HEADER: u32 = 11;
 
 /// The stream can no longer be trusted; the transport must hang up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +101,6 @@ impl<F: FileServer> fmt::Debug for Session<F> {
 fn legal_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/')
 }
-
-/// Bytes of a Tread: size[4] type[1] tag[2] fid[4] offset[8] count[4].
-const TREAD_SIZE: usize = 23;
 
 /// Appends what a request handler's result says to send, if anything.
 fn answer(out: &mut Vec<u8>, tag: u16, result: Result<Option<Message>, Error>) {
@@ -203,21 +197,20 @@ impl<F: FileServer> Session<F> {
             Err(e) => return Err(SessionError::BadFrame(e)),
         }
         let tag = Frame::peek_tag(frame).unwrap_or(ninep::NOTAG);
-        // The commonest request, a Tread (read(5): size[4] Tread tag[2]
-        // fid[4] offset[8] count[4]), is read off the frame in place.
-        if frame.len() == TREAD_SIZE
-            && frame[4] == MessageType::Tread as u8
-            && self.negotiated
-            && !self.pending.contains_key(&tag)
-        {
-            let word = |at: usize| {
-                u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
-            };
-            let offset = u64::from(word(11)) | (u64::from(word(15)) << 32);
-            let id = self.next_id();
-            let result = self.read(fs, id, tag, word(7), offset, word(19), out);
-            answer(out, tag, result);
-            return Ok(());
+        // The commonest request, a Tread, is read off the frame in place.
+        if let Some(tread) = Tread::decode(frame) {
+            if self.negotiated && !self.pending.contains_key(&tread.tag) {
+                let id = self.next_id();
+                let Tread {
+                    tag,
+                    fid,
+                    offset,
+                    count,
+                } = tread;
+                let result = self.read(fs, id, tag, fid, offset, count, out);
+                answer(out, tag, result);
+                return Ok(());
+            }
         }
         let request = match Frame::decode(frame, self.msize) {
             Ok(request) => request,
@@ -619,7 +612,7 @@ impl<F: FileServer> Session<F> {
         count: u32,
         out: &mut Vec<u8>,
     ) -> Result<Option<Message>, Error> {
-        let limit = self.msize.saturating_sub(RREAD_HEADER);
+        let limit = self.msize.saturating_sub(RREAD_HEADER as u32);
         let count = count.min(limit);
         let entry = self.fids.get_mut(&fid).ok_or(Error::UNKNOWN_FID)?;
         let Some(opened) = entry.open.as_mut() else {
@@ -664,27 +657,19 @@ impl<F: FileServer> Session<F> {
             cursor.offset += data.len() as u64;
             return Ok(Some(Message::Rread { data }));
         }
-        // Rread: size[4] Rread tag[2] count[4] data[count] (read(5)).
-        let start = out.len();
-        out.extend_from_slice(&[0; RREAD_HEADER as usize]);
+        let start = Rread::begin(out);
         match fs.read_into(&caller, &entry.node, offset, count, out) {
             Ok(Reply::Now(())) => {
-                let n = (out.len() - start - RREAD_HEADER as usize).min(count as usize);
-                out.truncate(start + RREAD_HEADER as usize + n);
-                let size = RREAD_HEADER + n as u32;
-                out[start..start + 4].copy_from_slice(&size.to_le_bytes());
-                out[start + 4] = MessageType::Rread as u8;
-                out[start + 5..start + 7].copy_from_slice(&tag.to_le_bytes());
-                out[start + 7..start + 11].copy_from_slice(&(n as u32).to_le_bytes());
+                start.finish(out, tag, count);
                 Ok(None)
             }
             Ok(Reply::Later) => {
-                out.truncate(start);
+                start.cancel(out);
                 self.pending.insert(tag, Pending { id, count });
                 Ok(None)
             }
             Err(e) => {
-                out.truncate(start);
+                start.cancel(out);
                 Err(e)
             }
         }

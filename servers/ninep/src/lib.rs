@@ -2,7 +2,10 @@
 //!
 //! This crate knows the protocol and nothing else: the message enum
 //! ([`Message`], framed with its tag as [`Frame`]), the qid and stat
-//! structures, the mode bit sets, and a strict decoder.
+//! structures, the mode bit sets, a strict decoder, and the Plan 9 error
+//! strings ([`Error`]) that Rerror carries and core answers with. The
+//! commonest messages, Tread and Rread, also have in-place forms
+//! ([`Tread`], [`Rread`]) that both ends of a link use on their fast paths.
 //!
 //! Invariants the codec keeps:
 //! - Decoding never panics and never allocates more than the bytes it was
@@ -21,11 +24,15 @@
 extern crate alloc;
 
 mod error;
+mod errstr;
+mod inplace;
 mod message;
 mod types;
 mod wire;
 
 pub use error::{DecodeError, EncodeError};
+pub use errstr::Error;
+pub use inplace::{Rread, RreadStart, Tread, RREAD_HEADER, TREAD_SIZE};
 pub use message::{frame_length, Frame, Message, MessageType};
 pub use types::{Access, FileMode, OpenMode, Qid, QidType, Stat};
 

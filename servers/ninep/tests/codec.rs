@@ -1,8 +1,8 @@
 //! Codec tests: exact bytes for each rule, and proptest round trips.
 
 use ninep::{
-    frame_length, DecodeError, EncodeError, FileMode, Frame, Message, OpenMode, Qid, QidType, Stat,
-    NOFID,
+    frame_length, DecodeError, EncodeError, FileMode, Frame, Message, OpenMode, Qid, QidType,
+    Rread, Stat, Tread, NOFID,
 };
 use proptest::prelude::*;
 
@@ -392,5 +392,70 @@ proptest! {
     #[test]
     fn framed_arbitrary_bodies_never_panic(kind in 100u8..128, body in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = Frame::decode(&frame(kind, 1, &body), MAX);
+    }
+
+    // The in-place Tread and Rread (ninep::inplace) against Message.
+
+    #[test]
+    fn in_place_reads_agree_with_frame_decode(tag in any::<u16>(), msg in message(), max in 0u32..400) {
+        let bytes = Frame::new(tag, msg.clone()).to_bytes().unwrap();
+        let tread = match msg {
+            Message::Tread { fid, offset, count } => Some(Tread { tag, fid, offset, count }),
+            _ => None,
+        };
+        prop_assert_eq!(Tread::decode(&bytes), tread);
+        let rread = match (&msg, Frame::decode(&bytes, max)) {
+            (Message::Rread { data }, Ok(_)) => Some(Rread { tag, data }),
+            _ => None,
+        };
+        prop_assert_eq!(Rread::decode(&bytes, max), rread);
+    }
+
+    #[test]
+    fn in_place_reads_of_any_body_agree_with_frame_decode(kind in 115u8..=118, tag in any::<u16>(), body in proptest::collection::vec(any::<u8>(), 0..40), max in 0u32..64) {
+        let bytes = frame(kind, tag, &body);
+        let tread = match Frame::decode(&bytes, MAX) {
+            Ok(Frame { tag, message: Message::Tread { fid, offset, count } }) => {
+                Some(Tread { tag, fid, offset, count })
+            }
+            _ => None,
+        };
+        prop_assert_eq!(Tread::decode(&bytes), tread);
+        let decoded = Frame::decode(&bytes, max);
+        let rread = match &decoded {
+            Ok(Frame { tag, message: Message::Rread { data } }) => Some(Rread { tag: *tag, data }),
+            _ => None,
+        };
+        prop_assert_eq!(Rread::decode(&bytes, max), rread);
+    }
+
+    #[test]
+    fn a_tread_encodes_as_its_message(tag in any::<u16>(), fid in any::<u32>(), offset in any::<u64>(), count in any::<u32>()) {
+        let mut out = Vec::new();
+        Tread { tag, fid, offset, count }.encode(&mut out);
+        let message = Message::Tread { fid, offset, count };
+        prop_assert_eq!(out, Frame::new(tag, message).to_bytes().unwrap());
+    }
+
+    #[test]
+    fn an_rread_written_in_place_encodes_as_its_message(tag in any::<u16>(), before in proptest::collection::vec(any::<u8>(), 0..16), data in proptest::collection::vec(any::<u8>(), 0..300), limit in 0u32..400) {
+        let mut out = before.clone();
+        let start = Rread::begin(&mut out);
+        out.extend_from_slice(&data);
+        let n = start.finish(&mut out, tag, limit);
+        let kept = data[..data.len().min(limit as usize)].to_vec();
+        prop_assert_eq!(n as usize, kept.len());
+        prop_assert_eq!(&out[..before.len()], &before[..]);
+        let expected = Frame::new(tag, Message::Rread { data: kept }).to_bytes().unwrap();
+        prop_assert_eq!(&out[before.len()..], &expected[..]);
+    }
+
+    #[test]
+    fn an_rread_in_place_is_bounded_by_the_msize(tag in any::<u16>(), data in proptest::collection::vec(any::<u8>(), 0..300), slack in -2i64..=2) {
+        let bytes = Frame::new(tag, Message::Rread { data: data.clone() }).to_bytes().unwrap();
+        let max = (bytes.len() as i64 + slack) as u32;
+        let expected = (slack >= 0).then_some(Rread { tag, data: &data });
+        prop_assert_eq!(Rread::decode(&bytes, max), expected);
+        prop_assert_eq!(Frame::decode(&bytes, max).is_ok(), slack >= 0);
     }
 }

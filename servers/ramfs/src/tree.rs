@@ -174,7 +174,7 @@ impl<C: Clock> RamFs<C> {
     /// Checks that a file may grow from `old` to `new` bytes.
     fn check_growth(&self, old: u64, new: u64) -> Result<(), Error> {
         if new > self.limits.max_file_size {
-            return Err(Error::TOO_BIG);
+            return Err(Error::FILE_TOO_BIG);
         }
         let grown = new.saturating_sub(old);
         if self.used_bytes.saturating_add(grown) > self.limits.max_total_bytes {
@@ -374,8 +374,10 @@ impl<C: Clock> FileServer for RamFs<C> {
         } else {
             offset
         };
-        let count = u32::try_from(data.len()).map_err(|_| Error::TOO_BIG)?;
-        let end = offset.checked_add(u64::from(count)).ok_or(Error::TOO_BIG)?;
+        let count = u32::try_from(data.len()).map_err(|_| Error::FILE_TOO_BIG)?;
+        let end = offset
+            .checked_add(u64::from(count))
+            .ok_or(Error::FILE_TOO_BIG)?;
         self.check_growth(length, end)?;
         if end > length {
             self.set_length(path, end);
@@ -383,7 +385,7 @@ impl<C: Clock> FileServer for RamFs<C> {
         let entry = self.node_mut(path)?;
         if let Content::File(bytes) = &mut entry.content {
             // end <= length <= max_file_size, so these fit in usize.
-            let start = usize::try_from(offset).map_err(|_| Error::TOO_BIG)?;
+            let start = usize::try_from(offset).map_err(|_| Error::FILE_TOO_BIG)?;
             bytes[start..start + data.len()].copy_from_slice(data);
         }
         entry.version = entry.version.wrapping_add(1);

@@ -973,7 +973,7 @@ fn error_strings_are_ones_linux_maps() {
         Error::GROUP_CHANGE,
         Error::EXCLUSIVE,
         Error::REMOVED,
-        Error::TOO_BIG,
+        Error::FILE_TOO_BIG,
         Error::FULL,
         Error::CANNOT_REMOVE_ROOT,
         Error::ILLEGAL_OFFSET,

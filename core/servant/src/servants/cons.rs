@@ -10,10 +10,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use ninep::{OpenMode, Stat};
-
-use crate::dir::{self, EVE};
-use crate::servant::{Caller, File, Io, Opened, Servant};
+use crate::dev::{Devgen, Dirtab};
+use crate::dir;
+use crate::servant::{Caller, File, Io, Servant};
 use crate::Error;
 
 /// What /dev/time reports (cons(3)).
@@ -33,17 +32,18 @@ pub trait Clock {
 }
 
 const LETTER: char = 'c';
-const ROOT: u64 = 0;
+const ROOT: u64 = crate::dev::ROOT;
 const NULL: u64 = 1;
 const ZERO: u64 = 2;
 const SYSNAME: u64 = 3;
 const TIME: u64 = 4;
-/// Name, qid path, permission.
-const FILES: [(&str, u64, u32); 4] = [
-    ("null", NULL, 0o666),
-    ("zero", ZERO, 0o444),
-    ("sysname", SYSNAME, 0o664),
-    ("time", TIME, 0o444),
+/// The directory, then its files (cons(3)).
+const TABLE: [Dirtab<'static>; 5] = [
+    Dirtab::dir("#c", ROOT, 0o555),
+    Dirtab::file("null", NULL, 0o666),
+    Dirtab::file("zero", ZERO, 0o444),
+    Dirtab::file("sysname", SYSNAME, 0o664),
+    Dirtab::file("time", TIME, 0o444),
 ];
 /// Longest system name kept; Plan 9 keeps a name of KNAMELEN (28).
 const SYSNAME_MAX: usize = 64;
@@ -86,33 +86,22 @@ impl<K: Clock> Console<K> {
             now.frequency
         )
     }
+}
 
-    fn entry(&self, path: u64) -> Result<Stat, Error> {
-        if path == ROOT {
-            return Ok(dir::stat(
-                LETTER,
-                0,
-                dir::dir_qid(ROOT),
-                "#c",
-                0o555,
-                0,
-                EVE,
-            ));
+impl<K: Clock> Devgen for Console<K> {
+    fn gen<'a>(
+        &'a self,
+        _caller: &Caller<'a>,
+        dir: &File,
+        index: usize,
+    ) -> Result<Option<Dirtab<'a>>, Error> {
+        if dir.qid.path != ROOT {
+            return Ok(None);
         }
-        let (name, _, perm) = FILES.iter().find(|f| f.1 == path).ok_or(Error::NOT_FOUND)?;
-        let length = match path {
-            SYSNAME => self.sysname.len() as u64,
-            _ => 0,
-        };
-        Ok(dir::stat(
-            LETTER,
-            0,
-            dir::file_qid(path),
-            name,
-            *perm,
-            length,
-            EVE,
-        ))
+        Ok(TABLE.get(index).cloned().map(|entry| match entry.qid.path {
+            SYSNAME => entry.with_length(self.sysname.len() as u64),
+            _ => entry,
+        }))
     }
 }
 
@@ -121,44 +110,8 @@ impl<K: Clock> Servant for Console<K> {
         LETTER
     }
 
-    fn attach(&mut self, _caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(ROOT),
-        })
-    }
-
-    fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
-        if dir.qid.path != ROOT {
-            return Err(Error::NOT_FOUND);
-        }
-        let (_, path, _) = FILES.iter().find(|f| f.0 == name).ok_or(Error::NOT_FOUND)?;
-        Ok(File {
-            dev: 0,
-            qid: dir::file_qid(*path),
-        })
-    }
-
-    fn parent(&mut self, _caller: &Caller<'_>, _file: &File) -> Result<File, Error> {
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(ROOT),
-        })
-    }
-
-    fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
-        self.entry(file.qid.path)
-    }
-
-    fn open(&mut self, _caller: &Caller<'_>, file: &File, mode: OpenMode) -> Result<Opened, Error> {
-        let (readable, writable) = match file.qid.path {
-            ROOT => (true, false),
-            NULL | SYSNAME => (true, true),
-            ZERO | TIME => (true, false),
-            _ => return Err(Error::NOT_FOUND),
-        };
-        dir::check_open(file.qid.path == ROOT, mode, readable, writable)?;
-        Ok(Opened::File(file.qid))
+    fn devgen(&self) -> Option<&dyn Devgen> {
+        Some(self)
     }
 
     fn read(
@@ -179,13 +132,6 @@ impl<K: Clock> Servant for Console<K> {
             _ => return Err(Error::NOT_FOUND),
         };
         Ok(Io::Ready(data))
-    }
-
-    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
-        if dir.qid.path != ROOT {
-            return Err(Error::NOT_DIR);
-        }
-        FILES.iter().map(|f| self.entry(f.1)).collect()
     }
 
     fn write(
@@ -218,6 +164,7 @@ impl<K: Clock> Servant for Console<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ninep::OpenMode;
 
     struct Fixed;
 

@@ -15,12 +15,13 @@ use alloc::vec::Vec;
 
 use ninep::{FileMode, OpenMode, Qid, QidType, Stat};
 
+use crate::dev::{Devgen, Dirtab};
 use crate::dir;
 use crate::servant::{Caller, File, Io, Opened, Servant};
 use crate::Error;
 
 const LETTER: char = 'e';
-const ROOT: u64 = 0;
+const ROOT: u64 = crate::dev::ROOT;
 /// Largest value kept: environment variables are small, and a bound keeps
 /// one process from taking core's memory through /env.
 pub const VALUE_MAX: usize = 64 * 1024;
@@ -131,17 +132,33 @@ impl Environment {
             .find(|v| v.path == file.qid.path)
             .ok_or(Error::NOT_FOUND)
     }
+}
 
-    fn stat_of(group: u32, variable: &Variable) -> Stat {
-        dir::stat(
-            LETTER,
-            group,
-            qid_of(variable),
-            &variable.name,
-            0o666,
-            variable.value.len() as u64,
-            &variable.owner,
-        )
+impl Devgen for Environment {
+    /// env(3): one directory, the variables of the chan's group (its
+    /// `dev`), in creation order; it belongs to whoever looks.
+    fn gen<'a>(
+        &'a self,
+        caller: &Caller<'a>,
+        dir: &File,
+        index: usize,
+    ) -> Result<Option<Dirtab<'a>>, Error> {
+        if dir.qid.path != ROOT {
+            return Ok(None);
+        }
+        if index == 0 {
+            return Ok(Some(
+                Dirtab::dir("#e", ROOT, 0o775).with_owner(caller.uname),
+            ));
+        }
+        let group = self.groups.get(&dir.dev).ok_or(Error::NOT_FOUND)?;
+        Ok(group.variables.get(index - 1).map(|variable| Dirtab {
+            name: variable.name.as_str().into(),
+            qid: qid_of(variable),
+            length: variable.value.len() as u64,
+            perm: 0o666,
+            owner: &variable.owner,
+        }))
     }
 }
 
@@ -169,44 +186,13 @@ impl Servant for Environment {
         Some(self)
     }
 
+    fn devgen(&self) -> Option<&dyn Devgen> {
+        Some(self)
+    }
+
     fn attach(&mut self, caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
         self.groups.entry(caller.env_group).or_default();
         Ok(root(caller.env_group))
-    }
-
-    fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
-        if dir.qid.path != ROOT {
-            return Err(Error::NOT_FOUND);
-        }
-        let group = self.groups.get(&dir.dev).ok_or(Error::NOT_FOUND)?;
-        let variable = group
-            .variables
-            .iter()
-            .find(|v| v.name == name)
-            .ok_or(Error::NOT_FOUND)?;
-        Ok(File {
-            dev: dir.dev,
-            qid: qid_of(variable),
-        })
-    }
-
-    fn parent(&mut self, _caller: &Caller<'_>, file: &File) -> Result<File, Error> {
-        Ok(root(file.dev))
-    }
-
-    fn stat(&mut self, caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
-        if file.qid.path == ROOT {
-            return Ok(dir::stat(
-                LETTER,
-                file.dev,
-                dir::dir_qid(ROOT),
-                "#e",
-                0o775,
-                0,
-                caller.uname,
-            ));
-        }
-        Ok(Self::stat_of(file.dev, self.variable(file)?))
     }
 
     fn open(&mut self, _caller: &Caller<'_>, file: &File, mode: OpenMode) -> Result<Opened, Error> {
@@ -269,18 +255,6 @@ impl Servant for Environment {
             offset,
             count,
         )))
-    }
-
-    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
-        if dir.qid.path != ROOT {
-            return Err(Error::NOT_DIR);
-        }
-        let group = self.groups.get(&dir.dev).ok_or(Error::NOT_FOUND)?;
-        Ok(group
-            .variables
-            .iter()
-            .map(|v| Self::stat_of(dir.dev, v))
-            .collect())
     }
 
     fn write(

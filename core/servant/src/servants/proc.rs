@@ -11,23 +11,26 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use ninep::{OpenMode, Stat};
+use ninep::Qid;
 
+use crate::dev::{self, Devgen, Dirtab};
 use crate::dir::{self, EVE};
-use crate::servant::{Caller, File, Io, Opened, Servant};
+use crate::servant::{Caller, File, Io, Servant};
 use crate::Error;
 
 const LETTER: char = 'p';
-const ROOT: u64 = 0;
+const ROOT: u64 = crate::dev::ROOT;
 const DIR: u64 = 0;
 const STATUS: u64 = 1;
 const CTL: u64 = 2;
 const NS: u64 = 3;
-/// Name, kind, permission.
-const FILES: [(&str, u64, u32); 3] = [
-    ("status", STATUS, 0o444),
-    ("ctl", CTL, 0o200),
-    ("ns", NS, 0o444),
+/// A process's directory (its qid path is made per process), then its
+/// files, whose qid paths are made from the kind here (proc(3)).
+const FILES: [Dirtab<'static>; 4] = [
+    Dirtab::dir("", DIR, 0o555),
+    Dirtab::file("status", STATUS, 0o444),
+    Dirtab::file("ctl", CTL, 0o200),
+    Dirtab::file("ns", NS, 0o444),
 ];
 
 /// What core knows of one process.
@@ -125,42 +128,72 @@ impl Processes {
     fn process(&self, pid: u32) -> Result<&ProcessInfo, Error> {
         self.table.get(&pid).ok_or(Error::PROC_DIED)
     }
+}
 
-    fn entry(&self, file_path: u64) -> Result<Stat, Error> {
-        let Some((pid, kind)) = split(file_path) else {
-            return Ok(dir::stat(
-                LETTER,
-                0,
-                dir::dir_qid(ROOT),
-                "#p",
-                0o555,
-                0,
-                EVE,
-            ));
-        };
-        let process = self.process(pid)?;
-        if kind == DIR {
-            let name = format!("{pid}");
-            return Ok(dir::stat(
-                LETTER,
-                0,
-                dir::dir_qid(file_path),
-                &name,
-                0o555,
-                0,
-                &process.user,
-            ));
+impl Devgen for Processes {
+    /// `/` lists the processes of the snapshot, each a directory of
+    /// FILES; a file of a process that has left it answers "process
+    /// exited".
+    fn gen<'a>(
+        &'a self,
+        _caller: &Caller<'a>,
+        dir: &File,
+        index: usize,
+    ) -> Result<Option<Dirtab<'a>>, Error> {
+        match split(dir.qid.path) {
+            None if index == 0 => Ok(Some(Dirtab::dir("#p", ROOT, 0o555))),
+            None => Ok(self
+                .table
+                .values()
+                .nth(index - 1)
+                .map(|process| Self::entry(process, &FILES[0]))),
+            Some((pid, DIR)) => {
+                let process = self.process(pid)?;
+                Ok(FILES.get(index).map(|file| Self::entry(process, file)))
+            }
+            Some(_) => Ok(None),
         }
-        let (name, _, perm) = FILES.iter().find(|f| f.1 == kind).ok_or(Error::NOT_FOUND)?;
-        Ok(dir::stat(
-            LETTER,
-            0,
-            dir::file_qid(file_path),
-            name,
-            *perm,
-            0,
-            &process.user,
-        ))
+    }
+
+    /// A process's directory is found by its pid, whose name must be the
+    /// canonical decimal (not `007`).
+    fn find<'a>(
+        &'a self,
+        caller: &Caller<'a>,
+        dir: &File,
+        name: &str,
+    ) -> Result<Option<Dirtab<'a>>, Error> {
+        if split(dir.qid.path).is_some() {
+            return dev::search(self, caller, dir, name);
+        }
+        let Ok(pid) = name.parse::<u32>() else {
+            return Ok(None);
+        };
+        let process = self.table.get(&pid);
+        Ok(process
+            .map(|process| Self::entry(process, &FILES[0]))
+            .filter(|entry| entry.name == name))
+    }
+
+    fn dotdot(&self, file: &File) -> Qid {
+        match split(file.qid.path) {
+            Some((pid, kind)) if kind != DIR => dir::dir_qid(path(pid, DIR)),
+            _ => dir::dir_qid(ROOT),
+        }
+    }
+}
+
+impl Processes {
+    /// The entry of `process`'s `file` of FILES (its directory for the
+    /// first).
+    fn entry<'a>(process: &'a ProcessInfo, file: &Dirtab<'static>) -> Dirtab<'a> {
+        let kind = file.qid.path;
+        let mut entry = file.clone().with_owner(&process.user);
+        entry.qid.path = path(process.pid, kind);
+        if kind == DIR {
+            entry.name = format!("{}", process.pid).into();
+        }
+        entry
     }
 }
 
@@ -169,64 +202,8 @@ impl Servant for Processes {
         LETTER
     }
 
-    fn attach(&mut self, _caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(ROOT),
-        })
-    }
-
-    fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
-        match split(dir.qid.path) {
-            None => {
-                let pid: u32 = name.parse().map_err(|_| Error::NOT_FOUND)?;
-                // A name must be the canonical decimal, not `007`.
-                if format!("{pid}") != name || !self.table.contains_key(&pid) {
-                    return Err(Error::NOT_FOUND);
-                }
-                Ok(File {
-                    dev: 0,
-                    qid: dir::dir_qid(path(pid, DIR)),
-                })
-            }
-            Some((pid, DIR)) => {
-                self.process(pid)?;
-                let (_, kind, _) = FILES.iter().find(|f| f.0 == name).ok_or(Error::NOT_FOUND)?;
-                Ok(File {
-                    dev: 0,
-                    qid: dir::file_qid(path(pid, *kind)),
-                })
-            }
-            Some(_) => Err(Error::NOT_DIR),
-        }
-    }
-
-    fn parent(&mut self, _caller: &Caller<'_>, file: &File) -> Result<File, Error> {
-        let qid = match split(file.qid.path) {
-            Some((pid, kind)) if kind != DIR => dir::dir_qid(path(pid, DIR)),
-            _ => dir::dir_qid(ROOT),
-        };
-        Ok(File { dev: 0, qid })
-    }
-
-    fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
-        self.entry(file.qid.path)
-    }
-
-    fn open(&mut self, _caller: &Caller<'_>, file: &File, mode: OpenMode) -> Result<Opened, Error> {
-        match split(file.qid.path) {
-            None => dir::check_open(true, mode, true, false)?,
-            Some((pid, kind)) => {
-                self.process(pid)?;
-                match kind {
-                    DIR => dir::check_open(true, mode, true, false)?,
-                    STATUS | NS => dir::check_open(false, mode, true, false)?,
-                    CTL => dir::check_open(false, mode, false, true)?,
-                    _ => return Err(Error::NOT_FOUND),
-                }
-            }
-        }
-        Ok(Opened::File(file.qid))
+    fn devgen(&self) -> Option<&dyn Devgen> {
+        Some(self)
     }
 
     fn read(
@@ -245,18 +222,6 @@ impl Servant for Processes {
             _ => return Err(Error::PERMISSION_DENIED),
         };
         Ok(Io::Ready(dir::read_at(text.as_bytes(), offset, count)))
-    }
-
-    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
-        match split(dir.qid.path) {
-            None => self
-                .table
-                .keys()
-                .map(|&pid| self.entry(path(pid, DIR)))
-                .collect(),
-            Some((pid, DIR)) => FILES.iter().map(|f| self.entry(path(pid, f.1))).collect(),
-            Some(_) => Err(Error::NOT_DIR),
-        }
     }
 
     /// proc(3): ctl takes textual messages; `kill` is the one served.
@@ -289,6 +254,7 @@ impl Servant for Processes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ninep::OpenMode;
 
     fn glenda(pid: u32) -> ProcessInfo {
         ProcessInfo {
@@ -405,5 +371,29 @@ mod tests {
         assert_eq!(ready(procs.write(&caller, &ctl, 0, b"kill\n").unwrap()), 5);
         assert_eq!(procs.take_requests(), [Control::Kill(5)]);
         assert!(procs.take_requests().is_empty());
+    }
+
+    #[test]
+    fn stats_follow_the_snapshot() {
+        let caller = Caller::new(1, "glenda");
+        let mut procs = Processes::new();
+        procs.set_snapshot([glenda(5)]);
+        let five = file(&mut procs, &caller, &["5"]).unwrap();
+        let ctl = file(&mut procs, &caller, &["5", "ctl"]).unwrap();
+        let s = procs.stat(&caller, &five).unwrap();
+        assert_eq!((s.name.as_str(), s.uid.as_str()), ("5", "glenda"));
+        assert!(s.mode.is_dir());
+        let s = procs.stat(&caller, &ctl).unwrap();
+        assert_eq!((s.name.as_str(), s.mode.bits()), ("ctl", 0o200));
+        let top = procs.attach(&caller, "").unwrap();
+        assert_eq!(procs.stat(&caller, &top).unwrap().name, "#p");
+        procs.set_snapshot([]);
+        assert_eq!(procs.stat(&caller, &five), Err(Error::PROC_DIED));
+        assert_eq!(procs.stat(&caller, &ctl), Err(Error::PROC_DIED));
+        assert_eq!(procs.walk(&caller, &five, "ns"), Err(Error::PROC_DIED));
+        assert_eq!(
+            procs.open(&caller, &ctl, OpenMode::OWRITE),
+            Err(Error::PROC_DIED)
+        );
     }
 }

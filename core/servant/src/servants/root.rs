@@ -4,12 +4,8 @@
 //! mount points, /bin /dev /env /srv /proc /mnt /n /tmp /boot /net. They
 //! are read-only and empty; everything in them is bound or mounted there.
 
-use alloc::vec::Vec;
-
-use ninep::{OpenMode, Stat};
-
-use crate::dir::{self, EVE};
-use crate::servant::{Caller, File, Opened, Servant};
+use crate::dev::{Devgen, Dirtab, ROOT};
+use crate::servant::{Caller, File, Servant};
 use crate::Error;
 
 /// The directories under `/`, in listing order. A directory's qid path is
@@ -29,24 +25,29 @@ impl Root {
     }
 }
 
+/// The directory with qid path `path`, by name.
 fn name_of(path: u64) -> Option<&'static str> {
     match path {
-        0 => Some("/"),
+        ROOT => Some("/"),
         n => SKELETON.get(usize::try_from(n - 1).ok()?).copied(),
     }
 }
 
-fn entry(path: u64) -> Result<Stat, Error> {
-    let name = name_of(path).ok_or(Error::NOT_FOUND)?;
-    Ok(dir::stat(
-        LETTER,
-        0,
-        dir::dir_qid(path),
-        name,
-        0o555,
-        0,
-        EVE,
-    ))
+impl Devgen for Root {
+    fn gen<'a>(
+        &'a self,
+        _caller: &Caller<'a>,
+        dir: &File,
+        index: usize,
+    ) -> Result<Option<Dirtab<'a>>, Error> {
+        // Each directory is its own entry 0; only `/` has children.
+        let path = match (dir.qid.path, index) {
+            (path, 0) => path,
+            (ROOT, index) => index as u64,
+            _ => return Ok(None),
+        };
+        Ok(name_of(path).map(|name| Dirtab::dir(name, path, 0o555)))
+    }
 }
 
 impl Servant for Root {
@@ -54,57 +55,23 @@ impl Servant for Root {
         LETTER
     }
 
+    fn devgen(&self) -> Option<&dyn Devgen> {
+        Some(self)
+    }
+
     fn attach(&mut self, _caller: &Caller<'_>, spec: &str) -> Result<File, Error> {
         if !spec.is_empty() {
             return Err(Error::BAD_SPEC);
         }
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(0),
-        })
-    }
-
-    fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
-        if dir.qid.path != 0 {
-            return Err(Error::NOT_FOUND);
-        }
-        let index = SKELETON
-            .iter()
-            .position(|n| *n == name)
-            .ok_or(Error::NOT_FOUND)?;
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(index as u64 + 1),
-        })
-    }
-
-    fn parent(&mut self, _caller: &Caller<'_>, _file: &File) -> Result<File, Error> {
-        Ok(File {
-            dev: 0,
-            qid: dir::dir_qid(0),
-        })
-    }
-
-    fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
-        entry(file.qid.path)
-    }
-
-    fn open(&mut self, _caller: &Caller<'_>, file: &File, mode: OpenMode) -> Result<Opened, Error> {
-        dir::check_open(true, mode, true, false)?;
-        Ok(Opened::File(file.qid))
-    }
-
-    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
-        if dir.qid.path != 0 {
-            return Ok(Vec::new());
-        }
-        (1..=SKELETON.len() as u64).map(entry).collect()
+        Ok(crate::dev::attach())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
+    use ninep::OpenMode;
 
     #[test]
     fn the_skeleton_is_there_and_read_only() {

@@ -14,14 +14,15 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use ninep::{FileMode, OpenMode, Stat};
+use ninep::{FileMode, OpenMode};
 
+use crate::dev::{Devgen, Dirtab};
 use crate::dir::{self, EVE};
 use crate::servant::{Caller, File, Io, LinkId, Opened, Servant};
 use crate::Error;
 
 const LETTER: char = 's';
-const ROOT: u64 = 0;
+const ROOT: u64 = crate::dev::ROOT;
 /// Longest fd number text srv(3) accepts (Plan 9's 32-byte buffer).
 const FD_TEXT_MAX: usize = 31;
 
@@ -114,24 +115,25 @@ impl Registry {
             .find(|e| e.path == file.qid.path)
             .ok_or(Error::NOT_FOUND)
     }
-
-    fn stat_of(entry: &Entry) -> Stat {
-        dir::stat(
-            LETTER,
-            0,
-            dir::file_qid(entry.path),
-            &entry.name,
-            entry.perm,
-            0,
-            &entry.owner,
-        )
-    }
 }
 
-fn root() -> File {
-    File {
-        dev: 0,
-        qid: dir::dir_qid(ROOT),
+impl Devgen for Registry {
+    /// srv(3): one directory of posted names, in posting order.
+    fn gen<'a>(
+        &'a self,
+        _caller: &Caller<'a>,
+        dir: &File,
+        index: usize,
+    ) -> Result<Option<Dirtab<'a>>, Error> {
+        if dir.qid.path != ROOT {
+            return Ok(None);
+        }
+        if index == 0 {
+            return Ok(Some(Dirtab::dir("#s", ROOT, 0o777)));
+        }
+        Ok(self.entries.get(index - 1).map(|entry| {
+            Dirtab::file(&entry.name, entry.path, entry.perm).with_owner(&entry.owner)
+        }))
     }
 }
 
@@ -144,42 +146,8 @@ impl Servant for Registry {
         Some(self)
     }
 
-    fn attach(&mut self, _caller: &Caller<'_>, _spec: &str) -> Result<File, Error> {
-        Ok(root())
-    }
-
-    fn walk(&mut self, _caller: &Caller<'_>, dir: &File, name: &str) -> Result<File, Error> {
-        if dir.qid.path != ROOT {
-            return Err(Error::NOT_FOUND);
-        }
-        let entry = self
-            .entries
-            .iter()
-            .find(|e| e.name == name)
-            .ok_or(Error::NOT_FOUND)?;
-        Ok(File {
-            dev: 0,
-            qid: dir::file_qid(entry.path),
-        })
-    }
-
-    fn parent(&mut self, _caller: &Caller<'_>, _file: &File) -> Result<File, Error> {
-        Ok(root())
-    }
-
-    fn stat(&mut self, _caller: &Caller<'_>, file: &File) -> Result<Stat, Error> {
-        if file.qid.path == ROOT {
-            return Ok(dir::stat(
-                LETTER,
-                0,
-                dir::dir_qid(ROOT),
-                "#s",
-                0o777,
-                0,
-                EVE,
-            ));
-        }
-        Ok(Self::stat_of(self.entry(file)?))
+    fn devgen(&self) -> Option<&dyn Devgen> {
+        Some(self)
     }
 
     /// srv(3): an open of an entry is an open of the chan posted there.
@@ -229,13 +197,6 @@ impl Servant for Registry {
         }
         // An entry is read through the chan its open yields, never itself.
         Err(Error::BAD_USE_FD)
-    }
-
-    fn read_dir(&mut self, _caller: &Caller<'_>, dir: &File) -> Result<Vec<Stat>, Error> {
-        if dir.qid.path != ROOT {
-            return Err(Error::NOT_DIR);
-        }
-        Ok(self.entries.iter().map(Self::stat_of).collect())
     }
 
     /// srv(3): writing the decimal number of a descriptor posts its chan.
