@@ -16,8 +16,8 @@ use kasane_servant::dir::{self, EVE};
 use kasane_servant::servants::cons::{Clock, Console};
 use kasane_servant::servants::line::LineDiscipline;
 use kasane_servant::{Caller, Error, File, Io, Opened, Servant, WaitKey};
-use microkernel_abi::user::kernel_info;
 use microkernel_abi::{KernelInfoSelector, NO_CONSOLE_INPUT};
+use microkernel_rt::user::kernel_info;
 use ninep::{OpenMode, Stat};
 
 /// `#b`: the boot modules.

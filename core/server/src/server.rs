@@ -34,10 +34,6 @@ use kasane_servant::servants::srv::Registry;
 use kasane_servant::{
     Caller, Chan, ChanHandle, ChanTable, Devices, Error, Host, Io, LinkId, Opened,
 };
-use microkernel_abi::user::{
-    current_utcb, exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy,
-    thread_create,
-};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, StringItem, TaskId, ThreadId,
@@ -45,6 +41,11 @@ use microkernel_abi::{
 };
 use microkernel_rt::console::{print, write_bytes};
 use microkernel_rt::frames::FrameBitmap;
+use microkernel_rt::user::{
+    current_utcb, exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy,
+    thread_create,
+};
+use microkernel_rt::utcb::ReceiveTargets;
 use ninep::{FileMode, OpenMode, Stat};
 
 use crate::task_server::TaskServer;

@@ -21,9 +21,6 @@ use alloc::string::String;
 use core_abi::layout::{STACK_TOP, UTCB};
 use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
 use kasane_mount::Transport;
-use microkernel_abi::user::{
-    current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy, thread_create,
-};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     ExchangeControl, FromSpecifier, MessageTag, StringItem, TaskId, ThreadId, Timeout, Timeouts,
@@ -31,6 +28,10 @@ use microkernel_abi::{
 };
 use microkernel_rt::console::print;
 use microkernel_rt::frames::FrameBitmap;
+use microkernel_rt::user::{
+    current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy, thread_create,
+};
+use microkernel_rt::utcb::ReceiveTargets;
 
 use crate::process::{Memory, TextCache};
 

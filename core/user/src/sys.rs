@@ -14,9 +14,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use core_abi::{Call, FileInfo, SpawnRequest, MAX_ERROR, MAX_IO, STATUS_OK};
-use microkernel_abi::user::{current_utcb, ipc_with_items};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{FromSpecifier, MessageTag, StringItem, Timeouts, TypedItem, Utcb};
+use microkernel_rt::user::{current_utcb, ipc_with_items};
+
+use microkernel_rt::utcb::ReceiveTargets;
 
 use crate::rt::core_thread;
 
@@ -348,7 +350,7 @@ pub fn exits(status: &str) -> ! {
     let _ = raw_call(Call::Exits, &[], items, None);
     // Core destroys the task instead of answering; never go on.
     loop {
-        microkernel_abi::user::yield_now();
+        microkernel_rt::user::yield_now();
     }
 }
 

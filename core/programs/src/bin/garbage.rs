@@ -29,10 +29,10 @@ mod program {
     use core_abi::{Call, STATUS_OK};
     use core_user::rt::core_thread;
     use core_user::{println, sys};
-    use microkernel_abi::user::{current_utcb, ipc_with_items};
     use microkernel_abi::{
         FromSpecifier, MessageTag, StringItem, Timeout, Timeouts, TypedItem, Utcb,
     };
+    use microkernel_rt::user::{current_utcb, ipc_with_items};
 
     /// How one raw call ended.
     enum Answer {
