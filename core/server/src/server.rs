@@ -345,7 +345,7 @@ impl Core {
             boot_ns: 0,
             buffers: [
                 // Big enough for a task server's answer too.
-                vec![0u8; core_abi::SERVER_BUFFER_0.max(core_abi::link::MSIZE as usize)]
+                vec![0u8; core_abi::SERVER_BUFFER_0.max(task_link::MSIZE as usize)]
                     .into_boxed_slice(),
                 vec![0u8; core_abi::SERVER_BUFFER_1].into_boxed_slice(),
             ],
@@ -390,7 +390,7 @@ impl Core {
         } else {
             match TypedItem::decode(registers) {
                 Ok(TypedItem::String(item))
-                    if tag.label() == core_abi::link::NINEP_LABEL
+                    if tag.label() == task_link::NINEP_LABEL
                         && tag.untyped() == 0
                         && tag.typed() == 2 =>
                 {

@@ -4,7 +4,7 @@
 //! core's thread from the argument page, gives the runtime's heap its
 //! range, and calls the server's main.
 //!
-//! Invariants of the loop (`core_abi::link`):
+//! Invariants of the loop (the link of `task_link`):
 //! - receive buffer 0 points at `request`, whose every page was written
 //!   before it was offered, because the kernel fails a string copy into an
 //!   unmapped page instead of asking the pager;
@@ -16,9 +16,6 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use core_abi::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE};
-use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
-use core_abi::{StartBlock, START_MAGIC};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     FromSpecifier, KernelInfoSelector, MessageTag, StringItem, ThreadId, Timeout, Timeouts,
@@ -30,6 +27,8 @@ use microkernel_rt::heap;
 use microkernel_rt::user::{current_utcb, ipc_with_items, kernel_info};
 use microkernel_rt::utcb::ReceiveTargets;
 use ninep_server::{FileServer, Session};
+use task_link::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE};
+use task_link::{StartBlock, MSIZE, NINEP_LABEL, READY_LABEL, START_MAGIC};
 
 const PAGE: usize = 4096;
 
