@@ -21,7 +21,7 @@ use microkernel_abi::{
     FromSpecifier, KernelInfoSelector, MessageTag, StringItem, ThreadId, Timeout, Timeouts,
     TypedItem, Utcb,
 };
-use microkernel_rt::console::{print, write_bytes};
+use microkernel_rt::console::write_bytes;
 use microkernel_rt::entry::fault;
 use microkernel_rt::heap;
 use microkernel_rt::user::{current_utcb, ipc_with_items, kernel_info};
@@ -204,6 +204,5 @@ fn fail(text: &str) -> ! {
 }
 
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    print(format_args!("runtime-task: panic: {info}\n"));
-    fault()
+    fail(&alloc::format!("runtime-task: panic: {info}\n"))
 }
