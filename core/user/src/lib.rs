@@ -12,21 +12,31 @@
 //! - `print!`/`println!` to fd 1 and `eprint!`/`eprintln!` to fd 2, and a
 //!   panic policy that reports on fd 2 and exits with `panic`;
 //! - [`prelude`]: the `alloc` names every program uses;
+//! - [`args`]: flags as Plan 9's `ARGBEGIN` reads them, and [`usage`];
 //! - [`copy`]: what cp and mv share.
 //!
 //! On the host the library builds too, so that the programs' code is
 //! checked there, but every call fails and a program is a stub that says
 //! where it runs.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 #[doc(hidden)]
 pub extern crate alloc;
 
+pub mod args;
 pub mod copy;
 pub mod rt;
 pub mod sys;
 
 pub use core_abi::{FileInfo, SpawnRequest};
+
+/// Says `usage: LINE` on fd 2 and returns the exit string `usage`, as a
+/// Plan 9 program's `usage()` does: `return Err(usage("wc [-lwrbc]
+/// [file ...]"))`.
+pub fn usage(line: &str) -> alloc::string::String {
+    rt::print_to(2, format_args!("usage: {line}\n"));
+    alloc::string::String::from("usage")
+}
 
 /// What every program imports: the `alloc` types and macros (a program is
 /// `no_std`). The print macros are imported by name, so that on the host
