@@ -110,7 +110,7 @@ const SESSION: &[&str] = &[
     "d775 M eve        0 p",
     "f",
     "p/",
-    "status is",
+    "status is ",
     "ls: /n/p: '/n/p' file does not exist",
     "done",
     "core: init exited: ''",
