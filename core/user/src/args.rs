@@ -72,7 +72,9 @@ pub fn parse<'a, S: AsRef<str>>(
                 Some(false) => flags.letters.push(letter),
                 Some(true) => {
                     flags.letters.push(letter);
-                    let inline = &letters[at + letter.len_utf8()..];
+                    // `get`, not indexing: no slicing panic (and its
+                    // formatting code) in every program.
+                    let inline = letters.get(at + letter.len_utf8()..).unwrap_or_default();
                     let value = if !inline.is_empty() {
                         inline
                     } else if let Some((next, after)) = rest.split_first() {
@@ -95,8 +97,9 @@ fn takes(spec: &str, letter: char) -> Option<bool> {
     if letter == ':' {
         return None;
     }
-    let at = spec.find(letter)?;
-    Some(spec[at + letter.len_utf8()..].starts_with(':'))
+    let mut letters = spec.chars();
+    letters.find(|given| *given == letter)?;
+    Some(letters.next() == Some(':'))
 }
 
 #[cfg(test)]

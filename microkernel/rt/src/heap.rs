@@ -3,7 +3,7 @@
 //! The allocator is talc (size-binned free lists, constant-time
 //! allocation) behind a spin lock. It owns no memory until [`claim`]
 //! hands it a range: a root task takes part of its free-memory window, a
-//! task core starts takes `core_abi::layout`'s heap (zero pages that core,
+//! task core starts takes `task_link::layout`'s heap (zero pages that core,
 //! its pager, supplies on first touch). Built only with the `heap`
 //! feature, so a task without a heap (hello, ktest) links no allocator.
 
