@@ -97,6 +97,21 @@ const SESSION: &[&str] = &[
     "appended",
     "mount: can't open /srv/nothing: '/srv/nothing' file does not exist",
     "status is mount: can't open /srv/nothing: '/srv/nothing' file does not exist",
+    // Plan 9 flags: wc's counts in its order, a total, a usage line for a
+    // flag it does not take; mkdir -p; ls -p, -ld, -F; rm -f and -r.
+    "-- flags",
+    "      0       2       3",
+    "      2 /n/f",
+    "      2 /n/f",
+    "      4 total",
+    "usage: wc [-lwrbc] [file ...]",
+    "status is usage",
+    "r",
+    "d775 M eve        0 p",
+    "f",
+    "p/",
+    "status is ",
+    "ls: /n/p: '/n/p' file does not exist",
     "done",
     "core: init exited: ''",
 ];

@@ -177,79 +177,13 @@ pub const SEEK_CUR: u64 = 1;
 /// See [`SEEK_SET`].
 pub const SEEK_END: u64 = 2;
 
-/// The server link: 9P2000 frames as IPC between core and a task server
-/// (a file server running as its own task, e.g. `ramfs-task`).
-///
-/// - The server starts as core starts a program (the argument page gives
-///   core's thread). It touches a receive buffer of [`link::MSIZE`] bytes,
-///   points its UTCB receive buffer 0 at it (the kernel does not page-fault
-///   string buffers), and sends [`link::READY_LABEL`] to core with a
-///   receive phase from core (a call).
-/// - Core calls the server with [`link::NINEP_LABEL`], no untyped words and
-///   one string item, the T-message. The server answers with the same
-///   label and one string item, the R-message, into core's receive buffer
-///   0, and waits for core again (reply and receive in one `ipc`).
-/// - One request is outstanding per link: core waits for each reply, so
-///   tags and flush never matter on this transport. An answer without a
-///   string item means the server could not take the frame; core hangs the
-///   link up.
-/// - Only core's thread may call a server: the server receives from core
-///   alone (a closed receive).
-pub mod link {
-    /// Label of a T-message from core and of the R-message answering it.
-    pub const NINEP_LABEL: u64 = 0x9F_0000;
-    /// Label of the server's first message: it is ready for requests.
-    pub const READY_LABEL: u64 = 0x9F_0001;
-    /// The msize core proposes, and the size of each side's receive
-    /// buffer: one [`super::MAX_IO`] read plus 9P's IOHDRSZ (24).
-    pub const MSIZE: u32 = super::MAX_IO as u32 + 24;
-}
+/// How core starts a process: where its parts are, and the head of its
+/// argument page. A task server starts the same way, so the contract is
+/// the task link's (`task-link`), re-exported here for programs.
+pub use task_link::{layout, StartBlock, START_MAGIC};
 
-/// Where things are in a process core starts (all addresses user space):
-/// the program's ELF segments where they are linked (below
-/// [`HEAP_BASE`]), a heap and a stack that core's pager fills with zeroed
-/// pages on first touch, the read-only argument page, and the UTCB.
-pub mod layout {
-    /// Lowest address a program segment may use.
-    pub const IMAGE_BASE: u64 = 0x0010_0000;
-    /// The heap: zero pages on demand.
-    pub const HEAP_BASE: u64 = 0x1000_0000;
-    /// Bytes of heap.
-    pub const HEAP_SIZE: u64 = 0x0100_0000;
-    /// The argument page ([`super::StartBlock`]), read only.
-    pub const ARGS_ADDRESS: u64 = 0x3000_0000;
-    /// Bytes of the argument page.
-    pub const ARGS_SIZE: u64 = 4096;
-    /// First address above the stack; `_start` gets RSP here.
-    pub const STACK_TOP: u64 = 0x7000_0000;
-    /// Bytes of stack.
-    pub const STACK_SIZE: u64 = 0x0004_0000;
-    /// The main thread's UTCB.
-    pub const UTCB: u64 = 0x7FFF_0000_0000;
-}
-
-/// "KSNCORE1": the first word of the argument page.
-pub const START_MAGIC: u64 = u64::from_le_bytes(*b"KSNCORE1");
-
-/// The head of the argument page; [`encode_strings`] of argv follows at
-/// byte [`StartBlock::ARGV_OFFSET`], `argv_length` bytes long.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct StartBlock {
-    /// [`START_MAGIC`].
-    pub magic: u64,
-    /// Core's server thread (raw `ThreadId`): where system calls go.
-    pub core_thread: u64,
-    /// This process's pid.
-    pub pid: u64,
-    /// Bytes of the encoded argv.
-    pub argv_length: u64,
-}
-
-impl StartBlock {
-    /// Byte offset of the argv encoding in the argument page.
-    pub const ARGV_OFFSET: usize = 32;
-}
+// A task server's link carries one MAX_IO read plus 9P's IOHDRSZ.
+const _: () = assert!(task_link::MSIZE as usize == MAX_IO + 24);
 
 fn put_u32(out: &mut Vec<u8>, value: usize) {
     out.extend_from_slice(&(value as u32).to_le_bytes());

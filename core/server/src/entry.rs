@@ -1,6 +1,7 @@
-//! `_start`, memory set-up, the panic handler, and the end of the system.
+//! Core's main, memory set-up, its panic policy, and the end of the system.
 //!
-//! The kernel enters `_start` with RDI = the `RootBootInfo` page. Core
+//! The kernel enters `_start` (from `microkernel_rt::entry!`) with RDI =
+//! the `RootBootInfo` page, and `_start` calls [`core_main`]. Core
 //! takes the first [`HEAP_BYTES`] of the free-memory window as its heap
 //! and the rest as frames for processes; program code goes to the
 //! executable arena of core's own image (see `linker.ld`).
@@ -9,10 +10,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use microkernel_abi::boot::{RootBootInfo, ROOT_BOOT_MAGIC};
-use microkernel_abi::user::thread_delete;
 use microkernel_abi::ThreadId;
+use microkernel_rt::boot::module_bytes;
 use microkernel_rt::console::print;
+use microkernel_rt::entry::fault;
 use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
+use microkernel_rt::heap;
+use microkernel_rt::user::thread_delete;
 
 use crate::server::Core;
 
@@ -23,31 +27,16 @@ pub const HEAP_BYTES: u64 = 12 << 20;
 /// core's mount driver can page them in the middle of a call).
 pub const TASK_SERVER_BYTES: u64 = 4 << 20;
 
-/// Core's heap: talc (size-binned free lists, constant-time allocation),
-/// given its memory once at start.
-#[global_allocator]
-static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, talc::source::Manual> =
-    talc::TalcLock::new(talc::source::Manual);
-
 unsafe extern "C" {
     static __arena_start: u8;
     static __arena_end: u8;
 }
 
-core::arch::global_asm!(
-    ".section .text.entry, \"ax\"",
-    ".global _start",
-    "_start:",
-    "    and rsp, -16",
-    "    xor ebp, ebp",
-    "    call {main}",
-    "    ud2",
-    main = sym core_main,
-);
+microkernel_rt::entry!(main: core_main, panic: panic);
 
 static ROOT_THREAD: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-extern "C" fn core_main(boot_info: u64) -> ! {
+fn core_main(boot_info: u64) -> ! {
     // SAFETY: the kernel maps the read-only boot page at RDI for the root
     // task's lifetime (microkernel_abi::boot).
     let info = unsafe { &*(boot_info as *const RootBootInfo) };
@@ -58,11 +47,7 @@ extern "C" fn core_main(boot_info: u64) -> ! {
     }
     // SAFETY: the window is mapped read/write for core alone and nothing
     // else uses its first HEAP_BYTES.
-    let claimed = unsafe {
-        HEAP.lock()
-            .claim(info.memory_base as *mut u8, HEAP_BYTES as usize)
-    };
-    if claimed.is_none() {
+    if !unsafe { heap::claim(info.memory_base, HEAP_BYTES) } {
         print(format_args!("core: the heap could not be set up\n"));
         power_off();
     }
@@ -91,7 +76,7 @@ extern "C" fn core_main(boot_info: u64) -> ! {
         .iter()
         // SAFETY: in the root task the modules are mapped read-only at
         // their addresses for good (boot.rs).
-        .map(|m| (String::from(m.name()), unsafe { m.bytes() }))
+        .map(|m| (String::from(m.name()), unsafe { module_bytes(m) }))
         .collect();
     print(format_args!(
         "core: starting: {} modules, {} KiB for processes, {} KiB code arena\n",
@@ -116,14 +101,13 @@ pub fn power_off() -> ! {
     let me = ThreadId::from_raw(ROOT_THREAD.load(core::sync::atomic::Ordering::Relaxed));
     // SAFETY: the root thread ends here; nothing runs after it.
     let _ = unsafe { thread_delete(me) };
-    // SAFETY: #UD ends the root thread, which the kernel reports.
-    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+    // A fault ends the root thread too, which the kernel reports.
+    fault()
 }
 
-#[panic_handler]
+/// A fault of the root thread makes the kernel power off reporting a
+/// failure, which is what a panic in core is.
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     print(format_args!("core: PANIC: {info}\n"));
-    // SAFETY: a fault of the root thread makes the kernel power off
-    // reporting a failure, which is what a panic in core is.
-    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+    fault()
 }

@@ -1,10 +1,12 @@
 //! Core, the OS personality: the root task that serves Plan 9 system calls.
 //!
 //! Core runs as the root task of cell 0 (`args = "root=core ..."`). It is
-//! the pager of every process it starts, keeps the process table, one
-//! namespace per process (`kasane-namespace`), the Chan table and the
-//! servants (`kasane-servant`, plus `#b` and `/dev/cons` here), and
-//! serves the calls of `core-abi` that processes make through `core-user`.
+//! the pager of every process it starts. The process table, the
+//! namespaces, the Chan table, the servants and the dispatch of the calls
+//! of `core-abi` are `core-system`'s host-tested logic; this binary is the
+//! shell around it that owns the UTCB, the buffers, the frames and the
+//! task-server links, and implements `core_system::Kernel` over the
+//! microkernel's system calls.
 //!
 //! Core has one thread (no Mngr/clerk pool yet): it receives page faults,
 //! system calls and task servers' answers alike. A call that must wait (a

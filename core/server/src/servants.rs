@@ -6,9 +6,9 @@
 //! never blocks; output goes to the kernel console, whole.
 
 use kasane_servant::servants::cons::{Clock, Time};
-use microkernel_abi::user::kernel_info;
 use microkernel_abi::{KernelInfoSelector, NO_CONSOLE_INPUT};
 use microkernel_rt::console::write_bytes;
+use microkernel_rt::user::kernel_info;
 
 /// The kernel's clock, in microseconds since boot.
 pub struct KernelClock;

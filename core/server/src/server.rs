@@ -24,7 +24,6 @@ use core_system::{BootFiles, ConsoleDevice, Message, Reply, System, Thread};
 use kasane_servant::servants::cons::Console;
 use kasane_servant::servants::root::Root;
 use kasane_servant::{Devices, LinkId};
-use microkernel_abi::user::{current_utcb, ipc_with_items};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     FromSpecifier, MessageTag, ThreadId, Timeout, Timeouts, TypedItem, EXCEPTION_LABEL,
@@ -32,6 +31,8 @@ use microkernel_abi::{
 };
 use microkernel_rt::console::print;
 use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
+use microkernel_rt::user::{current_utcb, ipc_with_items};
+use microkernel_rt::utcb::ReceiveTargets;
 
 use crate::process::TextCache;
 use crate::servants::{console_input, console_out, KernelClock};
@@ -122,7 +123,7 @@ impl Core {
             system,
             buffers: [
                 // Big enough for a task server's answer too.
-                vec![0u8; core_abi::SERVER_BUFFER_0.max(core_abi::link::MSIZE as usize)]
+                vec![0u8; core_abi::SERVER_BUFFER_0.max(task_link::MSIZE as usize)]
                     .into_boxed_slice(),
                 vec![0u8; core_abi::SERVER_BUFFER_1].into_boxed_slice(),
             ],
@@ -274,7 +275,7 @@ impl Core {
         } else {
             match TypedItem::decode(registers) {
                 Ok(TypedItem::String(item))
-                    if tag.label() == core_abi::link::NINEP_LABEL
+                    if tag.label() == task_link::NINEP_LABEL
                         && tag.untyped() == 0
                         && tag.typed() == 2 =>
                 {

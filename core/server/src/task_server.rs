@@ -2,7 +2,7 @@
 //! and the server link core speaks 9P to them over.
 //!
 //! Core starts a task server from a boot module and pages it from a pool
-//! of frames of its own. Over the link of `core_abi::link` each 9P request
+//! of frames of its own. Over the link of `task_link` each 9P request
 //! is a synchronous call, so one request is outstanding per link. The
 //! mount driver `#M` (`kasane-mount`) drives the protocol; [`TaskServer`]
 //! is its [`Transport`] here.
@@ -19,11 +19,7 @@ use alloc::format;
 use alloc::string::String;
 
 use core_abi::layout::{STACK_TOP, UTCB};
-use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
 use kasane_mount::Transport;
-use microkernel_abi::user::{
-    current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy, thread_create,
-};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     ExchangeControl, FromSpecifier, MessageTag, StringItem, TaskId, ThreadId, Timeout, Timeouts,
@@ -31,6 +27,11 @@ use microkernel_abi::{
 };
 use microkernel_rt::console::print;
 use microkernel_rt::frames::FrameBitmap;
+use microkernel_rt::user::{
+    current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy, thread_create,
+};
+use microkernel_rt::utcb::ReceiveTargets;
+use task_link::{MSIZE, NINEP_LABEL, READY_LABEL};
 
 use crate::process::{Memory, TextCache};
 
@@ -82,7 +83,7 @@ pub struct TaskServer {
 
 impl TaskServer {
     /// Loads `elf` into a new task paged from `pool`, starts it and waits
-    /// for its ready message (`core_abi::link`). `identity` tells this
+    /// for its ready message (`task_link`). `identity` tells this
     /// server program's text apart from every other program's.
     pub fn start(
         name: &str,

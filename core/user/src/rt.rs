@@ -1,22 +1,17 @@
-//! Program entry, heap, printing and the panic handler.
+//! Program start, printing and the panic policy, on the user runtime.
 //!
-//! `_start` runs with RSP at `layout::STACK_TOP` and nothing else set up;
-//! it reads the [`StartBlock`] from the argument page, which core mapped
-//! read-only before the thread ran, and never returns: the program's end
-//! is an `exits` call.
+//! `_start` (from `microkernel_rt::entry!`) runs with RSP at
+//! `layout::STACK_TOP` and nothing else set up, and calls `start`: it
+//! reads the `StartBlock` from the argument page, which core mapped
+//! read-only before the thread ran, gives the runtime's heap its range,
+//! and never returns: the program's end is an `exits` call. Start and
+//! panic exist only on bare metal; on the host the program is a stub
+//! ([`crate::program!`]).
 
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
+use alloc::string::ToString;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use core_abi::layout::{ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE};
-use core_abi::{decode_strings, StartBlock, START_MAGIC};
 use microkernel_abi::ThreadId;
-
-/// The heap: talc (size-binned free lists), given the heap range at start.
-#[global_allocator]
-static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, talc::source::Manual> =
-    talc::TalcLock::new(talc::source::Manual);
 
 static CORE_THREAD: AtomicU64 = AtomicU64::new(0);
 static PID: AtomicU64 = AtomicU64::new(0);
@@ -31,23 +26,24 @@ pub fn pid() -> u64 {
     PID.load(Ordering::Relaxed)
 }
 
-core::arch::global_asm!(
-    ".section .text.entry, \"ax\"",
-    ".global _start",
-    "_start:",
-    "    and rsp, -16",
-    "    xor ebp, ebp",
-    "    call {start}",
-    "    ud2",
-    start = sym start,
-);
+#[cfg(target_os = "none")]
+microkernel_rt::entry!(main: start, panic: panic);
 
+#[cfg(target_os = "none")]
 unsafe extern "Rust" {
-    /// Defined by [`crate::entry!`] in the program.
-    fn core_user_main(argv: Vec<String>) -> Result<(), String>;
+    /// Defined by [`crate::program!`] in the program.
+    fn core_user_main(
+        argv: alloc::vec::Vec<alloc::string::String>,
+    ) -> Result<(), alloc::string::String>;
 }
 
-extern "C" fn start() -> ! {
+/// The program's start; RDI (`_rdi`) means nothing to a task core starts.
+#[cfg(target_os = "none")]
+fn start(_rdi: u64) -> ! {
+    use core_abi::layout::{ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE};
+    use core_abi::{decode_strings, StartBlock, START_MAGIC};
+    use microkernel_rt::heap;
+
     // SAFETY: core maps the argument page read-only at ARGS_ADDRESS before
     // starting the thread and never changes it; StartBlock is plain words.
     let block = unsafe { (ARGS_ADDRESS as *const StartBlock).read() };
@@ -58,7 +54,7 @@ extern "C" fn start() -> ! {
     PID.store(block.pid, Ordering::Relaxed);
     // SAFETY: the heap range is this program's alone by the layout; core's
     // pager backs it with zeroed pages on first touch.
-    if unsafe { HEAP.lock().claim(HEAP_BASE as *mut u8, HEAP_SIZE as usize) }.is_none() {
+    if !unsafe { heap::claim(HEAP_BASE, HEAP_SIZE) } {
         crate::sys::exits("no heap");
     }
     let length = (block.argv_length as usize).min(ARGS_SIZE as usize - StartBlock::ARGV_OFFSET);
@@ -70,7 +66,7 @@ extern "C" fn start() -> ! {
         )
     };
     let argv = decode_strings(encoded).unwrap_or_default();
-    // SAFETY: the program defines this function through `entry!`.
+    // SAFETY: the program defines this function through `program!`.
     let result = unsafe { core_user_main(argv) };
     match result {
         Ok(()) => crate::sys::exits(""),
@@ -87,7 +83,8 @@ pub fn print_to(fd: u32, arguments: core::fmt::Arguments<'_>) {
     let _ = crate::sys::write(fd, text.as_bytes());
 }
 
-#[panic_handler]
+/// A program reports a panic on fd 2 and exits with `panic`.
+#[cfg(target_os = "none")]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     print_to(2, format_args!("panic: {info}\n"));
     crate::sys::exits("panic")

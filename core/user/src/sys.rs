@@ -14,10 +14,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use core_abi::{Call, FileInfo, SpawnRequest, MAX_ERROR, MAX_IO, STATUS_OK};
-use microkernel_abi::user::{current_utcb, ipc_with_items};
 use microkernel_abi::utcb::ReceiveBuffer;
-use microkernel_abi::{FromSpecifier, MessageTag, StringItem, Timeouts, TypedItem, Utcb};
+use microkernel_abi::{MessageTag, StringItem, TypedItem, Utcb};
 
+use microkernel_rt::utcb::ReceiveTargets;
+
+#[cfg(target_os = "none")]
 use crate::rt::core_thread;
 
 /// A file descriptor.
@@ -49,6 +51,47 @@ fn touch_for_writing(bytes: &mut [u8]) {
     }
 }
 
+/// The calling thread's UTCB. Programs are single-threaded and reach it
+/// only in [`raw_call`], one call at a time, so this is the only reference.
+#[cfg(target_os = "none")]
+fn own_utcb() -> Result<&'static mut Utcb> {
+    // SAFETY: see above: no other reference to the UTCB exists.
+    Ok(unsafe { &mut *microkernel_rt::user::current_utcb() })
+}
+
+/// The `call` IPC to core with the message set up in `utcb`.
+#[cfg(target_os = "none")]
+fn call_core(utcb: &mut Utcb) -> Result<()> {
+    use microkernel_abi::{FromSpecifier, Timeouts};
+    let core = core_thread();
+    // SAFETY: `utcb` is this thread's; `raw_call`, the only caller, sets
+    // string items over bytes it borrows across the call and at most
+    // receive buffer 0 over a buffer it borrows exclusively.
+    let result = unsafe {
+        microkernel_rt::user::ipc_with_items(
+            utcb,
+            core,
+            FromSpecifier::Thread(core),
+            Timeouts::NEVER,
+        )
+    };
+    result
+        .map(|_| ())
+        .map_err(|error| alloc::format!("ipc to core failed: {error:?}"))
+}
+
+/// On the host there is no core: the library builds (so the programs'
+/// code is type-checked and linted there too) but every call fails.
+#[cfg(not(target_os = "none"))]
+fn own_utcb() -> Result<&'static mut Utcb> {
+    Err("no core to call on the host".to_string())
+}
+
+#[cfg(not(target_os = "none"))]
+fn call_core(_utcb: &mut Utcb) -> Result<()> {
+    Err("no core to call on the host".to_string())
+}
+
 struct Reply {
     words: [u64; 2],
     received: usize,
@@ -73,9 +116,7 @@ fn raw_call(
     for item in items {
         touch_for_reading(item);
     }
-    // SAFETY: programs are single-threaded and reach their UTCB only here,
-    // one call at a time, so this is the only reference.
-    let utcb: &mut Utcb = unsafe { &mut *current_utcb() };
+    let utcb = own_utcb()?;
     utcb.clear_receive_targets();
     if let Some(buffer) = receive {
         touch_for_writing(buffer);
@@ -105,14 +146,12 @@ fn raw_call(
         let at = 1 + words.len() + 2 * index;
         utcb.message_registers[at..at + 2].copy_from_slice(&encoded);
     }
-    let core = core_thread();
-    // SAFETY: the UTCB is this thread's; the items are string items over
-    // borrowed bytes that stay valid during the call; the only receive
-    // target is the buffer above; no receive window is set.
-    let result =
-        unsafe { ipc_with_items(utcb, core, FromSpecifier::Thread(core), Timeouts::NEVER) };
+    // The UTCB is this thread's; the items are string items over borrowed
+    // bytes that stay valid during the call; the only receive target is
+    // the buffer above; no receive window is set.
+    let result = call_core(utcb);
     utcb.clear_receive_targets();
-    result.map_err(|error| alloc::format!("ipc to core failed: {error:?}"))?;
+    result?;
     let tag = MessageTag::from_raw(utcb.message_registers[0]);
     let untyped = tag.untyped();
     let word = |n: usize| {
@@ -347,9 +386,12 @@ pub fn exits(status: &str) -> ! {
     let items: &[&[u8]] = if status.is_empty() { &[] } else { &[status] };
     let _ = raw_call(Call::Exits, &[], items, None);
     // Core destroys the task instead of answering; never go on.
+    #[cfg(target_os = "none")]
     loop {
-        microkernel_abi::user::yield_now();
+        microkernel_rt::user::yield_now();
     }
+    #[cfg(not(target_os = "none"))]
+    panic!("exits({status:?}) on the host, where there is no core")
 }
 
 /// wait(2) for `pid` (0: any child): (pid, exit string).

@@ -64,16 +64,6 @@ impl RootModule {
             .unwrap_or(self.name.len());
         core::str::from_utf8(&self.name[..end]).unwrap_or("?")
     }
-
-    /// The module's bytes.
-    ///
-    /// # Safety
-    /// Only in the root task, whose address space holds the module there.
-    pub unsafe fn bytes(&self) -> &'static [u8] {
-        // SAFETY: the kernel mapped `length` bytes at `address` read-only
-        // for the root task's lifetime (module documentation).
-        unsafe { core::slice::from_raw_parts(self.address as *const u8, self.length as usize) }
-    }
 }
 
 /// The root task's boot page.

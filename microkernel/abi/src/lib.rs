@@ -14,9 +14,11 @@
 //!   an [`Error`] instead, because both sides treat the other as untrusted.
 //! - The crate is `no_std` and allocation-free so both the kernel and the
 //!   smallest user task can use it.
-//! - The raw `syscall` wrappers (module `user`) exist only for
-//!   `target_os = "none"`, the target that user tasks are built for.
+//! - The crate has no unsafe code: the `syscall` instruction, and every
+//!   call that lets the kernel write a task's memory, are in the user
+//!   runtime (`microkernel-rt`, module `user`), which user tasks link.
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod boot;
 pub mod error;
@@ -26,9 +28,6 @@ pub mod syscall;
 pub mod thread;
 pub mod timeout;
 pub mod utcb;
-
-#[cfg(target_os = "none")]
-pub mod user;
 
 pub use error::{Error, IpcError, IpcPhase};
 pub use item::{Fpage, MapItem, Rights, StringItem, TypedItem};

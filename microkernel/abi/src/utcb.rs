@@ -27,15 +27,17 @@
 //! - The struct is exactly one page and page aligned; the offsets above are
 //!   checked at compile time.
 //! - MR0..MR6 travel in CPU registers: the kernel neither reads nor writes
-//!   `message_registers[0..7]`; the `user` wrappers copy them in and out.
+//!   `message_registers[0..7]`; the runtime's `user` wrappers copy them in
+//!   and out.
 //! - The kernel trusts nothing it reads here: it reads each word once
 //!   (volatile, since other threads of the task can write the page at any
 //!   time) and validates it like a register argument.
 //! - The receive window and buffers tell the kernel where it may write into
-//!   the task's memory, so user code sets them only through `unsafe`
-//!   setters whose contracts make later safe `ipc` calls sound.
+//!   the task's memory, so this crate offers no way to set them: user code
+//!   sets them only through the `unsafe` setters of the user runtime
+//!   (`microkernel_rt::utcb::ReceiveTargets`), whose contracts make later
+//!   safe `ipc` calls sound. Clearing them is always safe.
 
-use crate::item::Fpage;
 use crate::message::MESSAGE_REGISTER_COUNT;
 
 /// Receive buffers per thread: string items beyond this many are refused.
@@ -97,7 +99,7 @@ impl Utcb {
     pub const USER_HANDLE_OFFSET: usize = 0x018;
     /// Byte offset of `error_detail`.
     pub const ERROR_DETAIL_OFFSET: usize = 0x020;
-    /// Byte offset of the receive window (a raw [`Fpage`]).
+    /// Byte offset of the receive window (a raw [`Fpage`](crate::Fpage)).
     pub const RECEIVE_WINDOW_OFFSET: usize = 0x028;
     /// Byte offset of MR0; MRn is at this plus 8n.
     pub const MESSAGE_REGISTERS_OFFSET: usize = 0x100;
@@ -130,35 +132,9 @@ impl Utcb {
         self.receive_window
     }
 
-    /// Sets the region of this task where received mappings may land (nil
-    /// refuses all map and grant items).
-    ///
-    /// # Safety
-    ///
-    /// Until the window is set back to nil, every later IPC receive may
-    /// replace or add pages anywhere in `window`: the caller must make sure
-    /// no Rust object lives there, or that its owner expects its memory to
-    /// be replaced.
-    pub unsafe fn set_receive_window(&mut self, window: Fpage) {
-        self.receive_window = window.raw();
-    }
-
     /// The receive buffers.
     pub fn receive_buffers(&self) -> &[ReceiveBuffer; RECEIVE_BUFFER_COUNT] {
         &self.receive_buffers
-    }
-
-    /// Offers a buffer for the `slot`-th received string item (length 0
-    /// withdraws it). Panics if `slot >= RECEIVE_BUFFER_COUNT`.
-    ///
-    /// # Safety
-    ///
-    /// Until the slot is cleared, every later IPC receive may write up to
-    /// `buffer.length` bytes at `buffer.address`: that memory must stay
-    /// valid and not be accessed through any Rust reference while an IPC
-    /// is in progress.
-    pub unsafe fn set_receive_buffer(&mut self, slot: usize, buffer: ReceiveBuffer) {
-        self.receive_buffers[slot] = buffer;
     }
 
     /// Clears the receive window and every buffer. Always safe: it only
@@ -177,28 +153,13 @@ impl Utcb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::Rights;
 
     #[test]
-    fn receive_targets() {
+    fn a_zeroed_utcb_lets_the_kernel_write_nothing() {
         extern crate std;
         let mut utcb = std::boxed::Box::new(Utcb::zeroed());
         assert!(!utcb.has_receive_targets());
-        let window = Fpage::new(0x10_0000, 20, Rights::FULL).unwrap();
-        // SAFETY: the test never dereferences the window or the buffer.
-        unsafe {
-            utcb.set_receive_window(window);
-            utcb.set_receive_buffer(
-                3,
-                ReceiveBuffer {
-                    address: 0x2000,
-                    length: 64,
-                },
-            );
-        }
-        assert_eq!(utcb.receive_window(), window.raw());
-        assert_eq!(utcb.receive_buffers()[3].length, 64);
-        assert!(utcb.has_receive_targets());
+        assert_eq!(utcb.receive_window(), 0);
         utcb.clear_receive_targets();
         assert!(!utcb.has_receive_targets());
     }

@@ -1,9 +1,9 @@
 //! The smallest root task: greets, checks a few kernel facts, and ends.
 //!
 //! It shows the whole life of a root task in one screen: the kernel starts
-//! `_start` with RDI pointing at the `RootBootInfo` page; the task talks to
-//! the kernel only through system calls; deleting its own thread ends the
-//! system cleanly. `images/manifests/hello.toml` boots it.
+//! `_start` (from `microkernel_rt::entry!`) with RDI pointing at the
+//! `RootBootInfo` page; the task talks to the kernel only through system
+//! calls; deleting its own thread ends the system cleanly. `images/manifests/hello.toml` boots it.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -15,47 +15,13 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod task {
-    use core::fmt::Write;
     use microkernel_abi::boot::{RootBootInfo, ROOT_BOOT_MAGIC};
-    use microkernel_abi::user;
     use microkernel_abi::{FromSpecifier, KernelInfoSelector, ThreadId, Timeout};
+    use microkernel_rt::console::print;
+    use microkernel_rt::user;
 
-    core::arch::global_asm!(
-        ".section .text.entry, \"ax\"",
-        ".global _start",
-        "_start:",
-        "and rsp, -16",
-        "call hello_main",
-        "ud2",
-    );
+    microkernel_rt::entry!(main: hello_main, panic: panic);
 
-    struct Line {
-        bytes: [u8; 200],
-        length: usize,
-    }
-
-    impl Write for Line {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            for &b in s.as_bytes() {
-                if self.length < self.bytes.len() {
-                    self.bytes[self.length] = b;
-                    self.length += 1;
-                }
-            }
-            Ok(())
-        }
-    }
-
-    fn print(args: core::fmt::Arguments<'_>) {
-        let mut line = Line {
-            bytes: [0; 200],
-            length: 0,
-        };
-        let _ = line.write_fmt(args);
-        let _ = user::debug_write(&line.bytes[..line.length]);
-    }
-
-    #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         print(format_args!("hello: panic: {info}\n"));
         loop {
@@ -63,11 +29,10 @@ mod task {
         }
     }
 
-    #[no_mangle]
-    extern "C" fn hello_main(info: *const RootBootInfo) -> ! {
+    fn hello_main(info: u64) -> ! {
         // SAFETY: the kernel maps the boot page read-only at this address
         // for the root task's whole life (microkernel_abi::boot).
-        let info = unsafe { &*info };
+        let info = unsafe { &*(info as *const RootBootInfo) };
         if info.magic != ROOT_BOOT_MAGIC {
             print(format_args!("hello: bad boot page\n"));
         }

@@ -10,8 +10,8 @@
 use core::arch::x86_64::_rdtsc;
 use core::sync::atomic::{compiler_fence, Ordering};
 
-use microkernel_abi::user::ipc_raw;
 use microkernel_abi::{FromSpecifier, ThreadId, Timeouts, Utcb};
+use microkernel_rt::user::ipc_raw;
 
 use crate::cases::Context;
 use crate::console::Failure;
@@ -86,7 +86,7 @@ fn median_cycles(
 fn null_syscall_cycles(samples: &mut [u64; ROUNDS]) -> u64 {
     for sample in samples.iter_mut() {
         let start = timestamp();
-        let _ = microkernel_abi::user::kernel_info(microkernel_abi::KernelInfoSelector::ApiVersion);
+        let _ = microkernel_rt::user::kernel_info(microkernel_abi::KernelInfoSelector::ApiVersion);
         *sample = timestamp().wrapping_sub(start);
     }
     samples.sort_unstable();

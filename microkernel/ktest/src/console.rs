@@ -111,7 +111,7 @@ pub fn print_line(arguments: fmt::Arguments<'_>) {
     // One more byte than the body can hold, so the newline always fits.
     let line = Text::<{ LINE_CAPACITY + 1 }>::from_arguments(format_args!("{body}\n"));
     // A console that refuses output leaves nothing better to do.
-    let _ = microkernel_abi::user::debug_print(line.as_str());
+    let _ = microkernel_rt::user::debug_print(line.as_str());
 }
 
 /// Prints one formatted line on the kernel console.

@@ -1,10 +1,11 @@
-//! Entry points: `_start`, the thread trampoline, the suite, the panic handler.
+//! Entry points: the root's main, the thread trampoline, the panic policy.
 //!
-//! The kernel enters `_start` in ring 3 with RDI = the `RootBootInfo`
-//! address and RSP at the top of the root stack (`microkernel_abi::boot`).
-//! Every other thread begins at `ktest_thread_start` with RSP at the top of
-//! its own stack and no other register defined; the trampoline finds its
-//! entry function in the start table (module `threads`).
+//! The kernel enters `_start` (from `microkernel_rt::entry!`) in ring 3
+//! with RDI = the `RootBootInfo` address and RSP at the top of the root
+//! stack (`microkernel_abi::boot`). Every other thread begins at
+//! `ktest_thread_start` with RSP at the top of its own stack and no other
+//! register defined; the trampoline finds its entry function in the start
+//! table (module `threads`).
 //!
 //! The suite sets up the pager, runs the cases and the benchmarks, and ends
 //! by deleting the root thread, which powers the machine off. A panic in
@@ -15,24 +16,21 @@
 use core::arch::global_asm;
 
 use microkernel_abi::boot::{RootBootInfo, ROOT_BOOT_MAGIC};
-use microkernel_abi::user::thread_delete;
 use microkernel_abi::{TaskId, ThreadId};
+use microkernel_rt::entry::fault;
+use microkernel_rt::user::thread_delete;
 
 use crate::frames::FRAME_SIZE;
 use crate::pager::{pager_main, PAGER_PRIORITY};
 use crate::threads::{current_thread, own_utcb, park, root_thread, set_root, FRAMES};
 
-// Both entries align the stack (the System V ABI wants RSP + 8 to be a
-// multiple of 16 at a function's first instruction, which the `call`
-// establishes), clear RBP to end frame-pointer walks, and never return.
+microkernel_rt::entry!(main: ktest_main, panic: panic);
+
+// As `_start` does, the trampoline aligns the stack (the System V ABI
+// wants RSP + 8 to be a multiple of 16 at a function's first instruction,
+// which the `call` establishes), clears RBP to end frame-pointer walks,
+// and never returns.
 global_asm!(
-    ".section .text.entry, \"ax\"",
-    ".global _start",
-    "_start:",
-    "    and rsp, -16",
-    "    xor ebp, ebp",
-    "    call {root}",
-    "    ud2",
     ".text",
     ".global ktest_thread_start",
     "ktest_thread_start:",
@@ -40,7 +38,6 @@ global_asm!(
     "    xor ebp, ebp",
     "    call {thread}",
     "    ud2",
-    root = sym ktest_main,
     thread = sym ktest_thread_main,
 );
 
@@ -60,7 +57,7 @@ extern "C" fn ktest_thread_main() -> ! {
     }
 }
 
-extern "C" fn ktest_main(boot_info: u64) -> ! {
+fn ktest_main(boot_info: u64) -> ! {
     // SAFETY: the kernel maps the read-only `RootBootInfo` page at the
     // address in RDI for the root task's lifetime (boot.rs), and nothing
     // writes it.
@@ -107,15 +104,6 @@ fn exit() -> ! {
     fault()
 }
 
-/// Ends the calling thread with an invalid-opcode exception.
-fn fault() -> ! {
-    // SAFETY: `ud2` raises #UD; the kernel ends the thread (the root has no
-    // pager) or sends its pager an exception message, and never resumes it
-    // past the instruction.
-    unsafe { core::arch::asm!("ud2", options(noreturn)) }
-}
-
-#[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let thread = current_thread();
     say!("ktest: PANIC in thread {thread:?}: {info}");

@@ -24,11 +24,11 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use microkernel_abi::user::ipc_with_items;
 use microkernel_abi::{
     Fpage, FromSpecifier, MapItem, MessageTag, Rights, TaskId, ThreadId, Timeout, Timeouts,
     TypedItem, EXCEPTION_LABEL, PAGE_FAULT_LABEL,
 };
+use microkernel_rt::user::ipc_with_items;
 
 use crate::frames::FRAME_SIZE;
 use crate::layout::{is_fresh_memory, is_image};

@@ -19,14 +19,15 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use microkernel_abi::user::{
-    call, ipc_raw, ipc_with_items, receive, reply_and_wait, send, yield_now,
-};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     Fpage, FromSpecifier, IpcError, MapItem, MessageTag, Rights, StringItem, TagFlags, ThreadId,
     Timeout, Timeouts, TypedItem, Utcb,
 };
+use microkernel_rt::user::{
+    call, ipc_raw, ipc_with_items, receive, reply_and_wait, send, yield_now,
+};
+use microkernel_rt::utcb::ReceiveTargets;
 
 use crate::layout::{SCRATCH_AREA, UNMAPPED, WINDOW};
 use crate::threads::{current_thread, own_utcb, park, root_thread, PATIENCE, PATIENT};
@@ -84,7 +85,7 @@ pub fn echo_server(_: u64) -> ! {
 
 /// Answers every message with itself, as fast as the kernel allows.
 pub fn bench_server(_: u64) -> ! {
-    let utcb = microkernel_abi::user::current_utcb();
+    let utcb = microkernel_rt::user::current_utcb();
     let mut registers = [0u64; 7];
     let wait = Timeouts {
         send: Timeout::Zero,

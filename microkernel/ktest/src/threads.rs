@@ -29,13 +29,13 @@
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use microkernel_abi::syscall::ThreadStateFlags;
-use microkernel_abi::user::{
-    current_utcb, exchange_registers, ipc_raw, kernel_info, receive, schedule, space_create,
-    space_destroy, thread_create, thread_delete,
-};
 use microkernel_abi::{
     Error, ExchangeControl, FromSpecifier, IpcError, KernelInfoSelector, TaskId, ThreadId, Timeout,
     Timeouts, Utcb, PAGE_SIZE,
+};
+use microkernel_rt::user::{
+    current_utcb, exchange_registers, ipc_raw, kernel_info, receive, schedule, space_create,
+    space_destroy, thread_create, thread_delete,
 };
 
 use crate::console::{Failure, OrFail};
@@ -206,7 +206,7 @@ pub fn park() -> ! {
             )
         };
         // Only reached if the kernel woke the thread anyway: do not spin.
-        microkernel_abi::user::yield_now();
+        microkernel_rt::user::yield_now();
     }
 }
 

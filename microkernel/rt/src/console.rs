@@ -59,7 +59,7 @@ pub fn print(arguments: core::fmt::Arguments<'_>) {
 pub fn write_bytes(bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
-        match microkernel_abi::user::debug_write(rest) {
+        match crate::user::debug_write(rest) {
             Ok(0) | Err(_) => return,
             Ok(written) => rest = rest.get(written..).unwrap_or_default(),
         }

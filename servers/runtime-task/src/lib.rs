@@ -4,12 +4,14 @@
 //! runs the same code as a host daemon or as a microkernel task of its
 //! own; only the runtime and the transport differ. This crate is the task
 //! runtime. A binary built with it for `x86_64-unknown-none` gets:
-//! - `_start` (through [`entry!`]): it reads the argument page core mapped
-//!   at `core_abi::layout::ARGS_ADDRESS` for core's thread, sets up a heap
-//!   at `core_abi::layout::HEAP_BASE` (zeroed pages core's pager supplies
-//!   on first touch) and calls the server's `fn(ThreadId) -> !`;
-//! - [`serve`]: the server loop of the link `core_abi::link` describes,
-//!   one frame in, one frame out, through a [`ninep_server::Session`];
+//! - `_start` (the user runtime's, `microkernel_rt::entry!`, through
+//!   [`entry!`]): it reads the argument page core mapped at
+//!   `task_link::layout::ARGS_ADDRESS` for core's thread, gives the
+//!   runtime's heap `task_link::layout::HEAP_BASE` (zeroed pages core's
+//!   pager supplies on first touch) and calls the server's
+//!   `fn(ThreadId) -> !`;
+//! - [`serve`]: the server loop of the link `task_link` describes, one
+//!   frame in, one frame out, through a [`ninep_server::Session`];
 //! - [`clock_seconds`], time for the server from `kernel_info`;
 //! - a panic handler that reports on the kernel console and faults, which
 //!   core, the task's pager, sees as the end of the link.

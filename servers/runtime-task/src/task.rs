@@ -1,6 +1,10 @@
-//! Entry, heap, the server loop on the link, and the panic handler.
+//! The server's start, the server loop on the link, and the panic policy.
 //!
-//! Invariants of the loop (`core_abi::link`):
+//! `_start` (from `microkernel_rt::entry!`) calls [`start`], which reads
+//! core's thread from the argument page, gives the runtime's heap its
+//! range, and calls the server's main.
+//!
+//! Invariants of the loop (the link of `task_link`):
 //! - receive buffer 0 points at `request`, whose every page was written
 //!   before it was offered, because the kernel fails a string copy into an
 //!   unmapped page instead of asking the pager;
@@ -12,41 +16,31 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use core_abi::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE};
-use core_abi::link::{MSIZE, NINEP_LABEL, READY_LABEL};
-use core_abi::{StartBlock, START_MAGIC};
-use microkernel_abi::user::{current_utcb, debug_print, ipc_with_items, kernel_info};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     FromSpecifier, KernelInfoSelector, MessageTag, StringItem, ThreadId, Timeout, Timeouts,
     TypedItem, Utcb,
 };
+use microkernel_rt::console::write_bytes;
+use microkernel_rt::entry::fault;
+use microkernel_rt::heap;
+use microkernel_rt::user::{current_utcb, ipc_with_items, kernel_info};
+use microkernel_rt::utcb::ReceiveTargets;
 use ninep_server::{FileServer, Session};
-
-/// The heap: talc (size-binned free lists), given the heap range at start.
-#[global_allocator]
-static HEAP: talc::TalcLock<spin::mutex::SpinMutex<()>, talc::source::Manual> =
-    talc::TalcLock::new(talc::source::Manual);
+use task_link::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE};
+use task_link::{StartBlock, MSIZE, NINEP_LABEL, READY_LABEL, START_MAGIC};
 
 const PAGE: usize = 4096;
 
-core::arch::global_asm!(
-    ".section .text.entry, \"ax\"",
-    ".global _start",
-    "_start:",
-    "    and rsp, -16",
-    "    xor ebp, ebp",
-    "    call {start}",
-    "    ud2",
-    start = sym start,
-);
+microkernel_rt::entry!(main: start, panic: panic);
 
 unsafe extern "Rust" {
     /// Defined by [`crate::entry!`] in the server.
     fn runtime_task_main(core: ThreadId) -> !;
 }
 
-extern "C" fn start() -> ! {
+/// The server's start; RDI (`_rdi`) means nothing to a task core starts.
+fn start(_rdi: u64) -> ! {
     // SAFETY: core maps the argument page read-only at ARGS_ADDRESS before
     // starting the thread and never changes it; StartBlock is plain words.
     let block = unsafe { (ARGS_ADDRESS as *const StartBlock).read() };
@@ -55,7 +49,7 @@ extern "C" fn start() -> ! {
     }
     // SAFETY: the heap range is this task's alone by the layout; core's
     // pager backs it with zeroed pages on first touch.
-    if unsafe { HEAP.lock().claim(HEAP_BASE as *mut u8, HEAP_SIZE as usize) }.is_none() {
+    if !unsafe { heap::claim(HEAP_BASE, HEAP_SIZE) } {
         fail("runtime-task: no heap\n");
     }
     // SAFETY: the server defines this function through `entry!`.
@@ -202,15 +196,13 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
     }
 }
 
+/// Reports on the kernel console and faults: the kernel sends the
+/// exception to the pager (core), which sees the end of the link.
 fn fail(text: &str) -> ! {
-    let _ = debug_print(text);
-    // SAFETY: #UD raises an exception, which the kernel sends to the pager
-    // (core); the task is not resumed.
-    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+    write_bytes(text.as_bytes());
+    fault()
 }
 
-#[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let text = alloc::format!("runtime-task: panic: {info}\n");
-    fail(&text)
+    fail(&alloc::format!("runtime-task: panic: {info}\n"))
 }

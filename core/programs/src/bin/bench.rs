@@ -19,157 +19,140 @@
 //! Under Bochs `rdtsc` advances with executed instructions, so the medians
 //! are repeatable (docs/performance.md, "Core file reads").
 #![cfg_attr(target_os = "none", no_std)]
-#![cfg_attr(target_os = "none", no_main)]
+#![no_main]
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("bench is a Kasane program: build it with --target x86_64-unknown-none");
-    std::process::exit(2);
+core_user::program!(main);
+
+use core::arch::x86_64::_rdtsc;
+use core::sync::atomic::{compiler_fence, Ordering};
+use core_user::prelude::*;
+use core_user::{eprintln, println, sys};
+
+/// Untimed reads before the timed ones.
+const WARM_UP: usize = 8;
+
+fn timestamp() -> u64 {
+    compiler_fence(Ordering::SeqCst);
+    // SAFETY: `rdtsc` reads the time-stamp counter and has no other
+    // effect; the microkernel leaves CR4.TSD clear, so ring 3 may.
+    let value = unsafe { _rdtsc() };
+    compiler_fence(Ordering::SeqCst);
+    value
 }
 
-#[cfg(target_os = "none")]
-extern crate alloc;
+/// Median, minimum and maximum of the samples (sorted in place).
+fn summary(samples: &mut [u64]) -> (u64, u64, u64) {
+    samples.sort_unstable();
+    (
+        samples[samples.len() / 2],
+        samples[0],
+        samples[samples.len() - 1],
+    )
+}
 
-#[cfg(target_os = "none")]
-mod program {
-    use alloc::format;
-    use alloc::string::String;
-    use alloc::vec::Vec;
-    use core::arch::x86_64::_rdtsc;
-    use core::sync::atomic::{compiler_fence, Ordering};
-
-    use core_user::{println, sys};
-
-    /// Untimed reads before the timed ones.
-    const WARM_UP: usize = 8;
-
-    fn timestamp() -> u64 {
-        compiler_fence(Ordering::SeqCst);
-        // SAFETY: `rdtsc` reads the time-stamp counter and has no other
-        // effect; the microkernel leaves CR4.TSD clear, so ring 3 may.
-        let value = unsafe { _rdtsc() };
-        compiler_fence(Ordering::SeqCst);
-        value
+/// Reads `buffer.len()` bytes at offset 0 of `fd`, `WARM_UP` times
+/// untimed, then once per sample.
+fn time_preads(fd: sys::Fd, buffer: &mut [u8], samples: &mut [u64]) -> Result<(), String> {
+    let size = buffer.len();
+    let check = |n: sys::Result<usize>| match n {
+        Ok(n) if n == size => Ok(()),
+        Ok(n) => Err(format!("a read returned {n} bytes, not {size}")),
+        Err(e) => Err(e),
+    };
+    for _ in 0..WARM_UP {
+        check(sys::pread(fd, buffer, 0))?;
     }
-
-    /// Median, minimum and maximum of the samples (sorted in place).
-    fn summary(samples: &mut [u64]) -> (u64, u64, u64) {
-        samples.sort_unstable();
-        (
-            samples[samples.len() / 2],
-            samples[0],
-            samples[samples.len() - 1],
-        )
+    for sample in samples.iter_mut() {
+        let start = timestamp();
+        let n = sys::pread(fd, buffer, 0);
+        let end = timestamp();
+        check(n)?;
+        *sample = end.wrapping_sub(start);
     }
+    Ok(())
+}
 
-    /// Reads `buffer.len()` bytes at offset 0 of `fd`, `WARM_UP` times
-    /// untimed, then once per sample.
-    fn time_preads(fd: sys::Fd, buffer: &mut [u8], samples: &mut [u64]) -> Result<(), String> {
-        let size = buffer.len();
-        let check = |n: sys::Result<usize>| match n {
-            Ok(n) if n == size => Ok(()),
-            Ok(n) => Err(format!("a read returned {n} bytes, not {size}")),
-            Err(e) => Err(e),
-        };
-        for _ in 0..WARM_UP {
-            check(sys::pread(fd, buffer, 0))?;
-        }
-        for sample in samples.iter_mut() {
-            let start = timestamp();
-            let n = sys::pread(fd, buffer, 0);
-            let end = timestamp();
-            check(n)?;
-            *sample = end.wrapping_sub(start);
-        }
-        Ok(())
+/// Times `rounds` preads of `size` bytes at offset 0 of `path`.
+fn reads(name: &str, path: &str, size: usize, rounds: usize) -> Result<u64, String> {
+    let fd = sys::open(path, core_abi::OREAD).map_err(|e| format!("{name}: {path}: {e}"))?;
+    let mut buffer = vec![0u8; size];
+    let mut samples = vec![0u64; rounds];
+    let result = time_preads(fd, &mut buffer, &mut samples);
+    let _ = sys::close(fd);
+    result.map_err(|e| format!("{name}: {path}: {e}"))?;
+    let (median, min, max) = summary(&mut samples);
+    println!("bench {name} {median} cycles");
+    println!("# {name}: min {min} max {max} over {rounds} preads of {size} bytes of {path}");
+    Ok(median)
+}
+
+/// Times `rounds` null calls to core (getpid).
+fn null_calls(name: &str, rounds: usize) -> Result<u64, String> {
+    for _ in 0..WARM_UP {
+        sys::getpid().map_err(|e| format!("{name}: getpid: {e}"))?;
     }
-
-    /// Times `rounds` preads of `size` bytes at offset 0 of `path`.
-    fn reads(name: &str, path: &str, size: usize, rounds: usize) -> Result<u64, String> {
-        let fd = sys::open(path, core_abi::OREAD).map_err(|e| format!("{name}: {path}: {e}"))?;
-        let mut buffer = alloc::vec![0u8; size];
-        let mut samples = alloc::vec![0u64; rounds];
-        let result = time_preads(fd, &mut buffer, &mut samples);
-        let _ = sys::close(fd);
-        result.map_err(|e| format!("{name}: {path}: {e}"))?;
-        let (median, min, max) = summary(&mut samples);
-        println!("bench {name} {median} cycles");
-        println!("# {name}: min {min} max {max} over {rounds} preads of {size} bytes of {path}");
-        Ok(median)
+    let mut samples = vec![0u64; rounds];
+    for sample in samples.iter_mut() {
+        let start = timestamp();
+        let pid = sys::getpid();
+        let end = timestamp();
+        pid.map_err(|e| format!("{name}: getpid: {e}"))?;
+        *sample = end.wrapping_sub(start);
     }
+    let (median, min, max) = summary(&mut samples);
+    println!("bench {name} {median} cycles");
+    println!("# {name}: min {min} max {max} over {rounds} getpid calls");
+    Ok(median)
+}
 
-    /// Times `rounds` null calls to core (getpid).
-    fn null_calls(name: &str, rounds: usize) -> Result<u64, String> {
-        for _ in 0..WARM_UP {
-            sys::getpid().map_err(|e| format!("{name}: getpid: {e}"))?;
-        }
-        let mut samples = alloc::vec![0u64; rounds];
-        for sample in samples.iter_mut() {
-            let start = timestamp();
-            let pid = sys::getpid();
-            let end = timestamp();
-            pid.map_err(|e| format!("{name}: getpid: {e}"))?;
-            *sample = end.wrapping_sub(start);
-        }
-        let (median, min, max) = summary(&mut samples);
-        println!("bench {name} {median} cycles");
-        println!("# {name}: min {min} max {max} over {rounds} getpid calls");
-        Ok(median)
-    }
+fn number(option: &str, value: Option<&String>, least: usize) -> Result<usize, String> {
+    value
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= least)
+        .ok_or_else(|| format!("bench: {option} wants a number of at least {least}"))
+}
 
-    fn number(option: &str, value: Option<&String>, least: usize) -> Result<usize, String> {
-        value
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n >= least)
-            .ok_or_else(|| format!("bench: {option} wants a number of at least {least}"))
-    }
-
-    fn run(argv: &[String]) -> Result<(), String> {
-        let mut size = 4096;
-        let mut rounds = 64;
-        let mut ratio = None;
-        let mut medians = Vec::new();
-        let mut args = argv.iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "-s" => size = number("-s", args.next(), 0)?.min(core_abi::MAX_IO),
-                "-n" => rounds = number("-n", args.next(), 1)?,
-                "-r" => ratio = Some(args.next().ok_or("bench: -r wants a name")?.clone()),
-                "-g" => {
-                    let name = args.next().ok_or("bench: -g wants a name")?;
-                    null_calls(name, rounds)?;
-                }
-                name => {
-                    let path = args
-                        .next()
-                        .ok_or_else(|| format!("bench: {name} wants a path"))?;
-                    medians.push(reads(name, path, size, rounds)?);
-                }
+fn run(argv: &[String]) -> Result<(), String> {
+    let mut size = 4096;
+    let mut rounds = 64;
+    let mut ratio = None;
+    let mut medians = Vec::new();
+    let mut args = argv.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-s" => size = number("-s", args.next(), 0)?.min(core_abi::MAX_IO),
+            "-n" => rounds = number("-n", args.next(), 1)?,
+            "-r" => ratio = Some(args.next().ok_or("bench: -r wants a name")?.clone()),
+            "-g" => {
+                let name = args.next().ok_or("bench: -g wants a name")?;
+                null_calls(name, rounds)?;
+            }
+            name => {
+                let path = args
+                    .next()
+                    .ok_or_else(|| format!("bench: {name} wants a path"))?;
+                medians.push(reads(name, path, size, rounds)?);
             }
         }
-        if let Some(name) = ratio {
-            let [first, second, ..] = medians[..] else {
-                return Err("bench: -r wants two entries".into());
-            };
-            // Two decimals in integers: no floating point in the program.
-            let hundredths = first * 100 / second.max(1);
-            println!(
-                "bench {name} {}.{:02} x",
-                hundredths / 100,
-                hundredths % 100
-            );
-        }
-        Ok(())
     }
-
-    fn main(argv: Vec<String>) -> Result<(), String> {
-        if argv.len() < 2 {
-            return Err(
-                "usage: bench [-n rounds] [-s size] [-g name] [-r name] name path ...".into(),
-            );
-        }
-        run(&argv[1..]).inspect_err(|e| core_user::eprintln!("bench: FAIL {e}"))
+    if let Some(name) = ratio {
+        let [first, second, ..] = medians[..] else {
+            return Err("bench: -r wants two entries".into());
+        };
+        // Two decimals in integers: no floating point in the program.
+        let hundredths = first * 100 / second.max(1);
+        println!(
+            "bench {name} {}.{:02} x",
+            hundredths / 100,
+            hundredths % 100
+        );
     }
+    Ok(())
+}
 
-    core_user::entry!(main);
+fn main(argv: Vec<String>) -> Result<(), String> {
+    if argv.len() < 2 {
+        return Err("usage: bench [-n rounds] [-s size] [-g name] [-r name] name path ...".into());
+    }
+    run(&argv[1..]).inspect_err(|e| eprintln!("bench: FAIL {e}"))
 }

@@ -8,166 +8,159 @@
 //! at the end a normal call (getpid) must still work, and the program
 //! exits with an error status if any case was not refused.
 #![cfg_attr(target_os = "none", no_std)]
-#![cfg_attr(target_os = "none", no_main)]
+#![no_main]
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("garbage is a Kasane program: build it with --target x86_64-unknown-none");
-    std::process::exit(2);
+core_user::program!(main);
+
+use core_abi::{Call, STATUS_OK};
+use core_user::prelude::*;
+use core_user::{println, sys};
+
+/// How one raw call ended.
+enum Answer {
+    /// Core replied with this status word (never on the host).
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    Status(u64),
+    /// The IPC itself failed (the kernel refused the message).
+    Ipc(String),
 }
 
+/// One raw message to core: `label`, `words` untyped, `items` as
+/// (address, length) string items; waits for the reply when `call`.
 #[cfg(target_os = "none")]
-extern crate alloc;
-
-#[cfg(target_os = "none")]
-mod program {
-    use alloc::format;
-    use alloc::string::{String, ToString};
-    use alloc::vec;
-    use alloc::vec::Vec;
-
-    use core_abi::{Call, STATUS_OK};
+fn raw(label: u64, words: &[u64], items: &[(u64, u64)], call: bool) -> Answer {
     use core_user::rt::core_thread;
-    use core_user::{println, sys};
-    use microkernel_abi::user::{current_utcb, ipc_with_items};
     use microkernel_abi::{
         FromSpecifier, MessageTag, StringItem, Timeout, Timeouts, TypedItem, Utcb,
     };
+    use microkernel_rt::user::{current_utcb, ipc_with_items};
 
-    /// How one raw call ended.
-    enum Answer {
-        /// Core replied with this status word.
-        Status(u64),
-        /// The IPC itself failed (the kernel refused the message).
-        Ipc(String),
+    // SAFETY: this program is single-threaded and reaches its UTCB
+    // only here, one message at a time.
+    let utcb: &mut Utcb = unsafe { &mut *current_utcb() };
+    utcb.clear_receive_targets();
+    let Ok(tag) = MessageTag::new(label, words.len(), 2 * items.len()) else {
+        return Answer::Ipc("tag refused by the ABI".into());
+    };
+    utcb.message_registers[0] = tag.raw();
+    utcb.message_registers[1..=words.len()].copy_from_slice(words);
+    for (index, &(address, length)) in items.iter().enumerate() {
+        let at = 1 + words.len() + 2 * index;
+        let encoded = TypedItem::String(StringItem { address, length }).encode();
+        utcb.message_registers[at..at + 2].copy_from_slice(&encoded);
     }
-
-    /// One raw message to core: `label`, `words` untyped, `items` as
-    /// (address, length) string items; waits for the reply when `call`.
-    fn raw(label: u64, words: &[u64], items: &[(u64, u64)], call: bool) -> Answer {
-        // SAFETY: this program is single-threaded and reaches its UTCB
-        // only here, one message at a time.
-        let utcb: &mut Utcb = unsafe { &mut *current_utcb() };
-        utcb.clear_receive_targets();
-        let Ok(tag) = MessageTag::new(label, words.len(), 2 * items.len()) else {
-            return Answer::Ipc("tag refused by the ABI".into());
-        };
-        utcb.message_registers[0] = tag.raw();
-        utcb.message_registers[1..=words.len()].copy_from_slice(words);
-        for (index, &(address, length)) in items.iter().enumerate() {
-            let at = 1 + words.len() + 2 * index;
-            let encoded = TypedItem::String(StringItem { address, length }).encode();
-            utcb.message_registers[at..at + 2].copy_from_slice(&encoded);
-        }
-        let core = core_thread();
-        let (from, timeouts) = if call {
-            (FromSpecifier::Thread(core), Timeouts::NEVER)
-        } else {
-            (
-                FromSpecifier::Nobody,
-                Timeouts {
-                    send: Timeout::Never,
-                    receive: Timeout::Zero,
-                },
-            )
-        };
-        // SAFETY: the UTCB is this thread's; the string items may name any
-        // address on purpose: the kernel checks them against this task's
-        // mappings and fails the IPC rather than touch anything else; no
-        // receive buffer is set, so nothing is written here.
-        let result = unsafe { ipc_with_items(utcb, core, from, timeouts) };
-        match result {
-            Err(e) => Answer::Ipc(format!("{e:?}")),
-            Ok(_) if !call => Answer::Status(STATUS_OK),
-            Ok(_) => Answer::Status(utcb.message_registers[1]),
-        }
+    let core = core_thread();
+    let (from, timeouts) = if call {
+        (FromSpecifier::Thread(core), Timeouts::NEVER)
+    } else {
+        (
+            FromSpecifier::Nobody,
+            Timeouts {
+                send: Timeout::Never,
+                receive: Timeout::Zero,
+            },
+        )
+    };
+    // SAFETY: the UTCB is this thread's; the string items may name any
+    // address on purpose: the kernel checks them against this task's
+    // mappings and fails the IPC rather than touch anything else; no
+    // receive buffer is set, so nothing is written here.
+    let result = unsafe { ipc_with_items(utcb, core, from, timeouts) };
+    match result {
+        Err(e) => Answer::Ipc(format!("{e:?}")),
+        Ok(_) if !call => Answer::Status(STATUS_OK),
+        Ok(_) => Answer::Status(utcb.message_registers[1]),
     }
+}
 
-    /// A malformed call: its name, label, untyped words and string items
-    /// (address, length).
-    type Case<'a> = (&'a str, u64, &'a [u64], &'a [(u64, u64)]);
+/// On the host there is no core to send to.
+#[cfg(not(target_os = "none"))]
+fn raw(_label: u64, _words: &[u64], _items: &[(u64, u64)], _call: bool) -> Answer {
+    Answer::Ipc("no core on the host".into())
+}
 
-    fn check(case: &str, answer: Answer, refused: &mut u32, failed: &mut u32) {
-        match answer {
-            Answer::Status(status) if status != STATUS_OK => {
-                let why = sys::errstr();
-                println!("garbage: {case}: refused ({why})");
-                *refused += 1;
-            }
-            Answer::Ipc(e) => {
-                println!("garbage: {case}: refused by the kernel ({e})");
-                *refused += 1;
-            }
-            Answer::Status(_) => {
-                println!("garbage: {case}: UNEXPECTED success");
-                *failed += 1;
-            }
+/// A malformed call: its name, label, untyped words and string items
+/// (address, length).
+type Case<'a> = (&'a str, u64, &'a [u64], &'a [(u64, u64)]);
+
+fn check(case: &str, answer: Answer, refused: &mut u32, failed: &mut u32) {
+    match answer {
+        Answer::Status(status) if status != STATUS_OK => {
+            let why = sys::errstr();
+            println!("garbage: {case}: refused ({why})");
+            *refused += 1;
+        }
+        Answer::Ipc(e) => {
+            println!("garbage: {case}: refused by the kernel ({e})");
+            *refused += 1;
+        }
+        Answer::Status(_) => {
+            println!("garbage: {case}: UNEXPECTED success");
+            *failed += 1;
         }
     }
+}
 
-    fn main(_argv: Vec<String>) -> Result<(), String> {
-        let (mut refused, mut failed) = (0, 0);
-        let noise: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
-        let huge = vec![b'a'; 64 * 1024];
-        // Touch the pages so the kernel can copy them (ABI §6.2).
-        let touched: u64 = huge.iter().step_by(4096).map(|&b| u64::from(b)).sum();
-        core::hint::black_box(touched);
-        let dev_n = [(b"/dev".as_ptr() as u64, 4), (b"/n".as_ptr() as u64, 2)];
-        let cases: [Case; 8] = [
-            ("unknown call", Call::Getpid.label() + 1000, &[1, 2, 3], &[]),
-            ("open without a path", Call::Open.label(), &[0], &[]),
-            (
-                "read of fd 1000000, 2^40 bytes",
-                Call::Read.label(),
-                &[1_000_000, 1 << 40],
-                &[],
-            ),
-            (
-                "write from unmapped memory",
-                Call::Write.label(),
-                &[1],
-                &[(0x0000_7f00_dead_0000, 4096)],
-            ),
-            (
-                "spawn block of noise",
-                Call::Spawn.label(),
-                &[],
-                &[(noise.as_ptr() as u64, noise.len() as u64)],
-            ),
-            ("bind with flags 0xff", Call::Bind.label(), &[0xff], &dev_n),
-            (
-                "stat of a 64 KiB path",
-                Call::Stat.label(),
-                &[],
-                &[(huge.as_ptr() as u64, huge.len() as u64)],
-            ),
-            (
-                "chdir with 40 untyped words",
-                Call::Chdir.label(),
-                &[7; 40],
-                &[],
-            ),
-        ];
-        // Each answer is checked before the next call: errstr is the
-        // last error of the process.
-        for (case, label, words, items) in cases {
-            let answer = raw(label, words, items, true);
-            check(case, answer, &mut refused, &mut failed);
-        }
-        // A send that does not wait: core's reply finds nobody waiting.
-        if let Answer::Ipc(e) = raw(Call::Getpid.label(), &[], &[], false) {
-            println!("garbage: send without receive: the kernel refused ({e})");
-        } else {
-            println!("garbage: send without receive: sent, not waiting for the reply");
-        }
-        let pid = sys::getpid().map_err(|e| format!("getpid after the garbage: {e}"))?;
-        println!("garbage: {refused} refused, {failed} unexpected; getpid still answers {pid}");
-        if failed == 0 {
-            Ok(())
-        } else {
-            Err(format!("{failed} malformed calls were not refused").to_string())
-        }
+fn main(_argv: Vec<String>) -> Result<(), String> {
+    let (mut refused, mut failed) = (0, 0);
+    let noise: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+    let huge = vec![b'a'; 64 * 1024];
+    // Touch the pages so the kernel can copy them (ABI §6.2).
+    let touched: u64 = huge.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+    core::hint::black_box(touched);
+    let dev_n = [(b"/dev".as_ptr() as u64, 4), (b"/n".as_ptr() as u64, 2)];
+    let cases: [Case; 8] = [
+        ("unknown call", Call::Getpid.label() + 1000, &[1, 2, 3], &[]),
+        ("open without a path", Call::Open.label(), &[0], &[]),
+        (
+            "read of fd 1000000, 2^40 bytes",
+            Call::Read.label(),
+            &[1_000_000, 1 << 40],
+            &[],
+        ),
+        (
+            "write from unmapped memory",
+            Call::Write.label(),
+            &[1],
+            &[(0x0000_7f00_dead_0000, 4096)],
+        ),
+        (
+            "spawn block of noise",
+            Call::Spawn.label(),
+            &[],
+            &[(noise.as_ptr() as u64, noise.len() as u64)],
+        ),
+        ("bind with flags 0xff", Call::Bind.label(), &[0xff], &dev_n),
+        (
+            "stat of a 64 KiB path",
+            Call::Stat.label(),
+            &[],
+            &[(huge.as_ptr() as u64, huge.len() as u64)],
+        ),
+        (
+            "chdir with 40 untyped words",
+            Call::Chdir.label(),
+            &[7; 40],
+            &[],
+        ),
+    ];
+    // Each answer is checked before the next call: errstr is the
+    // last error of the process.
+    for (case, label, words, items) in cases {
+        let answer = raw(label, words, items, true);
+        check(case, answer, &mut refused, &mut failed);
     }
-
-    core_user::entry!(main);
+    // A send that does not wait: core's reply finds nobody waiting.
+    if let Answer::Ipc(e) = raw(Call::Getpid.label(), &[], &[], false) {
+        println!("garbage: send without receive: the kernel refused ({e})");
+    } else {
+        println!("garbage: send without receive: sent, not waiting for the reply");
+    }
+    let pid = sys::getpid().map_err(|e| format!("getpid after the garbage: {e}"))?;
+    println!("garbage: {refused} refused, {failed} unexpected; getpid still answers {pid}");
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} malformed calls were not refused").to_string())
+    }
 }

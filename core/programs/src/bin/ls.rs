@@ -1,66 +1,69 @@
-//! ls [-l] [name ...]: list files and directories (ls(1)).
+//! ls [-dlpF] [file ...]: list files and directories (ls(1)).
+//!
+//! As ls(1): `-l` the long form (mode, device, owner, length, name); `-d`
+//! a directory itself rather than its contents; `-p` only the final
+//! element of each name, which is what Kasane's ls always prints, so it
+//! is accepted and changes nothing; `-F` a `/` after a directory and a
+//! `*` after an executable file. Entries come in the server's order.
 #![cfg_attr(target_os = "none", no_std)]
-#![cfg_attr(target_os = "none", no_main)]
+#![no_main]
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("ls is a Kasane program: build it with --target x86_64-unknown-none");
-    std::process::exit(2);
+core_user::program!(main);
+
+use core_programs::ls_suffix;
+use core_user::prelude::*;
+use core_user::{args, eprintln, println, sys, usage, FileInfo};
+
+const USAGE: &str = "ls [-dlpF] [file ...]";
+
+fn show(entry: &FileInfo, long: bool, marked: bool) {
+    let mark = if marked {
+        ls_suffix(entry.is_dir(), entry.mode)
+    } else {
+        ""
+    };
+    if long {
+        let kind = if entry.is_dir() { "d" } else { "-" };
+        println!(
+            "{kind}{:o} {} {} {:>8} {}{mark}",
+            entry.mode & 0o777,
+            entry.kind,
+            entry.uid,
+            entry.length,
+            entry.name
+        );
+    } else {
+        println!("{}{mark}", entry.name);
+    }
 }
 
-#[cfg(target_os = "none")]
-extern crate alloc;
-
-#[cfg(target_os = "none")]
-mod program {
-    use alloc::string::String;
-    use alloc::vec::Vec;
-
-    use core_user::{println, sys};
-
-    fn main(argv: Vec<String>) -> Result<(), String> {
-        let long = argv.get(1).is_some_and(|a| a == "-l");
-        let mut names: Vec<&str> = argv
-            .iter()
-            .skip(if long { 2 } else { 1 })
-            .map(String::as_str)
-            .collect();
-        if names.is_empty() {
-            names.push(".");
-        }
-        let mut status = Ok(());
-        for name in names {
-            let info = match sys::stat(name) {
-                Ok(info) => info,
-                Err(e) => {
-                    core_user::eprintln!("ls: {name}: {e}");
-                    status = Err(alloc::format!("ls: {name}: {e}"));
-                    continue;
-                }
-            };
-            let entries = if info.is_dir() {
-                sys::read_dir(name)?
-            } else {
-                alloc::vec![info]
-            };
-            for entry in entries {
-                if long {
-                    let kind = if entry.is_dir() { "d" } else { "-" };
-                    println!(
-                        "{kind}{:o} {} {} {:>8} {}",
-                        entry.mode & 0o777,
-                        entry.kind,
-                        entry.uid,
-                        entry.length,
-                        entry.name
-                    );
-                } else {
-                    println!("{}", entry.name);
-                }
-            }
-        }
-        status
+fn main(argv: Vec<String>) -> Result<(), String> {
+    let Ok((flags, names)) = args::parse(&argv[1..], "dlpF") else {
+        return Err(usage(USAGE));
+    };
+    let (long, itself, marked) = (flags.has('l'), flags.has('d'), flags.has('F'));
+    let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+    if names.is_empty() {
+        names.push(".");
     }
-
-    core_user::entry!(main);
+    let mut status = Ok(());
+    for name in names {
+        let info = match sys::stat(name) {
+            Ok(info) => info,
+            Err(e) => {
+                eprintln!("ls: {name}: {e}");
+                status = Err(format!("ls: {name}: {e}"));
+                continue;
+            }
+        };
+        let entries = if info.is_dir() && !itself {
+            sys::read_dir(name)?
+        } else {
+            vec![info]
+        };
+        for entry in &entries {
+            show(entry, long, marked);
+        }
+    }
+    status
 }

@@ -6,178 +6,163 @@
 //! exits with `$status`. fds 0, 1 and 2 are `/dev/cons` when the shell
 //! was started without them (as core starts the first rc).
 #![cfg_attr(target_os = "none", no_std)]
-#![cfg_attr(target_os = "none", no_main)]
+#![no_main]
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("rc is a Kasane program: build it with --target x86_64-unknown-none");
-    std::process::exit(2);
+core_user::program!(main);
+
+use core_user::prelude::*;
+use core_user::sys;
+use core_user::SpawnRequest;
+use kasane_rc::{Flow, Host, HostFd, Interactive, Lines, MountFlags, OpenHow, Shell, Spawn};
+
+struct CoreHost;
+
+impl Host for CoreHost {
+    type Process = u64;
+
+    fn spawn(&mut self, command: &Spawn<'_>) -> Result<u64, String> {
+        let request = SpawnRequest {
+            path: command.path.to_string(),
+            argv: command.argv.to_vec(),
+            fds: command.fds.iter().map(|(c, f)| (*c, f.0)).collect(),
+            // As Plan 9's rc: children share the shell's namespace;
+            // a script that wants its own says `rfork n`.
+            flags: 0,
+        };
+        sys::spawn(&request)
+    }
+
+    fn wait(&mut self, process: u64) -> String {
+        match sys::wait(process) {
+            Ok((_, status)) => status,
+            Err(e) => e,
+        }
+    }
+
+    fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
+        let fd = match how {
+            OpenHow::Read => sys::open(path, core_abi::OREAD)?,
+            OpenHow::ReadWrite => sys::open(path, core_abi::ORDWR)?,
+            OpenHow::Write => sys::create(path, core_abi::OWRITE, 0o666)?,
+            OpenHow::Append => match sys::open(path, core_abi::OWRITE) {
+                Ok(fd) => {
+                    sys::seek(fd, 0, core_abi::SEEK_END)?;
+                    fd
+                }
+                Err(_) => sys::create(path, core_abi::OWRITE, 0o666)?,
+            },
+        };
+        Ok(HostFd(fd))
+    }
+
+    fn pipe(&mut self) -> Result<(HostFd, HostFd), String> {
+        let (a, b) = sys::pipe()?;
+        Ok((HostFd(a), HostFd(b)))
+    }
+
+    fn close(&mut self, fd: HostFd) {
+        let _ = sys::close(fd.0);
+    }
+
+    fn write(&mut self, fd: HostFd, data: &[u8]) -> Result<(), String> {
+        sys::write(fd.0, data).map(|_| ())
+    }
+
+    fn chdir(&mut self, dir: &str) -> Result<(), String> {
+        sys::chdir(dir)
+    }
+
+    fn bind(&mut self, new: &str, old: &str, flags: MountFlags) -> Result<(), String> {
+        sys::bind(new, old, flags.bits())
+    }
+
+    fn mount(
+        &mut self,
+        fd: HostFd,
+        old: &str,
+        spec: &str,
+        flags: MountFlags,
+    ) -> Result<(), String> {
+        sys::mount(fd.0, old, spec, flags.bits())
+    }
+
+    fn unmount(&mut self, new: Option<&str>, old: &str) -> Result<(), String> {
+        sys::unmount(new, old)
+    }
+
+    fn rfork(&mut self, flags: u32) -> Result<(), String> {
+        sys::rfork(u64::from(flags))
+    }
 }
 
-#[cfg(target_os = "none")]
-extern crate alloc;
-
-#[cfg(target_os = "none")]
-mod program {
-    use alloc::string::{String, ToString};
-    use alloc::vec::Vec;
-
-    use core_user::sys;
-    use core_user::SpawnRequest;
-    use kasane_rc::{Flow, Host, HostFd, Interactive, Lines, MountFlags, OpenHow, Shell, Spawn};
-
-    struct CoreHost;
-
-    impl Host for CoreHost {
-        type Process = u64;
-
-        fn spawn(&mut self, command: &Spawn<'_>) -> Result<u64, String> {
-            let request = SpawnRequest {
-                path: command.path.to_string(),
-                argv: command.argv.to_vec(),
-                fds: command.fds.iter().map(|(c, f)| (*c, f.0)).collect(),
-                // As Plan 9's rc: children share the shell's namespace;
-                // a script that wants its own says `rfork n`.
-                flags: 0,
-            };
-            sys::spawn(&request)
-        }
-
-        fn wait(&mut self, process: u64) -> String {
-            match sys::wait(process) {
-                Ok((_, status)) => status,
-                Err(e) => e,
+fn main(argv: Vec<String>) -> Result<(), String> {
+    if sys::fstat(1).is_err() {
+        let fd = sys::open("/dev/cons", core_abi::ORDWR)?;
+        for n in [0, 1, 2] {
+            if n != fd {
+                sys::dup(fd, Some(n))?;
             }
-        }
-
-        fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
-            let fd = match how {
-                OpenHow::Read => sys::open(path, core_abi::OREAD)?,
-                OpenHow::ReadWrite => sys::open(path, core_abi::ORDWR)?,
-                OpenHow::Write => sys::create(path, core_abi::OWRITE, 0o666)?,
-                OpenHow::Append => match sys::open(path, core_abi::OWRITE) {
-                    Ok(fd) => {
-                        sys::seek(fd, 0, core_abi::SEEK_END)?;
-                        fd
-                    }
-                    Err(_) => sys::create(path, core_abi::OWRITE, 0o666)?,
-                },
-            };
-            Ok(HostFd(fd))
-        }
-
-        fn pipe(&mut self) -> Result<(HostFd, HostFd), String> {
-            let (a, b) = sys::pipe()?;
-            Ok((HostFd(a), HostFd(b)))
-        }
-
-        fn close(&mut self, fd: HostFd) {
-            let _ = sys::close(fd.0);
-        }
-
-        fn write(&mut self, fd: HostFd, data: &[u8]) -> Result<(), String> {
-            sys::write(fd.0, data).map(|_| ())
-        }
-
-        fn chdir(&mut self, dir: &str) -> Result<(), String> {
-            sys::chdir(dir)
-        }
-
-        fn bind(&mut self, new: &str, old: &str, flags: MountFlags) -> Result<(), String> {
-            sys::bind(new, old, flags.bits())
-        }
-
-        fn mount(
-            &mut self,
-            fd: HostFd,
-            old: &str,
-            spec: &str,
-            flags: MountFlags,
-        ) -> Result<(), String> {
-            sys::mount(fd.0, old, spec, flags.bits())
-        }
-
-        fn unmount(&mut self, new: Option<&str>, old: &str) -> Result<(), String> {
-            sys::unmount(new, old)
-        }
-
-        fn rfork(&mut self, flags: u32) -> Result<(), String> {
-            sys::rfork(u64::from(flags))
         }
     }
-
-    fn main(argv: Vec<String>) -> Result<(), String> {
-        if sys::fstat(1).is_err() {
-            let fd = sys::open("/dev/cons", core_abi::ORDWR)?;
-            for n in [0, 1, 2] {
-                if n != fd {
-                    sys::dup(fd, Some(n))?;
-                }
+    let mut shell = Shell::with_stdio(HostFd(0), HostFd(1), HostFd(2));
+    let status = match argv.get(1).map(String::as_str) {
+        None | Some("-i") => interactive(&mut shell),
+        Some(script) if argv.len() == 2 => {
+            let source = sys::read_file(script).map_err(|e| format!("rc: {script}: {e}"))?;
+            let source = String::from_utf8(source).map_err(|_| "rc: script is not UTF-8")?;
+            match shell.run(&mut CoreHost, &source) {
+                Flow::Exit(status) => status,
+                Flow::Continue => shell.status(),
             }
         }
-        let mut shell = Shell::with_stdio(HostFd(0), HostFd(1), HostFd(2));
-        let status = match argv.get(1).map(String::as_str) {
-            None | Some("-i") => interactive(&mut shell),
-            Some(script) if argv.len() == 2 => {
-                let source =
-                    sys::read_file(script).map_err(|e| alloc::format!("rc: {script}: {e}"))?;
-                let source = String::from_utf8(source).map_err(|_| "rc: script is not UTF-8")?;
-                match shell.run(&mut CoreHost, &source) {
-                    Flow::Exit(status) => status,
-                    Flow::Continue => shell.status(),
+        Some(_) => return Err("usage: rc [-i | file]".to_string()),
+    };
+    let succeeded = status.chars().all(|c| c == '|' || c == '0');
+    if succeeded {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// Prompts, reads a line from fd 0, runs it, until end of input or
+/// `exit`; returns the status to exit with.
+fn interactive(shell: &mut Shell) -> String {
+    let mut session = Interactive::new(shell);
+    let mut lines = Lines::new();
+    let mut buffer = vec![0u8; 8192];
+    loop {
+        let prompt = session.prompt(shell);
+        if !prompt.is_empty() {
+            let _ = sys::write(2, prompt.as_bytes());
+        }
+        let mut at_end = false;
+        let line = loop {
+            if let Some(line) = lines.next_line() {
+                break Some(line);
+            }
+            match sys::read(0, &mut buffer) {
+                Ok(n) if n > 0 => lines.push(&buffer[..n]),
+                result => {
+                    if let Err(e) = result {
+                        let _ = sys::write(2, format!("rc: read: {e}\n").as_bytes());
+                    }
+                    at_end = true;
+                    break lines.rest();
                 }
             }
-            Some(_) => return Err("usage: rc [-i | file]".to_string()),
         };
-        let succeeded = status.chars().all(|c| c == '|' || c == '0');
-        if succeeded {
-            Ok(())
-        } else {
-            Err(status)
+        let Some(line) = line else {
+            // End of input at a prompt: end the prompt's line.
+            let _ = sys::write(2, b"\n");
+            break;
+        };
+        if let Flow::Exit(status) = session.line(shell, &mut CoreHost, &line) {
+            return status;
+        }
+        if at_end {
+            break;
         }
     }
-
-    /// Prompts, reads a line from fd 0, runs it, until end of input or
-    /// `exit`; returns the status to exit with.
-    fn interactive(shell: &mut Shell) -> String {
-        let mut session = Interactive::new(shell);
-        let mut lines = Lines::new();
-        let mut buffer = alloc::vec![0u8; 8192];
-        loop {
-            let prompt = session.prompt(shell);
-            if !prompt.is_empty() {
-                let _ = sys::write(2, prompt.as_bytes());
-            }
-            let mut at_end = false;
-            let line = loop {
-                if let Some(line) = lines.next_line() {
-                    break Some(line);
-                }
-                match sys::read(0, &mut buffer) {
-                    Ok(n) if n > 0 => lines.push(&buffer[..n]),
-                    result => {
-                        if let Err(e) = result {
-                            let _ = sys::write(2, alloc::format!("rc: read: {e}\n").as_bytes());
-                        }
-                        at_end = true;
-                        break lines.rest();
-                    }
-                }
-            };
-            let Some(line) = line else {
-                // End of input at a prompt: end the prompt's line.
-                let _ = sys::write(2, b"\n");
-                break;
-            };
-            if let Flow::Exit(status) = session.line(shell, &mut CoreHost, &line) {
-                return status;
-            }
-            if at_end {
-                break;
-            }
-        }
-        session.end(shell, &mut CoreHost)
-    }
-
-    core_user::entry!(main);
+    session.end(shell, &mut CoreHost)
 }

@@ -1,53 +1,48 @@
-//! rm [-r] file ...: remove files, and with -r whole trees (rm(1)).
+//! rm [-fr] file ...: remove files, and with -r whole trees (rm(1)).
+//!
+//! As rm(1): `-r` removes a directory's contents and then the directory;
+//! `-f` reports nothing about a file that cannot be removed, and such a
+//! file does not make rm fail.
 #![cfg_attr(target_os = "none", no_std)]
-#![cfg_attr(target_os = "none", no_main)]
+#![no_main]
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("rm is a Kasane program: build it with --target x86_64-unknown-none");
-    std::process::exit(2);
-}
+core_user::program!(main);
 
-#[cfg(target_os = "none")]
-extern crate alloc;
+use core_user::prelude::*;
+use core_user::{args, eprintln, sys, usage};
 
-#[cfg(target_os = "none")]
-mod program {
-    use alloc::format;
-    use alloc::string::String;
-    use alloc::vec::Vec;
+const USAGE: &str = "rm [-fr] file ...";
 
-    use core_user::sys;
-
-    /// Removes `name`, first emptying it when it is a directory and
-    /// `recursive` is set.
-    fn remove(name: &str, recursive: bool) -> Result<(), String> {
-        if recursive {
-            let info = sys::stat(name)?;
-            if info.is_dir() {
-                for entry in sys::read_dir(name)? {
-                    remove(&format!("{name}/{}", entry.name), true)?;
-                }
+/// Removes `name`, first emptying it when it is a directory and
+/// `recursive` is set.
+fn remove(name: &str, recursive: bool) -> Result<(), String> {
+    if recursive {
+        let info = sys::stat(name)?;
+        if info.is_dir() {
+            for entry in sys::read_dir(name)? {
+                remove(&format!("{name}/{}", entry.name), true)?;
             }
         }
-        sys::remove(name)
     }
+    sys::remove(name)
+}
 
-    fn main(argv: Vec<String>) -> Result<(), String> {
-        let recursive = argv.get(1).is_some_and(|a| a == "-r");
-        let names = &argv[if recursive { 2 } else { 1 }..];
-        if names.is_empty() {
-            return Err("usage: rm [-r] file ...".into());
-        }
-        let mut status = Ok(());
-        for name in names {
-            if let Err(e) = remove(name, recursive) {
-                core_user::eprintln!("rm: {name}: {e}");
+fn main(argv: Vec<String>) -> Result<(), String> {
+    let Ok((flags, names)) = args::parse(&argv[1..], "fr") else {
+        return Err(usage(USAGE));
+    };
+    if names.is_empty() {
+        return Err(usage(USAGE));
+    }
+    let (quiet, recursive) = (flags.has('f'), flags.has('r'));
+    let mut status = Ok(());
+    for name in names {
+        if let Err(e) = remove(name, recursive) {
+            if !quiet {
+                eprintln!("rm: {name}: {e}");
                 status = Err(format!("rm: {name}: {e}"));
             }
         }
-        status
     }
-
-    core_user::entry!(main);
+    status
 }

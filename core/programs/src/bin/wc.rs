@@ -1,61 +1,73 @@
-//! wc [file ...]: count lines, words and bytes (wc(1)).
+//! wc [-lwrbc] [file ...]: count lines, words, runes, broken codes, bytes.
+//!
+//! As wc(1): the flags pick the counts (lines, words, runes, broken UTF
+//! codes, bytes), printed in that order whatever the order of the flags;
+//! without flags, `-lwc`. With no file it counts fd 0; with more than one
+//! it adds a `total` line.
 #![cfg_attr(target_os = "none", no_std)]
-#![cfg_attr(target_os = "none", no_main)]
+#![no_main]
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("wc is a Kasane program: build it with --target x86_64-unknown-none");
-    std::process::exit(2);
+core_user::program!(main);
+
+use core_programs::{Counter, Counts, Shown};
+use core_user::prelude::*;
+use core_user::{args, eprintln, println, sys, usage};
+
+const USAGE: &str = "wc [-lwrbc] [file ...]";
+
+fn count(fd: u32) -> Result<Counts, String> {
+    let mut buffer = vec![0u8; 4096];
+    let mut counter = Counter::new();
+    loop {
+        let n = sys::read(fd, &mut buffer)?;
+        if n == 0 {
+            return Ok(counter.finish());
+        }
+        counter.feed(&buffer[..n]);
+    }
 }
 
-#[cfg(target_os = "none")]
-extern crate alloc;
-
-#[cfg(target_os = "none")]
-mod program {
-    use alloc::string::String;
-    use alloc::vec::Vec;
-
-    use core_user::{println, sys};
-
-    fn count(fd: u32) -> Result<(u64, u64, u64), String> {
-        let mut buffer = alloc::vec![0u8; 4096];
-        let (mut lines, mut words, mut bytes) = (0, 0, 0);
-        let mut in_word = false;
-        loop {
-            let n = sys::read(fd, &mut buffer)?;
-            if n == 0 {
-                return Ok((lines, words, bytes));
-            }
-            for &b in &buffer[..n] {
-                bytes += 1;
-                if b == b'\n' {
-                    lines += 1;
-                }
-                let blank = b.is_ascii_whitespace();
-                if !blank && !in_word {
-                    words += 1;
-                }
-                in_word = !blank;
-            }
+fn main(argv: Vec<String>) -> Result<(), String> {
+    let Ok((flags, names)) = args::parse(&argv[1..], "lwrbc") else {
+        return Err(usage(USAGE));
+    };
+    let shown = if flags.is_empty() {
+        Shown::DEFAULT
+    } else {
+        Shown {
+            lines: flags.has('l'),
+            words: flags.has('w'),
+            runes: flags.has('r'),
+            broken: flags.has('b'),
+            bytes: flags.has('c'),
         }
+    };
+    if names.is_empty() {
+        let counts = count(0).map_err(|e| format!("wc: {e}"))?;
+        println!("{}", counts.line(&shown, None));
+        return Ok(());
     }
-
-    fn main(argv: Vec<String>) -> Result<(), String> {
-        if argv.len() < 2 {
-            let (l, w, b) = count(0).map_err(|e| alloc::format!("wc: {e}"))?;
-            println!("{l:7} {w:7} {b:7}");
-            return Ok(());
-        }
-        for name in &argv[1..] {
-            let fd =
-                sys::open(name, core_abi::OREAD).map_err(|e| alloc::format!("wc: {name}: {e}"))?;
-            let (l, w, b) = count(fd)?;
+    let mut total = Counts::default();
+    let mut status = Ok(());
+    for name in names {
+        let counted = sys::open(name, core_abi::OREAD).and_then(|fd| {
+            let counted = count(fd);
             let _ = sys::close(fd);
-            println!("{l:7} {w:7} {b:7} {name}");
+            counted
+        });
+        match counted {
+            Ok(counts) => {
+                println!("{}", counts.line(&shown, Some(name)));
+                total.add(&counts);
+            }
+            Err(e) => {
+                eprintln!("wc: {name}: {e}");
+                status = Err(format!("wc: {name}: {e}"));
+            }
         }
-        Ok(())
     }
-
-    core_user::entry!(main);
+    if names.len() > 1 {
+        println!("{}", total.line(&shown, Some("total")));
+    }
+    status
 }

@@ -11,15 +11,15 @@ use alloc::string::String;
 
 use core_abi::layout::{STACK_TOP, UTCB};
 use core_system::{Kernel, Reply, Thread};
-use microkernel_abi::user::{
-    exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy, thread_create,
-};
 use microkernel_abi::{
     ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, StringItem, TaskId, ThreadId,
     Timeout, Timeouts, TypedItem, Utcb,
 };
 use microkernel_rt::console::print;
 use microkernel_rt::frames::FrameBitmap;
+use microkernel_rt::user::{
+    exchange_registers, ipc_with_items, kernel_info, space_create, space_destroy, thread_create,
+};
 
 use crate::process::{Memory, TextCache};
 use crate::task_server::{TaskServer, ANSWER_LIMIT};

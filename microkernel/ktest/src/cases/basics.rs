@@ -5,8 +5,8 @@
 //! the UTCB must be where both `gs:[0]` and `kernel_info` say.
 
 use microkernel_abi::boot::ROOT_UTCB;
-use microkernel_abi::user::{current_utcb, kernel_info as info_of};
 use microkernel_abi::{KernelInfoSelector, ABI_VERSION};
+use microkernel_rt::user::{current_utcb, kernel_info as info_of};
 
 use crate::cases::Context;
 use crate::console::{Failure, OrFail};

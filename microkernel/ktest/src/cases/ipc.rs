@@ -9,8 +9,8 @@
 use core::sync::atomic::Ordering;
 
 use microkernel_abi::syscall::ThreadStateFlags;
-use microkernel_abi::user::{call, ipc, receive, send};
 use microkernel_abi::{Error, FromSpecifier, IpcError, MessageTag, ThreadId, Timeout, Timeouts};
+use microkernel_rt::user::{call, ipc, receive, send};
 
 use crate::cases::Context;
 use crate::console::{Failure, OrFail};

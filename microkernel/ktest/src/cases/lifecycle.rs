@@ -14,12 +14,12 @@ use core::arch::asm;
 use core::sync::atomic::Ordering;
 
 use microkernel_abi::syscall::{ThreadStateFlags, KEEP};
-use microkernel_abi::user::{
-    ipc, kernel_info, receive, schedule, send, syscall, thread_create, thread_delete,
-};
 use microkernel_abi::{
     Error, ExchangeControl, FromSpecifier, IpcError, KernelInfoSelector, Rights, Syscall, TaskId,
     ThreadId, Timeout, Timeouts, PAGE_SIZE, USER_ADDRESS_END,
+};
+use microkernel_rt::user::{
+    ipc, kernel_info, receive, schedule, send, syscall, thread_create, thread_delete,
 };
 
 use crate::cases::Context;
@@ -110,7 +110,7 @@ fn raw_syscall(number: u64, arguments: [u64; 6], high: [u64; 4]) -> (u64, [u64; 
     let status: u64;
     // SAFETY: the numbers this is used with name no system call, which the
     // kernel must refuse without effect (ABI §9); the register convention
-    // is that of `microkernel_abi::user::syscall`, with R12..R15 passed in
+    // is that of `microkernel_rt::user::syscall`, with R12..R15 passed in
     // and read back to check that they are preserved.
     unsafe {
         asm!(
@@ -322,7 +322,7 @@ pub fn bad_arguments(context: &mut Context) -> Result<(), Failure> {
         twice == Err(Error::AlreadyExists),
         "a second thread with the same UTCB address returned {twice:?}, expected AlreadyExists"
     );
-    let root_destroyed = microkernel_abi::user::space_destroy(own_task);
+    let root_destroyed = microkernel_rt::user::space_destroy(own_task);
     ensure!(
         root_destroyed == Err(Error::NotPermitted),
         "space_control(Destroy) of the root task returned {root_destroyed:?}, expected NotPermitted"

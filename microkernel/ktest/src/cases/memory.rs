@@ -11,11 +11,11 @@
 //! Case 7 makes the root thread itself the pager of a thread in a fresh
 //! task and checks every page-fault message it gets (ABI §5).
 
-use microkernel_abi::user::{call, ipc_with_items, receive, unmap};
 use microkernel_abi::{
     Error, Fpage, FromSpecifier, IpcError, MapItem, MessageTag, Rights, ThreadId, Timeout,
     Timeouts, TypedItem, UnmapFlags, Utcb, PAGE_FAULT_LABEL,
 };
+use microkernel_rt::user::{call, ipc_with_items, receive, unmap};
 
 use crate::cases::Context;
 use crate::console::{Failure, OrFail};

@@ -12,11 +12,11 @@ use core::sync::atomic::Ordering;
 
 use microkernel_abi::boot::{TIMER_INTERRUPT, TIMER_INTERRUPT_PERIOD_MICROSECONDS};
 use microkernel_abi::syscall::ThreadStateFlags;
-use microkernel_abi::user::{
-    interrupt_acknowledge, interrupt_associate, interrupt_dissociate, receive, send,
-};
 use microkernel_abi::{
     Error, FromSpecifier, IpcError, MessageTag, ThreadId, Timeout, Utcb, INTERRUPT_LABEL,
+};
+use microkernel_rt::user::{
+    interrupt_acknowledge, interrupt_associate, interrupt_dissociate, receive, send,
 };
 
 use crate::cases::Context;

@@ -8,12 +8,13 @@
 //! must name the buffer (ABI §6.2). Round 3 offers 16 bytes for 300:
 //! `MessageTooLong` on both sides.
 
-use microkernel_abi::user::{ipc_with_items, receive};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     Error, FromSpecifier, IpcError, MessageTag, StringItem, ThreadId, Timeout, Timeouts, TypedItem,
     Utcb,
 };
+use microkernel_rt::user::{ipc_with_items, receive};
+use microkernel_rt::utcb::ReceiveTargets;
 
 use crate::cases::Context;
 use crate::console::{Failure, OrFail};

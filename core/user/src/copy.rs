@@ -1,13 +1,12 @@
 //! What cp and mv share: copying files, one by one or into a directory.
 //!
-//! Included by both binaries with `#[path]`. As Plan 9's mv(1), a move
-//! within one directory is a rename (wstat of the name); any other move is
-//! a copy and a remove.
+//! As Plan 9's mv(1), a move within one directory is a rename (wstat of
+//! the name); any other move is a copy and a remove.
 
 use alloc::format;
 use alloc::string::String;
 
-use core_user::sys;
+use crate::sys;
 
 /// The last element of `path`.
 fn base(path: &str) -> &str {
@@ -95,7 +94,7 @@ pub fn each(name: &str, argv: &[String], moving: bool) -> Result<(), String> {
             copy(source, &target).and_then(|()| if moving { sys::remove(source) } else { Ok(()) })
         };
         if let Err(e) = result {
-            core_user::eprintln!("{name}: {source}: {e}");
+            crate::eprintln!("{name}: {source}: {e}");
             status = Err(format!("{name}: {source}: {e}"));
         }
     }

@@ -1,8 +1,8 @@
 //! User-side `syscall` wrappers: raw ones, and safe ones where sound.
 //!
 //! Compiled only for `target_os = "none"` (user tasks on x86-64). The raw
-//! wrappers load registers as `syscall.rs` lays out and return what the
-//! kernel left in them. The safe wrappers cover the calls that cannot
+//! wrappers load registers as `microkernel_abi::syscall` lays out and
+//! return what the kernel left in them. The safe wrappers cover the calls that cannot
 //! change memory the caller's Rust code relies on.
 //!
 //! Invariants:
@@ -15,16 +15,16 @@
 
 use core::arch::asm;
 
-use crate::error::{Error, IpcError};
-use crate::item::Fpage;
-use crate::message::{FromSpecifier, MessageTag, REGISTER_MESSAGE_REGISTERS};
-use crate::syscall::{
+use microkernel_abi::error::{Error, IpcError};
+use microkernel_abi::item::Fpage;
+use microkernel_abi::message::{FromSpecifier, MessageTag, REGISTER_MESSAGE_REGISTERS};
+use microkernel_abi::syscall::{
     ExchangeControl, InterruptControlOperation, KernelInfoSelector, SpaceControlOperation, Syscall,
     ThreadControlOperation, ThreadStateFlags, UnmapFlags, KEEP, MAX_DEBUG_WRITE,
 };
-use crate::thread::{TaskId, ThreadId};
-use crate::timeout::{Timeout, Timeouts};
-use crate::utcb::Utcb;
+use microkernel_abi::thread::{TaskId, ThreadId};
+use microkernel_abi::timeout::{Timeout, Timeouts};
+use microkernel_abi::utcb::Utcb;
 
 /// Issues a non-IPC system call. Returns RAX and the six argument
 /// registers as the kernel left them.
@@ -38,7 +38,7 @@ use crate::utcb::Utcb;
 pub unsafe fn syscall(number: Syscall, arguments: [u64; 6]) -> (u64, [u64; 6]) {
     let [mut rdi, mut rsi, mut rdx, mut r10, mut r8, mut r9] = arguments;
     let status: u64;
-    // SAFETY: the register convention of `syscall.rs`: the kernel reads
+    // SAFETY: the register convention of `microkernel_abi::syscall`: the kernel reads
     // RAX and the six argument registers, writes results into the same
     // registers, and the CPU overwrites RCX and R11; all are operands or
     // clobbers here. The kernel preserves every other register and does
@@ -119,7 +119,7 @@ pub fn current_utcb() -> *mut Utcb {
     let address: u64;
     // SAFETY: the kernel sets every thread's GS base to its UTCB and
     // writes the UTCB's own address into its first word before the thread
-    // first runs (see `utcb.rs`), so this is a read of a mapped word.
+    // first runs (see `microkernel_abi::utcb`), so this is a read of a mapped word.
     unsafe {
         asm!(
             "mov {}, gs:[0]",
@@ -152,7 +152,8 @@ pub fn ipc(
     }
     // SAFETY: `utcb` is the caller's UTCB (checked above) and exclusively
     // borrowed, the message has no typed items, and the receive window and
-    // buffers were set only through `Utcb`'s unsafe setters, whose
+    // buffers were set only through the unsafe setters of
+    // `crate::utcb::ReceiveTargets` (the ABI crate has no others), whose
     // contracts cover every later receive.
     unsafe { ipc_with_items(utcb, to, from, timeouts) }
 }

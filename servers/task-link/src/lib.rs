@@ -1,0 +1,95 @@
+//! The task link: how core starts a task and speaks 9P with a task server.
+//!
+//! Core starts every task the same way, a program (`core-user`) or a file
+//! server running as a task of its own (`runtime-task`): the ELF segments
+//! where they are linked, a heap and a stack that core's pager fills on
+//! first touch, and a read-only argument page whose head is a
+//! [`StartBlock`] ([`layout`] says where each is). A task server then
+//! speaks 9P2000 with core over IPC, as below. Core and the servers' side
+//! both build on this crate; the system calls of programs are
+//! `core-abi`'s, which re-exports the start contract from here.
+//!
+//! The link:
+//! - The server starts as core starts a program (the argument page gives
+//!   core's thread). It touches a receive buffer of [`MSIZE`] bytes,
+//!   points its UTCB receive buffer 0 at it (the kernel does not
+//!   page-fault string buffers), and sends [`READY_LABEL`] to core with a
+//!   receive phase from core (a call).
+//! - Core calls the server with [`NINEP_LABEL`], no untyped words and one
+//!   string item, the T-message. The server answers with the same label
+//!   and one string item, the R-message, into core's receive buffer 0,
+//!   and waits for core again (reply and receive in one `ipc`).
+//! - One request is outstanding per link: core waits for each reply, so
+//!   tags and flush never matter on this transport. An answer without a
+//!   string item means the server could not take the frame; core hangs
+//!   the link up.
+//! - Only core's thread may call a server: the server receives from core
+//!   alone (a closed receive).
+//!
+//! Invariant: the numbers here are the protocol between core and every
+//! task it starts; changing one changes both sides.
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// Label of a T-message from core and of the R-message answering it.
+pub const NINEP_LABEL: u64 = 0x9F_0000;
+/// Label of the server's first message: it is ready for requests.
+pub const READY_LABEL: u64 = 0x9F_0001;
+/// The msize core proposes, and the size of each side's receive buffer:
+/// one 8 KiB read (core's `MAX_IO`) plus 9P's IOHDRSZ (24).
+pub const MSIZE: u32 = 8192 + 24;
+
+/// Where things are in a task core starts (all addresses user space): the
+/// ELF segments where they are linked (below [`HEAP_BASE`]), a heap and a
+/// stack that core's pager fills with zeroed pages on first touch, the
+/// read-only argument page, and the UTCB.
+pub mod layout {
+    /// Lowest address a program segment may use.
+    pub const IMAGE_BASE: u64 = 0x0010_0000;
+    /// The heap: zero pages on demand.
+    pub const HEAP_BASE: u64 = 0x1000_0000;
+    /// Bytes of heap.
+    pub const HEAP_SIZE: u64 = 0x0100_0000;
+    /// The argument page ([`super::StartBlock`]), read only.
+    pub const ARGS_ADDRESS: u64 = 0x3000_0000;
+    /// Bytes of the argument page.
+    pub const ARGS_SIZE: u64 = 4096;
+    /// First address above the stack; `_start` gets RSP here.
+    pub const STACK_TOP: u64 = 0x7000_0000;
+    /// Bytes of stack.
+    pub const STACK_SIZE: u64 = 0x0004_0000;
+    /// The main thread's UTCB.
+    pub const UTCB: u64 = 0x7FFF_0000_0000;
+}
+
+/// "KSNCORE1": the first word of the argument page.
+pub const START_MAGIC: u64 = u64::from_le_bytes(*b"KSNCORE1");
+
+/// The head of the argument page; for a program, its argv (core-abi's
+/// `encode_strings`) follows at byte [`StartBlock::ARGV_OFFSET`],
+/// `argv_length` bytes long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct StartBlock {
+    /// [`START_MAGIC`].
+    pub magic: u64,
+    /// Core's server thread (raw `ThreadId`): where system calls go, and
+    /// the only thread a task server answers.
+    pub core_thread: u64,
+    /// This process's pid.
+    pub pid: u64,
+    /// Bytes of the encoded argv.
+    pub argv_length: u64,
+}
+
+impl StartBlock {
+    /// Byte offset of the argv encoding in the argument page.
+    pub const ARGV_OFFSET: usize = 32;
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<StartBlock>() == StartBlock::ARGV_OFFSET);
+    assert!(layout::HEAP_BASE >= layout::IMAGE_BASE);
+    assert!(layout::HEAP_BASE + layout::HEAP_SIZE <= layout::ARGS_ADDRESS);
+    assert!(layout::ARGS_ADDRESS + layout::ARGS_SIZE <= layout::STACK_TOP - layout::STACK_SIZE);
+};
