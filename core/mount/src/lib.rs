@@ -165,10 +165,6 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         'M'
     }
 
-    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
-        Some(self)
-    }
-
     /// Only core's mount call attaches, with [`attach_spec`]'s spec.
     fn attach(&mut self, caller: &Caller<'_>, spec: &str) -> Result<File, Error> {
         let (link, aname) = spec.split_once(' ').ok_or(Error::NO_ATTACH)?;

@@ -255,11 +255,4 @@ pub trait Servant {
     fn take_wakeups(&mut self) -> Vec<WaitKey> {
         Vec::new()
     }
-
-    /// The servant as `Any`, for its owner to reach a servant's own
-    /// methods (core restarting a mount driver's task server) once it is
-    /// in the servant table. `None` by default.
-    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
-        None
-    }
 }

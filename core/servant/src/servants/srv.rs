@@ -142,10 +142,6 @@ impl Servant for Registry {
         LETTER
     }
 
-    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
-        Some(self)
-    }
-
     fn devgen(&self) -> Option<&dyn Devgen> {
         Some(self)
     }
