@@ -23,11 +23,20 @@ fn main() {
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+#[macro_use]
+mod serial;
+#[cfg(target_os = "none")]
 mod arch;
+#[cfg(target_os = "none")]
+mod cell;
 #[cfg(target_os = "none")]
 mod devices;
 #[cfg(target_os = "none")]
 mod gdt;
+#[cfg(target_os = "none")]
+mod guest;
+#[cfg(target_os = "none")]
+mod hypercall;
 #[cfg(target_os = "none")]
 mod linux;
 #[cfg(target_os = "none")]
@@ -35,8 +44,9 @@ mod loader;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
-#[macro_use]
-mod serial;
+mod run;
+#[cfg(target_os = "none")]
+mod vmcs;
 #[cfg(target_os = "none")]
 mod vmx;
 
@@ -185,7 +195,7 @@ mod boot {
         );
 
         match vmx::unavailable_reason() {
-            None => match vmx::enable(&mut frames) {
+            None => match vmx::enable(&mut frames, hvm_logic::clock::choose(None, None)) {
                 Ok(hypervisor) => {
                     run_vmx(hypervisor, &mut frames, &manifest, &modules, manifest_bytes)
                 }
@@ -215,7 +225,8 @@ mod boot {
         modules: &BootModules,
         manifest_bytes: &[u8],
     ) -> ! {
-        let chosen = hypervisor.summary().chosen;
+        let summary = hypervisor.summary();
+        let chosen = summary.chosen;
         let on_off = |b: bool| if b { "on" } else { "off" };
         let mut created = 0;
         let linked = manifest
