@@ -34,41 +34,13 @@ pub(crate) struct Cell {
     pub regs: GuestRegisters,
     pub launched: bool,
     /// Bytes of console output waiting for a newline.
-    line: Vec<u8>,
+    pub line: Vec<u8>,
     /// The emulated platform (Linux cells; cell 0 uses `pci` and `link`).
     pub platform: Platform,
     pub watchdog: Watchdog,
 }
 
 impl Cell {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        index: u32,
-        description: &BootCell,
-        guest: &'static dyn Guest,
-        memory: GuestMemory,
-        life: Life,
-        vmcs: u64,
-        eptp: u64,
-        linked: bool,
-        watchdog: Watchdog,
-    ) -> Self {
-        Self {
-            index,
-            description: description.clone(),
-            guest,
-            memory,
-            life,
-            vmcs,
-            eptp,
-            regs: GuestRegisters::default(),
-            launched: false,
-            line: Vec::new(),
-            platform: Platform::new(description.kind, linked),
-            watchdog,
-        }
-    }
-
     /// Buffers the cell's console output per line (cell 0's partial line
     /// goes out when it reads console input).
     pub fn console(&mut self, bytes: &[u8]) {

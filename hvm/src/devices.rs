@@ -6,8 +6,8 @@
 //! `hvm_logic::cpuid` and `hvm_logic::msr`, applied per kind in `guest/`. What a Linux cell sees and
 //! why is described in docs/linux-cell.md.
 
+use alloc::format;
 use alloc::string::String;
-use core::fmt::Write;
 
 use hvm_logic::decode::{self, Operation, Source};
 use hvm_logic::exit::{EptViolation, IoAccess};
@@ -214,10 +214,7 @@ pub fn mmio(
     let instruction = match decode::decode(&code[..fetched]) {
         Ok(instruction) => instruction,
         Err(error) => {
-            let mut what = String::new();
-            let _ = write!(
-                what,
-                "MMIO at gpa={address:#x} by an instruction hvm does not emulate ({error:?}, bytes {:02x?})",
+            let what = format!("MMIO at gpa={address:#x} by an instruction hvm does not emulate ({error:?}, bytes {:02x?})",
                 &code[..fetched.min(6)]
             );
             return Some(Exit::Fail(what));

@@ -5,9 +5,7 @@
 //! in RAX and a value in RDX. Addresses are guest-physical and checked
 //! against the cell's memory before hvm reads a byte.
 
-use core::fmt::Write;
-
-use alloc::string::String;
+use alloc::format;
 use hvm_abi::{CellState, Hypercall, HypercallError, CONSOLE_WRITE_MAX};
 use hvm_logic::cell::State;
 
@@ -113,8 +111,7 @@ impl Hypervisor {
                 power_off(false, "cell 0 requested power-off with a failure status");
             }
             Some(Hypercall::FaultReport) => {
-                let mut what = String::new();
-                let _ = write!(what, "fault reported by the cell itself (code {a0:#x})");
+                let what = format!("fault reported by the cell itself (code {a0:#x})");
                 self.fail(position, vmcs, &what);
                 return Flow::Yield;
             }

@@ -30,6 +30,8 @@ mod arch;
 #[cfg(target_os = "none")]
 mod cell;
 #[cfg(target_os = "none")]
+mod clock;
+#[cfg(target_os = "none")]
 mod devices;
 #[cfg(target_os = "none")]
 mod gdt;
@@ -62,7 +64,7 @@ mod boot {
 
     use crate::loader::{self, CellLayout};
     use crate::memory::{self, FrameAllocator};
-    use crate::{arch, gdt, serial, vmx};
+    use crate::{arch, clock, gdt, serial, vmx};
 
     /// Multiboot2 magic in EAX at entry (Multiboot2 spec 3.2).
     const MULTIBOOT2_MAGIC: u32 = 0x36D7_6289;
@@ -195,7 +197,7 @@ mod boot {
         );
 
         match vmx::unavailable_reason() {
-            None => match vmx::enable(&mut frames, hvm_logic::clock::choose(None, None)) {
+            None => match vmx::enable(&mut frames, clock::calibrate()) {
                 Ok(hypervisor) => {
                     run_vmx(hypervisor, &mut frames, &manifest, &modules, manifest_bytes)
                 }
@@ -266,12 +268,13 @@ mod boot {
             }
         }
         log!(
-            "vmx=on ept={} ug={} vpid={} preemption-timer={} cells={}",
+            "vmx=on ept={} ug={} vpid={} preemption-timer={} cells={} tsc={}MHz",
             on_off(chosen.ept()),
             on_off(chosen.unrestricted_guest()),
             on_off(chosen.vpid()),
             on_off(chosen.preemption_timer()),
-            created
+            created,
+            summary.clock.mhz()
         );
         hypervisor.run(modules, manifest_bytes)
     }

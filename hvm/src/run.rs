@@ -7,6 +7,7 @@
 //! cell: its manifest policy says whether it is stopped, restarted, or the
 //! machine is powered off.
 
+use alloc::format;
 use alloc::string::String;
 use core::fmt::Write;
 
@@ -105,9 +106,7 @@ impl Hypervisor {
         for position in 0..self.cells.len() {
             let cell = &self.cells[position];
             if cell.life.state == State::Running && cell.watchdog.expired(now) {
-                let mut what = String::new();
-                let _ = write!(
-                    what,
+                let what = format!(
                     "no heartbeat for longer than {} ms",
                     cell.description.heartbeat_ms
                 );
@@ -217,9 +216,7 @@ impl Hypervisor {
             // false only for the first entry after its VMCLEAR.
             let status = unsafe { arch::run_guest(&mut cell.regs, cell.launched) };
             if status != 0 {
-                let mut what = String::new();
-                let _ = write!(
-                    what,
+                let what = format!(
                     "VM entry failed (VM-instruction error {})",
                     vmcs.read(Field::InstructionError)
                 );
@@ -322,12 +319,7 @@ impl Hypervisor {
             }
             VmExit::Vmcall => guest.vmcall(&mut machine, cell),
             VmExit::Io(access) if access.string => {
-                let mut what = String::new();
-                let _ = write!(
-                    what,
-                    "string I/O to port {:#x} is not emulated",
-                    access.port
-                );
+                let what = format!("string I/O to port {:#x} is not emulated", access.port);
                 Outcome::Fail(what)
             }
             VmExit::Io(access) => {
@@ -347,9 +339,7 @@ impl Hypervisor {
                     vmcs.skip_instruction();
                     Outcome::Resume
                 } else {
-                    let mut what = String::new();
-                    let _ = write!(
-                        what,
+                    let what = format!(
                         "unsupported control-register access (CR{})",
                         access.register
                     );
@@ -386,9 +376,7 @@ impl Hypervisor {
                         } else {
                             "read"
                         };
-                        let mut what = String::new();
-                        let _ = write!(
-                            what,
+                        let what = format!(
                             "EPT violation ({kind} at gpa={:#x}, outside the cell's memory)",
                             violation.guest_physical
                         );

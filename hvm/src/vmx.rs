@@ -5,9 +5,9 @@
 //! made from plain values is made in `hvm_logic`; this module reads MSRs,
 //! executes VMX instructions and copies bytes.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write;
 
 use hvm_logic::cell::{Life, Policy, Watchdog};
 use hvm_logic::clock::Rate;
@@ -17,8 +17,8 @@ use hvm_logic::guest::GuestMemory;
 use hvm_logic::vmcs::{access_rights, Field};
 use kasane_manifest::{BootCell, CellKind, OnFailure};
 
-use crate::arch;
-use crate::cell::{Cell, Link};
+use crate::arch::{self, GuestRegisters};
+use crate::cell::{Cell, Link, Platform};
 use crate::guest::{self, Entry};
 use crate::memory::FrameAllocator;
 use crate::vmcs::Vmcs;
@@ -116,21 +116,15 @@ pub struct Hypervisor {
 /// What `hvm: vmx=on ...` reports.
 pub struct Summary {
     pub chosen: ChosenControls,
+    pub clock: Rate,
 }
 
 /// Turns VMX on. Returns a reason string when it cannot be used. `clock`
 /// is the TSC rate the cells will be told and timed by.
 pub fn enable(frames: &mut FrameAllocator, clock: Rate) -> Result<Hypervisor, String> {
     let caps = read_capabilities();
-    let chosen = controls::choose(&caps).map_err(|missing| {
-        let mut reason = String::new();
-        let _ = write!(
-            reason,
-            "missing {} controls {:#x}",
-            missing.field, missing.bits
-        );
-        reason
-    })?;
+    let chosen = controls::choose(&caps)
+        .map_err(|missing| format!("missing {} controls {:#x}", missing.field, missing.bits))?;
     // SAFETY: IA32_FEATURE_CONTROL exists (checked by unavailable_reason);
     // setting lock + VMX-outside-SMX on an unlocked MSR is what firmware
     // would do (SDM 24.7).
@@ -202,6 +196,7 @@ impl Hypervisor {
     pub fn summary(&self) -> Summary {
         Summary {
             chosen: self.chosen,
+            clock: self.clock,
         }
     }
 
@@ -217,14 +212,11 @@ impl Hypervisor {
     ) -> Result<(), String> {
         let size = u64::from(description.memory_mib) << 20;
         let host_base = frames.allocate(size, 2 << 20).ok_or_else(|| {
-            let mut s = String::new();
-            let _ = write!(
-                s,
+            format!(
                 "not enough memory for {} MiB ({} MiB free)",
                 description.memory_mib,
                 frames.free_bytes() >> 20
-            );
-            s
+            )
         })?;
         let mut tables = HostTables(frames);
         let ept = PageTables::new(&mut tables, Format::Ept, self.caps.ept_2mib_pages())
@@ -243,23 +235,23 @@ impl Hypervisor {
             },
             OnFailure::Poweroff => Policy::Poweroff,
         };
-        let guest = guest::of(description.kind).ok_or_else(|| {
-            let mut s = String::new();
-            let _ = write!(s, "kind {:?} is not supported", description.kind);
-            s
-        })?;
+        let guest = guest::of(description.kind)
+            .ok_or_else(|| format!("kind {:?} is not supported", description.kind))?;
         let watchdog = Watchdog::new(u64::from(description.heartbeat_ms) * self.clock.per_ms());
-        self.cells.push(Cell::new(
+        self.cells.push(Cell {
             index,
-            description,
+            description: description.clone(),
             guest,
-            GuestMemory { host_base, size },
-            Life::new(policy),
+            memory: GuestMemory { host_base, size },
+            life: Life::new(policy),
             vmcs,
-            ept.eptp(),
-            linked,
+            eptp: ept.eptp(),
+            regs: GuestRegisters::default(),
+            launched: false,
+            line: Vec::new(),
+            platform: Platform::new(description.kind, linked),
             watchdog,
-        ));
+        });
         let position = self.cells.len() - 1;
         if description.kind == CellKind::Linux && self.link.is_none() {
             self.link = Some(Link::new(position));

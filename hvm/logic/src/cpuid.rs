@@ -3,13 +3,14 @@
 //! hvm executes CPUID on the host and hands the result here with the
 //! guest's request; these functions decide what the guest is told. The
 //! leaf numbers and bits are those of SDM Vol. 2A, "CPUID—CPU
-//! Identification". What differs between a microkernel cell and a Linux
-//! cell is documented at each function.
+//! Identification". Every cell is told the TSC rate hvm measured (leaves
+//! 0x15 and 0x16, docs/hypercalls.md "Time"); what else differs between a
+//! microkernel cell and a Linux cell is documented at each function.
 
 /// EAX, EBX, ECX, EDX of one CPUID leaf.
 pub type Registers = [u32; 4];
 
-/// The highest basic leaf a Linux cell is offered, so that the TSC leaves
+/// The highest basic leaf every cell is offered, so that the TSC leaves
 /// 0x15 and 0x16 are visible even where the host's maximum is lower.
 pub const MAX_BASIC_LEAF: u32 = 0x16;
 
@@ -66,15 +67,23 @@ fn host_or_zero(leaf: u32, subleaf: u32, host: &impl Fn(u32, u32) -> Registers) 
 
 /// CPUID for the microkernel cell (cell 0): the host's values, without
 /// VMX, with the hypervisor bit and hvm's own vendor leaf (`KasaneHVM`,
-/// which the microkernel checks to know it runs under hvm). `host`
-/// executes CPUID on the host.
-pub fn microkernel(leaf: u32, subleaf: u32, host: impl Fn(u32, u32) -> Registers) -> Registers {
-    let [a, b, mut c, d] = host(leaf, subleaf);
+/// which the microkernel checks to know it runs under hvm), and the TSC
+/// leaves. `host` executes CPUID on the host.
+pub fn microkernel(
+    leaf: u32,
+    subleaf: u32,
+    tsc_hz: u64,
+    host: impl Fn(u32, u32) -> Registers,
+) -> Registers {
+    let [mut a, b, mut c, d] = host_or_zero(leaf, subleaf, &host);
     match leaf {
+        0 => a = a.max(MAX_BASIC_LEAF),
         1 => {
             c &= !leaf1::VMX;
             c |= leaf1::HYPERVISOR;
         }
+        0x15 => return tsc_leaf(tsc_hz),
+        0x16 => return frequency_leaf(tsc_hz),
         0x4000_0000 => return vendor_leaf(b"KasaneHVM\0\0\0"),
         0x4000_0001..=0x4000_00FF => return [0; 4],
         _ => {}
@@ -161,10 +170,25 @@ mod tests {
     const HZ: u64 = 200_000_000;
 
     #[test]
-    fn linux_is_told_the_tsc_rate() {
+    fn every_cell_is_told_the_measured_tsc_rate() {
+        // The contract the microkernel relies on: EAX = EBX = 1, ECX = Hz.
+        assert_eq!(microkernel(0x15, 0, HZ, host), [1, 1, 200_000_000, 0]);
         assert_eq!(linux(0x15, 0, false, HZ, host), [1, 1, 200_000_000, 0]);
+        assert_eq!(
+            microkernel(0x16, 0, 2_893_457_000, host),
+            [2893, 2893, 100, 0]
+        );
         assert_eq!(linux(0x16, 0, false, HZ, host), [200, 200, 100, 0]);
+    }
+
+    #[test]
+    fn the_tsc_leaves_are_visible_above_a_low_host_maximum() {
+        assert_eq!(microkernel(0, 0, HZ, host)[0], MAX_BASIC_LEAF);
         assert_eq!(linux(0, 0, false, HZ, host)[0], MAX_BASIC_LEAF);
+        // The vendor string passes.
+        assert_eq!(microkernel(0, 0, HZ, host)[1], 0x756E_6547);
+        // Leaves between the host's maximum and 0x15 are empty.
+        assert_eq!(microkernel(0x13, 0, HZ, host), [0; 4]);
         assert_eq!(linux(0x13, 0, false, HZ, host), [0; 4]);
     }
 
@@ -178,20 +202,20 @@ mod tests {
 
     #[test]
     fn the_microkernel_sees_kasane_and_no_vmx() {
-        let [_, _, c, _] = microkernel(1, 0, host);
+        let [_, _, c, _] = microkernel(1, 0, HZ, host);
         assert_eq!(c & leaf1::VMX, 0);
         assert_ne!(c & leaf1::HYPERVISOR, 0);
-        let [a, b, c, d] = microkernel(0x4000_0000, 0, host);
+        let [a, b, c, d] = microkernel(0x4000_0000, 0, HZ, host);
         assert_eq!(a, 0x4000_0001);
         let mut signature = [0u8; 12];
         signature[..4].copy_from_slice(&b.to_le_bytes());
         signature[4..8].copy_from_slice(&c.to_le_bytes());
         signature[8..].copy_from_slice(&d.to_le_bytes());
         assert_eq!(&signature, b"KasaneHVM\0\0\0");
-        assert_eq!(microkernel(0x4000_0001, 0, host), [0; 4]);
+        assert_eq!(microkernel(0x4000_0001, 0, HZ, host), [0; 4]);
         // Other leaves pass unchanged.
-        assert_eq!(microkernel(7, 0, host), [u32::MAX; 4]);
-        assert_eq!(microkernel(0x8000_0001, 0, host), [u32::MAX; 4]);
+        assert_eq!(microkernel(7, 0, HZ, host), [u32::MAX; 4]);
+        assert_eq!(microkernel(0x8000_0001, 0, HZ, host), [u32::MAX; 4]);
     }
 
     #[test]

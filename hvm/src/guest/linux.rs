@@ -6,8 +6,8 @@
 //! `hvm_logic::msr::linux` decide. The device models are `hvm_logic`'s;
 //! `devices.rs` drives them from the exits.
 
+use alloc::format;
 use alloc::string::String;
-use core::fmt::Write;
 
 use hvm_logic::exit::IoAccess;
 use hvm_logic::lapic::Lapic;
@@ -34,11 +34,7 @@ impl Guest for Linux {
         modules: &BootModules,
         _manifest: &[u8],
     ) -> Result<Entry, String> {
-        let missing = |name: &str| {
-            let mut s = String::new();
-            let _ = write!(s, "boot module `{name}` is missing");
-            s
-        };
+        let missing = |name: &str| format!("boot module `{name}` is missing");
         let kernel = modules
             .find(&cell.description.image)
             .ok_or_else(|| missing(&cell.description.image))?;
@@ -55,11 +51,7 @@ impl Guest for Linux {
             size: cell.memory.size,
         };
         let entry = crate::linux::load_linux(layout, kernel, initrd, &cell.description.cmdline)
-            .map_err(|e| {
-                let mut s = String::new();
-                let _ = write!(s, "cannot boot `{}`: {e}", cell.description.image);
-                s
-            })?;
+            .map_err(|e| format!("cannot boot `{}`: {e}", cell.description.image))?;
         cell.platform = Platform::new(CellKind::Linux, true);
         cell.watchdog.disarm();
         // boot.rst: CS = __BOOT_CS (0x10), DS/ES/SS = __BOOT_DS (0x18),

@@ -7,9 +7,9 @@
 //! CPUID and MSRs as `hvm_logic::cpuid::microkernel` and
 //! `hvm_logic::msr::microkernel_*` decide.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write;
 
 use hvm_abi::BootMode;
 use hvm_logic::exit::IoAccess;
@@ -32,21 +32,16 @@ impl Guest for Microkernel {
         manifest: &[u8],
     ) -> Result<Entry, String> {
         let kernel = modules.find(&cell.description.image).ok_or_else(|| {
-            let mut s = String::new();
-            let _ = write!(
-                s,
+            format!(
                 "boot module `{}` (its image) is missing",
                 cell.description.image
-            );
-            s
+            )
         })?;
         let mut extra: Vec<(&str, &[u8])> = Vec::new();
         for name in &cell.description.modules {
-            let bytes = modules.find(name).ok_or_else(|| {
-                let mut s = String::new();
-                let _ = write!(s, "boot module `{name}` is missing");
-                s
-            })?;
+            let bytes = modules
+                .find(name)
+                .ok_or_else(|| format!("boot module `{name}` is missing"))?;
             extra.push((name.as_str(), bytes));
         }
         let layout = CellLayout {
@@ -64,11 +59,7 @@ impl Guest for Microkernel {
             &cell.description.args,
             None,
         )
-        .map_err(|e| {
-            let mut s = String::new();
-            let _ = write!(s, "{e}");
-            s
-        })?;
+        .map_err(|e| format!("{e}"))?;
         Ok(Entry {
             rip: entry.rip,
             rsp: entry.rsp,
@@ -100,7 +91,7 @@ impl Guest for Microkernel {
     fn cpuid(&self, machine: &mut Machine<'_>, cell: &mut Cell) {
         let regs = &mut cell.regs;
         let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
-        let answer = cpuid::microkernel(leaf, subleaf, host_cpuid);
+        let answer = cpuid::microkernel(leaf, subleaf, machine.tsc_hz, host_cpuid);
         answer_cpuid(regs, answer);
         machine.vmcs.skip_instruction();
     }

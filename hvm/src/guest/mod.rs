@@ -61,12 +61,7 @@ impl From<devices::Exit> for Outcome {
         match exit {
             devices::Exit::Done => Outcome::Resume,
             devices::Exit::Notify => Outcome::Notify,
-            devices::Exit::Reset(why) => {
-                let mut what = String::new();
-                let _ =
-                    core::fmt::Write::write_fmt(&mut what, format_args!("reset requested ({why})"));
-                Outcome::Fail(what)
-            }
+            devices::Exit::Reset(why) => Outcome::Fail(alloc::format!("reset requested ({why})")),
             devices::Exit::Fail(what) => Outcome::Fail(what),
         }
     }
