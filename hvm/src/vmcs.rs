@@ -57,14 +57,14 @@ impl Vmcs {
         unsafe { arch::vmread(field.encoding()) }
     }
 
-    /// VMWRITE of a field an exit handler may change: guest state, which
-    /// under EPT touches nothing but the cell, and the event-injection and
-    /// timer fields. Controls and host state decide what the cell can
-    /// reach, so they go through [`Vmcs::write_control`]; asking for one
-    /// here panics.
+    /// VMWRITE of a field an exit handler may change
+    /// (`Field::guest_writable`: guest state, event injection, CR read
+    /// shadows). Controls and host state decide what the cell can reach,
+    /// so they go through [`Vmcs::write_control`]; asking for one here
+    /// panics.
     pub fn write(&self, field: Field, value: u64) {
         assert!(
-            guest_writable(field),
+            field.guest_writable(),
             "VMCS field {:#x} is not the guest's",
             field.encoding()
         );
@@ -171,21 +171,4 @@ impl Vmcs {
             );
         }
     }
-}
-
-/// Fields [`Vmcs::write`] accepts: the guest-state area (bits 11:10 of the
-/// encoding are 2, SDM Appendix B) and the VM-entry event fields, the CR
-/// read shadows and the preemption timer, which only shape what the
-/// guest sees.
-fn guest_writable(field: Field) -> bool {
-    (field.encoding() >> 10) & 3 == 2
-        || matches!(
-            field,
-            Field::EntryInterruptionInfo
-                | Field::EntryExceptionErrorCode
-                | Field::EntryInstructionLength
-                | Field::PreemptionTimerValue
-                | Field::Cr0ReadShadow
-                | Field::Cr4ReadShadow
-        )
 }

@@ -1,9 +1,13 @@
-//! VMX operation: turning VT-x on, building a cell's VMCS, and its exits.
+//! VMX operation: turning VT-x on, creating cells and building their VMCS.
 //!
 //! The order follows SDM Vol. 3 chapter 25.11.3 ("Initializing a VMCS") and
 //! 24.7 ("Enabling and entering VMX operation"). Every decision that can be
 //! made from plain values is made in `hvm_logic`; this module reads MSRs,
-//! executes VMX instructions and copies bytes.
+//! executes VMX instructions and copies bytes. The map of hvm's modules:
+//! `vmcs.rs` (the current VMCS, behind a token), `run.rs` (the run loop and
+//! the exits common to all cells), `guest/` (what each kind of cell gets),
+//! `hypercall.rs`, `devices.rs` (emulated PCI, ports, MMIO), `cell.rs`,
+//! `clock.rs` (the TSC rate).
 
 use alloc::format;
 use alloc::string::String;

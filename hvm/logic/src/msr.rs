@@ -68,15 +68,6 @@ pub fn build_bitmap(page: &mut [u8; 4096], apic: bool) {
     page[byte] &= !bit;
 }
 
-/// Whether an access to `msr` exits under `page` (SDM 25.6.9: MSRs outside
-/// both ranges always exit).
-pub fn exits(page: &[u8; 4096], msr: u32, write: bool) -> bool {
-    match position(msr) {
-        Some((byte, bit)) => page[if write { 2048 } else { 0 } + byte] & bit != 0,
-        None => true,
-    }
-}
-
 /// What hvm answers to a microkernel cell's RDMSR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Read {
@@ -137,6 +128,15 @@ pub fn linux(msr: u32) -> Linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether an access to `msr` exits under `page`, as the CPU reads the
+    /// bitmap (SDM 25.6.9: MSRs outside both ranges always exit).
+    fn exits(page: &[u8; 4096], msr: u32, write: bool) -> bool {
+        match position(msr) {
+            Some((byte, bit)) => page[if write { 2048 } else { 0 } + byte] & bit != 0,
+            None => true,
+        }
+    }
 
     fn bitmap(apic: bool) -> [u8; 4096] {
         let mut page = [0u8; 4096];
