@@ -37,7 +37,14 @@ pub fn calibrate() -> Rate {
     } else {
         None
     };
-    clock::choose(crystal, pit)
+    let rate = clock::choose(crystal, pit);
+    let source = match rate.source {
+        clock::Source::Crystal => "from CPUID leaf 0x15",
+        clock::Source::Pit => "measured against the PIT",
+        clock::Source::Fallback => "not measurable; assumed",
+    };
+    log!("tsc: {} kHz ({})", rate.hz / 1000, source);
+    rate
 }
 
 /// TSC ticks across a [`clock::PIT_COUNT`]-tick countdown of PIT channel 2
