@@ -1,31 +1,28 @@
-//! The platform hvm emulates for a cell: CPUID and MSR policy, ports, MMIO.
+//! The platform hvm emulates for a cell: PCI, ports, MMIO, XSETBV.
 //!
 //! The device models themselves (UART, local APIC, PCI and virtio, the
 //! instruction decoder) are `hvm_logic`; this file reads and writes the
-//! vCPU's registers and the VMCS around them. What a Linux cell sees and
+//! vCPU's registers and the VMCS around them. CPUID and MSR policy are
+//! `hvm_logic::cpuid` and `hvm_logic::msr`, applied per kind in `guest/`. What a Linux cell sees and
 //! why is described in docs/linux-cell.md.
 
+use alloc::format;
 use alloc::string::String;
-use core::fmt::Write;
 
 use hvm_logic::decode::{self, Operation, Source};
 use hvm_logic::exit::{EptViolation, IoAccess};
 use hvm_logic::guest::{GuestMemory, Ram};
+use hvm_logic::ioapic;
 use hvm_logic::virtio::{self, ConfigPorts, Effect, Function};
 use hvm_logic::vmcs::Field;
-use hvm_logic::{ioapic, lapic};
 
 use crate::arch::{self, GuestRegisters};
-use crate::vmx::{inject_exception, read, skip_instruction, write, Platform};
+use crate::cell::Platform;
+use crate::vmcs::Vmcs;
 
 /// Guest-physical address of the link device's BAR (below 4 GiB, above
 /// any cell's RAM, clear of the local APIC page).
 pub const LINK_BAR: u32 = 0xE000_0000;
-
-/// The TSC frequency a Linux cell is told (CPUID 0x15/0x16). Under Bochs
-/// the TSC counts instructions, so any value is as true as another; 200 MHz
-/// matches the `ips` the launcher gives Bochs.
-pub const TSC_HZ: u64 = 200_000_000;
 
 /// What a device exit asks of the hypervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,124 +35,6 @@ pub enum Exit {
     Reset(&'static str),
     /// Refused: fail the cell.
     Fail(String),
-}
-
-/// CPUID for a Linux cell: the host's values minus what hvm does not
-/// emulate, plus what it does (x2APIC, TSC-deadline, ARAT, the TSC
-/// frequency) and the KVM signature, which is how Linux learns that x2APIC
-/// without interrupt remapping is fine (arch/x86/kernel/apic: "Using X2APIC
-/// without IR is not architecturally supported on bare metal but may be
-/// supported in guests") — with no KVM feature bits, so nothing else of
-/// KVM's paravirtual interface is expected.
-pub fn linux_cpuid(regs: &mut GuestRegisters, guest_cr4: u64) {
-    let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
-    let host_max = arch::cpuid(0, 0).0;
-    let (mut a, mut b, mut c, mut d) = if leaf <= host_max || leaf >= 0x8000_0000 {
-        arch::cpuid(leaf, subleaf)
-    } else {
-        (0, 0, 0, 0)
-    };
-    match leaf {
-        0 => a = host_max.max(0x16),
-        1 => {
-            b &= 0x00FF_FFFF; // initial APIC ID 0
-                              // ECX: no DTES64 (2), MONITOR (3), DS-CPL (4), VMX (5), SMX (6),
-                              // EST (7), TM2 (8), xTPR (14), PDCM (15), DCA (18).
-            c &= !((1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8));
-            c &= !((1 << 14) | (1 << 15) | (1 << 18));
-            // x2APIC (21), TSC-deadline (24), hypervisor (31); OSXSAVE (27)
-            // mirrors the guest's CR4.OSXSAVE, not hvm's.
-            c |= (1 << 21) | (1 << 24) | (1 << 31);
-            c &= !(1 << 27);
-            if guest_cr4 & (1 << 18) != 0 {
-                c |= 1 << 27;
-            }
-            // EDX: no MCE (7), MTRR (12), MCA (14), DS (21), ACPI thermal
-            // (22), TM (29), PBE (31): their MSRs are not emulated.
-            d &=
-                !((1 << 7) | (1 << 12) | (1 << 14) | (1 << 21) | (1 << 22) | (1 << 29) | (1 << 31));
-        }
-        5 | 0xA | 0xF | 0x10 | 0x12 | 0x14 | 0x1B => (a, b, c, d) = (0, 0, 0, 0),
-        6 => (a, b, c, d) = (1 << 2, 0, 0, 0), // ARAT only (SDM CPUID leaf 6)
-        7 if subleaf == 0 => {
-            // EBX: no TSC_ADJUST (1), SGX (2), RDT-M (12), MPX (14),
-            // RDT-A (15), PT (25).
-            b &= !((1 << 1) | (1 << 2) | (1 << 12) | (1 << 14) | (1 << 15) | (1 << 25));
-            c &= !(1 << 5); // WAITPKG
-                            // EDX: no hybrid (15), PCONFIG (18), CET-IBT (20), IBRS/IBPB
-                            // (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29),
-                            // CORE_CAPABILITIES (30), SSBD (31): their MSRs are refused.
-            d &= !((1 << 15) | (1 << 18) | (1 << 20) | (0x3F << 26));
-        }
-        7 => (a, b, c, d) = (0, 0, 0, 0),
-        0xD if subleaf == 1 => {
-            a &= !(1 << 3); // no XSAVES: IA32_XSS is not emulated
-            c = 0;
-            d = 0;
-        }
-        0x15 => (a, b, c, d) = (1, 1, TSC_HZ as u32, 0),
-        0x16 => {
-            let mhz = (TSC_HZ / 1_000_000) as u32;
-            (a, b, c, d) = (mhz, mhz, 100, 0)
-        }
-        0x4000_0000 => {
-            a = 0x4000_0001;
-            b = u32::from_le_bytes(*b"KVMK");
-            c = u32::from_le_bytes(*b"VMKV");
-            d = u32::from_le_bytes(*b"M\0\0\0");
-        }
-        0x4000_0001..=0x4000_00FF => (a, b, c, d) = (0, 0, 0, 0),
-        0x8000_0007 => (a, b, c, d) = (0, 0, 0, 1 << 8), // invariant TSC
-        _ => {}
-    }
-    regs.rax = u64::from(a);
-    regs.rbx = u64::from(b);
-    regs.rcx = u64::from(c);
-    regs.rdx = u64::from(d);
-}
-
-/// RDMSR/WRMSR for a Linux cell: the local APIC, a few identification
-/// MSRs, everything else #GP (Linux's safe accessors survive that).
-pub fn linux_msr(platform: &mut Platform, regs: &mut GuestRegisters, is_write: bool) {
-    let msr = regs.rcx as u32;
-    let now = arch::rdtsc();
-    let value = (regs.rdx << 32) | (regs.rax & 0xFFFF_FFFF);
-    let ok = if lapic::handles(msr) {
-        if is_write {
-            platform.lapic.write(msr, value, now).is_ok()
-        } else {
-            match platform.lapic.read(msr, now) {
-                Some(v) => {
-                    regs.rax = v & 0xFFFF_FFFF;
-                    regs.rdx = v >> 32;
-                    true
-                }
-                None => false,
-            }
-        }
-    } else {
-        let known = match msr {
-            0x3A => Some(1),  // IA32_FEATURE_CONTROL: locked, VMX off
-            0x8B => Some(0),  // IA32_BIOS_SIGN_ID: no microcode revision
-            0x1A0 => Some(1), // IA32_MISC_ENABLE: fast strings
-            0x1D9 => Some(0), // IA32_DEBUGCTL
-            _ => None,
-        };
-        match (known, is_write) {
-            (Some(_), true) => true, // accepted and ignored
-            (Some(v), false) => {
-                regs.rax = v & 0xFFFF_FFFF;
-                regs.rdx = v >> 32;
-                true
-            }
-            (None, _) => false,
-        }
-    };
-    if ok {
-        skip_instruction();
-    } else {
-        inject_exception(13, Some(0));
-    }
 }
 
 /// XSETBV (SDM Vol. 2): XCR0 only, bit 0 set, AVX only with SSE, and only
@@ -287,6 +166,7 @@ enum Target {
 /// An EPT violation on a device page: decode the instruction at RIP and
 /// perform it on the device. `None` when the address is no device's.
 pub fn mmio(
+    vmcs: &Vmcs,
     memory: GuestMemory,
     platform: &mut Platform,
     regs: &mut GuestRegisters,
@@ -313,9 +193,9 @@ pub fn mmio(
         core::slice::from_raw_parts_mut(memory.host_base as *mut u8, memory.size as usize)
     };
     let ram = Ram::new(memory, bytes);
-    let rip = read(Field::GuestRip);
-    let paging = read(Field::GuestCr0) & (1 << 31) != 0;
-    let cr3 = read(Field::GuestCr3);
+    let rip = vmcs.read(Field::GuestRip);
+    let paging = vmcs.read(Field::GuestCr0) & (1 << 31) != 0;
+    let cr3 = vmcs.read(Field::GuestCr3);
     let mut code = [0u8; 15];
     let mut fetched = 0;
     for (i, slot) in code.iter_mut().enumerate() {
@@ -334,10 +214,7 @@ pub fn mmio(
     let instruction = match decode::decode(&code[..fetched]) {
         Ok(instruction) => instruction,
         Err(error) => {
-            let mut what = String::new();
-            let _ = write!(
-                what,
-                "MMIO at gpa={address:#x} by an instruction hvm does not emulate ({error:?}, bytes {:02x?})",
+            let what = format!("MMIO at gpa={address:#x} by an instruction hvm does not emulate ({error:?}, bytes {:02x?})",
                 &code[..fetched.min(6)]
             );
             return Some(Exit::Fail(what));
@@ -359,7 +236,7 @@ pub fn mmio(
     let operand = |regs: &mut GuestRegisters, source: Source| match source {
         Source::Immediate(value) => value,
         Source::Register { number, high_byte } => {
-            decode::store_value(get_register(regs, number), high_byte)
+            decode::store_value(get_register(vmcs, regs, number), high_byte)
         }
     };
     let mut exit = Exit::Done;
@@ -370,14 +247,14 @@ pub fn mmio(
             destination_size,
         } => {
             let value = device_read(platform);
-            set_register(regs, number, |old| {
+            set_register(vmcs, regs, number, |old| {
                 decode::merge_load(old, value, destination_size, high_byte)
             });
         }
         Operation::Test(source) => {
             let value = device_read(platform) & operand(regs, source);
-            let rflags = read(Field::GuestRflags);
-            write(Field::GuestRflags, decode::test_flags(rflags, value, size));
+            let rflags = vmcs.read(Field::GuestRflags);
+            vmcs.write(Field::GuestRflags, decode::test_flags(rflags, value, size));
         }
         Operation::Store(source) => {
             let value = operand(regs, source) & (u64::MAX >> (64 - 8 * u32::from(size)));
@@ -396,24 +273,26 @@ pub fn mmio(
             }
         }
     }
-    write(Field::GuestRip, rip + u64::from(instruction.length));
-    let interruptibility = read(Field::GuestInterruptibility);
-    if interruptibility & 0b11 != 0 {
-        write(Field::GuestInterruptibility, interruptibility & !0b11);
-    }
+    vmcs.write(Field::GuestRip, rip + u64::from(instruction.length));
+    vmcs.end_interrupt_shadow();
     Some(exit)
 }
 
-fn get_register(regs: &mut GuestRegisters, number: u8) -> u64 {
+fn get_register(vmcs: &Vmcs, regs: &mut GuestRegisters, number: u8) -> u64 {
     match regs.by_number(number) {
         Some(register) => *register,
-        None => read(Field::GuestRsp),
+        None => vmcs.read(Field::GuestRsp),
     }
 }
 
-fn set_register(regs: &mut GuestRegisters, number: u8, update: impl FnOnce(u64) -> u64) {
+fn set_register(
+    vmcs: &Vmcs,
+    regs: &mut GuestRegisters,
+    number: u8,
+    update: impl FnOnce(u64) -> u64,
+) {
     match regs.by_number(number) {
         Some(register) => *register = update(*register),
-        None => write(Field::GuestRsp, update(read(Field::GuestRsp))),
+        None => vmcs.write(Field::GuestRsp, update(vmcs.read(Field::GuestRsp))),
     }
 }

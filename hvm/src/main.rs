@@ -23,11 +23,22 @@ fn main() {
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+#[macro_use]
+mod serial;
+#[cfg(target_os = "none")]
 mod arch;
+#[cfg(target_os = "none")]
+mod cell;
+#[cfg(target_os = "none")]
+mod clock;
 #[cfg(target_os = "none")]
 mod devices;
 #[cfg(target_os = "none")]
 mod gdt;
+#[cfg(target_os = "none")]
+mod guest;
+#[cfg(target_os = "none")]
+mod hypercall;
 #[cfg(target_os = "none")]
 mod linux;
 #[cfg(target_os = "none")]
@@ -35,8 +46,9 @@ mod loader;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
-#[macro_use]
-mod serial;
+mod run;
+#[cfg(target_os = "none")]
+mod vmcs;
 #[cfg(target_os = "none")]
 mod vmx;
 
@@ -52,7 +64,7 @@ mod boot {
 
     use crate::loader::{self, CellLayout};
     use crate::memory::{self, FrameAllocator};
-    use crate::{arch, gdt, serial, vmx};
+    use crate::{arch, clock, gdt, serial, vmx};
 
     /// Multiboot2 magic in EAX at entry (Multiboot2 spec 3.2).
     const MULTIBOOT2_MAGIC: u32 = 0x36D7_6289;
@@ -185,7 +197,7 @@ mod boot {
         );
 
         match vmx::unavailable_reason() {
-            None => match vmx::enable(&mut frames) {
+            None => match vmx::enable(&mut frames, clock::calibrate()) {
                 Ok(hypervisor) => {
                     run_vmx(hypervisor, &mut frames, &manifest, &modules, manifest_bytes)
                 }
@@ -215,7 +227,8 @@ mod boot {
         modules: &BootModules,
         manifest_bytes: &[u8],
     ) -> ! {
-        let chosen = hypervisor.summary().chosen;
+        let summary = hypervisor.summary();
+        let chosen = summary.chosen;
         let on_off = |b: bool| if b { "on" } else { "off" };
         let mut created = 0;
         let linked = manifest
@@ -255,12 +268,13 @@ mod boot {
             }
         }
         log!(
-            "vmx=on ept={} ug={} vpid={} preemption-timer={} cells={}",
+            "vmx=on ept={} ug={} vpid={} preemption-timer={} cells={} tsc={}MHz",
             on_off(chosen.ept()),
             on_off(chosen.unrestricted_guest()),
             on_off(chosen.vpid()),
             on_off(chosen.preemption_timer()),
-            created
+            created,
+            summary.clock.mhz()
         );
         hypervisor.run(modules, manifest_bytes)
     }

@@ -15,7 +15,7 @@ fn bochs_runs_the_microkernel_as_a_vmx_guest() {
         &boot,
         &[
             "hvm: Kasane hvm",
-            "hvm: vmx=on ept=on ug=on vpid=on",
+            "hvm: vmx=on ept=on ug=on vpid=on preemption-timer=on cells=1 tsc=200MHz",
             "microkernel: Kasane microkernel 0.1.0 mode=vmx-guest cell=0 memory=32MiB modules=0 hypervisor=KasaneHVM",
             "microkernel: smoke test done",
             "hvm: poweroff ok (requested by cell 0)",

@@ -12,7 +12,12 @@
 //! benchmark lines; and a clean power-off.
 //!
 //! A second system, `linux-watchdog`, boots the kernel with `panic=0`: the
-//! crash becomes a hang, and hvm's heartbeat watchdog must catch it.
+//! crash becomes a hang, and hvm's heartbeat watchdog must catch it while
+//! cell 0 keeps ticking.
+//!
+//! A third, `fault-triple-linux`, fails cell 0 at once (a triple fault) and
+//! checks that the Linux cell beside it still runs: its kernel boots on to
+//! its end (no root file system, a panic, a reset request).
 //!
 //! Bochs takes minutes for this, so the tests are `#[ignore]`d in a plain
 //! `cargo test`; run it with
@@ -141,6 +146,38 @@ fn bochs_watchdog_restarts_a_hung_linux_cell() {
             "hvm: poweroff ok (requested by cell 0)",
         ],
     );
+    // Cell 0 keeps running while the Linux cell hangs and is failed.
+    let transcript = &boot.transcript;
+    let crash = position(transcript, "microkernel: linux-link: crash accepted");
+    let restarted = position(transcript, "hvm: cell 1 (linux) restarted");
+    assert!(
+        transcript[crash..restarted].contains("microkernel: tick "),
+        "no tick while the Linux cell hung:\n{transcript}"
+    );
     assert_absent(&boot, "linux-link: FAILED");
+    assert_clean(&boot);
+}
+
+#[test]
+#[ignore = "boots Bochs with a Linux cell (minutes); run/test runs it"]
+fn bochs_linux_cell_runs_on_after_cell0_fails() {
+    // Containment with a second cell: cell 0 triple-faults at once, and the
+    // Linux cell beside it still boots its kernel to the end (no root file
+    // system: a panic and a reset request) after cell 0 is gone.
+    let boot = boot_manifest("fault-triple-linux", Emulator::Bochs, 900);
+    assert_lines_in_order(
+        &boot,
+        &[
+            "hvm: vmx=on ept=on ug=on vpid=on preemption-timer=on cells=2",
+            "microkernel: triple-faulting on purpose",
+            "hvm: cell 0 (cell0) failed: triple fault",
+            "hvm: cell 0 (cell0) stopped",
+            "Kernel panic - not syncing: VFS: Unable to mount root fs",
+            "hvm: cell 1 (linux) failed: reset requested",
+            "hvm: cell 1 (linux) stopped",
+            "hvm: all cells stopped",
+            "hvm: poweroff ok (all cells stopped)",
+        ],
+    );
     assert_clean(&boot);
 }

@@ -8,7 +8,9 @@
 
 pub mod acpi;
 pub mod cell;
+pub mod clock;
 pub mod controls;
+pub mod cpuid;
 pub mod decode;
 pub mod ept;
 pub mod exit;
@@ -16,6 +18,7 @@ pub mod guest;
 pub mod ioapic;
 pub mod lapic;
 pub mod linux;
+pub mod msr;
 pub mod uart;
 pub mod virtio;
 pub mod virtqueue;

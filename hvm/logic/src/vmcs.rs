@@ -160,6 +160,23 @@ impl Field {
             Width::Bits64 | Width::Natural => true,
         }
     }
+
+    /// Whether an exit handler may write the field without arguing for it:
+    /// guest state (bits 11:10 of the encoding are 2, SDM 25.11.2), which
+    /// under EPT touches nothing but the cell, and the VM-entry event
+    /// fields and CR read shadows, which only shape what the guest sees.
+    /// Controls and host state decide what the cell can reach.
+    pub const fn guest_writable(self) -> bool {
+        (self.encoding() >> 10) & 3 == 2
+            || matches!(
+                self,
+                Field::EntryInterruptionInfo
+                    | Field::EntryExceptionErrorCode
+                    | Field::EntryInstructionLength
+                    | Field::Cr0ReadShadow
+                    | Field::Cr4ReadShadow
+            )
+    }
 }
 
 /// Segment access rights in the VMCS format (SDM 25.4.1, Table 25-2).
@@ -185,6 +202,33 @@ mod tests {
         assert_eq!(Field::ExitReason.width(), Width::Bits32);
         assert_eq!(Field::GuestRip.width(), Width::Natural);
         assert_eq!(Field::HostRip.width(), Width::Natural);
+    }
+
+    #[test]
+    fn only_guest_and_event_fields_are_guest_writable() {
+        for field in [
+            Field::GuestRip,
+            Field::GuestRsp,
+            Field::GuestCr0,
+            Field::GuestInterruptibility,
+            Field::GuestActivityState,
+            Field::PreemptionTimerValue,
+            Field::EntryInterruptionInfo,
+            Field::Cr4ReadShadow,
+        ] {
+            assert!(field.guest_writable(), "{field:?}");
+        }
+        for field in [
+            Field::EptPointer,
+            Field::MsrBitmap,
+            Field::ProcBasedControls,
+            Field::Cr0GuestHostMask,
+            Field::HostRip,
+            Field::HostCr3,
+            Field::ExitReason,
+        ] {
+            assert!(!field.guest_writable(), "{field:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! A cell as hvm holds it: memory, VMCS region, registers, platform, life.
+//!
+//! Also the console line buffer: a cell's output is printed a whole line at
+//! a time, prefixed with the cell's name (cell 0 prints bare), so lines
+//! from different cells stay whole on the one serial port.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use hvm_logic::cell::{Life, Watchdog};
+use hvm_logic::guest::GuestMemory;
+use hvm_logic::ioapic::Ioapic;
+use hvm_logic::lapic::Lapic;
+use hvm_logic::uart::Uart;
+use hvm_logic::virtio::{ConfigPorts, Console, Pipe};
+use kasane_manifest::{BootCell, CellKind};
+
+use crate::arch::GuestRegisters;
+use crate::devices;
+use crate::guest::Guest;
+use crate::serial;
+
+/// A cell: its memory, VMCS, EPT and life.
+pub(crate) struct Cell {
+    pub index: u32,
+    pub description: BootCell,
+    /// What kind of guest runs here (microkernel, Linux).
+    pub guest: &'static dyn Guest,
+    pub memory: GuestMemory,
+    pub life: Life,
+    /// The VMCS region (host physical); see `vmcs::Vmcs`.
+    pub vmcs: u64,
+    pub eptp: u64,
+    pub regs: GuestRegisters,
+    pub launched: bool,
+    /// Bytes of console output waiting for a newline.
+    pub line: Vec<u8>,
+    /// The emulated platform (Linux cells; cell 0 uses `pci` and `link`).
+    pub platform: Platform,
+    pub watchdog: Watchdog,
+}
+
+impl Cell {
+    /// Buffers the cell's console output per line (cell 0's partial line
+    /// goes out when it reads console input).
+    pub fn console(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.line.push(byte);
+            if byte == b'\n' || self.line.len() >= 512 {
+                self.flush_line();
+            }
+        }
+    }
+
+    /// Prints what the cell wrote since its last newline.
+    pub fn flush_line(&mut self) {
+        if !self.line.is_empty() {
+            if self.index != 0 {
+                serial::write_bytes(self.description.name.as_bytes());
+                serial::write_bytes(b"| ");
+            }
+            serial::write_bytes(&self.line);
+            self.line.clear();
+        }
+    }
+
+    /// Forgets a partial line (the vCPU is reset).
+    pub fn drop_line(&mut self) {
+        self.line.clear();
+    }
+}
+
+/// What hvm emulates for a cell besides the CPU.
+pub(crate) struct Platform {
+    /// PCI configuration mechanism #1.
+    pub pci: ConfigPorts,
+    /// This cell's end of the link, if it has one.
+    pub link: Option<Console>,
+    /// Local APIC (Linux cells).
+    pub lapic: Lapic,
+    /// COM1 (Linux cells).
+    pub uart: Uart,
+    /// The I/O APIC's registers (Linux cells).
+    pub ioapic: Option<Ioapic>,
+    /// The vCPU executed HLT and waits for an interrupt.
+    pub halted: bool,
+    /// Physical interrupts that came while the cell could not take them
+    /// (cell 0, which owns the local APIC): injected when it can.
+    pub held: Vec<u8>,
+}
+
+impl Platform {
+    pub fn new(kind: CellKind, linked: bool) -> Self {
+        Self {
+            pci: ConfigPorts::default(),
+            link: linked.then(|| Console::new(kind == CellKind::Linux, devices::LINK_BAR)),
+            lapic: Lapic::new(),
+            uart: Uart::new(),
+            ioapic: (kind == CellKind::Linux).then(Ioapic::new),
+            halted: false,
+            held: Vec::new(),
+        }
+    }
+}
+
+/// The link between cell 0 and the Linux cell: bytes in flight each way and
+/// the generation cell 0 reads to notice that its peer was restarted.
+pub(crate) struct Link {
+    pub peer: usize,
+    pub to_peer: Box<Pipe>,
+    pub to_cell0: Box<Pipe>,
+    pub generation: u64,
+    /// Refused chains logged so far (the log is bounded).
+    pub logged: u32,
+}
+
+impl Link {
+    pub fn new(peer: usize) -> Self {
+        Self {
+            peer,
+            to_peer: Box::new(Pipe::new()),
+            to_cell0: Box::new(Pipe::new()),
+            generation: 0,
+            logged: 0,
+        }
+    }
+}
