@@ -9,13 +9,15 @@
 //! each. `images/manifests/core.toml` runs the same file as `rc
 //! /boot/session` (QEMU only: the typed runs cover the rest).
 //!
-//! The session shows echo, files in a `#e`-backed /tmp, union binds (-a,
-//! -b, -c), a pipe, a missing file with `$status`, cp/mv/rm/mkdir, date,
-//! ps, kill through /proc/N/ctl, a reader blocked on a pipe while another
-//! process runs, a bad bind flag, and `ns`; then ramfs, a task server of
-//! its own, mounted at /tmp through `#M` and its /srv link: create,
-//! append, read, mkdir, ls, rm, unmount, a second mount that finds the
-//! files still there, and a mount of a missing link.
+//! The session relies on /tmp being ramfs from boot (core mounts
+//! /srv/ramfs there with -c: a task server of its own, through `#M`):
+//! create, append, read, mkdir, ls, rm, and that what was removed is gone.
+//! Then echo, files in a `#e`-backed /n, union binds (-a, -b, -c), a pipe,
+//! a missing file with `$status`, cp/mv/rm/mkdir, date, ps, kill through
+//! /proc/N/ctl, a reader blocked on a pipe while another process runs, a
+//! bad bind flag, and `ns` (which shows the boot mount); then an unmount
+//! of /tmp, a second mount that finds the files still there, and a mount
+//! of a missing link.
 
 use kasane_run::{Boot, Emulator};
 use kasane_tests::{
@@ -28,33 +30,53 @@ const SCRIPT: &str = "images/scripts/session";
 const SESSION: &[&str] = &[
     "core: started /bin/rc as pid 1",
     "hello from rc",
+    // ramfs is at /tmp from boot: files and directories from the start.
+    "-- ramfs at /tmp from boot",
+    "hello ramfs",
+    "appended",
+    "inner",
+    "-- ls /tmp on ramfs",
+    "d",
+    "f",
+    // ls -l of the directory: the file's mode, owner and length.
+    "-664 M eve        6 g",
+    "-- after rm",
+    "f",
+    "cat: /tmp/d/g: '/tmp/d/g' file does not exist",
+    "ls: /tmp/d: '/tmp/d' file does not exist",
+    "-- #e at /n",
     "first file",
-    "-- ls /tmp",
     "a",
     "-- after bind -a #c",
     // The union reads #e's entries, then #c's.
     "a",
     "cons",
+    "null",
+    "zero",
+    "sysname",
     "time",
-    // `echo created > /tmp/b` lands in #e, the -c member of the union.
-    "-- #e after a create in /tmp",
+    // `echo created > /n/b` lands in #e, the -c member of the union.
+    "-- #e after a create in /n",
     "a",
     "b",
-    "-- after bind -b #b",
-    "core",
-    "ramfs-task",
+    "-- after bind -b #s",
+    "ramfs",
+    "a",
+    "b",
     "cons",
     "-- pipe",
     "      1       3      14",
-    "cat: /tmp/missing: '/tmp/missing' file does not exist",
-    "status is cat: /tmp/missing: '/tmp/missing' file does not exist",
+    "cat: /n/missing: '/n/missing' file does not exist",
+    "status is cat: /n/missing: '/n/missing' file does not exist",
     "-- files",
-    // cp, then mv (a copy and a remove), leaves the text in /tmp/d.
+    // cp, then mv (a copy and a remove), leaves the text in /n/d.
     "first file",
+    "-- after rm in #e",
     "a",
+    "cat: /n/d: '/n/d' file does not exist",
     // #e is one level deep: it refuses directories.
-    "mkdir: /tmp/dir: permission denied",
-    "rm: /tmp/missing: '/tmp/missing' file does not exist",
+    "mkdir: /n/dir: permission denied",
+    "rm: /n/missing: '/n/missing' file does not exist",
     "-- date",
     "Thu Jan  1 00:00:",
     "-- ps",
@@ -76,23 +98,14 @@ const SESSION: &[&str] = &[
     "-- ns",
     "bind '#c' /dev",
     "bind -c '#e' /env",
-    "bind -c '#e' /tmp",
-    "bind -a '#c' /tmp",
-    "cd /",
-    "-- ramfs",
-    "hello ramfs",
-    "appended",
-    "inner",
-    "-- ls /tmp on ramfs",
-    "d",
-    "f",
-    // ls -l of the directory: the file's mode, owner and length.
-    "-664 M eve        6 g",
-    "-- after rm",
-    "f",
     "mount -c /srv/ramfs /tmp",
-    "-- after unmount",
+    "bind -c '#e' /n",
+    "bind -a '#c' /n",
+    "cd /",
+    "-- after unmount /tmp",
     // The tree lives in the server, not in the mount.
+    "-- ramfs again at /mnt",
+    "f",
     "hello ramfs",
     "appended",
     "mount: can't open /srv/nothing: '/srv/nothing' file does not exist",
@@ -121,8 +134,8 @@ fn check_typed_session(boot: &Boot) {
             "hello from rc",
             "; echo one two three | wc",
             "      1       3      14",
-            "; cat /tmp/missing",
-            "cat: /tmp/missing: '/tmp/missing' file does not exist",
+            "; cat /n/missing",
+            "cat: /n/missing: '/n/missing' file does not exist",
             "; echo done",
             "done",
             // ^D at the last prompt: rc ends the prompt's line and exits.

@@ -492,6 +492,50 @@ impl Core {
             dot.close(&mut host);
             result?;
         }
+        // `mount -c /srv/ramfs /tmp` when ramfs is a boot module, so /tmp
+        // takes files from the first prompt on. Outside a call, #M's
+        // operations are exchanges (docs/core.md).
+        let dot = ns.root_location(&mut host);
+        if let Ok(srv) = ns.resolve(&mut host, &dot, "/srv/ramfs") {
+            let mounted = (|| -> Result<(), Error> {
+                let link_chan = host.table.get(*srv.chan())?.clone();
+                let caller = host.caller;
+                let servant = host.devices.get_mut('s')?;
+                let Opened::Link(link) =
+                    servant.open(&caller, &link_chan.file(), OpenMode::OREAD)?
+                else {
+                    return Err(Error::BAD_USE_FD);
+                };
+                let tmp = ns.resolve(&mut host, &dot, "/tmp")?;
+                let root = host
+                    .devices
+                    .get_mut('M')
+                    .and_then(|m| m.attach(&caller, &attach_spec(link, "")));
+                let result = root.and_then(|file| {
+                    let mut chan = Chan::new('M', file, "/tmp");
+                    chan.link = Some(link);
+                    let root = host.table.insert(chan);
+                    let id = ChanId {
+                        kind: link_chan.letter,
+                        dev: link_chan.dev,
+                        path: link_chan.qid.path,
+                    };
+                    let from = MountLink {
+                        id,
+                        path: "/srv/ramfs",
+                        spec: "",
+                    };
+                    ns.mount(&mut host, root, &tmp, MountFlags::new(4)?, from)
+                });
+                tmp.close(&mut host);
+                result
+            })();
+            srv.close(&mut host);
+            if let Err(e) = mounted {
+                print(format_args!("core: mount -c /srv/ramfs /tmp: {e}\n"));
+            }
+        }
+        dot.close(&mut host);
         let id = self.next_ns;
         self.next_ns += 1;
         self.namespaces.insert(id, (ns, 1));
