@@ -58,7 +58,9 @@ fn bochs_contains_a_triple_faulting_cell() {
             StartsWith("microkernel: Kasane microkernel 0.1.0 mode=vmx-guest cell=0 "),
             Is("microkernel: triple-faulting on purpose"),
             // The guest RIP is reported: the kernel's, in the top 2 GiB.
-            Pattern("hvm: cell 0 (cell0) failed: triple fault rip=0xffffffff8*"),
+            Pattern(
+                "hvm: cell 0 (cell0) failed: triple fault (qualification 0x0) rip=0xffffffff8*",
+            ),
             Is("hvm: cell 0 (cell0) stopped"),
             Is("hvm: all cells stopped"),
             Is("hvm: poweroff ok (all cells stopped)"),
