@@ -141,6 +141,58 @@ impl<K: Kernel> System<K> {
         })
     }
 
+    /// mount(2) once its arguments are read: attaches `spec` on the link
+    /// of `link_chan` (an opened /srv file) through `#M` and mounts that
+    /// root on `old` in `pid`'s namespace (pid 0: the boot namespace).
+    pub(crate) fn mount(
+        &mut self,
+        pid: u32,
+        group: u32,
+        link_chan: &Chan,
+        old: &str,
+        flags: MountFlags,
+        spec: &str,
+    ) -> Result<(), Error> {
+        let link = link_chan.link.ok_or(Error::BAD_USE_FD)?;
+        let old_location = self.resolve(pid, old).map_err(|e| e.for_name(old))?;
+        let caller = Caller::new(pid, USER).with_env_group(group);
+        let root = self
+            .servants
+            .mount
+            .attach(&caller, &attach_spec(link, spec));
+        let root = match root {
+            Ok(file) => {
+                let mut chan = Chan::new('M', file, old);
+                chan.link = Some(link);
+                self.table.insert(chan)
+            }
+            Err(e) => {
+                let mut host = host!(self, pid, group);
+                old_location.close(&mut host);
+                return Err(e);
+            }
+        };
+        let id = ChanId {
+            kind: link_chan.letter,
+            dev: link_chan.dev,
+            path: link_chan.qid.path,
+        };
+        let ns_id = match self.processes.get(&pid) {
+            Some(process) => process.ns,
+            None => self.boot_ns,
+        };
+        let (ns, _) = self.namespaces.get_mut(&ns_id).ok_or(Error::BAD_FD)?;
+        let mut host = host!(self, pid, group);
+        let mount_link = MountLink {
+            id,
+            path: &link_chan.name,
+            spec,
+        };
+        let result = ns.mount(&mut host, root, &old_location, flags, mount_link);
+        old_location.close(&mut host);
+        result
+    }
+
     pub(crate) fn fd_chan(&self, pid: u32, fd: u64) -> Result<(ChanHandle, Chan), Error> {
         let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
         let entry = process.fds.get(fd).ok_or(Error::BAD_FD)?;
@@ -437,44 +489,11 @@ impl<K: Kernel> System<K> {
             }
             Call::Mount => {
                 let (_, link_chan) = self.fd_chan(pid, w1)?;
-                let link = link_chan.link.ok_or(Error::BAD_USE_FD)?;
+                link_chan.link.ok_or(Error::BAD_USE_FD)?;
                 let flags = MountFlags::new(w2 as u32)?;
                 let old = Self::item(request, 0)?;
                 let spec = Self::item(request, 1).unwrap_or_default();
-                let old_location = self.resolve(pid, &old).map_err(|e| e.for_name(&old))?;
-                let caller = Caller::new(pid, USER).with_env_group(group);
-                let root = self
-                    .servants
-                    .mount
-                    .attach(&caller, &attach_spec(link, &spec));
-                let root = match root {
-                    Ok(file) => {
-                        let mut chan = Chan::new('M', file, old.clone());
-                        chan.link = Some(link);
-                        self.table.insert(chan)
-                    }
-                    Err(e) => {
-                        let mut host = host!(self, pid, group);
-                        old_location.close(&mut host);
-                        return Err(e);
-                    }
-                };
-                let id = ChanId {
-                    kind: link_chan.letter,
-                    dev: link_chan.dev,
-                    path: link_chan.qid.path,
-                };
-                let ns_id = self.processes.get(&pid).ok_or(Error::BAD_FD)?.ns;
-                let (ns, _) = self.namespaces.get_mut(&ns_id).ok_or(Error::BAD_FD)?;
-                let mut host = host!(self, pid, group);
-                let mount_link = MountLink {
-                    id,
-                    path: &link_chan.name,
-                    spec: &spec,
-                };
-                let result = ns.mount(&mut host, root, &old_location, flags, mount_link);
-                old_location.close(&mut host);
-                result?;
+                self.mount(pid, group, &link_chan, &old, flags, &spec)?;
                 self.update_snapshot();
                 Ok(Outcome::Reply([0, 0], None))
             }

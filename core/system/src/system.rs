@@ -16,7 +16,8 @@ use core_abi::{Call, SpawnRequest};
 use kasane_mount::{CallGate, Transport};
 use kasane_namespace::{ChanId, Location, MountFlags, Namespace};
 use kasane_servant::servants::proc::Control;
-use kasane_servant::{ChanHandle, ChanTable, Devices, Error, LinkId};
+use kasane_servant::{Caller, ChanHandle, ChanTable, Devices, Error, LinkId, Opened, Servant};
+use ninep::OpenMode;
 
 use crate::park::{Outcome, Parked, Request};
 use crate::process::{Process, Zombie};
@@ -244,7 +245,36 @@ impl<K: Kernel> System<K> {
         self.next_ns += 1;
         self.namespaces.insert(id, (ns, 1));
         self.boot_ns = id;
+        self.mount_boot_tmp();
         Ok(id)
+    }
+
+    /// `mount -c /srv/ramfs /tmp` in the boot namespace when ramfs is a
+    /// boot module, so /tmp takes files from the first prompt on. Outside
+    /// a call, `#M`'s operations are exchanges (docs/core.md).
+    fn mount_boot_tmp(&mut self) {
+        let Ok(srv) = self.resolve(0, "/srv/ramfs") else {
+            return;
+        };
+        let mounted = (|| -> Result<(), Error> {
+            let mut link_chan = self.table.get(*srv.chan())?.clone();
+            let caller = Caller::new(0, USER);
+            let opened = self
+                .servants
+                .srv
+                .open(&caller, &link_chan.file(), OpenMode::OREAD)?;
+            let Opened::Link(link) = opened else {
+                return Err(Error::BAD_USE_FD);
+            };
+            link_chan.link = Some(link);
+            let flags = MountFlags::new(MountFlags::MCREATE)?;
+            self.mount(0, 0, &link_chan, "/tmp", flags, "")
+        })();
+        srv.close(&mut host!(self, 0, 0));
+        if let Err(e) = mounted {
+            self.kernel
+                .log(format_args!("core: mount -c /srv/ramfs /tmp: {e}\n"));
+        }
     }
 
     /// How long the shell's receive may wait (µs; `None`: until a message

@@ -220,7 +220,9 @@ struct Core {
 
 /// Core booted with `#R`, `#c` with cons, `#b` holding `rc`, and the
 /// first process started.
-fn boot() -> Core {
+/// Core with init started; with `with_ramfs`, a ramfs task server
+/// posted as /srv/ramfs first, as the task-server modules are at boot.
+fn boot_with(with_ramfs: bool) -> Core {
     let record = Rc::new(RefCell::new(Record::default()));
     let mut others = Devices::new();
     others.add(Box::new(Root::new())).unwrap();
@@ -237,12 +239,19 @@ fn boot() -> Core {
     ];
     others.add(Box::new(BootFiles::new(modules))).unwrap();
     let mut system = System::new(Fake(record.clone()), others);
+    if with_ramfs {
+        system.add_server("ramfs", "ramfs-task", RamLink::new());
+    }
     let init = system.start_init("root=core /bin/rc -i").unwrap();
     Core {
         system,
         record,
         init,
     }
+}
+
+fn boot() -> Core {
+    boot_with(false)
 }
 
 impl Core {
@@ -631,6 +640,29 @@ fn environment_groups_are_typed_and_dropped_with_their_last_process() {
         core.fails(child, Call::Open, [OREAD, 0, 0], &[b"#e/user"]),
         "'#e/user' file does not exist"
     );
+}
+
+#[test]
+fn ramfs_is_on_tmp_from_boot_and_tmp_is_empty_without_it() {
+    let mut core = boot_with(true);
+    let fd = core
+        .ok(1, Call::Create, [ORDWR, 0o664, 0], &[b"/tmp/f"])
+        .words[0];
+    assert_eq!(core.ok(1, Call::Write, [fd, 0, 0], &[b"x"]).words[0], 1);
+    let tmp = core.open(1, "/srv/ramfs", ORDWR);
+    core.ok(1, Call::Mount, [tmp, 0, 0], &[b"/n", b""]);
+    let again = core.open(1, "/n/f", ORDWR);
+    let reply = core.ok(1, Call::Pread, [again, 100, 0], &[]);
+    assert_eq!(
+        reply.data.as_deref(),
+        Some(&b"x"[..]),
+        "the file is on ramfs"
+    );
+
+    // Without a ramfs module, /tmp is #R's empty, read-only directory.
+    let mut core = boot();
+    let error = core.fails(1, Call::Create, [ORDWR, 0o664, 0], &[b"/tmp/f"]);
+    assert_eq!(error, "permission denied");
 }
 
 #[test]

@@ -3,7 +3,13 @@
 //! cargo-fuzz needs nightly, so this drives the same idea with a seeded
 //! generator: random bytes, and valid streams with random bytes changed,
 //! dropped and inserted. The decoder must never panic, must stay within its
-//! fixed buffer, and must keep finding frames afterwards.
+//! fixed buffer, and must keep finding frames afterwards. The cargo-fuzz
+//! target's body (`servers/fuzz/src/bridge.rs`, which also checks that
+//! every decoded frame round-trips through the encoder) runs here on the
+//! same kinds of input.
+
+#[path = "../../../servers/fuzz/src/bridge.rs"]
+mod target;
 
 use bridge_protocol::{Decoder, Frame, Message, MAX_FRAME_LEN, VERSION};
 
@@ -115,5 +121,25 @@ fn mutated_streams_then_recovery() {
             &mut generator,
         );
         assert_eq!(drive(&mut decoder, &tail, &mut generator), expected);
+    }
+}
+
+#[test]
+fn the_fuzz_target_body_on_random_valid_and_mutated_streams() {
+    let mut generator = Generator(0x0123_4567_89AB_CDEF);
+    target::bridge(&[]);
+    for _ in 0..1_000 {
+        // The first byte chooses the chunk size the body feeds.
+        let length = generator.below(2 * MAX_FRAME_LEN);
+        let bytes: Vec<u8> = (0..length).map(|_| generator.next() as u8).collect();
+        target::bridge(&bytes);
+        let mut stream = vec![generator.next() as u8];
+        stream.extend(valid_stream(&mut generator));
+        target::bridge(&stream);
+        for _ in 0..1 + generator.below(4) {
+            let position = 1 + generator.below(stream.len() - 1);
+            stream[position] = generator.next() as u8;
+        }
+        target::bridge(&stream);
     }
 }
