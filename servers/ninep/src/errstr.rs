@@ -189,39 +189,41 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// The strings of the table that Linux's net/9p/error.c maps to an errno
+/// (checked by hand against the kernel's table). A file server that
+/// answers a Linux v9fs client should send only these: any other string
+/// reaches the application as errno 526 (ESERVERFAULT).
+pub const LINUX_MAPPED: &[&str] = &[
+    "permission denied",
+    "file does not exist",
+    "file already exists",
+    "directory is not empty",
+    "fid unknown or out of range",
+    "fid already in use",
+    "Is a directory",
+    "not a directory",
+    "bad use of fid",
+    "file already open for I/O",
+    "bad offset in directory read",
+    "illegal mode",
+    "illegal name",
+    "not owner",
+    "wstat prohibited",
+    "wstat can't convert between files and directories",
+    "not a member of proposed group",
+    "only owner can change group in wstat",
+    "exclusive use file already open",
+    "file has been removed",
+    "file too big",
+    "file system is full",
+    "cannot remove root",
+    "illegal offset",
+    "Operation not supported",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The strings of Linux's net/9p/error.c that the file servers' half
-    /// of the table uses: each must map to an errno, not to 526.
-    const LINUX_MAPPED: &[&str] = &[
-        "permission denied",
-        "file does not exist",
-        "file already exists",
-        "directory is not empty",
-        "fid unknown or out of range",
-        "fid already in use",
-        "Is a directory",
-        "not a directory",
-        "bad use of fid",
-        "file already open for I/O",
-        "bad offset in directory read",
-        "illegal mode",
-        "illegal name",
-        "not owner",
-        "wstat prohibited",
-        "wstat can't convert between files and directories",
-        "not a member of proposed group",
-        "only owner can change group in wstat",
-        "exclusive use file already open",
-        "file has been removed",
-        "file too big",
-        "file system is full",
-        "cannot remove root",
-        "illegal offset",
-        "Operation not supported",
-    ];
 
     #[test]
     fn file_server_strings_are_ones_linux_maps() {

@@ -31,7 +31,7 @@ mod types;
 mod wire;
 
 pub use error::{DecodeError, EncodeError};
-pub use errstr::Error;
+pub use errstr::{Error, LINUX_MAPPED};
 pub use inplace::{Rread, RreadStart, Tread, RREAD_HEADER, TREAD_SIZE};
 pub use message::{frame_length, Frame, Message, MessageType};
 pub use types::{Access, FileMode, OpenMode, Qid, QidType, Stat};

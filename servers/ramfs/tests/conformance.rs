@@ -920,36 +920,6 @@ fn two_sessions_share_one_tree() {
 
 // ---- error(5): the strings Linux maps ----
 
-/// Error strings Linux's net/9p/error.c maps to an errno, as far as this
-/// server uses them (checked by hand against the kernel's table).
-const LINUX_MAPPED: &[&str] = &[
-    "permission denied",
-    "file does not exist",
-    "file already exists",
-    "directory is not empty",
-    "fid unknown or out of range",
-    "fid already in use",
-    "Is a directory",
-    "not a directory",
-    "bad use of fid",
-    "file already open for I/O",
-    "bad offset in directory read",
-    "illegal mode",
-    "illegal name",
-    "not owner",
-    "wstat prohibited",
-    "wstat can't convert between files and directories",
-    "not a member of proposed group",
-    "only owner can change group in wstat",
-    "exclusive use file already open",
-    "file has been removed",
-    "file too big",
-    "file system is full",
-    "cannot remove root",
-    "illegal offset",
-    "Operation not supported",
-];
-
 #[test]
 fn error_strings_are_ones_linux_maps() {
     for e in [
@@ -980,7 +950,7 @@ fn error_strings_are_ones_linux_maps() {
         Error::NOT_SUPPORTED,
     ] {
         assert!(
-            LINUX_MAPPED.contains(&e.as_str()),
+            ninep::LINUX_MAPPED.contains(&e.as_str()),
             "{e} is not in Linux's table"
         );
     }
