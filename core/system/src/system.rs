@@ -267,6 +267,9 @@ impl<K: Kernel> System<K> {
                 return Err(Error::BAD_USE_FD);
             };
             link_chan.link = Some(link);
+            // ns(1) names the mount by the path it was opened by, as for
+            // mount(2)'s descriptor.
+            link_chan.name = "/srv/ramfs".into();
             let flags = MountFlags::new(MountFlags::MCREATE)?;
             self.mount(0, 0, &link_chan, "/tmp", flags, "")
         })();

@@ -645,6 +645,9 @@ fn environment_groups_are_typed_and_dropped_with_their_last_process() {
 #[test]
 fn ramfs_is_on_tmp_from_boot_and_tmp_is_empty_without_it() {
     let mut core = boot_with(true);
+    let ns = core.open(1, "/proc/1/ns", OREAD);
+    let ns = String::from_utf8(core.read(1, ns, 4096)).unwrap();
+    assert!(ns.lines().any(|l| l == "mount -c /srv/ramfs /tmp"), "{ns}");
     let fd = core
         .ok(1, Call::Create, [ORDWR, 0o664, 0], &[b"/tmp/f"])
         .words[0];
