@@ -1,23 +1,63 @@
-//! The syntax tree of the rc subset: pipelines of simple commands.
+//! The syntax tree of the rc language: commands, words, redirections.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// A whole script or line: pipelines run one after another.
+/// A whole script, line or `{ }` body: commands run one after another.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Program {
-    pub pipelines: Vec<Pipeline>,
+    pub commands: Vec<Command>,
 }
 
-/// `a | b | c`: at least one command.
+/// One command and the line it starts on, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pipeline {
-    pub commands: Vec<Simple>,
-    /// For each `|`, the fd of the command on its left that feeds the
-    /// pipe (`|[2]` is 2); `commands.len() - 1` of them.
-    pub pipe_fds: Vec<u32>,
-    /// Line where the pipeline starts, for messages.
+pub struct Command {
+    pub kind: Kind,
     pub line: usize,
+}
+
+/// The forms of rc(1)'s grammar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Simple(Simple),
+    /// `a | b | c`: at least two commands. For each `|`, the fd of the
+    /// command on its left that feeds the pipe (`|[2]` is 2).
+    Pipeline {
+        commands: Vec<Command>,
+        pipe_fds: Vec<u32>,
+    },
+    /// `{ ... }`.
+    Block(Program),
+    /// A compound command with redirections (`{ ... } >f`, `>f if(...)`).
+    Redirected(Box<Command>, Vec<Redirection>),
+    /// A compound command with local assignments (`x=1 { ... }`).
+    Assigned(Vec<Assignment>, Box<Command>),
+    /// `if(condition) command`.
+    If(Program, Box<Command>),
+    /// `if not command`: runs if the last `if`'s condition failed.
+    IfNot(Box<Command>),
+    /// `for(name in words) command`, or `for(name) command` over `$*`.
+    For {
+        name: String,
+        list: Option<Vec<Word>>,
+        body: Box<Command>,
+    },
+    /// `while(condition) command`.
+    While(Program, Box<Command>),
+    /// `switch(word){ ... }`: the body's `case` commands select.
+    Switch(Word, Program),
+    /// `a && b`.
+    And(Box<Command>, Box<Command>),
+    /// `a || b`.
+    Or(Box<Command>, Box<Command>),
+    /// `! command`.
+    Not(Box<Command>),
+    /// `~ subject pattern ...`.
+    Match(Word, Vec<Word>),
+    /// `fn name ... { body }`, or `fn name ...` to delete. The body keeps
+    /// its source text (braces included) for `whatis`.
+    Fn(Vec<Word>, Option<(Program, String)>),
 }
 
 /// `name=value ... word ... [redirection ...]`.
@@ -55,14 +95,23 @@ impl Word {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
-    /// Text, quoted or not: it expands to itself.
+    /// Unquoted text: it expands to itself (its `*`, `?`, `[` are
+    /// pattern characters in a `~` or `case` pattern).
     Literal(String),
+    /// Quoted text: it expands to itself, never a pattern.
+    Quoted(String),
     /// `$name`: the variable's list, empty if unset.
     Var(String),
+    /// `$name(subscripts)`: elements `n`, `n-` or `n-m`, 1-based.
+    Sub(String, Vec<Word>),
     /// `$#name`: the number of elements of the variable.
     Count(String),
+    /// `$"name`: the elements joined by spaces, one word.
+    Join(String),
     /// `(a b c)`: the elements of each word, in order.
     List(Vec<Word>),
+    /// `` `{ ... } ``: the command's output, split at `$ifs` characters.
+    Subst(Program),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -98,6 +98,10 @@ pub trait Host {
     /// Closes an fd the interpreter got from `open` or `pipe`.
     fn close(&mut self, fd: HostFd);
 
+    /// Reads up to `buffer.len()` bytes (read(2)); 0 at end of file.
+    /// For `` `{cmd} `` (from a pipe) and `.` (from a file).
+    fn read(&mut self, fd: HostFd, buffer: &mut [u8]) -> Result<usize, String>;
+
     /// Writes all of `data` (a builtin's output or an error message).
     fn write(&mut self, fd: HostFd, data: &[u8]) -> Result<(), String>;
 

@@ -1,18 +1,30 @@
-//! Runs a [`Program`] against a [`Host`]: expansion, fds, pipes, builtins.
+//! Runs a [`Program`] against a [`Host`]: expansion, control flow, fds,
+//! pipes, functions and builtins.
 //!
-//! Rules and where they come from:
-//! - Expansion (rc(1), "Variables", "Free carets"): an unset variable is
-//!   the empty list; concatenating two lists pairs them element by element
-//!   if they are equally long, distributes a one-element list over the
-//!   other, and is an error otherwise or if either is empty.
-//! - `$status` (rc(1)): the exit status of the last pipeline, a string,
-//!   empty for success. For a pipeline it is the statuses of its commands
-//!   joined with `|`, and it counts as success if it holds only `|` and
-//!   `0` characters, as rc's own test does.
-//! - Redirections (rc(1), "I/O Redirections") apply left to right and
-//!   override the pipe; `>` truncates, `>>` appends, `>[n=m]` copies m.
+//! Rules and where they come from (rc(1), Plan 9's Duff's rc):
+//! - Expansion ("Variables", "Free carets"): an unset variable is the
+//!   empty list; `$x(n)`, `$x(n-)` and `$x(n-m)` pick elements, 1-based;
+//!   `$"x` joins the elements with spaces; `$1`... are elements of `$*`.
+//!   Concatenating two lists pairs them element by element if they are
+//!   equally long, distributes a one-element list over the other, and is
+//!   an error otherwise or if either is empty.
+//! - `` `{cmd} `` ("Command substitution"): cmd's output split at the
+//!   characters of `$ifs` (blank, tab, newline unless set).
+//! - `$status`: the exit status of the last command, a string, empty for
+//!   success. For a pipeline it is the statuses of its commands joined
+//!   with `|`, and it counts as success if it holds only `|` and `0`
+//!   characters, as rc's own test does. `~` sets it to `no match`, `!`
+//!   of a success to `false`.
+//! - `if not` runs if the condition of the last `if` failed; `switch`
+//!   runs the commands after the first `case` whose pattern matches, up
+//!   to the next `case`. Patterns: `*`, `?`, `[...]` (`[~...]` negates),
+//!   special only where written unquoted.
+//! - Functions ("Functions") are looked up before builtins and `$path`;
+//!   in one, `$*` is its arguments and `$0` its name.
+//! - Redirections ("I/O Redirections") apply left to right and override
+//!   the pipe; `>` truncates, `>>` appends, `>[n=m]` copies m.
 //! - A command is looked up in each directory of `$path` unless its name
-//!   starts with `/`, `./`, `../` or `#` (rc(1), "Simple Commands").
+//!   starts with `/`, `./`, `../` or `#` ("Simple Commands").
 //! - Errors print as `cmd: message` on the command's fd 2, and that text
 //!   becomes `$status`; the shell's own errors say `rc:`.
 
@@ -22,7 +34,9 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::ast::{Part, Pipeline, Program, RedirectKind, RedirectTarget, Simple, Word};
+use crate::ast::{
+    Command, Kind, Part, Program, RedirectKind, RedirectTarget, Redirection, Simple, Word,
+};
 use crate::host::{Host, HostFd, MountFlags, OpenHow, Spawn};
 use crate::parser::parse;
 
@@ -35,7 +49,12 @@ pub enum Flow {
 }
 
 /// The commands the interpreter runs itself.
-pub const BUILTINS: [&str; 7] = ["cd", "bind", "mount", "unmount", "echo", "exit", "rfork"];
+pub const BUILTINS: [&str; 11] = [
+    "cd", "bind", "mount", "unmount", "echo", "exit", "rfork", "shift", "eval", "whatis", ".",
+];
+
+/// How deep functions, `eval` and `.` may nest.
+const MAX_DEPTH: usize = 32;
 
 type FdTable = BTreeMap<u32, HostFd>;
 
@@ -57,14 +76,35 @@ enum Ran {
 enum Slot<P> {
     Done(String),
     Running(P),
-    Builtin(Prepared),
+    /// A builtin or function, run in the shell after the others started.
+    Inline(Prepared),
+    /// A compound command, run in the shell with these fds.
+    Compound(FdTable),
 }
 
-/// The interpreter's state: variables and the shell's own standard fds.
+/// Variables as they were before a local assignment.
+type Saved = Vec<(String, Option<Vec<String>>)>;
+
+/// Stops a run at `exit`.
+macro_rules! go {
+    ($flow:expr) => {
+        if let Flow::Exit(status) = $flow {
+            return Flow::Exit(status);
+        }
+    };
+}
+
+/// The interpreter's state: variables, functions and the fds commands
+/// start from.
 #[derive(Debug, Clone)]
 pub struct Shell {
     vars: BTreeMap<String, Vec<String>>,
-    stdio: [HostFd; 3],
+    fns: BTreeMap<String, (Program, String)>,
+    /// Fds 0, 1, 2 of the shell, or of the block being run.
+    io: FdTable,
+    /// The condition of the last `if` failed, so `if not` runs.
+    if_failed: bool,
+    depth: usize,
 }
 
 impl Default for Shell {
@@ -74,8 +114,8 @@ impl Default for Shell {
 }
 
 impl Shell {
-    /// A shell on fds 0, 1 and 2 with `$path` set to `/bin` and an empty
-    /// (successful) `$status`.
+    /// A shell on fds 0, 1 and 2 with `$path` set to `/bin`, `$ifs` to
+    /// blank, tab and newline, and an empty (successful) `$status`.
     pub fn new() -> Self {
         Self::with_stdio(HostFd(0), HostFd(1), HostFd(2))
     }
@@ -84,9 +124,13 @@ impl Shell {
         let mut vars = BTreeMap::new();
         vars.insert(String::from("path"), vec![String::from("/bin")]);
         vars.insert(String::from("status"), vec![String::new()]);
+        vars.insert(String::from("ifs"), vec![String::from(" \t\n")]);
         Self {
             vars,
-            stdio: [stdin, stdout, stderr],
+            fns: BTreeMap::new(),
+            io: (0u32..).zip([stdin, stdout, stderr]).collect(),
+            if_failed: false,
+            depth: 0,
         }
     }
 
@@ -121,7 +165,7 @@ impl Shell {
         match parse(source) {
             Ok(program) => self.run_program(host, &program),
             Err(e) => {
-                let status = self.report(host, &self.base(), format!("rc: {e}"));
+                let status = self.report(host, &self.io, format!("rc: {e}"));
                 self.set_status(status);
                 Flow::Continue
             }
@@ -129,16 +173,10 @@ impl Shell {
     }
 
     pub fn run_program<H: Host>(&mut self, host: &mut H, program: &Program) -> Flow {
-        for pipeline in &program.pipelines {
-            if let Flow::Exit(status) = self.run_pipeline(host, pipeline) {
-                return Flow::Exit(status);
-            }
+        for command in &program.commands {
+            go!(self.run_command(host, command));
         }
         Flow::Continue
-    }
-
-    fn base(&self) -> FdTable {
-        (0u32..).zip(self.stdio).collect()
     }
 
     /// Writes `text` and a newline on the table's fd 2 (if it is open),
@@ -153,11 +191,196 @@ impl Shell {
         text
     }
 
-    fn run_pipeline<H: Host>(&mut self, host: &mut H, pipeline: &Pipeline) -> Flow {
-        if let [command] = pipeline.commands.as_slice() {
-            return self.run_alone(host, command);
+    /// Reports a shell error on the current fd 2 and makes it `$status`.
+    fn fail<H: Host>(&mut self, host: &mut H, text: String) -> Flow {
+        let status = self.report(host, &self.io, text);
+        self.set_status(status);
+        Flow::Continue
+    }
+
+    fn run_command<H: Host>(&mut self, host: &mut H, command: &Command) -> Flow {
+        match &command.kind {
+            Kind::Simple(simple) => self.run_simple(host, simple),
+            Kind::Pipeline { commands, pipe_fds } => self.run_pipeline(host, commands, pipe_fds),
+            Kind::Block(program) => self.run_program(host, program),
+            Kind::Redirected(inner, redirections) => {
+                let (fds, owned) = match self.redirect(host, redirections, self.io.clone()) {
+                    Ok(done) => done,
+                    Err(status) => {
+                        self.set_status(status);
+                        return Flow::Continue;
+                    }
+                };
+                let saved = core::mem::replace(&mut self.io, fds);
+                let flow = self.run_command(host, inner);
+                self.io = saved;
+                close_all(host, &owned);
+                flow
+            }
+            Kind::Assigned(assignments, inner) => {
+                let mut locals = Vec::new();
+                for assignment in assignments {
+                    match self.expand(host, &assignment.value) {
+                        Ok(value) => locals.push((assignment.name.clone(), value)),
+                        Err(e) => return self.fail(host, e),
+                    }
+                }
+                let saved = self.push_locals(&locals);
+                let flow = self.run_command(host, inner);
+                self.pop_locals(saved);
+                flow
+            }
+            Kind::If(condition, body) => {
+                go!(self.run_program(host, condition));
+                if self.succeeded() {
+                    self.if_failed = false;
+                    self.run_command(host, body)
+                } else {
+                    self.if_failed = true;
+                    Flow::Continue
+                }
+            }
+            Kind::IfNot(body) => {
+                if self.if_failed {
+                    self.if_failed = false;
+                    self.run_command(host, body)
+                } else {
+                    Flow::Continue
+                }
+            }
+            Kind::For { name, list, body } => {
+                let values = match list {
+                    Some(words) => match self.expand_words(host, words) {
+                        Ok(values) => values,
+                        Err(e) => return self.fail(host, e),
+                    },
+                    None => self.lookup("*"),
+                };
+                for value in values {
+                    self.vars.insert(name.clone(), vec![value]);
+                    go!(self.run_command(host, body));
+                }
+                Flow::Continue
+            }
+            Kind::While(condition, body) => loop {
+                go!(self.run_program(host, condition));
+                if !self.succeeded() {
+                    return Flow::Continue;
+                }
+                go!(self.run_command(host, body));
+            },
+            Kind::Switch(subject, body) => self.run_switch(host, subject, body),
+            Kind::And(left, right) => {
+                go!(self.run_command(host, left));
+                if self.succeeded() {
+                    return self.run_command(host, right);
+                }
+                Flow::Continue
+            }
+            Kind::Or(left, right) => {
+                go!(self.run_command(host, left));
+                if !self.succeeded() {
+                    return self.run_command(host, right);
+                }
+                Flow::Continue
+            }
+            Kind::Not(inner) => {
+                go!(self.run_command(host, inner));
+                let status = if self.succeeded() { "false" } else { "" };
+                self.set_status(String::from(status));
+                Flow::Continue
+            }
+            Kind::Match(subject, patterns) => {
+                let matched = match self.matches(host, subject, patterns) {
+                    Ok(matched) => matched,
+                    Err(e) => return self.fail(host, e),
+                };
+                let status = if matched { "" } else { "no match" };
+                self.set_status(String::from(status));
+                Flow::Continue
+            }
+            Kind::Fn(names, body) => {
+                let names = match self.expand_words(host, names) {
+                    Ok(names) => names,
+                    Err(e) => return self.fail(host, e),
+                };
+                for name in names {
+                    match body {
+                        Some(body) => self.fns.insert(name, body.clone()),
+                        None => self.fns.remove(&name),
+                    };
+                }
+                Flow::Continue
+            }
         }
-        let n = pipeline.commands.len();
+    }
+
+    /// Whether any element of `subject` matches any of `patterns`.
+    fn matches<H: Host>(
+        &mut self,
+        host: &mut H,
+        subject: &Word,
+        patterns: &[Word],
+    ) -> Result<bool, String> {
+        let subject = self.expand(host, subject)?;
+        let mut all = Vec::new();
+        for pattern in patterns {
+            all.extend(self.expand_as(host, pattern, true)?);
+        }
+        Ok(subject.iter().any(|s| {
+            let text: Vec<char> = s.chars().collect();
+            all.iter().any(|p| {
+                let pattern: Vec<char> = p.chars().collect();
+                glob_match(&pattern, &text)
+            })
+        }))
+    }
+
+    // rc(1): switch(argument){list}: the commands after the first `case`
+    // that matches run, up to the next `case`.
+    fn run_switch<H: Host>(&mut self, host: &mut H, subject: &Word, body: &Program) -> Flow {
+        let mut running = false;
+        for command in &body.commands {
+            if let Some(patterns) = case_patterns(command) {
+                if running {
+                    break;
+                }
+                running = match self.matches(host, subject, patterns) {
+                    Ok(matched) => matched,
+                    Err(e) => return self.fail(host, e),
+                };
+                continue;
+            }
+            if running {
+                go!(self.run_command(host, command));
+            }
+        }
+        Flow::Continue
+    }
+
+    fn push_locals(&mut self, locals: &[(String, Vec<String>)]) -> Saved {
+        locals
+            .iter()
+            .map(|(name, value)| (name.clone(), self.vars.insert(name.clone(), value.clone())))
+            .collect()
+    }
+
+    fn pop_locals(&mut self, saved: Saved) {
+        for (name, old) in saved.into_iter().rev() {
+            match old {
+                Some(value) => self.vars.insert(name, value),
+                None => self.vars.remove(&name),
+            };
+        }
+    }
+
+    fn run_pipeline<H: Host>(
+        &mut self,
+        host: &mut H,
+        commands: &[Command],
+        pipe_fds: &[u32],
+    ) -> Flow {
+        let n = commands.len();
         let mut pipes = Vec::with_capacity(n - 1);
         for _ in 1..n {
             match host.pipe() {
@@ -167,15 +390,12 @@ impl Shell {
                         host.close(read);
                         host.close(write);
                     }
-                    let text = format!("rc: can't make a pipe: {e}");
-                    let status = self.report(host, &self.base(), text);
-                    self.set_status(status);
-                    return Flow::Continue;
+                    return self.fail(host, format!("rc: can't make a pipe: {e}"));
                 }
             }
         }
         // Each pipe end belongs to one command: the shell closes it once
-        // that command has started (or, for a builtin, finished).
+        // that command has started (or, for one run inline, finished).
         let close_ends = |host: &mut H, i: usize| {
             if i > 0 {
                 host.close(pipes[i - 1].0);
@@ -187,63 +407,84 @@ impl Shell {
         // Start every external command first, so a builtin writing into a
         // pipe has a reader.
         let mut slots: Vec<Slot<H::Process>> = Vec::with_capacity(n);
-        for (i, command) in pipeline.commands.iter().enumerate() {
-            let mut fds = self.base();
+        for (i, command) in commands.iter().enumerate() {
+            let mut fds = self.io.clone();
             if i > 0 {
                 fds.insert(0, pipes[i - 1].0);
             }
             if i < n - 1 {
-                fds.insert(pipeline.pipe_fds[i], pipes[i].1);
+                fds.insert(pipe_fds[i], pipes[i].1);
             }
-            let slot = match self.prepare(host, command, fds) {
-                Err(status) => Slot::Done(status),
-                // Assignments alone in a pipeline: rc runs them in a
-                // subshell, so they change nothing.
-                Ok(prepared) if prepared.argv.is_empty() => {
-                    Self::close_all(host, &prepared.owned);
-                    Slot::Done(String::new())
-                }
-                Ok(prepared) if is_builtin(&prepared.argv[0]) => Slot::Builtin(prepared),
-                Ok(prepared) => {
-                    let started = self.spawn(host, &prepared);
-                    Self::close_all(host, &prepared.owned);
-                    match started {
-                        Ok(process) => Slot::Running(process),
-                        Err(status) => Slot::Done(status),
+            let slot = match &command.kind {
+                Kind::Simple(simple) => match self.prepare(host, simple, fds) {
+                    Err(status) => Slot::Done(status),
+                    // Assignments alone in a pipeline: rc runs them in a
+                    // subshell, so they change nothing.
+                    Ok(prepared) if prepared.argv.is_empty() => {
+                        close_all(host, &prepared.owned);
+                        Slot::Done(String::new())
                     }
-                }
+                    Ok(prepared) if self.is_inline(&prepared.argv[0]) => Slot::Inline(prepared),
+                    Ok(prepared) => {
+                        let started = self.spawn(host, &prepared);
+                        close_all(host, &prepared.owned);
+                        match started {
+                            Ok(process) => Slot::Running(process),
+                            Err(status) => Slot::Done(status),
+                        }
+                    }
+                },
+                _ => Slot::Compound(fds),
             };
-            if !matches!(slot, Slot::Builtin(_)) {
+            if !matches!(slot, Slot::Inline(_) | Slot::Compound(_)) {
                 close_ends(host, i);
             }
             slots.push(slot);
         }
-        let mut statuses = Vec::with_capacity(n);
         for (i, slot) in slots.iter_mut().enumerate() {
-            if let Slot::Builtin(prepared) = slot {
-                // `exit` in a pipeline ends only its own element, as it
-                // would in rc's subshell.
-                let status = match self.builtin_with_locals(host, prepared, false) {
-                    Ran::Status(s) | Ran::Exit(s) => s,
-                };
-                Self::close_all(host, &prepared.owned);
-                close_ends(host, i);
-                *slot = Slot::Done(status);
-            }
+            // `exit` in a pipeline ends only its own element, as it
+            // would in rc's subshell.
+            let status = match slot {
+                Slot::Inline(prepared) => {
+                    let status = match self.run_prepared(host, prepared, false) {
+                        Ran::Status(s) | Ran::Exit(s) => s,
+                    };
+                    close_all(host, &prepared.owned);
+                    status
+                }
+                Slot::Compound(fds) => {
+                    let saved = core::mem::replace(&mut self.io, fds.clone());
+                    let flow = self.run_command(host, &commands[i]);
+                    self.io = saved;
+                    match flow {
+                        Flow::Exit(status) => status,
+                        Flow::Continue => self.status(),
+                    }
+                }
+                _ => continue,
+            };
+            close_ends(host, i);
+            *slot = Slot::Done(status);
         }
+        let mut statuses = Vec::with_capacity(n);
         for slot in slots {
             statuses.push(match slot {
                 Slot::Done(status) => status,
                 Slot::Running(process) => host.wait(process),
-                Slot::Builtin(_) => String::new(),
+                Slot::Inline(_) | Slot::Compound(_) => String::new(),
             });
         }
         self.set_status(statuses.join("|"));
         Flow::Continue
     }
 
-    fn run_alone<H: Host>(&mut self, host: &mut H, command: &Simple) -> Flow {
-        let prepared = match self.prepare(host, command, self.base()) {
+    /// Whether the shell runs this command itself.
+    fn is_inline(&self, name: &str) -> bool {
+        self.fns.contains_key(name) || is_builtin(name)
+    }
+
+    fn run_simple<H: Host>(&mut self, host: &mut H, command: &Simple) -> Flow {
+        let prepared = match self.prepare(host, command, self.io.clone()) {
             Ok(prepared) => prepared,
             Err(status) => {
                 self.set_status(status);
@@ -253,25 +494,14 @@ impl Shell {
         if prepared.argv.is_empty() {
             // `name=value` alone sets the variable; `>file` alone creates
             // the file (rc(1)). Neither changes $status.
-            Self::close_all(host, &prepared.owned);
+            close_all(host, &prepared.owned);
             for (name, value) in prepared.locals {
                 self.vars.insert(name, value);
             }
             return Flow::Continue;
         }
-        let ran = if is_builtin(&prepared.argv[0]) {
-            let ran = self.builtin_with_locals(host, &prepared, true);
-            Self::close_all(host, &prepared.owned);
-            ran
-        } else {
-            // The child has its own copies; the shell's go before the wait.
-            let started = self.spawn(host, &prepared);
-            Self::close_all(host, &prepared.owned);
-            Ran::Status(match started {
-                Ok(process) => host.wait(process),
-                Err(status) => status,
-            })
-        };
+        let ran = self.run_prepared(host, &prepared, true);
+        close_all(host, &prepared.owned);
         match ran {
             Ran::Status(status) => {
                 self.set_status(status);
@@ -281,10 +511,59 @@ impl Shell {
         }
     }
 
-    fn close_all<H: Host>(host: &mut H, fds: &[HostFd]) {
-        for fd in fds {
-            host.close(*fd);
+    /// Runs a function, a builtin or a program; `alone` is false in a
+    /// pipeline, where `exit` ends only that element.
+    fn run_prepared<H: Host>(&mut self, host: &mut H, prepared: &Prepared, alone: bool) -> Ran {
+        let name = &prepared.argv[0];
+        if let Some((body, _)) = self.fns.get(name).cloned() {
+            let mut locals = prepared.locals.clone();
+            locals.push((String::from("*"), prepared.argv[1..].to_vec()));
+            locals.push((String::from("0"), vec![name.clone()]));
+            let flow = self.nested(host, &prepared.fds, &locals, |this, host| {
+                this.run_program(host, &body)
+            });
+            return match flow {
+                Flow::Exit(status) if alone => Ran::Exit(status),
+                Flow::Exit(status) => Ran::Status(status),
+                Flow::Continue => Ran::Status(self.status()),
+            };
         }
+        if is_builtin(name) {
+            let saved = self.push_locals(&prepared.locals);
+            let ran = self.builtin(host, &prepared.argv, &prepared.fds, alone);
+            self.pop_locals(saved);
+            return ran;
+        }
+        // The child has its own copies; the shell's go before the wait.
+        Ran::Status(match self.spawn(host, prepared) {
+            Ok(process) => host.wait(process),
+            Err(status) => status,
+        })
+    }
+
+    /// Runs `body` one level deeper (a function, `eval`, `.`) with `fds`
+    /// as its standard fds and `locals` in force.
+    fn nested<H: Host>(
+        &mut self,
+        host: &mut H,
+        fds: &FdTable,
+        locals: &[(String, Vec<String>)],
+        body: impl FnOnce(&mut Self, &mut H) -> Flow,
+    ) -> Flow {
+        if self.depth >= MAX_DEPTH {
+            let text = String::from("rc: too deep: functions, eval or . nested 32 times");
+            let status = self.report(host, fds, text);
+            self.set_status(status);
+            return Flow::Continue;
+        }
+        self.depth += 1;
+        let saved_io = core::mem::replace(&mut self.io, fds.clone());
+        let saved = self.push_locals(locals);
+        let flow = body(self, host);
+        self.pop_locals(saved);
+        self.io = saved_io;
+        self.depth -= 1;
+        flow
     }
 
     /// Expands a command and applies its redirections to `fds`. On error
@@ -294,26 +573,40 @@ impl Shell {
         &mut self,
         host: &mut H,
         command: &Simple,
-        mut fds: FdTable,
+        fds: FdTable,
     ) -> Result<Prepared, String> {
-        let base = fds.clone();
-        let fail = |this: &Self, host: &mut H, text: String| this.report(host, &base, text);
         let mut locals = Vec::new();
         for assignment in &command.assignments {
-            match self.expand(&assignment.value) {
+            match self.expand(host, &assignment.value) {
                 Ok(value) => locals.push((assignment.name.clone(), value)),
-                Err(e) => return Err(fail(self, host, e)),
+                Err(e) => return Err(self.report(host, &fds, e)),
             }
         }
-        let mut argv = Vec::new();
-        for word in &command.words {
-            match self.expand(word) {
-                Ok(list) => argv.extend(list),
-                Err(e) => return Err(fail(self, host, e)),
-            }
-        }
+        let argv = match self.expand_words(host, &command.words) {
+            Ok(argv) => argv,
+            Err(e) => return Err(self.report(host, &fds, e)),
+        };
+        let (fds, owned) = self.redirect(host, &command.redirections, fds)?;
+        Ok(Prepared {
+            argv,
+            fds,
+            owned,
+            locals,
+        })
+    }
+
+    /// Applies redirections to `fds`, left to right; returns the table and
+    /// the fds opened for it. On error the message is printed on the old
+    /// table's fd 2 and returned, and what was opened is closed.
+    fn redirect<H: Host>(
+        &mut self,
+        host: &mut H,
+        redirections: &[Redirection],
+        mut fds: FdTable,
+    ) -> Result<(FdTable, Vec<HostFd>), String> {
+        let base = fds.clone();
         let mut owned = Vec::new();
-        for redirection in &command.redirections {
+        for redirection in redirections {
             let result = match &redirection.target {
                 RedirectTarget::File(kind, word) => self.open_target(host, *kind, word),
                 RedirectTarget::Dup(from) => fds
@@ -333,26 +626,21 @@ impl Shell {
                     fds.insert(redirection.fd, fd);
                 }
                 Err(e) => {
-                    Self::close_all(host, &owned);
-                    return Err(fail(self, host, e));
+                    close_all(host, &owned);
+                    return Err(self.report(host, &base, e));
                 }
             }
         }
-        Ok(Prepared {
-            argv,
-            fds,
-            owned,
-            locals,
-        })
+        Ok((fds, owned))
     }
 
     fn open_target<H: Host>(
-        &self,
+        &mut self,
         host: &mut H,
         kind: RedirectKind,
         word: &Word,
     ) -> Result<HostFd, String> {
-        let target = self.expand(word)?;
+        let target = self.expand(host, word)?;
         let [path] = target.as_slice() else {
             return Err(format!(
                 "rc: redirection needs one file name, not {}",
@@ -368,35 +656,138 @@ impl Shell {
             .map_err(|e| format!("rc: can't open {path}: {e}"))
     }
 
-    /// A word's list of strings (rc(1), "Variables" and "Free carets").
-    pub fn expand(&self, word: &Word) -> Result<Vec<String>, String> {
-        let mut parts = word.parts.iter();
-        let Some(first) = parts.next() else {
-            return Ok(Vec::new());
-        };
-        let mut list = self.expand_part(first)?;
-        for part in parts {
-            list = concatenate(list, self.expand_part(part)?)?;
+    /// A variable's list; `$1`... are elements of `$*`.
+    fn lookup(&self, name: &str) -> Vec<String> {
+        if name != "0" && name.chars().all(|c| c.is_ascii_digit()) {
+            let n: usize = name.parse().unwrap_or(0);
+            return self
+                .vars
+                .get("*")
+                .and_then(|all| all.get(n.wrapping_sub(1)))
+                .cloned()
+                .into_iter()
+                .collect();
+        }
+        self.vars.get(name).cloned().unwrap_or_default()
+    }
+
+    fn expand_words<H: Host>(
+        &mut self,
+        host: &mut H,
+        words: &[Word],
+    ) -> Result<Vec<String>, String> {
+        let mut list = Vec::new();
+        for word in words {
+            list.extend(self.expand(host, word)?);
         }
         Ok(list)
     }
 
-    fn expand_part(&self, part: &Part) -> Result<Vec<String>, String> {
+    /// A word's list of strings (rc(1), "Variables" and "Free carets").
+    fn expand<H: Host>(&mut self, host: &mut H, word: &Word) -> Result<Vec<String>, String> {
+        self.expand_as(host, word, false)
+    }
+
+    /// With `pattern`, the result is a pattern for [`glob_match`]: text
+    /// that was quoted or came from a variable or a substitution has its
+    /// special characters escaped with `\`.
+    fn expand_as<H: Host>(
+        &mut self,
+        host: &mut H,
+        word: &Word,
+        pattern: bool,
+    ) -> Result<Vec<String>, String> {
+        let mut parts = word.parts.iter();
+        let Some(first) = parts.next() else {
+            return Ok(Vec::new());
+        };
+        let mut list = self.expand_part(host, first, pattern)?;
+        for part in parts {
+            let right = self.expand_part(host, part, pattern)?;
+            list = concatenate(list, right)?;
+        }
+        Ok(list)
+    }
+
+    fn expand_part<H: Host>(
+        &mut self,
+        host: &mut H,
+        part: &Part,
+        pattern: bool,
+    ) -> Result<Vec<String>, String> {
+        let escape = |list: Vec<String>| -> Vec<String> {
+            if pattern {
+                list.iter().map(|s| escape_pattern(s, "*?[]\\")).collect()
+            } else {
+                list
+            }
+        };
         Ok(match part {
+            Part::Literal(text) if pattern => vec![escape_pattern(text, "\\")],
             Part::Literal(text) => vec![text.clone()],
-            Part::Var(name) => self.vars.get(name).cloned().unwrap_or_default(),
-            Part::Count(name) => {
-                let count = self.vars.get(name).map_or(0, Vec::len);
-                vec![count.to_string()]
+            Part::Quoted(text) => escape(vec![text.clone()]),
+            Part::Var(name) => escape(self.lookup(name)),
+            Part::Count(name) => vec![self.lookup(name).len().to_string()],
+            Part::Join(name) => escape(vec![self.lookup(name).join(" ")]),
+            Part::Sub(name, subscripts) => {
+                let values = self.lookup(name);
+                let subscripts = self.expand_words(host, subscripts)?;
+                let mut picked = Vec::new();
+                for subscript in subscripts {
+                    let (from, to) = parse_subscript(&subscript, values.len())
+                        .ok_or_else(|| format!("rc: bad subscript '{subscript}'"))?;
+                    picked.extend(values.iter().take(to).skip(from - 1).cloned());
+                }
+                escape(picked)
             }
             Part::List(words) => {
                 let mut list = Vec::new();
                 for word in words {
-                    list.extend(self.expand(word)?);
+                    list.extend(self.expand_as(host, word, pattern)?);
                 }
                 list
             }
+            Part::Subst(program) => {
+                let output = self.substitute(host, program)?;
+                escape(output)
+            }
         })
+    }
+
+    /// rc(1) `` `{cmd} ``: runs cmd with fd 1 into a pipe and splits what
+    /// it wrote at `$ifs` characters. The output is read after cmd ended,
+    /// so it must fit in the pipe.
+    fn substitute<H: Host>(
+        &mut self,
+        host: &mut H,
+        program: &Program,
+    ) -> Result<Vec<String>, String> {
+        let (read, write) = host
+            .pipe()
+            .map_err(|e| format!("rc: can't make a pipe: {e}"))?;
+        let mut fds = self.io.clone();
+        fds.insert(1, write);
+        let saved = core::mem::replace(&mut self.io, fds);
+        // An `exit` inside ends only the substitution (rc's subshell).
+        let _ = self.run_program(host, program);
+        self.io = saved;
+        host.close(write);
+        let mut output = Vec::new();
+        let mut buffer = [0u8; 512];
+        while let Ok(n) = host.read(read, &mut buffer) {
+            if n == 0 {
+                break;
+            }
+            output.extend_from_slice(&buffer[..n.min(buffer.len())]);
+        }
+        host.close(read);
+        let ifs = self.lookup("ifs").concat();
+        let text = String::from_utf8_lossy(&output);
+        Ok(text
+            .split(|c| ifs.contains(c))
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect())
     }
 
     /// The files to try for a command name, from `$path`.
@@ -415,9 +806,12 @@ impl Shell {
             .collect()
     }
 
-    /// Starts an external command, trying each `$path` candidate; on
-    /// failure the last error is reported as `name: error`.
+    /// Starts an external command, trying each `$path` candidate. If none
+    /// exists the error is `name: file does not exist`, as rc words it,
+    /// without the path that was tried; another error is reported as
+    /// `name: error`.
     fn spawn<H: Host>(&self, host: &mut H, prepared: &Prepared) -> Result<H::Process, String> {
+        const MISSING: &str = "file does not exist";
         let name = &prepared.argv[0];
         let mut env = self.vars.clone();
         for (key, value) in &prepared.locals {
@@ -425,7 +819,7 @@ impl Shell {
         }
         let env: Vec<(String, Vec<String>)> = env.into_iter().collect();
         let fds: Vec<(u32, HostFd)> = prepared.fds.iter().map(|(k, v)| (*k, *v)).collect();
-        let mut last = String::from("file does not exist");
+        let mut last = String::from(MISSING);
         for path in self.candidates(name) {
             let request = Spawn {
                 path: &path,
@@ -435,32 +829,11 @@ impl Shell {
             };
             match host.spawn(&request) {
                 Ok(process) => return Ok(process),
+                Err(e) if e.ends_with(MISSING) => last = String::from(MISSING),
                 Err(e) => last = e,
             }
         }
         Err(self.report(host, &prepared.fds, format!("{name}: {last}")))
-    }
-
-    /// Runs a builtin with the command's own assignments in force.
-    fn builtin_with_locals<H: Host>(
-        &mut self,
-        host: &mut H,
-        prepared: &Prepared,
-        alone: bool,
-    ) -> Ran {
-        let saved: Vec<(String, Option<Vec<String>>)> = prepared
-            .locals
-            .iter()
-            .map(|(name, value)| (name.clone(), self.vars.insert(name.clone(), value.clone())))
-            .collect();
-        let ran = self.builtin(host, &prepared.argv, &prepared.fds, alone);
-        for (name, old) in saved.into_iter().rev() {
-            match old {
-                Some(value) => self.vars.insert(name, value),
-                None => self.vars.remove(&name),
-            };
-        }
-        ran
     }
 
     fn builtin<H: Host>(
@@ -478,6 +851,21 @@ impl Shell {
             "unmount" => self.unmount(host, args, fds),
             "echo" => self.echo(host, args, fds),
             "rfork" => self.rfork(host, args, fds),
+            "shift" => self.shift(host, args, fds),
+            "whatis" => self.whatis(host, args, fds),
+            "eval" | "." => {
+                let flow = if argv[0] == "eval" {
+                    let source = args.join(" ");
+                    self.nested(host, fds, &[], |this, host| this.run(host, &source))
+                } else {
+                    self.dot(host, args, fds)
+                };
+                return match flow {
+                    Flow::Exit(status) if alone => Ran::Exit(status),
+                    Flow::Exit(status) => Ran::Status(status),
+                    Flow::Continue => Ran::Status(self.status()),
+                };
+            }
             "exit" => {
                 let status = if args.is_empty() {
                     self.status()
@@ -493,6 +881,97 @@ impl Shell {
             other => self.report(host, fds, format!("rc: {other}: not a builtin")),
         };
         Ran::Status(status)
+    }
+
+    // rc(1): . file [arg ...]: runs file in this shell with $* the args.
+    fn dot<H: Host>(&mut self, host: &mut H, args: &[String], fds: &FdTable) -> Flow {
+        let Some((file, rest)) = args.split_first() else {
+            let status = self.usage(host, fds, ".", None, ". file [arg ...]");
+            self.set_status(status);
+            return Flow::Continue;
+        };
+        let source = match read_all(host, file) {
+            Ok(source) => source,
+            Err(e) => {
+                let status = self.report(host, fds, format!(".: can't open {file}: {e}"));
+                self.set_status(status);
+                return Flow::Continue;
+            }
+        };
+        let locals = [(String::from("*"), rest.to_vec())];
+        self.nested(host, fds, &locals, |this, host| this.run(host, &source))
+    }
+
+    // rc(1): shift [n]: drops the first n (1) elements of $*.
+    fn shift<H: Host>(&mut self, host: &mut H, args: &[String], fds: &FdTable) -> String {
+        let n = match args {
+            [] => 1,
+            [n] => match n.parse::<usize>() {
+                Ok(n) => n,
+                Err(_) => return self.usage(host, fds, "shift", None, "shift [n]"),
+            },
+            _ => return self.usage(host, fds, "shift", None, "shift [n]"),
+        };
+        let mut all = self.lookup("*");
+        if n > all.len() {
+            return self.report(host, fds, String::from("shift: nothing to shift"));
+        }
+        all.drain(..n);
+        self.vars.insert(String::from("*"), all);
+        String::new()
+    }
+
+    // rc(1): whatis name ...: how each name would be taken: a variable
+    // (`x=(a b)`), a function (`fn f {...}`), a builtin, or a file.
+    fn whatis<H: Host>(&mut self, host: &mut H, args: &[String], fds: &FdTable) -> String {
+        if args.is_empty() {
+            return self.usage(host, fds, "whatis", None, "whatis name ...");
+        }
+        let mut text = String::new();
+        let mut status = String::new();
+        for name in args {
+            let mut found = false;
+            if let Some(value) = self.vars.get(name) {
+                found = true;
+                let words: Vec<String> = value.iter().map(|w| quote(w)).collect();
+                match words.as_slice() {
+                    [one] => text.push_str(&format!("{name}={one}\n")),
+                    _ => text.push_str(&format!("{name}=({})\n", words.join(" "))),
+                }
+            }
+            if let Some((_, source)) = self.fns.get(name) {
+                found = true;
+                text.push_str(&format!("fn {name} {source}\n"));
+            }
+            if found {
+                continue;
+            }
+            if is_builtin(name) {
+                text.push_str(&format!("builtin {name}\n"));
+                continue;
+            }
+            let file = self.candidates(name).into_iter().find(|path| {
+                match host.open(path, OpenHow::Read) {
+                    Ok(fd) => {
+                        host.close(fd);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            });
+            match file {
+                Some(path) => text.push_str(&format!("{path}\n")),
+                None => status = self.report(host, fds, format!("{name}: not found")),
+            }
+        }
+        let written = match fds.get(&1) {
+            Some(fd) => host.write(*fd, text.as_bytes()),
+            None => Err(String::from("fd 1 is not open")),
+        };
+        match written {
+            Ok(()) => status,
+            Err(e) => self.report(host, fds, format!("whatis: write error: {e}")),
+        }
     }
 
     /// Prints `cmd: complaint` and the usage line; the status is
@@ -666,6 +1145,136 @@ impl Shell {
             Err(e) => self.report(host, fds, format!("echo: write error: {e}")),
         }
     }
+}
+
+fn close_all<H: Host>(host: &mut H, fds: &[HostFd]) {
+    for fd in fds {
+        host.close(*fd);
+    }
+}
+
+/// A whole file, through the host.
+fn read_all<H: Host>(host: &mut H, path: &str) -> Result<String, String> {
+    let fd = host.open(path, OpenHow::Read)?;
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 512];
+    let result = loop {
+        match host.read(fd, &mut buffer) {
+            Ok(0) => break Ok(()),
+            Ok(n) => data.extend_from_slice(&buffer[..n.min(buffer.len())]),
+            Err(e) => break Err(e),
+        }
+    };
+    host.close(fd);
+    result?;
+    String::from_utf8(data).map_err(|_| String::from("not UTF-8 text"))
+}
+
+/// The patterns of a `case` command in a switch body, if it is one.
+fn case_patterns(command: &Command) -> Option<&[Word]> {
+    let Kind::Simple(simple) = &command.kind else {
+        return None;
+    };
+    let (first, rest) = simple.words.split_first()?;
+    match first.parts.as_slice() {
+        [Part::Literal(word)] if word == "case" && simple.assignments.is_empty() => Some(rest),
+        _ => None,
+    }
+}
+
+/// `n`, `n-` or `n-m` (1-based, inclusive) as a range `(from, to)` with
+/// `from >= 1`; `n-` runs to `len`.
+fn parse_subscript(text: &str, len: usize) -> Option<(usize, usize)> {
+    let number = |s: &str| s.parse::<usize>().ok().filter(|&n| n >= 1);
+    match text.split_once('-') {
+        None => number(text).map(|n| (n, n)),
+        Some((from, "")) => number(from).map(|n| (n, len)),
+        Some((from, to)) => Some((number(from)?, number(to)?)),
+    }
+}
+
+/// `text` with each of `special` preceded by `\`.
+fn escape_pattern(text: &str, special: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if special.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// rc(1) pattern matching: `*` any string, `?` any character, `[...]`
+/// any character in it (`a-z` ranges, `[~...]` any not in it); `\x` is x
+/// itself (see [`escape_pattern`]).
+fn glob_match(pattern: &[char], text: &[char]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some(('*', rest)) => {
+            let rest = rest
+                .iter()
+                .position(|&c| c != '*')
+                .map_or(&[][..], |i| &rest[i..]);
+            (0..=text.len()).any(|i| glob_match(rest, &text[i..]))
+        }
+        Some(('?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
+        Some(('[', rest)) => match (class(rest), text.split_first()) {
+            (Some((set, after)), Some((c, tail))) => set(*c) && glob_match(after, tail),
+            (Some(_), None) => false,
+            (None, Some((c, tail))) => *c == '[' && glob_match(rest, tail),
+            (None, None) => false,
+        },
+        Some(('\\', rest)) if !rest.is_empty() => {
+            text.first() == Some(&rest[0]) && glob_match(&rest[1..], &text[1..])
+        }
+        Some((p, rest)) => text.first() == Some(p) && glob_match(rest, &text[1..]),
+    }
+}
+
+/// A `[...]` class after the `[`: a test and the pattern after `]`, or
+/// None if there is no `]`.
+fn class(pattern: &[char]) -> Option<(impl Fn(char) -> bool + '_, &[char])> {
+    let (negate, body) = match pattern.split_first() {
+        Some(('~', rest)) => (true, rest),
+        _ => (false, pattern),
+    };
+    let mut items = Vec::new();
+    let mut i = 0;
+    loop {
+        let mut c = *body.get(i)?;
+        if c == ']' {
+            break;
+        }
+        if c == '\\' {
+            i += 1;
+            c = *body.get(i)?;
+        }
+        i += 1;
+        let mut high = c;
+        if body.get(i) == Some(&'-') && body.get(i + 1).is_some_and(|&h| h != ']') {
+            high = body[i + 1];
+            i += 2;
+        }
+        items.push((c, high));
+    }
+    let rest = &body[i + 1..];
+    Some((
+        move |c: char| items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != negate,
+        rest,
+    ))
+}
+
+/// A word as rc would read it back: quoted if it has special characters.
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:,+@%*".contains(c));
+    if plain {
+        return String::from(word);
+    }
+    format!("'{}'", word.replace('\'', "''"))
 }
 
 fn is_builtin(name: &str) -> bool {

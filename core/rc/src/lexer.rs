@@ -10,7 +10,6 @@
 //! and `''` inside quotes is one quote; a backslash before a newline joins
 //! two lines; `;` and newline end a command.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -29,6 +28,20 @@ pub enum Token {
     Var(String),
     /// `$#name`.
     Count(String),
+    /// `$"name`: the variable's elements joined by spaces, one word.
+    Join(String),
+    /// `{`.
+    LeftBrace,
+    /// `}`.
+    RightBrace,
+    /// `` ` ``, before the `{` of a command substitution.
+    Backquote,
+    /// `&&`.
+    AndAnd,
+    /// `||`.
+    OrOr,
+    /// `&`: a background job.
+    Amp,
     /// `^`, explicit concatenation.
     Caret,
     /// `=`, an assignment at the start of a command, else literal text.
@@ -75,6 +88,9 @@ pub struct Spanned {
     pub joined: bool,
     /// 1-based line number.
     pub line: usize,
+    /// Byte offsets of the token in the source, start and end.
+    pub start: usize,
+    pub end: usize,
 }
 
 /// Characters that end an unquoted word (rc(1): "special characters").
@@ -108,17 +124,46 @@ pub fn is_name_char(c: char) -> bool {
 }
 
 struct Lexer<'a> {
-    chars: core::iter::Peekable<core::str::Chars<'a>>,
+    source: &'a str,
+    /// Byte offset of the next character.
+    at: usize,
+    /// Byte offset where the token being read started.
+    start: usize,
     line: usize,
     tokens: Vec<Spanned>,
     joined: bool,
+}
+
+/// A cursor over the source with the few operations of `Peekable`.
+impl Lexer<'_> {
+    fn peek(&self) -> Option<char> {
+        self.source[self.at..].chars().next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.at += c.len_utf8();
+        Some(c)
+    }
+
+    fn bump_if(&mut self, test: impl Fn(&char) -> bool) -> Option<char> {
+        let c = self.peek().filter(|c| test(c))?;
+        self.at += c.len_utf8();
+        Some(c)
+    }
+
+    fn bump_if_eq(&mut self, want: char) -> Option<char> {
+        self.bump_if(|&c| c == want)
+    }
 }
 
 /// Tokenizes `source`. An unterminated quote is an incomplete error, so an
 /// interactive caller can read another line and try again.
 pub fn tokenize(source: &str) -> Result<Vec<Spanned>, ParseError> {
     let mut lexer = Lexer {
-        chars: source.chars().peekable(),
+        source,
+        at: 0,
+        start: 0,
         line: 1,
         tokens: Vec::new(),
         joined: false,
@@ -133,6 +178,8 @@ impl Lexer<'_> {
             token,
             joined: self.joined,
             line: self.line,
+            start: self.start,
+            end: self.at,
         });
         self.joined = true;
     }
@@ -142,17 +189,19 @@ impl Lexer<'_> {
     }
 
     fn run(&mut self) -> Result<(), ParseError> {
-        while let Some(c) = self.chars.next() {
+        loop {
+            self.start = self.at;
+            let Some(c) = self.bump() else { break };
             match c {
                 ' ' | '\t' | '\r' => self.joined = false,
-                '\\' if self.chars.peek() == Some(&'\n') => {
+                '\\' if self.peek() == Some('\n') => {
                     // rc(1): backslash-newline is a blank.
-                    self.chars.next();
+                    self.bump();
                     self.line += 1;
                     self.joined = false;
                 }
                 '#' => {
-                    while self.chars.next_if(|&c| c != '\n').is_some() {}
+                    while self.bump_if(|&c| c != '\n').is_some() {}
                     self.joined = false;
                 }
                 '\n' => {
@@ -168,10 +217,23 @@ impl Lexer<'_> {
                 '=' => self.push(Token::Equals),
                 '(' => self.push(Token::LeftParen),
                 ')' => self.push(Token::RightParen),
+                '|' if self.bump_if_eq('|').is_some() => {
+                    self.push(Token::OrOr);
+                    self.joined = false;
+                }
+                '&' => {
+                    let token = if self.bump_if_eq('&').is_some() {
+                        Token::AndAnd
+                    } else {
+                        Token::Amp
+                    };
+                    self.push(token);
+                    self.joined = false;
+                }
+                '{' => self.push(Token::LeftBrace),
+                '}' => self.push(Token::RightBrace),
+                '`' => self.push(Token::Backquote),
                 '|' => {
-                    if self.chars.peek() == Some(&'|') {
-                        return Err(self.error("'||' is not supported".into()));
-                    }
                     let fd = match self.bracket()? {
                         None => 1,
                         Some(Bracket { fd, dup: None }) => fd,
@@ -181,7 +243,7 @@ impl Lexer<'_> {
                     self.joined = false;
                 }
                 '>' | '<' => {
-                    let kind = match (c, self.chars.next_if_eq(&c)) {
+                    let kind = match (c, self.bump_if_eq(c)) {
                         ('>', Some(_)) => RedirectKind::Append,
                         ('>', None) => RedirectKind::Write,
                         ('<', None) => RedirectKind::Read,
@@ -200,12 +262,9 @@ impl Lexer<'_> {
                     self.push(Token::Text { text, quoted: true });
                 }
                 '$' => self.variable()?,
-                '&' | '`' | '{' | '}' => {
-                    return Err(self.error(format!("'{c}' is not supported")));
-                }
                 c => {
                     let mut text = String::from(c);
-                    while let Some(c) = self.chars.next_if(|&c| !is_special(c)) {
+                    while let Some(c) = self.bump_if(|&c| !is_special(c)) {
                         text.push(c);
                     }
                     self.push(Token::Text {
@@ -222,10 +281,10 @@ impl Lexer<'_> {
     fn quoted(&mut self) -> Result<String, ParseError> {
         let mut text = String::new();
         loop {
-            match self.chars.next() {
+            match self.bump() {
                 None => return Err(ParseError::incomplete("unterminated quote", self.line)),
                 Some('\'') => {
-                    if self.chars.next_if_eq(&'\'').is_none() {
+                    if self.bump_if_eq('\'').is_none() {
                         return Ok(text);
                     }
                     text.push('\'');
@@ -240,11 +299,12 @@ impl Lexer<'_> {
         }
     }
 
-    /// `$name` or `$#name`, after the `$`.
+    /// `$name`, `$#name` or `$"name`, after the `$`.
     fn variable(&mut self) -> Result<(), ParseError> {
-        let count = self.chars.next_if_eq(&'#').is_some();
+        let count = self.bump_if_eq('#').is_some();
+        let join = !count && self.bump_if_eq('"').is_some();
         let mut name = String::new();
-        while let Some(c) = self.chars.next_if(|&c| is_name_char(c)) {
+        while let Some(c) = self.bump_if(|&c| is_name_char(c)) {
             name.push(c);
         }
         if name.is_empty() {
@@ -252,6 +312,8 @@ impl Lexer<'_> {
         }
         self.push(if count {
             Token::Count(name)
+        } else if join {
+            Token::Join(name)
         } else {
             Token::Var(name)
         });
@@ -260,18 +322,18 @@ impl Lexer<'_> {
 
     /// An optional `[n]`, `[n=m]` or `[n=]` right after an operator.
     fn bracket(&mut self) -> Result<Option<Bracket>, ParseError> {
-        if self.chars.next_if_eq(&'[').is_none() {
+        if self.bump_if_eq('[').is_none() {
             return Ok(None);
         }
         let fd = self
             .number()
             .ok_or_else(|| self.error("bad file descriptor in '[...]'".into()))?;
-        let dup = if self.chars.next_if_eq(&'=').is_some() {
+        let dup = if self.bump_if_eq('=').is_some() {
             Some(self.number().map_or(Dup::Close, Dup::Copy))
         } else {
             None
         };
-        if self.chars.next_if_eq(&']').is_none() {
+        if self.bump_if_eq(']').is_none() {
             return Err(self.error("missing ']' after file descriptor".into()));
         }
         Ok(Some(Bracket { fd, dup }))
@@ -279,7 +341,7 @@ impl Lexer<'_> {
 
     fn number(&mut self) -> Option<u32> {
         let mut digits = String::new();
-        while let Some(c) = self.chars.next_if(char::is_ascii_digit) {
+        while let Some(c) = self.bump_if(char::is_ascii_digit) {
             digits.push(c);
         }
         digits.parse().ok()

@@ -1,4 +1,4 @@
-//! Kasane's shell language: an rc(1) subset, parsed and run over a Host.
+//! Kasane's shell language: Plan 9's rc(1), parsed and run over a Host.
 //!
 //! The crate is the whole language and none of the system: [`parse`]
 //! turns text into a [`Program`], and a [`Shell`] runs it against a
@@ -6,11 +6,13 @@
 //! Core's shell binary supplies a host over its system calls; the tests
 //! supply a mock that records what it was asked.
 //!
-//! What is in the subset, and where it departs from Plan 9's rc, is in
-//! `docs/shell.md`. In short: words, single quotes, `#` comments, `;` and
-//! newlines, `|` pipelines, `<` `>` `>>` with `[n]`, `[n=m]` and `[n=]`,
-//! `$var`, `$#var`, `^`, lists in parentheses, `name=value`, and the
-//! builtins `cd`, `bind`, `mount`, `unmount`, `echo` and `exit`.
+//! What the language has, and where it departs from Plan 9's rc, is in
+//! `docs/shell.md`. In short: words, quotes, comments, lists, `$x`, `$#x`,
+//! `$x(n-m)`, `$"x`, `$*` and `$1`..., `^`, `` `{...} ``, assignments
+//! (also local to one command), pipes and redirections, `{ }` blocks,
+//! `if`/`if not`, `for`, `while`, `switch`/`case`, `&&`, `||`, `!`, `~`
+//! matching, `fn`, and the builtins `cd`, `bind`, `mount`, `unmount`,
+//! `echo`, `exit`, `rfork`, `shift`, `eval`, `.` and `whatis`.
 //!
 //! [`Interactive`] and [`Lines`] are the interactive shell's logic
 //! (prompts, one line at a time, continuation lines), also without I/O.

@@ -1,6 +1,7 @@
 //! rc: the `kasane-rc` shell over core's system calls.
 //!
-//! `rc FILE` reads FILE and runs it. `rc` with no file, or `rc -i`, is
+//! `rc FILE [arg ...]` reads FILE and runs it, with `$0` FILE and `$*`
+//! the args. `rc` with no file, or `rc -i`, is
 //! interactive: it prints `$prompt` (`; `) on fd 2, reads a line from fd
 //! 0, runs it, and repeats until end of input (^D on the console), then
 //! exits with `$status`. fds 0, 1 and 2 are `/dev/cons` when the shell
@@ -64,6 +65,10 @@ impl Host for CoreHost {
         let _ = sys::close(fd.0);
     }
 
+    fn read(&mut self, fd: HostFd, buffer: &mut [u8]) -> Result<usize, String> {
+        sys::read(fd.0, buffer)
+    }
+
     fn write(&mut self, fd: HostFd, data: &[u8]) -> Result<(), String> {
         sys::write(fd.0, data).map(|_| ())
     }
@@ -106,8 +111,13 @@ fn main(argv: Vec<String>) -> Result<(), String> {
     }
     let mut shell = Shell::with_stdio(HostFd(0), HostFd(1), HostFd(2));
     let status = match argv.get(1).map(String::as_str) {
-        None | Some("-i") => interactive(&mut shell),
-        Some(script) if argv.len() == 2 => {
+        None | Some("-i") if argv.len() <= 2 => {
+            shell.set_var("0", argv.first().cloned().into_iter().collect());
+            interactive(&mut shell)
+        }
+        Some(script) if !script.starts_with('-') => {
+            shell.set_var("0", vec![script.to_string()]);
+            shell.set_var("*", argv[2..].to_vec());
             let source = sys::read_file(script).map_err(|e| format!("rc: {script}: {e}"))?;
             let source = String::from_utf8(source).map_err(|_| "rc: script is not UTF-8")?;
             match shell.run(&mut CoreHost, &source) {
@@ -115,7 +125,7 @@ fn main(argv: Vec<String>) -> Result<(), String> {
                 Flow::Continue => shell.status(),
             }
         }
-        Some(_) => return Err("usage: rc [-i | file]".to_string()),
+        _ => return Err("usage: rc [-i | file [arg ...]]".to_string()),
     };
     let succeeded = status.chars().all(|c| c == '|' || c == '0');
     if succeeded {

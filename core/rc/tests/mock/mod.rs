@@ -41,6 +41,8 @@ pub struct Mock {
     /// Refuse the next n opens / pipes, to test failures.
     pub fail_pipe: bool,
     pub last_env: Vec<(String, Vec<String>)>,
+    /// Read offsets of open files.
+    offsets: BTreeMap<u32, usize>,
 }
 
 fn cat(
@@ -116,6 +118,7 @@ impl Mock {
             programs,
             fail_pipe: false,
             last_env: Vec::new(),
+            offsets: BTreeMap::new(),
         }
     }
 
@@ -236,6 +239,32 @@ impl Host for Mock {
     fn close(&mut self, fd: HostFd) {
         assert!(fd.0 > 2, "the shell closed its console fd {}", fd.0);
         assert!(self.fds.remove(&fd.0).is_some(), "double close of {}", fd.0);
+        self.offsets.remove(&fd.0);
+    }
+
+    fn read(&mut self, fd: HostFd, buffer: &mut [u8]) -> Result<usize, String> {
+        let object = self.fds.get(&fd.0).cloned().ok_or("fd not open")?;
+        let data = match &object {
+            Object::File {
+                path,
+                readable: true,
+            } => {
+                let at = self.offsets.get(&fd.0).copied().unwrap_or(0);
+                self.files.get(path).map(|d| d[at.min(d.len())..].to_vec())
+            }
+            Object::PipeRead(id) => self.pipes.get(id).cloned(),
+            _ => return Err("not open for reading".into()),
+        }
+        .unwrap_or_default();
+        let n = data.len().min(buffer.len());
+        buffer[..n].copy_from_slice(&data[..n]);
+        match object {
+            Object::PipeRead(id) => {
+                self.pipes.entry(id).or_default().drain(..n);
+            }
+            _ => *self.offsets.entry(fd.0).or_default() += n,
+        }
+        Ok(n)
     }
 
     fn write(&mut self, fd: HostFd, data: &[u8]) -> Result<(), String> {
