@@ -55,6 +55,8 @@ pub enum Kind {
     Not(Box<Command>),
     /// `~ subject pattern ...`.
     Match(Word, Vec<Word>),
+    /// `command &`: started and not waited for (only a program).
+    Background(Box<Command>),
     /// `fn name ... { body }`, or `fn name ...` to delete. The body keeps
     /// its source text (braces included) for `whatis`.
     Fn(Vec<Word>, Option<(Program, String)>),

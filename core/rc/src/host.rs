@@ -89,6 +89,14 @@ pub trait Host {
     /// (Plan 9's exits(2) string).
     fn wait(&mut self, process: Self::Process) -> String;
 
+    /// Leaves a started command running (`cmd &`): the host keeps it to
+    /// be waited for by [`Host::wait_pid`]. Returns its process id.
+    fn detach(&mut self, process: Self::Process) -> u64;
+
+    /// Waits for a command left running (the `wait` builtin): its exit
+    /// status, or why it cannot be waited for.
+    fn wait_pid(&mut self, pid: u64) -> Result<String, String>;
+
     /// Opens a file for a redirection or for `mount`.
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String>;
 

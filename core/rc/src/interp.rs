@@ -49,8 +49,9 @@ pub enum Flow {
 }
 
 /// The commands the interpreter runs itself.
-pub const BUILTINS: [&str; 11] = [
+pub const BUILTINS: [&str; 12] = [
     "cd", "bind", "mount", "unmount", "echo", "exit", "rfork", "shift", "eval", "whatis", ".",
+    "wait",
 ];
 
 /// How deep functions, `eval` and `.` may nest.
@@ -105,6 +106,8 @@ pub struct Shell {
     /// The condition of the last `if` failed, so `if not` runs.
     if_failed: bool,
     depth: usize,
+    /// Pids of commands started with `&`, not yet waited for.
+    jobs: Vec<u64>,
 }
 
 impl Default for Shell {
@@ -131,6 +134,7 @@ impl Shell {
             io: (0u32..).zip([stdin, stdout, stderr]).collect(),
             if_failed: false,
             depth: 0,
+            jobs: Vec::new(),
         }
     }
 
@@ -270,6 +274,7 @@ impl Shell {
                 go!(self.run_command(host, body));
             },
             Kind::Switch(subject, body) => self.run_switch(host, subject, body),
+            Kind::Background(inner) => self.run_background(host, inner),
             Kind::And(left, right) => {
                 go!(self.run_command(host, left));
                 if self.succeeded() {
@@ -354,6 +359,44 @@ impl Shell {
             if running {
                 go!(self.run_command(host, command));
             }
+        }
+        Flow::Continue
+    }
+
+    // rc(1): `cmd &` starts cmd without waiting and sets $apid. The
+    // interpreter cannot fork, so only a program can be started so.
+    fn run_background<H: Host>(&mut self, host: &mut H, command: &Command) -> Flow {
+        let Kind::Simple(simple) = &command.kind else {
+            return self.fail(
+                host,
+                String::from("rc: only a program can run in the background"),
+            );
+        };
+        let prepared = match self.prepare(host, simple, self.io.clone()) {
+            Ok(prepared) => prepared,
+            Err(status) => {
+                self.set_status(status);
+                return Flow::Continue;
+            }
+        };
+        if prepared.argv.is_empty() || self.is_inline(&prepared.argv[0]) {
+            close_all(host, &prepared.owned);
+            return self.fail(
+                host,
+                String::from("rc: only a program can run in the background"),
+            );
+        }
+        let started = self.spawn(host, &prepared);
+        close_all(host, &prepared.owned);
+        match started {
+            Ok(process) => {
+                let pid = host.detach(process);
+                self.jobs.push(pid);
+                self.vars
+                    .insert(String::from("apid"), vec![pid.to_string()]);
+                self.set_status(String::new());
+            }
+            Err(status) => self.set_status(status),
         }
         Flow::Continue
     }
@@ -853,6 +896,7 @@ impl Shell {
             "rfork" => self.rfork(host, args, fds),
             "shift" => self.shift(host, args, fds),
             "whatis" => self.whatis(host, args, fds),
+            "wait" => self.wait(host, args, fds),
             "eval" | "." => {
                 let flow = if argv[0] == "eval" {
                     let source = args.join(" ");
@@ -900,6 +944,30 @@ impl Shell {
         };
         let locals = [(String::from("*"), rest.to_vec())];
         self.nested(host, fds, &locals, |this, host| this.run(host, &source))
+    }
+
+    // rc(1): wait [pid]: waits for the command started with `&` that has
+    // this pid, or for all of them; $status is the last one's.
+    fn wait<H: Host>(&mut self, host: &mut H, args: &[String], fds: &FdTable) -> String {
+        let pids = match args {
+            [] => core::mem::take(&mut self.jobs),
+            [pid] => match pid.parse::<u64>() {
+                Ok(pid) => {
+                    self.jobs.retain(|&job| job != pid);
+                    vec![pid]
+                }
+                Err(_) => return self.usage(host, fds, "wait", None, "wait [pid]"),
+            },
+            _ => return self.usage(host, fds, "wait", None, "wait [pid]"),
+        };
+        let mut status = String::new();
+        for pid in pids {
+            status = match host.wait_pid(pid) {
+                Ok(status) => status,
+                Err(e) => self.report(host, fds, format!("wait: {pid}: {e}")),
+            };
+        }
+        status
     }
 
     // rc(1): shift [n]: drops the first n (1) elements of $*.

@@ -152,11 +152,6 @@ impl Parser<'_> {
 
     fn unexpected(&self) -> ParseError {
         match self.peek() {
-            Some(Spanned {
-                token: Token::Amp,
-                line,
-                ..
-            }) => ParseError::new("'&' (background jobs) is not supported".into(), *line),
             Some(s) => ParseError::new(format!("unexpected {}", describe(&s.token)), s.line),
             None => ParseError::incomplete("unexpected end of input", self.line()),
         }
@@ -198,7 +193,19 @@ impl Parser<'_> {
                 Some(Token::RightBrace) if close == Some(Close::Brace) => break,
                 Some(_) => {}
             }
-            program.commands.push(self.command()?);
+            let mut command = self.command()?;
+            if self.peek_token() == Some(&Token::Amp) {
+                // rc(1): `cmd &` ends a command as `;` does.
+                self.at += 1;
+                let line = command.line;
+                command = Command {
+                    kind: Kind::Background(Box::new(command)),
+                    line,
+                };
+                program.commands.push(command);
+                continue;
+            }
+            program.commands.push(command);
             match self.peek_token() {
                 None | Some(Token::Semicolon | Token::Newline) => {}
                 Some(Token::RightParen) if close == Some(Close::Paren) => {}
@@ -755,9 +762,13 @@ mod tests {
         assert!(!e.incomplete);
         assert_eq!(e.to_string(), "syntax error on line 1: unexpected '|'");
         assert!(parse("a &&").unwrap_err().incomplete);
+        assert!(matches!(
+            parse("a & b").unwrap().commands[0].kind,
+            Kind::Background(_)
+        ));
         assert_eq!(
-            parse("a & b").unwrap_err().to_string(),
-            "syntax error on line 1: '&' (background jobs) is not supported"
+            parse("& b").unwrap_err().to_string(),
+            "syntax error on line 1: unexpected '&'"
         );
         assert!(parse("echo $").is_err());
         assert!(parse("echo )").is_err());

@@ -307,3 +307,30 @@ fn syntax_errors_name_the_construct_and_line() {
         assert_eq!(mock.stdout, "", "{source:?}");
     }
 }
+
+#[test]
+fn background_jobs_and_wait() {
+    let mut shell = Shell::new();
+    let mut mock = Mock::new();
+    shell.run(&mut mock, "args a & echo started $apid; fail late &");
+    assert_eq!(mock.stdout, "started 101\n");
+    assert_eq!(shell.status(), "");
+    assert_eq!(mock.jobs.len(), 2);
+    // `wait pid` waits for that one; `wait` for the rest.
+    shell.run(&mut mock, "wait $apid; echo $status");
+    assert_eq!(mock.stdout, "started 101\nfail: late\n");
+    shell.run(&mut mock, "wait; echo status $status");
+    assert_eq!(mock.stdout, "started 101\nfail: late\n[a]\nstatus \n");
+    assert!(mock.jobs.is_empty());
+    shell.run(&mut mock, "wait 7");
+    assert_eq!(shell.status(), "wait: 7: no such child process");
+    shell.run(&mut mock, "wait x");
+    assert_eq!(shell.status(), "wait: usage");
+    // No fork: builtins, functions and blocks cannot go to the background.
+    let (status, _) = err("echo a &");
+    assert_eq!(status, "rc: only a program can run in the background");
+    let (status, _) = err("{ args a } &");
+    assert_eq!(status, "rc: only a program can run in the background");
+    let (status, _) = err("nosuch &");
+    assert_eq!(status, "nosuch: file does not exist");
+}

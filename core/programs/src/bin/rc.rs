@@ -40,6 +40,14 @@ impl Host for CoreHost {
         }
     }
 
+    fn detach(&mut self, process: u64) -> u64 {
+        process
+    }
+
+    fn wait_pid(&mut self, pid: u64) -> Result<String, String> {
+        sys::wait(pid).map(|(_, status)| status)
+    }
+
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
         let fd = match how {
             OpenHow::Read => sys::open(path, core_abi::OREAD)?,

@@ -20,6 +20,7 @@ pub enum Object {
 type Program = fn(&[String], &[u8], &BTreeMap<String, Vec<u8>>) -> (Vec<u8>, Vec<u8>, String);
 
 pub struct Child {
+    pid: u64,
     argv: Vec<String>,
     fds: BTreeMap<u32, Object>,
     program: Program,
@@ -43,6 +44,9 @@ pub struct Mock {
     pub last_env: Vec<(String, Vec<String>)>,
     /// Read offsets of open files.
     offsets: BTreeMap<u32, usize>,
+    next_pid: u64,
+    /// Commands left running by `&`, by pid.
+    pub jobs: BTreeMap<u64, Child>,
 }
 
 fn cat(
@@ -119,6 +123,8 @@ impl Mock {
             fail_pipe: false,
             last_env: Vec::new(),
             offsets: BTreeMap::new(),
+            next_pid: 100,
+            jobs: BTreeMap::new(),
         }
     }
 
@@ -181,7 +187,9 @@ impl Host for Mock {
             fds.insert(*child, object);
         }
         self.last_env = command.env.to_vec();
+        self.next_pid += 1;
         Ok(Child {
+            pid: self.next_pid,
             argv: command.argv.to_vec(),
             fds,
             program,
@@ -198,6 +206,17 @@ impl Host for Mock {
             let _ = self.put(object, &err);
         }
         status
+    }
+
+    fn detach(&mut self, child: Child) -> u64 {
+        let pid = child.pid;
+        self.jobs.insert(pid, child);
+        pid
+    }
+
+    fn wait_pid(&mut self, pid: u64) -> Result<String, String> {
+        let child = self.jobs.remove(&pid).ok_or("no such child process")?;
+        Ok(self.wait(child))
     }
 
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
