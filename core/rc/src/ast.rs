@@ -141,4 +141,7 @@ pub enum RedirectTarget {
     Dup(u32),
     /// `>[n=]`: fd n is closed.
     Close,
+    /// `<<tag` and the lines up to `tag`: fd n reads this text. With an
+    /// unquoted tag, `$name` in it is replaced by the variable (rc(1)).
+    Here { text: String, substitute: bool },
 }

@@ -652,6 +652,14 @@ impl Shell {
         for redirection in redirections {
             let result = match &redirection.target {
                 RedirectTarget::File(kind, word) => self.open_target(host, *kind, word),
+                RedirectTarget::Here { text, substitute } => {
+                    let text = if *substitute {
+                        self.substitute_text(text)
+                    } else {
+                        text.clone()
+                    };
+                    here_document(host, &text)
+                }
                 RedirectTarget::Dup(from) => fds
                     .get(from)
                     .copied()
@@ -663,7 +671,10 @@ impl Shell {
             };
             match result {
                 Ok(fd) => {
-                    if matches!(redirection.target, RedirectTarget::File(..)) {
+                    if matches!(
+                        redirection.target,
+                        RedirectTarget::File(..) | RedirectTarget::Here { .. }
+                    ) {
                         owned.push(fd);
                     }
                     fds.insert(redirection.fd, fd);
@@ -697,6 +708,29 @@ impl Shell {
         };
         host.open(path, how)
             .map_err(|e| format!("rc: can't open {path}: {e}"))
+    }
+
+    /// A here document's text with `$name` replaced by the variable's
+    /// elements joined by spaces (rc(1), "Here Documents").
+    fn substitute_text(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '$' {
+                out.push(c);
+                continue;
+            }
+            let mut name = String::new();
+            while let Some(c) = chars.next_if(|&c| crate::lexer::is_name_char(c)) {
+                name.push(c);
+            }
+            if name.is_empty() {
+                out.push('$');
+            } else {
+                out.push_str(&self.lookup(&name).join(" "));
+            }
+        }
+        out
     }
 
     /// A variable's list; `$1`... are elements of `$*`.
@@ -1218,6 +1252,23 @@ impl Shell {
 fn close_all<H: Host>(host: &mut H, fds: &[HostFd]) {
     for fd in fds {
         host.close(*fd);
+    }
+}
+
+/// The read end of a pipe that holds `text` and is closed for writing.
+/// The text must fit in the pipe.
+fn here_document<H: Host>(host: &mut H, text: &str) -> Result<HostFd, String> {
+    let (read, write) = host
+        .pipe()
+        .map_err(|e| format!("rc: can't make a pipe: {e}"))?;
+    let written = host.write(write, text.as_bytes());
+    host.close(write);
+    match written {
+        Ok(()) => Ok(read),
+        Err(e) => {
+            host.close(read);
+            Err(format!("rc: here document: {e}"))
+        }
     }
 }
 

@@ -54,6 +54,13 @@ pub enum Token {
     },
     /// `>`, `>>`, `<`, each with an optional `[n]`, `[n=m]` or `[n=]`.
     Redirect(RedirectToken),
+    /// `<<tag` (fd 0, or `<<[n]tag`) and the text of the lines after the
+    /// command's line, up to the line that is `tag`.
+    HereDoc {
+        fd: u32,
+        text: String,
+        quoted: bool,
+    },
     Semicolon,
     Newline,
 }
@@ -132,6 +139,9 @@ struct Lexer<'a> {
     line: usize,
     tokens: Vec<Spanned>,
     joined: bool,
+    /// Here documents whose text starts after the next newline: the
+    /// token's index and the tag.
+    pending: Vec<(usize, String)>,
 }
 
 /// A cursor over the source with the few operations of `Peekable`.
@@ -167,6 +177,7 @@ pub fn tokenize(source: &str) -> Result<Vec<Spanned>, ParseError> {
         line: 1,
         tokens: Vec::new(),
         joined: false,
+        pending: Vec::new(),
     };
     lexer.run()?;
     Ok(lexer.tokens)
@@ -208,6 +219,7 @@ impl Lexer<'_> {
                     self.push(Token::Newline);
                     self.line += 1;
                     self.joined = false;
+                    self.here_documents()?;
                 }
                 ';' => {
                     self.push(Token::Semicolon);
@@ -247,7 +259,10 @@ impl Lexer<'_> {
                         ('>', Some(_)) => RedirectKind::Append,
                         ('>', None) => RedirectKind::Write,
                         ('<', None) => RedirectKind::Read,
-                        _ => return Err(self.error("'<<' here documents are not supported".into())),
+                        _ => {
+                            self.here_tag()?;
+                            continue;
+                        }
                     };
                     let default = if kind == RedirectKind::Read { 0 } else { 1 };
                     let (fd, dup) = match self.bracket()? {
@@ -272,6 +287,72 @@ impl Lexer<'_> {
                         quoted: false,
                     });
                 }
+            }
+        }
+        if let Some((_, tag)) = self.pending.first() {
+            let message = alloc::format!("here document has no line '{tag}'");
+            return Err(ParseError::incomplete(&message, self.line));
+        }
+        Ok(())
+    }
+
+    /// `<<tag` after the `<<`: the token, its text to come.
+    fn here_tag(&mut self) -> Result<(), ParseError> {
+        let fd = match self.bracket()? {
+            None => 0,
+            Some(Bracket { fd, dup: None }) => fd,
+            Some(_) => return Err(self.error("'<<[n=m]' is not a here document".into())),
+        };
+        while self.bump_if(|&c| c == ' ' || c == '\t').is_some() {}
+        let quoted = self.bump_if_eq('\'').is_some();
+        let tag = if quoted {
+            self.quoted()?
+        } else {
+            let mut tag = String::new();
+            while let Some(c) = self.bump_if(|&c| !is_special(c)) {
+                tag.push(c);
+            }
+            tag
+        };
+        if tag.is_empty() {
+            return Err(self.error("'<<' needs a tag word".into()));
+        }
+        self.push(Token::HereDoc {
+            fd,
+            text: String::new(),
+            quoted,
+        });
+        self.joined = false;
+        self.pending.push((self.tokens.len() - 1, tag));
+        Ok(())
+    }
+
+    /// After a newline: the text of each pending here document, line by
+    /// line up to its tag.
+    fn here_documents(&mut self) -> Result<(), ParseError> {
+        for (index, tag) in core::mem::take(&mut self.pending) {
+            let mut text = String::new();
+            loop {
+                let rest = &self.source[self.at..];
+                let Some(end) = rest.find('\n') else {
+                    if rest == tag {
+                        self.at = self.source.len();
+                        break;
+                    }
+                    let message = alloc::format!("here document has no line '{tag}'");
+                    return Err(ParseError::incomplete(&message, self.line));
+                };
+                let line = &rest[..end];
+                self.at += end + 1;
+                self.line += 1;
+                if line == tag {
+                    break;
+                }
+                text.push_str(line);
+                text.push('\n');
+            }
+            if let Token::HereDoc { text: slot, .. } = &mut self.tokens[index].token {
+                *slot = text;
             }
         }
         Ok(())

@@ -115,7 +115,7 @@ fn describe(token: &Token) -> String {
         Token::OrOr => "'||'",
         Token::Amp => "'&'",
         Token::Pipe { .. } => "'|'",
-        Token::Redirect(_) => "a redirection",
+        Token::Redirect(_) | Token::HereDoc { .. } => "a redirection",
         Token::Semicolon => "';'",
         Token::Newline => "a newline",
     };
@@ -290,7 +290,7 @@ impl Parser<'_> {
         self.at_atom()
             || matches!(
                 self.peek_token(),
-                Some(Token::LeftBrace | Token::Redirect(_))
+                Some(Token::LeftBrace | Token::Redirect(_) | Token::HereDoc { .. })
             )
     }
 
@@ -334,14 +334,27 @@ impl Parser<'_> {
         })
     }
 
+    fn at_redirection(&self) -> bool {
+        matches!(
+            self.peek_token(),
+            Some(Token::Redirect(_) | Token::HereDoc { .. })
+        )
+    }
+
     /// One redirection at the cursor (which is a redirect token).
     fn redirection(&mut self) -> Result<Redirection, ParseError> {
-        let Some(Spanned {
-            token: Token::Redirect(redirect),
-            ..
-        }) = self.next()
-        else {
-            return Err(self.unexpected());
+        let redirect = match self.next().map(|s| s.token) {
+            Some(Token::Redirect(redirect)) => redirect,
+            Some(Token::HereDoc { fd, text, quoted }) => {
+                return Ok(Redirection {
+                    fd,
+                    target: RedirectTarget::Here {
+                        text,
+                        substitute: !quoted,
+                    },
+                })
+            }
+            _ => return Err(self.unexpected()),
         };
         let target = match redirect.dup {
             Some(Dup::Copy(to)) => RedirectTarget::Dup(to),
@@ -367,7 +380,7 @@ impl Parser<'_> {
                 }
                 let value = self.word()?;
                 assignments.push(Assignment { name, value });
-            } else if matches!(self.peek_token(), Some(Token::Redirect(_))) {
+            } else if self.at_redirection() {
                 redirections.push(self.redirection()?);
             } else {
                 break;
@@ -378,7 +391,7 @@ impl Parser<'_> {
             return self.simple(assignments, redirections, line);
         };
         if matches!(command.kind, Kind::Block(_)) {
-            while matches!(self.peek_token(), Some(Token::Redirect(_))) {
+            while self.at_redirection() {
                 redirections.push(self.redirection()?);
             }
         }
@@ -507,7 +520,7 @@ impl Parser<'_> {
         loop {
             if self.at_atom() {
                 words.push(self.word()?);
-            } else if matches!(self.peek_token(), Some(Token::Redirect(_))) {
+            } else if self.at_redirection() {
                 redirections.push(self.redirection()?);
             } else {
                 break;

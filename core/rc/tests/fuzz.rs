@@ -68,6 +68,9 @@ fn shellish() -> impl Strategy<Value = String> {
             "shift",
             "whatis",
             ". /f",
+            "<<E",
+            "<<'E'",
+            "E\n",
         ]),
         0..24,
     )

@@ -83,3 +83,11 @@ fn exit_ends_the_session_with_its_status() {
     assert_eq!(status, "bye");
     assert_eq!(mock.stdout, "; ");
 }
+
+#[test]
+fn a_here_document_continues_to_its_tag() {
+    let (_, mock, status) = session(&["cat <<E\n", "hi $x\n", "E\n"]);
+    assert_eq!(mock.stdout, "; \t\thi \n");
+    assert_eq!(mock.stderr, "");
+    assert_eq!(status, "");
+}

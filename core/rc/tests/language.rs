@@ -334,3 +334,31 @@ fn background_jobs_and_wait() {
     let (status, _) = err("nosuch &");
     assert_eq!(status, "nosuch: file does not exist");
 }
+
+#[test]
+fn here_documents() {
+    assert_eq!(
+        out("x=(a b)\ncat <<EOF; echo after\nline $x\n  $nothing. $ $#x\nEOF\necho next"),
+        "line a b\n  . $ $#x\nafter\nnext\n"
+    );
+    // A quoted tag keeps the text as it is; [n] picks the fd.
+    assert_eq!(out("cat <<'END' | wc\n$x\nEND"), "1 3\n");
+    assert_eq!(out("x=1; cat <<'END'\n$x\nEND"), "$x\n");
+    let (_, mock, _) = run("fail x <<[2]E >[2]/e\nignored\nE");
+    assert_eq!(mock.files["/e"], b"fail: x\n");
+    let (status, _) = err("cat <<EOF\nno end\n");
+    assert_eq!(
+        status,
+        "rc: syntax error on line 3: here document has no line 'EOF'"
+    );
+    assert_eq!(
+        err("cat <<").0,
+        "rc: syntax error on line 1: '<<' needs a tag word"
+    );
+    let mut shell = Shell::new();
+    let mut mock = Mock::new();
+    mock.fail_pipe = true;
+    shell.run(&mut mock, "cat <<E\nx\nE");
+    assert_eq!(shell.status(), "rc: can't make a pipe: no more pipes");
+    assert!(mock.no_leaks());
+}
