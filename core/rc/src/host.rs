@@ -97,6 +97,10 @@ pub trait Host {
     /// status, or why it cannot be waited for.
     fn wait_pid(&mut self, pid: u64) -> Result<String, String>;
 
+    /// The entries of a directory, for globbing: each name, and whether
+    /// it is a directory itself.
+    fn read_dir(&mut self, path: &str) -> Result<Vec<(String, bool)>, String>;
+
     /// Opens a file for a redirection or for `mount`.
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String>;
 

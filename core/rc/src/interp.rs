@@ -254,7 +254,7 @@ impl Shell {
             }
             Kind::For { name, list, body } => {
                 let values = match list {
-                    Some(words) => match self.expand_words(host, words) {
+                    Some(words) => match self.expand_globbed(host, words) {
                         Ok(values) => values,
                         Err(e) => return self.fail(host, e),
                     },
@@ -625,7 +625,7 @@ impl Shell {
                 Err(e) => return Err(self.report(host, &fds, e)),
             }
         }
-        let argv = match self.expand_words(host, &command.words) {
+        let argv = match self.expand_globbed(host, &command.words) {
             Ok(argv) => argv,
             Err(e) => return Err(self.report(host, &fds, e)),
         };
@@ -756,6 +756,22 @@ impl Shell {
         let mut list = Vec::new();
         for word in words {
             list.extend(self.expand(host, word)?);
+        }
+        Ok(list)
+    }
+
+    /// Words as arguments: expanded, then each element with an unquoted
+    /// `*`, `?` or `[` replaced by the files it matches (rc(1), "Patterns").
+    fn expand_globbed<H: Host>(
+        &mut self,
+        host: &mut H,
+        words: &[Word],
+    ) -> Result<Vec<String>, String> {
+        let mut list = Vec::new();
+        for word in words {
+            for pattern in self.expand_as(host, word, true)? {
+                list.extend(glob(host, &pattern));
+            }
         }
         Ok(list)
     }
@@ -1253,6 +1269,83 @@ fn close_all<H: Host>(host: &mut H, fds: &[HostFd]) {
     for fd in fds {
         host.close(*fd);
     }
+}
+
+/// Whether a pattern (see [`escape_pattern`]) has a special character.
+fn has_magic(pattern: &str) -> bool {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A pattern with its escapes removed: the text it stands for.
+fn unescape(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    out
+}
+
+/// rc(1) globbing: the files whose names match `pattern`, one `/`
+/// element at a time, each directory's matches sorted; the pattern's own
+/// text if it has no special character or matches nothing.
+fn glob<H: Host>(host: &mut H, pattern: &str) -> Vec<String> {
+    if !has_magic(pattern) {
+        return vec![unescape(pattern)];
+    }
+    let absolute = pattern.starts_with('/');
+    let elements: Vec<&str> = pattern.split('/').filter(|e| !e.is_empty()).collect();
+    // Paths so far, as written ("" for the current directory).
+    let mut paths = vec![String::from(if absolute { "/" } else { "" })];
+    for (i, element) in elements.iter().enumerate() {
+        let last = i + 1 == elements.len();
+        let mut next = Vec::new();
+        for path in &paths {
+            let join = |name: &str| match path.as_str() {
+                "" => String::from(name),
+                p if p.ends_with('/') => format!("{p}{name}"),
+                p => format!("{p}/{name}"),
+            };
+            if !has_magic(element) {
+                next.push(join(&unescape(element)));
+                continue;
+            }
+            let dir = if path.is_empty() { "." } else { path.as_str() };
+            let Ok(entries) = host.read_dir(dir) else {
+                continue;
+            };
+            let element: Vec<char> = element.chars().collect();
+            let mut names: Vec<String> = entries
+                .into_iter()
+                .filter(|(name, is_dir)| {
+                    let name: Vec<char> = name.chars().collect();
+                    (last || *is_dir) && glob_match(&element, &name)
+                })
+                .map(|(name, _)| name)
+                .collect();
+            names.sort();
+            next.extend(names.iter().map(|name| join(name)));
+        }
+        paths = next;
+    }
+    if paths.is_empty() {
+        return vec![unescape(pattern)];
+    }
+    paths
 }
 
 /// The read end of a pipe that holds `text` and is closed for writing.

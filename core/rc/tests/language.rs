@@ -362,3 +362,54 @@ fn here_documents() {
     assert_eq!(shell.status(), "rc: can't make a pipe: no more pipes");
     assert!(mock.no_leaks());
 }
+
+#[test]
+fn globbing_against_the_namespace() {
+    let mut shell = Shell::new();
+    let mut mock = Mock::new();
+    for file in [
+        "/t/b.rc",
+        "/t/a.rc",
+        "/t/c.txt",
+        "/t/d/x.rc",
+        "/t/e/y.rc",
+        "/u/z.rc",
+    ] {
+        mock.files.insert(file.into(), vec![]);
+    }
+    let run = |shell: &mut Shell, mock: &mut Mock, source: &str| {
+        mock.stdout.clear();
+        shell.run(mock, source);
+        mock.stdout.clone()
+    };
+    // Matches come sorted, whatever the server's order.
+    assert_eq!(
+        run(&mut shell, &mut mock, "echo /t/*.rc"),
+        "/t/a.rc /t/b.rc\n"
+    );
+    assert_eq!(
+        run(&mut shell, &mut mock, "echo /t/?.* /t/[c-d]*"),
+        "/t/a.rc /t/b.rc /t/c.txt /t/c.txt /t/d\n"
+    );
+    // A pattern in a directory element matches directories only.
+    assert_eq!(
+        run(&mut shell, &mut mock, "echo /*/*/*.rc"),
+        "/t/d/x.rc /t/e/y.rc\n"
+    );
+    // Relative to the current directory.
+    assert_eq!(
+        run(&mut shell, &mut mock, "cd /t; echo *.txt; cd /"),
+        "c.txt\n"
+    );
+    // No match, quoted, or from a variable: the text itself.
+    assert_eq!(
+        run(&mut shell, &mut mock, "p='/t/*'; echo /t/*.none '/t/*' $p"),
+        "/t/*.none /t/* /t/*\n"
+    );
+    // `for` lists are globbed too.
+    assert_eq!(
+        run(&mut shell, &mut mock, "for(f in /u/*) echo $f"),
+        "/u/z.rc\n"
+    );
+    assert!(mock.no_leaks());
+}

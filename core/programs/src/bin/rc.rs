@@ -48,6 +48,14 @@ impl Host for CoreHost {
         sys::wait(pid).map(|(_, status)| status)
     }
 
+    fn read_dir(&mut self, path: &str) -> Result<Vec<(String, bool)>, String> {
+        let entries = sys::read_dir(path)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.name, u64::from(e.mode) & core_abi::DMDIR != 0))
+            .collect())
+    }
+
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
         let fd = match how {
             OpenHow::Read => sys::open(path, core_abi::OREAD)?,

@@ -219,6 +219,30 @@ impl Host for Mock {
         Ok(self.wait(child))
     }
 
+    fn read_dir(&mut self, path: &str) -> Result<Vec<(String, bool)>, String> {
+        self.log.push(format!("read_dir {path}"));
+        let dir = match path {
+            "." => self.cwd.clone(),
+            p if p.starts_with('/') => p.to_string(),
+            p => format!("{}/{p}", self.cwd.trim_end_matches('/')),
+        };
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut entries: BTreeMap<String, bool> = BTreeMap::new();
+        for file in self.files.keys() {
+            if let Some(rest) = file.strip_prefix(&prefix) {
+                match rest.split_once('/') {
+                    Some((name, _)) => entries.insert(name.to_string(), true),
+                    None => entries.insert(rest.to_string(), false),
+                };
+            }
+        }
+        if entries.is_empty() {
+            return Err(format!("'{path}' file does not exist"));
+        }
+        // Not sorted, as a server's order need not be.
+        Ok(entries.into_iter().rev().collect())
+    }
+
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
         self.log.push(format!("open {path} {how:?}"));
         if path.starts_with("/forbidden") {
