@@ -61,6 +61,15 @@ impl MountFlags {
     }
 }
 
+/// What `test` asks of a file (stat(2)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// A directory (DMDIR).
+    pub dir: bool,
+    /// Its length in bytes.
+    pub length: u64,
+}
+
 /// One command to start: what [`Host::spawn`] is given.
 #[derive(Debug, Clone, Copy)]
 pub struct Spawn<'a> {
@@ -100,6 +109,9 @@ pub trait Host {
     /// The entries of a directory, for globbing: each name, and whether
     /// it is a directory itself.
     fn read_dir(&mut self, path: &str) -> Result<Vec<(String, bool)>, String>;
+
+    /// stat(2), for the `test` builtin.
+    fn stat(&mut self, path: &str) -> Result<FileStat, String>;
 
     /// Opens a file for a redirection or for `mount`.
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String>;

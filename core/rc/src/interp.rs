@@ -49,9 +49,9 @@ pub enum Flow {
 }
 
 /// The commands the interpreter runs itself.
-pub const BUILTINS: [&str; 12] = [
+pub const BUILTINS: [&str; 13] = [
     "cd", "bind", "mount", "unmount", "echo", "exit", "rfork", "shift", "eval", "whatis", ".",
-    "wait",
+    "wait", "test",
 ];
 
 /// How deep functions, `eval` and `.` may nest.
@@ -947,6 +947,11 @@ impl Shell {
             "shift" => self.shift(host, args, fds),
             "whatis" => self.whatis(host, args, fds),
             "wait" => self.wait(host, args, fds),
+            "test" => match test(host, args) {
+                Ok(true) => String::new(),
+                Ok(false) => String::from("false"),
+                Err(e) => self.report(host, fds, format!("test: {e}")),
+            },
             "eval" | "." => {
                 let flow = if argv[0] == "eval" {
                     let source = args.join(" ");
@@ -1269,6 +1274,64 @@ fn close_all<H: Host>(host: &mut H, fds: &[HostFd]) {
     for fd in fds {
         host.close(*fd);
     }
+}
+
+/// test(1), as a builtin: `expr [-o expr]...` where `expr` is
+/// `primary [-a primary]...` and a primary is `! primary`, `-e`, `-f`,
+/// `-d`, `-s`, `-r`, `-w`, `-x` with a file (the last three: it exists;
+/// Kasane's stat has no permission check), `-n s`, `-z s`, `s`, `a = b`,
+/// `a != b`, or `m -eq n` (`-ne -lt -le -gt -ge`).
+fn test<H: Host>(host: &mut H, args: &[String]) -> Result<bool, String> {
+    if args.is_empty() {
+        return Ok(false);
+    }
+    let mut any = false;
+    for alternative in args.split(|a| a == "-o") {
+        let mut all = true;
+        for primary in alternative.split(|a| a == "-a") {
+            all &= test_primary(host, primary)?;
+        }
+        any |= all;
+    }
+    Ok(any)
+}
+
+fn test_primary<H: Host>(host: &mut H, args: &[String]) -> Result<bool, String> {
+    let number = |s: &str| s.parse::<i64>().map_err(|_| format!("bad number '{s}'"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(match args.as_slice() {
+        ["!", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| String::from(*s)).collect();
+            !test_primary(host, &rest)?
+        }
+        [op @ ("-e" | "-f" | "-d" | "-s" | "-r" | "-w" | "-x"), file] => match host.stat(file) {
+            Err(_) => false,
+            Ok(stat) => match *op {
+                "-f" => !stat.dir,
+                "-d" => stat.dir,
+                "-s" => stat.length > 0,
+                _ => true,
+            },
+        },
+        ["-n", s] => !s.is_empty(),
+        ["-z", s] => s.is_empty(),
+        [a, "=", b] => a == b,
+        [a, "!=", b] => a != b,
+        [a, op @ ("-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge"), b] => {
+            let (a, b) = (number(a)?, number(b)?);
+            match *op {
+                "-eq" => a == b,
+                "-ne" => a != b,
+                "-lt" => a < b,
+                "-le" => a <= b,
+                "-gt" => a > b,
+                _ => a >= b,
+            }
+        }
+        [s] => !s.is_empty(),
+        [] => return Err(String::from("argument expected")),
+        _ => return Err(format!("syntax error at '{}'", args.join(" "))),
+    })
 }
 
 /// Whether a pattern (see [`escape_pattern`]) has a special character.

@@ -12,7 +12,8 @@
 //! (also local to one command), pipes and redirections, `{ }` blocks,
 //! `if`/`if not`, `for`, `while`, `switch`/`case`, `&&`, `||`, `!`, `~`
 //! matching, `fn`, and the builtins `cd`, `bind`, `mount`, `unmount`,
-//! `echo`, `exit`, `rfork`, `shift`, `eval`, `.` and `whatis`.
+//! `echo`, `exit`, `rfork`, `shift`, `eval`, `.`, `whatis`, `wait` and
+//! `test`; here documents, `cmd &`, and globbing through the host.
 //!
 //! [`Interactive`] and [`Lines`] are the interactive shell's logic
 //! (prompts, one line at a time, continuation lines), also without I/O.
@@ -29,7 +30,9 @@ mod lexer;
 mod parser;
 
 pub use ast::Program;
-pub use host::{Host, HostFd, MountFlags, OpenHow, Spawn, RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
+pub use host::{
+    FileStat, Host, HostFd, MountFlags, OpenHow, Spawn, RFCENVG, RFCNAMEG, RFENVG, RFNAMEG,
+};
 pub use interactive::{Interactive, Lines, CONTINUATION, PROMPT};
 pub use interp::{Flow, Shell, BUILTINS};
 pub use parser::{parse, ParseError};

@@ -413,3 +413,47 @@ fn globbing_against_the_namespace() {
     );
     assert!(mock.no_leaks());
 }
+
+#[test]
+fn test_builtin() {
+    let mut shell = Shell::new();
+    let mut mock = Mock::new();
+    mock.files.insert("/d/f".into(), b"x".to_vec());
+    mock.files.insert("/d/empty".into(), vec![]);
+    let cases = [
+        ("test -f /d/f", true),
+        ("test -f /d", false),
+        ("test -d /d", true),
+        ("test -d /d/f", false),
+        ("test -e /nothing", false),
+        ("test -s /d/f", true),
+        ("test -s /d/empty", false),
+        ("test -r /d/f", true),
+        ("test ! -e /nothing", true),
+        ("test a = a", true),
+        ("test a != a", false),
+        ("test 3 -lt 10", true),
+        ("test 3 -ge 10", false),
+        ("test -n ''", false),
+        ("test -z ''", true),
+        ("test word", true),
+        ("test", false),
+        ("test -f /d/f -a -d /d", true),
+        ("test -f /d -o -d /d", true),
+        ("test -f /d -a -d /d -o a = b", false),
+    ];
+    for (source, want) in cases {
+        shell.run(&mut mock, source);
+        assert_eq!(shell.succeeded(), want, "{source}");
+    }
+    shell.run(&mut mock, "if(test -f /d/f) echo file\nif not echo none");
+    assert_eq!(mock.stdout, "file\n");
+    shell.run(&mut mock, "test x -eq 1");
+    assert_eq!(shell.status(), "test: bad number 'x'");
+    shell.run(&mut mock, "test a b c d");
+    assert_eq!(shell.status(), "test: syntax error at 'a b c d'");
+    assert_eq!(
+        mock.stderr,
+        "test: bad number 'x'\ntest: syntax error at 'a b c d'\n"
+    );
+}

@@ -14,7 +14,9 @@ core_user::program!(main);
 use core_user::prelude::*;
 use core_user::sys;
 use core_user::SpawnRequest;
-use kasane_rc::{Flow, Host, HostFd, Interactive, Lines, MountFlags, OpenHow, Shell, Spawn};
+use kasane_rc::{
+    FileStat, Flow, Host, HostFd, Interactive, Lines, MountFlags, OpenHow, Shell, Spawn,
+};
 
 struct CoreHost;
 
@@ -54,6 +56,14 @@ impl Host for CoreHost {
             .into_iter()
             .map(|e| (e.name, u64::from(e.mode) & core_abi::DMDIR != 0))
             .collect())
+    }
+
+    fn stat(&mut self, path: &str) -> Result<FileStat, String> {
+        let info = sys::stat(path)?;
+        Ok(FileStat {
+            dir: u64::from(info.mode) & core_abi::DMDIR != 0,
+            length: info.length,
+        })
     }
 
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {

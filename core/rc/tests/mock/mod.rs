@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use kasane_rc::{Flow, Host, HostFd, MountFlags, OpenHow, Shell, Spawn};
+use kasane_rc::{FileStat, Flow, Host, HostFd, MountFlags, OpenHow, Shell, Spawn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
@@ -241,6 +241,23 @@ impl Host for Mock {
         }
         // Not sorted, as a server's order need not be.
         Ok(entries.into_iter().rev().collect())
+    }
+
+    fn stat(&mut self, path: &str) -> Result<FileStat, String> {
+        if let Some(data) = self.files.get(path) {
+            return Ok(FileStat {
+                dir: false,
+                length: data.len() as u64,
+            });
+        }
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        if self.files.keys().any(|f| f.starts_with(&prefix)) {
+            return Ok(FileStat {
+                dir: true,
+                length: 0,
+            });
+        }
+        Err(format!("'{path}' file does not exist"))
     }
 
     fn open(&mut self, path: &str, how: OpenHow) -> Result<HostFd, String> {
