@@ -181,6 +181,7 @@ const SESSION: &[Line] = &[
     Is("waited ok"),
     Is("job output"),
     Is("/tmp/blk /tmp/s.rc /tmp/*.none"),
+    Is("blk is a file"),
     Is("done"),
 ];
 
