@@ -20,7 +20,7 @@
 //!   to the next `case`. Patterns: `*`, `?`, `[...]` (`[~...]` negates),
 //!   special only where written unquoted.
 //! - Functions ("Functions") are looked up before builtins and `$path`;
-//!   in one, `$*` is its arguments and `$0` its name.
+//!   in one, `$*` is its arguments (`$0` stays the script's name).
 //! - Redirections ("I/O Redirections") apply left to right and override
 //!   the pipe; `>` truncates, `>>` appends, `>[n=m]` copies m.
 //! - A command is looked up in each directory of `$path` unless its name
@@ -560,8 +560,9 @@ impl Shell {
         let name = &prepared.argv[0];
         if let Some((body, _)) = self.fns.get(name).cloned() {
             let mut locals = prepared.locals.clone();
+            // Plan 9's rc sets only $* for a function: $0 stays the
+            // script's name.
             locals.push((String::from("*"), prepared.argv[1..].to_vec()));
-            locals.push((String::from("0"), vec![name.clone()]));
             let flow = self.nested(host, &prepared.fds, &locals, |this, host| {
                 this.run_program(host, &body)
             });

@@ -183,9 +183,15 @@ fn matching() {
 #[test]
 fn functions() {
     assert_eq!(
-        out("fn greet { echo hello $1 from $0; echo $#* }\ngreet world x\ngreet"),
-        "hello world from greet\n2\nhello from greet\n0\n"
+        out("fn greet { echo hello $1; echo $#* }\ngreet world x\ngreet"),
+        "hello world\n2\nhello\n0\n"
     );
+    // $0 is the script's, in a function too (as Plan 9's rc has it).
+    let mut shell = Shell::new();
+    let mut mock = Mock::new();
+    shell.set_var("0", vec!["script".into()]);
+    shell.run(&mut mock, "fn f { echo $0 }; f");
+    assert_eq!(mock.stdout, "script\n");
     // $* is restored after the call.
     let mut shell = Shell::new();
     let mut mock = Mock::new();
