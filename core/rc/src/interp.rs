@@ -320,24 +320,23 @@ impl Shell {
         }
     }
 
-    /// Whether any element of `subject` matches any of `patterns`.
+    /// Whether `subject`, its elements joined by spaces as Plan 9's rc
+    /// does (so `()` is `''`), matches any of `patterns`.
     fn matches<H: Host>(
         &mut self,
         host: &mut H,
         subject: &Word,
         patterns: &[Word],
     ) -> Result<bool, String> {
-        let subject = self.expand(host, subject)?;
+        let subject = self.expand(host, subject)?.join(" ");
+        let text: Vec<char> = subject.chars().collect();
         let mut all = Vec::new();
         for pattern in patterns {
             all.extend(self.expand_as(host, pattern, true)?);
         }
-        Ok(subject.iter().any(|s| {
-            let text: Vec<char> = s.chars().collect();
-            all.iter().any(|p| {
-                let pattern: Vec<char> = p.chars().collect();
-                glob_match(&pattern, &text)
-            })
+        Ok(all.iter().any(|p| {
+            let pattern: Vec<char> = p.chars().collect();
+            glob_match(&pattern, &text)
         }))
     }
 

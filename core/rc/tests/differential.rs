@@ -36,6 +36,20 @@ const SCRIPTS: &[&str] = &[
      ifs=:\nparts=`{echo -n a:b:c}\necho $#parts\nifs=' \t\n'\n\
      x=(p q r)\neval echo evaluated '$x(3)'\n{ echo in; echo block } | cat\n\
      cat <<EOF\nhere $x doc\nEOF\ncat <<'EOF'\nquoted $x\nEOF\necho done\n",
+    // Empty lists, status words, && and || chains, nested blocks.
+    "x=()\necho $#x $x(1) end\nfor(i in $x) echo never\n~ $x '' || echo empty-no-match\n\
+     y=''\n~ $y '' && echo empty-string\necho $#y\n\
+     ~ a b; echo $status\n! ~ a a; echo $status\n\
+     ~ a a && ~ b c || echo chain\n{ { echo nested } }\n\
+     if(~ a a) { echo one; echo two }\nz=(1 2 3); echo $z(2)^$z(3) $\"z^-\n\
+     switch(none){\ncase x\n\techo x\n}\necho after switch\n\
+     ~ (x abc) a* || echo joined-subject\n~ (x abc) 'x abc' && echo joined\n\
+     switch((b c)){\ncase b\n\techo b\ncase 'b c'\n\techo b-c\n}\n",
+    // Positional parameters, shift, $"x of nothing, subscripts past the end.
+    "fn p { echo $#* $1 $3 $*(2-); shift; echo $1 $#*; shift 2; echo $#* }\np a b c\n\
+     e=()\necho [$\"e] $#e\nl=(a b)\necho $l(5) $l(2-9) $l(1-1) end\n\
+     for(w in a b) for(v in 1 2) echo -n $w$v' '\necho\n\
+     if(~ a b) echo no\nif not if(~ c c) echo inner\n",
 ];
 
 #[test]
