@@ -50,6 +50,10 @@ const SCRIPTS: &[&str] = &[
      e=()\necho [$\"e] $#e\nl=(a b)\necho $l(5) $l(2-9) $l(1-1) end\n\
      for(w in a b) for(v in 1 2) echo -n $w$v' '\necho\n\
      if(~ a b) echo no\nif not if(~ c c) echo inner\n",
+    // Pipes into and out of blocks and functions, eval with quotes.
+    "echo x | { cat; echo y }\nfn two { echo a; echo b }\ntwo | cat\n\
+     eval 'q=(1 2 3)'; echo $#q\necho $#* $* end\n\
+     a=1 b=2 { echo $a$b }\necho `{echo sub}^-suffix pre-^`{echo a b}\n",
 ];
 
 #[test]
