@@ -182,6 +182,7 @@ const SESSION: &[Line] = &[
     Is("job output"),
     Is("/tmp/blk /tmp/s.rc /tmp/*.none"),
     Is("blk is a file"),
+    Is("rc: too deep: functions, eval or . nested 32 times"),
     Is("done"),
 ];
 
