@@ -1,7 +1,7 @@
 //! Turns tokens into a [`Program`]: rc(1)'s grammar (Duff's rc).
 //!
 //! ```text
-//! program  := { separator | command separator }      separator: ; newline
+//! program  := { separator | command (separator | '&') }  separator: ; newline
 //! command  := not { ('&&' | '||') newline* not }     (left to right)
 //! not      := '!' not | pipeline
 //! pipeline := unit { '|' newline* unit }
@@ -14,7 +14,7 @@
 //!           | 'fn' { word } [ '{' program '}' ]
 //!           | '~' word { word }
 //!           | simple
-//! simple   := { word | redirection }
+//! simple   := { word | redirection }      redirection: > >> < <<tag, [n], [n=m]
 //! word     := atom { atom-without-blank-before | '^' atom }
 //! atom     := text | '$'name [ '(' { word } ')' ] | '$#'name | '$"'name
 //!           | '=' | '(' { word } ')' | '`' '{' program '}'
