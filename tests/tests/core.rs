@@ -182,6 +182,9 @@ const SESSION: &[Line] = &[
     Is("job output"),
     Is("/tmp/blk /tmp/s.rc /tmp/*.none"),
     Is("blk is a file"),
+    // Here documents in a script: substituted, and quoted (kept as is).
+    Is("here there"),
+    Is("kept $x"),
     Is("rc: too deep: functions, eval or . nested 32 times"),
     Is("done"),
 ];
