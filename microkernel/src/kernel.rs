@@ -996,8 +996,7 @@ impl Kernel {
             // changed no page table or frame since.
             unsafe { copy_pages(&from, &into, length) };
         }
-        self.run_queues.block(caller.index());
-        self.run_queues.make_ready(to.index());
+        self.run_queues.hand_over(caller.index(), to.index());
         let receiver = self.objects.threads.get_mut(to).expect("checked above");
         if tag.untyped() >= REGISTER_WORDS {
             // MR7.. go UTCB to UTCB (ABI §7).
