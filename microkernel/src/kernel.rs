@@ -50,6 +50,9 @@ pub struct Thread {
     utcb_address: u64,
     utcb_frame: u64,
     pager: ThreadId,
+    /// Its task's page-table root (the CR3 value), fixed for the
+    /// thread's life: a task's threads die before its space does.
+    space_root: u64,
     halted: bool,
     /// While the kernel runs a page-fault or exception IPC on the thread's
     /// behalf: its real user registers, restored when the pager replies.
@@ -518,6 +521,7 @@ impl Kernel {
         let frame = self.objects.pool.allocate().ok_or(Error::OutOfResources)?;
         let rw = Rights::READ | Rights::WRITE;
         let space = &self.objects.tasks.get(task).ok_or(Error::NoSuchTask)?.space;
+        let space_root = space.root;
         if space.map(&mut self.objects.pool, utcb, frame, rw).is_none() {
             self.objects.pool.release(frame);
             return Err(Error::OutOfResources);
@@ -528,6 +532,7 @@ impl Kernel {
             utcb_address: utcb,
             utcb_frame: frame,
             pager,
+            space_root,
             halted: true,
             fault: None,
         };
@@ -939,21 +944,22 @@ impl Kernel {
     /// thread that is already waiting. It copies MR0–MR6 register to
     /// register and leaves the rendezvous bookkeeping to
     /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
-    /// takes the general path, which ends in the same state.
-    fn fast_ipc(&mut self, caller: ThreadId) -> bool {
-        let Some(thread) = self.objects.threads.get(caller) else {
-            return false;
-        };
+    /// takes the general path, which ends in the same state. `None`: not
+    /// taken; `Some(true)`: taken and already switched to the partner
+    /// (it is the thread the run queues pick); `Some(false)`: taken, the
+    /// caller must pick the next thread.
+    fn fast_ipc(&mut self, caller: ThreadId) -> Option<bool> {
+        let thread = self.objects.threads.get(caller)?;
         let c = &*thread.context;
-        if c.rax != 0 {
-            return false;
+        if c.vector != SYSCALL_VECTOR || c.rax != 0 {
+            return None;
         }
         let tag = MessageTag::from_raw(c.r10).with_flags(TagFlags::empty());
         // Untyped words (at most 63), or one string item with the whole
         // message in registers; other typed messages need full planning.
         let string = tag.typed() == 2 && tag.untyped() + 3 <= REGISTER_WORDS;
         if (tag.typed() != 0 && !string) || tag.validate().is_err() {
-            return false;
+            return None;
         }
         let sender_utcb = thread.utcb_frame;
         let to = ThreadId::from_raw(c.rdi);
@@ -967,13 +973,13 @@ impl Kernel {
         let sender_task = thread.task;
         let receiver = match self.objects.threads.get(to) {
             Some(t) if to.is_thread() && t.fault.is_none() && !t.halted => t,
-            _ => return false,
+            _ => return None,
         };
         let copy = if string {
             let at = 1 + tag.untyped();
             match self.fast_string(sender_task, receiver, &mut words[at..at + 2]) {
                 Some(copy) => Some(copy),
-                None => return false,
+                None => return None,
             }
         } else {
             None
@@ -983,13 +989,14 @@ impl Kernel {
             _ => self.now(),
         };
         if !self.ipc.direct_exchange(caller, request, now) {
-            return false;
+            return None;
         }
         if let Some((from, into, length)) = copy {
             // SAFETY: fast_string checked both ranges; direct_exchange
             // changed no page table or frame since.
             unsafe { copy_pages(&from, &into, length) };
         }
+        self.run_queues.hand_over(caller.index(), to.index());
         let receiver = self.objects.threads.get_mut(to).expect("checked above");
         if tag.untyped() >= REGISTER_WORDS {
             // MR7.. go UTCB to UTCB (ABI §7).
@@ -1011,27 +1018,32 @@ impl Kernel {
         r.rsi = caller.raw();
         r.rdi = 0;
         r.rdx = 0;
-        self.run_queues.block(caller.index());
-        self.run_queues.make_ready(to.index());
-        true
+        // The partner usually runs next: switch to it here rather than
+        // look it up again in `switch_to_next` (the same choice).
+        if self.run_queues.current() != Some(to.index()) {
+            return Some(false);
+        }
+        let context: *mut Context = r;
+        // SAFETY: the context is boxed in a live thread, which stays alive
+        // until the kernel is entered again; its space has the kernel half.
+        unsafe { arch::set_current_context(context, receiver.space_root, receiver.utcb_address) };
+        self.current = Some(to);
+        Some(true)
     }
 
-    /// Handles a trap from the current thread's user mode.
-    pub fn trap(&mut self) {
-        let Some(current) = self.current else { return };
-        let Some(thread) = self.objects.threads.get(current) else {
-            return;
+    /// Handles a trap from the current thread's user mode; `true` when it
+    /// has already switched to the thread that runs next.
+    pub fn trap(&mut self) -> bool {
+        let Some(current) = self.current else {
+            return false;
         };
-        let vector = thread.context.vector;
-        if vector == SYSCALL_VECTOR && self.fast_ipc(current) {
-            return;
+        if let Some(switched) = self.fast_ipc(current) {
+            return switched;
         }
-        let context = *self
-            .objects
-            .threads
-            .get(current)
-            .expect("checked above")
-            .context;
+        let Some(thread) = self.objects.threads.get(current) else {
+            return false;
+        };
+        let context = *thread.context;
         match context.vector {
             SYSCALL_VECTOR => self.syscall(current),
             v if v == u64::from(arch::TIMER_VECTOR) => {
@@ -1064,6 +1076,7 @@ impl Kernel {
                 self.fault_ipc(current, EXCEPTION_LABEL, &words, "exception");
             }
         }
+        false
     }
 
     /// Picks the thread to run and makes it current; `false` if none is
@@ -1086,12 +1099,7 @@ impl Kernel {
             .threads
             .get_mut(id)
             .expect("id_at names a live thread");
-        let root = self
-            .objects
-            .tasks
-            .get(thread.task)
-            .map(|t| t.space.root)
-            .unwrap_or(self.kernel_root);
+        let root = thread.space_root;
         let context: *mut Context = &mut *thread.context;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; the space has the kernel half.
@@ -1264,8 +1272,7 @@ pub fn run_next() {
 #[no_mangle]
 extern "C" fn trap_from_user() {
     if let Some(kernel) = KERNEL.lock().as_mut() {
-        kernel.trap();
-        if kernel.switch_to_next() {
+        if kernel.trap() || kernel.switch_to_next() {
             return;
         }
     }

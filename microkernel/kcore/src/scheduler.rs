@@ -175,6 +175,37 @@ impl RunQueues {
         self.unlink(thread);
     }
 
+    /// `block(from)` then `make_ready(to)`, as the IPC fast path does on
+    /// every hop. When `from` is alone in its level and `to`, of the same
+    /// priority, is in no queue, `to` simply takes its place: the same
+    /// outcome without the two list operations.
+    pub fn hand_over(&mut self, from: u32, to: u32) {
+        if let (Some(a), Some(b)) = (self.entry(from).copied(), self.entry(to).copied()) {
+            let priority = a.priority as usize;
+            let level = self.levels[priority];
+            if a.queued
+                && !b.queued
+                && a.priority == b.priority
+                && level.head == Some(from)
+                && level.tail == Some(from)
+            {
+                self.levels[priority] = Level {
+                    head: Some(to),
+                    tail: Some(to),
+                };
+                if let Some(entry) = self.entries.get_mut(from as usize) {
+                    entry.queued = false;
+                }
+                if let Some(entry) = self.entries.get_mut(to as usize) {
+                    entry.queued = true;
+                }
+                return;
+            }
+        }
+        self.block(from);
+        self.make_ready(to);
+    }
+
     /// Whether the thread is in a queue.
     pub fn is_ready(&self, thread: u32) -> bool {
         self.entry(thread).is_some_and(|entry| entry.queued)
@@ -331,6 +362,53 @@ mod tests {
         queues.block(0);
         assert_eq!(queues.current(), None);
         assert_eq!(queues.highest_priority(), None);
+    }
+
+    #[test]
+    fn hand_over_is_block_then_make_ready() {
+        // Threads with priorities, the ready ones (in order), from, to.
+        type Case = (&'static [(u32, u8)], &'static [u32], u32, u32);
+        let cases: [Case; 6] = [
+            (&[(0, 5), (1, 5)], &[0], 0, 1),
+            (&[(0, 5), (1, 5), (2, 5)], &[0, 2], 0, 1),
+            (&[(0, 5), (1, 7)], &[0], 0, 1),
+            (&[(0, 5), (1, 5)], &[0, 1], 0, 1),
+            (&[(0, 5), (1, 5), (2, 9)], &[2, 0], 0, 1),
+            (&[(0, 5), (1, 5)], &[1], 0, 1),
+        ];
+        for (threads, ready, from, to) in cases {
+            let build = || {
+                let mut queues = RunQueues::new();
+                for &(thread, priority) in threads {
+                    queues.add(thread, priority, 1000);
+                }
+                for &thread in ready {
+                    queues.make_ready(thread);
+                }
+                queues
+            };
+            let mut fast = build();
+            fast.hand_over(from, to);
+            let mut slow = build();
+            slow.block(from);
+            slow.make_ready(to);
+            assert_eq!(fast.current(), slow.current());
+            assert_eq!(fast.highest_priority(), slow.highest_priority());
+            for priority in [5, 7, 9] {
+                assert_eq!(fast.level(priority), slow.level(priority));
+            }
+            for &(thread, _) in threads {
+                assert_eq!(fast.is_ready(thread), slow.is_ready(thread));
+            }
+            // The lists stay well linked: both go on the same way.
+            for queues in [&mut fast, &mut slow] {
+                queues.block(to);
+                queues.make_ready(from);
+            }
+            for priority in [5, 7, 9] {
+                assert_eq!(fast.level(priority), slow.level(priority));
+            }
+        }
     }
 
     #[test]

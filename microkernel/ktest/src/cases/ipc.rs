@@ -1,4 +1,4 @@
-//! Cases 1-3: call and reply, timeouts, receive from any.
+//! Cases 1-3b: call and reply, timeouts, receive from any, fast-path edges.
 //!
 //! Call/reply runs against the echo server (label + 1, every word
 //! inverted) in ktest's own task and in another task, with ten words so
@@ -15,10 +15,11 @@ use microkernel_rt::user::{call, ipc, receive, send};
 use crate::cases::Context;
 use crate::console::{Failure, OrFail};
 use crate::programs::{
-    echo_server, echo_word, parked, sender, sink, tag, SENDER_LABEL, SEND_RESULTS,
+    echo_server, echo_word, order_logger, parked, sender, sink, spinner, tag, ORDER_LOG,
+    ORDER_USED, SENDER_LABEL, SEND_RESULTS,
 };
 use crate::threads::{
-    micros, now, wait_for_state, wait_until, Scope, PATIENCE, PATIENT, WORKER_PRIORITY,
+    micros, now, sleep, wait_for_state, wait_until, Scope, PATIENCE, PATIENT, WORKER_PRIORITY,
 };
 
 const ECHO_WORDS: usize = 10;
@@ -204,6 +205,59 @@ pub fn receive_from_any(context: &mut Context) -> Result<(), Failure> {
         "the senders' send phases ended with {:#x} and {:#x}, expected success",
         SEND_RESULTS[0].load(Ordering::Acquire),
         SEND_RESULTS[1].load(Ordering::Acquire)
+    );
+    Ok(())
+}
+
+/// Case 3b: the fast path's edges. A call to a waiting partner that is not
+/// the thread the scheduler picks next (a ready thread of higher priority
+/// than the partner runs first), and a call to a partner that is running
+/// but not receiving (it was preempted), which the general path refuses
+/// with a send-phase timeout.
+pub fn fast_path_edges(context: &mut Context) -> Result<(), Failure> {
+    let mut scope = Scope::new();
+    let utcb = &mut *context.utcb;
+    let task = scope.task()?;
+    let server = scope.remote(task, echo_server, 0, 110)?;
+    wait_for_state(utcb, server, ThreadStateFlags::RECEIVING, 1_000_000)?;
+    ORDER_USED.store(0, Ordering::Release);
+    for entry in &ORDER_LOG {
+        entry.store(0, Ordering::Release);
+    }
+    scope.local(order_logger, 120, 120)?;
+    ensure!(
+        ORDER_USED.load(Ordering::Acquire) == 0,
+        "a thread below the root's priority ran while the root was ready"
+    );
+    utcb.message_registers[0] = tag(0x3B, 1, 0).raw();
+    utcb.message_registers[1] = 0x1234;
+    let result = call(utcb, server, PATIENT);
+    ensure!(result.is_ok(), "call to a waiting server: {result:?}");
+    ensure!(
+        utcb.message_registers[1] == echo_word(0x1234),
+        "the reply's MR1 is {:#x}, expected {:#x}",
+        utcb.message_registers[1],
+        echo_word(0x1234)
+    );
+    let used = ORDER_USED.load(Ordering::Acquire);
+    ensure!(
+        used == 1 && ORDER_LOG[0].load(Ordering::Acquire) == 120,
+        "the priority-120 thread did not run before the priority-110 server \
+         answered ({used} log entries)"
+    );
+
+    let busy = scope.local(spinner, 0, 100)?;
+    // The root sleeps, the spinner runs and is preempted when the root wakes.
+    sleep(utcb, 10_000)?;
+    utcb.message_registers[0] = tag(0x3C, 0, 0).raw();
+    let timeouts = Timeouts {
+        send: Timeout::Zero,
+        receive: PATIENCE,
+    };
+    let result = ipc(utcb, busy, FromSpecifier::Thread(busy), timeouts);
+    ensure!(
+        result == Err(IpcError::send(Error::Timeout)),
+        "call with a zero send timeout to a preempted, running thread: {result:?}"
     );
     Ok(())
 }

@@ -37,6 +37,7 @@ const CASES: &[(&str, Case)] = &[
     ("call_reply_cross_task", ipc::call_reply_cross_task),
     ("timeouts", ipc::timeouts),
     ("receive_from_any", ipc::receive_from_any),
+    ("fast_path_edges", ipc::fast_path_edges),
     ("string_copy", strings::string_copy),
     ("map_unmap_recursive", memory::map_unmap_recursive),
     ("grant", memory::grant),
