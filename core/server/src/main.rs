@@ -13,9 +13,10 @@
 //! pipe, `wait`, `sleep`, a console line, a read or write of a slow task
 //! server) is parked, unanswered, and answered later with a send to the
 //! client, which is still awaiting its reply (ABI §9.1); other processes
-//! run meanwhile. At boot core starts every `*-task` module as a task
-//! server, spawns the program named after `root=core` (`/bin/rc`), and
-//! powers off when that process exits.
+//! run meanwhile. At boot core starts the task servers of the manifest's
+//! `[[server]]` table (cell 0's `manifest` module), spawns the program
+//! named after `root=core` (`/bin/rc`), and powers off when that process
+//! exits.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 

@@ -20,7 +20,8 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use core_system::{BootFiles, ConsoleDevice, Message, Reply, System, Thread};
+use core_system::{BootFiles, ConsoleDevice, Message, Reply, ServerConfig, System, Thread};
+use kasane_manifest::{task_module, BootManifest, OnFailure, Placement, MANIFEST_MODULE};
 use kasane_servant::servants::cons::Console;
 use kasane_servant::servants::root::Root;
 use kasane_servant::{Devices, LinkId};
@@ -42,9 +43,43 @@ mod kernel;
 
 use kernel::{load_reply, Microkernel};
 
-/// Boot modules whose names end so are task servers, posted in /srv
-/// under the name without it (`ramfs-task` as /srv/ramfs).
-const TASK_SUFFIX: &str = "-task";
+/// Whether core drives server VMs' links. Not yet (helper A's virtio
+/// link driver and `hvm_call`): until then, and in bare mode (no VT-x)
+/// for good, a server the manifest places in a VM runs as a task.
+fn drives_server_vms() -> bool {
+    false
+}
+
+/// The servers of the manifest's `[[server]]` table, as core runs them:
+/// each with its task module. Without a `manifest` module (a system
+/// without servers) or with one that does not decode, none.
+fn server_table(modules: &[(String, &'static [u8])]) -> Vec<(ServerConfig, Placement)> {
+    let Some((_, bytes)) = modules.iter().find(|(name, _)| name == MANIFEST_MODULE) else {
+        return Vec::new();
+    };
+    let manifest = match BootManifest::decode(bytes) {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            print(format_args!("core: the manifest module: {e}; no servers\n"));
+            return Vec::new();
+        }
+    };
+    manifest
+        .servers
+        .into_iter()
+        .map(|server| {
+            let config = ServerConfig {
+                module: task_module(&server.program),
+                mount: server.mount,
+                mount_flags: server.mount_flags,
+                restart: server.on_failure == OnFailure::Restart,
+                restart_limit: server.restart_limit,
+                name: server.name,
+            };
+            (config, server.placement)
+        })
+        .collect()
+}
 
 /// The frames core lends task servers: `frames` pages from `base`,
 /// shared out evenly among them at boot.
@@ -68,16 +103,32 @@ impl Core {
         modules: Vec<(String, &'static [u8])>,
     ) -> Core {
         let mut text = TextCache::new();
-        // Task servers: every `*-task` module, each with an even share of
-        // the pool, posted in /srv without the suffix.
-        let servers: Vec<&(String, &'static [u8])> = modules
-            .iter()
-            .filter(|(name, _)| name.ends_with(TASK_SUFFIX) && name.len() > TASK_SUFFIX.len())
-            .collect();
+        // Task servers: the manifest's table, each with an even share of
+        // the pool, posted in /srv under its name. A server placed in a VM
+        // is the VM's while core drives server VMs, and a task otherwise.
+        let mut servers = Vec::new();
+        for (config, placement) in server_table(&modules) {
+            if placement == Placement::Vm {
+                if drives_server_vms() {
+                    continue;
+                }
+                print(format_args!(
+                    "core: server {}: placed in a vm, runs as a task (bare mode: no server VM link)\n",
+                    config.name
+                ));
+            }
+            match modules.iter().find(|(name, _)| *name == config.module) {
+                Some((_, elf)) => servers.push((config, *elf)),
+                None => print(format_args!(
+                    "core: server {}: no module {}\n",
+                    config.name, config.module
+                )),
+            }
+        }
         let share = task_servers.frames / servers.len().max(1);
         let mut started = Vec::new();
-        for (index, (module, elf)) in servers.into_iter().enumerate() {
-            let name = &module[..module.len() - TASK_SUFFIX.len()];
+        for (index, (config, elf)) in servers.into_iter().enumerate() {
+            let name = config.name.as_str();
             let mut pool = Box::new(FrameBitmap::new());
             pool.init(
                 task_servers.base + (index * share) as u64 * FRAME_SIZE,
@@ -85,7 +136,7 @@ impl Core {
             );
             let identity = index as u64;
             match TaskServer::start(name, identity, elf, me, pool, &mut arena, &mut text) {
-                Ok(server) => started.push((String::from(name), module.clone(), server)),
+                Ok(server) => started.push((config, server)),
                 Err(e) => print(format_args!("core: task server {name}: {e}\n")),
             }
         }
@@ -116,8 +167,8 @@ impl Core {
             text,
         };
         let mut system = System::new(kernel, others);
-        for (name, module, server) in started {
-            system.add_server(&name, &module, server);
+        for (config, server) in started {
+            system.add_configured_server(config, server);
         }
         Core {
             system,

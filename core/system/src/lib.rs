@@ -42,11 +42,13 @@ mod fds;
 mod park;
 mod process;
 mod servants;
+mod servers;
 mod system;
 
 pub use fds::{Fd, Fds, MAX_FD};
 pub use kasane_mount::Transport;
 pub use servants::{BootFiles, ConsoleDevice, Servants, CONS, CONS_INPUT};
+pub use servers::{ServerConfig, DEFAULT_RESTART_LIMIT};
 pub use system::System;
 
 /// The user name every process runs as.

@@ -21,7 +21,7 @@ use ninep::OpenMode;
 
 use crate::park::{Outcome, Parked, Request};
 use crate::process::{Process, Zombie};
-use crate::{Kernel, Message, Reply, Servants, Thread, USER};
+use crate::{Kernel, Message, Reply, Servants, ServerConfig, Thread, USER};
 
 pub(crate) type Ns = Namespace<ChanHandle, ChanId<char>>;
 pub(crate) type Loc = Location<ChanHandle>;
@@ -29,17 +29,16 @@ pub(crate) type Loc = Location<ChanHandle>;
 /// How often console input is polled while a reader waits for a line.
 pub(crate) const CONSOLE_POLL_MICROSECONDS: u64 = 10_000;
 
-/// How many times core restarts a task server whose link hung up before
-/// it gives up on it (a server that fails at once would loop for ever).
-const MAX_RESTARTS: u32 = 5;
-
 /// The bytes a pipe holds.
 const PIPE_CAPACITY: usize = 32 * 1024;
 
-/// What core keeps to restart a task server.
+/// What core keeps to restart a task server: its table entry (a server
+/// that fails at once would loop for ever without its limit).
 struct TaskProgram {
-    module: String,
+    config: ServerConfig,
     restarts: u32,
+    /// Its place in the table: the boot namespace mounts in this order.
+    order: usize,
 }
 
 /// Core's state: processes, namespaces, chans, servants, parked calls.
@@ -132,19 +131,30 @@ impl<K: Kernel> System<K> {
     }
 
     /// Adds a started task server from boot module `module` on a new link
-    /// of `#M`, posted in /srv as `name`.
+    /// of `#M`, posted in /srv as `name`, restarted up to
+    /// [`crate::DEFAULT_RESTART_LIMIT`] times and not mounted.
     pub fn add_server(&mut self, name: &str, module: &str, server: K::Link) -> LinkId {
+        self.add_configured_server(ServerConfig::new(name, module), server)
+    }
+
+    /// Adds a started server of the manifest's table on a new link of
+    /// `#M`, posted in /srv as its name; the boot namespace mounts it at
+    /// its mount point, and a hang-up restarts it as its entry says.
+    pub fn add_configured_server(&mut self, config: ServerConfig, server: K::Link) -> LinkId {
         let link = LinkId(self.next_link);
         self.next_link += 1;
         self.servants.mount.add_link(link, server);
-        if let Err(e) = self.servants.srv.post(name, link, USER) {
+        let name = config.name.clone();
+        if let Err(e) = self.servants.srv.post(&name, link, USER) {
             self.kernel.log(format_args!("core: posting {name}: {e}\n"));
         }
+        let order = self.task_programs.len();
         self.task_programs.insert(
-            String::from(name),
+            name,
             TaskProgram {
-                module: String::from(module),
+                config,
                 restarts: 0,
+                order,
             },
         );
         link
@@ -245,15 +255,29 @@ impl<K: Kernel> System<K> {
         self.next_ns += 1;
         self.namespaces.insert(id, (ns, 1));
         self.boot_ns = id;
-        self.mount_boot_tmp();
+        let mut mounts: Vec<(usize, String, String, Result<MountFlags, Error>)> = self
+            .task_programs
+            .values()
+            .filter(|p| !p.config.mount.is_empty())
+            .map(|p| {
+                let config = &p.config;
+                let flags = config.flags();
+                (p.order, config.name.clone(), config.mount.clone(), flags)
+            })
+            .collect();
+        mounts.sort_by_key(|(order, ..)| *order);
+        for (_, name, mount, flags) in mounts {
+            self.mount_boot_server(&name, &mount, flags);
+        }
         Ok(id)
     }
 
-    /// `mount -c /srv/ramfs /tmp` in the boot namespace when ramfs is a
-    /// boot module, so /tmp takes files from the first prompt on. Outside
-    /// a call, `#M`'s operations are exchanges (docs/core.md).
-    fn mount_boot_tmp(&mut self) {
-        let Ok(srv) = self.resolve(0, "/srv/ramfs") else {
+    /// `mount [-abc] /srv/NAME MOUNT` in the boot namespace for a server
+    /// the table mounts (ramfs on /tmp: files from the first prompt on).
+    /// Outside a call, `#M`'s operations are exchanges (docs/core.md).
+    fn mount_boot_server(&mut self, name: &str, mount: &str, flags: Result<MountFlags, Error>) {
+        let path = alloc::format!("/srv/{name}");
+        let Ok(srv) = self.resolve(0, &path) else {
             return;
         };
         let mounted = (|| -> Result<(), Error> {
@@ -269,14 +293,13 @@ impl<K: Kernel> System<K> {
             link_chan.link = Some(link);
             // ns(1) names the mount by the path it was opened by, as for
             // mount(2)'s descriptor.
-            link_chan.name = "/srv/ramfs".into();
-            let flags = MountFlags::new(MountFlags::MCREATE)?;
-            self.mount(0, 0, &link_chan, "/tmp", flags, "")
+            link_chan.name = path.clone();
+            self.mount(0, 0, &link_chan, mount, flags?, "")
         })();
         srv.close(&mut host!(self, 0, 0));
         if let Err(e) = mounted {
             self.kernel
-                .log(format_args!("core: mount -c /srv/ramfs /tmp: {e}\n"));
+                .log(format_args!("core: mount {path} {mount}: {e}\n"));
         }
     }
 
@@ -380,15 +403,22 @@ impl<K: Kernel> System<K> {
             let Some(program) = self.task_programs.get_mut(&name) else {
                 continue;
             };
+            if !program.config.restart {
+                self.kernel.log(format_args!(
+                    "core: task server {name} failed: not restarted (on_failure = stop); /srv/{name} stays hung up\n"
+                ));
+                continue;
+            }
             program.restarts += 1;
-            if program.restarts > MAX_RESTARTS {
+            let limit = program.config.restart_limit;
+            if program.restarts > limit {
                 let restarts = program.restarts;
                 self.kernel.log(format_args!(
                     "core: task server {name} failed {restarts} times: not restarted; /srv/{name} stays hung up\n"
                 ));
                 continue;
             }
-            let (module, count) = (program.module.clone(), program.restarts);
+            let (module, count) = (program.config.module.clone(), program.restarts);
             let server = match self.kernel.restart(server) {
                 Ok(server) => server,
                 Err(e) => {
@@ -402,7 +432,7 @@ impl<K: Kernel> System<K> {
             self.servants.mount.add_link(link, server);
             let posted = self.servants.srv.repost(&name, link, USER);
             self.kernel.log(format_args!(
-                "core: task server {name} restarted (link {} -> {}, restart {count} of {MAX_RESTARTS})\n",
+                "core: task server {name} restarted (link {} -> {}, restart {count} of {limit})\n",
                 old.0, link.0
             ));
             if let Err(e) = posted {

@@ -240,7 +240,10 @@ fn boot_with(with_ramfs: bool) -> Core {
     others.add(Box::new(BootFiles::new(modules))).unwrap();
     let mut system = System::new(Fake(record.clone()), others);
     if with_ramfs {
-        system.add_server("ramfs", "ramfs-task", RamLink::new());
+        let mut config = core_system::ServerConfig::new("ramfs", "ramfs-task");
+        config.mount = "/tmp".to_string();
+        config.mount_flags = "c".to_string();
+        system.add_configured_server(config, RamLink::new());
     }
     let init = system.start_init("root=core /bin/rc -i").unwrap();
     Core {

@@ -10,12 +10,12 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-use crate::{CellKind, OnFailure};
+use crate::{CellKind, OnFailure, Placement};
 
 /// First bytes of a compiled manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"KSNMANI\0";
 /// Version of the compiled form.
-pub const MANIFEST_VERSION: u32 = 2;
+pub const MANIFEST_VERSION: u32 = 3;
 const HEADER_LEN: usize = 20;
 /// Largest payload accepted (a manifest is small; this bounds allocation).
 const MAX_PAYLOAD: usize = 64 * 1024;
@@ -48,6 +48,31 @@ pub struct BootCell {
     pub cmdline: String,
 }
 
+/// One 9P server in the boot form (`[[server]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootServer {
+    /// Unique name; core posts it as `/srv/NAME`, and a `vm` server is the
+    /// `server-vm` cell of this name.
+    pub name: String,
+    /// The server program (its modules are `PROGRAM-task`, `PROGRAM-vm`).
+    pub program: String,
+    /// Where it runs.
+    pub placement: Placement,
+    /// A `vm` server's memory in MiB (its cell's); 0 for a task server,
+    /// which core pages from its own pool.
+    pub memory_mib: u32,
+    /// Where core mounts it in the boot namespace (empty: not mounted).
+    pub mount: String,
+    /// mount(1)'s flags for that mount: any of `a` or `b`, and `c`.
+    pub mount_flags: String,
+    /// `stop` or `restart` (a server never powers the machine off).
+    pub on_failure: OnFailure,
+    /// Most restarts before it is left stopped.
+    pub restart_limit: u32,
+    /// Boot module the server starts from (a tar archive; empty: none).
+    pub image: String,
+}
+
 /// The whole system in the boot form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootManifest {
@@ -55,6 +80,8 @@ pub struct BootManifest {
     pub name: String,
     /// Cells; index 0 is the microkernel.
     pub cells: Vec<BootCell>,
+    /// 9P servers, each a task of cell 0 or a server-vm cell.
+    pub servers: Vec<BootServer>,
 }
 
 /// Why a compiled manifest was rejected.
@@ -164,6 +191,7 @@ mod tests {
                 initrd: String::new(),
                 cmdline: String::new(),
             }],
+            servers: vec![],
         }
     }
 

@@ -8,7 +8,7 @@ use alloc::string::{String, ToString};
 use core::fmt;
 
 use crate::limits::*;
-use crate::{BootManifest, CellKind};
+use crate::{task_module, vm_module, BootManifest, BootServer, CellKind, OnFailure, Placement};
 
 /// A rule a manifest breaks: the field (a path such as `cell[0].name`) and
 /// what is wrong with it.
@@ -82,6 +82,7 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
             ),
         ));
     }
+    check_servers(manifest)?;
     for (index, cell) in manifest.cells.iter().enumerate() {
         let at = |field: &str| format!("cell[{index}].{field}");
         check_name(&at("name"), &cell.name)?;
@@ -184,6 +185,219 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The `[[server]]` table: names, placement and its cell, modules, mount
+/// point and flags, failure policy. Checked before the cells, so a bad
+/// server is reported by its own fields rather than by the cell or the
+/// modules it compiled into.
+fn check_servers(manifest: &BootManifest) -> Result<(), ManifestError> {
+    if manifest.servers.len() > MAX_SERVERS {
+        return Err(ManifestError::new(
+            "server",
+            format!(
+                "{} servers given; at most {MAX_SERVERS} are supported",
+                manifest.servers.len()
+            ),
+        ));
+    }
+    for (index, server) in manifest.servers.iter().enumerate() {
+        let at = |field: &str| format!("server[{index}].{field}");
+        check_name(&at("name"), &server.name)?;
+        if let Some(first) = manifest.servers[..index]
+            .iter()
+            .position(|s| s.name == server.name)
+        {
+            return Err(ManifestError::new(
+                at("name"),
+                format!("`{}` is already the name of server[{first}]", server.name),
+            ));
+        }
+        check_name(&at("program"), &server.program)?;
+        if server.program.len() > MAX_PROGRAM_LEN {
+            return Err(ManifestError::new(
+                at("program"),
+                format!(
+                    "`{}` is longer than {MAX_PROGRAM_LEN} bytes (its modules add `-task` or `-vm`)",
+                    server.program
+                ),
+            ));
+        }
+        check_placement(index, server, manifest)?;
+        check_mount(index, server)?;
+        if server.on_failure == OnFailure::Poweroff {
+            return Err(ManifestError::new(
+                at("on_failure"),
+                "a server is stopped or restarted (`stop` or `restart`); only cell 0 may power the machine off",
+            ));
+        }
+        if server.restart_limit > MAX_RESTART_LIMIT {
+            return Err(ManifestError::new(
+                at("restart_limit"),
+                format!(
+                    "{} is above the maximum of {MAX_RESTART_LIMIT}",
+                    server.restart_limit
+                ),
+            ));
+        }
+        let mut needed = alloc::vec![(at("program"), task_module(&server.program))];
+        if !server.image.is_empty() {
+            check_name(&at("image"), &server.image)?;
+            needed.push((at("image"), server.image.clone()));
+        }
+        let cell0 = manifest.cells.first().map_or(&[][..], |c| &c.modules[..]);
+        for (field, module) in needed {
+            if !cell0.contains(&module) {
+                return Err(ManifestError::new(
+                    field,
+                    format!("cell 0 does not load the module `{module}`"),
+                ));
+            }
+        }
+        if !cell0.iter().any(|m| m == crate::MANIFEST_MODULE) {
+            return Err(ManifestError::new(
+                "cell[0].modules",
+                format!(
+                    "a manifest with servers loads the module `{}` into cell 0",
+                    crate::MANIFEST_MODULE
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A task server has no cell of its name and no memory of its own; a `vm`
+/// server has memory within a server VM's bounds and is the one
+/// `server-vm` cell of its name, running its program's VM build.
+fn check_placement(
+    index: usize,
+    server: &BootServer,
+    manifest: &BootManifest,
+) -> Result<(), ManifestError> {
+    let at = |field: &str| format!("server[{index}].{field}");
+    let mut cells = manifest
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.name == server.name);
+    match server.placement {
+        Placement::Task => {
+            if server.memory_mib != 0 {
+                return Err(ManifestError::new(
+                    at("memory_mib"),
+                    "only a vm server takes memory_mib (core pages a task server from its own pool)",
+                ));
+            }
+            if let Some((first, _)) = cells.next() {
+                return Err(ManifestError::new(
+                    at("name"),
+                    format!("`{}` is already the name of cell[{first}]", server.name),
+                ));
+            }
+        }
+        Placement::Vm => {
+            if server.memory_mib == 0 {
+                return Err(ManifestError::new(
+                    at("memory_mib"),
+                    "a vm server needs memory_mib (the memory of its cell)",
+                ));
+            }
+            if server.memory_mib < MIN_SERVER_VM_MIB || server.memory_mib > MAX_CELL_MIB {
+                return Err(ManifestError::new(
+                    at("memory_mib"),
+                    format!(
+                        "{} MiB is outside {MIN_SERVER_VM_MIB}..={MAX_CELL_MIB} MiB for a vm server",
+                        server.memory_mib
+                    ),
+                ));
+            }
+            let own = cells.next();
+            if let Some((second, _)) = cells.next() {
+                return Err(ManifestError::new(
+                    format!("cell[{second}].name"),
+                    format!("`{}` is already the name of a vm server", server.name),
+                ));
+            }
+            let fits = own.is_some_and(|(_, cell)| {
+                cell.kind == CellKind::ServerVm
+                    && cell.image == vm_module(&server.program)
+                    && cell.memory_mib == server.memory_mib
+                    && cell.on_failure == server.on_failure
+                    && cell.restart_limit == server.restart_limit
+            });
+            if !fits {
+                return Err(ManifestError::new(
+                    at("placement"),
+                    format!(
+                        "a vm server needs the server-vm cell `{}` running `{}`",
+                        server.name,
+                        vm_module(&server.program)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mount point is an absolute, clean path of printable characters;
+/// flags are mount(1)'s `a` or `b`, and `c`, each at most once, and only
+/// with a mount point.
+fn check_mount(index: usize, server: &BootServer) -> Result<(), ManifestError> {
+    let at = |field: &str| format!("server[{index}].{field}");
+    let mount = &server.mount;
+    if mount.is_empty() {
+        if !server.mount_flags.is_empty() {
+            return Err(ManifestError::new(
+                at("mount_flags"),
+                "given without a mount point (`mount`)",
+            ));
+        }
+        return Ok(());
+    }
+    if mount.len() > MAX_MOUNT_LEN {
+        return Err(ManifestError::new(
+            at("mount"),
+            format!("longer than {MAX_MOUNT_LEN} bytes"),
+        ));
+    }
+    let printable = mount.bytes().all(|b| (0x21..0x7F).contains(&b));
+    let clean = mount == "/"
+        || (mount.starts_with('/')
+            && mount[1..]
+                .split('/')
+                .all(|element| !element.is_empty() && element != "." && element != ".."));
+    if !printable || !clean {
+        return Err(ManifestError::new(
+            at("mount"),
+            format!(
+                "`{mount}` is not a clean absolute path (a leading `/`, no empty, `.` or `..` elements, no blanks)"
+            ),
+        ));
+    }
+    let flags = &server.mount_flags;
+    for (n, flag) in flags.char_indices() {
+        if !matches!(flag, 'a' | 'b' | 'c') {
+            return Err(ManifestError::new(
+                at("mount_flags"),
+                format!("`{flag}` is not a mount flag (a: after, b: before, c: create)"),
+            ));
+        }
+        if flags[..n].contains(flag) {
+            return Err(ManifestError::new(
+                at("mount_flags"),
+                format!("`{flag}` is given twice"),
+            ));
+        }
+    }
+    if flags.contains('a') && flags.contains('b') {
+        return Err(ManifestError::new(
+            at("mount_flags"),
+            "`a` and `b` exclude each other (a union goes after or before)",
+        ));
     }
     Ok(())
 }

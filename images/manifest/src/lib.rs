@@ -6,9 +6,17 @@
 //! `std`) and compiles it into the compact [`BootManifest`] that hvm reads at
 //! boot ([`BootManifest::decode`], `no_std` + `alloc`).
 //!
+//! A manifest also lists the 9P servers (`[[server]]`): each is placed as a
+//! task that core starts in cell 0, or as a `server-vm` cell of the same
+//! name. The compiler turns that table into cells and cell 0's modules
+//! ([`Manifest::to_boot`]) and keeps it in the boot form
+//! ([`BootManifest::servers`]), which cell 0 receives as its `manifest`
+//! module, so core starts, posts and mounts the servers the table names.
+//!
 //! Invariants of a checked manifest: at least one cell; cell 0 and only cell 0
 //! is the microkernel; names are unique lowercase identifiers; every limit is
-//! within the bounds below. hvm decodes the boot form strictly and checks it
+//! within the bounds below; every server's modules are cell 0's, and a `vm`
+//! server has its cell. hvm decodes the boot form strictly and checks it
 //! again, since a corrupted module must not become a boot hang.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
@@ -20,10 +28,10 @@ mod check;
 #[cfg(feature = "std")]
 mod source;
 
-pub use boot::{BootCell, BootManifest, DecodeError, MANIFEST_MAGIC, MANIFEST_VERSION};
+pub use boot::{BootCell, BootManifest, BootServer, DecodeError, MANIFEST_MAGIC, MANIFEST_VERSION};
 pub use check::{check, ManifestError};
 #[cfg(feature = "std")]
-pub use source::{Cell, Manifest, System};
+pub use source::{Cell, Manifest, Server, System};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +71,32 @@ pub enum OnFailure {
     Poweroff,
 }
 
+/// Where a 9P server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// A microkernel task in cell 0 that core starts and pages.
+    Task,
+    /// A unikernel VM, the `server-vm` cell of the server's name; a task
+    /// when hvm runs without VT-x (bare mode).
+    Vm,
+}
+
+/// The name of cell 0's boot module that holds the compiled manifest, for
+/// core to read the server table from.
+pub const MANIFEST_MODULE: &str = "manifest";
+
+/// The boot module with the task build of server program `program`.
+pub fn task_module(program: &str) -> alloc::string::String {
+    alloc::format!("{program}-task")
+}
+
+/// The boot module with the VM build (runtime-vm) of server program
+/// `program`.
+pub fn vm_module(program: &str) -> alloc::string::String {
+    alloc::format!("{program}-vm")
+}
+
 /// Bounds the checker enforces.
 pub mod limits {
     /// Most cells in one system.
@@ -92,4 +126,10 @@ pub mod limits {
     pub const MIN_HEARTBEAT_MS: u32 = 10;
     /// Most Linux cells in one system (each is linked to cell 0).
     pub const MAX_LINUX_CELLS: usize = 1;
+    /// Most servers in one system.
+    pub const MAX_SERVERS: usize = 8;
+    /// Longest server program name (its module adds `-task` or `-vm`).
+    pub const MAX_PROGRAM_LEN: usize = MAX_NAME_LEN - 5;
+    /// Longest mount point.
+    pub const MAX_MOUNT_LEN: usize = 64;
 }

@@ -86,12 +86,14 @@ pub struct ImageSpec<'a> {
 }
 
 /// The components a manifest needs, in boot order, with the field naming
-/// each (for error messages).
+/// each (for error messages). The `manifest` module a manifest with
+/// servers gives cell 0 is not one: the image always holds the compiled
+/// manifest under that name.
 pub fn required_components(manifest: &BootManifest) -> Vec<(String, String)> {
     let mut needed: Vec<(String, String)> = Vec::new();
     for (index, cell) in manifest.cells.iter().enumerate() {
         let mut add = |name: &str, field: String| {
-            if !needed.iter().any(|(n, _)| n == name) {
+            if name != kasane_manifest::MANIFEST_MODULE && !needed.iter().any(|(n, _)| n == name) {
                 needed.push((name.to_owned(), field));
             }
         };
@@ -212,6 +214,19 @@ mod tests {
                 ("linux-initrd".to_string(), "cell[1].initrd".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn servers_need_their_task_builds_and_images_but_not_the_manifest() {
+        let manifest = Manifest::compile(
+            "[system]\nname = \"t\"\n[[cell]]\nname = \"cell0\"\nkind = \"microkernel\"\nmemory_mib = 32\n[[server]]\nname = \"big\"\nprogram = \"ramfs\"\nplacement = \"vm\"\nmemory_mib = 8\nimage = \"files\"\n",
+        )
+        .expect("valid");
+        let names: Vec<String> = required_components(&manifest)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["microkernel", "ramfs-task", "files", "ramfs-vm"]);
     }
 
     #[test]
