@@ -1,5 +1,6 @@
 //! Fid bookkeeping: a chan's dev, its fid, clones, and clunks.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use kasane_servant::{Error, File, LinkId};
@@ -20,8 +21,17 @@ impl<T: Transport> MountDriver<T> {
             .ok_or(Error::BAD_FD)
     }
 
-    /// The fid of a chan's file.
+    /// The fid of a chan's file; a chan whose file did not come back
+    /// with its restarted server answers "server restarted: file is gone".
     pub(crate) fn fid_of(&self, file: &File) -> Result<Fid, Error> {
+        let gone = if file.dev >> MOUNT_BITS == 0 {
+            self.gone_walked.contains_key(&(file.dev, file.qid.path))
+        } else {
+            self.gone_opened.contains(&file.dev)
+        };
+        if gone {
+            return Err(Error::GONE);
+        }
         let fid = if file.dev >> MOUNT_BITS == 0 {
             self.walked
                 .get(&(file.dev, file.qid.path))
@@ -30,6 +40,45 @@ impl<T: Transport> MountDriver<T> {
             self.opened.get(&file.dev).copied()
         };
         fid.ok_or(Error::BAD_FD)
+    }
+
+    /// The names `file` was walked by from its mount's root, then `name`
+    /// (`..` goes up, `.` stays), for a walk after a restart.
+    pub(crate) fn path_to(&self, file: &File, name: Option<&str>) -> Vec<String> {
+        let mut path = if file.dev >> MOUNT_BITS == 0 {
+            self.paths.get(&(file.dev, file.qid.path)).cloned()
+        } else {
+            self.opened_paths
+                .get(&file.dev)
+                .map(|(path, _)| path.clone())
+        }
+        .unwrap_or_default();
+        match name {
+            Some("..") => {
+                path.pop();
+            }
+            Some(".") | None => {}
+            Some(name) => path.push(String::from(name)),
+        }
+        path
+    }
+
+    /// Closes a chan whose file is gone: nothing to clunk. Whether it was
+    /// one.
+    pub(crate) fn close_gone(&mut self, file: &File) -> bool {
+        if file.dev >> MOUNT_BITS != 0 {
+            return self.gone_opened.remove(&file.dev);
+        }
+        let key = (file.dev, file.qid.path);
+        let Some(count) = self.gone_walked.get_mut(&key) else {
+            return false;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.gone_walked.remove(&key);
+            self.paths.remove(&key);
+        }
+        true
     }
 
     /// A fresh fid on the file of `file` (walk(5) with no names).

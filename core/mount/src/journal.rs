@@ -25,6 +25,12 @@ pub(crate) enum Op {
         fid: Fid,
         name: Option<String>,
     },
+    /// A walk along a whole path, to find a chan's file again after its
+    /// server was restarted (`recover`).
+    Rewalk {
+        fid: Fid,
+        names: Vec<String>,
+    },
     Open {
         fid: Fid,
         mode: OpenMode,
@@ -75,6 +81,10 @@ impl Op {
                 name: Some(name),
             } => c.walk(*fid, &[name.as_str()], out),
             Op::Walk { fid, name: None } => c.walk(*fid, &[], out),
+            Op::Rewalk { fid, names } => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                c.walk(*fid, &names, out)
+            }
             Op::Open { fid, mode } => c.open(*fid, *mode, out),
             Op::Create {
                 fid,
@@ -225,6 +235,9 @@ impl<T: Transport> MountDriver<T> {
     ) -> Result<Outcome, Error> {
         if self.gate.blocked() {
             return Err(Error::PENDING);
+        }
+        if let Some(error) = self.take_fail_once(pid) {
+            return Err(error);
         }
         if self.journal_has(pid, serial, link, &op) {
             return match self.take_entry(pid) {

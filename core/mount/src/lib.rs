@@ -73,6 +73,7 @@ mod fids;
 mod gate;
 mod journal;
 mod link;
+mod recover;
 mod transport;
 
 pub use gate::CallGate;
@@ -117,6 +118,23 @@ pub struct MountDriver<T> {
     /// Calls' journals by process.
     journals: BTreeMap<u32, Journal>,
     next_entry: u64,
+    /// Hung-up links keep their reads and writes for a revive
+    /// (`recover`).
+    recovering: bool,
+    /// Each mount's attach(5) user name and aname, to attach again.
+    attaches: BTreeMap<u32, (String, String)>,
+    /// The names a walked fid was walked by from its mount's root.
+    paths: BTreeMap<(u32, u64), Vec<String>>,
+    /// An opened chan's names from the root, and its open mode once open.
+    opened_paths: BTreeMap<u32, (Vec<String>, Option<OpenMode>)>,
+    /// Walked chans whose files the restarted server lacks, with their
+    /// chan counts.
+    gone_walked: BTreeMap<(u32, u64), u32>,
+    /// Opened chans whose files the restarted server lacks.
+    gone_opened: alloc::collections::BTreeSet<u32>,
+    /// Processes whose call had a changing operation under way when its
+    /// link hung up: their next operation fails with "server restarted".
+    fail_once: BTreeMap<u32, LinkId>,
 }
 
 /// The spec `#M`'s attach takes from core's mount call: the link, then
@@ -156,6 +174,13 @@ impl<T: Transport> MountDriver<T> {
             gate: CallGate::default(),
             journals: BTreeMap::new(),
             next_entry: 1,
+            recovering: false,
+            attaches: BTreeMap::new(),
+            paths: BTreeMap::new(),
+            opened_paths: BTreeMap::new(),
+            gone_walked: BTreeMap::new(),
+            gone_opened: alloc::collections::BTreeSet::new(),
+            fail_once: BTreeMap::new(),
         }
     }
 }
@@ -178,9 +203,10 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         if !negotiated {
             self.run(link, Op::Version)?;
         }
+        let (uname, aname) = (String::from(caller.uname), String::from(aname));
         let attach = Op::Attach {
-            uname: caller.uname.into(),
-            aname: aname.into(),
+            uname: uname.clone(),
+            aname: aname.clone(),
         };
         let Outcome::Attached { fid, qid } = self.run(link, attach)? else {
             return Err(Error::new("#M: attach answered wrongly"));
@@ -192,7 +218,9 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         }
         self.next_mount += 1;
         self.mounts.insert(mount, link);
+        self.attaches.insert(mount, (uname, aname));
         self.walked.insert((mount, qid.path), (fid, 1));
+        self.paths.insert((mount, qid.path), Vec::new());
         Ok(File { dev: mount, qid })
     }
 
@@ -211,7 +239,9 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             return Err(Error::NOT_FOUND);
         };
         let mount = dir.dev & MOUNT_MASK;
+        let path = self.path_to(dir, Some(name));
         self.keep_walked(link, mount, qid.path, fid);
+        self.paths.entry((mount, qid.path)).or_insert(path);
         Ok(File { dev: mount, qid })
     }
 
@@ -219,6 +249,8 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         let fid = self.clone_fid(file)?;
         let dev = self.new_serial_dev(file.dev & MOUNT_MASK);
         self.opened.insert(dev, fid);
+        let path = self.path_to(file, None);
+        self.opened_paths.insert(dev, (path, None));
         Ok(File { dev, qid: file.qid })
     }
 
@@ -241,7 +273,12 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         }
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
         match self.run(link, Op::Open { fid, mode })? {
-            Outcome::Opened { qid, .. } => Ok(Opened::File(qid)),
+            Outcome::Opened { qid, .. } => {
+                if let Some((_, opened)) = self.opened_paths.get_mut(&file.dev) {
+                    *opened = Some(mode);
+                }
+                Ok(Opened::File(qid))
+            }
             _ => Err(Error::new("#M: open answered wrongly")),
         }
     }
@@ -266,6 +303,8 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             Ok(Outcome::Created { qid, .. }) => {
                 let dev = self.new_serial_dev(dir.dev & MOUNT_MASK);
                 self.opened.insert(dev, fid);
+                let path = self.path_to(dir, Some(name));
+                self.opened_paths.insert(dev, (path, Some(mode)));
                 Ok(File { dev, qid })
             }
             Ok(_) => {
@@ -372,6 +411,8 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         let fid = if cloned {
             self.clone_fid(file)?
         } else {
+            self.fid_of(file)?;
+            self.opened_paths.remove(&file.dev);
             self.opened.remove(&file.dev).ok_or(Error::BAD_FD)?
         };
         let op = Op::Remove { fid };
@@ -396,7 +437,11 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         let Ok(link) = self.link_of(file) else {
             return;
         };
+        if self.close_gone(file) {
+            return;
+        }
         if file.dev >> MOUNT_BITS != 0 {
+            self.opened_paths.remove(&file.dev);
             if let Some(fid) = self.opened.remove(&file.dev) {
                 self.clunk(link, fid);
             }
@@ -408,6 +453,7 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
             if *count == 0 {
                 let fid = *fid;
                 self.walked.remove(&key);
+                self.paths.remove(&key);
                 self.clunk(link, fid);
             }
         }

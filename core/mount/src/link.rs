@@ -48,8 +48,12 @@ pub(crate) struct Pending {
 
 /// A posted or queued request: its fid, and the bytes to write.
 pub(crate) struct Request {
-    fid: Fid,
+    pub(crate) fid: Fid,
     data: Vec<u8>,
+    /// Sent again after its server was restarted (`recover`): a request
+    /// is sent again once, so one that kills its server is not sent to
+    /// every restart.
+    pub(crate) resent: bool,
 }
 
 pub(crate) struct Link<T> {
@@ -73,6 +77,9 @@ pub(crate) struct Link<T> {
     /// The last frame posted, emptied: the next request is written into
     /// it, so a quiet link's reads allocate no frame.
     pub(crate) spare: Vec<u8>,
+    /// Reads and writes under way or queued when the link hung up, kept
+    /// for a revive (`recover`).
+    pub(crate) stranded: Vec<Pending>,
 }
 
 /// Queues the requests a client wrote into `out`: whole frames, one after
@@ -138,6 +145,7 @@ impl<T: Transport> MountDriver<T> {
                 queue: VecDeque::new(),
                 waiters: false,
                 spare: Vec::new(),
+                stranded: Vec::new(),
             },
         );
     }
@@ -357,6 +365,21 @@ impl<T: Transport> MountDriver<T> {
         data: Option<&[u8]>,
     ) -> Result<Option<Io<Outcome>>, Error> {
         let link = self.link_of(file)?;
+        if let Some(error) = self.take_fail_once(caller.pid) {
+            return Err(error);
+        }
+        let key = Pending {
+            pid: caller.pid,
+            dev: file.dev,
+            offset,
+            count,
+            write: data.is_some(),
+        };
+        // A result kept for this retry is its, even if the link hung up
+        // since (a request that failed with its server).
+        if let Some(result) = self.done.remove(&key) {
+            return result.map(|outcome| Some(Io::Ready(outcome)));
+        }
         let posts = self
             .links
             .get(&link)
@@ -388,20 +411,10 @@ impl<T: Transport> MountDriver<T> {
                     .map(|outcome| Some(Io::Ready(outcome)));
             }
         }
-        let key = Pending {
-            pid: caller.pid,
-            dev: file.dev,
-            offset,
-            count,
-            write: data.is_some(),
-        };
         let waiting = Io::WouldBlock(WaitKey {
             letter: 'M',
             key: link.0,
         });
-        if let Some(result) = self.done.remove(&key) {
-            return result.map(|outcome| Some(Io::Ready(outcome)));
-        }
         if self.requests.contains_key(&key) {
             return Ok(Some(waiting));
         }
@@ -409,6 +422,7 @@ impl<T: Transport> MountDriver<T> {
         let request = Request {
             fid,
             data: data.map(<[u8]>::to_vec).unwrap_or_default(),
+            resent: false,
         };
         let request = match self.start_now(link, key, request) {
             Started::Done(result) => return result.map(|outcome| Some(Io::Ready(outcome))),
@@ -452,6 +466,16 @@ impl<T: Transport> MountDriver<T> {
         queue_frames(&mut link.outbox, out);
         self.pump(id);
         if let Some(result) = self.now.take() {
+            let dead = self.links.get(&id).is_none_or(|l| l.server.is_none());
+            if self.recovering && dead && matches!(&result, Err(e) if *e == Error::HUNGUP) {
+                // The server died on it: the request waits for its
+                // restart, as a posted one does.
+                self.requests.insert(key, request);
+                if let Some(link) = self.links.get_mut(&id) {
+                    link.stranded.push(key);
+                }
+                return Started::Posted;
+            }
             return Started::Done(result);
         }
         // Under way: its answer completes it as a posted request.

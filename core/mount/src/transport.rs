@@ -116,7 +116,9 @@ impl<T: Transport> MountDriver<T> {
             });
         }
         for owner in failed {
-            self.complete(id, owner, Err(Error::HUNGUP));
+            if let Some(error) = self.strand(id, owner) {
+                self.complete(id, owner, Err(error));
+            }
         }
         if waiters {
             self.wake(id);

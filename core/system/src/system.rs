@@ -90,7 +90,8 @@ impl<K: Kernel> System<K> {
     /// Core with no process yet: the typed servants, empty, and `others`
     /// (`#R`, `#c`, `#b`...).
     pub fn new(kernel: K, others: Devices) -> Self {
-        let servants = Servants::new(PIPE_CAPACITY, others);
+        let mut servants = Servants::new(PIPE_CAPACITY, others);
+        servants.mount.recover_links(true);
         let gate = servants.mount.gate();
         System {
             kernel,
@@ -391,53 +392,71 @@ impl<K: Kernel> System<K> {
         }
     }
 
-    /// Restarts the task servers whose links hung up, each alone on a new
-    /// link posted under its old /srv name. Mounts made through the old
-    /// link stay hung up; a client recovers by mounting again.
+    /// Restarts the task servers whose links hung up, each alone, and
+    /// revives its link: `#M` attaches again, walks and opens every chan
+    /// of its mounts again and sends again the reads and writes that were
+    /// under way (core/mount's `recover`), so clients carry on. A server
+    /// that is not restarted (its limit, or `on_failure = "stop"`) stays
+    /// hung up, and what waited on it fails.
     fn restart_task_servers(&mut self) {
-        for dead in self.servants.mount.take_dead() {
-            let (old, server) = (dead.link, dead.transport);
-            let name = String::from(server.name());
-            self.kernel
-                .log(format_args!("core: #M: link hung up: {}\n", dead.reason));
-            let Some(program) = self.task_programs.get_mut(&name) else {
-                continue;
-            };
-            if !program.config.restart {
-                self.kernel.log(format_args!(
-                    "core: task server {name} failed: not restarted (on_failure = stop); /srv/{name} stays hung up\n"
-                ));
-                continue;
+        // A server that fails again while its link is revived is dead
+        // again at once: go on until none is (each restart counts).
+        loop {
+            let dead = self.servants.mount.take_dead();
+            if dead.is_empty() {
+                return;
             }
-            program.restarts += 1;
-            let limit = program.config.restart_limit;
-            if program.restarts > limit {
-                let restarts = program.restarts;
-                self.kernel.log(format_args!(
-                    "core: task server {name} failed {restarts} times: not restarted; /srv/{name} stays hung up\n"
-                ));
-                continue;
+            for dead in dead {
+                self.restart_task_server(dead);
             }
-            let (module, count) = (program.config.module.clone(), program.restarts);
-            let server = match self.kernel.restart(server) {
-                Ok(server) => server,
-                Err(e) => {
-                    self.kernel
-                        .log(format_args!("core: restarting {name} ({module}): {e}\n"));
-                    continue;
-                }
-            };
-            let link = LinkId(self.next_link);
-            self.next_link += 1;
-            self.servants.mount.add_link(link, server);
-            let posted = self.servants.srv.repost(&name, link, USER);
+        }
+    }
+
+    fn restart_task_server(&mut self, dead: kasane_mount::Dead<K::Link>) {
+        let (link, server) = (dead.link, dead.transport);
+        let name = String::from(server.name());
+        self.kernel
+            .log(format_args!("core: #M: link hung up: {}\n", dead.reason));
+        let Some(program) = self.task_programs.get_mut(&name) else {
+            self.servants.mount.give_up(link);
+            return;
+        };
+        if !program.config.restart {
             self.kernel.log(format_args!(
-                "core: task server {name} restarted (link {} -> {}, restart {count} of {limit})\n",
-                old.0, link.0
+                "core: task server {name} failed: not restarted (on_failure = stop); /srv/{name} stays hung up\n"
             ));
-            if let Err(e) = posted {
-                self.kernel.log(format_args!("core: posting {name}: {e}\n"));
+            self.servants.mount.give_up(link);
+            return;
+        }
+        program.restarts += 1;
+        let limit = program.config.restart_limit;
+        if program.restarts > limit {
+            let restarts = program.restarts;
+            self.kernel.log(format_args!(
+                "core: task server {name} failed {restarts} times: not restarted; /srv/{name} stays hung up\n"
+            ));
+            self.servants.mount.give_up(link);
+            return;
+        }
+        let (module, count) = (program.config.module.clone(), program.restarts);
+        let server = match self.kernel.restart(server) {
+            Ok(server) => server,
+            Err(e) => {
+                self.kernel
+                    .log(format_args!("core: restarting {name} ({module}): {e}\n"));
+                self.servants.mount.give_up(link);
+                return;
             }
+        };
+        // Said before the revive, which may already send the server
+        // requests (and make it fail again).
+        self.kernel.log(format_args!(
+            "core: task server {name} restarted (restart {count} of {limit})\n"
+        ));
+        if let Err(e) = self.servants.mount.revive(link, server) {
+            self.kernel.log(format_args!(
+                "core: task server {name} failed again while its mounts were recovered: {e}\n"
+            ));
         }
     }
 }

@@ -100,6 +100,14 @@ impl Error {
     /// (`kasane-mount`). The namespace passes it on at once, without
     /// trying another union member, so a slow member is never taken for a
     /// missing one. Never sent in an Rerror.
+    /// `#M`'s transparent recovery (core/mount/src/recover.rs): an
+    /// operation that may have changed the server (create, remove, wstat,
+    /// an open for writing) was under way when the server failed and was
+    /// restarted; it is not sent again.
+    pub const RESTARTED: Self = Self::fixed("server restarted");
+    /// `#M`'s transparent recovery: the chan's file is not on the
+    /// restarted server (it was made after the server started, say).
+    pub const GONE: Self = Self::fixed("server restarted: file is gone");
     pub const PENDING: Self = Self::fixed("the file server has not answered yet");
 
     // File-server strings (each one in Linux's net/9p/error.c).
