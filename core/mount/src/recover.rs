@@ -69,6 +69,15 @@ pub(crate) fn idempotent(op: &Op) -> bool {
 }
 
 impl<T: Transport> MountDriver<T> {
+    /// Asks `link`'s server to perform failure `verb`
+    /// ([`Transport::inject`]).
+    pub fn inject(&mut self, id: LinkId, verb: &str) -> Result<(), String> {
+        match self.links.get_mut(&id).and_then(|l| l.server.as_mut()) {
+            Some(server) => server.inject(verb),
+            None => Err(String::from("the link is hung up")),
+        }
+    }
+
     /// Has the driver keep a hung-up link's reads and writes for a
     /// [`revive`](Self::revive) rather than fail them at once (core does;
     /// an owner that never restarts servers need not).

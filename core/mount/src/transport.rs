@@ -58,6 +58,13 @@ pub trait Transport {
         Err(format!("{}: nothing was posted", self.name()))
     }
 
+    /// Asks the server to perform failure `verb` for real (`crash`,
+    /// `triple-fault`, `wild-write`, `hang`, `garbage`): core's failure
+    /// injection. Its effect comes back as the link's failure.
+    fn inject(&mut self, verb: &str) -> Result<(), String> {
+        Err(format!("{}: cannot inject {verb}", self.name()))
+    }
+
     /// Who the server's messages come from (core: its thread), so its
     /// owner can route an answer to [`MountDriver::deliver`].
     fn peer(&self) -> u64 {

@@ -132,6 +132,34 @@ impl Memory {
         Ok(entry)
     }
 
+    /// Maps `bytes` (a boot module, mapped read-only in core for good)
+    /// read only at `base` and up, page by page, sharing core's own pages;
+    /// the offset of its first byte in the first page. The first and last
+    /// pages show whatever shares them in core's module area (other boot
+    /// modules, nothing secret).
+    pub fn map_module(
+        &mut self,
+        base: u64,
+        bytes: &'static [u8],
+        limit: u64,
+    ) -> Result<u64, String> {
+        let start = bytes.as_ptr() as u64;
+        let first = start & !(FRAME_SIZE - 1);
+        let end = start + bytes.len() as u64;
+        if end - first > limit {
+            return Err("image too large".into());
+        }
+        for page in (first..end).step_by(FRAME_SIZE as usize) {
+            let entry = Page {
+                frame: page,
+                rights: Rights::READ,
+                owned: false,
+            };
+            self.pages.insert(base + (page - first), entry);
+        }
+        Ok(start - first)
+    }
+
     /// Writes the argument page.
     pub fn set_arguments(
         &mut self,

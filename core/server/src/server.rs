@@ -53,7 +53,7 @@ fn drives_server_vms() -> bool {
 /// The servers of the manifest's `[[server]]` table, as core runs them:
 /// each with its task module. Without a `manifest` module (a system
 /// without servers) or with one that does not decode, none.
-fn server_table(modules: &[(String, &'static [u8])]) -> Vec<(ServerConfig, Placement)> {
+fn server_table(modules: &[(String, &'static [u8])]) -> Vec<(ServerConfig, Placement, String)> {
     let Some((_, bytes)) = modules.iter().find(|(name, _)| name == MANIFEST_MODULE) else {
         return Vec::new();
     };
@@ -76,7 +76,7 @@ fn server_table(modules: &[(String, &'static [u8])]) -> Vec<(ServerConfig, Place
                 restart_limit: server.restart_limit,
                 name: server.name,
             };
-            (config, server.placement)
+            (config, server.placement, server.image)
         })
         .collect()
 }
@@ -107,7 +107,7 @@ impl Core {
         // the pool, posted in /srv under its name. A server placed in a VM
         // is the VM's while core drives server VMs, and a task otherwise.
         let mut servers = Vec::new();
-        for (config, placement) in server_table(&modules) {
+        for (config, placement, image) in server_table(&modules) {
             if placement == Placement::Vm {
                 if drives_server_vms() {
                     continue;
@@ -117,8 +117,27 @@ impl Core {
                     config.name
                 ));
             }
-            match modules.iter().find(|(name, _)| *name == config.module) {
-                Some((_, elf)) => servers.push((config, *elf)),
+            let find = |wanted: &str| {
+                modules
+                    .iter()
+                    .find(|(name, _)| name == wanted)
+                    .map(|(_, bytes)| *bytes)
+            };
+            let image = match image.as_str() {
+                "" => None,
+                name => match find(name) {
+                    Some(bytes) => Some(bytes),
+                    None => {
+                        print(format_args!(
+                            "core: server {}: no image module {name}\n",
+                            config.name
+                        ));
+                        continue;
+                    }
+                },
+            };
+            match find(&config.module) {
+                Some(elf) => servers.push((config, elf, image)),
                 None => print(format_args!(
                     "core: server {}: no module {}\n",
                     config.name, config.module
@@ -127,7 +146,7 @@ impl Core {
         }
         let share = task_servers.frames / servers.len().max(1);
         let mut started = Vec::new();
-        for (index, (config, elf)) in servers.into_iter().enumerate() {
+        for (index, (config, elf, image)) in servers.into_iter().enumerate() {
             let name = config.name.as_str();
             let mut pool = Box::new(FrameBitmap::new());
             pool.init(
@@ -135,7 +154,7 @@ impl Core {
                 share,
             );
             let identity = index as u64;
-            match TaskServer::start(name, identity, elf, me, pool, &mut arena, &mut text) {
+            match TaskServer::start(name, identity, elf, image, me, pool, &mut arena, &mut text) {
                 Ok(server) => started.push((config, server)),
                 Err(e) => print(format_args!("core: task server {name}: {e}\n")),
             }

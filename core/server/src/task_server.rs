@@ -31,12 +31,17 @@ use microkernel_rt::user::{
     current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy, thread_create,
 };
 use microkernel_rt::utcb::ReceiveTargets;
-use task_link::{MSIZE, NINEP_LABEL, READY_LABEL};
+use task_link::layout::{SERVER_IMAGE, SERVER_IMAGE_SIZE};
+use task_link::{Failure, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL};
 
 use crate::process::{Memory, TextCache};
 
 /// How long core waits for a task server to take a request (µs).
 const SEND_TIMEOUT: u32 = 1_000_000;
+/// The same for a posted request, while processes wait: an idle server
+/// is always receiving (it answers and receives in one IPC), so one that
+/// does not take a request soon is hung, and core must not stall on it.
+const POST_SEND_TIMEOUT: u32 = 50_000;
 /// How long core waits for each message of an answer (µs).
 const REPLY_TIMEOUT: u32 = 10_000_000;
 /// How many more times core waits after a wait for an answer timed out.
@@ -46,9 +51,13 @@ const RECEIVE_RETRIES: u32 = 3;
 /// the caller wait alone and serves others (µs; two ticks, nominal).
 const PATIENCE: u32 = 2_000;
 
-/// How long a posted request may wait for its answer (µs): as long as a
-/// synchronous exchange waits with its retries.
-pub const ANSWER_LIMIT: u64 = REPLY_TIMEOUT as u64 * (RECEIVE_RETRIES as u64 + 1);
+/// How long a posted request may wait for its answer (µs) before the
+/// link is hung up: core's watchdog for a server that hangs (ramfs
+/// answers in microseconds; `faulty`'s slowest file takes a second).
+pub const ANSWER_LIMIT: u64 = 3_000_000;
+
+/// How long core waits for a server to take a failure injection (µs).
+const INJECT_TIMEOUT: u32 = 100_000;
 
 /// Core's UTCB, for the IPC of the link.
 ///
@@ -75,6 +84,9 @@ pub struct TaskServer {
     identity: u64,
     /// Its program, for restarts.
     elf: &'static [u8],
+    /// The image it starts from (a tar boot module), mapped at
+    /// `SERVER_IMAGE` at every start.
+    image: Option<&'static [u8]>,
     thread: ThreadId,
     task: TaskId,
     memory: Memory,
@@ -85,10 +97,12 @@ impl TaskServer {
     /// Loads `elf` into a new task paged from `pool`, starts it and waits
     /// for its ready message (`task_link`). `identity` tells this
     /// server program's text apart from every other program's.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         name: &str,
         identity: u64,
         elf: &'static [u8],
+        image: Option<&'static [u8]>,
         me: ThreadId,
         mut pool: Box<FrameBitmap>,
         arena: &mut FrameBitmap,
@@ -96,7 +110,13 @@ impl TaskServer {
     ) -> Result<TaskServer, String> {
         let mut memory = Memory::default();
         let entry = memory.load(elf, ('M', identity), &mut pool, arena, text)?;
-        memory.set_arguments(&mut pool, me.raw(), 0, &[String::from(name)])?;
+        let mut argv = alloc::vec![String::from(name)];
+        if let Some(image) = image {
+            let offset = memory.map_module(SERVER_IMAGE, image, SERVER_IMAGE_SIZE)?;
+            argv.push(format!("{offset}"));
+            argv.push(format!("{}", image.len()));
+        }
+        memory.set_arguments(&mut pool, me.raw(), 0, &argv)?;
         let task = space_create().map_err(|e| format!("space_create: {e:?}"))?;
         // SAFETY: the task is new and not core's own; core is its pager.
         let thread = unsafe { thread_create(task, me, UTCB) }
@@ -105,6 +125,7 @@ impl TaskServer {
             name: String::from(name),
             identity,
             elf,
+            image,
             thread,
             task,
             memory,
@@ -204,7 +225,11 @@ impl TaskServer {
             Some(frame) => {
                 Self::load(utcb, frame)?;
                 let send = Timeout::Relative {
-                    microseconds: SEND_TIMEOUT,
+                    microseconds: if patience.is_some() {
+                        POST_SEND_TIMEOUT
+                    } else {
+                        SEND_TIMEOUT
+                    },
                 };
                 (self.thread, send)
             }
@@ -240,7 +265,14 @@ impl TaskServer {
                 if slow && patience.is_some() {
                     return Ok(None);
                 }
-                let text = format!("{}: {e:?}", self.name);
+                let text = if e.phase == microkernel_abi::IpcPhase::Send
+                    && e.error == microkernel_abi::Error::Timeout
+                {
+                    // An idle server always receives: this one is stuck.
+                    format!("{}: takes no requests (hung)", self.name)
+                } else {
+                    format!("{}: {e:?}", self.name)
+                };
                 // A slow answer: wait again, a few times.
                 if slow && retries < RECEIVE_RETRIES {
                     print(format_args!("core: #M: {text}; waiting again\n"));
@@ -293,6 +325,7 @@ impl TaskServer {
             &self.name,
             self.identity,
             self.elf,
+            self.image,
             me,
             self.pool,
             arena,
@@ -332,6 +365,29 @@ impl Transport for TaskServer {
 
     fn peer(&self) -> u64 {
         self.thread.raw()
+    }
+
+    /// Sends the server the failure to perform (`task_link::INJECT_LABEL`);
+    /// it does so at once, and core sees the result on the link.
+    fn inject(&mut self, verb: &str) -> Result<(), String> {
+        let failure = Failure::from_verb(verb).ok_or_else(|| format!("no failure {verb}"))?;
+        // SAFETY: called from core's loop between calls, while
+        // `Microkernel` does not use its UTCB reference (see `utcb`).
+        let utcb = unsafe { utcb() };
+        let tag = MessageTag::new(INJECT_LABEL, 1, 0).map_err(|e| format!("{e:?}"))?;
+        utcb.clear_receive_targets();
+        utcb.message_registers[0] = tag.raw();
+        utcb.message_registers[1] = failure as u64;
+        let wait = timeouts(
+            Timeout::Relative {
+                microseconds: INJECT_TIMEOUT,
+            },
+            Timeout::Zero,
+        );
+        // SAFETY: core's UTCB; untyped words only.
+        let sent = unsafe { ipc_with_items(utcb, self.thread, FromSpecifier::Nobody, wait) };
+        sent.map(|_| ())
+            .map_err(|e| format!("{}: the server did not take it: {e:?}", self.name))
     }
 
     fn stop(&mut self) {

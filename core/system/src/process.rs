@@ -183,6 +183,7 @@ impl<K: Kernel> System<K> {
                 ..ProcessInfo::default()
             });
         }
+        list.extend(self.server_entries());
         self.servants.proc.set_snapshot(list);
     }
 

@@ -29,6 +29,10 @@ pub(crate) type Loc = Location<ChanHandle>;
 /// How often console input is polled while a reader waits for a line.
 pub(crate) const CONSOLE_POLL_MICROSECONDS: u64 = 10_000;
 
+/// The first /proc number of a task server (in table order): far above
+/// the pids processes get, so neither moves the other.
+pub const SERVER_PIDS: u32 = 9001;
+
 /// The bytes a pipe holds.
 const PIPE_CAPACITY: usize = 32 * 1024;
 
@@ -36,6 +40,10 @@ const PIPE_CAPACITY: usize = 32 * 1024;
 /// that fails at once would loop for ever without its limit).
 struct TaskProgram {
     config: ServerConfig,
+    /// Its link (the same across restarts).
+    link: LinkId,
+    /// Its /proc entry's number (`SERVER_PIDS` on).
+    pid: u32,
     restarts: u32,
     /// Its place in the table: the boot namespace mounts in this order.
     order: usize,
@@ -150,10 +158,16 @@ impl<K: Kernel> System<K> {
             self.kernel.log(format_args!("core: posting {name}: {e}\n"));
         }
         let order = self.task_programs.len();
+        let pid = SERVER_PIDS + order as u32;
+        self.kernel.log(format_args!(
+            "core: server {name}: task, /srv/{name}, /proc/{pid}\n"
+        ));
         self.task_programs.insert(
             name,
             TaskProgram {
                 config,
+                link,
+                pid,
                 restarts: 0,
                 order,
             },
@@ -388,8 +402,44 @@ impl<K: Kernel> System<K> {
         for request in self.servants.proc.take_requests() {
             match request {
                 Control::Kill(pid) => self.kill(pid, "killed".to_string()),
+                Control::Inject(pid, verb) => self.inject(pid, verb),
             }
         }
+    }
+
+    /// A failure verb written to a task server's /proc ctl: the server
+    /// performs it, and its link's failure follows (a fault, an
+    /// exception, silence or garbage), which core detects and recovers.
+    fn inject(&mut self, pid: u32, verb: &str) {
+        let Some((name, link)) = self
+            .task_programs
+            .iter()
+            .find(|(_, p)| p.pid == pid)
+            .map(|(name, p)| (name.clone(), p.link))
+        else {
+            return;
+        };
+        self.kernel
+            .log(format_args!("core: server {name}: injecting {verb}\n"));
+        if let Err(e) = self.servants.mount.inject(link, verb) {
+            self.kernel
+                .log(format_args!("core: server {name}: {verb}: {e}\n"));
+        }
+    }
+
+    /// Task servers' entries for /proc: reached by pid, not listed.
+    pub(crate) fn server_entries(&self) -> Vec<kasane_servant::servants::proc::ProcessInfo> {
+        self.task_programs
+            .values()
+            .map(|p| kasane_servant::servants::proc::ProcessInfo {
+                pid: p.pid,
+                name: p.config.name.clone(),
+                user: USER.into(),
+                state: "Server".into(),
+                server: true,
+                ..Default::default()
+            })
+            .collect()
     }
 
     /// Restarts the task servers whose links hung up, each alone, and

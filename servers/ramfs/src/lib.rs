@@ -14,6 +14,8 @@
 
 extern crate alloc;
 
+mod image;
 mod tree;
 
+pub use image::ImageError;
 pub use tree::{Clock, Limits, RamFs};

@@ -196,6 +196,89 @@ impl<C: Clock> RamFs<C> {
         }
     }
 
+    /// Puts a file or directory at `names` (from the root), making the
+    /// directories on the way (0o775) as needed, owned by the root's
+    /// owner: how an image is unpacked (`image`). A directory that is
+    /// there already is kept (its mode changes); a file replaces nothing.
+    pub(crate) fn install(
+        &mut self,
+        names: &[&str],
+        dir: bool,
+        perm: u32,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let Some((last, parents)) = names.split_last() else {
+            return Err(Error::EXISTS);
+        };
+        let mut at = ROOT;
+        for (index, name) in parents
+            .iter()
+            .map(|n| (*n, 0o775))
+            .chain([(*last, perm)])
+            .enumerate()
+        {
+            let (name, perm) = name;
+            let is_last = index == parents.len();
+            let existing = match &self.node(at)?.content {
+                Content::Dir(entries) => entries.get(name).copied(),
+                Content::File(_) => return Err(Error::NOT_DIR),
+            };
+            match existing {
+                Some(path) if !is_last || dir => {
+                    let node = self.node_mut(path)?;
+                    if !matches!(node.content, Content::Dir(_)) {
+                        return Err(Error::NOT_DIR);
+                    }
+                    if is_last {
+                        node.mode =
+                            FileMode::from_bits_retain(FileMode::DMDIR.bits() | (perm & 0o777));
+                    }
+                    at = path;
+                }
+                Some(_) => return Err(Error::EXISTS),
+                None => {
+                    let make_dir = !is_last || dir;
+                    let length = if make_dir { 0 } else { data.len() as u64 };
+                    self.check_growth(0, length)?;
+                    let now = self.clock.now();
+                    let root = self.node(ROOT)?;
+                    let (uid, gid) = (root.uid.clone(), root.gid.clone());
+                    let bits = perm & 0o777 | if make_dir { FileMode::DMDIR.bits() } else { 0 };
+                    let node = Node {
+                        name: String::from(name),
+                        parent: at,
+                        mode: FileMode::from_bits_retain(bits),
+                        muid: uid.clone(),
+                        uid,
+                        gid,
+                        atime: now,
+                        mtime: now,
+                        version: 0,
+                        content: if make_dir {
+                            Content::Dir(BTreeMap::new())
+                        } else {
+                            Content::File(data.to_vec())
+                        },
+                        opens: 0,
+                    };
+                    let path = self.next_path;
+                    self.next_path += 1;
+                    self.nodes.insert(path, node);
+                    self.used_bytes += length;
+                    if let Some(Node {
+                        content: Content::Dir(entries),
+                        ..
+                    }) = self.nodes.get_mut(&at)
+                    {
+                        entries.insert(String::from(name), path);
+                    }
+                    at = path;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn touch_dir(&mut self, path: u64, uname: &str, now: u32) {
         if let Some(dir) = self.nodes.get_mut(&path) {
             dir.version = dir.version.wrapping_add(1);

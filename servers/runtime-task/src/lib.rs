@@ -30,7 +30,7 @@ mod task;
 pub mod faulty;
 
 #[cfg(target_os = "none")]
-pub use task::{clock_seconds, pause, serve};
+pub use task::{clock_seconds, image, pause, serve};
 
 /// Declares the server's main function (`fn(ThreadId) -> !`, given core's
 /// thread). On bare metal it becomes the target of `_start`.

@@ -27,8 +27,10 @@ use microkernel_rt::heap;
 use microkernel_rt::user::{current_utcb, ipc_with_items, kernel_info};
 use microkernel_rt::utcb::ReceiveTargets;
 use ninep_server::{FileServer, Session};
-use task_link::layout::{ARGS_ADDRESS, HEAP_BASE, HEAP_SIZE};
-use task_link::{StartBlock, MSIZE, NINEP_LABEL, READY_LABEL, START_MAGIC};
+use task_link::layout::{
+    ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE, SERVER_IMAGE, SERVER_IMAGE_SIZE,
+};
+use task_link::{Failure, StartBlock, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL, START_MAGIC};
 
 const PAGE: usize = 4096;
 
@@ -37,6 +39,49 @@ microkernel_rt::entry!(main: start, panic: panic);
 unsafe extern "Rust" {
     /// Defined by [`crate::entry!`] in the server.
     fn runtime_task_main(core: ThreadId) -> !;
+}
+
+/// The image core started this server from (the manifest's `image`), if
+/// any: argv\[1\] and argv\[2\] give its offset in the read-only window
+/// at `SERVER_IMAGE` and its length.
+pub fn image() -> Option<&'static [u8]> {
+    // SAFETY: core maps the argument page read-only at ARGS_ADDRESS for
+    // the task's life; it is plain bytes.
+    let page =
+        unsafe { core::slice::from_raw_parts(ARGS_ADDRESS as *const u8, ARGS_SIZE as usize) };
+    let length = usize::try_from(u64::from_le_bytes(page[24..32].try_into().ok()?)).ok()?;
+    let argv = page.get(StartBlock::ARGV_OFFSET..StartBlock::ARGV_OFFSET.checked_add(length)?)?;
+    let strings = strings(argv)?;
+    let number = |n: usize| strings.get(n)?.parse::<u64>().ok();
+    let (offset, size) = (number(1)?, number(2)?);
+    if offset.checked_add(size)? > SERVER_IMAGE_SIZE {
+        return None;
+    }
+    // SAFETY: core mapped the module's pages read-only over
+    // [SERVER_IMAGE, SERVER_IMAGE + offset + size) before starting the
+    // thread and keeps them for the task's life (checked above to lie in
+    // the window).
+    Some(unsafe {
+        core::slice::from_raw_parts((SERVER_IMAGE + offset) as *const u8, size as usize)
+    })
+}
+
+/// core-abi's string list: a u32 count, then each string as a u32 length
+/// and its bytes (little endian).
+fn strings(mut bytes: &[u8]) -> Option<Vec<&str>> {
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = (bytes.get(..n)?, bytes.get(n..)?);
+        bytes = rest;
+        Some(head)
+    };
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    let count = word(take(4)?);
+    let mut out = Vec::new();
+    for _ in 0..count.min(16) {
+        let length = word(take(4)?);
+        out.push(core::str::from_utf8(take(length)?).ok()?);
+    }
+    Some(out)
 }
 
 /// The server's start; RDI (`_rdi`) means nothing to a task core starts.
@@ -173,6 +218,12 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
             continue;
         };
         let tag = MessageTag::from_raw(utcb.message_registers[0]);
+        if sender == core && !tag.is_from_kernel() && tag.label() == INJECT_LABEL {
+            if let Some(failure) = Failure::from_number(utcb.message_registers[1]) {
+                perform(utcb, core, failure);
+            }
+            continue;
+        }
         if sender != core || tag.is_from_kernel() || tag.label() != NINEP_LABEL {
             continue;
         }
@@ -193,6 +244,50 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
         };
         set_message(utcb, NINEP_LABEL, data);
         to = core;
+    }
+}
+
+/// An address no task of core's has: neither program, heap, arguments,
+/// image nor stack (task_link::layout).
+const WILD_ADDRESS: u64 = 0x6000_0000;
+
+/// Performs a failure core injected (`/proc/N/ctl`), for real. Returns
+/// only after `garbage`, whose bytes core answers by cutting the link.
+fn perform(utcb: &mut Utcb, core: ThreadId, failure: Failure) {
+    write_bytes(b"runtime-task: performing ");
+    write_bytes(failure.verb().as_bytes());
+    write_bytes(b"\n");
+    match failure {
+        Failure::Crash => panic!("crash injected"),
+        Failure::TripleFault => {
+            // SAFETY: deliberately fatal: with the stack pointer on the
+            // unmapped page 0, the invalid opcode cannot be handled in the
+            // task; the kernel hands core the exception and the task ends.
+            unsafe { core::arch::asm!("xor esp, esp", "ud2", options(noreturn)) }
+        }
+        Failure::WildWrite => {
+            // SAFETY: deliberately fatal: WILD_ADDRESS is outside every
+            // range core pages, so the write faults and core cannot serve
+            // it; nothing of this task's is written.
+            unsafe { core::ptr::write_volatile(WILD_ADDRESS as *mut u64, 0xdead) };
+            fail("runtime-task: the wild write did not fault\n")
+        }
+        Failure::Hang => loop {
+            core::hint::spin_loop();
+        },
+        Failure::Garbage => {
+            let noise = b"\xde\xad\xbe\xef this is not 9P";
+            set_message(utcb, NINEP_LABEL, Some(noise));
+            let timeouts = Timeouts {
+                send: Timeout::Relative {
+                    microseconds: 1_000_000,
+                },
+                receive: Timeout::Zero,
+            };
+            // SAFETY: the task's own UTCB; the one item is over `noise`,
+            // a static; nothing is received.
+            let _ = unsafe { ipc_with_items(utcb, core, FromSpecifier::Nobody, timeouts) };
+        }
     }
 }
 

@@ -35,6 +35,62 @@
 pub const NINEP_LABEL: u64 = 0x9F_0000;
 /// Label of the server's first message: it is ready for requests.
 pub const READY_LABEL: u64 = 0x9F_0001;
+/// Label of core's failure injection (a `/proc/N/ctl` verb): MR1 is a
+/// [`Failure`]'s number. The server performs it for real (docs/core.md,
+/// "Failure injection").
+pub const INJECT_LABEL: u64 = 0x9F_0002;
+
+/// A failure core asks a task server to perform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Panic: the runtime reports it and faults.
+    Crash = 1,
+    /// An exception the task cannot survive: an invalid opcode with the
+    /// stack pointer on unmapped memory (a task's nearest thing to a
+    /// triple fault; the kernel hands core exception 6).
+    TripleFault = 2,
+    /// A write to an address outside the task's memory (core's pager has
+    /// no page for it).
+    WildWrite = 3,
+    /// A loop for ever (user mode cannot turn interrupts off; core's
+    /// answer limit catches it).
+    Hang = 4,
+    /// Bytes that are not 9P, sent on the link.
+    Garbage = 5,
+}
+
+impl Failure {
+    /// Every verb, as `/proc/N/ctl` spells it.
+    pub const ALL: [(&'static str, Failure); 5] = [
+        ("crash", Failure::Crash),
+        ("triple-fault", Failure::TripleFault),
+        ("wild-write", Failure::WildWrite),
+        ("hang", Failure::Hang),
+        ("garbage", Failure::Garbage),
+    ];
+
+    /// The verb's failure.
+    pub fn from_verb(verb: &str) -> Option<Failure> {
+        Self::ALL.iter().find(|(v, _)| *v == verb).map(|(_, f)| *f)
+    }
+
+    /// The failure a message register names.
+    pub fn from_number(number: u64) -> Option<Failure> {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f as u64 == number)
+            .map(|(_, f)| *f)
+    }
+
+    /// Its verb.
+    pub fn verb(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(v, _)| v)
+    }
+}
+
 /// The msize core proposes, and the size of each side's receive buffer:
 /// one 8 KiB read (core's `MAX_IO`) plus 9P's IOHDRSZ (24).
 pub const MSIZE: u32 = 8192 + 24;
@@ -54,6 +110,13 @@ pub mod layout {
     pub const ARGS_ADDRESS: u64 = 0x3000_0000;
     /// Bytes of the argument page.
     pub const ARGS_SIZE: u64 = 4096;
+    /// A task server's image (the manifest's `image`, a tar boot module),
+    /// read only: core maps the module's pages here, and its argv says
+    /// where in them the image starts and how long it is (argv\[1\] and
+    /// argv\[2\], decimal).
+    pub const SERVER_IMAGE: u64 = 0x4000_0000;
+    /// Most bytes of the image window.
+    pub const SERVER_IMAGE_SIZE: u64 = 0x1000_0000;
     /// First address above the stack; `_start` gets RSP here.
     pub const STACK_TOP: u64 = 0x7000_0000;
     /// Bytes of stack.
@@ -91,5 +154,8 @@ const _: () = {
     assert!(core::mem::size_of::<StartBlock>() == StartBlock::ARGV_OFFSET);
     assert!(layout::HEAP_BASE >= layout::IMAGE_BASE);
     assert!(layout::HEAP_BASE + layout::HEAP_SIZE <= layout::ARGS_ADDRESS);
-    assert!(layout::ARGS_ADDRESS + layout::ARGS_SIZE <= layout::STACK_TOP - layout::STACK_SIZE);
+    assert!(layout::ARGS_ADDRESS + layout::ARGS_SIZE <= layout::SERVER_IMAGE);
+    assert!(
+        layout::SERVER_IMAGE + layout::SERVER_IMAGE_SIZE <= layout::STACK_TOP - layout::STACK_SIZE
+    );
 };

@@ -50,6 +50,9 @@ pub struct ProcessInfo {
     pub priority: u32,
     /// The namespace as /proc/N/ns shows it.
     pub ns: String,
+    /// A task server's entry: reached by its pid, not listed (ps shows
+    /// processes), and its ctl takes the failure verbs.
+    pub server: bool,
 }
 
 impl ProcessInfo {
@@ -89,7 +92,13 @@ fn clip(text: &str, width: usize) -> &str {
 pub enum Control {
     /// proc(3): "kill: kill the process".
     Kill(u32),
+    /// A failure for the task server of this pid to perform for real:
+    /// `crash`, `triple-fault`, `wild-write`, `hang` or `garbage`.
+    Inject(u32, &'static str),
 }
+
+/// The failure verbs a task server's ctl takes.
+pub const FAILURE_VERBS: [&str; 5] = ["crash", "triple-fault", "wild-write", "hang", "garbage"];
 
 #[derive(Debug, Default)]
 pub struct Processes {
@@ -145,6 +154,7 @@ impl Devgen for Processes {
             None => Ok(self
                 .table
                 .values()
+                .filter(|process| !process.server)
                 .nth(index - 1)
                 .map(|process| Self::entry(process, &FILES[0]))),
             Some((pid, DIR)) => {
@@ -241,8 +251,15 @@ impl Servant for Processes {
             return Err(Error::PERMISSION_DENIED);
         }
         let message = core::str::from_utf8(data).map_err(|_| Error::BAD_CTL)?;
-        match message.trim() {
-            "kill" => self.requests.push(Control::Kill(pid)),
+        match (message.trim(), process.server) {
+            ("kill", false) => self.requests.push(Control::Kill(pid)),
+            (verb, true) => {
+                let verb = FAILURE_VERBS
+                    .iter()
+                    .find(|v| **v == verb)
+                    .ok_or(Error::BAD_CTL)?;
+                self.requests.push(Control::Inject(pid, verb));
+            }
             _ => return Err(Error::BAD_CTL),
         }
         u32::try_from(data.len())
@@ -267,6 +284,7 @@ mod tests {
             base_priority: 10,
             priority: 10,
             ns: String::from("bind -a '#c' /dev\ncd /usr/glenda\n"),
+            server: false,
         }
     }
 
@@ -349,6 +367,54 @@ mod tests {
         procs.set_snapshot([]);
         assert_eq!(procs.read(&caller, &status, 0, 2), Err(Error::PROC_DIED));
         assert_eq!(Error::PROC_DIED.as_str(), "process exited");
+    }
+
+    #[test]
+    fn a_task_server_is_reached_not_listed_and_takes_failure_verbs() {
+        let mut procs = Processes::new();
+        let server = ProcessInfo {
+            pid: 9001,
+            name: String::from("ramfs"),
+            user: String::from(EVE),
+            state: String::from("Server"),
+            server: true,
+            ..ProcessInfo::default()
+        };
+        procs.set_snapshot([glenda(5), server]);
+        let eve = Caller::new(1, EVE);
+        let root = procs.attach(&eve, "").unwrap();
+        let listed: Vec<String> = procs
+            .read_dir(&eve, &root)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(listed, ["5"], "ps shows processes only");
+        let dir = procs.walk(&eve, &root, "9001").unwrap();
+        let ctl = procs.walk(&eve, &dir, "ctl").unwrap();
+        for verb in FAILURE_VERBS {
+            let text = alloc::format!("{verb}\n");
+            assert_eq!(
+                ready(procs.write(&eve, &ctl, 0, text.as_bytes()).unwrap()),
+                text.len() as u32
+            );
+        }
+        assert_eq!(procs.take_requests().len(), 5);
+        assert_eq!(
+            procs.write(&eve, &ctl, 0, b"kill").err(),
+            Some(Error::BAD_CTL)
+        );
+        assert_eq!(
+            procs.write(&eve, &ctl, 0, b"explode").err(),
+            Some(Error::BAD_CTL)
+        );
+        // A process's ctl does not take the verbs.
+        let dir = procs.walk(&eve, &root, "5").unwrap();
+        let ctl = procs.walk(&eve, &dir, "ctl").unwrap();
+        assert_eq!(
+            procs.write(&eve, &ctl, 0, b"crash").err(),
+            Some(Error::BAD_CTL)
+        );
     }
 
     #[test]

@@ -33,6 +33,13 @@ mod task {
             max_total_bytes: 2 << 20,
         };
         let mut tree = RamFs::new(KernelClock, "eve", "eve", 0o775).with_limits(limits);
+        // The manifest's image, unpacked at every start: a restart serves
+        // the same files.
+        if let Some(image) = runtime_task::image() {
+            if let Err(e) = tree.unpack_tar(image) {
+                microkernel_rt::console::print(format_args!("ramfs: {e}\n"));
+            }
+        }
         runtime_task::serve(core, &mut tree)
     }
 
