@@ -769,3 +769,57 @@ fn a_task_server_is_mounted_read_and_restarted() {
         .words[0];
     assert_eq!(core.ok(1, Call::Write, [fd, 0, 0], &[b"new"]).words[0], 3);
 }
+
+#[test]
+fn a_server_left_stopped_stays_hung_up_and_its_proc_entry_takes_verbs() {
+    let mut core = boot();
+    let mut config = core_system::ServerConfig::new("ramfs", "ramfs-task");
+    config.restart = false;
+    let id = core.system.add_configured_server(config, RamLink::new());
+    assert!(core
+        .record
+        .borrow()
+        .log
+        .iter()
+        .any(|l| l == "core: server ramfs: task, /srv/ramfs, /proc/9001\n"));
+    let srv = core.open(1, "/srv/ramfs", ORDWR);
+    core.ok(1, Call::Mount, [srv, MCREATE, 0], &[b"/n", b""]);
+    // /proc/9001 is the server's, reached by number; its ctl takes the
+    // failure verbs (this fake link cannot perform them, and says so).
+    let status = core.open(1, "/proc/9001/status", OREAD);
+    let text = String::from_utf8(core.read(1, status, 200)).unwrap();
+    assert!(
+        text.starts_with("ramfs ") && text.contains("Server"),
+        "{text}"
+    );
+    let ctl = core.open(1, "/proc/9001/ctl", 1);
+    core.ok(1, Call::Write, [ctl, 0, 0], &[b"crash"]);
+    assert_eq!(core.system.end_pass(), None);
+    assert!(core
+        .record
+        .borrow()
+        .log
+        .iter()
+        .any(|l| l == "core: server ramfs: crash: ramfs: cannot inject crash\n"));
+    assert!(core
+        .fails(1, Call::Write, [ctl, 0, 0], &[b"kill"])
+        .contains("bad process or channel control request"));
+    // It dies; with on_failure = stop it is not restarted, and its mount
+    // stays hung up.
+    core.system
+        .servants()
+        .mount
+        .transport_mut(id)
+        .unwrap()
+        .broken = true;
+    assert!(core
+        .fails(1, Call::Stat, [0; 3], &[b"/n"])
+        .contains("i/o on hungup channel"));
+    assert_eq!(core.record.borrow().restarts, 0);
+    assert!(core.record.borrow().log.iter().any(
+        |l| l.starts_with("core: task server ramfs failed: not restarted (on_failure = stop)")
+    ));
+    assert!(core
+        .fails(1, Call::Stat, [0; 3], &[b"/n"])
+        .contains("i/o on hungup channel"));
+}
