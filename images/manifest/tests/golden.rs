@@ -44,3 +44,46 @@ fn shipped_manifests_compile_and_round_trip() {
     }
     assert!(seen >= 1);
 }
+
+/// A `vm` server becomes the server-vm cell of its name running
+/// `PROGRAM-vm`; its task build, its image and the manifest module go to
+/// cell 0 (bare mode runs it as a task); a boot form whose cell does not
+/// match its server is refused at decode.
+#[test]
+fn a_vm_server_compiles_into_its_cell() {
+    let text = "[system]\nname = \"t\"\n[[cell]]\nname = \"cell0\"\nkind = \"microkernel\"\nmemory_mib = 64\nmodules = [\"core\"]\n[[server]]\nname = \"ramfs\"\nprogram = \"ramfs\"\nplacement = \"vm\"\nmemory_mib = 8\nheartbeat_ms = 500\nimage = \"files\"\nmount = \"/n\"\nmount_flags = \"bc\"\n[[server]]\nname = \"scratch\"\nprogram = \"ramfs\"\n";
+    let boot = Manifest::compile(text).unwrap();
+    assert_eq!(
+        boot.cells[0].modules,
+        ["core", "ramfs-task", "files", "manifest"]
+    );
+    let cell = &boot.cells[1];
+    assert_eq!(
+        (
+            cell.name.as_str(),
+            cell.kind,
+            cell.memory_mib,
+            cell.image.as_str()
+        ),
+        ("ramfs", kasane_manifest::CellKind::ServerVm, 8, "ramfs-vm")
+    );
+    assert_eq!(
+        (cell.modules.clone(), cell.heartbeat_ms),
+        (vec!["files".to_string()], 500)
+    );
+    assert_eq!(boot.cells.len(), 2, "a task server has no cell");
+    assert_eq!(boot.servers[1].placement, kasane_manifest::Placement::Task);
+    assert_eq!(BootManifest::decode(&boot.encode()), Ok(boot.clone()));
+    let mut tampered = boot.clone();
+    tampered.cells[1].image = "other-vm".into();
+    assert_eq!(
+        BootManifest::decode(&tampered.encode()).unwrap_err().to_string(),
+        "compiled manifest is invalid: server[0].placement: a vm server needs the server-vm cell `ramfs` running `ramfs-vm`"
+    );
+    let mut tampered = boot;
+    tampered.cells[0].modules.retain(|m| m != "manifest");
+    assert_eq!(
+        BootManifest::decode(&tampered.encode()).unwrap_err().to_string(),
+        "compiled manifest is invalid: cell[0].modules: a manifest with servers loads the module `manifest` into cell 0"
+    );
+}
