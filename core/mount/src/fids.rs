@@ -96,7 +96,8 @@ impl<T: Transport> MountDriver<T> {
             let serial = self.next_serial;
             self.next_serial = if serial >= MOUNT_MASK { 1 } else { serial + 1 };
             let dev = mount | (serial << MOUNT_BITS);
-            if !self.opened.contains_key(&dev) {
+            // A gone chan keeps its dev until it is closed.
+            if !self.opened.contains_key(&dev) && !self.gone_opened.contains(&dev) {
                 return dev;
             }
         }

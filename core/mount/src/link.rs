@@ -191,6 +191,7 @@ impl<T: Transport> MountDriver<T> {
     pub fn forget(&mut self, pid: u32) {
         self.requests.retain(|key, _| key.pid != pid);
         self.done.retain(|key, _| key.pid != pid);
+        self.fail_once.remove(&pid);
         self.drop_journal(pid);
     }
 

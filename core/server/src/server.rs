@@ -20,8 +20,8 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use core_system::{BootFiles, ConsoleDevice, Message, Reply, ServerConfig, System, Thread};
-use kasane_manifest::{task_module, BootManifest, OnFailure, Placement, MANIFEST_MODULE};
+use core_system::{BootFiles, ConsoleDevice, Message, Reply, System, TaskStart, Thread};
+use kasane_manifest::MANIFEST_MODULE;
 use kasane_servant::servants::cons::Console;
 use kasane_servant::servants::root::Root;
 use kasane_servant::{Devices, LinkId};
@@ -50,35 +50,18 @@ fn drives_server_vms() -> bool {
     false
 }
 
-/// The servers of the manifest's `[[server]]` table, as core runs them:
-/// each with its task module. Without a `manifest` module (a system
-/// without servers) or with one that does not decode, none.
-fn server_table(modules: &[(String, &'static [u8])]) -> Vec<(ServerConfig, Placement, String)> {
+/// The task servers of the manifest's `[[server]]` table
+/// (`core_system::task_servers`), saying what core says of them. Without
+/// a `manifest` module (a system without servers), none.
+fn server_table(modules: &[(String, &'static [u8])]) -> Vec<TaskStart> {
     let Some((_, bytes)) = modules.iter().find(|(name, _)| name == MANIFEST_MODULE) else {
         return Vec::new();
     };
-    let manifest = match BootManifest::decode(bytes) {
-        Ok(manifest) => manifest,
-        Err(e) => {
-            print(format_args!("core: the manifest module: {e}; no servers\n"));
-            return Vec::new();
-        }
-    };
-    manifest
-        .servers
-        .into_iter()
-        .map(|server| {
-            let config = ServerConfig {
-                module: task_module(&server.program),
-                mount: server.mount,
-                mount_flags: server.mount_flags,
-                restart: server.on_failure == OnFailure::Restart,
-                restart_limit: server.restart_limit,
-                name: server.name,
-            };
-            (config, server.placement, server.image)
-        })
-        .collect()
+    let (starts, said) = core_system::task_servers(bytes, drives_server_vms());
+    for line in said {
+        print(format_args!("{line}\n"));
+    }
+    starts
 }
 
 /// The frames core lends task servers: `frames` pages from `base`,
@@ -107,16 +90,7 @@ impl Core {
         // the pool, posted in /srv under its name. A server placed in a VM
         // is the VM's while core drives server VMs, and a task otherwise.
         let mut servers = Vec::new();
-        for (config, placement, image) in server_table(&modules) {
-            if placement == Placement::Vm {
-                if drives_server_vms() {
-                    continue;
-                }
-                print(format_args!(
-                    "core: server {}: placed in a vm, runs as a task (bare mode: no server VM link)\n",
-                    config.name
-                ));
-            }
+        for TaskStart { config, image } in server_table(&modules) {
             let find = |wanted: &str| {
                 modules
                     .iter()

@@ -48,7 +48,7 @@ mod system;
 pub use fds::{Fd, Fds, MAX_FD};
 pub use kasane_mount::Transport;
 pub use servants::{BootFiles, ConsoleDevice, Servants, CONS, CONS_INPUT};
-pub use servers::{ServerConfig, DEFAULT_RESTART_LIMIT};
+pub use servers::{task_servers, vm_servers, ServerConfig, TaskStart, DEFAULT_RESTART_LIMIT};
 pub use system::System;
 
 /// The user name every process runs as.

@@ -3,10 +3,15 @@
 //! Each server has a [`ServerConfig`]: its /srv name, the boot module it
 //! runs, where core mounts it in the boot namespace, and what core does
 //! when its link hangs up (restart it up to its limit, or leave it
-//! stopped). The shell reads the table from the compiled manifest (cell 0's
-//! `manifest` module) and starts the tasks; this file keeps the policy.
+//! stopped). [`task_servers`] reads the table from the compiled manifest
+//! (cell 0's `manifest` module) and decides which servers run as tasks;
+//! the shell starts them.
 
+use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
+
+use kasane_manifest::{task_module, vm_module, BootManifest, OnFailure, Placement};
 
 use kasane_namespace::MountFlags;
 use kasane_servant::Error;
@@ -30,6 +35,78 @@ pub struct ServerConfig {
     pub restart: bool,
     /// Most restarts.
     pub restart_limit: u32,
+}
+
+/// A server core starts as a task: its entry, and the name of its image
+/// module (empty: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStart {
+    pub config: ServerConfig,
+    pub image: String,
+}
+
+/// The servers of the compiled manifest `bytes` (cell 0's `manifest`
+/// module) that core runs as tasks, in table order, and the lines core
+/// says about them. A `vm` server is its cell's while core drives server
+/// VM links (`drives_server_vms`), and runs as a task otherwise: in bare
+/// mode (no VT-x), and until core has the VM link driver. A module that
+/// does not decode gives no servers and says why.
+pub fn task_servers(bytes: &[u8], drives_server_vms: bool) -> (Vec<TaskStart>, Vec<String>) {
+    let mut said = Vec::new();
+    let manifest = match BootManifest::decode(bytes) {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            said.push(format!("core: the manifest module: {e}; no servers"));
+            return (Vec::new(), said);
+        }
+    };
+    let mut starts = Vec::new();
+    for server in manifest.servers {
+        if server.placement == Placement::Vm {
+            if drives_server_vms {
+                continue;
+            }
+            said.push(format!(
+                "core: server {}: placed in a vm, runs as a task (bare mode: no server VM link)",
+                server.name
+            ));
+        }
+        let config = ServerConfig {
+            module: task_module(&server.program),
+            mount: server.mount,
+            mount_flags: server.mount_flags,
+            restart: server.on_failure == OnFailure::Restart,
+            restart_limit: server.restart_limit,
+            name: server.name,
+        };
+        starts.push(TaskStart {
+            config,
+            image: server.image,
+        });
+    }
+    (starts, said)
+}
+
+/// The `vm` servers of the compiled manifest `bytes`, for core to post
+/// and mount once it drives their links (their cells run `PROGRAM-vm`;
+/// `module` names that). Empty if the module does not decode.
+pub fn vm_servers(bytes: &[u8]) -> Vec<ServerConfig> {
+    let Ok(manifest) = BootManifest::decode(bytes) else {
+        return Vec::new();
+    };
+    manifest
+        .servers
+        .into_iter()
+        .filter(|server| server.placement == Placement::Vm)
+        .map(|server| ServerConfig {
+            module: vm_module(&server.program),
+            mount: server.mount,
+            mount_flags: server.mount_flags,
+            restart: server.on_failure == OnFailure::Restart,
+            restart_limit: server.restart_limit,
+            name: server.name,
+        })
+        .collect()
 }
 
 impl ServerConfig {

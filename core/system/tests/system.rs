@@ -823,3 +823,59 @@ fn a_server_left_stopped_stays_hung_up_and_its_proc_entry_takes_verbs() {
         .fails(1, Call::Stat, [0; 3], &[b"/n"])
         .contains("i/o on hungup channel"));
 }
+
+/// The shell starts the servers of the manifest's table that
+/// `task_servers` lists: task servers, and vm servers while core drives
+/// no server VM link (bare mode), said in one line each.
+#[test]
+fn the_manifest_table_gives_the_task_servers() {
+    let text = "[system]\nname = \"t\"\n[[cell]]\nname = \"cell0\"\nkind = \"microkernel\"\nmemory_mib = 64\n[[server]]\nname = \"big\"\nprogram = \"ramfs\"\nplacement = \"vm\"\nmemory_mib = 8\nimage = \"files\"\n[[server]]\nname = \"ramfs\"\nprogram = \"ramfs\"\nmount = \"/tmp\"\nmount_flags = \"c\"\non_failure = \"stop\"\nrestart_limit = 2\n";
+    let bytes = kasane_manifest::Manifest::compile(text).unwrap().encode();
+    let (bare, said) = core_system::task_servers(&bytes, false);
+    assert_eq!(
+        said,
+        ["core: server big: placed in a vm, runs as a task (bare mode: no server VM link)"]
+    );
+    let names: Vec<(&str, &str, &str)> = bare
+        .iter()
+        .map(|s| {
+            (
+                s.config.name.as_str(),
+                s.config.module.as_str(),
+                s.image.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [("big", "ramfs-task", "files"), ("ramfs", "ramfs-task", "")]
+    );
+    let ramfs = &bare[1].config;
+    assert_eq!(
+        (
+            ramfs.mount.as_str(),
+            ramfs.mount_flags.as_str(),
+            ramfs.restart,
+            ramfs.restart_limit
+        ),
+        ("/tmp", "c", false, 2)
+    );
+    // With server VM links, the vm server is its cell's.
+    let (with_vms, said) = core_system::task_servers(&bytes, true);
+    assert!(said.is_empty());
+    assert_eq!(with_vms.len(), 1);
+    let vms = core_system::vm_servers(&bytes);
+    assert_eq!(
+        vms.iter()
+            .map(|c| (c.name.as_str(), c.module.as_str()))
+            .collect::<Vec<_>>(),
+        [("big", "ramfs-vm")]
+    );
+    // A module that is not a manifest: no servers, and why.
+    let (none, said) = core_system::task_servers(b"nonsense", false);
+    assert!(none.is_empty());
+    assert_eq!(
+        said,
+        ["core: the manifest module: compiled manifest is truncated; no servers"]
+    );
+}
