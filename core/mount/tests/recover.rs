@@ -399,3 +399,120 @@ fn calls_parked_on_a_dead_server_rerun_or_fail_once() {
     m.end_call(2, false);
     m.close(&x, Some(OpenMode::ORDWR));
 }
+
+/// What a step of the property test does.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Read `count` bytes at `offset` of open chan `which`.
+    Read {
+        which: usize,
+        offset: u64,
+        count: u32,
+    },
+    /// Stat walked chan `which`.
+    Stat { which: usize },
+    /// The server dies within the next `after` requests.
+    Die { after: usize },
+    /// Whatever died is restarted from the image.
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0usize..3, 0u64..8, 1u32..8).prop_map(|(which, offset, count)| Step::Read { which, offset, count }),
+        2 => (0usize..3).prop_map(|which| Step::Stat { which }),
+        1 => (0usize..4).prop_map(|after| Step::Die { after }),
+        2 => Just(Step::Restart),
+    ]
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    /// Reads and stats through chans held across any number of deaths and
+    /// restarts, at any point: every answer is the image's bytes or one of
+    /// recovery's errors, a read that waits is answered after the restart,
+    /// nothing panics, and every fid is clunked at the end.
+    #[test]
+    fn chans_survive_any_failures(steps in proptest::collection::vec(step(), 1..40)) {
+        let (mut m, root, budget, _) = mounted();
+        let c = caller();
+        let image: [&[u8]; 3] = [b"alpha", b"beta", b"alpha"];
+        let d = m.walk(&c, &root, "d").unwrap();
+        let walked = [
+            m.walk(&c, &root, "a").unwrap(),
+            m.walk(&c, &d, "b").unwrap(),
+            m.walk(&c, &root, "a").unwrap(),
+        ];
+        let open: Vec<File> = walked.iter().map(|w| open(&mut m, w, OpenMode::OREAD)).collect();
+        let mut waiting: Vec<(usize, u64, u32)> = Vec::new();
+        let mut server = None;
+        for step in steps {
+            match step {
+                Step::Read { which, offset, count } => {
+                    let expected = |o: u64, n: u32| {
+                        let bytes = image[which];
+                        let start = (o as usize).min(bytes.len());
+                        bytes[start..(start + n as usize).min(bytes.len())].to_vec()
+                    };
+                    match m.read(&c, &open[which], offset, count) {
+                        Ok(Io::Ready(bytes)) => prop_assert_eq!(bytes, expected(offset, count)),
+                        Ok(Io::WouldBlock(_)) => waiting.push((which, offset, count)),
+                        Err(e) => prop_assert!(
+                            e == Error::RESTARTED || e == Error::HUNGUP,
+                            "read: {e:?}"
+                        ),
+                    }
+                }
+                Step::Stat { which } => match m.stat(&c, &walked[which]) {
+                    Ok(stat) => prop_assert_eq!(stat.length, image[which].len() as u64),
+                    Err(e) => prop_assert!(e == Error::HUNGUP, "stat: {e:?}"),
+                },
+                Step::Die { after } => budget.set(budget.get().min(after)),
+                Step::Restart => {
+                    // Every server shares `budget`, so later deaths reach
+                    // the restarted ones too.
+                    budget.set(usize::MAX);
+                    for dead in m.take_dead() {
+                        let fresh = server_from_image();
+                        let link = Link {
+                            server: fresh.clone(),
+                            budget: budget.clone(),
+                            held: None,
+                        };
+                        prop_assert!(m.revive(dead.link, link).is_ok());
+                        server = Some(fresh);
+                    }
+                    // Reads that waited have their answers now.
+                    for (which, offset, count) in core::mem::take(&mut waiting) {
+                        let bytes = image[which];
+                        let start = (offset as usize).min(bytes.len());
+                        let want = bytes[start..(start + count as usize).min(bytes.len())].to_vec();
+                        match m.read(&c, &open[which], offset, count) {
+                            Ok(Io::Ready(got)) => prop_assert_eq!(got, want),
+                            Err(e) => prop_assert!(e == Error::RESTARTED, "{e:?}"),
+                            Ok(Io::WouldBlock(_)) => prop_assert!(false, "still waiting"),
+                        }
+                    }
+                }
+            }
+        }
+        // A last restart if the link is dead, then everything closes.
+        budget.set(usize::MAX);
+        for dead in m.take_dead() {
+            let fresh = server_from_image();
+            let link = Link { server: fresh.clone(), budget: budget.clone(), held: None };
+            prop_assert!(m.revive(dead.link, link).is_ok());
+            server = Some(fresh);
+        }
+        for chan in &open {
+            m.close(chan, Some(OpenMode::OREAD));
+        }
+        for chan in walked.iter().chain([&d, &root]) {
+            m.close(chan, None);
+        }
+        if let Some(server) = server {
+            prop_assert_eq!(fids(&server), 0);
+        }
+    }
+}
