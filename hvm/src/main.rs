@@ -231,27 +231,22 @@ mod boot {
         let chosen = summary.chosen;
         let on_off = |b: bool| if b { "on" } else { "off" };
         let mut created = 0;
-        let linked = manifest
-            .cells
-            .iter()
-            .any(|c| c.kind == kasane_manifest::CellKind::Linux);
+        // Every Linux cell and server VM has a link to cell 0, numbered in
+        // manifest order (hvm_logic::link).
+        let numbers = hvm_logic::link::numbering(manifest.cells.iter().map(|c| {
+            matches!(
+                c.kind,
+                kasane_manifest::CellKind::Linux | kasane_manifest::CellKind::ServerVm
+            )
+        }));
         for (index, cell) in manifest.cells.iter().enumerate() {
-            if cell.kind == kasane_manifest::CellKind::ServerVm {
-                log!(
-                    "cell {} ({}): kind {:?} is not supported by this hvm yet; not started",
-                    index,
-                    cell.name,
-                    cell.kind
-                );
-                continue;
-            }
             match hypervisor.create_cell(
                 frames,
                 index as u32,
                 cell,
                 modules,
                 manifest_bytes,
-                linked,
+                &numbers,
             ) {
                 Ok(()) => created += 1,
                 Err(reason) => {

@@ -46,6 +46,15 @@ pub enum Hypercall {
     /// Privileged (cell 0 only): RDX <- the next byte of console input
     /// (COM1), or [`NO_CONSOLE_INPUT`] when none is waiting. Never blocks.
     ConsoleRead = 10,
+    /// Privileged (cell 0 only): write a [`CellInfo`] about cell RDI at
+    /// guest-physical RSI (checked against the caller's memory).
+    CellInfo = 11,
+    /// Server VMs only: RDX <- the pending injection op
+    /// ([`CellControl::Crash`]..=[`CellControl::Garbage`] as a number) or 0,
+    /// and clears it. hvm raises [`COMMAND_VECTOR`] when one is set.
+    TakeCommand = 12,
+    /// Privileged (cell 0 only): RDX <- VM exits of cell RDI so far.
+    ExitCount = 13,
 }
 
 impl Hypercall {
@@ -63,6 +72,9 @@ impl Hypercall {
             8 => Self::Yield,
             9 => Self::LinkStatus,
             10 => Self::ConsoleRead,
+            11 => Self::CellInfo,
+            12 => Self::TakeCommand,
+            13 => Self::ExitCount,
             _ => return None,
         })
     }
@@ -126,6 +138,18 @@ pub enum CellControl {
     Stop = 2,
     /// Stop and start again.
     Restart = 3,
+    /// Failure injection (server VMs): the server panics and the runtime
+    /// reports it with `FaultReport`.
+    Crash = 10,
+    /// Failure injection: a real triple fault.
+    TripleFault = 11,
+    /// Failure injection: a write beyond the cell's memory (EPT violation).
+    WildWrite = 12,
+    /// Failure injection: interrupts off and a loop for ever (the
+    /// heartbeat watchdog catches it).
+    Hang = 13,
+    /// Failure injection: bytes that are not 9P on the cell's link.
+    Garbage = 14,
 }
 
 impl CellControl {
@@ -135,8 +159,102 @@ impl CellControl {
             1 => Self::Start,
             2 => Self::Stop,
             3 => Self::Restart,
+            10 => Self::Crash,
+            11 => Self::TripleFault,
+            12 => Self::WildWrite,
+            13 => Self::Hang,
+            14 => Self::Garbage,
             _ => return None,
         })
+    }
+
+    /// Whether this op is a failure the guest performs itself.
+    pub fn is_injection(self) -> bool {
+        self as u64 >= 10
+    }
+
+    /// The verb's name, as `/dev/vm/N/ctl` takes it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Crash => "crash",
+            Self::TripleFault => "triple-fault",
+            Self::WildWrite => "wild-write",
+            Self::Hang => "hang",
+            Self::Garbage => "garbage",
+        }
+    }
+}
+
+/// A server VM's vector for its link device.
+pub const LINK_VECTOR: u8 = 0x50;
+/// A server VM's vector for a pending command ([`Hypercall::TakeCommand`]).
+pub const COMMAND_VECTOR: u8 = 0x51;
+
+/// A cell's kind as [`CellInfo::kind`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum CellKindCode {
+    Microkernel = 1,
+    Linux = 2,
+    ServerVm = 3,
+}
+
+/// Length of [`CellInfo::name`].
+pub const CELL_NAME_LEN: usize = 32;
+/// Length of [`CellInfo::last_failure`].
+pub const FAILURE_LEN: usize = 160;
+
+/// What [`Hypercall::CellInfo`] writes about a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct CellInfo {
+    /// [`CellKindCode`] as a number.
+    pub kind: u32,
+    /// [`CellState`] as a number.
+    pub state: u32,
+    /// Restarts after failures so far.
+    pub restarts: u32,
+    /// The manifest's restart limit.
+    pub restart_limit: u32,
+    /// Cell 0's link index to this cell, or `u32::MAX`.
+    pub link: u32,
+    /// The manifest's name, NUL padded.
+    pub name: [u8; CELL_NAME_LEN],
+    /// The last failure hvm logged for the cell, NUL padded (empty if none).
+    pub last_failure: [u8; FAILURE_LEN],
+}
+
+impl CellInfo {
+    /// An all-zero record (no link).
+    pub const fn empty() -> Self {
+        Self {
+            kind: 0,
+            state: 0,
+            restarts: 0,
+            restart_limit: 0,
+            link: u32::MAX,
+            name: [0; CELL_NAME_LEN],
+            last_failure: [0; FAILURE_LEN],
+        }
+    }
+
+    /// Copies `text` into a NUL-padded field, cut at a character boundary.
+    pub fn put(field: &mut [u8], text: &str) {
+        let mut end = text.len().min(field.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        field.fill(0);
+        field[..end].copy_from_slice(&text.as_bytes()[..end]);
+    }
+
+    /// A NUL-padded field as text (up to the first NUL; `"?"` if not UTF-8).
+    pub fn text(field: &[u8]) -> &str {
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        core::str::from_utf8(&field[..end]).unwrap_or("?")
     }
 }
 
@@ -165,6 +283,10 @@ pub enum BootMode {
     VmxGuest = 1,
     /// No VT-x: hvm handed over the machine; the kernel owns the hardware.
     Bare = 2,
+    /// A server VM (`servers/runtime-vm`) under hvm: one link at PCI
+    /// 00:01.0, [`LINK_VECTOR`] and [`COMMAND_VECTOR`], the server-VM
+    /// hypercalls.
+    ServerVm = 3,
 }
 
 /// Most boot modules a [`BootInfo`] lists.
@@ -248,6 +370,7 @@ impl BootInfo {
         match self.mode {
             1 => Some(BootMode::VmxGuest),
             2 => Some(BootMode::Bare),
+            3 => Some(BootMode::ServerVm),
             _ => None,
         }
     }
@@ -322,5 +445,32 @@ mod tests {
         assert_eq!(info.modules().len(), MAX_MODULES);
         info.mode = 7;
         assert_eq!(info.boot_mode(), None);
+        info.mode = 3;
+        assert_eq!(info.boot_mode(), Some(BootMode::ServerVm));
+    }
+
+    #[test]
+    fn control_ops_round_trip_and_injections_are_marked() {
+        for raw in 0..32 {
+            if let Some(op) = CellControl::from_raw(raw) {
+                assert_eq!(op as u64, raw);
+                assert_eq!(op.is_injection(), raw >= 10, "{}", op.verb());
+            }
+        }
+        assert_eq!(CellControl::from_raw(14), Some(CellControl::Garbage));
+        assert_eq!(CellControl::from_raw(15), None);
+    }
+
+    #[test]
+    fn cell_info_fields_are_nul_padded_and_cut_whole() {
+        let mut info = CellInfo::empty();
+        CellInfo::put(&mut info.name, "ramfs-vm");
+        assert_eq!(CellInfo::text(&info.name), "ramfs-vm");
+        let long = "é".repeat(100);
+        CellInfo::put(&mut info.last_failure, &long);
+        assert_eq!(CellInfo::text(&info.last_failure).len(), FAILURE_LEN);
+        CellInfo::put(&mut info.name, &"ab".repeat(40)[..33]);
+        assert_eq!(CellInfo::text(&info.name).len(), CELL_NAME_LEN);
+        assert_eq!(core::mem::size_of::<CellInfo>(), 20 + 32 + 160);
     }
 }

@@ -52,7 +52,7 @@ impl Guest for Linux {
         };
         let entry = crate::linux::load_linux(layout, kernel, initrd, &cell.description.cmdline)
             .map_err(|e| format!("cannot boot `{}`: {e}", cell.description.image))?;
-        cell.platform = Platform::new(CellKind::Linux, true);
+        cell.platform = Platform::new(CellKind::Linux, cell.platform.links.len());
         cell.watchdog.disarm();
         // boot.rst: CS = __BOOT_CS (0x10), DS/ES/SS = __BOOT_DS (0x18),
         // long mode with the identity map, interrupts off, RSI = boot_params.
@@ -115,29 +115,7 @@ impl Guest for Linux {
     /// The local APIC, a few identification MSRs, everything else #GP
     /// (Linux's safe accessors survive that).
     fn msr(&self, machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
-        let (platform, regs) = (&mut cell.platform, &mut cell.regs);
-        let number = regs.rcx as u32;
-        let now = arch::rdtsc();
-        let value = (regs.rdx << 32) | (regs.rax & 0xFFFF_FFFF);
-        let answer = match (msr::linux(number), write) {
-            (msr::Linux::Apic, true) => {
-                platform.lapic.write(number, value, now).ok().map(|()| None)
-            }
-            (msr::Linux::Apic, false) => platform.lapic.read(number, now).map(Some),
-            (msr::Linux::Fixed(_), true) => Some(None), // accepted and ignored
-            (msr::Linux::Fixed(value), false) => Some(Some(value)),
-            (msr::Linux::Refuse, _) => None,
-        };
-        match answer {
-            Some(read) => {
-                if let Some(value) = read {
-                    regs.rax = value & 0xFFFF_FFFF;
-                    regs.rdx = value >> 32;
-                }
-                machine.vmcs.skip_instruction();
-            }
-            None => machine.vmcs.inject_exception(13, Some(0)),
-        }
+        emulated_msr(machine, cell, write);
     }
 
     fn hlt(&self, machine: &mut Machine<'_>, cell: &mut Cell) -> Outcome {
@@ -174,9 +152,36 @@ impl Guest for Linux {
     }
 }
 
+/// RDMSR or WRMSR on the emulated platform (`hvm_logic::msr::linux`): the
+/// emulated x2APIC with its TSC-deadline timer, a few identification
+/// MSRs, #GP for the rest. Linux cells and server VMs share it.
+pub(super) fn emulated_msr(machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
+    let (platform, regs) = (&mut cell.platform, &mut cell.regs);
+    let number = regs.rcx as u32;
+    let now = arch::rdtsc();
+    let value = (regs.rdx << 32) | (regs.rax & 0xFFFF_FFFF);
+    let answer = match (msr::linux(number), write) {
+        (msr::Linux::Apic, true) => platform.lapic.write(number, value, now).ok().map(|()| None),
+        (msr::Linux::Apic, false) => platform.lapic.read(number, now).map(Some),
+        (msr::Linux::Fixed(_), true) => Some(None), // accepted and ignored
+        (msr::Linux::Fixed(value), false) => Some(Some(value)),
+        (msr::Linux::Refuse, _) => None,
+    };
+    match answer {
+        Some(read) => {
+            if let Some(value) = read {
+                regs.rax = value & 0xFFFF_FFFF;
+                regs.rdx = value >> 32;
+            }
+            machine.vmcs.skip_instruction();
+        }
+        None => machine.vmcs.inject_exception(13, Some(0)),
+    }
+}
+
 /// Offers a Linux cell's highest pending APIC vector: injected when the
 /// vCPU can take it, otherwise an interrupt-window exit is requested.
-fn offer_interrupt(vmcs: &Vmcs, lapic: &mut Lapic) {
+pub(super) fn offer_interrupt(vmcs: &Vmcs, lapic: &mut Lapic) {
     if vmcs.injecting() {
         return; // an event is already being injected (re-injection)
     }

@@ -213,7 +213,10 @@ fn deliver(machine: &mut Machine<'_>, cell: &mut Cell, vector: u8) {
     if vmcs.interruptible() && !vmcs.injecting() {
         vmcs.inject_external(vector);
     } else {
-        cell.platform.held.push(vector);
+        // One request per vector, as the local APIC's IRR keeps it.
+        if !cell.platform.held.contains(&vector) {
+            cell.platform.held.push(vector);
+        }
         vmcs.interrupt_window(true);
     }
 }

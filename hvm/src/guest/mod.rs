@@ -12,12 +12,14 @@
 //! - `linux.rs`: a stock Linux kernel on an emulated PC: x2APIC, I/O APIC,
 //!   COM1, the link as a virtio PCI device; no hypercalls.
 //!
-//! A server VM (manifest kind `server-vm`, not run yet) will be a third
-//! file: its `boot` loads a task server image, and it answers each exit the
-//! way the server-VM ABI says, without touching this module or the loop.
+//! - `servervm.rs`: a 9P server in its own unikernel VM
+//!   (`servers/runtime-vm`): loaded like the microkernel, an emulated
+//!   x2APIC for its timer and link/command vectors, one link device, the
+//!   server-VM hypercalls.
 
 mod linux;
 mod microkernel;
+mod servervm;
 
 use alloc::string::String;
 
@@ -37,7 +39,7 @@ pub(crate) fn of(kind: CellKind) -> Option<&'static dyn Guest> {
     match kind {
         CellKind::Microkernel => Some(&microkernel::Microkernel),
         CellKind::Linux => Some(&linux::Linux),
-        CellKind::ServerVm => None,
+        CellKind::ServerVm => Some(&servervm::ServerVm),
     }
 }
 

@@ -1,0 +1,180 @@
+//! A server VM: one 9P server in its own unikernel VM (docs/runtime-vm.md).
+//!
+//! The image is a `servers/runtime-vm` ELF, loaded like the microkernel
+//! (kernel window, identity and direct maps, `BootInfo` in RDI) with
+//! `BootMode::ServerVm`; the link BAR's 2 MiB at 0xE000_0000 is mapped
+//! identically too, so the runtime needs no page-table code. The cell sees:
+//! - PCI configuration mechanism #1 with a host bridge and its one link
+//!   device at 00:01.0 (`devices::pci_io`), the BAR emulated through EPT
+//!   violations;
+//! - an emulated x2APIC with the TSC-deadline timer (shared with Linux
+//!   cells): its heartbeat timer, [`hvm_abi::LINK_VECTOR`] when its link
+//!   device signals and [`hvm_abi::COMMAND_VECTOR`] when cell 0 injected a
+//!   command; HLT waits in software for one of them;
+//! - the server-VM hypercalls (`hypercall.rs` refuses the rest);
+//! - COM1 / port 0xE9 output as its console, every other port silent.
+//!
+//! Everything else it does is hostile until checked: unknown MSRs get #GP,
+//! an access outside its memory and its BAR fails the cell (EPT violation),
+//! and so does a triple fault; its manifest policy then restarts it alone.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use hvm_abi::BootMode;
+use hvm_logic::cpuid;
+use hvm_logic::exit::IoAccess;
+use hvm_logic::link::LINK_BAR;
+use hvm_logic::vmcs::Field;
+use kasane_manifest::CellKind;
+
+use super::linux::{emulated_msr, offer_interrupt};
+use super::{answer_cpuid, hold_for_cell0, host_cpuid, Entry, Guest, Machine, Outcome};
+use crate::arch::{self, GuestRegisters};
+use crate::cell::{Cell, Platform};
+use crate::loader::{self, CellLayout};
+use crate::BootModules;
+
+pub(crate) struct ServerVm;
+
+impl Guest for ServerVm {
+    /// Loads the pristine runtime image and its modules into zeroed memory
+    /// and resets the platform: a new link device, no pending command, an
+    /// unarmed watchdog (it arms at the first heartbeat).
+    fn boot(
+        &self,
+        cell: &mut Cell,
+        modules: &BootModules,
+        manifest: &[u8],
+    ) -> Result<Entry, String> {
+        let image = modules.find(&cell.description.image).ok_or_else(|| {
+            format!(
+                "boot module `{}` (its image) is missing",
+                cell.description.image
+            )
+        })?;
+        let mut extra: Vec<(&str, &[u8])> = Vec::new();
+        for name in &cell.description.modules {
+            let bytes = modules
+                .find(name)
+                .ok_or_else(|| format!("boot module `{name}` is missing"))?;
+            extra.push((name.as_str(), bytes));
+        }
+        let layout = CellLayout {
+            host_base: cell.memory.host_base,
+            guest_base: 0,
+            size: cell.memory.size,
+        };
+        let bar = u64::from(LINK_BAR);
+        let entry = loader::load_microkernel(
+            layout,
+            BootMode::ServerVm,
+            cell.index,
+            image,
+            &extra,
+            manifest,
+            &cell.description.args,
+            Some((bar, bar + (2 << 20))),
+        )
+        .map_err(|e| format!("{e}"))?;
+        cell.platform = Platform::new(CellKind::ServerVm, cell.platform.links.len());
+        cell.watchdog.disarm();
+        cell.command = 0;
+        Ok(Entry {
+            rip: entry.rip,
+            rsp: entry.rsp,
+            cr3: entry.cr3,
+            gdt_base: entry.gdt_base,
+            gdt_limit: entry.gdt_limit,
+            code: 0x08,
+            data: 0x10,
+            cr0: 0x8005_0033, // PG, AM, WP, NE, ET, MP, PE
+            cr4: 0x0000_06A0, // PAE, PGE, OSFXSR, OSXMMEXCPT
+            efer: 0xD00,      // NXE, LMA, LME
+            registers: GuestRegisters {
+                rdi: entry.rdi,
+                ..Default::default()
+            },
+            owns_apic: false,
+        })
+    }
+
+    /// The emulated APIC's timer bounds the turn; its highest pending
+    /// vector is offered (SDM 27.6 "Event injection").
+    fn before_entry(&self, machine: &mut Machine<'_>, cell: &mut Cell, now: u64) -> Option<u64> {
+        let lapic = &mut cell.platform.lapic;
+        lapic.update(now);
+        let expiry = lapic.next_expiry();
+        offer_interrupt(machine.vmcs, lapic);
+        expiry
+    }
+
+    /// The Linux cell's CPUID: x2APIC, TSC-deadline, the TSC rate (leaves
+    /// 0x15/0x16), which the runtime's timer needs.
+    fn cpuid(&self, machine: &mut Machine<'_>, cell: &mut Cell) {
+        let vmcs = machine.vmcs;
+        let regs = &mut cell.regs;
+        let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
+        let answer = cpuid::linux(leaf, subleaf, false, machine.tsc_hz, host_cpuid);
+        answer_cpuid(regs, answer);
+        vmcs.skip_instruction();
+    }
+
+    fn vmcall(&self, _machine: &mut Machine<'_>, _cell: &mut Cell) -> Outcome {
+        Outcome::Hypercall
+    }
+
+    /// COM1 and port 0xE9 print; every other port reads as all ones and
+    /// ignores writes (nothing is there).
+    fn io(&self, machine: &mut Machine<'_>, cell: &mut Cell, access: IoAccess) -> Outcome {
+        let mask = match access.size {
+            1 => 0xFF,
+            2 => 0xFFFF,
+            _ => 0xFFFF_FFFF,
+        };
+        if access.input {
+            let value: u64 = match access.port {
+                0x3FD => 0x60, // LSR: transmitter empty
+                0x3F8..=0x3FF => 0,
+                _ => mask,
+            };
+            cell.regs.rax = (cell.regs.rax & !mask) | value;
+        } else if matches!(access.port, 0x3F8 | 0xE9) {
+            let byte = cell.regs.rax as u8;
+            cell.console(&[byte]);
+        }
+        machine.vmcs.skip_instruction();
+        Outcome::Resume
+    }
+
+    fn msr(&self, machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
+        emulated_msr(machine, cell, write);
+    }
+
+    /// HLT waits in software until the timer, the link or a command raises
+    /// a vector; with interrupts off nothing could wake it, so that is a
+    /// failure (the `hang` verb instead spins, for the watchdog).
+    fn hlt(&self, machine: &mut Machine<'_>, cell: &mut Cell) -> Outcome {
+        let vmcs = machine.vmcs;
+        if vmcs.read(Field::GuestRflags) & (1 << 9) == 0 {
+            return Outcome::Fail("halted with interrupts off".into());
+        }
+        vmcs.skip_instruction();
+        cell.platform.lapic.update(arch::rdtsc());
+        if cell.platform.lapic.pending().is_some() {
+            return Outcome::Resume;
+        }
+        cell.platform.halted = true;
+        Outcome::Yield
+    }
+
+    fn external_interrupt(
+        &self,
+        machine: &mut Machine<'_>,
+        _cell: &mut Cell,
+        vector: u8,
+    ) -> Outcome {
+        hold_for_cell0(machine, vector)
+    }
+}
