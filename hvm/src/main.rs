@@ -313,7 +313,7 @@ mod boot {
         };
         let entry = match loader::load_microkernel(
             layout,
-            BootMode::Bare,
+            BootMode::Bare as u32,
             0,
             kernel,
             &extra,

@@ -283,11 +283,13 @@ pub enum BootMode {
     VmxGuest = 1,
     /// No VT-x: hvm handed over the machine; the kernel owns the hardware.
     Bare = 2,
-    /// A server VM (`servers/runtime-vm`) under hvm: one link at PCI
-    /// 00:01.0, [`LINK_VECTOR`] and [`COMMAND_VECTOR`], the server-VM
-    /// hypercalls.
-    ServerVm = 3,
 }
+
+/// [`BootInfo::mode`] of a server VM (`servers/runtime-vm`) under hvm: one
+/// link at PCI 00:01.0, [`LINK_VECTOR`] and [`COMMAND_VECTOR`], the
+/// server-VM hypercalls. A plain number beside [`BootMode`], which only the
+/// microkernel's two modes use.
+pub const BOOT_MODE_SERVER_VM: u32 = 3;
 
 /// Most boot modules a [`BootInfo`] lists.
 pub const MAX_MODULES: usize = 32;
@@ -370,9 +372,13 @@ impl BootInfo {
         match self.mode {
             1 => Some(BootMode::VmxGuest),
             2 => Some(BootMode::Bare),
-            3 => Some(BootMode::ServerVm),
             _ => None,
         }
+    }
+
+    /// Whether the image runs as a server VM ([`BOOT_MODE_SERVER_VM`]).
+    pub fn server_vm(&self) -> bool {
+        self.mode == BOOT_MODE_SERVER_VM
     }
 
     /// The argument string (empty if it is not valid UTF-8).
@@ -445,8 +451,9 @@ mod tests {
         assert_eq!(info.modules().len(), MAX_MODULES);
         info.mode = 7;
         assert_eq!(info.boot_mode(), None);
-        info.mode = 3;
-        assert_eq!(info.boot_mode(), Some(BootMode::ServerVm));
+        info.mode = BOOT_MODE_SERVER_VM;
+        assert_eq!(info.boot_mode(), None);
+        assert!(info.server_vm());
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Guest for Microkernel {
         };
         let entry = loader::load_microkernel(
             layout,
-            BootMode::VmxGuest,
+            BootMode::VmxGuest as u32,
             cell.index,
             kernel,
             &extra,

@@ -2,7 +2,7 @@
 //!
 //! The image is a `servers/runtime-vm` ELF, loaded like the microkernel
 //! (kernel window, identity and direct maps, `BootInfo` in RDI) with
-//! `BootMode::ServerVm`; the link BAR's 2 MiB at 0xE000_0000 is mapped
+//! `hvm_abi::BOOT_MODE_SERVER_VM`; the link BAR's 2 MiB at 0xE000_0000 is mapped
 //! identically too, so the runtime needs no page-table code. The cell sees:
 //! - PCI configuration mechanism #1 with a host bridge and its one link
 //!   device at 00:01.0 (`devices::pci_io`), the BAR emulated through EPT
@@ -22,7 +22,6 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use hvm_abi::BootMode;
 use hvm_logic::cpuid;
 use hvm_logic::exit::IoAccess;
 use hvm_logic::link::LINK_BAR;
@@ -69,7 +68,7 @@ impl Guest for ServerVm {
         let bar = u64::from(LINK_BAR);
         let entry = loader::load_microkernel(
             layout,
-            BootMode::ServerVm,
+            hvm_abi::BOOT_MODE_SERVER_VM,
             cell.index,
             image,
             &extra,
