@@ -322,12 +322,12 @@ impl Hypervisor {
                 link.logged += 1;
                 let cell = if end == 0 { &*cell0 } else { &*peer_cell };
                 log!(
-                    "cell {} ({}) link {}: refused: {} (queue {})",
+                    "cell {} ({}) link: refused: {} (queue {}, link {})",
                     cell.index,
                     cell.description.name,
-                    number,
                     fault.error,
-                    fault.queue
+                    fault.queue,
+                    number
                 );
             }
         }

@@ -129,6 +129,10 @@ fn bochs_server_vm_serves_9p_and_is_restarted_alone_after_each_failure() {
     assert_no_line_contains(&boot, "PANIC");
     assert_clean(&boot);
     let transcript = &boot.transcript;
+    // The figures, for run/test's summary (docs/runtime-vm.md).
+    for line in transcript.lines().filter(|l| l.starts_with("bench ")) {
+        println!("{line}");
+    }
     let serving = bench(transcript, "vm_restart_to_serving_cycles");
     assert!(serving > 0 && serving < 200_000_000, "{serving}");
     let exits = transcript
