@@ -147,3 +147,59 @@ fn bochs_server_vm_serves_9p_and_is_restarted_alone_after_each_failure() {
 fn leak(s: &str) -> &'static str {
     Box::leak(s.to_owned().into_boxed_str())
 }
+
+/// `images/manifests/server-vm-hostile.toml`: `hostile-vm` (cell 2)
+/// misbehaves in every way the issue lists, beside a good `ramfs-vm`
+/// (cell 1); hvm refuses each act, and both VMs serve 9P afterwards.
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_a_hostile_server_vm_is_refused_and_every_cell_runs_on() {
+    let boot = boot_manifest("server-vm-hostile", Emulator::Bochs, 900);
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("hvm: vmx=on ept=on ug=on vpid=on preemption-timer=on cells=3 tsc=200MHz"),
+            Is("vm-probe: 2 link device(s) on PCI bus 0"),
+            Is("vm-probe: link 0 to cell 1 `ramfs` up at 00:01.0, BAR 0xe0000000"),
+            Is("vm-probe: link 1 to cell 2 `hostile` up at 00:02.0, BAR 0xe0010000"),
+        ],
+    );
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("hostile| hostile-vm: starting the hostile acts"),
+            Is("hvm: cell 2 (hostile) hypercall 0x63 refused: unknown hypercall"),
+            Is("hostile| hostile-vm: hypercall number 99: unknown hypercall"),
+            Is("hvm: cell 2 (hostile) hypercall 0x4 refused: hypercall not permitted for this cell"),
+            Is("hostile| hostile-vm: hypercall PowerOff: hypercall not permitted for this cell"),
+            Is("hostile| hostile-vm: hypercall CellControl(0, stop): hypercall not permitted for this cell"),
+            Is("hostile| hostile-vm: hypercall CellInfo(0): hypercall not permitted for this cell"),
+            Is("hostile| hostile-vm: hypercall ExitCount(0): hypercall not permitted for this cell"),
+            Is("hostile| hostile-vm: hypercall ConsoleRead: hypercall not permitted for this cell"),
+            Is("hostile| hostile-vm: hypercall ConsoleWrite outside its memory: address outside the cell's memory"),
+            Is("hostile| hostile-vm: hypercall ConsoleWrite of 1 MiB: bad hypercall argument"),
+            Is("hostile| hostile-vm: PCI nonsense: wild address reads 0xffffffff, absent 00:07.0 reads 0xffffffff, device id still 0x10431af4, BAR back at 0xe0000000"),
+            StartsWith("hostile| hostile-vm: register nonsense: "),
+            StartsWith("hvm: cell 2 (hostile) link: refused: "),
+            StartsWith("hostile| hostile-vm: descriptors outside its memory offered; "),
+            Is("hostile| hostile-vm: done; serving ramfs"),
+            Is("hostile| runtime-vm: link up at 00:01.0 (BAR 0xe0000000, DRIVER_OK); serving 9P, msize 8216"),
+        ],
+    );
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("vm-probe: ok: 9P to the good server VM (link 0)"),
+            Is("vm-probe: ok: 9P to the hostile server VM after its acts (link 1)"),
+            Is("vm-probe: ok: 9P to the good server VM again"),
+            Is("vm-probe: ok: cell 1 is still running"),
+            Is("vm-probe: ok: cell 2 is still running"),
+            Is("vm-probe: 5 passed, 0 failed"),
+            Is("hvm: poweroff ok (requested by cell 0)"),
+        ],
+    );
+    assert_no_line_contains(&boot, "FAILED");
+    assert_no_line_contains(&boot, "failed:");
+    assert_no_line_contains(&boot, "PANIC");
+    assert_clean(&boot);
+}

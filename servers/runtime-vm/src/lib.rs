@@ -32,6 +32,8 @@ pub mod stream;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+pub mod hostile;
+#[cfg(target_os = "none")]
 pub mod link;
 #[cfg(target_os = "none")]
 mod runtime;

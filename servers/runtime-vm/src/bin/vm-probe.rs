@@ -32,6 +32,7 @@ mod probe {
     use runtime_vm::link::{self, Link};
     use runtime_vm::stream::Reassembler;
     use runtime_vm::{hypercall, println, Boot};
+    use virtio_drivers::transport::pci::bus::DeviceFunction;
 
     const MSIZE: u32 = 8192 + 24;
     /// Give up waiting for one answer after this many TSC ticks (about
@@ -45,6 +46,8 @@ mod probe {
 
     struct Client {
         link: Link,
+        /// Cell 0's number for this link.
+        number: u64,
         stream: Reassembler,
         tag: u16,
         generation: u64,
@@ -192,7 +195,7 @@ mod probe {
         }
 
         fn link_generation(&self) -> u64 {
-            hypercall(Hypercall::LinkStatus, 0, 0).1
+            hypercall(Hypercall::LinkStatus, self.number, 0).1
         }
 
         /// Waits until the link's generation moves past `self.generation`.
@@ -202,8 +205,8 @@ mod probe {
                 let generation = self.link_generation();
                 if generation != self.generation {
                     println!(
-                        "vm-probe: link 0 generation {} -> {}: the server VM is new",
-                        self.generation, generation
+                        "vm-probe: link {} generation {} -> {}: the server VM is new",
+                        self.number, self.generation, generation
                     );
                     self.generation = generation;
                     return true;
@@ -236,7 +239,10 @@ mod probe {
         }
     }
 
-    fn main(_boot: &Boot) -> ! {
+    fn main(boot: &Boot) -> ! {
+        if boot.info.args().contains("hostile") {
+            hostile()
+        }
         let functions = link::consoles();
         println!("vm-probe: {} link device(s) on PCI bus 0", functions.len());
         let Some(&function) = functions.first() else {
@@ -259,6 +265,7 @@ mod probe {
         );
         let mut client = Client {
             link,
+            number: 0,
             stream: Reassembler::new(),
             tag: 0,
             generation: 0,
@@ -368,6 +375,78 @@ mod probe {
             );
         }
         finish(&client)
+    }
+
+    /// Opens cell 0's link to `cell` (found through `CellInfo`).
+    fn open(functions: &[DeviceFunction], cell: u64) -> Result<Client, String> {
+        let info = cell_info(cell).ok_or("no CellInfo")?;
+        let function = *functions
+            .get(info.link as usize)
+            .ok_or("no device for its link")?;
+        let link = Link::open(function).map_err(|e| e.to_string())?;
+        println!(
+            "vm-probe: link {} to cell {} `{}` up at 00:{:02x}.0, BAR {:#x}",
+            info.link,
+            cell,
+            CellInfo::text(&info.name),
+            function.device,
+            link.bar
+        );
+        Ok(Client {
+            link,
+            number: u64::from(info.link),
+            stream: Reassembler::new(),
+            tag: 0,
+            generation: 0,
+            passed: 0,
+            failed: 0,
+        })
+    }
+
+    /// `args = "hostile"`: cell 1 is a good ramfs-vm, cell 2 hostile-vm.
+    /// Both must serve 9P, and cell 1 throughout.
+    fn hostile() -> ! {
+        let functions = link::consoles();
+        println!("vm-probe: {} link device(s) on PCI bus 0", functions.len());
+        for &f in &functions {
+            runtime_vm::map_device(link::bar_of(f));
+        }
+        let (mut good, mut bad) = match (open(&functions, 1), open(&functions, 2)) {
+            (Ok(good), Ok(bad)) => (good, bad),
+            (Err(why), _) | (_, Err(why)) => {
+                println!("vm-probe: FAILED: {why}");
+                stop(1)
+            }
+        };
+        let round = |client: &mut Client, what: &str| {
+            let result = client.session().and_then(|()| {
+                client.write_file("hello", what.as_bytes())?;
+                client.read_file("hello")
+            });
+            let ok = matches!(&result, Ok(Ok(data)) if data == what.as_bytes());
+            if let Err(why) = &result {
+                println!("vm-probe: 9P: {why}");
+            }
+            ok
+        };
+        let ok = round(&mut good, "good before");
+        good.check(ok, "9P to the good server VM (link 0)");
+        let ok = round(&mut bad, "hostile after its acts");
+        good.check(ok, "9P to the hostile server VM after its acts (link 1)");
+        let ok = round(&mut good, "good after");
+        good.check(ok, "9P to the good server VM again");
+        for cell in [1, 2] {
+            let (status, state) = hypercall(Hypercall::CellStatus, cell, 0);
+            good.check(
+                status == 0 && state == hvm_abi::CellState::Running as u64,
+                if cell == 1 {
+                    "cell 1 is still running"
+                } else {
+                    "cell 2 is still running"
+                },
+            );
+        }
+        finish(&good)
     }
 
     runtime_vm::entry!(main);
