@@ -202,14 +202,30 @@ pub fn mmio(
     let cr3 = vmcs.read(Field::GuestCr3);
     let mut code = [0u8; 15];
     let mut fetched = 0;
+    // One page walk per 4 KiB page the instruction's bytes touch (at most
+    // two), not one per byte: on Bochs' instruction clock the walks were a
+    // large part of every MMIO exit.
+    let mut page: Option<(u64, u64)> = None; // (linear page, physical page)
     for (i, slot) in code.iter_mut().enumerate() {
         let linear = rip.wrapping_add(i as u64);
-        let Some(physical) = decode::translate(paging, cr3, linear, |a| ram.read_u64(a).ok())
-        else {
-            break;
+        let linear_page = linear & !0xFFF;
+        let physical_page = match page {
+            Some((at, physical)) if at == linear_page => physical,
+            _ => {
+                let Some(physical) =
+                    decode::translate(paging, cr3, linear_page, |a| ram.read_u64(a).ok())
+                else {
+                    break;
+                };
+                page = Some((linear_page, physical));
+                physical
+            }
         };
         let mut byte = [0u8];
-        if ram.read(physical, &mut byte).is_err() {
+        if ram
+            .read(physical_page | (linear & 0xFFF), &mut byte)
+            .is_err()
+        {
             break;
         }
         *slot = byte[0];

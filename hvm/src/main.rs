@@ -332,6 +332,8 @@ mod boot {
             base,
             cell.memory_mib
         );
+        // The microkernel drives COM1 itself from here on.
+        serial::drain();
         // SAFETY: the loader mapped hvm's image identically, the kernel
         // window, the stack and the GDT; nothing of hvm runs afterwards.
         unsafe {

@@ -83,6 +83,7 @@ impl Hypervisor {
     pub fn run(mut self, modules: &BootModules, manifest: &[u8]) -> ! {
         let mut current = 0;
         loop {
+            crate::serial::pump();
             self.check_watchdogs();
             self.apply_controls(modules, manifest);
             // A directed switch (a link notify gave this cell bytes) runs
@@ -404,6 +405,7 @@ impl Hypervisor {
                 guest_physical: vmcs.read(Field::GuestPhysicalAddress),
                 interruption_info: vmcs.read(Field::ExitInterruptionInfo) as u32,
             };
+            crate::serial::pump();
             match self.handle(position, &vmcs, VmExit::decode(raw)) {
                 Flow::Resume => {}
                 Flow::Yield => return,

@@ -155,6 +155,20 @@ pub fn bar_of(function: DeviceFunction) -> u64 {
     u64::from(PortConfiguration.read_word(function, 0x10) & !0xF)
 }
 
+/// A server VM's one link: the console at 00:01.0, where hvm puts it
+/// (checked, not assumed), else the first console on bus 0.
+pub fn own_link() -> Option<DeviceFunction> {
+    let function = DeviceFunction {
+        bus: 0,
+        device: 1,
+        function: 0,
+    };
+    if PortConfiguration.read_word(function, 0) == 0x1043_1AF4 {
+        return Some(function);
+    }
+    consoles().first().copied()
+}
+
 /// A posted buffer (page-sized, heap memory that lives for ever).
 struct Buffer {
     memory: &'static mut [u8],

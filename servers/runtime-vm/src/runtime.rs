@@ -262,7 +262,7 @@ fn perform(verb: Verb, link: &mut Link) {
 
 /// Serves `fs` on the VM's link for good.
 pub fn serve<F: FileServer>(fs: &mut F) -> ! {
-    let Some(&function) = link::consoles().first() else {
+    let Some(function) = link::own_link() else {
         console("runtime-vm: no virtio console on PCI bus 0\n");
         fault(0x11);
     };

@@ -418,10 +418,10 @@ mod probe {
                 stop(1)
             }
         };
-        let round = |client: &mut Client, what: &str| {
+        let round = |client: &mut Client, name: &str, what: &str| {
             let result = client.session().and_then(|()| {
-                client.write_file("hello", what.as_bytes())?;
-                client.read_file("hello")
+                client.write_file(name, what.as_bytes())?;
+                client.read_file(name)
             });
             let ok = matches!(&result, Ok(Ok(data)) if data == what.as_bytes());
             if let Err(why) = &result {
@@ -429,11 +429,11 @@ mod probe {
             }
             ok
         };
-        let ok = round(&mut good, "good before");
+        let ok = round(&mut good, "before", "good before");
         good.check(ok, "9P to the good server VM (link 0)");
-        let ok = round(&mut bad, "hostile after its acts");
+        let ok = round(&mut bad, "after", "hostile after its acts");
         good.check(ok, "9P to the hostile server VM after its acts (link 1)");
-        let ok = round(&mut good, "good after");
+        let ok = round(&mut good, "after", "good after");
         good.check(ok, "9P to the good server VM again");
         for cell in [1, 2] {
             let (status, state) = hypercall(Hypercall::CellStatus, cell, 0);
