@@ -50,8 +50,6 @@ pub(crate) struct Cell {
     pub last_failure: String,
     /// A start, stop or restart cell 0 asked for, applied by the run loop.
     pub control: Option<hvm_abi::CellControl>,
-    /// Refused hypercalls logged so far (the log is bounded).
-    pub refusals: u32,
 }
 
 impl Cell {
@@ -107,17 +105,16 @@ pub(crate) struct Platform {
 impl Platform {
     /// The platform of a cell of `kind` with `links` link devices.
     pub fn new(kind: CellKind, links: usize) -> Self {
-        let bar = |i: usize| {
-            if kind == CellKind::Microkernel {
-                link::cell0_bar(i).unwrap_or(0)
-            } else {
-                link::LINK_BAR
-            }
-        };
+        let cell0 = kind == CellKind::Microkernel;
         Self {
             pci: ConfigPorts::default(),
             links: (0..links)
-                .map(|i| Console::new(kind == CellKind::Linux, bar(i)))
+                .map(|i| {
+                    let bar = link::cell0_bar(i)
+                        .filter(|_| cell0)
+                        .unwrap_or(link::LINK_BAR);
+                    Console::new(kind == CellKind::Linux, bar)
+                })
                 .collect(),
             lapic: Lapic::new(),
             uart: Uart::new(),

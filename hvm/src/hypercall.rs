@@ -136,20 +136,6 @@ impl Hypervisor {
                 return Flow::Yield;
             }
         };
-        if let Err(error) = result {
-            let cell = &mut self.cells[position];
-            if position != 0 && cell.refusals < 8 {
-                cell.refusals += 1;
-                cell.flush_line();
-                log!(
-                    "cell {} ({}) hypercall {:#x} refused: {}",
-                    cell.index,
-                    cell.description.name,
-                    number,
-                    error.as_str()
-                );
-            }
-        }
         let regs = &mut self.cells[position].regs;
         match result {
             Ok(()) => {

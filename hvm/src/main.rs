@@ -233,12 +233,16 @@ mod boot {
         let mut created = 0;
         // Every Linux cell and server VM has a link to cell 0, numbered in
         // manifest order (hvm_logic::link).
-        let numbers = hvm_logic::link::numbering(manifest.cells.iter().map(|c| {
-            matches!(
-                c.kind,
-                kasane_manifest::CellKind::Linux | kasane_manifest::CellKind::ServerVm
-            )
-        }));
+        let has_link: Vec<bool> = manifest
+            .cells
+            .iter()
+            .map(|c| {
+                matches!(
+                    c.kind,
+                    kasane_manifest::CellKind::Linux | kasane_manifest::CellKind::ServerVm
+                )
+            })
+            .collect();
         for (index, cell) in manifest.cells.iter().enumerate() {
             match hypervisor.create_cell(
                 frames,
@@ -246,7 +250,7 @@ mod boot {
                 cell,
                 modules,
                 manifest_bytes,
-                &numbers,
+                &has_link,
             ) {
                 Ok(()) => created += 1,
                 Err(reason) => {

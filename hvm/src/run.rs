@@ -27,32 +27,6 @@ use crate::vmx::Hypervisor;
 use crate::{power_off, BootModules};
 use kasane_manifest::CellKind;
 
-/// The cells a pump gave bytes to (positions), for a directed switch.
-#[derive(Default)]
-pub(crate) struct Receivers {
-    cells: [Option<usize>; 4],
-}
-
-impl Receivers {
-    fn add(&mut self, position: usize) {
-        if self.cells.contains(&Some(position)) {
-            return;
-        }
-        if let Some(slot) = self.cells.iter_mut().find(|c| c.is_none()) {
-            *slot = Some(position);
-        }
-    }
-
-    /// The receivers other than `position`.
-    fn others(&self, position: usize) -> impl Iterator<Item = usize> + '_ {
-        self.cells
-            .iter()
-            .flatten()
-            .copied()
-            .filter(move |&c| c != position)
-    }
-}
-
 /// A cell's memory as bytes.
 ///
 /// # Safety
@@ -168,21 +142,15 @@ impl Hypervisor {
             );
             if load {
                 self.cells[position].flush_line();
-                match self.load(position, modules, manifest) {
-                    Ok(()) => {
-                        let cell = &self.cells[position];
-                        log!("cell {} ({}) started", cell.index, cell.description.name);
-                    }
-                    Err(reason) => {
-                        let cell = &mut self.cells[position];
-                        log!(
-                            "cell {} ({}) could not be started: {}",
-                            cell.index,
-                            cell.description.name,
-                            reason
-                        );
-                        cell.life.stopped();
-                    }
+                if let Err(reason) = self.load(position, modules, manifest) {
+                    let cell = &mut self.cells[position];
+                    log!(
+                        "cell {} ({}) could not be started: {}",
+                        cell.index,
+                        cell.description.name,
+                        reason
+                    );
+                    cell.life.stopped();
                 }
             }
         }
@@ -193,6 +161,7 @@ impl Hypervisor {
         let n = self.cells.len();
         let now = arch::rdtsc();
         let mut any_alive = None;
+        let for_cell0 = !self.for_cell0.is_empty();
         for i in 0..n {
             let position = (from + i) % n;
             let cell = &mut self.cells[position];
@@ -201,6 +170,12 @@ impl Hypervisor {
             }
             any_alive.get_or_insert(position);
             if cell.life.state == State::Failed || !cell.platform.halted {
+                return Some(position);
+            }
+            // Cell 0 halted in the HLT activity state wakes for vectors
+            // waiting for it (link vectors, interrupts other cells took).
+            if position == 0 && (for_cell0 || !cell.platform.held.is_empty()) {
+                cell.platform.halted = false;
                 return Some(position);
             }
             cell.platform.lapic.update(now);
@@ -232,9 +207,9 @@ impl Hypervisor {
     }
 
     /// Pumps every link (`pump_link`); returns the cells that got bytes,
-    /// for a directed switch.
-    pub(crate) fn pump_links(&mut self) -> Receivers {
-        let mut receivers = Receivers::default();
+    /// one bit per position (the first 64), for a directed switch.
+    pub(crate) fn pump_links(&mut self) -> u64 {
+        let mut receivers = 0;
         for number in 0..self.links.len() {
             self.pump_link(number, &mut receivers);
         }
@@ -247,7 +222,7 @@ impl Hypervisor {
     /// vectors its driver programmed, in a server VM vector 0x50. Every
     /// descriptor is checked against its owner's memory
     /// (`hvm_logic::link::pump`).
-    fn pump_link(&mut self, number: usize, receivers: &mut Receivers) {
+    fn pump_link(&mut self, number: usize, receivers: &mut u64) {
         let link = &mut self.links[number];
         let Some(peer) = link.peer.filter(|&p| p != 0 && p < self.cells.len()) else {
             return;
@@ -282,10 +257,10 @@ impl Hypervisor {
             peer_end,
         );
         if pumped.cell0.transmitted > 0 {
-            receivers.add(peer);
+            *receivers |= 1u64.checked_shl(peer as u32).unwrap_or(0);
         }
         if pumped.peer.transmitted > 0 {
-            receivers.add(0);
+            *receivers |= 1;
         }
         if cell0_console.take_signal() {
             if let Some(vector) = hvm_logic::link::cell0_vector(number) {
@@ -317,7 +292,10 @@ impl Hypervisor {
         if pumped.peer.transmitted > 0 && peer_cell.description.kind == CellKind::Linux {
             peer_cell.watchdog.feed(arch::rdtsc());
         }
-        for (end, fault) in hvm_logic::link::faults(&pumped).into_iter().enumerate() {
+        for (end, fault) in [pumped.cell0.fault, pumped.peer.fault]
+            .into_iter()
+            .enumerate()
+        {
             let Some(fault) = fault else { continue };
             if link.logged < 20 {
                 link.logged += 1;
@@ -406,7 +384,14 @@ impl Hypervisor {
                 interruption_info: vmcs.read(Field::ExitInterruptionInfo) as u32,
             };
             crate::serial::pump();
-            match self.handle(position, &vmcs, VmExit::decode(raw)) {
+            let flow = self.handle(position, &vmcs, VmExit::decode(raw));
+            let cell = &mut self.cells[position];
+            if cell.description.kind == CellKind::Microkernel {
+                // Cell 0 waits in the HLT activity state (SDM 27.4.2), not
+                // in software: it is halted exactly while the VMCS says so.
+                cell.platform.halted = vmcs.read(Field::GuestActivityState) == 1;
+            }
+            match flow {
                 Flow::Resume => {}
                 Flow::Yield => return,
             }
@@ -475,9 +460,13 @@ impl Hypervisor {
                 // Directed switch: the other end got bytes and can run, so
                 // it runs now instead of after this slice. A bounded streak
                 // keeps two chatty cells from starving the rest.
-                let target = receivers.others(position).find(|&p| {
+                let for_cell0 = !self.for_cell0.is_empty();
+                let target = (0..self.cells.len().min(64)).find(|&p| {
                     let cell = &self.cells[p];
-                    cell.life.state == State::Running && !cell.platform.halted
+                    p != position
+                        && receivers & (1 << p) != 0
+                        && cell.life.state == State::Running
+                        && (!cell.platform.halted || (p == 0 && for_cell0))
                 });
                 match target {
                     Some(target) if self.directed_streak < MAX_DIRECTED_STREAK => {

@@ -83,16 +83,14 @@ impl Output {
     }
 
     fn wait_and_send(&mut self, uart: &Uart) {
+        // A UART that never becomes ready loses output rather than hvm.
         for _ in 0..1_000_000 {
             if uart.ready() {
                 break;
             }
         }
-        let before = self.len;
         self.send_some(uart);
-        if self.len == before {
-            // The UART never became ready: drop a byte rather than hang.
-            self.head = (self.head + 1) % self.ring.len();
+        if self.len == self.ring.len() {
             self.len -= 1;
         }
     }
@@ -148,7 +146,10 @@ pub fn pump() {
 pub fn drain() {
     let mut console = CONSOLE.lock();
     let Console { uart, output } = &mut *console;
-    while output.len > 0 {
+    for _ in 0..output.ring.len() {
+        if output.len == 0 {
+            break;
+        }
         output.wait_and_send(uart);
     }
     for _ in 0..1_000_000 {

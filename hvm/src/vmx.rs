@@ -220,7 +220,7 @@ impl Hypervisor {
         description: &BootCell,
         modules: &BootModules,
         manifest: &[u8],
-        numbers: &link::alloc_free::Numbers,
+        has_link: &[bool],
     ) -> Result<(), String> {
         let size = u64::from(description.memory_mib) << 20;
         let host_base = frames.allocate(size, 2 << 20).ok_or_else(|| {
@@ -250,12 +250,13 @@ impl Hypervisor {
         let guest = guest::of(description.kind)
             .ok_or_else(|| format!("kind {:?} is not supported", description.kind))?;
         let watchdog = Watchdog::new(u64::from(description.heartbeat_ms) * self.clock.per_ms());
-        let own_link = numbers.link(index as usize);
+        let own_link = link::number(has_link.iter().copied(), index as usize);
+        let links = link::count(has_link.iter().copied());
         if index == 0 {
-            self.links = (0..numbers.count).map(|_| Link::new(None)).collect();
+            self.links = (0..links).map(|_| Link::new(None)).collect();
         }
         let devices = match (index, own_link) {
-            (0, _) => numbers.count,
+            (0, _) => links,
             (_, Some(_)) => 1,
             (_, None) => 0,
         };
@@ -277,7 +278,6 @@ impl Hypervisor {
             exits: 0,
             last_failure: String::new(),
             control: None,
-            refusals: 0,
         });
         let position = self.cells.len() - 1;
         if let Some(link) = own_link.and_then(|n| self.links.get_mut(n)) {

@@ -16,7 +16,7 @@
 //! for its link and [`SERVER_COMMAND_VECTOR`] for a pending command.
 
 use crate::guest::Ram;
-use crate::virtio::{Activity, Console, Fault, Pipe, BAR_SIZE};
+use crate::virtio::{Activity, Console, Pipe, BAR_SIZE};
 
 /// Guest-physical address of the first link BAR (below 4 GiB, above any
 /// cell's RAM, clear of the local APIC page).
@@ -45,51 +45,29 @@ pub fn cell0_vector(link: usize) -> Option<u8> {
 }
 
 /// Numbers the links: given, in manifest order, whether each cell has a
-/// link to cell 0, returns each cell's link number (cell 0 itself has
-/// none). Cells past [`MAX_LINKS`] links get none.
-pub fn numbering(has_link: impl IntoIterator<Item = bool>) -> alloc_free::Numbers {
-    let mut numbers = alloc_free::Numbers::default();
+/// link to cell 0, returns the link of cell `index` (cell 0 itself has
+/// none; cells past [`MAX_LINKS`] links get none).
+pub fn number(has_link: impl IntoIterator<Item = bool>, index: usize) -> Option<usize> {
     let mut next = 0;
-    for (index, linked) in has_link.into_iter().enumerate() {
-        if index == 0 || !linked || next >= MAX_LINKS || index >= alloc_free::MAX_CELLS {
-            continue;
+    for (cell, linked) in has_link.into_iter().enumerate().skip(1) {
+        if linked && next < MAX_LINKS {
+            if cell == index {
+                return Some(next);
+            }
+            next += 1;
         }
-        numbers.of[index] = Some(next);
-        next += 1;
     }
-    numbers.count = next;
-    numbers
+    None
 }
 
-/// Fixed-size results, so the crate needs no allocator.
-pub mod alloc_free {
-    /// Most cells a manifest numbers links for.
-    pub const MAX_CELLS: usize = 64;
-
-    /// Link numbers by cell index.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Numbers {
-        /// `of[cell]`: that cell's link, if it has one.
-        pub of: [Option<usize>; MAX_CELLS],
-        /// How many links cell 0 has.
-        pub count: usize,
-    }
-
-    impl Default for Numbers {
-        fn default() -> Self {
-            Self {
-                of: [None; MAX_CELLS],
-                count: 0,
-            }
-        }
-    }
-
-    impl Numbers {
-        /// The link of cell `index`.
-        pub fn link(&self, index: usize) -> Option<usize> {
-            self.of.get(index).copied().flatten()
-        }
-    }
+/// How many links cell 0 has (see [`number`]).
+pub fn count(has_link: impl IntoIterator<Item = bool>) -> usize {
+    has_link
+        .into_iter()
+        .skip(1)
+        .filter(|&l| l)
+        .count()
+        .min(MAX_LINKS)
 }
 
 /// One end of a link during a pump: the device and its owner's memory.
@@ -136,11 +114,6 @@ pub fn pump(
     pumped
 }
 
-/// The first fault of each end, for the log.
-pub fn faults(pumped: &Pumped) -> [Option<Fault>; 2] {
-    [pumped.cell0.fault, pumped.peer.fault]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,23 +123,26 @@ mod tests {
     #[test]
     fn links_are_numbered_in_manifest_order_skipping_unlinked_cells() {
         // cell 0, a server VM, a cell without a link, Linux, a server VM.
-        let numbers = numbering([true, true, false, true, true]);
-        assert_eq!(numbers.count, 3);
-        assert_eq!(numbers.link(0), None, "cell 0 is every link's hub");
-        assert_eq!(numbers.link(1), Some(0));
-        assert_eq!(numbers.link(2), None);
-        assert_eq!(numbers.link(3), Some(1));
-        assert_eq!(numbers.link(4), Some(2));
-        assert_eq!(numbers.link(99), None);
+        let cells = [true, true, false, true, true];
+        assert_eq!(count(cells), 3);
+        assert_eq!(number(cells, 0), None, "cell 0 is every link's hub");
+        assert_eq!(number(cells, 1), Some(0));
+        assert_eq!(number(cells, 2), None);
+        assert_eq!(number(cells, 3), Some(1));
+        assert_eq!(number(cells, 4), Some(2));
+        assert_eq!(number(cells, 99), None);
         assert_eq!(cell0_bar(0), Some(0xE000_0000));
         assert_eq!(cell0_bar(2), Some(0xE002_0000));
         assert_eq!(cell0_vector(3), Some(0x53));
         assert_eq!(cell0_vector(MAX_LINKS), None);
-        let many = numbering(core::iter::repeat_n(true, 40));
+        let many = || core::iter::repeat_n(true, 40);
         assert_eq!(
-            many.count, MAX_LINKS,
+            count(many()),
+            MAX_LINKS,
             "links beyond the vectors are not made"
         );
+        assert_eq!(number(many(), MAX_LINKS), Some(MAX_LINKS - 1));
+        assert_eq!(number(many(), MAX_LINKS + 1), None);
     }
 
     /// A driver that offers `bytes` on its transmit queue (queue 1 at
@@ -291,7 +267,6 @@ mod tests {
             links[1].to_cell0.is_empty(),
             "nothing from outside its memory"
         );
-        assert_eq!(faults(&pumped)[1], pumped.peer.fault);
         // Link 0 is untouched and still works.
         post_receive(&mut links[0].cell0_guest, 0, 0x8000);
         transmit(&mut links[0].peer_guest, 0, 0x9000, b"ok");

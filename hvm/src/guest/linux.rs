@@ -78,11 +78,7 @@ impl Guest for Linux {
     /// The emulated APIC's timer bounds the turn; its highest pending
     /// vector is offered.
     fn before_entry(&self, machine: &mut Machine<'_>, cell: &mut Cell, now: u64) -> Option<u64> {
-        let lapic = &mut cell.platform.lapic;
-        lapic.update(now);
-        let expiry = lapic.next_expiry();
-        offer_interrupt(machine.vmcs, lapic);
-        expiry
+        emulated_apic_entry(machine, cell, now)
     }
 
     fn cpuid(&self, machine: &mut Machine<'_>, cell: &mut Cell) {
@@ -119,18 +115,7 @@ impl Guest for Linux {
     }
 
     fn hlt(&self, machine: &mut Machine<'_>, cell: &mut Cell) -> Outcome {
-        let vmcs = machine.vmcs;
-        if vmcs.read(Field::GuestRflags) & (1 << 9) == 0 {
-            return Outcome::Fail("halted with interrupts off".into());
-        }
-        vmcs.skip_instruction();
-        cell.platform.lapic.update(arch::rdtsc());
-        if cell.platform.lapic.pending().is_some() {
-            return Outcome::Resume;
-        }
-        // Wait in software: other cells run until an interrupt.
-        cell.platform.halted = true;
-        Outcome::Yield
+        software_hlt(machine, cell)
     }
 
     fn external_interrupt(
@@ -194,4 +179,36 @@ pub(super) fn offer_interrupt(vmcs: &Vmcs, lapic: &mut Lapic) {
     } else {
         vmcs.interrupt_window(true);
     }
+}
+
+/// Before an entry of a cell with the emulated x2APIC (Linux, server
+/// VM): its timer bounds the turn, its highest pending vector is offered.
+pub(super) fn emulated_apic_entry(
+    machine: &mut Machine<'_>,
+    cell: &mut Cell,
+    now: u64,
+) -> Option<u64> {
+    let lapic = &mut cell.platform.lapic;
+    lapic.update(now);
+    let expiry = lapic.next_expiry();
+    offer_interrupt(machine.vmcs, lapic);
+    expiry
+}
+
+/// HLT of a cell with the emulated x2APIC: with interrupts off nothing
+/// could wake it, which is a failure; otherwise it waits in software
+/// (other cells run) until its APIC has a vector.
+pub(super) fn software_hlt(machine: &mut Machine<'_>, cell: &mut Cell) -> Outcome {
+    let vmcs = machine.vmcs;
+    if vmcs.read(Field::GuestRflags) & (1 << 9) == 0 {
+        return Outcome::Fail("halted with interrupts off".into());
+    }
+    vmcs.skip_instruction();
+    cell.platform.lapic.update(arch::rdtsc());
+    if cell.platform.lapic.pending().is_some() {
+        return Outcome::Resume;
+    }
+    // Wait in software: other cells run until an interrupt.
+    cell.platform.halted = true;
+    Outcome::Yield
 }

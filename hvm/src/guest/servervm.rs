@@ -18,21 +18,17 @@
 //! an access outside its memory and its BAR fails the cell (EPT violation),
 //! and so does a triple fault; its manifest policy then restarts it alone.
 
-use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use hvm_logic::cpuid;
 use hvm_logic::exit::IoAccess;
 use hvm_logic::link::LINK_BAR;
-use hvm_logic::vmcs::Field;
 use kasane_manifest::CellKind;
 
-use super::linux::{emulated_msr, offer_interrupt};
-use super::{answer_cpuid, hold_for_cell0, host_cpuid, Entry, Guest, Machine, Outcome};
-use crate::arch::{self, GuestRegisters};
+use super::linux::{emulated_apic_entry, emulated_msr, software_hlt};
+use super::{answer_cpuid, console_ports, hold_for_cell0, host_cpuid, load_kernel_image};
+use super::{Entry, Guest, Machine, Outcome};
 use crate::cell::{Cell, Platform};
-use crate::loader::{self, CellLayout};
 use crate::BootModules;
 
 pub(crate) struct ServerVm;
@@ -47,66 +43,19 @@ impl Guest for ServerVm {
         modules: &BootModules,
         manifest: &[u8],
     ) -> Result<Entry, String> {
-        let image = modules.find(&cell.description.image).ok_or_else(|| {
-            format!(
-                "boot module `{}` (its image) is missing",
-                cell.description.image
-            )
-        })?;
-        let mut extra: Vec<(&str, &[u8])> = Vec::new();
-        for name in &cell.description.modules {
-            let bytes = modules
-                .find(name)
-                .ok_or_else(|| format!("boot module `{name}` is missing"))?;
-            extra.push((name.as_str(), bytes));
-        }
-        let layout = CellLayout {
-            host_base: cell.memory.host_base,
-            guest_base: 0,
-            size: cell.memory.size,
-        };
         let bar = u64::from(LINK_BAR);
-        let entry = loader::load_microkernel(
-            layout,
-            hvm_abi::BOOT_MODE_SERVER_VM,
-            cell.index,
-            image,
-            &extra,
-            manifest,
-            &cell.description.args,
-            Some((bar, bar + (2 << 20))),
-        )
-        .map_err(|e| format!("{e}"))?;
+        let mode = hvm_abi::BOOT_MODE_SERVER_VM;
+        let entry = load_kernel_image(cell, modules, manifest, mode, Some((bar, bar + (2 << 20))))?;
         cell.platform = Platform::new(CellKind::ServerVm, cell.platform.links.len());
         cell.watchdog.disarm();
         cell.command = 0;
-        Ok(Entry {
-            rip: entry.rip,
-            rsp: entry.rsp,
-            cr3: entry.cr3,
-            gdt_base: entry.gdt_base,
-            gdt_limit: entry.gdt_limit,
-            code: 0x08,
-            data: 0x10,
-            cr0: 0x8005_0033, // PG, AM, WP, NE, ET, MP, PE
-            cr4: 0x0000_06A0, // PAE, PGE, OSFXSR, OSXMMEXCPT
-            efer: 0xD00,      // NXE, LMA, LME
-            registers: GuestRegisters {
-                rdi: entry.rdi,
-                ..Default::default()
-            },
-            owns_apic: false,
-        })
+        Ok(entry)
     }
 
     /// The emulated APIC's timer bounds the turn; its highest pending
     /// vector is offered (SDM 27.6 "Event injection").
     fn before_entry(&self, machine: &mut Machine<'_>, cell: &mut Cell, now: u64) -> Option<u64> {
-        let lapic = &mut cell.platform.lapic;
-        lapic.update(now);
-        let expiry = lapic.next_expiry();
-        offer_interrupt(machine.vmcs, lapic);
-        expiry
+        emulated_apic_entry(machine, cell, now)
     }
 
     /// The Linux cell's CPUID: x2APIC, TSC-deadline, the TSC rate (leaves
@@ -127,24 +76,7 @@ impl Guest for ServerVm {
     /// COM1 and port 0xE9 print; every other port reads as all ones and
     /// ignores writes (nothing is there).
     fn io(&self, machine: &mut Machine<'_>, cell: &mut Cell, access: IoAccess) -> Outcome {
-        let mask = match access.size {
-            1 => 0xFF,
-            2 => 0xFFFF,
-            _ => 0xFFFF_FFFF,
-        };
-        if access.input {
-            let value: u64 = match access.port {
-                0x3FD => 0x60, // LSR: transmitter empty
-                0x3F8..=0x3FF => 0,
-                _ => mask,
-            };
-            cell.regs.rax = (cell.regs.rax & !mask) | value;
-        } else if matches!(access.port, 0x3F8 | 0xE9) {
-            let byte = cell.regs.rax as u8;
-            cell.console(&[byte]);
-        }
-        machine.vmcs.skip_instruction();
-        Outcome::Resume
+        console_ports(machine, cell, access)
     }
 
     fn msr(&self, machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
@@ -155,17 +87,7 @@ impl Guest for ServerVm {
     /// a vector; with interrupts off nothing could wake it, so that is a
     /// failure (the `hang` verb instead spins, for the watchdog).
     fn hlt(&self, machine: &mut Machine<'_>, cell: &mut Cell) -> Outcome {
-        let vmcs = machine.vmcs;
-        if vmcs.read(Field::GuestRflags) & (1 << 9) == 0 {
-            return Outcome::Fail("halted with interrupts off".into());
-        }
-        vmcs.skip_instruction();
-        cell.platform.lapic.update(arch::rdtsc());
-        if cell.platform.lapic.pending().is_some() {
-            return Outcome::Resume;
-        }
-        cell.platform.halted = true;
-        Outcome::Yield
+        software_hlt(machine, cell)
     }
 
     fn external_interrupt(

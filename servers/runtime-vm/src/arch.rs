@@ -8,7 +8,7 @@
 //! and return.
 
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// The heartbeat timer's vector (the x2APIC LVT timer entry).
 pub const TIMER_VECTOR: u8 = 0x40;
@@ -19,6 +19,15 @@ pub static PENDING: AtomicU32 = AtomicU32::new(0);
 pub const PENDING_TIMER: u32 = 1;
 pub const PENDING_LINK: u32 = 2;
 pub const PENDING_COMMAND: u32 = 4;
+
+/// Interrupts taken, by vector: timer, 0x50, 0x51.
+pub static TAKEN: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+
+/// This is a server VM, whose emulated x2APIC wants an EOI. Cell 0 (the
+/// probe) gets its link vectors injected by hvm, past the physical APIC,
+/// and must not write the x2APIC EOI register, which its APIC (in xAPIC
+/// mode) does not have.
+pub static NEEDS_EOI: AtomicBool = AtomicBool::new(false);
 
 global_asm!(
     r#"
@@ -170,16 +179,18 @@ pub fn triple_fault() -> ! {
 
 #[no_mangle]
 extern "C" fn runtime_vm_interrupt(vector: u64) {
-    let bit = match vector as u8 {
-        TIMER_VECTOR => PENDING_TIMER,
-        hvm_abi::LINK_VECTOR => PENDING_LINK,
-        _ => PENDING_COMMAND,
+    let (bit, slot) = match vector as u8 {
+        TIMER_VECTOR => (PENDING_TIMER, 0),
+        hvm_abi::LINK_VECTOR => (PENDING_LINK, 1),
+        _ => (PENDING_COMMAND, 2),
     };
     PENDING.fetch_or(bit, Ordering::SeqCst);
-    // x2APIC EOI register (SDM Vol. 3 11.12.1.2): any write of 0.
-    // SAFETY: only a server VM (which has the emulated x2APIC) installs
-    // these vectors.
-    unsafe { wrmsr(0x80B, 0) };
+    TAKEN[slot].fetch_add(1, Ordering::Relaxed);
+    if NEEDS_EOI.load(Ordering::Relaxed) {
+        // x2APIC EOI register (SDM Vol. 3 11.12.1.2): any write of 0.
+        // SAFETY: a server VM has the emulated x2APIC (enabled at start).
+        unsafe { wrmsr(0x80B, 0) };
+    }
 }
 
 #[no_mangle]

@@ -40,7 +40,8 @@ mod runtime;
 
 #[cfg(target_os = "none")]
 pub use runtime::{
-    boot_info, clock_seconds, console, hypercall, map_device, print_line, serve, Boot,
+    boot_info, clock_seconds, console, hypercall, interrupts_taken, map_device, print_line, serve,
+    wait_for_interrupt, Boot,
 };
 
 /// Declares the image's main function (`fn(&Boot) -> !`). On bare metal it

@@ -210,6 +210,7 @@ extern "C" fn runtime_vm_start(info_address: u64) -> ! {
     let server = boot.server_vm();
     let boot = BOOT.call_once(|| boot);
     if server {
+        arch::NEEDS_EOI.store(true, Ordering::Relaxed);
         hypercall(Hypercall::Heartbeat, 0, 0);
         start_timer(boot.heartbeat);
     }
@@ -324,6 +325,19 @@ pub fn serve<F: FileServer>(fs: &mut F) -> ! {
         }
         arch::idle(|| link.has_used());
     }
+}
+
+/// Waits for an interrupt unless `busy` says there is work (`sti; hlt`;
+/// interrupts stay enabled afterwards).
+pub fn wait_for_interrupt(busy: impl Fn() -> bool) {
+    arch::idle(busy);
+}
+
+/// How many times vector 0x40, 0x50 or 0x51 (`slot` 0, 1, 2) was taken.
+pub fn interrupts_taken(slot: usize) -> u32 {
+    arch::TAKEN
+        .get(slot)
+        .map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 /// Maps the 2 MiB around `physical` identically, uncached, in the boot

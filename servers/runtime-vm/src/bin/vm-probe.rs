@@ -9,8 +9,9 @@
 //! Then it injects each failure verb with `CellControl`, watches hvm
 //! restart that VM alone (the link's generation changes, `CellInfo` says
 //! why), and checks the new server answers 9P from its pristine image (the
-//! file is gone). It polls with interrupts off and yields the CPU to hvm
-//! while it waits. It ends with a tally line and powers off.
+//! file is gone). It waits for answers in HLT, woken by the link vector
+//! hvm injects into cell 0 (0x50 + link), and for restarts by yielding the
+//! CPU to hvm. It ends with a tally line and powers off.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -107,7 +108,10 @@ mod probe {
                 if rdtsc() - start > PATIENCE {
                     return Err("no answer".into());
                 }
-                hypercall(Hypercall::Yield, 0, 0);
+                // The answer comes with vector 0x50 + link (hvm raises it
+                // in cell 0 when the device uses a buffer): halt until then.
+                let link = &self.link;
+                runtime_vm::wait_for_interrupt(|| link.has_used());
             }
         }
 
@@ -225,6 +229,11 @@ mod probe {
     }
 
     fn finish(client: &Client) -> ! {
+        println!(
+            "vm-probe: link interrupts taken: {} on vector 0x50, {} on vector 0x51",
+            runtime_vm::interrupts_taken(1),
+            runtime_vm::interrupts_taken(2)
+        );
         println!(
             "vm-probe: {} passed, {} failed",
             client.passed, client.failed
