@@ -30,7 +30,7 @@ impl Hypervisor {
         let result: Result<(), HypercallError> = match call {
             None => Err(HypercallError::UnknownCall),
             // A server VM gets the calls docs/hypercalls.md lists for it.
-            Some(call) if server && !server_vm_may(call) => Err(HypercallError::Denied),
+            Some(call) if server && !call.server_vm_may() => Err(HypercallError::Denied),
             Some(Hypercall::Version) => {
                 value = hvm_abi::ABI_VERSION;
                 Ok(())
@@ -147,21 +147,6 @@ impl Hypervisor {
         vmcs.skip_instruction();
         Flow::Resume
     }
-}
-
-/// The calls a server VM may make (docs/hypercalls.md); the rest are
-/// `Denied`.
-fn server_vm_may(call: Hypercall) -> bool {
-    matches!(
-        call,
-        Hypercall::Version
-            | Hypercall::ConsoleWrite
-            | Hypercall::Heartbeat
-            | Hypercall::FaultReport
-            | Hypercall::CellSelf
-            | Hypercall::Yield
-            | Hypercall::TakeCommand
-    )
 }
 
 fn state_code(state: State) -> CellState {

@@ -119,8 +119,16 @@ fn bochs_server_vm_serves_9p_and_is_restarted_alone_after_each_failure() {
         Is("vm-probe: link 0 generation 5 -> 6: the server VM is new"),
         Is("vm-probe: ok: the new server answers Tversion and Tattach"),
         Is("vm-probe: ok: it started from its pristine image (the file is gone)"),
+        // Stop, then start: a new VM from the pristine image.
+        Is("vm-probe: ok: CellControl stop accepted"),
+        Is("hvm: cell 1 (ramfs): `stop` requested by cell 0"),
+        Is("vm-probe: ok: the server VM is stopped"),
+        Is("vm-probe: ok: CellControl start accepted"),
+        Is("hvm: cell 1 (ramfs): `start` requested by cell 0"),
+        Is("vm-probe: link 0 generation 6 -> 7: the server VM is new"),
+        Is("vm-probe: ok: the started server VM answers 9P"),
         Pattern("vm-probe: link interrupts taken: * on vector 0x50, 0 on vector 0x51"),
-        Is("vm-probe: 24 passed, 0 failed"),
+        Is("vm-probe: 28 passed, 0 failed"),
         Is("hvm: poweroff ok (requested by cell 0)"),
     ]);
     // The cells run side by side: the VM's `link up` and cell 0's seeing

@@ -78,6 +78,21 @@ impl Hypercall {
             _ => return None,
         })
     }
+
+    /// Whether a server VM may make this call (docs/hypercalls.md); hvm
+    /// answers the rest with [`HypercallError::Denied`].
+    pub fn server_vm_may(self) -> bool {
+        matches!(
+            self,
+            Self::Version
+                | Self::ConsoleWrite
+                | Self::Heartbeat
+                | Self::FaultReport
+                | Self::CellSelf
+                | Self::Yield
+                | Self::TakeCommand
+        )
+    }
 }
 
 /// What [`Hypercall::ConsoleRead`] answers when no byte is waiting (a value
@@ -454,6 +469,16 @@ mod tests {
         info.mode = BOOT_MODE_SERVER_VM;
         assert_eq!(info.boot_mode(), None);
         assert!(info.server_vm());
+    }
+
+    #[test]
+    fn a_server_vm_may_make_only_its_seven_calls() {
+        let allowed: [u64; 7] = [0, 1, 5, 6, 7, 8, 12];
+        for raw in 0..32 {
+            if let Some(call) = Hypercall::from_raw(raw) {
+                assert_eq!(call.server_vm_may(), allowed.contains(&raw), "{call:?}");
+            }
+        }
     }
 
     #[test]

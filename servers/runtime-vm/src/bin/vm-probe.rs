@@ -383,6 +383,24 @@ mod probe {
                 served - seen
             );
         }
+        // Stop and start through CellControl: the VM is gone, then a new
+        // one from its pristine image answers on a new link generation.
+        let (status, _) = hypercall(Hypercall::CellControl, server, CellControl::Stop as u64);
+        client.check(status == 0, "CellControl stop accepted");
+        let mut stopped = false;
+        for _ in 0..1000 {
+            hypercall(Hypercall::Yield, 0, 0);
+            let (status, state) = hypercall(Hypercall::CellStatus, server, 0);
+            if status == 0 && state == hvm_abi::CellState::Stopped as u64 {
+                stopped = true;
+                break;
+            }
+        }
+        client.check(stopped, "the server VM is stopped");
+        let (status, _) = hypercall(Hypercall::CellControl, server, CellControl::Start as u64);
+        client.check(status == 0, "CellControl start accepted");
+        let started = client.wait_for_new_peer() && client.session().is_ok();
+        client.check(started, "the started server VM answers 9P");
         finish(&client)
     }
 
