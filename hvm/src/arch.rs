@@ -522,10 +522,10 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Zeroes `len` bytes at `address` (a multiple of 8) with `rep stosq`:
-/// one instruction however long the range, which is what a restart's
-/// clean memory costs on Bochs' instruction clock (a compiled loop took
-/// about 4.7 M cycles for 8 MiB).
+/// Zeroes `len` bytes at `address` (a multiple of 8) with `rep stosq`.
+/// On Bochs' instruction clock this still costs about one cycle per
+/// 8 bytes: scrubbing an 8 MiB server VM for its restart took 1.08 M of
+/// the 1.25 M cycles from failure to serving (docs/runtime-vm.md).
 ///
 /// # Safety
 /// `address..address + len` is memory hvm owns, mapped and 8-byte aligned,
