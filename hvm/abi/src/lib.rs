@@ -203,8 +203,14 @@ impl CellControl {
     }
 }
 
-/// A server VM's vector for its link device.
+/// A server VM's vector for its link device; cell 0's for link i is this
+/// plus i (docs/hypercalls.md "Links").
 pub const LINK_VECTOR: u8 = 0x50;
+/// Guest-physical address of link 0's BAR in cell 0 (and of a server VM's
+/// one link); cell 0's link i is at this plus i times [`LINK_BAR_STRIDE`].
+pub const LINK_BAR: u64 = 0xE000_0000;
+/// Distance between the BARs of cell 0's links.
+pub const LINK_BAR_STRIDE: u64 = 0x1_0000;
 /// A server VM's vector for a pending command ([`Hypercall::TakeCommand`]).
 pub const COMMAND_VECTOR: u8 = 0x51;
 

@@ -20,17 +20,17 @@ use crate::virtio::{Activity, Console, Pipe, BAR_SIZE};
 
 /// Guest-physical address of the first link BAR (below 4 GiB, above any
 /// cell's RAM, clear of the local APIC page).
-pub const LINK_BAR: u32 = 0xE000_0000;
+pub const LINK_BAR: u32 = hvm_abi::LINK_BAR as u32;
 /// Distance between the BARs of cell 0's links.
-pub const BAR_STRIDE: u32 = 0x1_0000;
+pub const BAR_STRIDE: u32 = hvm_abi::LINK_BAR_STRIDE as u32;
 /// Most links cell 0 can have: its vectors 0x50 + i stay below 0x60.
 pub const MAX_LINKS: usize = 16;
 /// Cell 0's vector for link 0; link i uses this plus i.
-pub const CELL0_VECTOR_BASE: u8 = 0x50;
+pub const CELL0_VECTOR_BASE: u8 = hvm_abi::LINK_VECTOR;
 /// A server VM's vector for its link device.
-pub const SERVER_LINK_VECTOR: u8 = 0x50;
+pub const SERVER_LINK_VECTOR: u8 = hvm_abi::LINK_VECTOR;
 /// A server VM's vector for a pending control command (`TakeCommand`).
-pub const SERVER_COMMAND_VECTOR: u8 = 0x51;
+pub const SERVER_COMMAND_VECTOR: u8 = hvm_abi::COMMAND_VECTOR;
 
 const _: () = assert!(BAR_SIZE <= BAR_STRIDE as u64);
 
