@@ -252,6 +252,9 @@ mod probe {
         if boot.info.args().contains("hostile") {
             hostile()
         }
+        if boot.info.args().contains("linux") {
+            linux()
+        }
         let functions = link::consoles();
         println!("vm-probe: {} link device(s) on PCI bus 0", functions.len());
         let Some(&function) = functions.first() else {
@@ -474,6 +477,62 @@ mod probe {
             );
         }
         finish(&good)
+    }
+
+    /// Waits (yielding) until bytes arrive on the client's link.
+    fn wait_for_bytes(client: &mut Client, patience: u64) -> usize {
+        let start = rdtsc();
+        let mut total = 0;
+        while total == 0 && rdtsc() - start < patience {
+            let _ = client.link.receive(&mut |b| total += b.len());
+            hypercall(Hypercall::Yield, 0, 0);
+        }
+        total
+    }
+
+    /// `args = "linux"`: cell 1 is a Linux cell with the bridge agent.
+    /// CellControl stops it and starts it again; each start is a new link
+    /// generation and a new agent speaking on the link.
+    fn linux() -> ! {
+        let functions = link::consoles();
+        for &f in &functions {
+            runtime_vm::map_device(link::bar_of(f));
+        }
+        let mut client = match open(&functions, 1) {
+            Ok(client) => client,
+            Err(why) => {
+                println!("vm-probe: FAILED: {why}");
+                stop(1)
+            }
+        };
+        let linux_boot = 40 * PATIENCE;
+        client.generation = client.link_generation();
+        let bytes = wait_for_bytes(&mut client, linux_boot);
+        client.check(bytes > 0, "the Linux cell's agent speaks on link 0");
+        let (status, _) = hypercall(Hypercall::CellControl, 1, CellControl::Stop as u64);
+        client.check(status == 0, "CellControl stop accepted");
+        let mut stopped = false;
+        for _ in 0..1000 {
+            hypercall(Hypercall::Yield, 0, 0);
+            let (status, state) = hypercall(Hypercall::CellStatus, 1, 0);
+            if status == 0 && state == hvm_abi::CellState::Stopped as u64 {
+                stopped = true;
+                break;
+            }
+        }
+        client.check(stopped, "the Linux cell is stopped");
+        let (status, _) = hypercall(Hypercall::CellControl, 1, CellControl::Start as u64);
+        client.check(status == 0, "CellControl start accepted");
+        let new_peer = client.wait_for_new_peer();
+        client.check(new_peer, "a new link generation");
+        let bytes = wait_for_bytes(&mut client, linux_boot);
+        client.check(bytes > 0, "the started Linux cell's agent speaks on link 0");
+        let (status, _) = hypercall(Hypercall::CellControl, 1, CellControl::Crash as u64);
+        client.check(
+            status == hvm_abi::HypercallError::BadArgument as u64,
+            "an injection into a Linux cell is refused",
+        );
+        finish(&client)
     }
 
     runtime_vm::entry!(main);
