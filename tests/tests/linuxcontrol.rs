@@ -25,7 +25,7 @@ fn bochs_cell0_stops_and_starts_a_linux_cell() {
             Is("vm-probe: ok: the Linux cell is stopped"),
             Is("vm-probe: ok: CellControl start accepted"),
             Is("hvm: cell 1 (linux): `start` requested by cell 0"),
-            Pattern("vm-probe: link 0 generation * -> *: the server VM is new"),
+            Pattern("vm-probe: link 0 generation * -> *: the peer is new"),
             Is("vm-probe: ok: a new link generation"),
             Is("vm-probe: ok: the started Linux cell's agent speaks on link 0"),
             Is("vm-probe: ok: an injection into a Linux cell is refused"),

@@ -65,7 +65,7 @@ fn bochs_server_vm_serves_9p_and_is_restarted_alone_after_each_failure() {
                 format!("hvm: cell 1 (ramfs) will be restarted (attempt {n} of 6)"),
                 format!("hvm: cell 1 (ramfs) restarted (restart {n} of 6)"),
                 format!(
-                    "vm-probe: link 0 generation {n} -> {}: the server VM is new",
+                    "vm-probe: link 0 generation {n} -> {}: the peer is new",
                     n + 1
                 ),
             )
@@ -116,7 +116,7 @@ fn bochs_server_vm_serves_9p_and_is_restarted_alone_after_each_failure() {
         Is("vm-probe: ok: cell 0 saw bytes that are not 9P on the link"),
         Is("vm-probe: ok: cell 0 asked hvm to restart the server"),
         Is("hvm: cell 1 (ramfs): `restart` requested by cell 0"),
-        Is("vm-probe: link 0 generation 5 -> 6: the server VM is new"),
+        Is("vm-probe: link 0 generation 5 -> 6: the peer is new"),
         Is("vm-probe: ok: the new server answers Tversion and Tattach"),
         Is("vm-probe: ok: it started from its pristine image (the file is gone)"),
         // Stop, then start: a new VM from the pristine image.
@@ -125,7 +125,7 @@ fn bochs_server_vm_serves_9p_and_is_restarted_alone_after_each_failure() {
         Is("vm-probe: ok: the server VM is stopped"),
         Is("vm-probe: ok: CellControl start accepted"),
         Is("hvm: cell 1 (ramfs): `start` requested by cell 0"),
-        Is("vm-probe: link 0 generation 6 -> 7: the server VM is new"),
+        Is("vm-probe: link 0 generation 6 -> 7: the peer is new"),
         Is("vm-probe: ok: the started server VM answers 9P"),
         Pattern("vm-probe: link interrupts taken: * on vector 0x50, 0 on vector 0x51"),
         Is("vm-probe: 28 passed, 0 failed"),

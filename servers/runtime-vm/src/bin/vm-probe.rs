@@ -209,7 +209,7 @@ mod probe {
                 let generation = self.link_generation();
                 if generation != self.generation {
                     println!(
-                        "vm-probe: link {} generation {} -> {}: the server VM is new",
+                        "vm-probe: link {} generation {} -> {}: the peer is new",
                         self.number, self.generation, generation
                     );
                     self.generation = generation;
