@@ -521,3 +521,21 @@ pub fn halt_forever() -> ! {
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
     }
 }
+
+/// Zeroes `len` bytes at `address` (a multiple of 8) with `rep stosq`.
+/// On Bochs' instruction clock this still costs about one cycle per
+/// 8 bytes: scrubbing an 8 MiB server VM for its restart took 1.08 M of
+/// the 1.25 M cycles from failure to serving (docs/runtime-vm.md).
+///
+/// # Safety
+/// `address..address + len` is memory hvm owns, mapped and 8-byte aligned,
+/// with no other reference to it.
+pub unsafe fn zero(address: u64, len: u64) {
+    debug_assert!(address.is_multiple_of(8) && len.is_multiple_of(8));
+    // SAFETY: forwarded to the caller; DF is clear (the SysV ABI keeps it
+    // clear across calls).
+    unsafe {
+        asm!("rep stosq", inout("rcx") len / 8 => _, inout("rdi") address => _, in("rax") 0u64,
+             options(nostack))
+    }
+}

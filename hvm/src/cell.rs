@@ -5,18 +5,19 @@
 //! from different cells stay whole on the one serial port.
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use hvm_logic::cell::{Life, Watchdog};
 use hvm_logic::guest::GuestMemory;
 use hvm_logic::ioapic::Ioapic;
 use hvm_logic::lapic::Lapic;
+use hvm_logic::link;
 use hvm_logic::uart::Uart;
 use hvm_logic::virtio::{ConfigPorts, Console, Pipe};
 use kasane_manifest::{BootCell, CellKind};
 
 use crate::arch::GuestRegisters;
-use crate::devices;
 use crate::guest::Guest;
 use crate::serial;
 
@@ -35,9 +36,20 @@ pub(crate) struct Cell {
     pub launched: bool,
     /// Bytes of console output waiting for a newline.
     pub line: Vec<u8>,
-    /// The emulated platform (Linux cells; cell 0 uses `pci` and `link`).
+    /// The emulated platform (Linux cells; cell 0 uses `pci` and `links`).
     pub platform: Platform,
     pub watchdog: Watchdog,
+    /// Cell 0's link to this cell, if it has one (`hvm_logic::link`).
+    pub link: Option<usize>,
+    /// A control command (injection op 10..=14) for the guest to take with
+    /// `TakeCommand`; 0 when none is pending.
+    pub command: u64,
+    /// VM exits of this cell so far (`ExitCount`).
+    pub exits: u64,
+    /// The last failure hvm logged for this cell (`CellInfo`).
+    pub last_failure: String,
+    /// A start, stop or restart cell 0 asked for, applied by the run loop.
+    pub control: Option<hvm_abi::CellControl>,
 }
 
 impl Cell {
@@ -74,8 +86,9 @@ impl Cell {
 pub(crate) struct Platform {
     /// PCI configuration mechanism #1.
     pub pci: ConfigPorts,
-    /// This cell's end of the link, if it has one.
-    pub link: Option<Console>,
+    /// This cell's ends of links: cell 0 has one per link (link i at
+    /// 00:(1+i).0), a Linux cell or server VM its one link at 00:01.0.
+    pub links: Vec<Console>,
     /// Local APIC (Linux cells).
     pub lapic: Lapic,
     /// COM1 (Linux cells).
@@ -90,10 +103,19 @@ pub(crate) struct Platform {
 }
 
 impl Platform {
-    pub fn new(kind: CellKind, linked: bool) -> Self {
+    /// The platform of a cell of `kind` with `links` link devices.
+    pub fn new(kind: CellKind, links: usize) -> Self {
+        let cell0 = kind == CellKind::Microkernel;
         Self {
             pci: ConfigPorts::default(),
-            link: linked.then(|| Console::new(kind == CellKind::Linux, devices::LINK_BAR)),
+            links: (0..links)
+                .map(|i| {
+                    let bar = link::cell0_bar(i)
+                        .filter(|_| cell0)
+                        .unwrap_or(link::LINK_BAR);
+                    Console::new(kind == CellKind::Linux, bar)
+                })
+                .collect(),
             lapic: Lapic::new(),
             uart: Uart::new(),
             ioapic: (kind == CellKind::Linux).then(Ioapic::new),
@@ -103,10 +125,12 @@ impl Platform {
     }
 }
 
-/// The link between cell 0 and the Linux cell: bytes in flight each way and
+/// A link between cell 0 and another cell: bytes in flight each way and
 /// the generation cell 0 reads to notice that its peer was restarted.
 pub(crate) struct Link {
-    pub peer: usize,
+    /// The peer's position in hvm's cells (`None`: it could not be
+    /// created, and the link never comes up).
+    pub peer: Option<usize>,
     pub to_peer: Box<Pipe>,
     pub to_cell0: Box<Pipe>,
     pub generation: u64,
@@ -115,7 +139,7 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub fn new(peer: usize) -> Self {
+    pub fn new(peer: Option<usize>) -> Self {
         Self {
             peer,
             to_peer: Box::new(Pipe::new()),

@@ -20,10 +20,6 @@ use crate::arch::{self, GuestRegisters};
 use crate::cell::Platform;
 use crate::vmcs::Vmcs;
 
-/// Guest-physical address of the link device's BAR (below 4 GiB, above
-/// any cell's RAM, clear of the local APIC page).
-pub const LINK_BAR: u32 = 0xE000_0000;
-
 /// What a device exit asks of the hypervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -65,13 +61,16 @@ fn io_mask(size: u8) -> u64 {
     }
 }
 
-/// PCI configuration ports for a cell with a link device. Returns false
-/// when the port is not 0xCF8..0xCFF or the cell has no device.
+/// PCI configuration ports for a cell with link devices. Returns false
+/// when the port is not 0xCF8..0xCFF or the cell has no device. Any
+/// nonsense a guest writes lands in `ConfigPorts` and `Console`, which
+/// keep only the writable bits (PCI 3.0 6.2); absent functions read as
+/// all ones (no device).
 pub fn pci_io(platform: &mut Platform, regs: &mut GuestRegisters, access: IoAccess) -> bool {
     // 0xCF9 is the reset control register, not configuration space.
     let configuration =
         access.port == ConfigPorts::ADDRESS || (0xCFC..=0xCFF).contains(&access.port);
-    if !configuration || platform.link.is_none() {
+    if !configuration || platform.links.is_empty() {
         return false;
     }
     let mask = io_mask(access.size);
@@ -86,20 +85,23 @@ pub fn pci_io(platform: &mut Platform, regs: &mut GuestRegisters, access: IoAcce
         ConfigPorts::ADDRESS => Some(mask),
         ConfigPorts::DATA..=0xCFF => {
             let (function, offset) = platform.pci.target(access.port);
-            let console = platform.link.as_mut().expect("checked above");
-            match (function, access.input) {
-                (Function::HostBridge, true) => {
+            let console = match function {
+                Function::Console(n) => platform.links.get_mut(usize::from(n)),
+                _ => None,
+            };
+            match (function, console, access.input) {
+                (Function::HostBridge, _, true) => {
                     Some(u64::from(virtio::host_bridge_read(offset, access.size)))
                 }
-                (Function::Console, true) => {
+                (_, Some(console), true) => {
                     Some(u64::from(console.config_read(offset, access.size)))
                 }
-                (Function::Console, false) => {
+                (_, Some(console), false) => {
                     console.config_write(offset, access.size, regs.rax as u32);
                     None
                 }
-                (_, true) => Some(mask),
-                (_, false) => None,
+                (_, None, true) => Some(mask),
+                (_, None, false) => None,
             }
         }
         _ => access.input.then_some(mask),
@@ -159,7 +161,8 @@ fn linux_port(
 
 /// Which device an MMIO address belongs to.
 enum Target {
-    Link(u64),
+    /// Link device N, at this BAR offset.
+    Link(usize, u64),
     Ioapic(u64),
 }
 
@@ -173,13 +176,14 @@ pub fn mmio(
     violation: EptViolation,
 ) -> Option<Exit> {
     let address = violation.guest_physical;
-    let link = platform
-        .link
-        .as_ref()
-        .and_then(|console| console.bar_range())
-        .filter(|(bar, size)| (*bar..bar + size).contains(&address));
-    let target = if let Some((bar, _)) = link {
-        Target::Link(address - bar)
+    let link = platform.links.iter().enumerate().find_map(|(n, console)| {
+        console
+            .bar_range()
+            .filter(|(bar, size)| (*bar..bar + size).contains(&address))
+            .map(|(bar, _)| (n, bar))
+    });
+    let target = if let Some((n, bar)) = link {
+        Target::Link(n, address - bar)
     } else if platform.ioapic.is_some()
         && (ioapic::BASE..ioapic::BASE + ioapic::SIZE).contains(&address)
     {
@@ -198,14 +202,30 @@ pub fn mmio(
     let cr3 = vmcs.read(Field::GuestCr3);
     let mut code = [0u8; 15];
     let mut fetched = 0;
+    // One page walk per 4 KiB page the instruction's bytes touch (at most
+    // two), not one per byte: on Bochs' instruction clock the walks were a
+    // large part of every MMIO exit.
+    let mut page: Option<(u64, u64)> = None; // (linear page, physical page)
     for (i, slot) in code.iter_mut().enumerate() {
         let linear = rip.wrapping_add(i as u64);
-        let Some(physical) = decode::translate(paging, cr3, linear, |a| ram.read_u64(a).ok())
-        else {
-            break;
+        let linear_page = linear & !0xFFF;
+        let physical_page = match page {
+            Some((at, physical)) if at == linear_page => physical,
+            _ => {
+                let Some(physical) =
+                    decode::translate(paging, cr3, linear_page, |a| ram.read_u64(a).ok())
+                else {
+                    break;
+                };
+                page = Some((linear_page, physical));
+                physical
+            }
         };
         let mut byte = [0u8];
-        if ram.read(physical, &mut byte).is_err() {
+        if ram
+            .read(physical_page | (linear & 0xFFF), &mut byte)
+            .is_err()
+        {
             break;
         }
         *slot = byte[0];
@@ -223,9 +243,9 @@ pub fn mmio(
     let size = instruction.size;
     let device_read = |platform: &mut Platform| -> u64 {
         match target {
-            Target::Link(offset) => platform
-                .link
-                .as_mut()
+            Target::Link(n, offset) => platform
+                .links
+                .get_mut(n)
                 .map_or(0, |console| console.mmio_read(offset, size)),
             Target::Ioapic(offset) => platform
                 .ioapic
@@ -259,10 +279,11 @@ pub fn mmio(
         Operation::Store(source) => {
             let value = operand(regs, source) & (u64::MAX >> (64 - 8 * u32::from(size)));
             match target {
-                Target::Link(offset) => {
-                    let console = platform.link.as_mut().expect("found above");
-                    if let Effect::Notify(_) = console.mmio_write(offset, size, value) {
-                        exit = Exit::Notify;
+                Target::Link(n, offset) => {
+                    if let Some(console) = platform.links.get_mut(n) {
+                        if let Effect::Notify(_) = console.mmio_write(offset, size, value) {
+                            exit = Exit::Notify;
+                        }
                     }
                 }
                 Target::Ioapic(offset) => {

@@ -6,8 +6,10 @@
 //! against the cell's memory before hvm reads a byte.
 
 use alloc::format;
-use hvm_abi::{CellState, Hypercall, HypercallError, CONSOLE_WRITE_MAX};
+use hvm_abi::CONSOLE_WRITE_MAX;
+use hvm_abi::{CellControl, CellInfo, CellKindCode, CellState, Hypercall, HypercallError};
 use hvm_logic::cell::State;
+use kasane_manifest::CellKind;
 
 use crate::arch;
 use crate::run::Flow;
@@ -23,8 +25,12 @@ impl Hypervisor {
         let regs = &mut cell.regs;
         let (number, a0, a1) = (regs.rax, regs.rdi, regs.rsi);
         let mut value = 0;
-        let result: Result<(), HypercallError> = match Hypercall::from_raw(number) {
+        let call = Hypercall::from_raw(number);
+        let server = cell.description.kind == CellKind::ServerVm;
+        let result: Result<(), HypercallError> = match call {
             None => Err(HypercallError::UnknownCall),
+            // A server VM gets the calls docs/hypercalls.md lists for it.
+            Some(call) if server && !call.server_vm_may() => Err(HypercallError::Denied),
             Some(Hypercall::Version) => {
                 value = hvm_abi::ABI_VERSION;
                 Ok(())
@@ -63,35 +69,49 @@ impl Hypervisor {
                 vmcs.skip_instruction();
                 return Flow::Yield;
             }
-            Some(Hypercall::LinkStatus) => match (&self.link, a0) {
-                (Some(link), 0) if self.cells[position].platform.link.is_some() => {
-                    value = link.generation;
-                    Ok(())
+            Some(Hypercall::LinkStatus) => {
+                // Cell 0 names one of its links; any other cell its own
+                // (link 0 of its view).
+                let number = match (position, a0) {
+                    (0, n) => usize::try_from(n).ok(),
+                    (_, 0) => self.cells[position].link,
+                    _ => None,
+                };
+                match number.and_then(|n| self.links.get(n)) {
+                    Some(link) => {
+                        value = link.generation;
+                        Ok(())
+                    }
+                    None => Err(HypercallError::NoSuchCell),
                 }
-                _ => Err(HypercallError::NoSuchCell),
-            },
+            }
             Some(Hypercall::CellStatus) => {
                 match self.cells.iter().find(|c| u64::from(c.index) == a0) {
                     Some(other) => {
-                        value = match other.life.state {
-                            State::Created => CellState::Created,
-                            State::Running => CellState::Running,
-                            State::Stopped => CellState::Stopped,
-                            State::Failed => CellState::Failed,
-                        } as u64;
+                        value = state_code(other.life.state) as u64;
                         Ok(())
                     }
                     None => Err(HypercallError::NoSuchCell),
                 }
             }
             Some(Hypercall::CellControl) if position != 0 => Err(HypercallError::Denied),
-            Some(Hypercall::CellControl) => {
-                if hvm_abi::CellControl::from_raw(a1).is_none() {
-                    Err(HypercallError::BadArgument)
-                } else {
-                    // Only cell 0 exists so far, and it may not control itself.
-                    Err(HypercallError::NoSuchCell)
+            Some(Hypercall::CellControl) => self.control(a0, a1),
+            Some(Hypercall::CellInfo) if position != 0 => Err(HypercallError::Denied),
+            Some(Hypercall::CellInfo) => self.cell_info(a0, a1),
+            Some(Hypercall::ExitCount) if position != 0 => Err(HypercallError::Denied),
+            Some(Hypercall::ExitCount) => {
+                match self.cells.iter().find(|c| u64::from(c.index) == a0) {
+                    Some(other) => {
+                        value = other.exits;
+                        Ok(())
+                    }
+                    None => Err(HypercallError::NoSuchCell),
                 }
+            }
+            Some(Hypercall::TakeCommand) if !server => Err(HypercallError::Denied),
+            Some(Hypercall::TakeCommand) => {
+                value = core::mem::take(&mut cell.command);
+                Ok(())
             }
             Some(Hypercall::ConsoleRead) if position != 0 => Err(HypercallError::Denied),
             Some(Hypercall::ConsoleRead) => {
@@ -126,5 +146,86 @@ impl Hypervisor {
         }
         vmcs.skip_instruction();
         Flow::Resume
+    }
+}
+
+fn state_code(state: State) -> CellState {
+    match state {
+        State::Created => CellState::Created,
+        State::Running => CellState::Running,
+        State::Stopped => CellState::Stopped,
+        State::Failed => CellState::Failed,
+    }
+}
+
+impl Hypervisor {
+    /// `CellControl(cell, op)` from cell 0. Start, stop and restart are
+    /// queued for the run loop (`apply_controls`), which has the boot
+    /// modules a restart needs; an injection op is left for the guest to
+    /// take (`TakeCommand`) with vector 0x51 raised, and the guest performs
+    /// the failure itself.
+    fn control(&mut self, target: u64, op: u64) -> Result<(), HypercallError> {
+        let op = CellControl::from_raw(op).ok_or(HypercallError::BadArgument)?;
+        let position = self
+            .cells
+            .iter()
+            .position(|c| u64::from(c.index) == target)
+            .ok_or(HypercallError::NoSuchCell)?;
+        if position == 0 {
+            return Err(HypercallError::Denied); // cell 0 does not control itself
+        }
+        let cell = &mut self.cells[position];
+        if op.is_injection() {
+            if cell.description.kind != CellKind::ServerVm || cell.life.state != State::Running {
+                return Err(HypercallError::BadArgument);
+            }
+            cell.command = op as u64;
+            cell.platform.lapic.raise(hvm_abi::COMMAND_VECTOR);
+            cell.platform.halted = false;
+            log!(
+                "cell {} ({}): `{}` injected by cell 0",
+                cell.index,
+                cell.description.name,
+                op.verb()
+            );
+            return Ok(());
+        }
+        cell.control = Some(op);
+        Ok(())
+    }
+
+    /// Writes a `CellInfo` about cell `target` at cell 0's guest-physical
+    /// `address`, checked against cell 0's memory first.
+    fn cell_info(&mut self, target: u64, address: u64) -> Result<(), HypercallError> {
+        let other = self
+            .cells
+            .iter()
+            .find(|c| u64::from(c.index) == target)
+            .ok_or(HypercallError::NoSuchCell)?;
+        let mut info = CellInfo::empty();
+        info.kind = match other.description.kind {
+            CellKind::Microkernel => CellKindCode::Microkernel,
+            CellKind::Linux => CellKindCode::Linux,
+            CellKind::ServerVm => CellKindCode::ServerVm,
+        } as u32;
+        info.state = state_code(other.life.state) as u32;
+        info.restarts = other.life.restarts;
+        info.restart_limit = other.description.restart_limit;
+        info.link = other
+            .link
+            .and_then(|l| u32::try_from(l).ok())
+            .unwrap_or(u32::MAX);
+        CellInfo::put(&mut info.name, &other.description.name);
+        CellInfo::put(&mut info.last_failure, &other.last_failure);
+        let size = core::mem::size_of::<CellInfo>() as u64;
+        let range = self.cells[0]
+            .memory
+            .check(address, size)
+            .map_err(|_| HypercallError::BadAddress)?;
+        // SAFETY: `range` lies inside cell 0's memory (checked above),
+        // identity mapped in hvm; cell 0 is not running while hvm answers
+        // its call; write_unaligned needs no alignment.
+        unsafe { core::ptr::write_unaligned(range.host() as *mut CellInfo, info) };
+        Ok(())
     }
 }

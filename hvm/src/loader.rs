@@ -12,7 +12,7 @@
 //! checked against the file and the kernel window before a byte is copied.
 
 use hvm_abi::{
-    BootInfo, BootMode, BootModule, ARGS_LEN, BOOT_INFO_MAGIC, DIRECT_MAP_BASE, KERNEL_WINDOW_BASE,
+    BootInfo, BootModule, ARGS_LEN, BOOT_INFO_MAGIC, DIRECT_MAP_BASE, KERNEL_WINDOW_BASE,
 };
 use hvm_abi::{MAX_MODULES, MODULE_NAME_LEN};
 use hvm_logic::ept::{Access, Format, MapError, PageTables, TableMemory};
@@ -139,7 +139,7 @@ impl TableMemory for CellTables {
 #[allow(clippy::too_many_arguments)]
 pub fn load_microkernel(
     layout: CellLayout,
-    mode: BootMode,
+    mode: u32,
     cell: u32,
     kernel: &[u8],
     modules: &[(&str, &[u8])],
@@ -148,8 +148,9 @@ pub fn load_microkernel(
     extra_identity: Option<(u64, u64)>,
 ) -> Result<EntryState, LoadError> {
     // A restarted cell starts from zeroed memory.
-    // SAFETY: the whole cell memory is hvm's while the cell is not running.
-    unsafe { core::ptr::write_bytes(layout.host(0), 0, layout.size as usize) };
+    // SAFETY: the whole cell memory is hvm's while the cell is not running;
+    // it is 2 MiB aligned and sized in MiB.
+    unsafe { crate::arch::zero(layout.host_base, layout.size) };
 
     let elf = Executable::parse(kernel).map_err(LoadError::BadElf)?;
     let window = layout.size.min(KERNEL_WINDOW_SIZE);
@@ -169,7 +170,7 @@ pub fn load_microkernel(
 
     let mut info = BootInfo {
         magic: BOOT_INFO_MAGIC,
-        mode: mode as u32,
+        mode,
         cell,
         memory_base: layout.guest_base,
         memory_size: layout.size,

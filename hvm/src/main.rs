@@ -231,27 +231,26 @@ mod boot {
         let chosen = summary.chosen;
         let on_off = |b: bool| if b { "on" } else { "off" };
         let mut created = 0;
-        let linked = manifest
+        // Every Linux cell and server VM has a link to cell 0, numbered in
+        // manifest order (hvm_logic::link).
+        let has_link: Vec<bool> = manifest
             .cells
             .iter()
-            .any(|c| c.kind == kasane_manifest::CellKind::Linux);
+            .map(|c| {
+                matches!(
+                    c.kind,
+                    kasane_manifest::CellKind::Linux | kasane_manifest::CellKind::ServerVm
+                )
+            })
+            .collect();
         for (index, cell) in manifest.cells.iter().enumerate() {
-            if cell.kind == kasane_manifest::CellKind::ServerVm {
-                log!(
-                    "cell {} ({}): kind {:?} is not supported by this hvm yet; not started",
-                    index,
-                    cell.name,
-                    cell.kind
-                );
-                continue;
-            }
             match hypervisor.create_cell(
                 frames,
                 index as u32,
                 cell,
                 modules,
                 manifest_bytes,
-                linked,
+                &has_link,
             ) {
                 Ok(()) => created += 1,
                 Err(reason) => {
@@ -318,7 +317,7 @@ mod boot {
         };
         let entry = match loader::load_microkernel(
             layout,
-            BootMode::Bare,
+            BootMode::Bare as u32,
             0,
             kernel,
             &extra,
@@ -337,6 +336,8 @@ mod boot {
             base,
             cell.memory_mib
         );
+        // The microkernel drives COM1 itself from here on.
+        serial::drain();
         // SAFETY: the loader mapped hvm's image identically, the kernel
         // window, the stack and the GDT; nothing of hvm runs afterwards.
         unsafe {

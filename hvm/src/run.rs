@@ -11,9 +11,12 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt::Write;
 
+use hvm_abi::CellControl;
 use hvm_logic::cell::{Decision, State};
 use hvm_logic::controls;
 use hvm_logic::exit::{CrAccess, RawExit, VmExit};
+use hvm_logic::guest::{GuestMemory, Ram};
+use hvm_logic::link::End;
 use hvm_logic::vmcs::Field;
 
 use crate::arch;
@@ -22,6 +25,20 @@ use crate::guest::{Machine, Outcome};
 use crate::vmcs::Vmcs;
 use crate::vmx::Hypervisor;
 use crate::{power_off, BootModules};
+use kasane_manifest::CellKind;
+
+/// A cell's memory as bytes.
+///
+/// # Safety
+/// The memory is the cell's, identity mapped in hvm, and the cell is not
+/// running; the caller holds no other reference to it.
+unsafe fn memory_of<'a>(memory: GuestMemory) -> &'a mut [u8] {
+    // SAFETY: forwarded to the caller.
+    unsafe { core::slice::from_raw_parts_mut(memory.host_base as *mut u8, memory.size as usize) }
+}
+
+/// Directed switches in a row before the round robin gets a turn again.
+const MAX_DIRECTED_STREAK: u32 = 8;
 
 /// Whether the cell goes on after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,12 +57,28 @@ impl Hypervisor {
     pub fn run(mut self, modules: &BootModules, manifest: &[u8]) -> ! {
         let mut current = 0;
         loop {
+            crate::serial::pump();
             self.check_watchdogs();
-            let Some(position) = self.next_runnable(current) else {
-                log!("all cells stopped");
-                power_off(true, "all cells stopped");
+            self.apply_controls(modules, manifest);
+            // A directed switch (a link notify gave this cell bytes) runs
+            // the receiver now, out of the round-robin order, which then
+            // resumes where it was.
+            let directed = self
+                .directed
+                .take()
+                .filter(|&p| self.cells.get(p).is_some_and(|c| c.life.alive()));
+            let position = match directed {
+                Some(position) => position,
+                None => {
+                    let Some(position) = self.next_runnable(current) else {
+                        log!("all cells stopped");
+                        power_off(true, "all cells stopped");
+                    };
+                    current = position + 1;
+                    self.directed_streak = 0;
+                    position
+                }
             };
-            current = position + 1;
             if self.cells[position].life.state == State::Failed {
                 let restart = self.load(position, modules, manifest);
                 if let Err(reason) = restart {
@@ -69,8 +102,56 @@ impl Hypervisor {
                 );
             }
             if self.cells[position].life.alive() {
-                self.pump_link();
+                self.pump_links();
                 self.enter(position);
+            }
+        }
+    }
+
+    /// Applies the start, stop and restart requests cell 0 made
+    /// (`CellControl`); a restart loads the pristine image like a
+    /// failure's, but does not count against the restart limit.
+    fn apply_controls(&mut self, modules: &BootModules, manifest: &[u8]) {
+        for position in 1..self.cells.len() {
+            let Some(op) = self.cells[position].control.take() else {
+                continue;
+            };
+            let state = self.cells[position].life.state;
+            let load = match op {
+                CellControl::Stop => {
+                    let cell = &mut self.cells[position];
+                    cell.flush_line();
+                    cell.life.stopped();
+                    cell.platform.halted = false;
+                    if let Some(link) = self.links.iter_mut().find(|l| l.peer == Some(position)) {
+                        link.to_peer.clear();
+                        link.to_cell0.clear();
+                    }
+                    false
+                }
+                CellControl::Start => matches!(state, State::Stopped | State::Created),
+                CellControl::Restart => true,
+                _ => false,
+            };
+            let cell = &self.cells[position];
+            log!(
+                "cell {} ({}): `{}` requested by cell 0",
+                cell.index,
+                cell.description.name,
+                op.verb()
+            );
+            if load {
+                self.cells[position].flush_line();
+                if let Err(reason) = self.load(position, modules, manifest) {
+                    let cell = &mut self.cells[position];
+                    log!(
+                        "cell {} ({}) could not be started: {}",
+                        cell.index,
+                        cell.description.name,
+                        reason
+                    );
+                    cell.life.stopped();
+                }
             }
         }
     }
@@ -80,6 +161,7 @@ impl Hypervisor {
         let n = self.cells.len();
         let now = arch::rdtsc();
         let mut any_alive = None;
+        let for_cell0 = !self.for_cell0.is_empty();
         for i in 0..n {
             let position = (from + i) % n;
             let cell = &mut self.cells[position];
@@ -88,6 +170,12 @@ impl Hypervisor {
             }
             any_alive.get_or_insert(position);
             if cell.life.state == State::Failed || !cell.platform.halted {
+                return Some(position);
+            }
+            // Cell 0 halted in the HLT activity state wakes for vectors
+            // waiting for it (link vectors, interrupts other cells took).
+            if position == 0 && (for_cell0 || !cell.platform.held.is_empty()) {
+                cell.platform.halted = false;
                 return Some(position);
             }
             cell.platform.lapic.update(now);
@@ -118,63 +206,126 @@ impl Hypervisor {
         }
     }
 
-    /// Moves bytes across the link both ways and raises the Linux cell's
-    /// interrupts; every descriptor is checked against its owner's memory.
-    pub(crate) fn pump_link(&mut self) {
-        let Some(link) = self.link.as_mut() else {
+    /// Pumps every link (`pump_link`); returns the cells that got bytes,
+    /// one bit per position (the first 64), for a directed switch.
+    pub(crate) fn pump_links(&mut self) -> u64 {
+        let mut receivers = 0;
+        for number in 0..self.links.len() {
+            self.pump_link(number, &mut receivers);
+        }
+        receivers
+    }
+
+    /// Moves bytes across link `number` both ways and raises the
+    /// interrupts that follow: in cell 0 vector 0x50 + number (contract 2
+    /// of the links; held until it can take it), in a Linux peer the MSI-X
+    /// vectors its driver programmed, in a server VM vector 0x50. Every
+    /// descriptor is checked against its owner's memory
+    /// (`hvm_logic::link::pump`).
+    fn pump_link(&mut self, number: usize, receivers: &mut u64) {
+        let link = &mut self.links[number];
+        let Some(peer) = link.peer.filter(|&p| p != 0 && p < self.cells.len()) else {
             return;
         };
-        let peer = link.peer;
-        let peer_running = self.cells[peer].life.state == State::Running;
-        let mut faults: [Option<(usize, hvm_logic::virtio::Fault)>; 3] = [None; 3];
-        for (step, position) in [0, peer, 0].into_iter().enumerate() {
-            if position == peer && !peer_running {
-                continue;
-            }
-            let cell = &mut self.cells[position];
-            let Some(console) = cell.platform.link.as_mut() else {
-                continue;
-            };
-            let (outbound, inbound) = if position == 0 {
-                (&mut *link.to_peer, &mut *link.to_cell0)
-            } else {
-                (&mut *link.to_cell0, &mut *link.to_peer)
-            };
-            let memory = cell.memory;
-            // SAFETY: the cell's memory is identity mapped in hvm, owned by
-            // the cell, and the cell is not running (one CPU, hvm's turn).
-            let bytes = unsafe {
-                core::slice::from_raw_parts_mut(memory.host_base as *mut u8, memory.size as usize)
-            };
-            let mut ram = hvm_logic::guest::Ram::new(memory, bytes);
-            let activity = console.process(&mut ram, outbound, inbound);
-            if let Some(fault) = activity.fault {
-                faults[step] = Some((position, fault));
-            }
-            if position == peer {
-                if activity.transmitted > 0 {
-                    cell.watchdog.feed(arch::rdtsc());
+        let (left, right) = self.cells.split_at_mut(peer);
+        let (cell0, peer_cell) = (&mut left[0], &mut right[0]);
+        let peer_running = peer_cell.life.state == State::Running;
+        let Some(cell0_console) = cell0.platform.links.get_mut(number) else {
+            return;
+        };
+        // SAFETY: each cell's memory is identity mapped in hvm and owned by
+        // that cell; neither runs (one CPU, hvm's turn), and the two ranges
+        // are disjoint (separate allocations).
+        let (cell0_bytes, peer_bytes) =
+            unsafe { (memory_of(cell0.memory), memory_of(peer_cell.memory)) };
+        let mut cell0_ram = Ram::new(cell0.memory, cell0_bytes);
+        let mut peer_ram = Ram::new(peer_cell.memory, peer_bytes);
+        let peer_end = match peer_cell.platform.links.first_mut() {
+            Some(console) if peer_running => Some(End {
+                console,
+                ram: &mut peer_ram,
+            }),
+            _ => None,
+        };
+        let pumped = hvm_logic::link::pump(
+            &mut link.to_peer,
+            &mut link.to_cell0,
+            End {
+                console: cell0_console,
+                ram: &mut cell0_ram,
+            },
+            peer_end,
+        );
+        if pumped.cell0.transmitted > 0 {
+            *receivers |= 1u64.checked_shl(peer as u32).unwrap_or(0);
+        }
+        if pumped.peer.transmitted > 0 {
+            *receivers |= 1;
+        }
+        if cell0_console.take_signal() {
+            if let Some(vector) = hvm_logic::link::cell0_vector(number) {
+                if !self.for_cell0.contains(&vector) {
+                    self.for_cell0.push(vector);
                 }
-                while let Some(vector) = console.take_interrupt() {
-                    cell.platform.lapic.raise(vector);
-                    cell.platform.halted = false;
-                }
-            } else {
-                while console.take_interrupt().is_some() {}
             }
         }
-        for (position, fault) in faults.into_iter().flatten() {
+        while cell0_console.take_interrupt().is_some() {}
+        if let Some(console) = peer_cell.platform.links.first_mut() {
+            let signalled = console.take_signal();
+            let server = peer_cell.description.kind == CellKind::ServerVm;
+            if server && signalled {
+                peer_cell
+                    .platform
+                    .lapic
+                    .raise(hvm_logic::link::SERVER_LINK_VECTOR);
+                peer_cell.platform.halted = false;
+            }
+            while let Some(vector) = console.take_interrupt() {
+                if !server {
+                    peer_cell.platform.lapic.raise(vector);
+                    peer_cell.platform.halted = false;
+                }
+            }
+        }
+        // A Linux cell's first bytes on its link arm its watchdog (it has
+        // no heartbeat hypercall); a server VM heartbeats itself.
+        if pumped.peer.transmitted > 0 && peer_cell.description.kind == CellKind::Linux {
+            peer_cell.watchdog.feed(arch::rdtsc());
+        }
+        for (end, fault) in [pumped.cell0.fault, pumped.peer.fault]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(fault) = fault else { continue };
             if link.logged < 20 {
                 link.logged += 1;
-                let cell = &self.cells[position];
+                let cell = if end == 0 { &*cell0 } else { &*peer_cell };
                 log!(
-                    "cell {} ({}) link: refused: {} (queue {})",
+                    "cell {} ({}) link: refused: {} (queue {}, link {})",
                     cell.index,
                     cell.description.name,
                     fault.error,
-                    fault.queue
+                    fault.queue,
+                    number
                 );
             }
+        }
+    }
+
+    /// Link vectors for cell 0 raised while cell 0 itself runs (`vmcs` is
+    /// its VMCS) are delivered at once, or held until it can take them;
+    /// otherwise they wait in `for_cell0` for its turn (`begin_turn`).
+    fn deliver_to_cell0_now(&mut self, vmcs: &Vmcs) {
+        let guest = self.cells[0].guest;
+        let vectors = core::mem::take(&mut self.for_cell0);
+        let mut machine = Machine {
+            vmcs,
+            tsc_hz: self.clock.hz,
+            hlt_activity: self.hlt_activity(),
+            for_cell0: &mut self.for_cell0,
+        };
+        for vector in vectors {
+            let _ = guest.external_interrupt(&mut machine, &mut self.cells[0], vector);
         }
     }
 
@@ -224,6 +375,7 @@ impl Hypervisor {
                 return;
             }
             cell.launched = true;
+            cell.exits += 1;
             vmcs.reinject_vectoring();
             let raw = RawExit {
                 reason: vmcs.read(Field::ExitReason) as u32,
@@ -231,7 +383,15 @@ impl Hypervisor {
                 guest_physical: vmcs.read(Field::GuestPhysicalAddress),
                 interruption_info: vmcs.read(Field::ExitInterruptionInfo) as u32,
             };
-            match self.handle(position, &vmcs, VmExit::decode(raw)) {
+            crate::serial::pump();
+            let flow = self.handle(position, &vmcs, VmExit::decode(raw));
+            let cell = &mut self.cells[position];
+            if cell.description.kind == CellKind::Microkernel {
+                // Cell 0 waits in the HLT activity state (SDM 27.4.2), not
+                // in software: it is halted exactly while the VMCS says so.
+                cell.platform.halted = vmcs.read(Field::GuestActivityState) == 1;
+            }
+            match flow {
                 Flow::Resume => {}
                 Flow::Yield => return,
             }
@@ -251,6 +411,7 @@ impl Hypervisor {
         let cell = &mut self.cells[position];
         let rip = vmcs.read(Field::GuestRip);
         cell.flush_line();
+        cell.last_failure = format!("{what} rip={rip:#x}");
         log!(
             "cell {} ({}) failed: {} rip={:#x}",
             cell.index,
@@ -279,7 +440,7 @@ impl Hypervisor {
                 power_off(false, "a cell failed and its manifest policy is poweroff")
             }
         }
-        if let Some(link) = self.link.as_mut().filter(|l| l.peer == position) {
+        if let Some(link) = self.links.iter_mut().find(|l| l.peer == Some(position)) {
             link.to_peer.clear();
             link.to_cell0.clear();
         }
@@ -292,8 +453,29 @@ impl Hypervisor {
             Outcome::Yield => Flow::Yield,
             Outcome::Hypercall => self.hypercall(position, vmcs),
             Outcome::Notify => {
-                self.pump_link();
-                Flow::Resume
+                let receivers = self.pump_links();
+                if position == 0 {
+                    self.deliver_to_cell0_now(vmcs);
+                }
+                // Directed switch: the other end got bytes and can run, so
+                // it runs now instead of after this slice. A bounded streak
+                // keeps two chatty cells from starving the rest.
+                let for_cell0 = !self.for_cell0.is_empty();
+                let target = (0..self.cells.len().min(64)).find(|&p| {
+                    let cell = &self.cells[p];
+                    p != position
+                        && receivers & (1 << p) != 0
+                        && cell.life.state == State::Running
+                        && (!cell.platform.halted || (p == 0 && for_cell0))
+                });
+                match target {
+                    Some(target) if self.directed_streak < MAX_DIRECTED_STREAK => {
+                        self.directed_streak += 1;
+                        self.directed = Some(target);
+                        Flow::Yield
+                    }
+                    _ => Flow::Resume,
+                }
             }
             Outcome::Fail(what) => {
                 self.fail(position, vmcs, &what);

@@ -1,7 +1,8 @@
 //! The console: a polled 16550 UART on COM1, shared by hvm and its cells.
 //!
 //! Output is line-oriented and serialised by a spin lock, so a cell's line
-//! and an hvm line never interleave mid-line.
+//! and an hvm line never interleave mid-line. It is buffered (`Output`) and
+//! handed to the UART a FIFO-full at a time as hvm passes by.
 
 use core::fmt::{self, Write};
 use spin::Mutex;
@@ -30,44 +31,130 @@ impl Uart {
         }
     }
 
-    fn put(&self, byte: u8) {
-        for _ in 0..100_000 {
-            // SAFETY: reading the line-status register has no side effects.
-            if unsafe { arch::inb(self.base + 5) } & 0x20 != 0 {
-                break;
-            }
-        }
-        // SAFETY: writing the transmit register sends one byte.
+    /// LSR bit 5: the transmit FIFO is empty and takes up to [`FIFO`]
+    /// bytes at once.
+    fn ready(&self) -> bool {
+        // SAFETY: reading the line-status register has no side effects.
+        unsafe { arch::inb(self.base + 5) & 0x20 != 0 }
+    }
+
+    fn send(&self, byte: u8) {
+        // SAFETY: writing the transmit register queues one byte; callers
+        // saw the FIFO empty and write at most FIFO bytes.
         unsafe { arch::outb(self.base, byte) }
     }
 }
 
-impl Write for Uart {
+/// The 16550's transmit FIFO.
+const FIFO: usize = 16;
+
+/// Output not yet handed to the UART. The UART sends a byte per 87 µs at
+/// 115 200 baud; Bochs times that in guest time, so writing a line and
+/// waiting for it cost about 17 000 cycles a character of everyone's time.
+/// Bytes wait here instead and go out a FIFO-full at a time whenever hvm
+/// passes by (`pump`: every exit and every turn), and all of them before
+/// a power-off (`drain`). A full buffer makes the writer wait, as before.
+struct Output {
+    ring: [u8; 32 * 1024],
+    head: usize,
+    len: usize,
+}
+
+impl Output {
+    fn push(&mut self, uart: &Uart, byte: u8) {
+        if self.len == self.ring.len() {
+            self.wait_and_send(uart);
+        }
+        let at = (self.head + self.len) % self.ring.len();
+        self.ring[at] = byte;
+        self.len += 1;
+    }
+
+    /// Hands the UART up to a FIFO-full if it can take it now.
+    fn send_some(&mut self, uart: &Uart) {
+        if self.len == 0 || !uart.ready() {
+            return;
+        }
+        for _ in 0..FIFO.min(self.len) {
+            uart.send(self.ring[self.head]);
+            self.head = (self.head + 1) % self.ring.len();
+            self.len -= 1;
+        }
+    }
+
+    fn wait_and_send(&mut self, uart: &Uart) {
+        // A UART that never becomes ready loses output rather than hvm.
+        for _ in 0..1_000_000 {
+            if uart.ready() {
+                break;
+            }
+        }
+        self.send_some(uart);
+        if self.len == self.ring.len() {
+            self.len -= 1;
+        }
+    }
+}
+
+struct Console {
+    uart: Uart,
+    output: Output,
+}
+
+impl Console {
+    fn put(&mut self, byte: u8) {
+        if byte == b'\n' {
+            self.output.push(&self.uart, b'\r');
+        }
+        self.output.push(&self.uart, byte);
+    }
+}
+
+impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for byte in s.bytes() {
-            if byte == b'\n' {
-                self.put(b'\r');
-            }
             self.put(byte);
         }
         Ok(())
     }
 }
 
-static CONSOLE: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    uart: Uart { base: COM1 },
+    output: Output {
+        ring: [0; 32 * 1024],
+        head: 0,
+        len: 0,
+    },
+});
 
 /// Initialises the UART.
 pub fn init() {
-    CONSOLE.lock().init();
+    CONSOLE.lock().uart.init();
 }
 
-/// Waits until the UART has sent every byte (LSR bit 6, transmitter empty),
-/// so nothing is lost when the machine powers off right after.
+/// Moves waiting output to the UART as far as it takes it without waiting.
+pub fn pump() {
+    let mut console = CONSOLE.lock();
+    let Console { uart, output } = &mut *console;
+    output.send_some(uart);
+}
+
+/// Sends every waiting byte and waits until the UART has sent them all
+/// (LSR bit 6, transmitter empty), so nothing is lost when the machine
+/// powers off or hvm hands the machine to the microkernel right after.
 pub fn drain() {
-    let console = CONSOLE.lock();
+    let mut console = CONSOLE.lock();
+    let Console { uart, output } = &mut *console;
+    for _ in 0..output.ring.len() {
+        if output.len == 0 {
+            break;
+        }
+        output.wait_and_send(uart);
+    }
     for _ in 0..1_000_000 {
         // SAFETY: reading the line-status register has no side effects.
-        if unsafe { arch::inb(console.base + 5) } & 0x40 != 0 {
+        if unsafe { arch::inb(uart.base + 5) } & 0x40 != 0 {
             break;
         }
     }
@@ -77,18 +164,16 @@ pub fn drain() {
 /// is "data ready"; reading RBR takes the byte).
 pub fn read_byte() -> Option<u8> {
     let console = CONSOLE.lock();
+    let base = console.uart.base;
     // SAFETY: reading LSR has no side effects; RBR is read only when it
     // holds a byte, and COM1 is hvm's.
-    unsafe { (arch::inb(console.base + 5) & 1 != 0).then(|| arch::inb(console.base)) }
+    unsafe { (arch::inb(base + 5) & 1 != 0).then(|| arch::inb(base)) }
 }
 
 /// Writes raw bytes (a cell's output) to the console.
 pub fn write_bytes(bytes: &[u8]) {
-    let console = CONSOLE.lock();
+    let mut console = CONSOLE.lock();
     for &byte in bytes {
-        if byte == b'\n' {
-            console.put(b'\r');
-        }
         console.put(byte);
     }
 }

@@ -18,8 +18,9 @@ use hvm_logic::clock::Rate;
 use hvm_logic::controls::{self, msr, ChosenControls, VmxCapabilities};
 use hvm_logic::ept::{Access, Format, PageTables, TableMemory};
 use hvm_logic::guest::GuestMemory;
+use hvm_logic::link;
 use hvm_logic::vmcs::{access_rights, Field};
-use kasane_manifest::{BootCell, CellKind, OnFailure};
+use kasane_manifest::{BootCell, OnFailure};
 
 use crate::arch::{self, GuestRegisters};
 use crate::cell::{Cell, Link, Platform};
@@ -109,7 +110,12 @@ pub struct Hypervisor {
     /// Cell 0 owns the local APIC: its bitmap also passes the x2APIC MSRs.
     cell0_msr_bitmap: u64,
     pub(crate) cells: Vec<Cell>,
-    pub(crate) link: Option<Link>,
+    /// Cell 0's links, by number (`hvm_logic::link`).
+    pub(crate) links: Vec<Link>,
+    /// A cell to run next out of turn (a directed switch, `run.rs`).
+    pub(crate) directed: Option<usize>,
+    /// Directed switches since the round robin last chose.
+    pub(crate) directed_streak: u32,
     /// External interrupts taken while another cell ran, for cell 0.
     pub(crate) for_cell0: Vec<u8>,
     /// The TSC rate measured at boot (`clock.rs`): slices, watchdog
@@ -182,7 +188,9 @@ pub fn enable(frames: &mut FrameAllocator, clock: Rate) -> Result<Hypervisor, St
         msr_bitmap,
         cell0_msr_bitmap,
         cells: Vec::new(),
-        link: None,
+        links: Vec::new(),
+        directed: None,
+        directed_streak: 0,
         for_cell0: Vec::new(),
         clock,
     })
@@ -212,7 +220,7 @@ impl Hypervisor {
         description: &BootCell,
         modules: &BootModules,
         manifest: &[u8],
-        linked: bool,
+        has_link: &[bool],
     ) -> Result<(), String> {
         let size = u64::from(description.memory_mib) << 20;
         let host_base = frames.allocate(size, 2 << 20).ok_or_else(|| {
@@ -242,6 +250,16 @@ impl Hypervisor {
         let guest = guest::of(description.kind)
             .ok_or_else(|| format!("kind {:?} is not supported", description.kind))?;
         let watchdog = Watchdog::new(u64::from(description.heartbeat_ms) * self.clock.per_ms());
+        let own_link = link::number(has_link.iter().copied(), index as usize);
+        let links = link::count(has_link.iter().copied());
+        if index == 0 {
+            self.links = (0..links).map(|_| Link::new(None)).collect();
+        }
+        let devices = match (index, own_link) {
+            (0, _) => links,
+            (_, Some(_)) => 1,
+            (_, None) => 0,
+        };
         self.cells.push(Cell {
             index,
             description: description.clone(),
@@ -253,12 +271,17 @@ impl Hypervisor {
             regs: GuestRegisters::default(),
             launched: false,
             line: Vec::new(),
-            platform: Platform::new(description.kind, linked),
+            platform: Platform::new(description.kind, devices),
             watchdog,
+            link: own_link,
+            command: 0,
+            exits: 0,
+            last_failure: String::new(),
+            control: None,
         });
         let position = self.cells.len() - 1;
-        if description.kind == CellKind::Linux && self.link.is_none() {
-            self.link = Some(Link::new(position));
+        if let Some(link) = own_link.and_then(|n| self.links.get_mut(n)) {
+            link.peer = Some(position);
         }
         self.load(position, modules, manifest)
     }
@@ -281,12 +304,14 @@ impl Hypervisor {
             self.msr_bitmap
         };
         self.reset_vcpu(position, bitmap, &entry);
-        if let Some(link) = self.link.as_mut().filter(|l| l.peer == position) {
+        if let Some(link) = self.links.iter_mut().find(|l| l.peer == Some(position)) {
             link.to_peer.clear();
             link.to_cell0.clear();
             link.generation += 1;
         }
-        self.cells[position].life.started();
+        let cell = &mut self.cells[position];
+        cell.command = 0;
+        cell.life.started();
         Ok(())
     }
 

@@ -46,6 +46,15 @@ pub enum Hypercall {
     /// Privileged (cell 0 only): RDX <- the next byte of console input
     /// (COM1), or [`NO_CONSOLE_INPUT`] when none is waiting. Never blocks.
     ConsoleRead = 10,
+    /// Privileged (cell 0 only): write a [`CellInfo`] about cell RDI at
+    /// guest-physical RSI (checked against the caller's memory).
+    CellInfo = 11,
+    /// Server VMs only: RDX <- the pending injection op
+    /// ([`CellControl::Crash`]..=[`CellControl::Garbage`] as a number) or 0,
+    /// and clears it. hvm raises [`COMMAND_VECTOR`] when one is set.
+    TakeCommand = 12,
+    /// Privileged (cell 0 only): RDX <- VM exits of cell RDI so far.
+    ExitCount = 13,
 }
 
 impl Hypercall {
@@ -63,8 +72,26 @@ impl Hypercall {
             8 => Self::Yield,
             9 => Self::LinkStatus,
             10 => Self::ConsoleRead,
+            11 => Self::CellInfo,
+            12 => Self::TakeCommand,
+            13 => Self::ExitCount,
             _ => return None,
         })
+    }
+
+    /// Whether a server VM may make this call (docs/hypercalls.md); hvm
+    /// answers the rest with [`HypercallError::Denied`].
+    pub fn server_vm_may(self) -> bool {
+        matches!(
+            self,
+            Self::Version
+                | Self::ConsoleWrite
+                | Self::Heartbeat
+                | Self::FaultReport
+                | Self::CellSelf
+                | Self::Yield
+                | Self::TakeCommand
+        )
     }
 }
 
@@ -126,6 +153,18 @@ pub enum CellControl {
     Stop = 2,
     /// Stop and start again.
     Restart = 3,
+    /// Failure injection (server VMs): the server panics and the runtime
+    /// reports it with `FaultReport`.
+    Crash = 10,
+    /// Failure injection: a real triple fault.
+    TripleFault = 11,
+    /// Failure injection: a write beyond the cell's memory (EPT violation).
+    WildWrite = 12,
+    /// Failure injection: interrupts off and a loop for ever (the
+    /// heartbeat watchdog catches it).
+    Hang = 13,
+    /// Failure injection: bytes that are not 9P on the cell's link.
+    Garbage = 14,
 }
 
 impl CellControl {
@@ -135,8 +174,108 @@ impl CellControl {
             1 => Self::Start,
             2 => Self::Stop,
             3 => Self::Restart,
+            10 => Self::Crash,
+            11 => Self::TripleFault,
+            12 => Self::WildWrite,
+            13 => Self::Hang,
+            14 => Self::Garbage,
             _ => return None,
         })
+    }
+
+    /// Whether this op is a failure the guest performs itself.
+    pub fn is_injection(self) -> bool {
+        self as u64 >= 10
+    }
+
+    /// The verb's name, as `/dev/vm/N/ctl` takes it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Crash => "crash",
+            Self::TripleFault => "triple-fault",
+            Self::WildWrite => "wild-write",
+            Self::Hang => "hang",
+            Self::Garbage => "garbage",
+        }
+    }
+}
+
+/// A server VM's vector for its link device; cell 0's for link i is this
+/// plus i (docs/hypercalls.md "Links").
+pub const LINK_VECTOR: u8 = 0x50;
+/// Guest-physical address of link 0's BAR in cell 0 (and of a server VM's
+/// one link); cell 0's link i is at this plus i times [`LINK_BAR_STRIDE`].
+pub const LINK_BAR: u64 = 0xE000_0000;
+/// Distance between the BARs of cell 0's links.
+pub const LINK_BAR_STRIDE: u64 = 0x1_0000;
+/// A server VM's vector for a pending command ([`Hypercall::TakeCommand`]).
+pub const COMMAND_VECTOR: u8 = 0x51;
+
+/// A cell's kind as [`CellInfo::kind`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum CellKindCode {
+    Microkernel = 1,
+    Linux = 2,
+    ServerVm = 3,
+}
+
+/// Length of [`CellInfo::name`].
+pub const CELL_NAME_LEN: usize = 32;
+/// Length of [`CellInfo::last_failure`].
+pub const FAILURE_LEN: usize = 160;
+
+/// What [`Hypercall::CellInfo`] writes about a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct CellInfo {
+    /// [`CellKindCode`] as a number.
+    pub kind: u32,
+    /// [`CellState`] as a number.
+    pub state: u32,
+    /// Restarts after failures so far.
+    pub restarts: u32,
+    /// The manifest's restart limit.
+    pub restart_limit: u32,
+    /// Cell 0's link index to this cell, or `u32::MAX`.
+    pub link: u32,
+    /// The manifest's name, NUL padded.
+    pub name: [u8; CELL_NAME_LEN],
+    /// The last failure hvm logged for the cell, NUL padded (empty if none).
+    pub last_failure: [u8; FAILURE_LEN],
+}
+
+impl CellInfo {
+    /// An all-zero record (no link).
+    pub const fn empty() -> Self {
+        Self {
+            kind: 0,
+            state: 0,
+            restarts: 0,
+            restart_limit: 0,
+            link: u32::MAX,
+            name: [0; CELL_NAME_LEN],
+            last_failure: [0; FAILURE_LEN],
+        }
+    }
+
+    /// Copies `text` into a NUL-padded field, cut at a character boundary.
+    pub fn put(field: &mut [u8], text: &str) {
+        let mut end = text.len().min(field.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        field.fill(0);
+        field[..end].copy_from_slice(&text.as_bytes()[..end]);
+    }
+
+    /// A NUL-padded field as text (up to the first NUL; `"?"` if not UTF-8).
+    pub fn text(field: &[u8]) -> &str {
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        core::str::from_utf8(&field[..end]).unwrap_or("?")
     }
 }
 
@@ -166,6 +305,12 @@ pub enum BootMode {
     /// No VT-x: hvm handed over the machine; the kernel owns the hardware.
     Bare = 2,
 }
+
+/// [`BootInfo::mode`] of a server VM (`servers/runtime-vm`) under hvm: one
+/// link at PCI 00:01.0, [`LINK_VECTOR`] and [`COMMAND_VECTOR`], the
+/// server-VM hypercalls. A plain number beside [`BootMode`], which only the
+/// microkernel's two modes use.
+pub const BOOT_MODE_SERVER_VM: u32 = 3;
 
 /// Most boot modules a [`BootInfo`] lists.
 pub const MAX_MODULES: usize = 32;
@@ -252,6 +397,11 @@ impl BootInfo {
         }
     }
 
+    /// Whether the image runs as a server VM ([`BOOT_MODE_SERVER_VM`]).
+    pub fn server_vm(&self) -> bool {
+        self.mode == BOOT_MODE_SERVER_VM
+    }
+
     /// The argument string (empty if it is not valid UTF-8).
     pub fn args(&self) -> &str {
         let len = (self.args_len as usize).min(ARGS_LEN);
@@ -322,5 +472,43 @@ mod tests {
         assert_eq!(info.modules().len(), MAX_MODULES);
         info.mode = 7;
         assert_eq!(info.boot_mode(), None);
+        info.mode = BOOT_MODE_SERVER_VM;
+        assert_eq!(info.boot_mode(), None);
+        assert!(info.server_vm());
+    }
+
+    #[test]
+    fn a_server_vm_may_make_only_its_seven_calls() {
+        let allowed: [u64; 7] = [0, 1, 5, 6, 7, 8, 12];
+        for raw in 0..32 {
+            if let Some(call) = Hypercall::from_raw(raw) {
+                assert_eq!(call.server_vm_may(), allowed.contains(&raw), "{call:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn control_ops_round_trip_and_injections_are_marked() {
+        for raw in 0..32 {
+            if let Some(op) = CellControl::from_raw(raw) {
+                assert_eq!(op as u64, raw);
+                assert_eq!(op.is_injection(), raw >= 10, "{}", op.verb());
+            }
+        }
+        assert_eq!(CellControl::from_raw(14), Some(CellControl::Garbage));
+        assert_eq!(CellControl::from_raw(15), None);
+    }
+
+    #[test]
+    fn cell_info_fields_are_nul_padded_and_cut_whole() {
+        let mut info = CellInfo::empty();
+        CellInfo::put(&mut info.name, "ramfs-vm");
+        assert_eq!(CellInfo::text(&info.name), "ramfs-vm");
+        let long = "é".repeat(100);
+        CellInfo::put(&mut info.last_failure, &long);
+        assert_eq!(CellInfo::text(&info.last_failure).len(), FAILURE_LEN);
+        CellInfo::put(&mut info.name, &"ab".repeat(40)[..33]);
+        assert_eq!(CellInfo::text(&info.name).len(), CELL_NAME_LEN);
+        assert_eq!(core::mem::size_of::<CellInfo>(), 20 + 32 + 160);
     }
 }

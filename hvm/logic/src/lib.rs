@@ -17,6 +17,7 @@ pub mod exit;
 pub mod guest;
 pub mod ioapic;
 pub mod lapic;
+pub mod link;
 pub mod linux;
 pub mod msr;
 pub mod uart;

@@ -201,6 +201,10 @@ pub struct Console {
     pub refused: u32,
     /// MSI vectors to inject, as a bit set over 0..256.
     interrupts: [u64; 4],
+    /// The device signalled the driver (used buffers or a configuration
+    /// change) since [`Console::take_signal`] last looked, with or without
+    /// MSI-X.
+    signalled: bool,
 }
 
 impl Console {
@@ -229,6 +233,7 @@ impl Console {
             guest_open: false,
             refused: 0,
             interrupts: [0; 4],
+            signalled: false,
         }
     }
 
@@ -352,6 +357,7 @@ impl Console {
     /// (pending while masked), else as an ISR bit the driver can poll.
     fn signal(&mut self, index: u16, isr_bit: u8) {
         self.isr |= isr_bit;
+        self.signalled = true;
         if !self.msix_enabled() || index == NO_VECTOR || usize::from(index) >= MSIX_VECTORS {
             return;
         }
@@ -373,6 +379,14 @@ impl Console {
                 self.interrupts[usize::from(vector / 64)] |= 1 << (vector % 64);
             }
         }
+    }
+
+    /// Whether the device signalled the driver since the last call (the
+    /// ISR-status events of virtio 1.2 4.1.4.5), whatever the driver did
+    /// with MSI-X: hvm turns this into a fixed vector for drivers that
+    /// never program MSI-X (virtio-drivers does not).
+    pub fn take_signal(&mut self) -> bool {
+        core::mem::take(&mut self.signalled)
     }
 
     /// Takes the MSI vectors raised since the last call.
@@ -840,7 +854,8 @@ impl Console {
 }
 
 /// PCI configuration mechanism #1 (PCI 3.0 3.2.2.3.2) for one cell: a host
-/// bridge at 00:00.0 and the console at 00:01.0 on bus 0.
+/// bridge at 00:00.0 and consoles at 00:01.0, 00:02.0, … on bus 0 (link i
+/// is device 1 + i; whether that console exists is the cell's to say).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConfigPorts {
     address: u32,
@@ -850,7 +865,8 @@ pub struct ConfigPorts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Function {
     HostBridge,
-    Console,
+    /// Console number N (device 1 + N, function 0).
+    Console(u8),
     Absent,
 }
 
@@ -885,7 +901,7 @@ impl ConfigPorts {
         let function = (self.address >> 8) & 7;
         let target = match (bus, device, function) {
             (0, 0, 0) => Function::HostBridge,
-            (0, 1, 0) => Function::Console,
+            (0, 1..=31, 0) => Function::Console(device as u8 - 1),
             _ => Function::Absent,
         };
         (target, offset)
@@ -905,12 +921,12 @@ pub fn host_bridge_read(offset: u8, size: u8) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::virtqueue::tests::Guest;
 
     /// Drives the common configuration as a driver would (3.1.1).
-    fn bring_up(device: &mut Console, queues: &[(u16, u64)]) {
+    pub(crate) fn bring_up(device: &mut Console, queues: &[(u16, u64)]) {
         device.config_write(0x04, 2, 0x0006);
         device.mmio_write(0x14, 1, 1 | 2);
         device.mmio_write(0x08, 4, 1);
@@ -933,7 +949,7 @@ mod tests {
         assert!(device.driver_ok());
     }
 
-    fn queue_at(base: u64) -> Queue {
+    pub(crate) fn queue_at(base: u64) -> Queue {
         crate::virtqueue::tests::queue(base, base + 0x100, base + 0x200)
     }
 
@@ -1116,7 +1132,7 @@ mod tests {
         ports.write_address(1, 0x8000_0000);
         assert_eq!(ports.address(), 0);
         ports.write_address(4, 0x8000_0810);
-        assert_eq!(ports.target(0xCFC), (Function::Console, 0x10));
+        assert_eq!(ports.target(0xCFC), (Function::Console(0), 0x10));
         ports.write_address(4, 0x8000_0002);
         assert_eq!(ports.target(0xCFE), (Function::HostBridge, 0x02));
         ports.write_address(4, 0x8001_0000);

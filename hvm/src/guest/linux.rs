@@ -52,7 +52,7 @@ impl Guest for Linux {
         };
         let entry = crate::linux::load_linux(layout, kernel, initrd, &cell.description.cmdline)
             .map_err(|e| format!("cannot boot `{}`: {e}", cell.description.image))?;
-        cell.platform = Platform::new(CellKind::Linux, true);
+        cell.platform = Platform::new(CellKind::Linux, cell.platform.links.len());
         cell.watchdog.disarm();
         // boot.rst: CS = __BOOT_CS (0x10), DS/ES/SS = __BOOT_DS (0x18),
         // long mode with the identity map, interrupts off, RSI = boot_params.
@@ -78,11 +78,7 @@ impl Guest for Linux {
     /// The emulated APIC's timer bounds the turn; its highest pending
     /// vector is offered.
     fn before_entry(&self, machine: &mut Machine<'_>, cell: &mut Cell, now: u64) -> Option<u64> {
-        let lapic = &mut cell.platform.lapic;
-        lapic.update(now);
-        let expiry = lapic.next_expiry();
-        offer_interrupt(machine.vmcs, lapic);
-        expiry
+        emulated_apic_entry(machine, cell, now)
     }
 
     fn cpuid(&self, machine: &mut Machine<'_>, cell: &mut Cell) {
@@ -115,44 +111,11 @@ impl Guest for Linux {
     /// The local APIC, a few identification MSRs, everything else #GP
     /// (Linux's safe accessors survive that).
     fn msr(&self, machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
-        let (platform, regs) = (&mut cell.platform, &mut cell.regs);
-        let number = regs.rcx as u32;
-        let now = arch::rdtsc();
-        let value = (regs.rdx << 32) | (regs.rax & 0xFFFF_FFFF);
-        let answer = match (msr::linux(number), write) {
-            (msr::Linux::Apic, true) => {
-                platform.lapic.write(number, value, now).ok().map(|()| None)
-            }
-            (msr::Linux::Apic, false) => platform.lapic.read(number, now).map(Some),
-            (msr::Linux::Fixed(_), true) => Some(None), // accepted and ignored
-            (msr::Linux::Fixed(value), false) => Some(Some(value)),
-            (msr::Linux::Refuse, _) => None,
-        };
-        match answer {
-            Some(read) => {
-                if let Some(value) = read {
-                    regs.rax = value & 0xFFFF_FFFF;
-                    regs.rdx = value >> 32;
-                }
-                machine.vmcs.skip_instruction();
-            }
-            None => machine.vmcs.inject_exception(13, Some(0)),
-        }
+        emulated_msr(machine, cell, write);
     }
 
     fn hlt(&self, machine: &mut Machine<'_>, cell: &mut Cell) -> Outcome {
-        let vmcs = machine.vmcs;
-        if vmcs.read(Field::GuestRflags) & (1 << 9) == 0 {
-            return Outcome::Fail("halted with interrupts off".into());
-        }
-        vmcs.skip_instruction();
-        cell.platform.lapic.update(arch::rdtsc());
-        if cell.platform.lapic.pending().is_some() {
-            return Outcome::Resume;
-        }
-        // Wait in software: other cells run until an interrupt.
-        cell.platform.halted = true;
-        Outcome::Yield
+        software_hlt(machine, cell)
     }
 
     fn external_interrupt(
@@ -174,9 +137,36 @@ impl Guest for Linux {
     }
 }
 
+/// RDMSR or WRMSR on the emulated platform (`hvm_logic::msr::linux`): the
+/// emulated x2APIC with its TSC-deadline timer, a few identification
+/// MSRs, #GP for the rest. Linux cells and server VMs share it.
+pub(super) fn emulated_msr(machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
+    let (platform, regs) = (&mut cell.platform, &mut cell.regs);
+    let number = regs.rcx as u32;
+    let now = arch::rdtsc();
+    let value = (regs.rdx << 32) | (regs.rax & 0xFFFF_FFFF);
+    let answer = match (msr::linux(number), write) {
+        (msr::Linux::Apic, true) => platform.lapic.write(number, value, now).ok().map(|()| None),
+        (msr::Linux::Apic, false) => platform.lapic.read(number, now).map(Some),
+        (msr::Linux::Fixed(_), true) => Some(None), // accepted and ignored
+        (msr::Linux::Fixed(value), false) => Some(Some(value)),
+        (msr::Linux::Refuse, _) => None,
+    };
+    match answer {
+        Some(read) => {
+            if let Some(value) = read {
+                regs.rax = value & 0xFFFF_FFFF;
+                regs.rdx = value >> 32;
+            }
+            machine.vmcs.skip_instruction();
+        }
+        None => machine.vmcs.inject_exception(13, Some(0)),
+    }
+}
+
 /// Offers a Linux cell's highest pending APIC vector: injected when the
 /// vCPU can take it, otherwise an interrupt-window exit is requested.
-fn offer_interrupt(vmcs: &Vmcs, lapic: &mut Lapic) {
+pub(super) fn offer_interrupt(vmcs: &Vmcs, lapic: &mut Lapic) {
     if vmcs.injecting() {
         return; // an event is already being injected (re-injection)
     }
@@ -189,4 +179,36 @@ fn offer_interrupt(vmcs: &Vmcs, lapic: &mut Lapic) {
     } else {
         vmcs.interrupt_window(true);
     }
+}
+
+/// Before an entry of a cell with the emulated x2APIC (Linux, server
+/// VM): its timer bounds the turn, its highest pending vector is offered.
+pub(super) fn emulated_apic_entry(
+    machine: &mut Machine<'_>,
+    cell: &mut Cell,
+    now: u64,
+) -> Option<u64> {
+    let lapic = &mut cell.platform.lapic;
+    lapic.update(now);
+    let expiry = lapic.next_expiry();
+    offer_interrupt(machine.vmcs, lapic);
+    expiry
+}
+
+/// HLT of a cell with the emulated x2APIC: with interrupts off nothing
+/// could wake it, which is a failure; otherwise it waits in software
+/// (other cells run) until its APIC has a vector.
+pub(super) fn software_hlt(machine: &mut Machine<'_>, cell: &mut Cell) -> Outcome {
+    let vmcs = machine.vmcs;
+    if vmcs.read(Field::GuestRflags) & (1 << 9) == 0 {
+        return Outcome::Fail("halted with interrupts off".into());
+    }
+    vmcs.skip_instruction();
+    cell.platform.lapic.update(arch::rdtsc());
+    if cell.platform.lapic.pending().is_some() {
+        return Outcome::Resume;
+    }
+    // Wait in software: other cells run until an interrupt.
+    cell.platform.halted = true;
+    Outcome::Yield
 }

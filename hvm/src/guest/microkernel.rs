@@ -7,19 +7,18 @@
 //! CPUID and MSRs as `hvm_logic::cpuid::microkernel` and
 //! `hvm_logic::msr::microkernel_*` decide.
 
-use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use hvm_abi::BootMode;
 use hvm_logic::exit::IoAccess;
 use hvm_logic::msr::{self, Read};
 use hvm_logic::{cpuid, vmcs::Field};
 
-use super::{answer_cpuid, host_cpuid, Entry, Guest, Machine, Outcome};
-use crate::arch::{self, GuestRegisters};
+use super::{
+    answer_cpuid, console_ports, host_cpuid, load_kernel_image, Entry, Guest, Machine, Outcome,
+};
+use crate::arch;
 use crate::cell::Cell;
-use crate::loader::{self, CellLayout};
 use crate::BootModules;
 
 pub(crate) struct Microkernel;
@@ -31,52 +30,11 @@ impl Guest for Microkernel {
         modules: &BootModules,
         manifest: &[u8],
     ) -> Result<Entry, String> {
-        let kernel = modules.find(&cell.description.image).ok_or_else(|| {
-            format!(
-                "boot module `{}` (its image) is missing",
-                cell.description.image
-            )
-        })?;
-        let mut extra: Vec<(&str, &[u8])> = Vec::new();
-        for name in &cell.description.modules {
-            let bytes = modules
-                .find(name)
-                .ok_or_else(|| format!("boot module `{name}` is missing"))?;
-            extra.push((name.as_str(), bytes));
-        }
-        let layout = CellLayout {
-            host_base: cell.memory.host_base,
-            guest_base: 0,
-            size: cell.memory.size,
-        };
-        let entry = loader::load_microkernel(
-            layout,
-            BootMode::VmxGuest,
-            cell.index,
-            kernel,
-            &extra,
-            manifest,
-            &cell.description.args,
-            None,
-        )
-        .map_err(|e| format!("{e}"))?;
+        let entry = load_kernel_image(cell, modules, manifest, BootMode::VmxGuest as u32, None)?;
+        // Only cell 0 is a microkernel (the manifest checker says so).
         Ok(Entry {
-            rip: entry.rip,
-            rsp: entry.rsp,
-            cr3: entry.cr3,
-            gdt_base: entry.gdt_base,
-            gdt_limit: entry.gdt_limit,
-            code: 0x08,
-            data: 0x10,
-            cr0: 0x8005_0033, // PG, AM, WP, NE, ET, MP, PE
-            cr4: 0x0000_06A0, // PAE, PGE, OSFXSR, OSXMMEXCPT
-            efer: 0xD00,      // NXE, LMA, LME
-            registers: GuestRegisters {
-                rdi: entry.rdi,
-                ..Default::default()
-            },
-            // Only cell 0 is a microkernel (the manifest checker says so).
             owns_apic: true,
+            ..entry
         })
     }
 
@@ -102,24 +60,7 @@ impl Guest for Microkernel {
 
     /// COM1 and port 0xE9 print, the rest is absent.
     fn io(&self, machine: &mut Machine<'_>, cell: &mut Cell, access: IoAccess) -> Outcome {
-        let mask = match access.size {
-            1 => 0xFF,
-            2 => 0xFFFF,
-            _ => 0xFFFF_FFFF,
-        };
-        if access.input {
-            let value: u64 = match access.port {
-                0x3FD => 0x60, // LSR: transmitter empty
-                0x3F8..=0x3FF => 0,
-                _ => mask,
-            };
-            cell.regs.rax = (cell.regs.rax & !mask) | value;
-        } else if matches!(access.port, 0x3F8 | 0xE9) {
-            let byte = cell.regs.rax as u8;
-            cell.console(&[byte]);
-        }
-        machine.vmcs.skip_instruction();
-        Outcome::Resume
+        console_ports(machine, cell, access)
     }
 
     fn msr(&self, machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
@@ -180,9 +121,13 @@ impl Guest for Microkernel {
             return Outcome::Resume;
         }
         // SDM 27.4.2: enter in the HLT activity state; an interrupt for the
-        // cell wakes it.
+        // cell wakes it. The turn ends: other cells run while cell 0 waits
+        // (the run loop sees the activity state and wakes cell 0 for its
+        // held or link vectors; a physical interrupt taken in another cell
+        // yields that cell for it).
         if machine.hlt_activity {
             vmcs.write(Field::GuestActivityState, 1);
+            return Outcome::Yield;
         }
         Outcome::Resume
     }
@@ -213,7 +158,10 @@ fn deliver(machine: &mut Machine<'_>, cell: &mut Cell, vector: u8) {
     if vmcs.interruptible() && !vmcs.injecting() {
         vmcs.inject_external(vector);
     } else {
-        cell.platform.held.push(vector);
+        // One request per vector, as the local APIC's IRR keeps it.
+        if !cell.platform.held.contains(&vector) {
+            cell.platform.held.push(vector);
+        }
         vmcs.interrupt_window(true);
     }
 }

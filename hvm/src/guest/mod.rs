@@ -12,12 +12,14 @@
 //! - `linux.rs`: a stock Linux kernel on an emulated PC: x2APIC, I/O APIC,
 //!   COM1, the link as a virtio PCI device; no hypercalls.
 //!
-//! A server VM (manifest kind `server-vm`, not run yet) will be a third
-//! file: its `boot` loads a task server image, and it answers each exit the
-//! way the server-VM ABI says, without touching this module or the loop.
+//! - `servervm.rs`: a 9P server in its own unikernel VM
+//!   (`servers/runtime-vm`): loaded like the microkernel, an emulated
+//!   x2APIC for its timer and link/command vectors, one link device, the
+//!   server-VM hypercalls.
 
 mod linux;
 mod microkernel;
+mod servervm;
 
 use alloc::string::String;
 
@@ -37,7 +39,7 @@ pub(crate) fn of(kind: CellKind) -> Option<&'static dyn Guest> {
     match kind {
         CellKind::Microkernel => Some(&microkernel::Microkernel),
         CellKind::Linux => Some(&linux::Linux),
-        CellKind::ServerVm => None,
+        CellKind::ServerVm => Some(&servervm::ServerVm),
     }
 }
 
@@ -170,4 +172,84 @@ fn answer_cpuid(regs: &mut GuestRegisters, [a, b, c, d]: Registers) {
 fn hold_for_cell0(machine: &mut Machine<'_>, vector: u8) -> Outcome {
     machine.for_cell0.push(vector);
     Outcome::Yield
+}
+
+/// Loads a kernel-window ELF image (the microkernel, or a server VM's
+/// runtime) with its modules at guest-physical 0 and says how the vCPU
+/// starts: 64-bit, hvm's GDT, RDI = the `BootInfo` (`loader.rs`).
+fn load_kernel_image(
+    cell: &Cell,
+    modules: &BootModules,
+    manifest: &[u8],
+    mode: u32,
+    extra_identity: Option<(u64, u64)>,
+) -> Result<Entry, String> {
+    let description = &cell.description;
+    let image = modules.find(&description.image).ok_or_else(|| {
+        alloc::format!("boot module `{}` (its image) is missing", description.image)
+    })?;
+    let mut extra = alloc::vec::Vec::new();
+    for name in &description.modules {
+        let bytes = modules
+            .find(name)
+            .ok_or_else(|| alloc::format!("boot module `{name}` is missing"))?;
+        extra.push((name.as_str(), bytes));
+    }
+    let layout = crate::loader::CellLayout {
+        host_base: cell.memory.host_base,
+        guest_base: 0,
+        size: cell.memory.size,
+    };
+    let entry = crate::loader::load_microkernel(
+        layout,
+        mode,
+        cell.index,
+        image,
+        &extra,
+        manifest,
+        &description.args,
+        extra_identity,
+    )
+    .map_err(|e| alloc::format!("{e}"))?;
+    Ok(Entry {
+        rip: entry.rip,
+        rsp: entry.rsp,
+        cr3: entry.cr3,
+        gdt_base: entry.gdt_base,
+        gdt_limit: entry.gdt_limit,
+        code: 0x08,
+        data: 0x10,
+        cr0: 0x8005_0033, // PG, AM, WP, NE, ET, MP, PE
+        cr4: 0x0000_06A0, // PAE, PGE, OSFXSR, OSXMMEXCPT
+        efer: 0xD00,      // NXE, LMA, LME
+        registers: GuestRegisters {
+            rdi: entry.rdi,
+            ..Default::default()
+        },
+        owns_apic: false,
+    })
+}
+
+/// Ports of cell 0 and server VMs: COM1 and port 0xE9 print, LSR says the
+/// transmitter is empty, every other port reads all ones and ignores
+/// writes.
+fn console_ports(machine: &mut Machine<'_>, cell: &mut Cell, access: IoAccess) -> Outcome {
+    let mask = match access.size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        _ => 0xFFFF_FFFF,
+    };
+    if access.input {
+        let value: u64 = match access.port {
+            0x3FD => 0x60, // LSR: transmitter empty
+            0x3F8..=0x3FF => 0,
+            _ => mask,
+        };
+        cell.regs.rax = (cell.regs.rax & !mask) | value;
+    } else if matches!(access.port, 0x3F8 | 0xE9) {
+        let byte = cell.regs.rax as u8;
+        cell.console(&[byte]);
+    }
+    machine.vmcs.skip_instruction();
+    Outcome::Resume
 }

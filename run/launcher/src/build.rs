@@ -15,6 +15,7 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
     ("ktest", &["ktest"]),
     ("core-server", &["core"]),
     ("runtime-task", &["ramfs-task", "faulty-task"]),
+    ("runtime-vm", &["ramfs-vm", "hostile-vm", "vm-probe"]),
     (
         "core-programs",
         &[
