@@ -23,6 +23,9 @@ use crate::vmcs::Vmcs;
 use crate::vmx::Hypervisor;
 use crate::{power_off, BootModules};
 
+/// The vector cell 0 gets for its link 0 (link i: 0x50 + i).
+const LINK_VECTOR: u8 = 0x50;
+
 /// Whether the cell goes on after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flow {
@@ -160,7 +163,19 @@ impl Hypervisor {
                     cell.platform.halted = false;
                 }
             } else {
-                while console.take_interrupt().is_some() {}
+                // Contract 2 (docs/hypercalls.md): cell 0's driver hears of
+                // used buffers and configuration changes as vector 0x50 +
+                // link, MSI-X programmed or not (virtio-drivers polls the
+                // ISR and programs none), through the path physical
+                // interrupts take when cell 0 is not running.
+                let mut raised =
+                    activity.received > 0 || activity.transmitted > 0 || activity.fault.is_some();
+                while console.take_interrupt().is_some() {
+                    raised = true;
+                }
+                if raised && !self.for_cell0.contains(&LINK_VECTOR) {
+                    self.for_cell0.push(LINK_VECTOR);
+                }
             }
         }
         for (position, fault) in faults.into_iter().flatten() {
@@ -293,6 +308,19 @@ impl Hypervisor {
             Outcome::Hypercall => self.hypercall(position, vmcs),
             Outcome::Notify => {
                 self.pump_link();
+                if position == 0 {
+                    // Cell 0 is running: what the pump raised for it goes
+                    // in now (held until it can take it), not at its next
+                    // turn.
+                    let mut machine = Machine {
+                        vmcs,
+                        tsc_hz: self.clock.hz,
+                        hlt_activity: self.hlt_activity(),
+                        for_cell0: &mut self.for_cell0,
+                    };
+                    let guest = self.cells[0].guest;
+                    guest.begin_turn(&mut machine, &mut self.cells[0]);
+                }
                 Flow::Resume
             }
             Outcome::Fail(what) => {

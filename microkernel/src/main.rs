@@ -170,6 +170,10 @@ mod boot {
             .iter()
             .map(|m| (m.name(), m.phys, m.len))
             .collect();
-        kernel::boot(pool, root, &modules, (window_start, end), args)
+        let platform = kernel::Platform {
+            under_hvm: info.boot_mode() == Some(BootMode::VmxGuest),
+            ram: (info.memory_base, end),
+        };
+        kernel::boot(pool, root, &modules, (window_start, end), args, platform)
     }
 }

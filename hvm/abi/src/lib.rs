@@ -46,6 +46,14 @@ pub enum Hypercall {
     /// Privileged (cell 0 only): RDX <- the next byte of console input
     /// (COM1), or [`NO_CONSOLE_INPUT`] when none is waiting. Never blocks.
     ConsoleRead = 10,
+    /// Privileged (cell 0 only): write a [`CellInfo`] about cell RDI at
+    /// guest-physical RSI. `NoSuchCell` past the last cell.
+    CellInfo = 11,
+    /// Server VMs only: RDX <- the pending injection op (10..=14) or 0,
+    /// and clear it.
+    TakeCommand = 12,
+    /// Privileged (cell 0 only): RDX <- the VM exits of cell RDI so far.
+    ExitCount = 13,
 }
 
 impl Hypercall {
@@ -63,6 +71,9 @@ impl Hypercall {
             8 => Self::Yield,
             9 => Self::LinkStatus,
             10 => Self::ConsoleRead,
+            11 => Self::CellInfo,
+            12 => Self::TakeCommand,
+            13 => Self::ExitCount,
             _ => return None,
         })
     }
@@ -152,6 +163,60 @@ pub enum CellState {
     Stopped = 2,
     /// Failed and waiting for its restart.
     Failed = 3,
+}
+
+/// Bytes of [`CellInfo::name`].
+pub const CELL_NAME_LEN: usize = 32;
+
+/// Bytes of [`CellInfo::last_failure`].
+pub const CELL_FAILURE_LEN: usize = 160;
+
+/// What [`Hypercall::CellInfo`] writes about a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct CellInfo {
+    /// The cell's kind (the manifest's `kind`) as a number.
+    pub kind: u32,
+    /// [`CellState`] as a number.
+    pub state: u32,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// The manifest's `restart_limit`.
+    pub restart_limit: u32,
+    /// Cell 0's link index to this cell, or `u32::MAX` for none.
+    pub link: u32,
+    /// The cell's name, NUL padded.
+    pub name: [u8; CELL_NAME_LEN],
+    /// The last failure hvm reported for it, NUL padded (empty if none).
+    pub last_failure: [u8; CELL_FAILURE_LEN],
+}
+
+impl CellInfo {
+    /// All zeros (an empty name, no link is `u32::MAX`, set it).
+    pub const EMPTY: CellInfo = CellInfo {
+        kind: 0,
+        state: 0,
+        restarts: 0,
+        restart_limit: 0,
+        link: u32::MAX,
+        name: [0; CELL_NAME_LEN],
+        last_failure: [0; CELL_FAILURE_LEN],
+    };
+
+    /// The name up to the first NUL (`"?"` if it is not UTF-8).
+    pub fn name(&self) -> &str {
+        nul_terminated(&self.name)
+    }
+
+    /// The last failure up to the first NUL (`"?"` if it is not UTF-8).
+    pub fn last_failure(&self) -> &str {
+        nul_terminated(&self.last_failure)
+    }
+}
+
+fn nul_terminated(bytes: &[u8]) -> &str {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    core::str::from_utf8(&bytes[..end]).unwrap_or("?")
 }
 
 /// Magic value at the start of [`BootInfo`] ("KSNBOOT1").
