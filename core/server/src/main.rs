@@ -31,6 +31,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
+mod links;
+#[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]
 mod servants;

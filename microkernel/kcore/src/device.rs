@@ -44,7 +44,7 @@ pub fn check_window(root: bool, physical: u64, length: u64, ram: (u64, u64)) -> 
         .filter(|&end| end <= PHYSICAL_LIMIT)
         .ok_or(Error::InvalidArgument)?;
     let overlaps = |(start, stop): (u64, u64)| physical < stop && start < end;
-    if overlaps(ram) || overlaps(LOCAL_APIC) {
+    if overlaps((0, ram.1)) || overlaps(LOCAL_APIC) {
         return Err(Error::InvalidArgument);
     }
     Ok(())
@@ -118,11 +118,17 @@ mod tests {
             );
         }
         assert_eq!(check_window(true, 32 << 20, 0x1000, RAM), Ok(()));
-        // A cell whose memory does not start at 0.
-        assert_eq!(
-            check_window(true, 0x4000_0000, 0x1000, (0x4000_0000, 0x5000_0000)),
-            Err(Error::InvalidArgument)
-        );
+        // A cell whose memory does not start at 0 (bare mode): nothing
+        // below its end either.
+        let bare = (0x100_0000, 0x500_0000);
+        for physical in [0, 0xA_0000, 0x100_0000, 0x4FF_F000] {
+            assert_eq!(
+                check_window(true, physical, 0x1000, bare),
+                Err(Error::InvalidArgument),
+                "{physical:#x}"
+            );
+        }
+        assert_eq!(check_window(true, 0x500_0000, 0x1000, bare), Ok(()));
     }
 
     #[test]
