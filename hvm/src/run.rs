@@ -17,6 +17,7 @@ use hvm_logic::exit::{CrAccess, RawExit, VmExit};
 use hvm_logic::vmcs::Field;
 
 use crate::arch;
+use crate::cell::SWITCHED_MSRS;
 use crate::devices;
 use crate::guest::{Machine, Outcome};
 use crate::vmcs::Vmcs;
@@ -193,8 +194,38 @@ impl Hypervisor {
         }
     }
 
+    /// Puts the cell's own values of the MSRs VMX does not switch into the
+    /// CPU, keeping the previous cell's.
+    fn switch_msrs(&mut self, position: usize) {
+        if self.msrs_of == Some(position) {
+            return;
+        }
+        if let Some(previous) = self.msrs_of {
+            for (slot, &msr) in self.cells[previous]
+                .switched_msrs
+                .iter_mut()
+                .zip(SWITCHED_MSRS.iter())
+            {
+                // SAFETY: every x86-64 CPU with VT-x has these MSRs.
+                *slot = unsafe { arch::rdmsr(msr) };
+            }
+        }
+        for (&value, &msr) in self.cells[position]
+            .switched_msrs
+            .iter()
+            .zip(SWITCHED_MSRS.iter())
+        {
+            // SAFETY: the values are the cell's own (zero, or what it
+            // wrote, which the CPU accepted then); hvm uses none of these
+            // MSRs itself.
+            unsafe { arch::wrmsr(msr, value) };
+        }
+        self.msrs_of = Some(position);
+    }
+
     /// Enters a cell and handles exits until it must yield or stop.
     fn enter(&mut self, position: usize) {
+        self.switch_msrs(position);
         // SAFETY: the cell's VMCS region, initialised by load(); the token
         // lives for this turn only and no other is alive.
         let vmcs =
@@ -374,7 +405,33 @@ impl Hypervisor {
                     Outcome::Fail(what)
                 }
             }
-            VmExit::Hlt => guest.hlt(&mut machine, cell),
+            VmExit::Hlt => {
+                let outcome = guest.hlt(&mut machine, cell);
+                // Cell 0 idles with HLT; while another cell has work, it
+                // gives that cell the rest of its turn rather than sleep
+                // through it (its interrupts end other cells' turns, so it
+                // would otherwise keep the CPU ten times longer than it
+                // lets them run). It resumes after its HLT, as if woken.
+                let sleeping = vmcs.read(Field::GuestActivityState) == 1;
+                if position == 0 && matches!(outcome, Outcome::Resume) && sleeping {
+                    let now = arch::rdtsc();
+                    let others_busy = self.cells.iter_mut().enumerate().any(|(i, c)| {
+                        if i == position || !c.life.alive() {
+                            return false;
+                        }
+                        if !c.platform.halted {
+                            return true;
+                        }
+                        c.platform.lapic.update(now);
+                        c.platform.lapic.has_requests()
+                    });
+                    if others_busy {
+                        vmcs.write(Field::GuestActivityState, 0);
+                        return Flow::Yield;
+                    }
+                }
+                outcome
+            }
             VmExit::ExternalInterrupt { vector } => {
                 guest.external_interrupt(&mut machine, cell, vector)
             }

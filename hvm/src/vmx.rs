@@ -112,6 +112,8 @@ pub struct Hypervisor {
     pub(crate) link: Option<Link>,
     /// External interrupts taken while another cell ran, for cell 0.
     pub(crate) for_cell0: Vec<u8>,
+    /// The cell whose [`crate::cell::SWITCHED_MSRS`] are in the CPU.
+    pub(crate) msrs_of: Option<usize>,
     /// The TSC rate measured at boot (`clock.rs`): slices, watchdog
     /// periods and what cells are told through CPUID.
     pub(crate) clock: Rate,
@@ -184,6 +186,7 @@ pub fn enable(frames: &mut FrameAllocator, clock: Rate) -> Result<Hypervisor, St
         cells: Vec::new(),
         link: None,
         for_cell0: Vec::new(),
+        msrs_of: None,
         clock,
     })
 }
@@ -255,6 +258,7 @@ impl Hypervisor {
             line: Vec::new(),
             platform: Platform::new(description.kind, linked),
             watchdog,
+            switched_msrs: [0; crate::cell::SWITCHED_MSRS.len()],
         });
         let position = self.cells.len() - 1;
         if description.kind == CellKind::Linux && self.link.is_none() {
@@ -281,6 +285,11 @@ impl Hypervisor {
             self.msr_bitmap
         };
         self.reset_vcpu(position, bitmap, &entry);
+        // A restarted cell starts with its switched MSRs at zero.
+        self.cells[position].switched_msrs = [0; crate::cell::SWITCHED_MSRS.len()];
+        if self.msrs_of == Some(position) {
+            self.msrs_of = None;
+        }
         if let Some(link) = self.link.as_mut().filter(|l| l.peer == position) {
             link.to_peer.clear();
             link.to_cell0.clear();

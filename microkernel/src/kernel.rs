@@ -1465,11 +1465,19 @@ extern "C" fn trap_from_kernel(frame: *mut Context) {
         }
         vector => {
             panic!(
-                "kernel exception {} (error {:#x}) at rip={:#x} cr2={:#x}",
+                "kernel exception {} (error {:#x}) at rip={:#x} cr2={:#x} cs={:#x} rsp={:#x} rflags={:#x} frame={:#x} rax={:#x} rcx={:#x} r11={:#x} ss={:#x}",
                 vector,
                 frame.error_code,
                 frame.rip,
-                arch::read_cr2()
+                arch::read_cr2(),
+                frame.cs,
+                frame.rsp,
+                frame.rflags,
+                frame as *const Context as u64,
+                frame.rax,
+                frame.rcx,
+                frame.r11,
+                frame.ss
             );
         }
     }

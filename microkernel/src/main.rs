@@ -29,8 +29,6 @@ mod console;
 #[cfg(target_os = "none")]
 mod kernel;
 #[cfg(target_os = "none")]
-mod link;
-#[cfg(target_os = "none")]
 mod loader;
 #[cfg(target_os = "none")]
 mod memory;

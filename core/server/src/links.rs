@@ -142,8 +142,10 @@ pub struct Link {
     pub index: u32,
     /// Its BAR's physical address.
     pub bar: u64,
-    /// The console.
-    pub console: LinkConsole<CoreHal>,
+    /// The console; `None` only while it is set up again (dropping a
+    /// console resets the device, so the old one goes before the new one
+    /// comes).
+    console: Option<LinkConsole<CoreHal>>,
 }
 
 impl Link {
@@ -155,6 +157,13 @@ impl Link {
     /// Where its BAR is mapped in core.
     pub fn registers(&self) -> u64 {
         DEVICE_WINDOWS + u64::from(self.index) * LINK_BAR_STRIDE
+    }
+
+    /// The link's console.
+    pub fn console(&mut self) -> Result<&mut LinkConsole<CoreHal>, &'static str> {
+        self.console
+            .as_mut()
+            .ok_or("the link's device is not set up")
     }
 
     /// The link's generation from hvm.
@@ -199,7 +208,7 @@ pub fn open_links(me: ThreadId) -> Vec<Link> {
             Ok(Link {
                 index,
                 bar: function.bar,
-                console,
+                console: Some(console),
             })
         })();
         match opened {
@@ -208,6 +217,20 @@ pub fn open_links(me: ThreadId) -> Vec<Link> {
         }
     }
     links
+}
+
+/// Sleeps until `link`'s interrupt or `microseconds`, whichever comes
+/// first, and acknowledges the interrupt if it came.
+pub fn wait(link: &Link, microseconds: u32) {
+    // SAFETY: core's thread; the caller holds no other reference to the
+    // UTCB across this call (boot, or a servant call: see
+    // task_server::utcb).
+    let utcb = unsafe { &mut *current_utcb() };
+    let irq = link.interrupt();
+    let wait = Timeout::Relative { microseconds };
+    if receive(utcb, FromSpecifier::Thread(ThreadId::interrupt(irq)), wait).is_ok() {
+        let _ = interrupt_acknowledge(irq);
+    }
 }
 
 /// Resets the link's device and sets it up again (after the hostile test
@@ -219,7 +242,10 @@ fn reopen(link: &mut Link) -> Result<(), &'static str> {
         device: (link.index + 1) as u8,
         function: 0,
     };
-    link.console = LinkConsole::<CoreHal>::open(&mut root, function)?;
+    // virtio-drivers resets the device when a transport is dropped: the
+    // old console must go first.
+    link.console = None;
+    link.console = Some(LinkConsole::<CoreHal>::open(&mut root, function)?);
     Ok(())
 }
 
@@ -238,11 +264,11 @@ struct BridgePort<'a> {
 
 impl virtio_link::bridge::Port for BridgePort<'_> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
-        self.link.console.send(bytes)
+        self.link.console()?.send(bytes)
     }
 
     fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str> {
-        self.link.console.receive(out)
+        self.link.console()?.receive(out)
     }
 
     fn generation(&mut self) -> Option<u64> {
@@ -256,16 +282,7 @@ impl virtio_link::bridge::Port for BridgePort<'_> {
     /// Sleeps until the link's interrupt, or 20 ms: core's thread blocks
     /// in the kernel, so the kernel idles and hvm runs the other cells.
     fn wait(&mut self) {
-        // SAFETY: core's thread, at boot before `Core` takes its UTCB
-        // reference; nothing else holds it now.
-        let utcb = unsafe { &mut *current_utcb() };
-        let irq = self.link.interrupt();
-        let wait = Timeout::Relative {
-            microseconds: 20_000,
-        };
-        if receive(utcb, FromSpecifier::Thread(ThreadId::interrupt(irq)), wait).is_ok() {
-            let _ = interrupt_acknowledge(irq);
-        }
+        wait(self.link, 20_000);
     }
 
     fn log(&mut self, line: core::fmt::Arguments<'_>) {

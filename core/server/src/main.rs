@@ -40,3 +40,5 @@ mod servants;
 mod server;
 #[cfg(target_os = "none")]
 mod task_server;
+#[cfg(target_os = "none")]
+mod vm_server;

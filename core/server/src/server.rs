@@ -34,9 +34,11 @@ use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
 use microkernel_rt::user::{current_utcb, ipc_with_items};
 use microkernel_rt::utcb::ReceiveTargets;
 
+use crate::links::open_links;
 use crate::process::TextCache;
 use crate::servants::{console_input, console_out, KernelClock};
 use crate::task_server::TaskServer;
+use crate::vm_server::{server_vms, ServerLink};
 
 mod kernel;
 
@@ -85,9 +87,16 @@ impl Core {
             );
             let identity = index as u64;
             match TaskServer::start(name, identity, elf, me, pool, &mut arena, &mut text) {
-                Ok(server) => started.push((String::from(name), module.clone(), server)),
+                Ok(server) => {
+                    started.push((String::from(name), module.clone(), ServerLink::Task(server)))
+                }
                 Err(e) => print(format_args!("core: task server {name}: {e}\n")),
             }
+        }
+        // Server VMs: every link whose peer hvm names a server-vm cell,
+        // posted in /srv under the cell's name (issue 12, contract 7).
+        for (name, server) in server_vms(open_links(me)) {
+            started.push((name.clone(), name, ServerLink::Vm(Box::new(server))));
         }
         let mut others = Devices::new();
         let added = [
@@ -200,6 +209,12 @@ impl Core {
     /// Decodes one message from core's UTCB and hands it on: a process's
     /// to `System::handle`, a task server's to `#M`.
     fn handle(&mut self, sender: ThreadId) {
+        if let Some(irq) = sender.interrupt_number() {
+            // A link's interrupt that came while no exchange waited for
+            // it: unmask it, or the next exchange would have to poll.
+            let _ = microkernel_rt::user::interrupt_acknowledge(irq);
+            return;
+        }
         let thread = Thread(sender.raw());
         if !self.system.is_process(thread) {
             let tag = MessageTag::from_raw(self.system.kernel().utcb.message_registers[0]);
@@ -264,7 +279,7 @@ impl Core {
                     // SAFETY: between messages core does not hold its own
                     // UTCB reference across this call (see task_server).
                     let utcb = unsafe { &mut *current_utcb() };
-                    match mounts.transport_mut(link) {
+                    match mounts.transport_mut(link).and_then(ServerLink::task) {
                         Some(server) => server.fault(utcb, registers[0]),
                         None => Ok(()),
                     }

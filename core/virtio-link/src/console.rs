@@ -68,7 +68,9 @@ impl Page {
     }
 }
 
-/// The console of one link: transport, queues, buffers.
+/// The console of one link: transport, queues, buffers. Dropping it
+/// resets the device (virtio-drivers' transport does); its two buffer
+/// pages are kept (a console is set up once per link reset at most).
 pub struct LinkConsole<H: Hal> {
     transport: PciTransport,
     receive: VirtQueue<H, QUEUE_SIZE>,

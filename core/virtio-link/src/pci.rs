@@ -60,17 +60,19 @@ pub fn find_links<C: ConfigurationAccess + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
     use std::rc::Rc;
 
-    /// A bus of (device, vendor, device id, BAR 0) with only function 0.
+    /// (device number, vendor, device id, BAR 0).
+    type FakeDevice = (u8, u16, u16, u32);
+
+    /// A bus of devices with only function 0; writes are ignored.
     #[derive(Clone)]
-    struct FakeBus(Rc<RefCell<std::vec::Vec<(u8, u16, u16, u32)>>>);
+    struct FakeBus(Rc<std::vec::Vec<FakeDevice>>);
 
     impl ConfigurationAccess for FakeBus {
         fn read_word(&self, function: DeviceFunction, offset: u8) -> u32 {
-            let devices = self.0.borrow();
-            let Some(&(_, vendor, device, bar)) = devices
+            let Some(&(_, vendor, device, bar)) = self
+                .0
                 .iter()
                 .find(|d| d.0 == function.device && function.function == 0 && function.bus == 0)
             else {
@@ -93,14 +95,14 @@ mod tests {
 
     #[test]
     fn links_are_the_consoles_where_the_contract_puts_them() {
-        let bus = FakeBus(Rc::new(RefCell::new(std::vec![
+        let bus = FakeBus(Rc::new(std::vec![
             (0, 0x8086, 0x1237, 0), // host bridge
             (1, VIRTIO_VENDOR, CONSOLE_DEVICE, 0xE000_0000),
             (2, VIRTIO_VENDOR, 0x1041, 0xE001_0000), // a network device
             (3, VIRTIO_VENDOR, CONSOLE_DEVICE, 0xE002_0000),
             (4, VIRTIO_VENDOR, CONSOLE_DEVICE, 0xD000_0000), // wrong BAR
             (5, VIRTIO_VENDOR, CONSOLE_DEVICE, 0xE004_0001), // I/O BAR
-        ])));
+        ]));
         let links: std::vec::Vec<(u32, u64)> = find_links(&bus).map(|l| (l.index, l.bar)).collect();
         assert_eq!(links, [(0, 0xE000_0000), (2, 0xE002_0000)]);
     }

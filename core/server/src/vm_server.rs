@@ -1,0 +1,202 @@
+//! Server VMs: 9P servers in cells of their own, reached over hvm's links.
+//!
+//! A `server-vm` cell gets one virtio link to cell 0 (hvm's contract 1).
+//! Core drives its end ([`crate::links`]) and gives it to `#M` as a
+//! [`Transport`], posted as `/srv/NAME` under the cell's name, exactly as
+//! a task server of that name is. On the link 9P messages travel as a
+//! byte stream, each framed by its size[4] (`virtio_link::stream`); every
+//! exchange is synchronous: the T-message out, then core waits on the
+//! link's interrupt for a whole R-message.
+//!
+//! [`ServerLink`] is what `#M` holds for either placement.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kasane_mount::Transport;
+use microkernel_rt::user::{cell_info, kernel_info};
+use virtio_link::stream::MessageStream;
+
+use crate::links::Link;
+use crate::task_server::{TaskServer, ANSWER_LIMIT};
+
+/// `hvm_abi::CellInfo.kind` of a server VM: the manifest's `CellKind` in
+/// order (microkernel 0, linux 1, server-vm 2). Helper B defines the
+/// numbering in hvm; the integrator must check it matches.
+pub const SERVER_VM_KIND: u32 = 2;
+
+/// Most cells core asks hvm about.
+const MAX_CELLS: u32 = 64;
+
+/// The cell at the other end of link `index`: (cell, name, kind).
+pub fn peer(index: u32) -> Option<(u32, String, u32)> {
+    (1..MAX_CELLS)
+        .map_while(|cell| cell_info(cell).ok().map(|info| (cell, info)))
+        .find(|(_, info)| info.link == index)
+        .map(|(cell, info)| (cell, info.name().to_string(), info.kind))
+}
+
+/// A server VM's link, as `#M`'s transport.
+pub struct VmServer {
+    name: String,
+    /// Its cell (for hvm's cell calls).
+    pub cell: u32,
+    link: Link,
+    stream: MessageStream,
+    /// The link's generation when the stream last started: a new one
+    /// means the peer is new and stale bytes are dropped.
+    generation: Option<u64>,
+    input: Box<[u8]>,
+}
+
+impl VmServer {
+    /// The transport over `link`, whose peer is server VM `cell`.
+    pub fn new(name: &str, cell: u32, link: Link) -> VmServer {
+        VmServer {
+            name: String::from(name),
+            cell,
+            generation: link.generation(),
+            link,
+            stream: MessageStream::new(kasane_mount::MSIZE),
+            input: alloc::vec![0u8; 4096].into_boxed_slice(),
+        }
+    }
+
+    fn clock() -> u64 {
+        kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
+    }
+}
+
+impl Transport for VmServer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        let name = self.name.clone();
+        let failed = |what: &dyn core::fmt::Display| format!("{name}: {what}");
+        let generation = self.link.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.stream.reset();
+        }
+        self.link
+            .console()
+            .and_then(|console| console.send(frame))
+            .map_err(|e| failed(&e))?;
+        let deadline = Self::clock() + ANSWER_LIMIT;
+        loop {
+            match self.stream.next_message() {
+                Ok(Some(message)) => {
+                    let length = message.len().min(answer.len());
+                    answer[..length].copy_from_slice(&message[..length]);
+                    return Ok(length);
+                }
+                Ok(None) => {}
+                // Not 9P: the server is broken (or lying); #M hangs up.
+                Err(error) => return Err(failed(&error)),
+            }
+            let received = self
+                .link
+                .console()
+                .and_then(|console| console.receive(&mut self.input))
+                .map_err(|e| failed(&e))?;
+            if received > 0 {
+                self.stream.push(&self.input[..received]);
+                continue;
+            }
+            if self.link.generation() != self.generation {
+                return Err(failed(&"the server VM was restarted"));
+            }
+            if Self::clock() > deadline {
+                return Err(failed(&"no answer"));
+            }
+            crate::links::wait(&self.link, 20_000);
+        }
+    }
+}
+
+/// What `#M` holds: a task server's link or a server VM's.
+pub enum ServerLink {
+    Task(TaskServer),
+    Vm(Box<VmServer>),
+}
+
+impl ServerLink {
+    /// The task server, if it is one.
+    pub fn task(&mut self) -> Option<&mut TaskServer> {
+        match self {
+            ServerLink::Task(server) => Some(server),
+            ServerLink::Vm(_) => None,
+        }
+    }
+}
+
+impl Transport for ServerLink {
+    fn name(&self) -> &str {
+        match self {
+            ServerLink::Task(server) => server.name(),
+            ServerLink::Vm(server) => server.name(),
+        }
+    }
+
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        match self {
+            ServerLink::Task(server) => server.exchange(frame, answer),
+            ServerLink::Vm(server) => server.exchange(frame, answer),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            ServerLink::Task(server) => server.stop(),
+            ServerLink::Vm(server) => server.stop(),
+        }
+    }
+
+    fn posts(&self) -> bool {
+        match self {
+            ServerLink::Task(server) => server.posts(),
+            ServerLink::Vm(server) => server.posts(),
+        }
+    }
+
+    fn post(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<Option<usize>, String> {
+        match self {
+            ServerLink::Task(server) => server.post(frame, answer),
+            ServerLink::Vm(server) => server.post(frame, answer),
+        }
+    }
+
+    fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        match self {
+            ServerLink::Task(server) => server.collect(answer),
+            ServerLink::Vm(server) => server.collect(answer),
+        }
+    }
+
+    fn peer(&self) -> u64 {
+        match self {
+            ServerLink::Task(server) => server.peer(),
+            ServerLink::Vm(server) => server.peer(),
+        }
+    }
+}
+
+/// Opens every link whose peer is a server VM, for `#M`: (name, transport).
+/// Other links (a Linux cell's) are left alone.
+pub fn server_vms(links: Vec<Link>) -> Vec<(String, VmServer)> {
+    let mut servers = Vec::new();
+    for link in links {
+        match peer(link.index) {
+            Some((cell, name, SERVER_VM_KIND)) => {
+                let server = VmServer::new(&name, cell, link);
+                servers.push((name, server));
+            }
+            _ => drop(link),
+        }
+    }
+    servers
+}
