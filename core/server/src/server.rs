@@ -20,7 +20,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use core_system::{BootFiles, ConsoleDevice, Message, Reply, System, Thread};
+use core_system::{BootFiles, ConsoleDevice, Message, Reply, System, Thread, VmDevice};
 use kasane_servant::servants::cons::Console;
 use kasane_servant::servants::root::Root;
 use kasane_servant::{Devices, LinkId};
@@ -38,7 +38,7 @@ use crate::links::open_links;
 use crate::process::TextCache;
 use crate::servants::{console_input, console_out, KernelClock};
 use crate::task_server::TaskServer;
-use crate::vm_server::{server_vms, ServerLink};
+use crate::vm_server::{server_vms, HvmCells, ServerLink};
 
 mod kernel;
 
@@ -107,6 +107,7 @@ impl Core {
                 console_input,
             ))),
             others.add(Box::new(BootFiles::new(modules))),
+            others.add(Box::new(VmDevice::new(HvmCells))),
         ];
         for result in added {
             if let Err(e) = result {

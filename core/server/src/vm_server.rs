@@ -200,3 +200,45 @@ pub fn server_vms(links: Vec<Link>) -> Vec<(String, VmServer)> {
     }
     servers
 }
+
+/// `/dev/vm`'s view of hvm: `CellInfo` and `CellControl` through
+/// `hvm_call`. In bare mode every call is `NotSupported`, so there are no
+/// cells.
+pub struct HvmCells;
+
+impl core_system::Cells for HvmCells {
+    fn cell(&self, index: u32) -> Option<core_system::CellRecord> {
+        let info = cell_info(index).ok()?;
+        let kind = match info.kind {
+            0 => String::from("microkernel"),
+            1 => String::from("linux"),
+            SERVER_VM_KIND => String::from("server-vm"),
+            other => format!("kind-{other}"),
+        };
+        let state = match info.state {
+            0 => String::from("created"),
+            1 => String::from("running"),
+            2 => String::from("stopped"),
+            3 => String::from("failed"),
+            other => format!("state-{other}"),
+        };
+        Some(core_system::CellRecord {
+            name: info.name().to_string(),
+            kind,
+            state,
+            restarts: info.restarts,
+            restart_limit: info.restart_limit,
+            last_failure: info.last_failure().to_string(),
+        })
+    }
+
+    fn control(&mut self, index: u32, verb: core_system::Verb) -> Result<(), String> {
+        microkernel_rt::user::hvm_call(
+            hvm_abi::Hypercall::CellControl as u64,
+            u64::from(index),
+            verb.operation(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+}

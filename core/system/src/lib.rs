@@ -43,11 +43,13 @@ mod park;
 mod process;
 mod servants;
 mod system;
+mod vm;
 
 pub use fds::{Fd, Fds, MAX_FD};
 pub use kasane_mount::Transport;
 pub use servants::{BootFiles, ConsoleDevice, Servants, CONS, CONS_INPUT};
 pub use system::System;
+pub use vm::{CellRecord, Cells, Verb, VmDevice};
 
 /// The user name every process runs as.
 pub const USER: &str = "eve";

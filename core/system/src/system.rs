@@ -215,10 +215,11 @@ impl<K: Kernel> System<K> {
 
     /// The first namespace: `#R` at `/` with the servants bound in.
     fn boot_namespace(&mut self) -> Result<u32, Error> {
+        let has_vm = self.servants.others.get_mut('V').is_ok();
         let mut host = host!(self, 0, 0);
         let root = kasane_namespace::Walker::attach(&mut host, 'R', "")?;
         let mut ns = Ns::new(root);
-        let binds: [(&str, &str, u32); 6] = [
+        let mut binds: Vec<(&str, &str, u32)> = alloc::vec![
             ("#c", "/dev", 0),
             ("#b", "/bin", 0),
             ("#b", "/boot", 0),
@@ -226,6 +227,11 @@ impl<K: Kernel> System<K> {
             ("#s", "/srv", 0),
             ("#e", "/env", 4),
         ];
+        // `/dev/vm` (hvm's cells) when the shell has the servant: after
+        // #c, so /dev gains the directory `vm`.
+        if has_vm {
+            binds.push(("#V", "/dev", 2));
+        }
         for (new, old, flags) in binds {
             let dot = ns.root_location(&mut host);
             let new_location = ns.resolve(&mut host, &dot, new)?;
