@@ -125,6 +125,9 @@ fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
     assert!(boot_cycles > 10_000_000, "{boot_cycles}");
     assert!(restart_cycles > 10_000_000, "{restart_cycles}");
     assert!(roundtrip > 0 && roundtrip < boot_cycles, "{roundtrip}");
+    for line in transcript.lines().filter(|l| l.starts_with("bench ")) {
+        eprintln!("{line}");
+    }
     assert_no_line_contains(&boot, "linux-link: FAILED");
     assert_no_line_contains(&boot, "hvm: cell 0 (cell0) failed");
     assert_no_line_contains(&boot, "PANIC");

@@ -1,4 +1,4 @@
-//! Case 16: what a user-level driver gets from the kernel, and who may not.
+//! Case 13: what a user-level driver gets from the kernel, and who may not.
 //!
 //! The root task (ktest here) may forward five hypercalls to hvm
 //! (`hvm_call`; `NotSupported` when bare), map a device window above the
@@ -53,7 +53,7 @@ pub fn driver_probe(_: u64) -> ! {
     park()
 }
 
-/// Case 16.
+/// Case 13.
 pub fn driver_mechanisms(context: &mut Context) -> Result<(), Failure> {
     let info = context.info;
     // hvm_call: refusals first, in either mode.
