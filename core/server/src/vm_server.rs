@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 
 use kasane_mount::Transport;
 use microkernel_rt::user::{cell_info, kernel_info};
-use virtio_link::stream::MessageStream;
+use virtio_link::stream::{Exchanger, StreamLink};
 
 use crate::links::Link;
 use crate::task_server::{TaskServer, ANSWER_LIMIT};
@@ -44,11 +44,7 @@ pub struct VmServer {
     /// Its cell (for hvm's cell calls).
     pub cell: u32,
     link: Link,
-    stream: MessageStream,
-    /// The link's generation when the stream last started: a new one
-    /// means the peer is new and stale bytes are dropped.
-    generation: Option<u64>,
-    input: Box<[u8]>,
+    exchanger: Exchanger,
 }
 
 impl VmServer {
@@ -57,15 +53,34 @@ impl VmServer {
         VmServer {
             name: String::from(name),
             cell,
-            generation: link.generation(),
+            exchanger: Exchanger::new(kasane_mount::MSIZE, link.generation()),
             link,
-            stream: MessageStream::new(kasane_mount::MSIZE),
-            input: alloc::vec![0u8; 4096].into_boxed_slice(),
         }
     }
+}
 
-    fn clock() -> u64 {
+/// The link as `virtio_link::stream` drives it.
+struct LinkIo<'a>(&'a mut Link);
+
+impl StreamLink for LinkIo<'_> {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        self.0.console()?.send(bytes)
+    }
+
+    fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str> {
+        self.0.console()?.receive(out)
+    }
+
+    fn generation(&mut self) -> Option<u64> {
+        self.0.generation()
+    }
+
+    fn now(&mut self) -> u64 {
         kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
+    }
+
+    fn wait(&mut self) {
+        crate::links::wait(self.0, 20_000);
     }
 }
 
@@ -75,46 +90,9 @@ impl Transport for VmServer {
     }
 
     fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
-        let name = self.name.clone();
-        let failed = |what: &dyn core::fmt::Display| format!("{name}: {what}");
-        let generation = self.link.generation();
-        if generation != self.generation {
-            self.generation = generation;
-            self.stream.reset();
-        }
-        self.link
-            .console()
-            .and_then(|console| console.send(frame))
-            .map_err(|e| failed(&e))?;
-        let deadline = Self::clock() + ANSWER_LIMIT;
-        loop {
-            match self.stream.next_message() {
-                Ok(Some(message)) => {
-                    let length = message.len().min(answer.len());
-                    answer[..length].copy_from_slice(&message[..length]);
-                    return Ok(length);
-                }
-                Ok(None) => {}
-                // Not 9P: the server is broken (or lying); #M hangs up.
-                Err(error) => return Err(failed(&error)),
-            }
-            let received = self
-                .link
-                .console()
-                .and_then(|console| console.receive(&mut self.input))
-                .map_err(|e| failed(&e))?;
-            if received > 0 {
-                self.stream.push(&self.input[..received]);
-                continue;
-            }
-            if self.link.generation() != self.generation {
-                return Err(failed(&"the server VM was restarted"));
-            }
-            if Self::clock() > deadline {
-                return Err(failed(&"no answer"));
-            }
-            crate::links::wait(&self.link, 20_000);
-        }
+        self.exchanger
+            .exchange(&mut LinkIo(&mut self.link), frame, answer, ANSWER_LIMIT)
+            .map_err(|error| format!("{}: {error}", self.name))
     }
 }
 

@@ -13,7 +13,8 @@
 //!   transport and split virtqueues) over a [`Hal`](virtio_drivers::Hal)
 //!   the caller supplies.
 //! - [`stream`]: 9P over a link: a byte stream cut into messages by their
-//!   size[4] (host-tested).
+//!   size[4], and one synchronous exchange over any `StreamLink`
+//!   (host-tested).
 //! - [`bridge`]: the Linux link's session with the bridge agent (Hello,
 //!   Ping, Uname, the crash and the restarted agent), as a state machine
 //!   over a [`bridge::Port`] (host-tested against a fake agent).

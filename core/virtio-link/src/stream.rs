@@ -4,7 +4,10 @@
 //! stream; each starts with its size[4], little-endian, counting itself
 //! (intro(5)), which frames it. A size below the smallest message (7:
 //! size, type, tag) or above the link's message size is a broken peer,
-//! never a reason to wait for more bytes.
+//! never a reason to wait for more bytes. [`Exchanger`] does one
+//! synchronous exchange over any [`StreamLink`] (core's `#M` transport for
+//! a server VM), dropping what an earlier peer left when the link's
+//! generation changes.
 #![forbid(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -148,5 +151,224 @@ mod tests {
         let mut stream = MessageStream::new(8216);
         stream.push(b"hello, world\n");
         assert!(stream.next_message().is_err());
+    }
+}
+
+/// What a synchronous 9P exchange needs of a link.
+pub trait StreamLink {
+    /// Sends bytes.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), &'static str>;
+    /// Bytes received, if any; never blocks.
+    fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str>;
+    /// The link's generation (hvm's `LinkStatus`).
+    fn generation(&mut self) -> Option<u64>;
+    /// Microseconds on some clock.
+    fn now(&mut self) -> u64;
+    /// Waits a little, or until the link has news.
+    fn wait(&mut self);
+}
+
+/// Why an exchange failed; each hangs the link up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// The driver failed.
+    Link(&'static str),
+    /// The peer sent something that is not 9P.
+    Stream(StreamError),
+    /// The link's generation changed while the answer was awaited: the
+    /// peer is new and will never answer.
+    PeerRestarted,
+    /// No whole answer within the limit.
+    NoAnswer,
+}
+
+impl core::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ExchangeError::Link(why) => f.write_str(why),
+            ExchangeError::Stream(error) => write!(f, "{error}"),
+            ExchangeError::PeerRestarted => f.write_str("the server VM was restarted"),
+            ExchangeError::NoAnswer => f.write_str("no answer"),
+        }
+    }
+}
+
+/// One link's side of synchronous 9P exchanges: a T-message out, then the
+/// stream read until one whole R-message is in.
+#[derive(Debug)]
+pub struct Exchanger {
+    stream: MessageStream,
+    generation: Option<u64>,
+    input: Vec<u8>,
+}
+
+impl Exchanger {
+    /// For a link of message size `msize`, whose generation is now
+    /// `generation`.
+    pub fn new(msize: u32, generation: Option<u64>) -> Exchanger {
+        Exchanger {
+            stream: MessageStream::new(msize),
+            generation,
+            input: alloc::vec![0; 4096],
+        }
+    }
+
+    /// Sends `frame` and waits at most `limit` microseconds for the
+    /// answer, which goes into `answer`; its length. Bytes left from an
+    /// earlier peer (the generation changed since) are dropped first.
+    pub fn exchange<L: StreamLink>(
+        &mut self,
+        link: &mut L,
+        frame: &[u8],
+        answer: &mut [u8],
+        limit: u64,
+    ) -> Result<usize, ExchangeError> {
+        let generation = link.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.stream.reset();
+        }
+        link.send(frame).map_err(ExchangeError::Link)?;
+        let deadline = link.now().saturating_add(limit);
+        loop {
+            match self.stream.next_message() {
+                Ok(Some(message)) => {
+                    let length = message.len().min(answer.len());
+                    answer[..length].copy_from_slice(&message[..length]);
+                    return Ok(length);
+                }
+                Ok(None) => {}
+                Err(error) => return Err(ExchangeError::Stream(error)),
+            }
+            let received = link.receive(&mut self.input).map_err(ExchangeError::Link)?;
+            if received > 0 {
+                self.stream.push(&self.input[..received]);
+                continue;
+            }
+            if link.generation() != self.generation {
+                return Err(ExchangeError::PeerRestarted);
+            }
+            if link.now() > deadline {
+                return Err(ExchangeError::NoAnswer);
+            }
+            link.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod exchange_tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A peer that answers every T-message with `reply(frame)`, a few
+    /// bytes per receive, on a clock that moves 1 ms per call.
+    struct FakePeer {
+        pending: VecDeque<u8>,
+        reply: fn(&[u8]) -> Vec<u8>,
+        generation: u64,
+        restart_after_send: bool,
+        clock: u64,
+    }
+
+    impl StreamLink for FakePeer {
+        fn send(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+            if self.restart_after_send {
+                self.generation += 1;
+                self.pending.clear();
+            } else {
+                self.pending.extend((self.reply)(bytes));
+            }
+            Ok(())
+        }
+        fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str> {
+            let n = self.pending.len().min(out.len()).min(5);
+            for slot in &mut out[..n] {
+                *slot = self.pending.pop_front().unwrap();
+            }
+            Ok(n)
+        }
+        fn generation(&mut self) -> Option<u64> {
+            Some(self.generation)
+        }
+        fn now(&mut self) -> u64 {
+            self.clock += 1000;
+            self.clock
+        }
+        fn wait(&mut self) {}
+    }
+
+    fn peer(reply: fn(&[u8]) -> Vec<u8>) -> FakePeer {
+        FakePeer {
+            pending: VecDeque::new(),
+            reply,
+            generation: 1,
+            restart_after_send: false,
+            clock: 0,
+        }
+    }
+
+    /// Rversion for any request: size[4] type[1]=101 tag[2] msize[4]
+    /// version[s].
+    fn rversion(_: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&19u32.to_le_bytes());
+        m.push(101);
+        m.extend_from_slice(&[0xFF, 0xFF]);
+        m.extend_from_slice(&8216u32.to_le_bytes());
+        m.extend_from_slice(&6u16.to_le_bytes());
+        m.extend_from_slice(b"9P2000");
+        m
+    }
+
+    #[test]
+    fn an_answer_in_pieces_comes_out_whole() {
+        let mut link = peer(rversion);
+        let mut exchanger = Exchanger::new(8216, Some(1));
+        let mut answer = [0u8; 8216];
+        for _ in 0..3 {
+            let n = exchanger
+                .exchange(&mut link, b"Tversion", &mut answer, 1_000_000)
+                .unwrap();
+            assert_eq!(&answer[..n], &rversion(&[])[..]);
+        }
+    }
+
+    #[test]
+    fn garbage_silence_and_a_restart_are_errors() {
+        let mut answer = [0u8; 8216];
+        let mut garbage = peer(|_| b"this is not 9P at all".to_vec());
+        let mut exchanger = Exchanger::new(8216, Some(1));
+        assert!(matches!(
+            exchanger.exchange(&mut garbage, b"T", &mut answer, 1_000_000),
+            Err(ExchangeError::Stream(StreamError::TooLong(_)))
+        ));
+        let mut silent = peer(|_| Vec::new());
+        let mut exchanger = Exchanger::new(8216, Some(1));
+        assert_eq!(
+            exchanger.exchange(&mut silent, b"T", &mut answer, 50_000),
+            Err(ExchangeError::NoAnswer)
+        );
+        let mut restarting = peer(rversion);
+        restarting.restart_after_send = true;
+        let mut exchanger = Exchanger::new(8216, Some(1));
+        assert_eq!(
+            exchanger.exchange(&mut restarting, b"T", &mut answer, 1_000_000),
+            Err(ExchangeError::PeerRestarted)
+        );
+    }
+
+    #[test]
+    fn a_new_peer_starts_a_clean_stream() {
+        let mut link = peer(rversion);
+        let mut exchanger = Exchanger::new(8216, Some(1));
+        // Half a message from the old peer, then the link is reset.
+        exchanger.stream.push(&[40, 0, 0, 0, 100]);
+        link.generation = 2;
+        let mut answer = [0u8; 8216];
+        let n = exchanger
+            .exchange(&mut link, b"Tversion", &mut answer, 1_000_000)
+            .unwrap();
+        assert_eq!(&answer[..n], &rversion(&[])[..]);
     }
 }
