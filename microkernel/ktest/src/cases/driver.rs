@@ -5,13 +5,17 @@
 //! cell's memory (`device_map`), and use the PCI configuration ports. The
 //! checks: hvm's other calls and unknown numbers are refused before hvm
 //! sees them; a window over the cell's RAM or the local APIC is refused; a
-//! window goes only where nothing is mapped; and a thread of another task
+//! window goes only where nothing is mapped; the link interrupts
+//! 0x50..0x57 can be associated and 0x58 cannot; and a thread of another task
 //! is refused both calls and faults (#GP, vector 13) on the ports
 //! (docs/microkernel-abi.md §9.11, §9.12).
 
+use microkernel_abi::boot::{LINK_INTERRUPTS, LINK_INTERRUPT_BASE};
 use microkernel_abi::{Error, FromSpecifier, EXCEPTION_LABEL, PAGE_SIZE};
 use microkernel_rt::pci;
-use microkernel_rt::user::{device_map, hvm_call, receive, send, HvmCallError};
+use microkernel_rt::user::{
+    device_map, hvm_call, interrupt_associate, interrupt_dissociate, receive, send, HvmCallError,
+};
 
 use crate::cases::Context;
 use crate::console::Failure;
@@ -121,6 +125,28 @@ pub fn driver_mechanisms(context: &mut Context) -> Result<(), Failure> {
     ensure!(
         first == again,
         "00:00.0's identifier changed between two reads ({first:#x}, {again:#x})"
+    );
+
+    // The link interrupts are there to associate (they fire only under
+    // hvm, with a link); one past them is not.
+    let root = root_thread();
+    let got = interrupt_associate(LINK_INTERRUPT_BASE, root);
+    ensure!(
+        got == Ok(()),
+        "Associate of link interrupt 0x50 returned {got:?}"
+    );
+    let got = interrupt_associate(LINK_INTERRUPT_BASE, root);
+    ensure!(
+        got == Err(Error::AlreadyExists),
+        "a second Associate of 0x50 returned {got:?}"
+    );
+    let got = interrupt_dissociate(LINK_INTERRUPT_BASE);
+    ensure!(got == Ok(()), "Dissociate of 0x50 returned {got:?}");
+    let past = LINK_INTERRUPT_BASE + LINK_INTERRUPTS;
+    let got = interrupt_associate(past, root);
+    ensure!(
+        got == Err(Error::InvalidArgument),
+        "Associate of interrupt {past:#x} returned {got:?}"
     );
 
     // Another task: refused, and the ports fault.
