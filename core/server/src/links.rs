@@ -26,8 +26,8 @@ use microkernel_abi::{FromSpecifier, ThreadId, Timeout};
 use microkernel_rt::console::print;
 use microkernel_rt::pci;
 use microkernel_rt::user::{
-    current_utcb, device_map, hvm_call, interrupt_acknowledge, interrupt_associate, receive,
-    HvmCallError,
+    current_utcb, device_map, hvm_call, interrupt_acknowledge, interrupt_associate,
+    interrupt_dissociate, receive, HvmCallError,
 };
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -169,6 +169,15 @@ impl Link {
     /// The link's generation from hvm.
     pub fn generation(&self) -> Option<u64> {
         hvm_call(Hypercall::LinkStatus as u64, u64::from(self.index), 0).ok()
+    }
+}
+
+impl Drop for Link {
+    /// A link core lets go of (a Linux cell's, outside the link test)
+    /// stops interrupting it; its console, dropped with it, resets the
+    /// device.
+    fn drop(&mut self) {
+        let _ = interrupt_dissociate(self.interrupt());
     }
 }
 
