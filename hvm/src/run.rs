@@ -164,7 +164,8 @@ impl Hypervisor {
                     cell.platform.halted = false;
                 }
             } else {
-                // Contract 2 (docs/hypercalls.md): cell 0's driver hears of
+                // Issue 12's contract 2 (docs/linux-cell.md, "The link"):
+                // cell 0's driver hears of
                 // used buffers and configuration changes as vector 0x50 +
                 // link, MSI-X programmed or not (virtio-drivers polls the
                 // ISR and programs none), through the path physical
