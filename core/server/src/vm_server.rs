@@ -59,6 +59,25 @@ impl VmServer {
     }
 }
 
+impl VmServer {
+    /// Makes sure the server VM is restarted after its link hung up: hvm
+    /// restarts a cell that failed (a triple fault, a stray write, a
+    /// missed heartbeat: its manifest policy), which the link's new
+    /// generation shows; one that broke the protocol (garbage) or went
+    /// silent still runs, and core asks hvm for the restart.
+    pub fn restart(self) -> Result<VmServer, String> {
+        if self.link.generation() == self.exchanger.generation() {
+            microkernel_rt::user::hvm_call(
+                hvm_abi::Hypercall::CellControl as u64,
+                u64::from(self.cell),
+                hvm_abi::CellControl::Restart as u64,
+            )
+            .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))?;
+        }
+        Ok(self)
+    }
+}
+
 /// The link as `virtio_link::stream` drives it.
 struct LinkIo<'a>(&'a mut Link);
 

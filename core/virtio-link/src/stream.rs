@@ -213,6 +213,11 @@ impl Exchanger {
         }
     }
 
+    /// The link generation the stream belongs to (its peer's).
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
+    }
+
     /// Sends `frame` and waits at most `limit` microseconds for the
     /// answer, which goes into `answer`; its length. Bytes left from an
     /// earlier peer (the generation changed since) are dropped first.

@@ -199,13 +199,9 @@ impl Kernel for Microkernel {
             ServerLink::Task(server) => server
                 .restart(self.me, &mut self.arena, &mut self.text)
                 .map(ServerLink::Task),
-            // hvm restarts a server VM (its manifest policy); core asking
-            // for it through CellControl is the recovery work to come.
-            ServerLink::Vm(server) => Err(alloc::format!(
-                "{} (cell {}): a server VM is restarted by hvm, not by core",
-                kasane_mount::Transport::name(&*server),
-                server.cell
-            )),
+            ServerLink::Vm(server) => server
+                .restart()
+                .map(|server| ServerLink::Vm(alloc::boxed::Box::new(server))),
         }
     }
 }
