@@ -50,7 +50,26 @@ pub(crate) struct Cell {
     pub last_failure: String,
     /// A start, stop or restart cell 0 asked for, applied by the run loop.
     pub control: Option<hvm_abi::CellControl>,
+    /// The cell's values of the MSRs VMX neither saves nor loads
+    /// ([`SWITCHED_MSRS`]), while another cell's are in the CPU.
+    pub switched_msrs: [u64; SWITCHED_MSRS.len()],
 }
+
+/// MSRs every cell writes directly (`hvm_logic::msr::PASSTHROUGH`) that
+/// VM exits and entries do not switch (SDM 28.3 saves and 27.3.2 loads
+/// only the SYSENTER MSRs, EFER, PAT and the FS/GS bases): hvm swaps them
+/// when another cell's turn begins, so that one cell's SYSCALL entry
+/// (say Linux's) never becomes another's (cell 0's user space).
+/// (TSC_AUX is left out: it exists only with RDTSCP, and no cell's
+/// correctness depends on it; Linux's getcpu reads its CPU number there,
+/// which is 0 in every cell.)
+pub const SWITCHED_MSRS: [u32; 5] = [
+    0xC000_0081, // STAR
+    0xC000_0082, // LSTAR
+    0xC000_0083, // CSTAR
+    0xC000_0084, // SFMASK
+    0xC000_0102, // KERNEL_GS_BASE
+];
 
 impl Cell {
     /// Buffers the cell's console output per line (cell 0's partial line

@@ -20,6 +20,7 @@ use hvm_logic::link::End;
 use hvm_logic::vmcs::Field;
 
 use crate::arch;
+use crate::cell::SWITCHED_MSRS;
 use crate::devices;
 use crate::guest::{Machine, Outcome};
 use crate::vmcs::Vmcs;
@@ -329,8 +330,38 @@ impl Hypervisor {
         }
     }
 
+    /// Puts the cell's own values of the MSRs VMX does not switch into the
+    /// CPU, keeping the previous cell's.
+    fn switch_msrs(&mut self, position: usize) {
+        if self.msrs_of == Some(position) {
+            return;
+        }
+        if let Some(previous) = self.msrs_of {
+            for (slot, &msr) in self.cells[previous]
+                .switched_msrs
+                .iter_mut()
+                .zip(SWITCHED_MSRS.iter())
+            {
+                // SAFETY: every x86-64 CPU with VT-x has these MSRs.
+                *slot = unsafe { arch::rdmsr(msr) };
+            }
+        }
+        for (&value, &msr) in self.cells[position]
+            .switched_msrs
+            .iter()
+            .zip(SWITCHED_MSRS.iter())
+        {
+            // SAFETY: the values are the cell's own (zero, or what it
+            // wrote, which the CPU accepted then); hvm uses none of these
+            // MSRs itself.
+            unsafe { arch::wrmsr(msr, value) };
+        }
+        self.msrs_of = Some(position);
+    }
+
     /// Enters a cell and handles exits until it must yield or stop.
     fn enter(&mut self, position: usize) {
+        self.switch_msrs(position);
         // SAFETY: the cell's VMCS region, initialised by load(); the token
         // lives for this turn only and no other is alive.
         let vmcs =

@@ -118,6 +118,8 @@ pub struct Hypervisor {
     pub(crate) directed_streak: u32,
     /// External interrupts taken while another cell ran, for cell 0.
     pub(crate) for_cell0: Vec<u8>,
+    /// The cell whose [`crate::cell::SWITCHED_MSRS`] are in the CPU.
+    pub(crate) msrs_of: Option<usize>,
     /// The TSC rate measured at boot (`clock.rs`): slices, watchdog
     /// periods and what cells are told through CPUID.
     pub(crate) clock: Rate,
@@ -192,6 +194,7 @@ pub fn enable(frames: &mut FrameAllocator, clock: Rate) -> Result<Hypervisor, St
         directed: None,
         directed_streak: 0,
         for_cell0: Vec::new(),
+        msrs_of: None,
         clock,
     })
 }
@@ -278,6 +281,7 @@ impl Hypervisor {
             exits: 0,
             last_failure: String::new(),
             control: None,
+            switched_msrs: [0; crate::cell::SWITCHED_MSRS.len()],
         });
         let position = self.cells.len() - 1;
         if let Some(link) = own_link.and_then(|n| self.links.get_mut(n)) {
@@ -304,6 +308,11 @@ impl Hypervisor {
             self.msr_bitmap
         };
         self.reset_vcpu(position, bitmap, &entry);
+        // A restarted cell starts with its switched MSRs at zero.
+        self.cells[position].switched_msrs = [0; crate::cell::SWITCHED_MSRS.len()];
+        if self.msrs_of == Some(position) {
+            self.msrs_of = None;
+        }
         if let Some(link) = self.links.iter_mut().find(|l| l.peer == Some(position)) {
             link.to_peer.clear();
             link.to_cell0.clear();

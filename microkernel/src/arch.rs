@@ -207,6 +207,14 @@ trap_\number:
     trap_with_error 21
     trap_without_error 32
     trap_without_error 39
+    trap_without_error 80
+    trap_without_error 81
+    trap_without_error 82
+    trap_without_error 83
+    trap_without_error 84
+    trap_without_error 85
+    trap_without_error 86
+    trap_without_error 87
     trap_without_error 255
 
     .section .rodata
@@ -218,6 +226,8 @@ trap_table:
     .quad 12, trap_12, 13, trap_13, 14, trap_14, 15, trap_15, 16, trap_16
     .quad 17, trap_17, 18, trap_18, 19, trap_19, 20, trap_20, 21, trap_21
     .quad 32, trap_32, 39, trap_39, 255, trap_255
+    .quad 80, trap_80, 81, trap_81, 82, trap_82, 83, trap_83
+    .quad 84, trap_84, 85, trap_85, 86, trap_86, 87, trap_87
     .global trap_table_end
 trap_table_end:
 "#,
@@ -239,6 +249,17 @@ pub const TIMER_VECTOR: u8 = 32;
 pub const SPURIOUS_VECTOR: u8 = 255;
 /// Vector of APIC errors.
 pub const ERROR_VECTOR: u8 = 39;
+/// Vector hvm injects for link 0 (link i: `LINK_VECTOR + i`); it never
+/// went through the local APIC, so it gets no EOI.
+pub const LINK_VECTOR: u8 = microkernel_abi::boot::LINK_INTERRUPT_BASE;
+
+/// Bytes of the I/O permission bitmap: ports 0..0xD00, the highest the
+/// root task may use being the PCI configuration ports 0xCF8..0xCFF.
+const IO_BITMAP_BYTES: usize = 0xD00 / 8;
+/// The I/O bitmap's offset in the TSS, when the running task has one.
+const IO_BITMAP_OFFSET: u16 = 104;
+/// An offset past the TSS limit: no bitmap, every port faults at CPL 3.
+const NO_IO_BITMAP: u16 = core::mem::size_of::<TaskStateSegment>() as u16;
 
 #[repr(C, packed)]
 struct TaskStateSegment {
@@ -249,6 +270,18 @@ struct TaskStateSegment {
     reserved2: u64,
     reserved3: u16,
     iomap_base: u16,
+    /// SDM Vol. 1 19.5.2 "I/O Permission Bit Map": a clear bit lets CPL 3
+    /// use the port (IOPL stays 0); the byte after it must be all ones.
+    io_bitmap: [u8; IO_BITMAP_BYTES],
+    io_bitmap_end: u8,
+}
+
+/// The PCI configuration ports (mechanism #1: address 0xCF8, data
+/// 0xCFC..0xCFF) are open in the bitmap, every other port is closed.
+const fn io_bitmap() -> [u8; IO_BITMAP_BYTES] {
+    let mut bitmap = [0xFF; IO_BITMAP_BYTES];
+    bitmap[0xCF8 / 8] = 0;
+    bitmap
 }
 
 static mut TSS: TaskStateSegment = TaskStateSegment {
@@ -258,8 +291,9 @@ static mut TSS: TaskStateSegment = TaskStateSegment {
     ist: [0; 7],
     reserved2: 0,
     reserved3: 0,
-    // No I/O bitmap: user port access always faults (IOPL 0).
-    iomap_base: 104,
+    iomap_base: NO_IO_BITMAP,
+    io_bitmap: io_bitmap(),
+    io_bitmap_end: 0xFF,
 };
 
 static mut GDT: [u64; 7] = [
@@ -379,18 +413,30 @@ pub unsafe fn init(stack_top: u64) {
 }
 
 /// Makes `context` the one entry stubs save into and `return_to_user`
-/// loads, and switches GS base (the UTCB) and, if needed, CR3.
+/// loads, and switches GS base (the UTCB), the I/O bitmap (`io_ports`:
+/// the PCI configuration ports open, for the root task) and, if needed,
+/// CR3.
 ///
 /// # Safety
 /// `context` must stay valid (boxed in its thread) until the next call;
 /// `cr3` must be a complete address space with the kernel half mapped.
-pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64) {
+pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64, io_ports: bool) {
     let top = context as u64 + core::mem::size_of::<Context>() as u64;
-    // SAFETY: single CPU, interrupts off in the kernel; see above.
+    // SAFETY: single CPU, interrupts off in the kernel; see above. The CPU
+    // reads the bitmap offset from the TSS at every I/O instruction (SDM
+    // Vol. 1 19.5.2), so changing it here takes effect at once. Under hvm
+    // the permission check comes before the I/O exit (SDM Vol. 3 26.1.1
+    // "Relative Priority of Faults and VM Exits"), so a refused port
+    // faults in the guest and hvm emulates only permitted accesses.
     unsafe {
         CURRENT_CONTEXT_TOP = top;
         RESUME_CONTEXT = context as u64;
         TSS.rsp[0] = top;
+        TSS.iomap_base = if io_ports {
+            IO_BITMAP_OFFSET
+        } else {
+            NO_IO_BITMAP
+        };
         let current: u64;
         asm!("mov {}, cr3", out(reg) current, options(nomem, nostack));
         if current != cr3 {

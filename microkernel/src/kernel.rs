@@ -13,6 +13,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use microkernel_abi::boot::{self as root_boot, RootBootInfo, RootModule};
+use microkernel_abi::syscall::HVM_CELL_INFO_BYTES;
 use microkernel_abi::syscall::{DEFAULT_PRIORITY, DEFAULT_TIMESLICE_MICROSECONDS};
 use microkernel_abi::utcb::RECEIVE_BUFFER_COUNT;
 use microkernel_abi::{
@@ -20,6 +21,7 @@ use microkernel_abi::{
     Rights, TagFlags, TaskId, ThreadId, Timeouts, EXCEPTION_LABEL, INTERRUPT_LABEL,
     PAGE_FAULT_LABEL,
 };
+use microkernel_core::device::{check_hvm_call, check_window, HvmForward, HVM_SUCCESS};
 use microkernel_core::ipc::{IpcEngine, IpcRequest, IpcResult, Outcome, Transfer, Wakeup};
 use microkernel_core::mapping::{Change, MappingDatabase};
 use microkernel_core::scheduler::RunQueues;
@@ -54,6 +56,9 @@ pub struct Thread {
     /// thread's life: a task's threads die before its space does.
     space_root: u64,
     halted: bool,
+    /// Whether it may use the PCI configuration ports (the root task's
+    /// threads: a user-level driver's, docs/microkernel-abi.md §9.12).
+    io_ports: bool,
     /// While the kernel runs a page-fault or exception IPC on the thread's
     /// behalf: its real user registers, restored when the pager replies.
     fault: Option<Box<Context>>,
@@ -95,10 +100,51 @@ pub struct Objects {
     changes: Vec<Change>,
 }
 
-/// The timer interrupt's association.
-struct TimerInterrupt {
+/// One interrupt the kernel delivers as IPC: the timer tick or one of
+/// hvm's link interrupts.
+#[derive(Clone, Copy)]
+struct InterruptLine {
     handler: ThreadId,
     masked: bool,
+    /// A link interrupt that came while masked, delivered at the
+    /// acknowledge (hvm raises one per batch of work, so none may be lost;
+    /// the timer's missed ticks are just dropped).
+    latched: bool,
+}
+
+impl InterruptLine {
+    const NONE: InterruptLine = InterruptLine {
+        handler: ThreadId::NIL,
+        masked: true,
+        latched: false,
+    };
+}
+
+/// The timer and every link interrupt.
+const INTERRUPT_LINES: usize = 1 + root_boot::LINK_INTERRUPTS as usize;
+
+/// The line of interrupt number `irq`, if the kernel has it
+/// (docs/microkernel-abi.md §5, "Interrupts").
+fn line_of(irq: u8) -> Option<usize> {
+    let links =
+        root_boot::LINK_INTERRUPT_BASE..root_boot::LINK_INTERRUPT_BASE + root_boot::LINK_INTERRUPTS;
+    if irq == root_boot::TIMER_INTERRUPT {
+        Some(0)
+    } else if links.contains(&irq) {
+        Some(1 + usize::from(irq - root_boot::LINK_INTERRUPT_BASE))
+    } else {
+        None
+    }
+}
+
+/// What the kernel knows of the machine around it, for `hvm_call` and
+/// `device_map`.
+#[derive(Clone, Copy)]
+pub struct Platform {
+    /// Whether hvm runs the kernel (hypercalls work).
+    pub under_hvm: bool,
+    /// The cell's memory, physical `[start, end)`.
+    pub ram: (u64, u64),
 }
 
 /// The whole kernel state.
@@ -111,7 +157,8 @@ pub struct Kernel {
     root_thread: ThreadId,
     current: Option<ThreadId>,
     ticks: u64,
-    timer_interrupt: TimerInterrupt,
+    interrupts: [InterruptLine; INTERRUPT_LINES],
+    platform: Platform,
 }
 
 /// The kernel, once booted.
@@ -496,11 +543,10 @@ impl Kernel {
             }
             self.objects.pool.release(thread.utcb_frame);
         }
-        if self.timer_interrupt.handler == id {
-            self.timer_interrupt = TimerInterrupt {
-                handler: ThreadId::NIL,
-                masked: true,
-            };
+        for line in &mut self.interrupts {
+            if line.handler == id {
+                *line = InterruptLine::NONE;
+            }
         }
         if self.current == Some(id) {
             self.current = None;
@@ -515,7 +561,7 @@ impl Kernel {
         utcb: u64,
     ) -> Result<ThreadId, Error> {
         let space = self.objects.space(task).ok_or(Error::NoSuchTask)?;
-        if space.translate(utcb).is_some() {
+        if space.occupied(utcb) {
             return Err(Error::AlreadyExists);
         }
         let frame = self.objects.pool.allocate().ok_or(Error::OutOfResources)?;
@@ -534,6 +580,7 @@ impl Kernel {
             pager,
             space_root,
             halted: true,
+            io_ports: task == self.root_task,
             fault: None,
         };
         let id = match self.objects.threads.insert(thread) {
@@ -817,18 +864,17 @@ impl Kernel {
                 if !root {
                     return Err(Error::NotPermitted);
                 }
-                if irq != root_boot::TIMER_INTERRUPT {
-                    return Err(Error::InvalidArgument);
-                }
+                let line = line_of(irq).ok_or(Error::InvalidArgument)?;
                 if !self.objects.threads.contains(handler) {
                     return Err(Error::InvalidThread);
                 }
-                if !self.timer_interrupt.handler.is_nil() {
+                if !self.interrupts[line].handler.is_nil() {
                     return Err(Error::AlreadyExists);
                 }
-                self.timer_interrupt = TimerInterrupt {
+                self.interrupts[line] = InterruptLine {
                     handler,
                     masked: false,
+                    latched: false,
                 };
                 Ok([0; 6])
             }
@@ -836,25 +882,33 @@ impl Kernel {
                 if !root {
                     return Err(Error::NotPermitted);
                 }
-                if irq != root_boot::TIMER_INTERRUPT {
-                    return Err(Error::InvalidArgument);
-                }
-                let handler = self.timer_interrupt.handler;
+                let line = line_of(irq).ok_or(Error::InvalidArgument)?;
+                let handler = self.interrupts[line].handler;
                 self.ipc.clear_interrupt(irq, handler);
-                self.timer_interrupt = TimerInterrupt {
-                    handler: ThreadId::NIL,
-                    masked: true,
-                };
+                self.interrupts[line] = InterruptLine::NONE;
                 Ok([0; 6])
             }
             Request::InterruptAcknowledge { irq } => {
-                if irq != root_boot::TIMER_INTERRUPT {
-                    return Err(Error::InvalidArgument);
-                }
-                if self.timer_interrupt.handler != caller {
+                let line = line_of(irq).ok_or(Error::InvalidArgument)?;
+                if self.interrupts[line].handler != caller {
                     return Err(Error::NotPermitted);
                 }
-                self.timer_interrupt.masked = false;
+                self.interrupts[line].masked = false;
+                if core::mem::take(&mut self.interrupts[line].latched) {
+                    self.raise(irq);
+                }
+                Ok([0; 6])
+            }
+            Request::HvmCall { call, arg0, arg1 } => {
+                let forward = check_hvm_call(root, self.platform.under_hvm, call)?;
+                self.hvm_call(caller_task, forward, call, arg0, arg1)
+            }
+            Request::DeviceMap {
+                physical,
+                destination,
+            } => {
+                check_window(root, physical, destination.length(), self.platform.ram)?;
+                self.device_map(caller_task, physical, destination)?;
                 Ok([0; 6])
             }
             Request::DebugWrite { buffer } => {
@@ -894,6 +948,110 @@ impl Kernel {
         }
     }
 
+    /// Delivers interrupt `irq` (which has a line) to its handler: masks
+    /// it and wakes the handler if it is receiving, else leaves it pending
+    /// in the IPC engine; a masked link interrupt is latched.
+    fn raise(&mut self, irq: u8) {
+        let Some(line) = line_of(irq) else {
+            return;
+        };
+        let state = &mut self.interrupts[line];
+        if state.handler.is_nil() {
+            return;
+        }
+        if state.masked {
+            state.latched = irq != root_boot::TIMER_INTERRUPT;
+            return;
+        }
+        state.masked = true;
+        let handler = state.handler;
+        if let Ok(Some(wakeup)) = self.ipc.raise_interrupt(irq, handler) {
+            self.finish_ipc(wakeup.thread, wakeup.result);
+        }
+    }
+
+    /// hvm injected link vector `vector` (hvm's contract 2: link i's
+    /// device has used buffers or a configuration change for cell 0).
+    pub fn link_interrupt(&mut self, vector: u8) {
+        self.raise(vector - arch::LINK_VECTOR + root_boot::LINK_INTERRUPT_BASE);
+    }
+
+    /// Forwards a checked `hvm_call`; results: RDI hvm's status, RSI its
+    /// value.
+    fn hvm_call(
+        &mut self,
+        caller_task: TaskId,
+        forward: HvmForward,
+        call: u64,
+        arg0: u64,
+        arg1: u64,
+    ) -> Result<[u64; 6], Error> {
+        match forward {
+            HvmForward::Plain => {
+                // SAFETY: under hvm (checked); the forwarded calls pass no
+                // buffer, only numbers hvm checks itself.
+                let (status, value) = unsafe { arch::hypercall(call, arg0, arg1) };
+                Ok([status, value, 0, 0, 0, 0])
+            }
+            HvmForward::CellInfo => {
+                let length = HVM_CELL_INFO_BYTES;
+                let destination = UserRange::new(arg1, length)?;
+                let space = self.objects.space(caller_task).ok_or(Error::NoSuchTask)?;
+                // The whole buffer must be writable before hvm is asked.
+                for piece in destination.page_pieces() {
+                    user_page_pointer(space, piece.start(), true).ok_or(Error::BadAddress)?;
+                }
+                // hvm writes into the kernel's own copy (heap memory, direct
+                // mapped, so its physical address is known), never into the
+                // root task's pages: they might change before the copy.
+                let mut buffer = Box::new([0u8; HVM_CELL_INFO_BYTES as usize]);
+                let physical = buffer.as_mut_ptr() as u64 - crate::memory::DIRECT_MAP;
+                // SAFETY: under hvm; the buffer is cell memory of
+                // HVM_CELL_INFO_BYTES, alive across the call.
+                let (status, value) = unsafe { arch::hypercall(call, arg0, physical) };
+                if status == HVM_SUCCESS {
+                    let mut done = 0;
+                    for piece in destination.page_pieces() {
+                        let to = user_page_pointer(space, piece.start(), true)
+                            .ok_or(Error::BadAddress)?;
+                        let bytes = &buffer[done..done + piece.length() as usize];
+                        // SAFETY: a direct-map pointer to a writable frame
+                        // of the caller, valid for the piece (one page).
+                        unsafe { core::ptr::copy(bytes.as_ptr(), to, bytes.len()) };
+                        done += bytes.len();
+                    }
+                }
+                Ok([status, value, 0, 0, 0, 0])
+            }
+        }
+    }
+
+    /// Maps the checked device window at `physical` over `destination` in
+    /// the caller's space, uncached; every page there must be free.
+    fn device_map(
+        &mut self,
+        caller_task: TaskId,
+        physical: u64,
+        destination: UserRange,
+    ) -> Result<(), Error> {
+        let space = &self
+            .objects
+            .tasks
+            .get(caller_task)
+            .ok_or(Error::NoSuchTask)?
+            .space;
+        let pages = (destination.start()..destination.end()).step_by(PAGE as usize);
+        if pages.clone().any(|page| space.occupied(page)) {
+            return Err(Error::AlreadyExists);
+        }
+        for (n, page) in pages.enumerate() {
+            space
+                .map_device(&mut self.objects.pool, page, physical + n as u64 * PAGE)
+                .ok_or(Error::OutOfResources)?;
+        }
+        Ok(())
+    }
+
     /// One timer tick: time, timeslices, IPC timeouts, the timer interrupt.
     pub fn tick(&mut self) {
         self.ticks += 1;
@@ -905,15 +1063,8 @@ impl Kernel {
         let expired = self.ipc.expire(now);
         self.wake_all(expired);
         let period = root_boot::TIMER_INTERRUPT_PERIOD_MICROSECONDS / TICK_MICROSECONDS;
-        let handler = self.timer_interrupt.handler;
-        if self.ticks.is_multiple_of(period) && !handler.is_nil() && !self.timer_interrupt.masked {
-            self.timer_interrupt.masked = true;
-            if let Ok(Some(wakeup)) = self
-                .ipc
-                .raise_interrupt(root_boot::TIMER_INTERRUPT, handler)
-            {
-                self.finish_ipc(wakeup.thread, wakeup.result);
-            }
+        if self.ticks.is_multiple_of(period) {
+            self.raise(root_boot::TIMER_INTERRUPT);
         }
     }
 
@@ -1026,7 +1177,14 @@ impl Kernel {
         let context: *mut Context = r;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; its space has the kernel half.
-        unsafe { arch::set_current_context(context, receiver.space_root, receiver.utcb_address) };
+        unsafe {
+            arch::set_current_context(
+                context,
+                receiver.space_root,
+                receiver.utcb_address,
+                receiver.io_ports,
+            )
+        };
         self.current = Some(to);
         Some(true)
     }
@@ -1052,6 +1210,7 @@ impl Kernel {
             }
             v if v == u64::from(arch::SPURIOUS_VECTOR) => {}
             v if v == u64::from(arch::ERROR_VECTOR) => apic::end_of_interrupt(),
+            v if is_link_vector(v) => self.link_interrupt(v as u8),
             14 => {
                 let address = arch::read_cr2();
                 let code = context.error_code;
@@ -1103,7 +1262,7 @@ impl Kernel {
         let context: *mut Context = &mut *thread.context;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; the space has the kernel half.
-        unsafe { arch::set_current_context(context, root, thread.utcb_address) };
+        unsafe { arch::set_current_context(context, root, thread.utcb_address, thread.io_ports) };
         self.current = Some(id);
         true
     }
@@ -1118,6 +1277,7 @@ pub fn boot(
     modules: &[(&str, u64, u64)],
     window: (u64, u64),
     args: &str,
+    platform: Platform,
 ) -> Result<(), &'static str> {
     let kernel_root = arch::read_cr3() & !0xFFF;
     let mut objects = Objects {
@@ -1231,10 +1391,8 @@ pub fn boot(
         root_thread: ThreadId::NIL,
         current: None,
         ticks: 0,
-        timer_interrupt: TimerInterrupt {
-            handler: ThreadId::NIL,
-            masked: true,
-        },
+        interrupts: [InterruptLine::NONE; INTERRUPT_LINES],
+        platform,
     };
     let thread = kernel
         .create_thread(root_task, ThreadId::NIL, root_boot::ROOT_UTCB)
@@ -1256,6 +1414,13 @@ pub fn boot(
     );
     *KERNEL.lock() = Some(kernel);
     Ok(())
+}
+
+/// Whether `vector` is one hvm injects for a link (no EOI: it never went
+/// through the local APIC).
+fn is_link_vector(vector: u64) -> bool {
+    let first = u64::from(arch::LINK_VECTOR);
+    (first..first + u64::from(root_boot::LINK_INTERRUPTS)).contains(&vector)
 }
 
 /// Runs the next ready thread, idling until one is ready.
@@ -1293,13 +1458,26 @@ extern "C" fn trap_from_kernel(frame: *mut Context) {
         }
         v if v == u64::from(arch::SPURIOUS_VECTOR) => {}
         v if v == u64::from(arch::ERROR_VECTOR) => apic::end_of_interrupt(),
+        v if is_link_vector(v) => {
+            if let Some(kernel) = KERNEL.lock().as_mut() {
+                kernel.link_interrupt(v as u8);
+            }
+        }
         vector => {
             panic!(
-                "kernel exception {} (error {:#x}) at rip={:#x} cr2={:#x}",
+                "kernel exception {} (error {:#x}) at rip={:#x} cr2={:#x} cs={:#x} rsp={:#x} rflags={:#x} frame={:#x} rax={:#x} rcx={:#x} r11={:#x} ss={:#x}",
                 vector,
                 frame.error_code,
                 frame.rip,
-                arch::read_cr2()
+                arch::read_cr2(),
+                frame.cs,
+                frame.rsp,
+                frame.rflags,
+                frame as *const Context as u64,
+                frame.rax,
+                frame.rcx,
+                frame.r11,
+                frame.ss
             );
         }
     }

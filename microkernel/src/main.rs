@@ -29,8 +29,6 @@ mod console;
 #[cfg(target_os = "none")]
 mod kernel;
 #[cfg(target_os = "none")]
-mod link;
-#[cfg(target_os = "none")]
 mod loader;
 #[cfg(target_os = "none")]
 mod memory;
@@ -170,6 +168,10 @@ mod boot {
             .iter()
             .map(|m| (m.name(), m.phys, m.len))
             .collect();
-        kernel::boot(pool, root, &modules, (window_start, end), args)
+        let platform = kernel::Platform {
+            under_hvm: info.boot_mode() == Some(BootMode::VmxGuest),
+            ram: (info.memory_base, end),
+        };
+        kernel::boot(pool, root, &modules, (window_start, end), args, platform)
     }
 }

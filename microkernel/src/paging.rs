@@ -15,6 +15,12 @@ use crate::memory::{phys_to_virt, FramePool, PAGE};
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
 const USER: u64 = 1 << 2;
+/// PWT | PCD: uncached (SDM Vol. 3 4.9.2, with the default PAT).
+const CACHE_DISABLE: u64 = (1 << 3) | (1 << 4);
+/// A leaf the kernel made with `map_device` (bit 9 is ignored by the CPU,
+/// SDM Vol. 3 Table 4-19): it names no frame of the cell, so the kernel
+/// never reads or writes through it.
+const DEVICE: u64 = 1 << 9;
 const XD: u64 = 1 << 63;
 
 /// Whether the CPU honours the XD bit (set once at boot by `arch::init`).
@@ -83,6 +89,24 @@ impl AddressSpace {
         Some(())
     }
 
+    /// Maps the user page at `address` to the device page at physical
+    /// `physical`: writable, uncached, never executable, marked
+    /// [`DEVICE`]. The caller checked that `physical` is no frame of the
+    /// cell (`microkernel_core::device::check_window`).
+    pub fn map_device(&self, pool: &mut FramePool, address: u64, physical: u64) -> Option<()> {
+        self.map(pool, address, physical, Rights::READ | Rights::WRITE)?;
+        let entry = self.leaf(address)?;
+        *entry |= CACHE_DISABLE | DEVICE | no_execute();
+        self.flush(address);
+        Some(())
+    }
+
+    /// Whether anything (a frame or a device page) is mapped at `address`.
+    pub fn occupied(&self, address: u64) -> bool {
+        self.leaf(address)
+            .is_some_and(|entry| *entry & PRESENT != 0)
+    }
+
     /// Removes the mapping at `address`, if any.
     pub fn unmap(&self, address: u64) {
         if let Some(entry) = self.leaf(address) {
@@ -104,10 +128,13 @@ impl AddressSpace {
         }
     }
 
-    /// The frame and whether it is writable, for a mapped user page.
+    /// The frame and whether it is writable, for a user page mapped to a
+    /// frame of the cell (`None` for a device page: the kernel must not
+    /// touch it through the direct map).
     pub fn translate(&self, address: u64) -> Option<(u64, bool)> {
         let entry = *self.leaf(address)?;
-        (entry & PRESENT != 0).then_some((entry & ADDRESS, entry & WRITABLE != 0))
+        (entry & PRESENT != 0 && entry & DEVICE == 0)
+            .then_some((entry & ADDRESS, entry & WRITABLE != 0))
     }
 
     fn leaf(&self, address: u64) -> Option<&'static mut u64> {
@@ -170,7 +197,6 @@ pub fn map_kernel_device(
     virt: u64,
     phys: u64,
 ) -> Option<u64> {
-    const CACHE_DISABLE: u64 = (1 << 4) | (1 << 3);
     let mut current = kernel_root;
     for level in (1..=3).rev() {
         let entry = &mut table(current)[index(virt, level)];

@@ -1,8 +1,6 @@
 //! Boot self-tests the manifest selects with `args = "test=NAME"`.
 //!
-//! `smoke` only boots. `linux-link` talks to the Linux cell over hvm's
-//! virtio link, has it crash and restarted, and plays a hostile guest
-//! (`link.rs`). `triple-fault` and `wild-write` misbehave on purpose
+//! `smoke` only boots. `triple-fault` and `wild-write` misbehave on purpose
 //! so the tests can check that hvm contains the failure: the first loads an
 //! empty IDT and raises an exception (→ #DF → triple fault, SDM Vol. 3 6.15);
 //! the second maps a page outside the cell's memory and writes to it (an EPT
@@ -28,10 +26,6 @@ pub fn run(info: &BootInfo, mode: BootMode) {
             kprintln!("microkernel: wild-write needs hvm's EPT; skipped in bare mode")
         }
         Some("wild-write") => wild_write(info),
-        Some("linux-link") if mode == BootMode::Bare => {
-            kprintln!("microkernel: linux-link needs hvm and a Linux cell; skipped in bare mode")
-        }
-        Some("linux-link") => crate::link::run(info),
         Some(other) => kprintln!("microkernel: unknown test `{}`", other),
     }
 }

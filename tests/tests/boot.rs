@@ -150,6 +150,7 @@ fn ktest_passes(emulator: Emulator, timeout: u64) -> kasane_run::Boot {
             Is("ktest: ok priority_order"),
             Is("ktest: ok destroyed_partner"),
             Is("ktest: ok bad_arguments"),
+            Is("ktest: ok driver_mechanisms"),
             Pattern("ktest: * passed, 0 failed"),
             Pattern("bench null_syscall_cycles * cycles"),
             Pattern("bench ipc_roundtrip_cycles * cycles"),

@@ -118,6 +118,9 @@ const SESSION: &[Line] = &[
     // binds on /n; #s's was undone.
     Is("-- ns"),
     Is("bind '#c' /dev"),
+    // hvm's cells, /dev/vm (empty in bare mode and until hvm answers
+    // CellInfo).
+    Is("bind -a '#V' /dev"),
     Is("bind '#b' /bin"),
     Is("bind '#b' /boot"),
     Is("bind '#p' /proc"),

@@ -1,8 +1,10 @@
 //! Boots cell 0 and a stock Linux cell under hvm in Bochs and checks the link.
 //!
-//! The manifest `linux-link` runs the microkernel's `linux-link` self-test
-//! beside Debian's cloud kernel with the bridge agent as `/init` (fetched
-//! and built by the launcher, never committed). The transcript must show:
+//! The manifest `linux-link` runs core (cell 0's root task, with
+//! `linktest=bridge`) beside Debian's cloud kernel with the bridge agent as
+//! `/init` (fetched and built by the launcher, never committed). Core
+//! drives the link from user space (virtio-drivers over the microkernel's
+//! device window, PCI ports and link interrupt). The transcript must show:
 //! Linux reaching the agent; cell 0 exchanging Hello, Ping and Uname with it
 //! over hvm's virtio link; the crash cell 0 asks for, hvm's report of the
 //! Linux cell's failure with its reason, the restart, and the new agent
@@ -58,18 +60,19 @@ fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
         &[
             Is("hvm: vmx=on ept=on ug=on vpid=on preemption-timer=on cells=2 tsc=200MHz"),
             StartsWith("microkernel: Kasane microkernel 0.1.0 mode=vmx-guest cell=0 "),
-            Pattern("microkernel: linux-link: virtio console ready at 00:01.0 (BAR *), driven by virtio-drivers"),
+            StartsWith("microkernel: root task `core` started: "),
+            Is("core: linux-link: virtio console ready at 00:01.0 (BAR 0xe0000000), driven by virtio-drivers from user space"),
             StartsWith("linux| kasane-agent: loaded 6 modules: virtio_ring"),
             StartsWith("linux| kasane-agent: ready release=6.1.0-"),
-            StartsWith("microkernel: linux-link: agent hello (announcement) release=6.1.0-"),
+            StartsWith("core: linux-link: agent hello (announcement) release=6.1.0-"),
             Pattern("bench linux_boot_to_agent_cycles * cycles"),
-            StartsWith("microkernel: linux-link: hello reply from the agent release=6.1.0-"),
-            Pattern("microkernel: linux-link: pong nonce=0x* after * cycles"),
+            StartsWith("core: linux-link: hello reply from the agent release=6.1.0-"),
+            Pattern("core: linux-link: pong nonce=0x* after * cycles"),
             Pattern("bench link_roundtrip_cycles * cycles"),
             // The uname reply names the machine.
-            Pattern("microkernel: linux-link: uname release=6.1.0-* machine=x86_64"),
-            Is("microkernel: linux-link: asking the agent to crash the kernel"),
-            Is("microkernel: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
+            Pattern("core: linux-link: uname release=6.1.0-* machine=x86_64"),
+            Is("core: linux-link: asking the agent to crash the kernel"),
+            Is("core: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
             StartsWith("linux| "),
             Pattern("*Kernel panic - not syncing: sysrq triggered crash"),
             // hvm names why the Linux cell failed and the guest RIP: the
@@ -78,17 +81,17 @@ fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
             Pattern("hvm: cell 1 (linux) failed: reset requested (port 0xCF9 / ACPI reset) rip=0x*"),
             Is("hvm: cell 1 (linux) will be restarted (attempt 1 of 2)"),
             Is("hvm: cell 1 (linux) restarted (restart 1 of 2)"),
-            Is("microkernel: linux-link: link reset by hvm (generation 2): the Linux cell was restarted"),
+            Is("core: linux-link: link reset by hvm (generation 2): the Linux cell was restarted"),
             StartsWith("linux| kasane-agent: ready release=6.1.0-"),
-            StartsWith("microkernel: linux-link: agent hello (announcement) release=6.1.0-"),
+            StartsWith("core: linux-link: agent hello (announcement) release=6.1.0-"),
             Pattern("bench linux_restart_to_agent_cycles * cycles"),
-            StartsWith("microkernel: linux-link: hello reply from the agent release=6.1.0-"),
-            Pattern("microkernel: linux-link: uname release=6.1.0-* machine=x86_64"),
+            StartsWith("core: linux-link: hello reply from the agent release=6.1.0-"),
+            Pattern("core: linux-link: uname release=6.1.0-* machine=x86_64"),
             StartsWith("hvm: cell 0 (cell0) link: refused: descriptor chain"),
-            Is("microkernel: linux-link: hostile descriptor (0x1000000000+64) refused: returned with 0 bytes"),
-            Is("microkernel: linux-link: nonsense register writes ignored"),
-            Is("microkernel: linux-link: the link works after the hostile test (pong)"),
-            Is("microkernel: linux-link: done"),
+            Is("core: linux-link: hostile descriptor (0x1000000000+64) refused: returned with 0 bytes"),
+            Is("core: linux-link: nonsense register writes ignored"),
+            Is("core: linux-link: the link works after the hostile test (pong)"),
+            Is("core: linux-link: done"),
             Is("hvm: poweroff ok (requested by cell 0)"),
         ],
     );
@@ -96,12 +99,12 @@ fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
     // Cell 0 keeps counting while Linux is down and restarting.
     let ticks = transcript
         .lines()
-        .filter(|l| l.starts_with("microkernel: tick "))
+        .filter(|l| l.starts_with("core: tick "))
         .count();
     assert!(ticks >= 3, "only {ticks} ticks:\n{transcript}");
     let crash = position(
         transcript,
-        Is("microkernel: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
+        Is("core: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
     );
     let back = position(
         transcript,
@@ -112,7 +115,7 @@ fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
             .lines()
             .take(back)
             .skip(crash)
-            .any(|l| l.starts_with("microkernel: tick ")),
+            .any(|l| l.starts_with("core: tick ")),
         "no tick between the crash and the new agent:\n{transcript}"
     );
     // The figures are there and plausible (Bochs cycles).
@@ -122,6 +125,9 @@ fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
     assert!(boot_cycles > 10_000_000, "{boot_cycles}");
     assert!(restart_cycles > 10_000_000, "{restart_cycles}");
     assert!(roundtrip > 0 && roundtrip < boot_cycles, "{roundtrip}");
+    for line in transcript.lines().filter(|l| l.starts_with("bench ")) {
+        eprintln!("{line}");
+    }
     assert_no_line_contains(&boot, "linux-link: FAILED");
     assert_no_line_contains(&boot, "hvm: cell 0 (cell0) failed");
     assert_no_line_contains(&boot, "PANIC");
@@ -138,17 +144,17 @@ fn bochs_watchdog_restarts_a_hung_linux_cell() {
         &boot,
         &[
             StartsWith("linux| kasane-agent: ready release=6.1.0-"),
-            Pattern("microkernel: linux-link: uname release=6.1.0-* machine=x86_64"),
-            Is("microkernel: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
+            Pattern("core: linux-link: uname release=6.1.0-* machine=x86_64"),
+            Is("core: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
             Pattern("*Kernel panic - not syncing: sysrq triggered crash"),
             Pattern("hvm: cell 1 (linux) failed: no heartbeat for longer than 3000 ms rip=0x*"),
             Is("hvm: cell 1 (linux) will be restarted (attempt 1 of 1)"),
             Is("hvm: cell 1 (linux) restarted (restart 1 of 1)"),
-            Is("microkernel: linux-link: link reset by hvm (generation 2): the Linux cell was restarted"),
+            Is("core: linux-link: link reset by hvm (generation 2): the Linux cell was restarted"),
             StartsWith("linux| kasane-agent: ready release=6.1.0-"),
-            Pattern("microkernel: linux-link: uname release=6.1.0-* machine=x86_64"),
-            Is("microkernel: linux-link: the link works after the hostile test (pong)"),
-            Is("microkernel: linux-link: done"),
+            Pattern("core: linux-link: uname release=6.1.0-* machine=x86_64"),
+            Is("core: linux-link: the link works after the hostile test (pong)"),
+            Is("core: linux-link: done"),
             Is("hvm: poweroff ok (requested by cell 0)"),
         ],
     );
@@ -156,7 +162,7 @@ fn bochs_watchdog_restarts_a_hung_linux_cell() {
     let transcript = &boot.transcript;
     let crash = position(
         transcript,
-        Is("microkernel: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
+        Is("core: linux-link: crash accepted; waiting for hvm to restart the Linux cell"),
     );
     let restarted = position(
         transcript,
@@ -167,7 +173,7 @@ fn bochs_watchdog_restarts_a_hung_linux_cell() {
             .lines()
             .take(restarted)
             .skip(crash)
-            .any(|l| l.starts_with("microkernel: tick ")),
+            .any(|l| l.starts_with("core: tick ")),
         "no tick while the Linux cell hung:\n{transcript}"
     );
     assert_no_line_contains(&boot, "linux-link: FAILED");

@@ -65,6 +65,11 @@ pub trait Transport {
         Err(format!("{}: cannot inject {verb}", self.name()))
     }
 
+    /// Where the server runs, for core's boot line: `task` or `vm`.
+    fn placement(&self) -> &'static str {
+        "task"
+    }
+
     /// Who the server's messages come from (core: its thread), so its
     /// owner can route an answer to [`MountDriver::deliver`].
     fn peer(&self) -> u64 {

@@ -51,6 +51,16 @@ fn core_main(boot_info: u64) -> ! {
         print(format_args!("core: the heap could not be set up\n"));
         power_off();
     }
+    crate::links::init(info);
+    if info
+        .args()
+        .split_whitespace()
+        .any(|word| word == "linktest=bridge")
+    {
+        // The Linux link test: core drives the link and nothing else.
+        crate::links::bridge_test(ThreadId::from_raw(info.thread));
+        power_off();
+    }
     let mut frames = alloc::boxed::Box::new(FrameBitmap::new());
     let window = info.memory_size - HEAP_BYTES - TASK_SERVER_BYTES;
     let managed = frames.init(

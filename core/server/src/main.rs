@@ -32,6 +32,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod entry;
 #[cfg(target_os = "none")]
+mod links;
+#[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]
 mod servants;
@@ -39,3 +41,5 @@ mod servants;
 mod server;
 #[cfg(target_os = "none")]
 mod task_server;
+#[cfg(target_os = "none")]
+mod vm_server;

@@ -20,7 +20,9 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use core_system::{BootFiles, ConsoleDevice, Message, Reply, System, TaskStart, Thread};
+use core_system::{
+    BootFiles, ConsoleDevice, Message, Reply, ServerConfig, System, TaskStart, Thread, VmDevice,
+};
 use kasane_manifest::MANIFEST_MODULE;
 use kasane_servant::servants::cons::Console;
 use kasane_servant::servants::root::Root;
@@ -35,26 +37,35 @@ use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
 use microkernel_rt::user::{current_utcb, ipc_with_items};
 use microkernel_rt::utcb::ReceiveTargets;
 
+use crate::links::open_links;
 use crate::process::TextCache;
 use crate::servants::{console_input, console_out, KernelClock};
 use crate::task_server::TaskServer;
+use crate::vm_server::{server_vms, HvmCells, ServerLink};
 
 mod kernel;
 
 use kernel::{load_reply, Microkernel};
 
-/// Whether core drives server VMs' links. Not yet (helper A's virtio
-/// link driver and `hvm_call`): until then, and in bare mode (no VT-x)
-/// for good, a server the manifest places in a VM runs as a task.
+/// Whether core drives server VMs' links: under hvm it does; in bare
+/// mode (no VT-x) a server the manifest places in a VM runs as a task.
 fn drives_server_vms() -> bool {
-    false
+    crate::links::under_hvm()
+}
+
+/// The compiled manifest (cell 0's `manifest` module), if there is one.
+fn manifest_bytes<'a>(modules: &[(String, &'a [u8])]) -> Option<&'a [u8]> {
+    modules
+        .iter()
+        .find(|(name, _)| name == MANIFEST_MODULE)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// The task servers of the manifest's `[[server]]` table
 /// (`core_system::task_servers`), saying what core says of them. Without
 /// a `manifest` module (a system without servers), none.
 fn server_table(modules: &[(String, &'static [u8])]) -> Vec<TaskStart> {
-    let Some((_, bytes)) = modules.iter().find(|(name, _)| name == MANIFEST_MODULE) else {
+    let Some(bytes) = manifest_bytes(modules) else {
         return Vec::new();
     };
     let (starts, said) = core_system::task_servers(bytes, drives_server_vms());
@@ -129,9 +140,23 @@ impl Core {
             );
             let identity = index as u64;
             match TaskServer::start(name, identity, elf, image, me, pool, &mut arena, &mut text) {
-                Ok(server) => started.push((config, server)),
+                Ok(server) => started.push((config, ServerLink::Task(server))),
                 Err(e) => print(format_args!("core: task server {name}: {e}\n")),
             }
+        }
+        // Server VMs: every link whose peer hvm names a server-vm cell,
+        // posted in /srv under the cell's name (issue 12, contract 7), with
+        // the mount and restart policy of its `[[server]]` entry.
+        let vm_table = manifest_bytes(&modules)
+            .map(core_system::vm_servers)
+            .unwrap_or_default();
+        for (name, server) in server_vms(open_links(me)) {
+            let config = vm_table
+                .iter()
+                .find(|config| config.name == name)
+                .cloned()
+                .unwrap_or_else(|| ServerConfig::new(&name, &name));
+            started.push((config, ServerLink::Vm(Box::new(server))));
         }
         let mut others = Devices::new();
         let added = [
@@ -142,6 +167,7 @@ impl Core {
                 console_input,
             ))),
             others.add(Box::new(BootFiles::new(modules))),
+            others.add(Box::new(VmDevice::new(HvmCells))),
         ];
         for result in added {
             if let Err(e) = result {
@@ -244,6 +270,12 @@ impl Core {
     /// Decodes one message from core's UTCB and hands it on: a process's
     /// to `System::handle`, a task server's to `#M`.
     fn handle(&mut self, sender: ThreadId) {
+        if let Some(irq) = sender.interrupt_number() {
+            // A link's interrupt that came while no exchange waited for
+            // it: unmask it, or the next exchange would have to poll.
+            let _ = microkernel_rt::user::interrupt_acknowledge(irq);
+            return;
+        }
         let thread = Thread(sender.raw());
         if !self.system.is_process(thread) {
             let tag = MessageTag::from_raw(self.system.kernel().utcb.message_registers[0]);
@@ -308,7 +340,7 @@ impl Core {
                     // SAFETY: between messages core does not hold its own
                     // UTCB reference across this call (see task_server).
                     let utcb = unsafe { &mut *current_utcb() };
-                    match mounts.transport_mut(link) {
+                    match mounts.transport_mut(link).and_then(ServerLink::task) {
                         Some(server) => server.fault(utcb, registers[0]),
                         None => Ok(()),
                     }

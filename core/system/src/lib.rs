@@ -44,12 +44,14 @@ mod process;
 mod servants;
 mod servers;
 mod system;
+mod vm;
 
 pub use fds::{Fd, Fds, MAX_FD};
 pub use kasane_mount::Transport;
 pub use servants::{BootFiles, ConsoleDevice, Servants, CONS, CONS_INPUT};
 pub use servers::{task_servers, vm_servers, ServerConfig, TaskStart, DEFAULT_RESTART_LIMIT};
 pub use system::System;
+pub use vm::{CellRecord, Cells, Verb, VmDevice};
 
 /// The user name every process runs as.
 pub const USER: &str = "eve";

@@ -152,6 +152,7 @@ impl<K: Kernel> System<K> {
     pub fn add_configured_server(&mut self, config: ServerConfig, server: K::Link) -> LinkId {
         let link = LinkId(self.next_link);
         self.next_link += 1;
+        let placement = server.placement();
         self.servants.mount.add_link(link, server);
         let name = config.name.clone();
         if let Err(e) = self.servants.srv.post(&name, link, USER) {
@@ -160,7 +161,7 @@ impl<K: Kernel> System<K> {
         let order = self.task_programs.len();
         let pid = SERVER_PIDS + order as u32;
         self.kernel.log(format_args!(
-            "core: server {name}: task, /srv/{name}, /proc/{pid}\n"
+            "core: server {name}: {placement}, /srv/{name}, /proc/{pid}\n"
         ));
         self.task_programs.insert(
             name,
@@ -240,10 +241,11 @@ impl<K: Kernel> System<K> {
 
     /// The first namespace: `#R` at `/` with the servants bound in.
     fn boot_namespace(&mut self) -> Result<u32, Error> {
+        let has_vm = self.servants.others.get_mut('V').is_ok();
         let mut host = host!(self, 0, 0);
         let root = kasane_namespace::Walker::attach(&mut host, 'R', "")?;
         let mut ns = Ns::new(root);
-        let binds: [(&str, &str, u32); 6] = [
+        let mut binds: Vec<(&str, &str, u32)> = alloc::vec![
             ("#c", "/dev", 0),
             ("#b", "/bin", 0),
             ("#b", "/boot", 0),
@@ -251,6 +253,11 @@ impl<K: Kernel> System<K> {
             ("#s", "/srv", 0),
             ("#e", "/env", 4),
         ];
+        // `/dev/vm` (hvm's cells) when the shell has the servant: after
+        // #c, so /dev gains the directory `vm`.
+        if has_vm {
+            binds.push(("#V", "/dev", 2));
+        }
         for (new, old, flags) in binds {
             let dot = ns.root_location(&mut host);
             let new_location = ns.resolve(&mut host, &dot, new)?;

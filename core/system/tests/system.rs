@@ -223,8 +223,19 @@ struct Core {
 /// Core with init started; with `with_ramfs`, a ramfs task server
 /// posted as /srv/ramfs first, as the task-server modules are at boot.
 fn boot_with(with_ramfs: bool) -> Core {
+    boot_with_servant(with_ramfs, None)
+}
+
+/// As [`boot_with`], with one more servant (e.g. `#V`).
+fn boot_with_servant(
+    with_ramfs: bool,
+    extra: Option<Box<dyn kasane_servant::Servant + Send>>,
+) -> Core {
     let record = Rc::new(RefCell::new(Record::default()));
     let mut others = Devices::new();
+    if let Some(servant) = extra {
+        others.add(servant).unwrap();
+    }
     others.add(Box::new(Root::new())).unwrap();
     others
         .add(Box::new(ConsoleDevice::new(
@@ -345,6 +356,53 @@ fn boot_starts_init_in_the_boot_namespace() {
     assert!(String::from_utf8(core.read(1, fd, 200))
         .unwrap()
         .contains("rc"));
+}
+
+/// hvm with two cells, recording the controls asked for.
+struct FakeCells(std::sync::Arc<std::sync::Mutex<Vec<(u32, u64)>>>);
+
+impl core_system::Cells for FakeCells {
+    fn cell(&self, index: u32) -> Option<core_system::CellRecord> {
+        let name = ["cell0", "ramfs"].get(index as usize)?;
+        Some(core_system::CellRecord {
+            name: name.to_string(),
+            kind: if index == 0 {
+                "microkernel"
+            } else {
+                "server-vm"
+            }
+            .to_string(),
+            state: "running".to_string(),
+            restarts: 0,
+            restart_limit: 2,
+            last_failure: String::new(),
+        })
+    }
+
+    fn control(&mut self, index: u32, verb: core_system::Verb) -> Result<(), String> {
+        self.0.lock().unwrap().push((index, verb.operation()));
+        Ok(())
+    }
+}
+
+#[test]
+fn dev_vm_is_bound_after_dev_and_reaches_hvm() {
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let vm = core_system::VmDevice::new(FakeCells(asked.clone()));
+    let mut core = boot_with_servant(false, Some(Box::new(vm)));
+    // #c's files are still there: #V is bound after it.
+    let fd = core.open(1, "/dev/sysname", OREAD);
+    assert_eq!(core.read(1, fd, 100), b"kasane");
+    let fd = core.open(1, "/dev/vm/1/status", OREAD);
+    assert_eq!(
+        core.read(1, fd, 200),
+        b"ramfs server-vm running restarts 0/2 last-failure -\n"
+    );
+    let ctl = core.open(1, "/dev/vm/1/ctl", OWRITE);
+    core.ok(1, Call::Write, [ctl, 0, 0], &[b"hang"]);
+    assert_eq!(*asked.lock().unwrap(), [(1, 13)]);
+    let error = core.fails(1, Call::Write, [ctl, 0, 0], &[b"explode"]);
+    assert!(error.contains("unknown ctl message 'explode'"), "{error}");
 }
 
 #[test]

@@ -277,6 +277,16 @@ impl CellInfo {
         let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
         core::str::from_utf8(&field[..end]).unwrap_or("?")
     }
+
+    /// The cell's name.
+    pub fn name(&self) -> &str {
+        Self::text(&self.name)
+    }
+
+    /// The last failure hvm logged for the cell (empty if none).
+    pub fn last_failure(&self) -> &str {
+        Self::text(&self.last_failure)
+    }
 }
 
 /// Life-cycle states of a cell, as [`Hypercall::CellStatus`] reports them.

@@ -115,3 +115,14 @@ pub const TIMER_INTERRUPT: u8 = 0;
 
 /// Period of [`TIMER_INTERRUPT`] messages.
 pub const TIMER_INTERRUPT_PERIOD_MICROSECONDS: u64 = 10_000;
+
+/// The interrupt number of hvm's link 0 (`interrupt_control(Associate)`);
+/// link i is `LINK_INTERRUPT_BASE + i`, for i below [`LINK_INTERRUPTS`].
+/// hvm injects vector 0x50 + i into cell 0 when link i's device has used
+/// buffers or a configuration change for it (docs/hypercalls.md); the
+/// kernel turns it into a message from `ThreadId::interrupt(0x50 + i)`.
+/// In bare mode they never fire.
+pub const LINK_INTERRUPT_BASE: u8 = 0x50;
+
+/// How many link interrupts there are.
+pub const LINK_INTERRUPTS: u8 = 8;

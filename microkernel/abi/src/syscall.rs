@@ -19,7 +19,7 @@
 //! - Numbers and bit positions here are ABI; [`Syscall::try_from`] and the
 //!   `from_raw` functions reject anything unknown instead of guessing, and
 //!   reserved flag bits must be zero.
-//! - The set is small on purpose (L4 X.2 has a dozen calls; this has ten).
+//! - The set is small on purpose (L4 X.2 has a dozen calls; this has twelve).
 
 use crate::error::Error;
 
@@ -68,11 +68,25 @@ pub enum Syscall {
     DebugWrite = 8,
     /// Read one kernel fact. In: RDI [`KernelInfoSelector`]. Out: RDI value.
     KernelInfo = 9,
+    /// Root task only: forward one hypercall to hvm (docs/hypercalls.md).
+    /// In: RDI the hypercall number, RSI and RDX its arguments. Only
+    /// [`HVM_CALLS`] are forwarded. Out: RDI hvm's status (0, or an
+    /// `hvm_abi::HypercallError` code), RSI hvm's RDX value. For
+    /// `CellInfo`, RDX is a user address of a buffer of
+    /// [`HVM_CELL_INFO_BYTES`] the kernel fills. `NotSupported` in bare
+    /// mode (no hvm).
+    HvmCall = 10,
+    /// Root task only: map a device window (physical pages outside the
+    /// cell's memory) uncached into the caller's own space. In: RDI the
+    /// physical address, RSI bytes (both page aligned, at most
+    /// [`MAX_DEVICE_WINDOW`]), RDX the user address (page aligned, every
+    /// page unmapped).
+    DeviceMap = 11,
 }
 
 impl Syscall {
     /// Every system call, in number order.
-    pub const ALL: [Syscall; 10] = [
+    pub const ALL: [Syscall; 12] = [
         Syscall::Ipc,
         Syscall::ThreadControl,
         Syscall::SpaceControl,
@@ -83,6 +97,8 @@ impl Syscall {
         Syscall::InterruptControl,
         Syscall::DebugWrite,
         Syscall::KernelInfo,
+        Syscall::HvmCall,
+        Syscall::DeviceMap,
     ];
 
     /// The RAX value.
@@ -120,6 +136,25 @@ pub const MAX_TIMESLICE_MICROSECONDS: u32 = 1_000_000;
 
 /// The most bytes one `debug_write` takes.
 pub const MAX_DEBUG_WRITE: u64 = 1024;
+
+/// The hypercalls `hvm_call` forwards (hvm_abi numbers): `CellStatus`,
+/// `CellControl`, `LinkStatus`, `CellInfo`, `ExitCount`. Every other
+/// number is refused (`NotPermitted` for hvm's other calls,
+/// `InvalidArgument` for numbers hvm does not define).
+pub const HVM_CALLS: [u64; 5] = [2, 3, 9, 11, 13];
+
+/// The `CellInfo` hypercall, whose second argument is a buffer.
+pub const HVM_CELL_INFO: u64 = 11;
+
+/// Highest hypercall number hvm defines (hvm_abi); above it `hvm_call`
+/// answers `InvalidArgument`.
+pub const HVM_LAST_CALL: u64 = 13;
+
+/// Bytes of `hvm_abi::CellInfo`, the buffer of an `hvm_call(CellInfo)`.
+pub const HVM_CELL_INFO_BYTES: u64 = 212;
+
+/// The largest window one `device_map` maps (1 MiB).
+pub const MAX_DEVICE_WINDOW: u64 = 1 << 20;
 
 /// Operations of `thread_control` (RDI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -306,7 +341,7 @@ mod tests {
             assert_eq!(syscall.number(), position as u64);
             assert_eq!(Syscall::try_from(syscall.number()), Ok(*syscall));
         }
-        assert_eq!(Syscall::try_from(10), Err(Error::InvalidSyscall));
+        assert_eq!(Syscall::try_from(12), Err(Error::InvalidSyscall));
         assert_eq!(Syscall::try_from(u64::MAX), Err(Error::InvalidSyscall));
     }
 

@@ -5,6 +5,7 @@
 //! these modules what to do.
 //!
 //! - [`clock`]: timer calibration arithmetic (TSC, APIC timer, tick).
+//! - [`device`]: who may map a device window or call hvm, and what.
 //! - [`table`]: objects named by versioned ids (threads, tasks).
 //! - [`scheduler`]: 256 fixed priorities, round robin, timeslices.
 //! - [`ipc`]: the rendezvous state machine of `ipc`.
@@ -27,6 +28,7 @@
 extern crate alloc;
 
 pub mod clock;
+pub mod device;
 pub mod fpage;
 pub mod ipc;
 pub mod mapping;

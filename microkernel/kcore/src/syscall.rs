@@ -18,12 +18,13 @@
 //!   send-phase error.
 
 use microkernel_abi::syscall::{
-    KEEP, MAX_DEBUG_WRITE, MAX_TIMESLICE_MICROSECONDS, MIN_TIMESLICE_MICROSECONDS,
+    KEEP, MAX_DEBUG_WRITE, MAX_DEVICE_WINDOW, MAX_TIMESLICE_MICROSECONDS,
+    MIN_TIMESLICE_MICROSECONDS,
 };
 use microkernel_abi::{
     Error, ExchangeControl, Fpage, FromSpecifier, InterruptControlOperation, KernelInfoSelector,
     MessageTag, SpaceControlOperation, Syscall, TaskId, ThreadControlOperation, ThreadId, Timeouts,
-    UnmapFlags,
+    UnmapFlags, PAGE_SIZE,
 };
 
 use crate::user_address::{UserAddress, UserPage, UserRange};
@@ -120,6 +121,24 @@ pub enum Request {
     KernelInfo {
         /// What to report.
         selector: KernelInfoSelector,
+    },
+    /// `hvm_call`: the hypercall number and its two arguments, unchecked
+    /// here (`device::check_hvm_call` decides).
+    HvmCall {
+        /// hvm_abi's call number.
+        call: u64,
+        /// RDI for hvm.
+        arg0: u64,
+        /// RSI for hvm (for `CellInfo` a user address).
+        arg1: u64,
+    },
+    /// `device_map`.
+    DeviceMap {
+        /// Physical address of the window (checked by
+        /// `device::check_window`).
+        physical: u64,
+        /// Where it goes in the caller's space, `length` bytes.
+        destination: UserRange,
     },
 }
 
@@ -254,6 +273,20 @@ pub fn decode(number: u64, arguments: [u64; 6]) -> Result<Request, Error> {
         Syscall::KernelInfo => Request::KernelInfo {
             selector: KernelInfoSelector::try_from(first)?,
         },
+        Syscall::HvmCall => Request::HvmCall {
+            call: first,
+            arg0: second,
+            arg1: third,
+        },
+        Syscall::DeviceMap => {
+            if second % PAGE_SIZE != 0 || second == 0 || second > MAX_DEVICE_WINDOW {
+                return Err(Error::InvalidArgument);
+            }
+            Request::DeviceMap {
+                physical: first,
+                destination: UserRange::new_aligned(third, second, PAGE_SIZE)?,
+            }
+        }
     })
 }
 
@@ -268,7 +301,7 @@ mod tests {
 
     #[test]
     fn unknown_numbers() {
-        assert_eq!(decode(10, [0; 6]), Err(Error::InvalidSyscall));
+        assert_eq!(decode(12, [0; 6]), Err(Error::InvalidSyscall));
         assert_eq!(decode(u64::MAX, [0; 6]), Err(Error::InvalidSyscall));
     }
 
@@ -438,6 +471,38 @@ mod tests {
         );
         assert_eq!(decode(9, [77, 0, 0, 0, 0, 0]), Err(Error::InvalidArgument));
         assert_eq!(decode(5, [1, 2, 3, 4, 5, 6]), Ok(Request::Yield));
+        assert_eq!(
+            decode(10, [11, 2, 3, 4, 5, 6]),
+            Ok(Request::HvmCall {
+                call: 11,
+                arg0: 2,
+                arg1: 3
+            })
+        );
+        assert_eq!(
+            decode(11, [0xE000_0000, 0x8000, 0x4000_0000_0000, 0, 0, 0]),
+            Ok(Request::DeviceMap {
+                physical: 0xE000_0000,
+                destination: UserRange::new(0x4000_0000_0000, 0x8000).unwrap(),
+            })
+        );
+        for (length, destination, error) in [
+            (0, 0x4000_0000_0000, Error::InvalidArgument),
+            (0x800, 0x4000_0000_0000, Error::InvalidArgument),
+            (
+                MAX_DEVICE_WINDOW * 2,
+                0x4000_0000_0000,
+                Error::InvalidArgument,
+            ),
+            (0x1000, 0x4000_0000_0008, Error::BadAddress),
+            (0x2000, USER_ADDRESS_END - 0x1000, Error::BadAddress),
+        ] {
+            assert_eq!(
+                decode(11, [0xE000_0000, length, destination, 0, 0, 0]),
+                Err(error),
+                "{length:#x} at {destination:#x}"
+            );
+        }
     }
 
     proptest::proptest! {

@@ -177,6 +177,24 @@ pub fn find_fault(mark: usize, thread: ThreadId, address: u64) -> Option<FaultRe
     })
 }
 
+/// The first exception logged at or after `mark` from `thread`.
+pub fn find_exception(mark: usize, thread: ThreadId) -> Option<FaultRecord> {
+    let count = fault_mark().min(FAULT_LOG_ENTRIES);
+    (mark..count).find_map(|index| {
+        let entry = &FAULT_LOG[index];
+        let record = FaultRecord {
+            thread: ThreadId::from_raw(entry[0].load(Ordering::Relaxed)),
+            label: entry[1].load(Ordering::Relaxed),
+            words: [
+                entry[2].load(Ordering::Relaxed),
+                entry[3].load(Ordering::Relaxed),
+                entry[4].load(Ordering::Relaxed),
+            ],
+        };
+        (record.thread == thread && record.label == EXCEPTION_LABEL).then_some(record)
+    })
+}
+
 /// Label 0, no untyped words, one typed item.
 const MAP_REPLY_TAG: MessageTag = match MessageTag::new(0, 0, 2) {
     Ok(tag) => tag,

@@ -9,6 +9,9 @@
 //! - [`boot`]: a root task's boot modules as byte slices;
 //! - [`console`]: formatted lines to the kernel console (`debug_write`),
 //!   with a fixed buffer so that printing never allocates;
+//! - [`pci`]: PCI configuration mechanism #1 through ports 0xCF8/0xCFC,
+//!   which the kernel opens to the root task alone (a user-level
+//!   driver's);
 //! - [`frames`]: a bitmap allocator of pages over a window of memory (the
 //!   root task's free-memory window, or any other page-aligned range).
 //!
@@ -27,6 +30,8 @@ pub mod entry;
 pub mod frames;
 #[cfg(all(target_os = "none", feature = "heap"))]
 pub mod heap;
+#[cfg(target_os = "none")]
+pub mod pci;
 #[cfg(target_os = "none")]
 pub mod user;
 pub mod utcb;

@@ -449,3 +449,83 @@ fn interrupt_control(
     let (status, _) = unsafe { syscall(Syscall::InterruptControl, arguments) };
     Error::check(status)
 }
+
+/// Why an [`hvm_call`] failed: the kernel refused it (not the root task,
+/// a call it does not forward, bare mode: `NotSupported`), or hvm did
+/// (its `hvm_abi::HypercallError` code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvmCallError {
+    /// The microkernel's error.
+    Kernel(Error),
+    /// hvm's status code.
+    Hypervisor(u64),
+}
+
+impl core::fmt::Display for HvmCallError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HvmCallError::Kernel(error) => write!(f, "{error}"),
+            HvmCallError::Hypervisor(code) => match hvm_abi::HypercallError::from_raw(*code) {
+                Some(error) => f.write_str(error.as_str()),
+                None => write!(f, "hvm error {code}"),
+            },
+        }
+    }
+}
+
+/// Forwards hypercall `call` with arguments `arg0`, `arg1` to hvm (root
+/// task only; `microkernel_abi::syscall::HVM_CALLS` only). Returns hvm's
+/// value (its RDX).
+pub fn hvm_call(call: u64, arg0: u64, arg1: u64) -> Result<u64, HvmCallError> {
+    if call == microkernel_abi::syscall::HVM_CELL_INFO {
+        // Its buffer is for `cell_info`, which owns one of the right size.
+        return Err(HvmCallError::Kernel(Error::InvalidArgument));
+    }
+    // SAFETY: the forwarded calls other than CellInfo pass no buffer and
+    // change no memory of the caller.
+    let (status, results) = unsafe { syscall(Syscall::HvmCall, [call, arg0, arg1, 0, 0, 0]) };
+    Error::check(status).map_err(HvmCallError::Kernel)?;
+    match results[0] {
+        0 => Ok(results[1]),
+        code => Err(HvmCallError::Hypervisor(code)),
+    }
+}
+
+/// What hvm knows of cell `cell` (its `CellInfo` hypercall).
+pub fn cell_info(cell: u32) -> Result<hvm_abi::CellInfo, HvmCallError> {
+    const _: () = assert!(
+        core::mem::size_of::<hvm_abi::CellInfo>() as u64
+            == microkernel_abi::syscall::HVM_CELL_INFO_BYTES
+    );
+    let mut info = hvm_abi::CellInfo::empty();
+    let arguments = [
+        microkernel_abi::syscall::HVM_CELL_INFO,
+        u64::from(cell),
+        &raw mut info as u64,
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: the kernel writes exactly size_of::<CellInfo>() bytes into
+    // `info`, a plain-data struct every byte pattern of which is valid
+    // (integers and byte arrays), and nothing else.
+    let (status, results) = unsafe { syscall(Syscall::HvmCall, arguments) };
+    Error::check(status).map_err(HvmCallError::Kernel)?;
+    match results[0] {
+        0 => Ok(info),
+        code => Err(HvmCallError::Hypervisor(code)),
+    }
+}
+
+/// Maps `length` bytes of device memory at physical `physical` (outside
+/// the cell's memory) at `address` in the caller's space, uncached (root
+/// task only; both page aligned, every page at `address` unmapped).
+///
+/// Safe: it only adds pages where nothing was; using them takes `unsafe`
+/// volatile accesses.
+pub fn device_map(physical: u64, length: u64, address: u64) -> Result<(), Error> {
+    // SAFETY: the kernel maps only over unmapped pages, so no memory the
+    // caller's Rust code uses changes.
+    let (status, _) = unsafe { syscall(Syscall::DeviceMap, [physical, length, address, 0, 0, 0]) };
+    Error::check(status)
+}

@@ -22,7 +22,8 @@ use microkernel_rt::user::{
 };
 
 use crate::process::{Memory, TextCache};
-use crate::task_server::{TaskServer, ANSWER_LIMIT};
+use crate::task_server::ANSWER_LIMIT;
+use crate::vm_server::ServerLink;
 
 /// A process's task: its address space, its thread and its pages.
 pub struct ProcessTask {
@@ -71,7 +72,7 @@ pub fn load_reply(utcb: &mut Utcb, reply: &Reply) {
 
 impl Kernel for Microkernel {
     type Task = ProcessTask;
-    type Link = TaskServer;
+    type Link = ServerLink;
 
     const ANSWER_LIMIT: u64 = ANSWER_LIMIT;
 
@@ -193,7 +194,14 @@ impl Kernel for Microkernel {
         }
     }
 
-    fn restart(&mut self, link: TaskServer) -> Result<TaskServer, String> {
-        link.restart(self.me, &mut self.arena, &mut self.text)
+    fn restart(&mut self, link: ServerLink) -> Result<ServerLink, String> {
+        match link {
+            ServerLink::Task(server) => server
+                .restart(self.me, &mut self.arena, &mut self.text)
+                .map(ServerLink::Task),
+            ServerLink::Vm(server) => server
+                .restart()
+                .map(|server| ServerLink::Vm(alloc::boxed::Box::new(server))),
+        }
     }
 }

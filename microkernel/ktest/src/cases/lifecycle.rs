@@ -163,7 +163,7 @@ pub fn bad_arguments(context: &mut Context) -> Result<(), Failure> {
     let utcb = &mut *context.utcb;
     let root = root_thread();
 
-    for number in [10u64, 11, 0x100, u64::MAX] {
+    for number in [12u64, 13, 0x100, u64::MAX] {
         let high = [0x1212, 0x1313, 0x1414, 0x1515];
         let (status, registers, kept) = raw_syscall(number, [1, 2, 3, 4, 5, 6], high);
         expect(

@@ -8,6 +8,7 @@
 //! suite. `docs/microkernel-tests.md` says what each case proves.
 
 mod basics;
+mod driver;
 mod ipc;
 mod lifecycle;
 mod memory;
@@ -47,6 +48,7 @@ const CASES: &[(&str, Case)] = &[
     ("priority_order", scheduling::priority_order),
     ("destroyed_partner", lifecycle::destroyed_partner),
     ("bad_arguments", lifecycle::bad_arguments),
+    ("driver_mechanisms", driver::driver_mechanisms),
 ];
 
 /// Runs every case, printing one line each; returns (passed, failed).

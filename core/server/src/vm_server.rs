@@ -1,0 +1,272 @@
+//! Server VMs: 9P servers in cells of their own, reached over hvm's links.
+//!
+//! A `server-vm` cell gets one virtio link to cell 0 (hvm's contract 1).
+//! Core drives its end ([`crate::links`]) and gives it to `#M` as a
+//! [`Transport`], posted as `/srv/NAME` under the cell's name, exactly as
+//! a task server of that name is. On the link 9P messages travel as a
+//! byte stream, each framed by its size[4] (`virtio_link::stream`); every
+//! exchange is synchronous: the T-message out, then core waits on the
+//! link's interrupt for a whole R-message.
+//!
+//! [`ServerLink`] is what `#M` holds for either placement.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kasane_mount::Transport;
+use microkernel_rt::user::{cell_info, kernel_info};
+use virtio_link::stream::{Exchanger, StreamLink};
+
+use crate::links::Link;
+use crate::task_server::{TaskServer, ANSWER_LIMIT};
+
+/// `hvm_abi::CellInfo.kind` of a server VM.
+pub const SERVER_VM_KIND: u32 = hvm_abi::CellKindCode::ServerVm as u32;
+
+/// Most cells core asks hvm about.
+const MAX_CELLS: u32 = 64;
+
+/// The cell at the other end of link `index`: (cell, name, kind).
+pub fn peer(index: u32) -> Option<(u32, String, u32)> {
+    (1..MAX_CELLS)
+        .map_while(|cell| cell_info(cell).ok().map(|info| (cell, info)))
+        .find(|(_, info)| info.link == index)
+        .map(|(cell, info)| (cell, info.name().to_string(), info.kind))
+}
+
+/// A server VM's link, as `#M`'s transport.
+pub struct VmServer {
+    name: String,
+    /// Its cell (for hvm's cell calls).
+    pub cell: u32,
+    link: Link,
+    exchanger: Exchanger,
+}
+
+impl VmServer {
+    /// The transport over `link`, whose peer is server VM `cell`.
+    pub fn new(name: &str, cell: u32, link: Link) -> VmServer {
+        VmServer {
+            name: String::from(name),
+            cell,
+            exchanger: Exchanger::new(kasane_mount::MSIZE, link.generation()),
+            link,
+        }
+    }
+}
+
+impl VmServer {
+    /// Makes sure the server VM is restarted after its link hung up: hvm
+    /// restarts a cell that failed (a triple fault, a stray write, a
+    /// missed heartbeat: its manifest policy), which the link's new
+    /// generation shows; one that broke the protocol (garbage) or went
+    /// silent still runs, and core asks hvm for the restart.
+    pub fn restart(self) -> Result<VmServer, String> {
+        if self.link.generation() == self.exchanger.generation() {
+            microkernel_rt::user::hvm_call(
+                hvm_abi::Hypercall::CellControl as u64,
+                u64::from(self.cell),
+                hvm_abi::CellControl::Restart as u64,
+            )
+            .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))?;
+        }
+        Ok(self)
+    }
+}
+
+impl VmServer {
+    /// Asks hvm to have the server VM perform failure `verb` for real
+    /// (`CellControl` ops 10..=14: hvm raises the command vector in the
+    /// VM, whose runtime takes the verb and does it).
+    fn inject(&mut self, verb: &str) -> Result<(), String> {
+        let op = (10..=14)
+            .filter_map(hvm_abi::CellControl::from_raw)
+            .find(|op| op.verb() == verb)
+            .ok_or_else(|| format!("no failure {verb}"))?;
+        microkernel_rt::user::hvm_call(
+            hvm_abi::Hypercall::CellControl as u64,
+            u64::from(self.cell),
+            op as u64,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))
+    }
+}
+
+/// The link as `virtio_link::stream` drives it.
+struct LinkIo<'a>(&'a mut Link);
+
+impl StreamLink for LinkIo<'_> {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        self.0.console()?.send(bytes)
+    }
+
+    fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str> {
+        self.0.console()?.receive(out)
+    }
+
+    fn generation(&mut self) -> Option<u64> {
+        self.0.generation()
+    }
+
+    fn now(&mut self) -> u64 {
+        kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
+    }
+
+    fn wait(&mut self) {
+        crate::links::wait(self.0, 20_000);
+    }
+}
+
+impl Transport for VmServer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        self.exchanger
+            .exchange(&mut LinkIo(&mut self.link), frame, answer, ANSWER_LIMIT)
+            .map_err(|error| format!("{}: {error}", self.name))
+    }
+}
+
+/// What `#M` holds: a task server's link or a server VM's.
+pub enum ServerLink {
+    Task(TaskServer),
+    Vm(Box<VmServer>),
+}
+
+impl ServerLink {
+    /// The task server, if it is one.
+    pub fn task(&mut self) -> Option<&mut TaskServer> {
+        match self {
+            ServerLink::Task(server) => Some(server),
+            ServerLink::Vm(_) => None,
+        }
+    }
+}
+
+impl Transport for ServerLink {
+    fn name(&self) -> &str {
+        match self {
+            ServerLink::Task(server) => server.name(),
+            ServerLink::Vm(server) => server.name(),
+        }
+    }
+
+    fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        match self {
+            ServerLink::Task(server) => server.exchange(frame, answer),
+            ServerLink::Vm(server) => server.exchange(frame, answer),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            ServerLink::Task(server) => server.stop(),
+            ServerLink::Vm(server) => server.stop(),
+        }
+    }
+
+    fn posts(&self) -> bool {
+        match self {
+            ServerLink::Task(server) => server.posts(),
+            ServerLink::Vm(server) => server.posts(),
+        }
+    }
+
+    fn post(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<Option<usize>, String> {
+        match self {
+            ServerLink::Task(server) => server.post(frame, answer),
+            ServerLink::Vm(server) => server.post(frame, answer),
+        }
+    }
+
+    fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        match self {
+            ServerLink::Task(server) => server.collect(answer),
+            ServerLink::Vm(server) => server.collect(answer),
+        }
+    }
+
+    fn peer(&self) -> u64 {
+        match self {
+            ServerLink::Task(server) => server.peer(),
+            ServerLink::Vm(server) => server.peer(),
+        }
+    }
+
+    fn inject(&mut self, verb: &str) -> Result<(), String> {
+        match self {
+            ServerLink::Task(server) => server.inject(verb),
+            ServerLink::Vm(server) => server.inject(verb),
+        }
+    }
+
+    fn placement(&self) -> &'static str {
+        match self {
+            ServerLink::Task(_) => "task",
+            ServerLink::Vm(_) => "vm",
+        }
+    }
+}
+
+/// Opens every link whose peer is a server VM, for `#M`: (name, transport).
+/// Other links (a Linux cell's) are left alone.
+pub fn server_vms(links: Vec<Link>) -> Vec<(String, VmServer)> {
+    let mut servers = Vec::new();
+    for link in links {
+        match peer(link.index) {
+            Some((cell, name, SERVER_VM_KIND)) => {
+                let server = VmServer::new(&name, cell, link);
+                servers.push((name, server));
+            }
+            _ => drop(link),
+        }
+    }
+    servers
+}
+
+/// `/dev/vm`'s view of hvm: `CellInfo` and `CellControl` through
+/// `hvm_call`. In bare mode every call is `NotSupported`, so there are no
+/// cells.
+pub struct HvmCells;
+
+impl core_system::Cells for HvmCells {
+    fn cell(&self, index: u32) -> Option<core_system::CellRecord> {
+        let info = cell_info(index).ok()?;
+        let kind = match info.kind {
+            1 => String::from("microkernel"),
+            2 => String::from("linux"),
+            SERVER_VM_KIND => String::from("server-vm"),
+            other => format!("kind-{other}"),
+        };
+        let state = match info.state {
+            0 => String::from("created"),
+            1 => String::from("running"),
+            2 => String::from("stopped"),
+            3 => String::from("failed"),
+            other => format!("state-{other}"),
+        };
+        Some(core_system::CellRecord {
+            name: info.name().to_string(),
+            kind,
+            state,
+            restarts: info.restarts,
+            restart_limit: info.restart_limit,
+            last_failure: info.last_failure().to_string(),
+        })
+    }
+
+    fn control(&mut self, index: u32, verb: core_system::Verb) -> Result<(), String> {
+        microkernel_rt::user::hvm_call(
+            hvm_abi::Hypercall::CellControl as u64,
+            u64::from(index),
+            verb.operation(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+}
