@@ -63,7 +63,7 @@ impl VmServer {
     /// missed heartbeat: its manifest policy), which the link's new
     /// generation shows; one that broke the protocol (garbage) or went
     /// silent still runs, and core asks hvm for the restart.
-    pub fn restart(self) -> Result<VmServer, String> {
+    pub fn restart(mut self) -> Result<VmServer, String> {
         if self.link.generation() == self.exchanger.generation() {
             microkernel_rt::user::hvm_call(
                 hvm_abi::Hypercall::CellControl as u64,
@@ -71,7 +71,26 @@ impl VmServer {
                 hvm_abi::CellControl::Restart as u64,
             )
             .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))?;
+            // hvm restarts the cell at its next turn: wait (bounded) for
+            // the new peer, so that nothing the old one still sends is
+            // taken for the new one's answers.
+            let clock =
+                || kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+            let deadline = clock().saturating_add(ANSWER_LIMIT);
+            while self.link.generation() == self.exchanger.generation() && clock() < deadline {
+                crate::links::wait(&self.link, 10_000);
+            }
         }
+        // Bytes the old peer left in cell 0's receive buffers are not the
+        // new one's: drop them, and start a clean stream.
+        let mut scratch = [0u8; 512];
+        while let Ok(console) = self.link.console() {
+            match console.receive(&mut scratch) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        self.exchanger = Exchanger::new(kasane_mount::MSIZE, self.link.generation());
         Ok(self)
     }
 }
@@ -256,6 +275,12 @@ impl core_system::Cells for HvmCells {
             state,
             restarts: info.restarts,
             restart_limit: info.restart_limit,
+            exits: microkernel_rt::user::hvm_call(
+                hvm_abi::Hypercall::ExitCount as u64,
+                u64::from(index),
+                0,
+            )
+            .unwrap_or(0),
             last_failure: info.last_failure().to_string(),
         })
     }

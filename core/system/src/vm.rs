@@ -30,6 +30,9 @@ pub struct CellRecord {
     pub state: String,
     pub restarts: u32,
     pub restart_limit: u32,
+    /// VM exits of the cell so far (hvm's `ExitCount`): what a reader
+    /// multiplies by an exit's cost on real VT-x.
+    pub exits: u64,
     /// Empty if it never failed.
     pub last_failure: String,
 }
@@ -136,8 +139,14 @@ impl<C: Cells> VmDevice<C> {
             cell.last_failure.as_str()
         };
         Ok(format!(
-            "{} {} {} restarts {}/{} last-failure {}\n",
-            cell.name, cell.kind, cell.state, cell.restarts, cell.restart_limit, failure
+            "{} {} {} restarts {}/{} exits {} last-failure {}\n",
+            cell.name,
+            cell.kind,
+            cell.state,
+            cell.restarts,
+            cell.restart_limit,
+            cell.exits,
+            failure
         ))
     }
 }
@@ -283,6 +292,7 @@ mod tests {
             state: String::from("running"),
             restarts: 1,
             restart_limit: 3,
+            exits: 42,
             last_failure: String::from(failure),
         }
     }
@@ -349,11 +359,11 @@ mod tests {
         };
         assert_eq!(
             read(&mut d, "0"),
-            "cell0 microkernel running restarts 1/3 last-failure -\n"
+            "cell0 microkernel running restarts 1/3 exits 42 last-failure -\n"
         );
         assert_eq!(
             read(&mut d, "1"),
-            "ramfs server-vm running restarts 1/3 last-failure triple fault rip=0x1000\n"
+            "ramfs server-vm running restarts 1/3 exits 42 last-failure triple fault rip=0x1000\n"
         );
     }
 

@@ -375,6 +375,7 @@ impl core_system::Cells for FakeCells {
             state: "running".to_string(),
             restarts: 0,
             restart_limit: 2,
+            exits: 0,
             last_failure: String::new(),
         })
     }
@@ -396,7 +397,7 @@ fn dev_vm_is_bound_after_dev_and_reaches_hvm() {
     let fd = core.open(1, "/dev/vm/1/status", OREAD);
     assert_eq!(
         core.read(1, fd, 200),
-        b"ramfs server-vm running restarts 0/2 last-failure -\n"
+        b"ramfs server-vm running restarts 0/2 exits 0 last-failure -\n"
     );
     let ctl = core.open(1, "/dev/vm/1/ctl", OWRITE);
     core.ok(1, Call::Write, [ctl, 0, 0], &[b"hang"]);

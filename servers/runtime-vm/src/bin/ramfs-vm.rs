@@ -25,12 +25,22 @@ mod vm {
         }
     }
 
-    fn main(_boot: &runtime_vm::Boot) -> ! {
+    fn main(boot: &runtime_vm::Boot) -> ! {
         let limits = Limits {
             max_file_size: 1 << 20,
             max_total_bytes: 2 << 20,
         };
         let mut tree = RamFs::new(VmClock, "eve", "eve", 0o775).with_limits(limits);
+        // The manifest's image (the cell's one module, a tar archive),
+        // unpacked at every start: a restarted VM serves the same files,
+        // as the task placement does.
+        if let Some(module) = boot.info.modules().first() {
+            if let Some(image) = boot.module(module.name()) {
+                if let Err(e) = tree.unpack_tar(image) {
+                    runtime_vm::print_line(format_args!("ramfs: {e}"));
+                }
+            }
+        }
         runtime_vm::serve(&mut tree)
     }
 
