@@ -313,10 +313,24 @@ impl Hypervisor {
         if self.msrs_of == Some(position) {
             self.msrs_of = None;
         }
-        if let Some(link) = self.links.iter_mut().find(|l| l.peer == Some(position)) {
+        let restarted = self
+            .links
+            .iter_mut()
+            .enumerate()
+            .find(|(_, l)| l.peer == Some(position));
+        if let Some((number, link)) = restarted {
             link.to_peer.clear();
             link.to_cell0.clear();
             link.generation += 1;
+            // After a restart (not the first start), cell 0's driver hears
+            // of the new peer at once (its link vector), rather than when
+            // an answer is overdue.
+            let vector = hvm_logic::link::cell0_vector(number).filter(|_| link.generation > 1);
+            if let Some(vector) = vector {
+                if !self.for_cell0.contains(&vector) {
+                    self.for_cell0.push(vector);
+                }
+            }
         }
         let cell = &mut self.cells[position];
         cell.command = 0;

@@ -271,9 +271,22 @@ impl Core {
     /// to `System::handle`, a task server's to `#M`.
     fn handle(&mut self, sender: ThreadId) {
         if let Some(irq) = sender.interrupt_number() {
-            // A link's interrupt that came while no exchange waited for
-            // it: unmask it, or the next exchange would have to poll.
+            // A link's interrupt: unmask it first (an answer that lands
+            // after the poll raises it again), then take a server VM's
+            // answer to a posted request, if whole.
             let _ = microkernel_rt::user::interrupt_acknowledge(irq);
+            let mounts = &mut self.system.servants().mount;
+            if let Some(link) = mounts.link_of_peer(sender.raw()) {
+                let polled = mounts
+                    .transport_mut(link)
+                    .and_then(ServerLink::vm)
+                    .map(|vm| vm.poll());
+                match polled {
+                    Some(Ok(Some(answer))) => mounts.deliver(link, &answer),
+                    Some(Err(what)) => mounts.fail_link(link, &what),
+                    _ => {}
+                }
+            }
             return;
         }
         let thread = Thread(sender.raw());

@@ -149,6 +149,44 @@ impl Transport for VmServer {
             .exchange(&mut LinkIo(&mut self.link), frame, answer, ANSWER_LIMIT)
             .map_err(|error| format!("{}: {error}", self.name))
     }
+
+    /// Reads and writes are posted, as on a task server's link: the
+    /// answer comes with the link's interrupt ([`VmServer::poll`] from
+    /// core's loop), so core serves others meanwhile, and `#M` sends a
+    /// request under way again after a restart (core/mount's `recover`).
+    fn posts(&self) -> bool {
+        true
+    }
+
+    fn post(&mut self, frame: &[u8], _answer: &mut [u8]) -> Result<Option<usize>, String> {
+        self.exchanger
+            .send(&mut LinkIo(&mut self.link), frame)
+            .map(|()| None)
+            .map_err(|error| format!("{}: {error}", self.name))
+    }
+
+    fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        self.exchanger
+            .await_answer(&mut LinkIo(&mut self.link), answer, ANSWER_LIMIT)
+            .map_err(|error| format!("{}: {error}", self.name))
+    }
+
+    /// The link's interrupt "thread": core's loop receives the interrupt
+    /// from it and finds this link by it.
+    fn peer(&self) -> u64 {
+        microkernel_abi::ThreadId::interrupt(self.link.interrupt()).raw()
+    }
+}
+
+impl VmServer {
+    /// A whole answer the link has brought, if any (core's loop, on the
+    /// link's interrupt); never blocks.
+    pub fn poll(&mut self) -> Result<Option<Vec<u8>>, String> {
+        // Without the name: core's `fail_link` adds it.
+        self.exchanger
+            .poll(&mut LinkIo(&mut self.link))
+            .map_err(|error| error.to_string())
+    }
 }
 
 /// What `#M` holds: a task server's link or a server VM's.
@@ -163,6 +201,14 @@ impl ServerLink {
         match self {
             ServerLink::Task(server) => Some(server),
             ServerLink::Vm(_) => None,
+        }
+    }
+
+    /// The server VM's link, if this is one.
+    pub fn vm(&mut self) -> Option<&mut VmServer> {
+        match self {
+            ServerLink::Task(_) => None,
+            ServerLink::Vm(server) => Some(server),
         }
     }
 }

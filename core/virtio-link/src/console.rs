@@ -48,23 +48,33 @@ impl core::ops::BitAnd for Features {
     }
 }
 
-/// A DMA page from the `Hal`, owned by the console for its life.
+/// Pages in each direction's buffer: room for a whole 9P message of
+/// the largest msize Kasane uses (8216 bytes) in one round, so a 4 KB
+/// read's answer crosses the link in one receive and one notify rather
+/// than two of each.
+const BUFFER_PAGES: usize = 3;
+
+/// A DMA buffer of [`BUFFER_PAGES`] pages from the `Hal`, owned by the
+/// console for its life.
 struct Page {
     physical: u64,
     pointer: NonNull<u8>,
 }
 
 impl Page {
+    const SIZE: usize = BUFFER_PAGES * PAGE_SIZE;
+
     fn new<H: Hal>(direction: BufferDirection) -> Page {
-        let (physical, pointer) = H::dma_alloc(1, direction);
+        let (physical, pointer) = H::dma_alloc(BUFFER_PAGES, direction);
         Page { physical, pointer }
     }
 
     fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: dma_alloc gave one zeroed page, owned by this console
-        // alone; the device touches it only while a queue holds it, and
-        // the console borrows it then only through that queue.
-        unsafe { core::slice::from_raw_parts_mut(self.pointer.as_ptr(), PAGE_SIZE) }
+        // SAFETY: dma_alloc gave BUFFER_PAGES zeroed pages, physically
+        // contiguous, owned by this console alone; the device touches them
+        // only while a queue holds them, and the console borrows them then
+        // only through that queue.
+        unsafe { core::slice::from_raw_parts_mut(self.pointer.as_ptr(), Self::SIZE) }
     }
 }
 
@@ -78,6 +88,10 @@ pub struct LinkConsole<H: Hal> {
     incoming: Page,
     outgoing: Page,
     token: Option<u16>,
+    /// Bytes of the last filled receive buffer not yet handed out
+    /// (`start..end` of `incoming`): a caller with a small buffer gets
+    /// the rest on its next call, before the buffer is offered again.
+    unread: (usize, usize),
 }
 
 impl<H: Hal> LinkConsole<H> {
@@ -107,6 +121,7 @@ impl<H: Hal> LinkConsole<H> {
             incoming: Page::new::<H>(BufferDirection::DeviceToDriver),
             outgoing: Page::new::<H>(BufferDirection::DriverToDevice),
             token: None,
+            unread: (0, 0),
         };
         console.post()?;
         Ok(console)
@@ -134,28 +149,39 @@ impl<H: Hal> LinkConsole<H> {
     }
 
     /// Bytes received since the last call, if any, copied into `out`.
+    /// Nothing is lost when `out` is smaller than what came: the rest is
+    /// kept for the next call.
     pub fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str> {
-        let Some(token) = self.token else {
-            return Ok(0);
-        };
-        if self.receive.peek_used() != Some(token) {
-            return Ok(0);
+        if self.unread.0 == self.unread.1 {
+            let Some(token) = self.token else {
+                return Ok(0);
+            };
+            if self.receive.peek_used() != Some(token) {
+                return Ok(0);
+            }
+            let buffer = self.incoming.bytes();
+            // SAFETY: the same buffer that was added with this token.
+            let length = unsafe { self.receive.pop_used(token, &[], &mut [buffer]) }
+                .map_err(|_| "the receive queue went wrong")? as usize;
+            self.token = None;
+            self.unread = (0, length.min(Page::SIZE));
         }
-        let buffer = self.incoming.bytes();
-        // SAFETY: the same buffer that was added with this token.
-        let length = unsafe { self.receive.pop_used(token, &[], &mut [buffer]) }
-            .map_err(|_| "the receive queue went wrong")? as usize;
-        self.token = None;
-        let n = length.min(out.len()).min(PAGE_SIZE);
-        out[..n].copy_from_slice(&self.incoming.bytes()[..n]);
-        self.post()?;
+        let (start, end) = self.unread;
+        let n = (end - start).min(out.len());
+        out[..n].copy_from_slice(&self.incoming.bytes()[start..start + n]);
+        self.unread.0 += n;
+        if self.unread.0 == self.unread.1 {
+            self.unread = (0, 0);
+            self.post()?;
+        }
         Ok(n)
     }
 
-    /// Sends `bytes`, a page at a time; returns when the device took them
-    /// (hvm moves them at the notify, or as soon as its pipe has room).
+    /// Sends `bytes`, a buffer at a time; returns when the device took
+    /// them (hvm moves them at the notify, or as soon as its pipe has
+    /// room).
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
-        for chunk in bytes.chunks(PAGE_SIZE) {
+        for chunk in bytes.chunks(Page::SIZE) {
             let page = self.outgoing.bytes();
             page[..chunk.len()].copy_from_slice(chunk);
             let page: &[u8] = &self.outgoing.bytes()[..chunk.len()];

@@ -209,7 +209,7 @@ impl Exchanger {
         Exchanger {
             stream: MessageStream::new(msize),
             generation,
-            input: alloc::vec![0; 4096],
+            input: alloc::vec![0; 12 * 1024],
         }
     }
 
@@ -228,30 +228,55 @@ impl Exchanger {
         answer: &mut [u8],
         limit: u64,
     ) -> Result<usize, ExchangeError> {
+        self.send(link, frame)?;
+        self.await_answer(link, answer, limit)
+    }
+
+    /// Sends `frame` (a posted request: its answer is taken later by
+    /// [`poll`](Self::poll) or [`await_answer`](Self::await_answer)).
+    /// Bytes left from an earlier peer are dropped first.
+    pub fn send<L: StreamLink>(&mut self, link: &mut L, frame: &[u8]) -> Result<(), ExchangeError> {
         let generation = link.generation();
         if generation != self.generation {
             self.generation = generation;
             self.stream.reset();
         }
-        link.send(frame).map_err(ExchangeError::Link)?;
-        let deadline = link.now().saturating_add(limit);
+        link.send(frame).map_err(ExchangeError::Link)
+    }
+
+    /// A whole message, if the bytes received so far make one; never
+    /// blocks. A changed generation means the peer is new.
+    pub fn poll<L: StreamLink>(&mut self, link: &mut L) -> Result<Option<Vec<u8>>, ExchangeError> {
         loop {
-            match self.stream.next_message() {
-                Ok(Some(message)) => {
-                    let length = message.len().min(answer.len());
-                    answer[..length].copy_from_slice(&message[..length]);
-                    return Ok(length);
-                }
-                Ok(None) => {}
-                Err(error) => return Err(ExchangeError::Stream(error)),
+            if let Some(message) = self.stream.next_message().map_err(ExchangeError::Stream)? {
+                return Ok(Some(message));
             }
             let received = link.receive(&mut self.input).map_err(ExchangeError::Link)?;
-            if received > 0 {
-                self.stream.push(&self.input[..received]);
-                continue;
+            if received == 0 {
+                break;
             }
-            if link.generation() != self.generation {
-                return Err(ExchangeError::PeerRestarted);
+            self.stream.push(&self.input[..received]);
+        }
+        if link.generation() != self.generation {
+            return Err(ExchangeError::PeerRestarted);
+        }
+        Ok(None)
+    }
+
+    /// Waits at most `limit` microseconds for a whole message, which goes
+    /// into `answer`; its length.
+    pub fn await_answer<L: StreamLink>(
+        &mut self,
+        link: &mut L,
+        answer: &mut [u8],
+        limit: u64,
+    ) -> Result<usize, ExchangeError> {
+        let deadline = link.now().saturating_add(limit);
+        loop {
+            if let Some(message) = self.poll(link)? {
+                let length = message.len().min(answer.len());
+                answer[..length].copy_from_slice(&message[..length]);
+                return Ok(length);
             }
             if link.now() > deadline {
                 return Err(ExchangeError::NoAnswer);
@@ -375,5 +400,23 @@ mod exchange_tests {
             .exchange(&mut link, b"Tversion", &mut answer, 1_000_000)
             .unwrap();
         assert_eq!(&answer[..n], &rversion(&[])[..]);
+    }
+
+    #[test]
+    fn a_posted_request_is_polled_until_whole() {
+        let mut link = peer(rversion);
+        let mut exchanger = Exchanger::new(8216, Some(1));
+        // Nothing sent: nothing to take, and no error.
+        assert_eq!(exchanger.poll(&mut link), Ok(None));
+        exchanger.send(&mut link, b"Tversion").unwrap();
+        // The fake peer hands over five bytes per receive; poll keeps
+        // reading until the message is whole or the link is dry.
+        assert_eq!(exchanger.poll(&mut link), Ok(Some(rversion(&[]))));
+        assert_eq!(exchanger.poll(&mut link), Ok(None));
+        // A peer restarted with the request under way is an error, not a
+        // wait for an answer that will never come.
+        link.restart_after_send = true;
+        exchanger.send(&mut link, b"Tversion").unwrap();
+        assert_eq!(exchanger.poll(&mut link), Err(ExchangeError::PeerRestarted));
     }
 }

@@ -169,15 +169,20 @@ pub fn own_link() -> Option<DeviceFunction> {
     consoles().first().copied()
 }
 
-/// A posted buffer (page-sized, heap memory that lives for ever).
+/// A posted buffer (whole pages of heap memory that live for ever).
 struct Buffer {
     memory: &'static mut [u8],
     token: Option<u16>,
 }
 
-fn buffer() -> Buffer {
-    // SAFETY: a fresh zeroed page of the heap, used only as this buffer.
-    let memory = unsafe { core::slice::from_raw_parts_mut(allocate_pages(1), PAGE) };
+/// Pages of the transmit buffer: a whole 9P answer of the largest msize
+/// (8216 bytes) goes out in one transmit and one notify.
+const TRANSMIT_PAGES: usize = 3;
+
+fn buffer(pages: usize) -> Buffer {
+    // SAFETY: fresh zeroed pages of the heap (contiguous, identity
+    // mapped), used only as this buffer.
+    let memory = unsafe { core::slice::from_raw_parts_mut(allocate_pages(pages), pages * PAGE) };
     Buffer {
         memory,
         token: None,
@@ -224,8 +229,8 @@ impl Link {
             transport,
             receive,
             transmit,
-            receive_buffers: (0..RECEIVE_BUFFERS).map(|_| buffer()).collect(),
-            transmit_buffer: buffer(),
+            receive_buffers: (0..RECEIVE_BUFFERS).map(|_| buffer(1)).collect(),
+            transmit_buffer: buffer(TRANSMIT_PAGES),
             in_flight: 0,
             outgoing: VecDeque::new(),
             bar,
@@ -312,9 +317,11 @@ impl Link {
         }
         let buffer = &mut self.transmit_buffer;
         let n = self.outgoing.len().min(buffer.memory.len());
-        for (slot, byte) in buffer.memory.iter_mut().zip(self.outgoing.drain(..n)) {
-            *slot = byte;
-        }
+        let (front, back) = self.outgoing.as_slices();
+        let first = front.len().min(n);
+        buffer.memory[..first].copy_from_slice(&front[..first]);
+        buffer.memory[first..n].copy_from_slice(&back[..n - first]);
+        self.outgoing.drain(..n);
         let bytes = &buffer.memory[..n];
         // SAFETY: the transmit buffer is not written again until pop_used
         // returns it (`in_flight` guards it).
