@@ -157,3 +157,47 @@ fn bochs_ramfs_as_task_and_as_vm_and_the_vm_failure_matrix() {
         900,
     ));
 }
+
+/// Bare mode (QEMU's TCG, no VT-x): the server placed in a VM runs as a
+/// task, core says so in one line, and the same session and failure
+/// matrix pass with the task's runtime performing each verb.
+fn bare_transcript() -> Vec<Line<'static>> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut lines = vec![
+        Is("hvm: cell img: needs VT-x; not started in bare mode"),
+        Is("core: server img: placed in a vm, runs as a task (bare mode: no server VM link)"),
+        Is("core: server ramfs: task, /srv/ramfs, /proc/9001"),
+        Is("core: server img: task, /srv/img, /proc/9002"),
+        Is("-- placements"),
+        Is("cat: /dev/vm/1/status: '/dev/vm/1/status' file does not exist"),
+    ];
+    lines.extend(session("/tmp"));
+    lines.extend(session("/n"));
+    for verb in ["crash", "triple-fault", "wild-write", "garbage", "hang"] {
+        lines.extend([
+            Is(leak(format!("-- vm {verb}"))),
+            Is(leak(format!("core: server img: injecting {verb}"))),
+            Is(leak(format!("runtime-task: performing {verb}"))),
+            StartsWith("core: #M: link hung up: img: "),
+            StartsWith("core: task server img restarted (restart "),
+            Is("one"),
+            Is("two"),
+            Is("three"),
+        ]);
+    }
+    lines.extend([
+        Is("-- the image came back"),
+        Is("motd from the ramfs image"),
+        Is("done"),
+    ]);
+    lines
+}
+
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_bare_mode_runs_the_vm_placed_server_as_a_task() {
+    let boot = kasane_tests::boot_manifest("core-vm", Emulator::Qemu, 300);
+    assert_lines_in_order(&boot, &bare_transcript());
+    assert_no_line_contains(&boot, "task server ramfs restarted");
+    assert_clean(&boot);
+}
