@@ -107,6 +107,14 @@ fn transcript() -> Vec<Line<'static>> {
         Pattern("img server-vm running restarts 4/10 exits * last-failure no heartbeat for longer than 200 ms rip=*"),
         Is("-- the image came back"),
         Is("motd from the ramfs image"),
+        // A restart asked through /dev/vm: the VM alone, the mount
+        // recovered; a ctl message that is no verb is refused.
+        Is("-- /dev/vm ctl"),
+        Is("hvm: cell 1 (img): `restart` requested by cell 0"),
+        Is("core: #M: link hung up: img: the server VM was restarted"),
+        StartsWith("core: task server img restarted (restart "),
+        Is("motd from the ramfs image"),
+        Is("status is echo: write error: unknown ctl message 'explode': stop, start, restart, crash, triple-fault, wild-write, hang or garbage"),
         Is("done"),
         Is("core: init exited: ''"),
     ]);
@@ -131,15 +139,15 @@ fn check(boot: &Boot) {
         let failed = part.iter().filter(|l| **l == "one read failed").count();
         assert!(failed <= 1, "{verb}: {part:?}");
     }
-    // The VM came up once at boot and once after each of the five
-    // failures (its console lines interleave with cell 0's, so they are
-    // counted rather than placed).
+    // The VM came up once at boot, once after each of the five failures
+    // and once for the restart asked through /dev/vm (its console lines
+    // interleave with cell 0's, so they are counted rather than placed).
     let up = boot
         .transcript
         .lines()
         .filter(|l| l.starts_with("img| runtime-vm: link up at 00:01.0"))
         .count();
-    assert_eq!(up, 6, "{}", boot.transcript);
+    assert_eq!(up, 7, "{}", boot.transcript);
     // Only the VM was restarted; the task server and cell 0 never were.
     assert_no_line_contains(boot, "task server ramfs restarted");
     assert_no_line_contains(boot, "cell 0 (cell0) failed");
@@ -187,6 +195,10 @@ fn bare_transcript() -> Vec<Line<'static>> {
     }
     lines.extend([
         Is("-- the image came back"),
+        Is("motd from the ramfs image"),
+        // No cells to control without hvm.
+        Is("-- /dev/vm ctl"),
+        Is("rc: can't open /dev/vm/1/ctl: '/dev/vm/1' file does not exist"),
         Is("motd from the ramfs image"),
         Is("done"),
     ]);
