@@ -239,8 +239,13 @@ impl Link {
         Ok(link)
     }
 
-    /// Offers every idle receive buffer to the device.
+    /// Offers every idle receive buffer to the device. The notify (an
+    /// exit to hvm) is needed only when the device had no buffer left:
+    /// hvm reads the available ring whenever it pumps the link, at every
+    /// notify of either end and before every turn (virtio 1.2 2.7.13:
+    /// a driver may leave out notifications the device does not need).
     fn post(&mut self) -> Result<(), LinkError> {
+        let starved = self.receive_buffers.iter().all(|b| b.token.is_none());
         let mut posted = false;
         for buffer in &mut self.receive_buffers {
             if buffer.token.is_none() {
@@ -252,7 +257,7 @@ impl Link {
                 posted = true;
             }
         }
-        if posted {
+        if posted && starved {
             self.transport.notify(RECEIVE_QUEUE);
         }
         Ok(())
