@@ -33,13 +33,13 @@ const TRANSCRIPT: &[Line] = &[
     StartsWith("core: #M: link hung up: faulty: "),
     // ... and is restarted alone; its mount is revived on the same link
     // and the read under way is sent again ...
-    Is("core: task server faulty restarted (restart 1 of 5)"),
+    Is("core: server faulty restarted (restart 1 of 5)"),
     // ... which kills it again: it is restarted again, and the read,
     // sent again once already, fails (once).
     StartsWith("runtime-task: panic: "),
     Is("faulty: crash requested by a read of /crash"),
     StartsWith("core: #M: link hung up: faulty: "),
-    Is("core: task server faulty restarted (restart 2 of 5)"),
+    Is("core: server faulty restarted (restart 2 of 5)"),
     Is("cat: /n/crash: server restarted"),
     Is("status is cat: /n/crash: server restarted"),
     // The old mount works without a new mount (docs/core.md, "Recovery").

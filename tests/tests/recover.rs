@@ -33,7 +33,7 @@ fn case(verb: &'static str, between: &[Line<'static>], restart: u32) -> Vec<Line
     ];
     lines.extend_from_slice(between);
     lines.push(Is(Box::leak(
-        format!("core: task server img restarted (restart {restart} of 10)").into_boxed_str(),
+        format!("core: server img restarted (restart {restart} of 10)").into_boxed_str(),
     )));
     // The reader carries on: the same bytes, no error.
     lines.extend([Is("one"), Is("two"), Is("three")]);
@@ -90,7 +90,7 @@ fn transcript() -> Vec<Line<'static>> {
         Is("-- the image came back"),
         Is("motd from the ramfs image"),
         Is("-- a file made after the start is gone"),
-        Is("core: task server img restarted (restart 6 of 10)"),
+        Is("core: server img restarted (restart 6 of 10)"),
         Is("status is cat: server restarted: file is gone"),
         Is("doc"),
         Is("motd"),
@@ -109,7 +109,7 @@ fn check(boot: &Boot) {
     let hang = output_between(boot, "-- hang", "-- the image came back");
     assert_eq!(hang.iter().filter(|l| **l == "kept").count(), 1, "{hang:?}");
     // Only img was restarted; nothing else failed.
-    assert_no_line_contains(boot, "task server ramfs restarted");
+    assert_no_line_contains(boot, "server ramfs restarted");
     assert_no_line_contains(boot, "not restarted");
     assert_no_line_contains(boot, "PANIC");
     assert_clean(boot);

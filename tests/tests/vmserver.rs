@@ -49,7 +49,7 @@ fn case(verb: &'static str, reasons: &[Line<'static>]) -> Vec<Line<'static>> {
     ];
     lines.extend_from_slice(reasons);
     lines.extend([
-        StartsWith("core: task server img restarted (restart "),
+        StartsWith("core: server img restarted (restart "),
         Is("one"),
         Is("two"),
         Is("three"),
@@ -112,7 +112,7 @@ fn transcript() -> Vec<Line<'static>> {
         Is("-- /dev/vm ctl"),
         Is("hvm: cell 1 (img): `restart` requested by cell 0"),
         Is("core: #M: link hung up: img: the server VM was restarted"),
-        StartsWith("core: task server img restarted (restart "),
+        StartsWith("core: server img restarted (restart "),
         Is("motd from the ramfs image"),
         Is("status is echo: write error: unknown ctl message 'explode': stop, start, restart, crash, triple-fault, wild-write, hang or garbage"),
         Is("done"),
@@ -149,7 +149,7 @@ fn check(boot: &Boot) {
         .count();
     assert_eq!(up, 7, "{}", boot.transcript);
     // Only the VM was restarted; the task server and cell 0 never were.
-    assert_no_line_contains(boot, "task server ramfs restarted");
+    assert_no_line_contains(boot, "server ramfs restarted");
     assert_no_line_contains(boot, "cell 0 (cell0) failed");
     assert_no_line_contains(boot, "not restarted");
     assert_no_line_contains(boot, "PANIC");
@@ -187,7 +187,7 @@ fn bare_transcript() -> Vec<Line<'static>> {
             Is(leak(format!("core: server img: injecting {verb}"))),
             Is(leak(format!("runtime-task: performing {verb}"))),
             StartsWith("core: #M: link hung up: img: "),
-            StartsWith("core: task server img restarted (restart "),
+            StartsWith("core: server img restarted (restart "),
             Is("one"),
             Is("two"),
             Is("three"),
@@ -210,6 +210,6 @@ fn bare_transcript() -> Vec<Line<'static>> {
 fn qemu_bare_mode_runs_the_vm_placed_server_as_a_task() {
     let boot = kasane_tests::boot_manifest("core-vm", Emulator::Qemu, 300);
     assert_lines_in_order(&boot, &bare_transcript());
-    assert_no_line_contains(&boot, "task server ramfs restarted");
+    assert_no_line_contains(&boot, "server ramfs restarted");
     assert_clean(&boot);
 }

@@ -480,7 +480,7 @@ impl<K: Kernel> System<K> {
         };
         if !program.config.restart {
             self.kernel.log(format_args!(
-                "core: task server {name} failed: not restarted (on_failure = stop); /srv/{name} stays hung up\n"
+                "core: server {name} failed: not restarted (on_failure = stop); /srv/{name} stays hung up\n"
             ));
             self.servants.mount.give_up(link);
             return;
@@ -490,7 +490,7 @@ impl<K: Kernel> System<K> {
         if program.restarts > limit {
             let restarts = program.restarts;
             self.kernel.log(format_args!(
-                "core: task server {name} failed {restarts} times: not restarted; /srv/{name} stays hung up\n"
+                "core: server {name} failed {restarts} times: not restarted; /srv/{name} stays hung up\n"
             ));
             self.servants.mount.give_up(link);
             return;
@@ -508,11 +508,11 @@ impl<K: Kernel> System<K> {
         // Said before the revive, which may already send the server
         // requests (and make it fail again).
         self.kernel.log(format_args!(
-            "core: task server {name} restarted (restart {count} of {limit})\n"
+            "core: server {name} restarted (restart {count} of {limit})\n"
         ));
         if let Err(e) = self.servants.mount.revive(link, server) {
             self.kernel.log(format_args!(
-                "core: task server {name} failed again while its mounts were recovered: {e}\n"
+                "core: server {name} failed again while its mounts were recovered: {e}\n"
             ));
         }
     }

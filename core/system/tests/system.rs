@@ -814,7 +814,7 @@ fn a_task_server_is_mounted_read_and_restarted() {
         .borrow()
         .log
         .iter()
-        .any(|l| l.starts_with("core: task server ramfs restarted (restart 1 of 5)")));
+        .any(|l| l.starts_with("core: server ramfs restarted (restart 1 of 5)")));
     // The fake restart starts an empty ramfs: the file made before is
     // gone, and its open descriptor says so rather than read other bytes.
     assert_eq!(
@@ -876,7 +876,7 @@ fn a_server_left_stopped_stays_hung_up_and_its_proc_entry_takes_verbs() {
         .contains("i/o on hungup channel"));
     assert_eq!(core.record.borrow().restarts, 0);
     assert!(core.record.borrow().log.iter().any(
-        |l| l.starts_with("core: task server ramfs failed: not restarted (on_failure = stop)")
+        |l| l.starts_with("core: server ramfs failed: not restarted (on_failure = stop)")
     ));
     assert!(core
         .fails(1, Call::Stat, [0; 3], &[b"/n"])
