@@ -875,9 +875,12 @@ fn a_server_left_stopped_stays_hung_up_and_its_proc_entry_takes_verbs() {
         .fails(1, Call::Stat, [0; 3], &[b"/n"])
         .contains("i/o on hungup channel"));
     assert_eq!(core.record.borrow().restarts, 0);
-    assert!(core.record.borrow().log.iter().any(
-        |l| l.starts_with("core: server ramfs failed: not restarted (on_failure = stop)")
-    ));
+    assert!(core
+        .record
+        .borrow()
+        .log
+        .iter()
+        .any(|l| l.starts_with("core: server ramfs failed: not restarted (on_failure = stop)")));
     assert!(core
         .fails(1, Call::Stat, [0; 3], &[b"/n"])
         .contains("i/o on hungup channel"));
