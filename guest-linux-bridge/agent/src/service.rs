@@ -75,6 +75,7 @@ pub fn respond<'a>(
         | Message::HeartbeatAck { .. }
         | Message::CrashAccepted => Response::Ignore("a reply to a request never sent"),
         Message::Error { .. } => Response::Ignore("an Error from the peer"),
+        _ => Response::Ignore("a message this agent does not serve yet"),
     }
 }
 
