@@ -6,6 +6,8 @@
 //! shell that mounts, loads, opens and loops.
 #![forbid(unsafe_code)]
 
+pub mod channels;
 pub mod link;
+pub mod linuxfs;
 pub mod modules;
 pub mod service;
