@@ -38,6 +38,9 @@ pub enum Response<'a> {
     ReplyThenCrash(Frame<'a>),
     /// Send nothing; log why.
     Ignore(&'static str),
+    /// A request for the services (`dispatch::Services`): 9P, system
+    /// calls, programs.
+    Serve,
 }
 
 /// The response to `frame`. `uptime_milliseconds` is read by the caller so
@@ -75,7 +78,19 @@ pub fn respond<'a>(
         | Message::HeartbeatAck { .. }
         | Message::CrashAccepted => Response::Ignore("a reply to a request never sent"),
         Message::Error { .. } => Response::Ignore("an Error from the peer"),
-        _ => Response::Ignore("a message this agent does not serve yet"),
+        Message::Ninep { .. }
+        | Message::NinepHangup
+        | Message::Syscall { .. }
+        | Message::ProcessExited { .. }
+        | Message::Exec { .. }
+        | Message::Stdin { .. }
+        | Message::Kill { .. } => Response::Serve,
+        Message::Done
+        | Message::SyscallResult { .. }
+        | Message::ExecStarted { .. }
+        | Message::Stdout { .. }
+        | Message::Stderr { .. }
+        | Message::Exited { .. } => Response::Ignore("a reply or stream the agent only sends"),
     }
 }
 
