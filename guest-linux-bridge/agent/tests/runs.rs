@@ -117,7 +117,7 @@ fn a_failing_command_reports_its_status_and_stderr() {
 #[test]
 fn kill_ends_a_run_with_its_signal() {
     let (mut services, mut inbox) = services();
-    exec(&mut services, 4, "/bin/sleep", b"sleep\0100\0");
+    exec(&mut services, 4, "/bin/sleep", b"sleep\x00100\x00");
     let (_, got) = inbox.next();
     assert!(matches!(got, Got::Started(_)), "{got:?}");
     send(&mut services, 4, Message::Kill { signal: 15 });
