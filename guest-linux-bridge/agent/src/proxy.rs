@@ -19,7 +19,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -128,7 +129,9 @@ pub fn serve(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
 
 struct Proxy {
     child: Arc<Mutex<Child>>,
-    stdin: ChildStdin,
+    /// To the writer thread, which owns the proxy's stdin, so that a proxy
+    /// blocked in a long call cannot stall the agent's loop.
+    calls: Sender<(u32, Vec<u8>)>,
     waiting: Arc<Mutex<VecDeque<u32>>>,
 }
 
@@ -205,14 +208,19 @@ impl Proxies {
         let Some(proxy) = self.running.get_mut(&process) else {
             return Err((ErrorCode::Internal, "proxy vanished".into()));
         };
-        lock(&proxy.waiting).push_back(request_id);
         let (buffer, length) = frame
             .to_buffer()
             .map_err(|_| (ErrorCode::Internal, "cannot encode the call".into()))?;
-        if proxy.stdin.write_all(&buffer[..length]).is_err() {
-            // The reader thread answers every waiting call when it sees the
-            // proxy gone, this one included.
-            self.running.remove(&process);
+        lock(&proxy.waiting).push_back(request_id);
+        if proxy
+            .calls
+            .send((request_id, buffer[..length].to_vec()))
+            .is_err()
+        {
+            // The proxy is gone. Its state is lost, so the process gets
+            // this error until cell 0 says it exited; no new proxy starts.
+            lock(&proxy.waiting).retain(|&id| id != request_id);
+            return Err((ErrorCode::Internal, ended(process)));
         }
         Ok(())
     }
@@ -225,7 +233,7 @@ impl Proxies {
             .stderr(Stdio::inherit())
             .current_dir("/")
             .spawn()?;
-        let stdin = child
+        let mut stdin = child
             .stdin
             .take()
             .ok_or_else(|| io::Error::other("no stdin"))?;
@@ -239,9 +247,29 @@ impl Proxies {
         let reader_child = child.clone();
         let reader_waiting = waiting.clone();
         thread::spawn(move || forward(process, stdout, outbox, reader_child, reader_waiting));
+        let (calls, queue) = mpsc::channel::<(u32, Vec<u8>)>();
+        let writer_outbox = self.outbox.clone();
+        let writer_waiting = waiting.clone();
+        thread::spawn(move || {
+            for (request_id, bytes) in queue {
+                if stdin.write_all(&bytes).is_err() {
+                    // Whoever takes the id off the list answers it: here,
+                    // or the reader when it sees the proxy end.
+                    let mut waiting = lock(&writer_waiting);
+                    let before = waiting.len();
+                    waiting.retain(|&id| id != request_id);
+                    if waiting.len() != before {
+                        let detail = ended(process);
+                        let reply = error_frame(request_id, ErrorCode::Internal, &detail);
+                        let _ = writer_outbox.send(&reply);
+                    }
+                    break;
+                }
+            }
+        });
         Ok(Proxy {
             child,
-            stdin,
+            calls,
             waiting,
         })
     }
@@ -261,6 +289,10 @@ impl Proxies {
             self.exited(process);
         }
     }
+}
+
+fn ended(process: u64) -> String {
+    format!("the linux proxy of process {process} ended")
 }
 
 /// A proxy's reader: its frames to the link, then the calls it left.
@@ -298,7 +330,7 @@ fn forward(
     }
     let _ = lock(&child).kill();
     let _ = lock(&child).wait();
-    let detail = format!("the linux proxy of process {process} ended");
+    let detail = ended(process);
     for request_id in lock(&waiting).drain(..) {
         let _ = outbox.send(&error_frame(request_id, ErrorCode::Internal, &detail));
     }

@@ -425,3 +425,30 @@ fn a_process_exit_ends_its_proxy() {
     let (second, _) = fixture.call(9, 39, [0; 6], &[]);
     assert_ne!(first, second, "a new proxy after the exit");
 }
+
+#[test]
+fn a_dead_proxy_fails_its_calls_until_the_process_exits() {
+    let mut fixture = Fixture::new("dead");
+    let (pid, _) = fixture.call(4, 39, [0; 6], &[]);
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..2 {
+        let (_, got) = fixture.send(Message::Syscall {
+            process: 4,
+            number: 39,
+            arguments: [0; 6],
+            input: &[],
+        });
+        let Got::Error(code, detail) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(code, ErrorCode::Internal.as_u16());
+        assert!(detail.contains("proxy of process 4 ended"), "{detail}");
+    }
+    assert_eq!(
+        fixture.send(Message::ProcessExited { process: 4 }).1,
+        Got::Done
+    );
+    assert!(fixture.call(4, 39, [0; 6], &[]).0 > 1);
+}
