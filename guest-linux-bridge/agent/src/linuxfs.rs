@@ -5,7 +5,8 @@
 //! and this module turns each step into Linux file operations.
 //!
 //! Invariants:
-//! - A node is an absolute path that lies under its attach root, always.
+//! - A node is an absolute path that lies under its attach root, always;
+//!   fids cloned from one another share it, so a rename moves them all.
 //!   A walk step names one entry (never `/`, `.` or an empty name); `..`
 //!   stops at the root; a symbolic link is followed only when its
 //!   canonical target is still under the root, otherwise the walk fails
@@ -24,7 +25,7 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ninep::{FileMode, OpenMode, Qid, Stat};
 use ninep_server::{Caller, Error, FileServer, Reply, StatChanges};
@@ -121,16 +122,40 @@ impl Names {
 }
 
 /// A file as a fid knows it: where it is and the root it may not leave.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The path is shared by the fids cloned from one another, as a Plan 9
+/// chan is, so that a rename through one of them (wstat) moves them all.
+#[derive(Clone, Debug)]
 pub struct Node {
     root: Arc<PathBuf>,
-    path: PathBuf,
+    path: Arc<Mutex<PathBuf>>,
 }
 
 impl Node {
-    /// The Linux path of this file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn new(root: Arc<PathBuf>, path: PathBuf) -> Node {
+        Node {
+            root,
+            path: Arc::new(Mutex::new(path)),
+        }
+    }
+
+    /// The Linux path of this file now.
+    pub fn current(&self) -> PathBuf {
+        self.path
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn moved_to(&self, path: PathBuf) {
+        *self
+            .path
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = path;
+    }
+
+    fn is_root(&self) -> bool {
+        self.current() == *self.root
     }
 }
 
@@ -225,16 +250,18 @@ impl LinuxFs {
     fn child(dir: &Node, name: &str) -> Result<PathBuf, Error> {
         let mut components = Path::new(name).components();
         match (components.next(), components.next()) {
-            (Some(Component::Normal(_)), None) if !name.contains('/') => Ok(dir.path.join(name)),
+            (Some(Component::Normal(_)), None) if !name.contains('/') => {
+                Ok(dir.current().join(name))
+            }
             _ => Err(Error::ILLEGAL_NAME),
         }
     }
 
     fn name_of(node: &Node) -> String {
-        if node.path == *node.root {
+        if node.is_root() {
             return "/".into();
         }
-        node.path
+        node.current()
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into())
@@ -253,20 +280,18 @@ impl FileServer for LinuxFs {
         if !metadata.is_dir() {
             return Err(Error::NOT_DIR);
         }
-        let node = Node {
-            root: Arc::new(root.clone()),
-            path: root,
-        };
+        let node = Node::new(Arc::new(root.clone()), root);
         Ok((node, qid_of(&metadata)))
     }
 
     // walk(5): one name; `..` stops at the root, links stay inside it.
     fn walk(&mut self, _caller: &Caller<'_>, dir: &Node, name: &str) -> Result<(Node, Qid), Error> {
         let path = if name == ".." {
-            if dir.path == *dir.root {
-                dir.path.clone()
+            let here = dir.current();
+            if dir.is_root() {
+                here
             } else {
-                dir.path.parent().unwrap_or(&dir.path).to_path_buf()
+                here.parent().map(Path::to_path_buf).unwrap_or(here)
             }
         } else {
             let joined = Self::child(dir, name)?;
@@ -278,25 +303,22 @@ impl FileServer for LinuxFs {
             }
         };
         let metadata = fs::metadata(&path).map_err(io_error)?;
-        let node = Node {
-            root: dir.root.clone(),
-            path,
-        };
+        let node = Node::new(dir.root.clone(), path);
         Ok((node, qid_of(&metadata)))
     }
 
     fn stat(&mut self, node: &Node) -> Result<Stat, Error> {
-        let metadata = fs::metadata(&node.path).map_err(io_error)?;
+        let metadata = fs::metadata(node.current()).map_err(io_error)?;
         Ok(self.stat_of(Self::name_of(node), &metadata))
     }
 
     // open(5): OTRUNC empties the file; the qid is the current one.
     fn open(&mut self, _caller: &Caller<'_>, node: &Node, mode: OpenMode) -> Result<Qid, Error> {
-        let metadata = fs::metadata(&node.path).map_err(io_error)?;
+        let metadata = fs::metadata(node.current()).map_err(io_error)?;
         if mode.contains(OpenMode::OTRUNC) && !metadata.is_dir() {
             let file = OpenOptions::new()
                 .write(true)
-                .open(&node.path)
+                .open(node.current())
                 .map_err(io_error)?;
             file.set_len(0).map_err(io_error)?;
             return Ok(qid_of(&file.metadata().map_err(io_error)?));
@@ -328,10 +350,7 @@ impl FileServer for LinuxFs {
                 .map_err(io_error)?;
         }
         let metadata = fs::metadata(&path).map_err(io_error)?;
-        let node = Node {
-            root: dir.root.clone(),
-            path,
-        };
+        let node = Node::new(dir.root.clone(), path);
         Ok((node, qid_of(&metadata)))
     }
 
@@ -342,7 +361,7 @@ impl FileServer for LinuxFs {
         offset: u64,
         count: u32,
     ) -> Result<Reply<Vec<u8>>, Error> {
-        let file = File::open(&node.path).map_err(io_error)?;
+        let file = File::open(node.current()).map_err(io_error)?;
         let mut data = vec![0u8; count as usize];
         let mut filled = 0;
         // A short read is not the end for a regular file; /proc files give
@@ -366,7 +385,7 @@ impl FileServer for LinuxFs {
 
     fn read_dir(&mut self, _caller: &Caller<'_>, dir: &Node) -> Result<Vec<Stat>, Error> {
         let mut stats = Vec::new();
-        for entry in fs::read_dir(&dir.path).map_err(io_error)? {
+        for entry in fs::read_dir(dir.current()).map_err(io_error)? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
             // A dangling link has no stat to show; the entry is left out.
@@ -392,7 +411,7 @@ impl FileServer for LinuxFs {
     ) -> Result<Reply<u32>, Error> {
         let file = OpenOptions::new()
             .write(true)
-            .open(&node.path)
+            .open(node.current())
             .map_err(io_error)?;
         let written = if file.metadata().map(|m| m.is_file()).unwrap_or(false) {
             file.write_all_at(data, offset).map_err(io_error)?;
@@ -405,14 +424,14 @@ impl FileServer for LinuxFs {
     }
 
     fn remove(&mut self, _caller: &Caller<'_>, node: &Node) -> Result<(), Error> {
-        if node.path == *node.root {
+        if node.is_root() {
             return Err(Error::CANNOT_REMOVE_ROOT);
         }
-        let metadata = fs::symlink_metadata(&node.path).map_err(io_error)?;
+        let metadata = fs::symlink_metadata(node.current()).map_err(io_error)?;
         if metadata.is_dir() {
-            fs::remove_dir(&node.path).map_err(io_error)
+            fs::remove_dir(node.current()).map_err(io_error)
         } else {
-            fs::remove_file(&node.path).map_err(io_error)
+            fs::remove_file(node.current()).map_err(io_error)
         }
     }
 
@@ -425,14 +444,12 @@ impl FileServer for LinuxFs {
     ) -> Result<(), Error> {
         let new_path = match &changes.name {
             Some(name) => {
-                if node.path == *node.root {
+                if node.is_root() {
                     return Err(Error::WSTAT_PROHIBITED);
                 }
-                let parent = node.path.parent().ok_or(Error::WSTAT_PROHIBITED)?;
-                let parent = Node {
-                    root: node.root.clone(),
-                    path: parent.to_path_buf(),
-                };
+                let here = node.current();
+                let parent = here.parent().ok_or(Error::WSTAT_PROHIBITED)?;
+                let parent = Node::new(node.root.clone(), parent.to_path_buf());
                 let path = Self::child(&parent, name)?;
                 if fs::symlink_metadata(&path).is_ok() {
                     return Err(Error::EXISTS);
@@ -452,19 +469,19 @@ impl FileServer for LinuxFs {
         if let Some(length) = changes.length {
             let file = OpenOptions::new()
                 .write(true)
-                .open(&node.path)
+                .open(node.current())
                 .map_err(io_error)?;
             file.set_len(length).map_err(io_error)?;
         }
         if let Some(mode) = changes.mode {
             let permissions = fs::Permissions::from_mode(mode.bits() & FileMode::PERMISSIONS);
-            fs::set_permissions(&node.path, permissions).map_err(io_error)?;
+            fs::set_permissions(node.current(), permissions).map_err(io_error)?;
         }
         if let Some(gid) = gid {
-            std::os::unix::fs::chown(&node.path, None, Some(gid)).map_err(io_error)?;
+            std::os::unix::fs::chown(node.current(), None, Some(gid)).map_err(io_error)?;
         }
         if changes.mtime.is_some() || changes.atime.is_some() {
-            let file = File::open(&node.path).map_err(io_error)?;
+            let file = File::open(node.current()).map_err(io_error)?;
             let mut times = fs::FileTimes::new();
             let at =
                 |secs: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.into());
@@ -477,7 +494,8 @@ impl FileServer for LinuxFs {
             file.set_times(times).map_err(io_error)?;
         }
         if let Some(path) = new_path {
-            fs::rename(&node.path, &path).map_err(io_error)?;
+            fs::rename(node.current(), &path).map_err(io_error)?;
+            node.moved_to(path);
         }
         Ok(())
     }

@@ -132,7 +132,24 @@ struct Proxy {
     /// To the writer thread, which owns the proxy's stdin, so that a proxy
     /// blocked in a long call cannot stall the agent's loop.
     calls: Sender<(u32, Vec<u8>)>,
-    waiting: Arc<Mutex<VecDeque<u32>>>,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+/// The calls a proxy has not answered, and whether it is gone.
+#[derive(Debug, Default)]
+struct Waiting {
+    ids: VecDeque<u32>,
+    dead: bool,
+}
+
+/// The proxy is gone: marks it dead and answers every call it left.
+fn bury(process: u64, waiting: &Mutex<Waiting>, outbox: &Outbox) {
+    let mut waiting = lock(waiting);
+    waiting.dead = true;
+    let detail = ended(process);
+    for request_id in waiting.ids.drain(..) {
+        let _ = outbox.send(&error_frame(request_id, ErrorCode::Internal, &detail));
+    }
 }
 
 /// The agent's proxies, one per Kasane process that has called.
@@ -211,17 +228,18 @@ impl Proxies {
         let (buffer, length) = frame
             .to_buffer()
             .map_err(|_| (ErrorCode::Internal, "cannot encode the call".into()))?;
-        lock(&proxy.waiting).push_back(request_id);
-        if proxy
-            .calls
-            .send((request_id, buffer[..length].to_vec()))
-            .is_err()
-        {
-            // The proxy is gone. Its state is lost, so the process gets
-            // this error until cell 0 says it exited; no new proxy starts.
-            lock(&proxy.waiting).retain(|&id| id != request_id);
+        // Under the lock, so that a proxy found dead later answers this
+        // call (it is on the list) and one found dead before refuses it.
+        let mut waiting = lock(&proxy.waiting);
+        if waiting.dead {
+            // Its state is lost, so the process gets this error until cell
+            // 0 says it exited; no new proxy starts behind its back.
             return Err((ErrorCode::Internal, ended(process)));
         }
+        waiting.ids.push_back(request_id);
+        // A send fails only once the writer has ended, which it does only
+        // after marking the proxy dead and answering the list.
+        let _ = proxy.calls.send((request_id, buffer[..length].to_vec()));
         Ok(())
     }
 
@@ -242,7 +260,7 @@ impl Proxies {
             .take()
             .ok_or_else(|| io::Error::other("no stdout"))?;
         let child = Arc::new(Mutex::new(child));
-        let waiting = Arc::new(Mutex::new(VecDeque::new()));
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
         let outbox = self.outbox.clone();
         let reader_child = child.clone();
         let reader_waiting = waiting.clone();
@@ -251,18 +269,9 @@ impl Proxies {
         let writer_outbox = self.outbox.clone();
         let writer_waiting = waiting.clone();
         thread::spawn(move || {
-            for (request_id, bytes) in queue {
+            for (_, bytes) in queue {
                 if stdin.write_all(&bytes).is_err() {
-                    // Whoever takes the id off the list answers it: here,
-                    // or the reader when it sees the proxy end.
-                    let mut waiting = lock(&writer_waiting);
-                    let before = waiting.len();
-                    waiting.retain(|&id| id != request_id);
-                    if waiting.len() != before {
-                        let detail = ended(process);
-                        let reply = error_frame(request_id, ErrorCode::Internal, &detail);
-                        let _ = writer_outbox.send(&reply);
-                    }
+                    bury(process, &writer_waiting, &writer_outbox);
                     break;
                 }
             }
@@ -301,7 +310,7 @@ fn forward(
     mut stdout: impl Read,
     outbox: Outbox,
     child: Arc<Mutex<Child>>,
-    waiting: Arc<Mutex<VecDeque<u32>>>,
+    waiting: Arc<Mutex<Waiting>>,
 ) {
     let mut decoder = Decoder::new();
     let mut buffer = vec![0u8; MAX_FRAME_LEN];
@@ -317,7 +326,7 @@ fn forward(
             match event {
                 None => break,
                 Some(Ok(frame)) => {
-                    lock(&waiting).retain(|&id| id != frame.request_id);
+                    lock(&waiting).ids.retain(|&id| id != frame.request_id);
                     if outbox.send(&frame).is_err() {
                         break 'reading;
                     }
@@ -330,8 +339,5 @@ fn forward(
     }
     let _ = lock(&child).kill();
     let _ = lock(&child).wait();
-    let detail = ended(process);
-    for request_id in lock(&waiting).drain(..) {
-        let _ = outbox.send(&error_frame(request_id, ErrorCode::Internal, &detail));
-    }
+    bury(process, &waiting, &outbox);
 }

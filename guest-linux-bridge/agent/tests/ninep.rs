@@ -215,6 +215,22 @@ fn creates_writes_renames_truncates_and_removes() {
         fs::read(tree.0.join("root/renamed.txt")).unwrap(),
         b"written"
     );
+    // The fid follows its file to the new name.
+    let Message::Rstat { stat } = client.rpc(Message::Tstat { fid: 2 }) else {
+        panic!()
+    };
+    assert_eq!(stat.name, "renamed.txt");
+    let reply = client.rpc(Message::Tread {
+        fid: 2,
+        offset: 0,
+        count: 100,
+    });
+    assert_eq!(
+        reply,
+        Message::Rread {
+            data: b"written".to_vec()
+        }
+    );
     client.rpc(Message::Tclunk { fid: 2 });
     // A directory, made and removed.
     client.walk(1, 3, &[]);
