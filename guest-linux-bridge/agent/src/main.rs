@@ -16,8 +16,11 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use bridge_agent::dispatch::Services;
 use bridge_agent::link::{self, DEFAULT_PORT_NAME, FALLBACK_DEVICE};
 use bridge_agent::modules;
+use bridge_agent::outbox::Outbox;
+use bridge_agent::proxy::{self, PROXY_FLAG};
 use bridge_agent::service::{self, Identity, Response};
 use bridge_protocol::{DecodeError, Decoder, Frame, MAX_FRAME_LEN};
 use rustix::mount::{mount, MountFlags};
@@ -35,6 +38,13 @@ macro_rules! log {
 }
 
 fn main() {
+    // A system-call proxy (bridge_agent::proxy) is this binary too.
+    if std::env::args().nth(1).as_deref() == Some(PROXY_FLAG) {
+        if let Err(error) = proxy::serve(io::stdin().lock(), io::stdout().lock()) {
+            log!("syscall proxy: {error}");
+        }
+        return;
+    }
     let is_init = rustix::process::getpid().is_init();
     if is_init {
         mount_file_systems();
@@ -154,11 +164,8 @@ fn open_link(device: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-fn send(link: &mut File, frame: &Frame<'_>) -> io::Result<()> {
-    let (buffer, length) = frame
-        .to_buffer()
-        .map_err(|error| io::Error::other(format!("cannot encode a reply: {error:?}")))?;
-    link.write_all(&buffer[..length])
+fn send(link: &Outbox, frame: &Frame<'_>) -> io::Result<()> {
+    link.send(frame)
 }
 
 fn uptime_milliseconds() -> u64 {
@@ -171,31 +178,41 @@ fn uptime_milliseconds() -> u64 {
 /// Runs the link until an error; returns it for the caller to log.
 fn serve(identity: &Identity) -> io::Error {
     let device = find_link();
-    let mut link = match open_link(&device) {
+    let mut reader = match open_link(&device) {
         Ok(link) => link,
         Err(error) => {
             return io::Error::new(error.kind(), format!("{}: {error}", device.display()))
         }
     };
+    let link = match reader.try_clone() {
+        Ok(writer) => Outbox::new(writer),
+        Err(error) => return error,
+    };
+    let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
+    let mut services = Services::new(Path::new("/"), program, link.clone());
     log!("ready release={}", identity.release);
     let mut decoder = Decoder::new();
     let mut input = vec![0u8; MAX_FRAME_LEN];
     loop {
         // Each connection of the peer starts with a Hello. On a virtio port
         // the write waits until the host side is open.
-        if let Err(error) = send(&mut link, &identity.hello()) {
+        if let Err(error) = send(&link, &identity.hello()) {
             return error;
         }
         decoder.reset();
         loop {
-            let count = match link.read(&mut input) {
+            let count = match reader.read(&mut input) {
                 // The host side closed: wait for the next peer.
-                Ok(0) => break,
+                Ok(0) => {
+                    services.reset();
+                    break;
+                }
                 Ok(count) => count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return error,
             };
-            if let Err(error) = handle_input(&mut link, &mut decoder, &input[..count], identity) {
+            let input = &input[..count];
+            if let Err(error) = handle_input(&link, &mut services, &mut decoder, input, identity) {
                 return error;
             }
         }
@@ -204,7 +221,8 @@ fn serve(identity: &Identity) -> io::Error {
 }
 
 fn handle_input(
-    link: &mut File,
+    link: &Outbox,
+    services: &mut Services,
     decoder: &mut Decoder,
     mut input: &[u8],
     identity: &Identity,
@@ -218,6 +236,7 @@ fn handle_input(
                 Response::Reply(reply) => send(link, &reply)?,
                 Response::ReplyThenCrash(reply) => crash(link, &reply)?,
                 Response::Ignore(why) => log!("ignored {why} (request {})", frame.request_id),
+                Response::Serve => services.handle(&frame)?,
             },
             Some(Err(error)) => {
                 log_decode_error(&error);
@@ -232,7 +251,7 @@ fn log_decode_error(error: &DecodeError) {
 }
 
 /// Acknowledges a crash request and panics the kernel through sysrq 'c'.
-fn crash(link: &mut File, accepted: &Frame<'_>) -> io::Result<()> {
+fn crash(link: &Outbox, accepted: &Frame<'_>) -> io::Result<()> {
     let mut trigger = match OpenOptions::new().write(true).open("/proc/sysrq-trigger") {
         Ok(trigger) => trigger,
         Err(error) => {

@@ -1,7 +1,9 @@
 //! What the agent answers to each frame and to each rejected byte run.
 //!
 //! Requests (Ping, UnameRequest, Heartbeat, CrashRequest, and a Hello with
-//! a nonzero request id) get replies with the same request id. Messages
+//! a nonzero request id) get replies with the same request id. The
+//! services' requests (9P, system calls, programs) are handed on
+//! (`Response::Serve`, served by `dispatch::Services`). Messages
 //! that are themselves replies or announcements (id 0) are only logged:
 //! answering them could start an endless exchange with a peer that does the
 //! same. Every decode error is answered
@@ -38,6 +40,9 @@ pub enum Response<'a> {
     ReplyThenCrash(Frame<'a>),
     /// Send nothing; log why.
     Ignore(&'static str),
+    /// A request for the services (`dispatch::Services`): 9P, system
+    /// calls, programs.
+    Serve,
 }
 
 /// The response to `frame`. `uptime_milliseconds` is read by the caller so
@@ -75,6 +80,19 @@ pub fn respond<'a>(
         | Message::HeartbeatAck { .. }
         | Message::CrashAccepted => Response::Ignore("a reply to a request never sent"),
         Message::Error { .. } => Response::Ignore("an Error from the peer"),
+        Message::Ninep { .. }
+        | Message::NinepHangup
+        | Message::Syscall { .. }
+        | Message::ProcessExited { .. }
+        | Message::Exec { .. }
+        | Message::Stdin { .. }
+        | Message::Kill { .. } => Response::Serve,
+        Message::Done
+        | Message::SyscallResult { .. }
+        | Message::ExecStarted { .. }
+        | Message::Stdout { .. }
+        | Message::Stderr { .. }
+        | Message::Exited { .. } => Response::Ignore("a reply or stream the agent only sends"),
     }
 }
 
@@ -202,6 +220,31 @@ mod tests {
         ] {
             assert!(matches!(
                 respond(&identity, 0, &request(1, message)),
+                Response::Ignore(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn service_requests_go_to_the_services_and_their_replies_are_ignored() {
+        let identity = identity();
+        for message in [
+            Message::Ninep { data: b"" },
+            Message::NinepHangup,
+            Message::ProcessExited { process: 1 },
+            Message::Stdin { data: b"" },
+            Message::Kill { signal: 9 },
+        ] {
+            assert_eq!(respond(&identity, 0, &request(3, message)), Response::Serve);
+        }
+        for message in [
+            Message::Done,
+            Message::ExecStarted { pid: 1 },
+            Message::Stdout { data: b"" },
+            Message::Exited { code: 0, signal: 0 },
+        ] {
+            assert!(matches!(
+                respond(&identity, 0, &request(3, message)),
                 Response::Ignore(_)
             ));
         }

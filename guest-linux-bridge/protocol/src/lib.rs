@@ -30,7 +30,7 @@ mod message;
 pub use checksum::crc32;
 pub use decoder::{DecodeError, Decoder};
 pub use frame::Frame;
-pub use message::{EncodeError, ErrorCode, Message, MessageType, PayloadError};
+pub use message::{string_list, EncodeError, ErrorCode, Message, MessageType, PayloadError};
 
 /// The two bytes every frame begins with.
 pub const MAGIC: [u8; 2] = *b"KB";

@@ -31,13 +31,42 @@ pub enum MessageType {
     CrashRequest = 0x08,
     /// Agent → peer, sent just before the agent triggers the panic.
     CrashAccepted = 0x09,
+    /// Agent → peer: a request was served and has nothing to return
+    /// (`ProcessExited`, `NinepHangup`, `Kill`).
+    Done = 0x0A,
+    /// Either way: bytes of the 9P2000 stream of the channel named by the
+    /// request id. Peer → agent carries T-messages, agent → peer R-messages.
+    Ninep = 0x10,
+    /// Peer → agent: the 9P channel named by the request id is closed;
+    /// every fid on it is clunked. Answered with `Done`.
+    NinepHangup = 0x11,
+    /// Peer → agent: run one Linux system call for a Kasane process.
+    Syscall = 0x20,
+    /// The answer to `Syscall`: the return value and the output buffers.
+    SyscallResult = 0x21,
+    /// Peer → agent: a Kasane process exited; its proxy ends. `Done`.
+    ProcessExited = 0x22,
+    /// Peer → agent: start a program; the request id names the run.
+    Exec = 0x30,
+    /// The answer to `Exec`: the program's Linux process id.
+    ExecStarted = 0x31,
+    /// Peer → agent: bytes for the run's standard input; empty closes it.
+    Stdin = 0x32,
+    /// Agent → peer: bytes the run wrote to standard output; empty: ended.
+    Stdout = 0x33,
+    /// Agent → peer: bytes the run wrote to standard error; empty: ended.
+    Stderr = 0x34,
+    /// Agent → peer: the run ended, after its last output.
+    Exited = 0x35,
+    /// Peer → agent: send a signal to the run. Answered with `Done`.
+    Kill = 0x36,
     /// The answer to a request that could not be served.
     Error = 0x7F,
 }
 
 impl MessageType {
     /// Every type, in wire order; handy for tests and exhaustive tables.
-    pub const ALL: [MessageType; 10] = [
+    pub const ALL: [MessageType; 23] = [
         MessageType::Hello,
         MessageType::Ping,
         MessageType::Pong,
@@ -47,6 +76,19 @@ impl MessageType {
         MessageType::HeartbeatAck,
         MessageType::CrashRequest,
         MessageType::CrashAccepted,
+        MessageType::Done,
+        MessageType::Ninep,
+        MessageType::NinepHangup,
+        MessageType::Syscall,
+        MessageType::SyscallResult,
+        MessageType::ProcessExited,
+        MessageType::Exec,
+        MessageType::ExecStarted,
+        MessageType::Stdin,
+        MessageType::Stdout,
+        MessageType::Stderr,
+        MessageType::Exited,
+        MessageType::Kill,
         MessageType::Error,
     ];
 
@@ -136,6 +178,49 @@ pub enum Message<'a> {
     CrashRequest,
     /// Payload: empty.
     CrashAccepted,
+    /// Payload: empty.
+    Done,
+    /// Payload: bytes (`u16` count, then the bytes): any piece of the 9P
+    /// stream; 9P messages may span frames and frames may hold several.
+    Ninep { data: &'a [u8] },
+    /// Payload: empty.
+    NinepHangup,
+    /// Payload: process `u64`, number `u32`, six argument `u64`s, input
+    /// bytes. The input is the pointer arguments' contents in the order of
+    /// the agent's call table, each a `u32` length and the bytes.
+    Syscall {
+        process: u64,
+        number: u32,
+        arguments: [u64; 6],
+        input: &'a [u8],
+    },
+    /// Payload: result `i64` (the kernel's: negative is `-errno`), output
+    /// bytes laid out as `Syscall`'s input, for the output arguments.
+    SyscallResult { result: i64, output: &'a [u8] },
+    /// Payload: process `u64`.
+    ProcessExited { process: u64 },
+    /// Payload: path string, arguments and environment (bytes, each a list
+    /// of NUL-terminated strings; the arguments start with `argv[0]`),
+    /// working directory string (empty: `/`).
+    Exec {
+        path: &'a str,
+        arguments: &'a [u8],
+        environment: &'a [u8],
+        directory: &'a str,
+    },
+    /// Payload: Linux process id `u32`.
+    ExecStarted { pid: u32 },
+    /// Payload: bytes.
+    Stdin { data: &'a [u8] },
+    /// Payload: bytes.
+    Stdout { data: &'a [u8] },
+    /// Payload: bytes.
+    Stderr { data: &'a [u8] },
+    /// Payload: exit code `i32` (meaningful when the signal is 0), signal
+    /// `u8` that ended the run (0: it exited).
+    Exited { code: i32, signal: u8 },
+    /// Payload: signal `u8`.
+    Kill { signal: u8 },
     /// Payload: code `u16`, detail string for a person to read.
     Error { code: ErrorCode, detail: &'a str },
 }
@@ -149,6 +234,17 @@ pub enum PayloadError {
     TrailingBytes,
     /// A string field was not UTF-8.
     InvalidUtf8,
+    /// A list of NUL-terminated strings did not end with a NUL.
+    UnterminatedString,
+}
+
+/// The strings of a list of NUL-terminated strings (`Exec`'s arguments and
+/// environment), without their NULs. A decoded list always ends in a NUL,
+/// so every string is whole.
+pub fn string_list(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = list.strip_suffix(&[0]).unwrap_or(list);
+    body.split(|&byte| byte == 0)
+        .filter(move |_| !list.is_empty())
 }
 
 /// Why a message could not be encoded.
@@ -173,6 +269,19 @@ impl<'a> Message<'a> {
             Message::HeartbeatAck { .. } => MessageType::HeartbeatAck,
             Message::CrashRequest => MessageType::CrashRequest,
             Message::CrashAccepted => MessageType::CrashAccepted,
+            Message::Done => MessageType::Done,
+            Message::Ninep { .. } => MessageType::Ninep,
+            Message::NinepHangup => MessageType::NinepHangup,
+            Message::Syscall { .. } => MessageType::Syscall,
+            Message::SyscallResult { .. } => MessageType::SyscallResult,
+            Message::ProcessExited { .. } => MessageType::ProcessExited,
+            Message::Exec { .. } => MessageType::Exec,
+            Message::ExecStarted { .. } => MessageType::ExecStarted,
+            Message::Stdin { .. } => MessageType::Stdin,
+            Message::Stdout { .. } => MessageType::Stdout,
+            Message::Stderr { .. } => MessageType::Stderr,
+            Message::Exited { .. } => MessageType::Exited,
+            Message::Kill { .. } => MessageType::Kill,
             Message::Error { .. } => MessageType::Error,
         }
     }
@@ -194,7 +303,50 @@ impl<'a> Message<'a> {
                 writer.put_str(kernel_release)?;
             }
             Message::Ping { nonce } | Message::Pong { nonce } => writer.put_u64(nonce)?,
-            Message::UnameRequest | Message::CrashRequest | Message::CrashAccepted => {}
+            Message::UnameRequest
+            | Message::CrashRequest
+            | Message::CrashAccepted
+            | Message::Done
+            | Message::NinepHangup => {}
+            Message::Ninep { data }
+            | Message::Stdin { data }
+            | Message::Stdout { data }
+            | Message::Stderr { data } => writer.put_bytes(data)?,
+            Message::Syscall {
+                process,
+                number,
+                arguments,
+                input,
+            } => {
+                writer.put_u64(process)?;
+                writer.put(&number.to_le_bytes())?;
+                for argument in arguments {
+                    writer.put_u64(argument)?;
+                }
+                writer.put_bytes(input)?;
+            }
+            Message::SyscallResult { result, output } => {
+                writer.put(&result.to_le_bytes())?;
+                writer.put_bytes(output)?;
+            }
+            Message::ProcessExited { process } => writer.put_u64(process)?,
+            Message::Exec {
+                path,
+                arguments,
+                environment,
+                directory,
+            } => {
+                writer.put_str(path)?;
+                writer.put_bytes(arguments)?;
+                writer.put_bytes(environment)?;
+                writer.put_str(directory)?;
+            }
+            Message::ExecStarted { pid } => writer.put(&pid.to_le_bytes())?,
+            Message::Exited { code, signal } => {
+                writer.put(&code.to_le_bytes())?;
+                writer.put(&[signal])?;
+            }
+            Message::Kill { signal } => writer.put(&[signal])?,
             Message::UnameReply { release, machine } => {
                 writer.put_str(release)?;
                 writer.put_str(machine)?;
@@ -249,6 +401,56 @@ impl<'a> Message<'a> {
             },
             MessageType::CrashRequest => Message::CrashRequest,
             MessageType::CrashAccepted => Message::CrashAccepted,
+            MessageType::Done => Message::Done,
+            MessageType::Ninep => Message::Ninep {
+                data: reader.take_bytes()?,
+            },
+            MessageType::NinepHangup => Message::NinepHangup,
+            MessageType::Syscall => Message::Syscall {
+                process: reader.take_u64()?,
+                number: u32::from_le_bytes(reader.take_array()?),
+                arguments: [
+                    reader.take_u64()?,
+                    reader.take_u64()?,
+                    reader.take_u64()?,
+                    reader.take_u64()?,
+                    reader.take_u64()?,
+                    reader.take_u64()?,
+                ],
+                input: reader.take_bytes()?,
+            },
+            MessageType::SyscallResult => Message::SyscallResult {
+                result: i64::from_le_bytes(reader.take_array()?),
+                output: reader.take_bytes()?,
+            },
+            MessageType::ProcessExited => Message::ProcessExited {
+                process: reader.take_u64()?,
+            },
+            MessageType::Exec => Message::Exec {
+                path: reader.take_str()?,
+                arguments: reader.take_string_list()?,
+                environment: reader.take_string_list()?,
+                directory: reader.take_str()?,
+            },
+            MessageType::ExecStarted => Message::ExecStarted {
+                pid: u32::from_le_bytes(reader.take_array()?),
+            },
+            MessageType::Stdin => Message::Stdin {
+                data: reader.take_bytes()?,
+            },
+            MessageType::Stdout => Message::Stdout {
+                data: reader.take_bytes()?,
+            },
+            MessageType::Stderr => Message::Stderr {
+                data: reader.take_bytes()?,
+            },
+            MessageType::Exited => Message::Exited {
+                code: i32::from_le_bytes(reader.take_array()?),
+                signal: reader.take_u8()?,
+            },
+            MessageType::Kill => Message::Kill {
+                signal: reader.take_u8()?,
+            },
             MessageType::Error => Message::Error {
                 code: ErrorCode::from_u16(reader.take_u16()?),
                 detail: reader.take_str()?,
@@ -292,12 +494,16 @@ impl PayloadWriter<'_> {
     }
 
     fn put_str(&mut self, text: &str) -> Result<(), EncodeError> {
-        let length = u16::try_from(text.len()).map_err(|_| EncodeError::PayloadTooLong)?;
+        self.put_bytes(text.as_bytes())
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let length = u16::try_from(bytes.len()).map_err(|_| EncodeError::PayloadTooLong)?;
         if usize::from(length) > MAX_PAYLOAD_LEN {
             return Err(EncodeError::PayloadTooLong);
         }
         self.put(&length.to_le_bytes())?;
-        self.put(text.as_bytes())
+        self.put(bytes)
     }
 }
 
@@ -336,8 +542,19 @@ impl<'a> PayloadReader<'a> {
     }
 
     fn take_str(&mut self) -> Result<&'a str, PayloadError> {
+        core::str::from_utf8(self.take_bytes()?).map_err(|_| PayloadError::InvalidUtf8)
+    }
+
+    fn take_bytes(&mut self) -> Result<&'a [u8], PayloadError> {
         let length = usize::from(self.take_u16()?);
-        let bytes = self.take(length)?;
-        core::str::from_utf8(bytes).map_err(|_| PayloadError::InvalidUtf8)
+        self.take(length)
+    }
+
+    fn take_string_list(&mut self) -> Result<&'a [u8], PayloadError> {
+        let list = self.take_bytes()?;
+        match list.last() {
+            None | Some(0) => Ok(list),
+            Some(_) => Err(PayloadError::UnterminatedString),
+        }
     }
 }

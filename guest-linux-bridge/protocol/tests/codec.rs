@@ -4,8 +4,8 @@
 //! message, every way of splitting the stream, and garbage between frames.
 
 use bridge_protocol::{
-    crc32, DecodeError, Decoder, EncodeError, ErrorCode, Frame, Message, MessageType, PayloadError,
-    HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, VERSION,
+    crc32, string_list, DecodeError, Decoder, EncodeError, ErrorCode, Frame, Message, MessageType,
+    PayloadError, HEADER_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, VERSION,
 };
 use proptest::prelude::*;
 
@@ -83,6 +83,37 @@ fn every_message_type_round_trips() {
         },
         Message::CrashRequest,
         Message::CrashAccepted,
+        Message::Done,
+        Message::Ninep {
+            data: &[19, 0, 0, 0, 100, 0xFF, 0xFF],
+        },
+        Message::NinepHangup,
+        Message::Syscall {
+            process: 12,
+            number: 39,
+            arguments: [1, 2, 3, 4, 5, u64::MAX],
+            input: &[4, 0, 0, 0, b'a', b'b', b'c', 0],
+        },
+        Message::SyscallResult {
+            result: -2,
+            output: &[],
+        },
+        Message::ProcessExited { process: 12 },
+        Message::Exec {
+            path: "/bin/sh",
+            arguments: b"sh\0-c\0echo $((6*7))\0",
+            environment: b"PATH=/bin\0",
+            directory: "/tmp",
+        },
+        Message::ExecStarted { pid: 77 },
+        Message::Stdin { data: b"hello" },
+        Message::Stdout { data: b"42\n" },
+        Message::Stderr { data: b"" },
+        Message::Exited {
+            code: -1,
+            signal: 9,
+        },
+        Message::Kill { signal: 15 },
         Message::Error {
             code: ErrorCode::Other(999),
             detail: "no such thing",
@@ -101,6 +132,25 @@ fn every_message_type_round_trips() {
         assert_eq!(frame.message.message_type(), MessageType::ALL[index]);
         assert_eq!(decoder.buffered_len(), 0);
     }
+}
+
+#[test]
+fn string_lists_must_end_with_a_nul() {
+    let list = b"sh\0-c\0\0";
+    let strings: Vec<&[u8]> = string_list(list).collect();
+    assert_eq!(strings, [&b"sh"[..], b"-c", b""]);
+    assert_eq!(string_list(b"").count(), 0);
+    let mut payload = Vec::new();
+    for field in [&b"/bin/sh"[..], b"sh\0", b"", b""] {
+        payload.extend_from_slice(&(field.len() as u16).to_le_bytes());
+        payload.extend_from_slice(field);
+    }
+    assert!(Message::decode_payload(MessageType::Exec, &payload).is_ok());
+    payload[13] = b'x';
+    assert_eq!(
+        Message::decode_payload(MessageType::Exec, &payload),
+        Err(PayloadError::UnterminatedString)
+    );
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //!                              --release RELEASE [--timeout SECONDS]
 //!
 //! `check` is the end-to-end test: it prints one line per check, ends with
-//! `N passed, N failed`, and exits non-zero if any check failed.
+//! `N passed, N failed`, and exits non-zero if any check failed. Besides
+//! the link's own messages it checks a delegated call sequence, a 9P read
+//! of /proc/version and a program run, in the real guest.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -18,6 +20,7 @@ use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bridge_agent::syscall::{join_buffers, split_buffers, AT_FDCWD};
 use bridge_protocol::{
     crc32, DecodeError, Decoder, ErrorCode, Frame, Message, MessageType, VERSION,
 };
@@ -41,6 +44,19 @@ enum Received {
         uptime_milliseconds: u64,
     },
     CrashAccepted,
+    Done,
+    Ninep(Vec<u8>),
+    SyscallResult {
+        result: i64,
+        output: Vec<u8>,
+    },
+    ExecStarted,
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exited {
+        code: i32,
+        signal: u8,
+    },
     Error {
         code: ErrorCode,
         detail: String,
@@ -74,6 +90,16 @@ impl Received {
                 uptime_milliseconds,
             },
             Message::CrashAccepted => Received::CrashAccepted,
+            Message::Done => Received::Done,
+            Message::Ninep { data } => Received::Ninep(data.to_vec()),
+            Message::SyscallResult { result, output } => Received::SyscallResult {
+                result,
+                output: output.to_vec(),
+            },
+            Message::ExecStarted { .. } => Received::ExecStarted,
+            Message::Stdout { data } => Received::Stdout(data.to_vec()),
+            Message::Stderr { data } => Received::Stderr(data.to_vec()),
+            Message::Exited { code, signal } => Received::Exited { code, signal },
             Message::Error { code, detail } => Received::Error {
                 code,
                 detail: detail.to_string(),
@@ -184,6 +210,225 @@ impl Link {
             if let (_, Received::Hello { version, release }) = self.receive(deadline)? {
                 return Ok((version, release));
             }
+        }
+    }
+}
+
+/// One delegated call for process 1: the result and the output buffers.
+fn call(
+    link: &mut Link,
+    number: u32,
+    arguments: [u64; 6],
+    inputs: &[&[u8]],
+    deadline: Instant,
+) -> Result<(i64, Vec<Vec<u8>>), String> {
+    let input = join_buffers(inputs);
+    let id = link.request(Message::Syscall {
+        process: 1,
+        number,
+        arguments,
+        input: &input,
+    })?;
+    match link.reply_to(id, deadline)? {
+        Received::SyscallResult { result, output } => {
+            let buffers = split_buffers(&output).ok_or("bad output buffers")?;
+            Ok((result, buffers.into_iter().map(<[u8]>::to_vec).collect()))
+        }
+        other => Err(format!("call {number}: {other:?}")),
+    }
+}
+
+/// getpid, openat, read and close of /proc/version in a proxy, then a
+/// refused call and the proxy's end.
+fn delegated_calls(link: &mut Link, deadline: Instant) -> Result<String, String> {
+    let (pid, _) = call(link, 39, [0; 6], &[], deadline)?;
+    let at_fdcwd = AT_FDCWD as u64;
+    let (fd, _) = call(
+        link,
+        257,
+        [at_fdcwd, 0, 0, 0, 0, 0],
+        &[b"/proc/version"],
+        deadline,
+    )?;
+    if fd < 3 {
+        return Err(format!("openat /proc/version gave {fd}"));
+    }
+    let (count, output) = call(link, 0, [fd as u64, 0, 200, 0, 0, 0], &[], deadline)?;
+    let text = output.first().cloned().unwrap_or_default();
+    if count <= 0 || !text.starts_with(b"Linux version") {
+        return Err(format!(
+            "read gave {count}: {:?}",
+            String::from_utf8_lossy(&text)
+        ));
+    }
+    call(link, 3, [fd as u64, 0, 0, 0, 0, 0], &[], deadline)?;
+    let id = link.request(Message::Syscall {
+        process: 1,
+        number: 57,
+        arguments: [0; 6],
+        input: &[],
+    })?;
+    match link.reply_to(id, deadline)? {
+        Received::Error {
+            code: ErrorCode::Unsupported,
+            ..
+        } => {}
+        other => return Err(format!("fork was not refused: {other:?}")),
+    }
+    let id = link.request(Message::ProcessExited { process: 1 })?;
+    match link.reply_to(id, deadline)? {
+        Received::Done => Ok(format!(
+            "proxy pid {pid} read {count} bytes of /proc/version; fork refused"
+        )),
+        other => Err(format!("ProcessExited: {other:?}")),
+    }
+}
+
+/// One 9P message on channel `channel`, and its reply.
+fn ninep_rpc(
+    link: &mut Link,
+    channel: u32,
+    message: ninep::Message,
+    deadline: Instant,
+) -> Result<ninep::Message, String> {
+    let bytes = ninep::Frame::new(1, message)
+        .to_bytes()
+        .map_err(|error| error.to_string())?;
+    for piece in bytes.chunks(4000) {
+        link.send_raw(&{
+            let (buffer, length) = Frame {
+                request_id: channel,
+                message: Message::Ninep { data: piece },
+            }
+            .to_buffer()
+            .map_err(|error| format!("{error:?}"))?;
+            buffer[..length].to_vec()
+        })?;
+    }
+    let mut stream = Vec::new();
+    loop {
+        match link.reply_to(channel, deadline)? {
+            Received::Ninep(data) => stream.extend(data),
+            other => return Err(format!("9P channel: {other:?}")),
+        }
+        if let Ok(Some(size)) = ninep::frame_length(&stream, 1 << 20) {
+            if stream.len() >= size {
+                let frame = ninep::Frame::decode(&stream[..size], 1 << 20)
+                    .map_err(|error| error.to_string())?;
+                return Ok(frame.message);
+            }
+        }
+    }
+}
+
+/// Attach, walk to /proc/version, open and read it over a 9P channel.
+fn ninep_read(link: &mut Link, deadline: Instant) -> Result<String, String> {
+    use ninep::Message as M;
+    let channel = 950;
+    let replies = [
+        ninep_rpc(
+            link,
+            channel,
+            M::Tversion {
+                msize: 8216,
+                version: "9P2000".into(),
+            },
+            deadline,
+        )?,
+        ninep_rpc(
+            link,
+            channel,
+            M::Tattach {
+                fid: 0,
+                afid: ninep::NOFID,
+                uname: "0".into(),
+                aname: String::new(),
+            },
+            deadline,
+        )?,
+        ninep_rpc(
+            link,
+            channel,
+            M::Twalk {
+                fid: 0,
+                newfid: 1,
+                wnames: vec!["proc".into(), "version".into()],
+            },
+            deadline,
+        )?,
+        ninep_rpc(
+            link,
+            channel,
+            M::Topen {
+                fid: 1,
+                mode: ninep::OpenMode::OREAD,
+            },
+            deadline,
+        )?,
+        ninep_rpc(
+            link,
+            channel,
+            M::Tread {
+                fid: 1,
+                offset: 0,
+                count: 4096,
+            },
+            deadline,
+        )?,
+    ];
+    let M::Rread { data } = &replies[4] else {
+        return Err(format!("9P replies: {replies:?}"));
+    };
+    if !data.starts_with(b"Linux version") {
+        return Err(format!("read {:?}", String::from_utf8_lossy(data)));
+    }
+    // The hang-up travels on the channel's id, not a fresh request id.
+    link.send_raw(&{
+        let (buffer, length) = Frame {
+            request_id: channel,
+            message: Message::NinepHangup,
+        }
+        .to_buffer()
+        .map_err(|error| format!("{error:?}"))?;
+        buffer[..length].to_vec()
+    })?;
+    match link.reply_to(channel, deadline)? {
+        Received::Done => Ok(format!("/proc/version: {} bytes over 9P", data.len())),
+        other => Err(format!("hang-up: {other:?}")),
+    }
+}
+
+/// Runs the agent itself as a proxy with its input closed: it must start,
+/// end both streams and exit 0.
+fn program_run(link: &mut Link, deadline: Instant) -> Result<String, String> {
+    let run = 960;
+    let frame = |message| {
+        Frame {
+            request_id: run,
+            message,
+        }
+        .to_buffer()
+        .map(|(buffer, length)| buffer[..length].to_vec())
+        .map_err(|error| format!("{error:?}"))
+    };
+    link.send_raw(&frame(Message::Exec {
+        path: "/init",
+        arguments: b"init\0--syscall-proxy\0",
+        environment: b"",
+        directory: "/",
+    })?)?;
+    match link.reply_to(run, deadline)? {
+        Received::ExecStarted => {}
+        other => return Err(format!("Exec: {other:?}")),
+    }
+    link.send_raw(&frame(Message::Stdin { data: b"" })?)?;
+    loop {
+        match link.reply_to(run, deadline)? {
+            Received::Stdout(_) | Received::Stderr(_) => {}
+            Received::Exited { code: 0, signal: 0 } => {
+                return Ok("/init --syscall-proxy started, stdin closed, exit 0".into())
+            }
+            other => return Err(format!("run: {other:?}")),
         }
     }
 }
@@ -425,6 +670,10 @@ fn check(options: &CheckOptions) -> ExitCode {
         }
     })();
     tally.record("unknown type", unknown);
+
+    tally.record("delegated calls", delegated_calls(&mut link, step(30)));
+    tally.record("9P read", ninep_read(&mut link, step(30)));
+    tally.record("program run", program_run(&mut link, step(30)));
 
     let crash =
         link.request(Message::CrashRequest)

@@ -1,0 +1,64 @@
+//! Where frames to the peer go, shared by the loop and the worker threads.
+//!
+//! Proxies and programs answer in their own time, from their own threads.
+//! Each frame is written whole under one lock, so frames from different
+//! threads never interleave on the link.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use bridge_protocol::Frame;
+
+/// A shared, locked writer of whole frames.
+#[derive(Clone)]
+pub struct Outbox(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbox")
+    }
+}
+
+impl Outbox {
+    /// Frames written to `writer`.
+    pub fn new(writer: impl Write + Send + 'static) -> Outbox {
+        Outbox(Arc::new(Mutex::new(Box::new(writer))))
+    }
+
+    /// Encodes and writes one frame.
+    pub fn send(&self, frame: &Frame<'_>) -> io::Result<()> {
+        let (buffer, length) = frame
+            .to_buffer()
+            .map_err(|error| io::Error::other(format!("cannot encode a frame: {error:?}")))?;
+        self.send_bytes(&buffer[..length])
+    }
+
+    /// Writes bytes that are one or more whole frames.
+    pub fn send_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+        // A thread that panicked while holding the lock left no partial
+        // frame behind it worth protecting: write_all is the only use.
+        let mut writer = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writer.write_all(bytes)?;
+        writer.flush()
+    }
+}
+
+/// A `Write` that hands every write to a channel: for tests and tools.
+#[derive(Debug)]
+pub struct ChannelWriter(pub std::sync::mpsc::Sender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(bytes.to_vec())
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
