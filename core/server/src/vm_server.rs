@@ -57,6 +57,14 @@ impl VmServer {
     }
 }
 
+/// `CellControl(cell, op)` through the kernel's `hvm_call` (the ops are
+/// `core_system::Verb::operation`'s numbers).
+fn cell_control(cell: u32, op: u64) -> Result<(), String> {
+    microkernel_rt::user::hvm_call(hvm_abi::Hypercall::CellControl as u64, u64::from(cell), op)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 impl VmServer {
     /// Makes sure the server VM is restarted after its link hung up: hvm
     /// restarts a cell that failed (a triple fault, a stray write, a
@@ -65,19 +73,15 @@ impl VmServer {
     /// silent still runs, and core asks hvm for the restart.
     pub fn restart(mut self) -> Result<VmServer, String> {
         if self.link.generation() == self.exchanger.generation() {
-            microkernel_rt::user::hvm_call(
-                hvm_abi::Hypercall::CellControl as u64,
-                u64::from(self.cell),
-                hvm_abi::CellControl::Restart as u64,
-            )
-            .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))?;
+            cell_control(self.cell, core_system::Verb::Restart.operation())
+                .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))?;
             // hvm restarts the cell at its next turn: wait (bounded) for
             // the new peer, so that nothing the old one still sends is
             // taken for the new one's answers.
-            let clock =
-                || kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
-            let deadline = clock().saturating_add(ANSWER_LIMIT);
-            while self.link.generation() == self.exchanger.generation() && clock() < deadline {
+            let deadline = LinkIo(&mut self.link).now().saturating_add(ANSWER_LIMIT);
+            while self.link.generation() == self.exchanger.generation()
+                && LinkIo(&mut self.link).now() < deadline
+            {
                 crate::links::wait(&self.link, 10_000);
             }
         }
@@ -93,24 +97,17 @@ impl VmServer {
         self.exchanger = Exchanger::new(kasane_mount::MSIZE, self.link.generation());
         Ok(self)
     }
-}
 
-impl VmServer {
     /// Asks hvm to have the server VM perform failure `verb` for real
     /// (`CellControl` ops 10..=14: hvm raises the command vector in the
     /// VM, whose runtime takes the verb and does it).
     fn inject(&mut self, verb: &str) -> Result<(), String> {
-        let op = (10..=14)
-            .filter_map(hvm_abi::CellControl::from_raw)
-            .find(|op| op.verb() == verb)
+        let op = core_system::Verb::parse(verb)
+            .map(core_system::Verb::operation)
+            .filter(|&op| op >= hvm_abi::CellControl::Crash as u64)
             .ok_or_else(|| format!("no failure {verb}"))?;
-        microkernel_rt::user::hvm_call(
-            hvm_abi::Hypercall::CellControl as u64,
-            u64::from(self.cell),
-            op as u64,
-        )
-        .map(|_| ())
-        .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))
+        cell_control(self.cell, op)
+            .map_err(|e| format!("{} (cell {}): hvm: {e}", self.name, self.cell))
     }
 }
 
@@ -332,12 +329,6 @@ impl core_system::Cells for HvmCells {
     }
 
     fn control(&mut self, index: u32, verb: core_system::Verb) -> Result<(), String> {
-        microkernel_rt::user::hvm_call(
-            hvm_abi::Hypercall::CellControl as u64,
-            u64::from(index),
-            verb.operation(),
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        cell_control(index, verb.operation())
     }
 }
