@@ -41,6 +41,17 @@ unsafe fn memory_of<'a>(memory: GuestMemory) -> &'a mut [u8] {
 /// Directed switches in a row before the round robin gets a turn again.
 const MAX_DIRECTED_STREAK: u32 = 8;
 
+/// Queues cell 0's vector for link `number` (0x50 + number) with the
+/// vectors waiting for cell 0, once: one pending vector says all there is
+/// (the driver looks at the whole queue when it runs).
+pub(crate) fn raise_link_vector(for_cell0: &mut alloc::vec::Vec<u8>, number: usize) {
+    if let Some(vector) = hvm_logic::link::cell0_vector(number) {
+        if !for_cell0.contains(&vector) {
+            for_cell0.push(vector);
+        }
+    }
+}
+
 /// Whether the cell goes on after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flow {
@@ -264,11 +275,7 @@ impl Hypervisor {
             *receivers |= 1;
         }
         if cell0_console.take_signal() {
-            if let Some(vector) = hvm_logic::link::cell0_vector(number) {
-                if !self.for_cell0.contains(&vector) {
-                    self.for_cell0.push(vector);
-                }
-            }
+            raise_link_vector(&mut self.for_cell0, number);
         }
         while cell0_console.take_interrupt().is_some() {}
         if let Some(console) = peer_cell.platform.links.first_mut() {

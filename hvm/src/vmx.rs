@@ -325,11 +325,8 @@ impl Hypervisor {
             // After a restart (not the first start), cell 0's driver hears
             // of the new peer at once (its link vector), rather than when
             // an answer is overdue.
-            let vector = hvm_logic::link::cell0_vector(number).filter(|_| link.generation > 1);
-            if let Some(vector) = vector {
-                if !self.for_cell0.contains(&vector) {
-                    self.for_cell0.push(vector);
-                }
+            if link.generation > 1 {
+                crate::run::raise_link_vector(&mut self.for_cell0, number);
             }
         }
         let cell = &mut self.cells[position];
