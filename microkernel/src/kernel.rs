@@ -18,7 +18,7 @@ use microkernel_abi::syscall::{DEFAULT_PRIORITY, DEFAULT_TIMESLICE_MICROSECONDS}
 use microkernel_abi::utcb::RECEIVE_BUFFER_COUNT;
 use microkernel_abi::{
     Error, ExchangeControl, FromSpecifier, IpcError, KernelInfoSelector, MessageTag, ReceiveBuffer,
-    Rights, TagFlags, TaskId, ThreadId, Timeouts, EXCEPTION_LABEL, INTERRUPT_LABEL,
+    Rights, TagFlags, TaskId, ThreadId, Timeout, Timeouts, EXCEPTION_LABEL, INTERRUPT_LABEL,
     PAGE_FAULT_LABEL,
 };
 use microkernel_core::device::{check_hvm_call, check_window, HvmForward, HVM_SUCCESS};
@@ -1092,13 +1092,18 @@ impl Kernel {
     }
 
     /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
-    /// thread that is already waiting. It copies MR0–MR6 register to
-    /// register and leaves the rendezvous bookkeeping to
-    /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
-    /// takes the general path, which ends in the same state. `None`: not
-    /// taken; `Some(true)`: taken and already switched to the partner
-    /// (it is the thread the run queues pick); `Some(false)`: taken, the
-    /// caller must pick the next thread.
+    /// thread that is already waiting (L4Ka's and seL4's fast path). It
+    /// copies MR0–MR6 register to register and leaves the rendezvous
+    /// bookkeeping to `IpcEngine::direct_exchange`; anything unusual
+    /// returns `None` and takes the general path, which ends in the same
+    /// state. `None`: not taken; `Some(true)`: taken and already switched
+    /// to the partner (it is the thread the run queues pick: no queue is
+    /// scanned); `Some(false)`: taken, the caller must pick the next thread.
+    ///
+    /// Each thread is looked up once in the thread table, the tag and the
+    /// timeouts are decoded only as far as this path needs, and the run
+    /// queues change only when the caller does not simply hand its place
+    /// to the partner (`RunQueues::hand_over`).
     fn fast_ipc(&mut self, caller: ThreadId) -> Option<bool> {
         let thread = self.objects.threads.get(caller)?;
         let c = &*thread.context;
@@ -1112,33 +1117,36 @@ impl Kernel {
         if (tag.typed() != 0 && !string) || tag.validate().is_err() {
             return None;
         }
-        let sender_utcb = thread.utcb_frame;
         let to = ThreadId::from_raw(c.rdi);
-        let from = FromSpecifier::from_thread_id(ThreadId::from_raw(c.rsi));
+        // Only the receive timeout matters (the partner waits, so the send
+        // phase cannot block); "never", the usual one, needs no clock.
+        let never = (c.rdx >> 32) as u32 == Timeout::Never.encode();
         let request = IpcRequest {
             to,
-            from,
-            timeouts: Timeouts::decode(c.rdx),
+            from: FromSpecifier::from_thread_id(ThreadId::from_raw(c.rsi)),
+            timeouts: if never {
+                Timeouts::NEVER
+            } else {
+                Timeouts::decode(c.rdx)
+            },
         };
         let mut words = [tag.raw(), c.r8, c.r9, c.r12, c.r13, c.r14, c.r15];
-        let sender_task = thread.task;
-        let receiver = match self.objects.threads.get(to) {
-            Some(t) if to.is_thread() && t.fault.is_none() && !t.halted => t,
-            _ => return None,
-        };
+        let (sender_task, sender_utcb) = (thread.task, thread.utcb_frame);
+        let now = if never { 0 } else { self.now() };
         let copy = if string {
             let at = 1 + tag.untyped();
-            match self.fast_string(sender_task, receiver, &mut words[at..at + 2]) {
-                Some(copy) => Some(copy),
-                None => return None,
-            }
+            let receiver = self.objects.threads.get(to)?;
+            Some(self.fast_string(sender_task, receiver, &mut words[at..at + 2])?)
         } else {
             None
         };
-        let now = match request.timeouts.receive {
-            microkernel_abi::Timeout::Never => 0,
-            _ => self.now(),
-        };
+        // The one look-up of the partner; the engine and the run queues
+        // are other fields, so it stays borrowed across them.
+        let receiver = self
+            .objects
+            .threads
+            .get_mut(to)
+            .filter(|t| t.fault.is_none() && !t.halted)?;
         if !self.ipc.direct_exchange(caller, request, now) {
             return None;
         }
@@ -1147,8 +1155,7 @@ impl Kernel {
             // changed no page table or frame since.
             unsafe { copy_pages(&from, &into, length) };
         }
-        self.run_queues.hand_over(caller.index(), to.index());
-        let receiver = self.objects.threads.get_mut(to).expect("checked above");
+        let runs_next = self.run_queues.hand_over(caller.index(), to.index());
         if tag.untyped() >= REGISTER_WORDS {
             // MR7.. go UTCB to UTCB (ABI §7).
             let count = tag.untyped() + 1 - REGISTER_WORDS;
@@ -1169,11 +1176,11 @@ impl Kernel {
         r.rsi = caller.raw();
         r.rdi = 0;
         r.rdx = 0;
-        // The partner usually runs next: switch to it here rather than
-        // look it up again in `switch_to_next` (the same choice).
-        if self.run_queues.current() != Some(to.index()) {
+        if !runs_next {
             return Some(false);
         }
+        // The partner runs next: switch to it here rather than look it up
+        // again in `switch_to_next` (the same choice).
         let context: *mut Context = r;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; its space has the kernel half.

@@ -586,21 +586,25 @@ impl IpcEngine {
     /// general [`IpcEngine::ipc`] must run; both paths end in the same
     /// states.
     pub fn direct_exchange(&mut self, caller: ThreadId, request: IpcRequest, now: u64) -> bool {
-        let Some(index) = self.live(caller) else {
-            return false;
-        };
-        if self.slot(index).state != IpcState::Idle || request.to.is_nil() {
-            return false;
-        }
-        let Some(destination) = self.live(request.to).filter(|&d| d != index) else {
-            return false;
-        };
-        if !Self::accepts(self.slot(destination).state, caller) {
+        // Each slot is looked up once, by index, its id compared with the
+        // caller's (which also rules out nil and stale ids: a live slot
+        // never holds either).
+        let (index, destination) = (caller.index(), request.to.index());
+        if index == destination || request.timeouts.receive.is_zero() {
+            // A zero receive timeout fails at once when nothing is there:
+            // the general path says so.
             return false;
         }
-        // A zero receive timeout fails at once when nothing is there: the
-        // general path says so.
-        if request.timeouts.receive.is_zero() {
+        let Some(Some(partner)) = self.slots.get(destination as usize) else {
+            return false;
+        };
+        if partner.id != request.to || !Self::accepts(partner.state, caller) {
+            return false;
+        }
+        let Some(Some(slot)) = self.slots.get(index as usize) else {
+            return false;
+        };
+        if slot.id != caller || slot.state != IpcState::Idle {
             return false;
         }
         let next = match request.from {
@@ -608,7 +612,6 @@ impl IpcEngine {
                 IpcState::AwaitingReply { from: source }
             }
             FromSpecifier::Any => {
-                let slot = self.slot(index);
                 if slot.first_sender.is_some() || slot.pending_interrupts.iter().any(|&w| w != 0) {
                     return false;
                 }
@@ -618,9 +621,19 @@ impl IpcEngine {
             }
             _ => return false,
         };
-        self.make_idle(destination);
+        // `make_idle` for a receiver: it accepts the caller, so it is
+        // receiving or awaiting a reply and in no sender queue; only its
+        // state and its deadline (if any) go.
+        if let Some(Some(partner)) = self.slots.get_mut(destination as usize) {
+            partner.state = IpcState::Idle;
+        }
+        self.timeouts.cancel(destination);
         match request.timeouts.receive {
-            Timeout::Never => self.slot_mut(index).state = next,
+            Timeout::Never => {
+                if let Some(Some(slot)) = self.slots.get_mut(index as usize) {
+                    slot.state = next;
+                }
+            }
             timeout => self.block(index, next, timeout, now),
         }
         true
@@ -1609,6 +1622,53 @@ mod tests {
             timeouts: Timeouts::NEVER,
         };
         assert!(!engine.direct_exchange(client, reply_and_wait, 0));
+        engine.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn direct_exchange_declines_self_nil_stale_and_unwilling_partners() {
+        use microkernel_abi::Timeouts;
+        let client = ThreadId::new(1, 1).unwrap();
+        let server = ThreadId::new(2, 1).unwrap();
+        let other = ThreadId::new(3, 1).unwrap();
+        let mut engine = IpcEngine::new();
+        for id in [client, server, other] {
+            engine.register(id).unwrap();
+        }
+        let call = |to: ThreadId| IpcRequest {
+            to,
+            from: FromSpecifier::Thread(to),
+            timeouts: Timeouts::NEVER,
+        };
+        // The server waits for `other` only: a closed receive.
+        let closed = IpcRequest {
+            to: ThreadId::NIL,
+            from: FromSpecifier::Thread(other),
+            timeouts: Timeouts::NEVER,
+        };
+        engine.ipc(server, closed, 0, |_| Ok(()));
+        assert!(!engine.direct_exchange(client, call(server), 0));
+        // Nil, itself, a stale version of the server.
+        assert!(!engine.direct_exchange(client, call(ThreadId::NIL), 0));
+        assert!(!engine.direct_exchange(client, call(client), 0));
+        let stale = ThreadId::new(2, 2).unwrap();
+        assert!(!engine.direct_exchange(client, call(stale), 0));
+        // A caller that is itself blocked (sending) is not idle.
+        let send = IpcRequest {
+            to: other,
+            from: FromSpecifier::Nobody,
+            timeouts: Timeouts::NEVER,
+        };
+        assert_eq!(
+            engine.ipc(client, send, 0, |_| Ok(())).caller,
+            Outcome::Blocked
+        );
+        assert!(!engine.direct_exchange(client, call(server), 0));
+        // A partner that is sending, not receiving, is not waiting.
+        assert!(!engine.direct_exchange(server, call(client), 0));
+        // A destroyed partner: its callers find no slot.
+        engine.unregister(server);
+        assert!(!engine.direct_exchange(other, call(server), 0));
         engine.check_invariants().unwrap();
     }
 }
