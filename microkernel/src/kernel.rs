@@ -1130,13 +1130,17 @@ impl Kernel {
                 Timeouts::decode(c.rdx)
             },
         };
-        let mut words = [tag.raw(), c.r8, c.r9, c.r12, c.r13, c.r14, c.r15];
+        // The words move at the end, straight from the caller's saved
+        // registers; only a string item's two words are rewritten first.
+        let sender_context: *const Context = c;
+        let item_at = 1 + tag.untyped();
+        let mut item = [0u64; 2];
         let (sender_task, sender_utcb) = (thread.task, thread.utcb_frame);
         let now = if never { 0 } else { self.now() };
         let copy = if string {
-            let at = 1 + tag.untyped();
+            item.copy_from_slice(&read_registers(c)[item_at..item_at + 2]);
             let receiver = self.objects.threads.get(to)?;
-            Some(self.fast_string(sender_task, receiver, &mut words[at..at + 2])?)
+            Some(self.fast_string(sender_task, receiver, &mut item)?)
         } else {
             None
         };
@@ -1169,6 +1173,14 @@ impl Kernel {
                     count,
                 )
             };
+        }
+        // SAFETY: the caller's context is boxed in a live thread (the
+        // caller's, still current), not the receiver's: direct_exchange
+        // refuses a call to oneself. Nothing was freed or moved since.
+        let mut words = read_registers(unsafe { &*sender_context });
+        words[0] = tag.raw();
+        if string {
+            words[item_at..item_at + 2].copy_from_slice(&item);
         }
         let r = &mut *receiver.context;
         write_registers(r, &words);
