@@ -381,8 +381,13 @@ mod tests {
     fn hand_over_is_block_then_make_ready() {
         // Threads with priorities, the ready ones (in order), from, to.
         type Case = (&'static [(u32, u8)], &'static [u32], u32, u32);
-        let cases: [Case; 10] = [
+        let cases: [Case; 13] = [
             (&[(0, 5), (1, 5)], &[0], 0, 1),
+            // Another priority (the general path): below a ready thread,
+            // or not, or into an occupied level.
+            (&[(0, 9), (1, 5), (2, 7)], &[0, 2], 0, 1),
+            (&[(0, 5), (1, 7), (2, 7)], &[0, 2], 0, 1),
+            (&[(0, 7), (1, 5), (2, 3)], &[0, 2], 0, 1),
             // Levels at the edges of the occupancy words: a ready thread
             // above, in the next word or the same one, or none above 255.
             (&[(0, 63), (1, 63), (2, 64)], &[0, 2], 0, 1),
@@ -414,7 +419,7 @@ mod tests {
             assert_eq!(fast.current(), slow.current());
             assert_eq!(runs, slow.current() == Some(to), "{threads:?} {ready:?}");
             assert_eq!(fast.highest_priority(), slow.highest_priority());
-            for priority in [0, 5, 7, 9, 62, 63, 64, 255] {
+            for priority in [0, 3, 5, 7, 9, 62, 63, 64, 255] {
                 assert_eq!(fast.level(priority), slow.level(priority));
             }
             for &(thread, _) in threads {
@@ -425,7 +430,7 @@ mod tests {
                 queues.block(to);
                 queues.make_ready(from);
             }
-            for priority in [0, 5, 7, 9, 62, 63, 64, 255] {
+            for priority in [0, 3, 5, 7, 9, 62, 63, 64, 255] {
                 assert_eq!(fast.level(priority), slow.level(priority));
             }
         }
