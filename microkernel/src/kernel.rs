@@ -1121,15 +1121,8 @@ impl Kernel {
         // Only the receive timeout matters (the partner waits, so the send
         // phase cannot block); "never", the usual one, needs no clock.
         let never = (c.rdx >> 32) as u32 == Timeout::Never.encode();
-        let request = IpcRequest {
-            to,
-            from: FromSpecifier::from_thread_id(ThreadId::from_raw(c.rsi)),
-            timeouts: if never {
-                Timeouts::NEVER
-            } else {
-                Timeouts::decode(c.rdx)
-            },
-        };
+        let from = FromSpecifier::from_thread_id(ThreadId::from_raw(c.rsi));
+        let (timeouts, reply_and_wait) = (c.rdx, from == FromSpecifier::Any);
         // The words move at the end, straight from the caller's saved
         // registers; only a string item's two words are rewritten first.
         let sender_context: *const Context = c;
@@ -1151,7 +1144,17 @@ impl Kernel {
             .threads
             .get_mut(to)
             .filter(|t| t.fault.is_none() && !t.halted)?;
-        if !self.ipc.direct_exchange(caller, request, now) {
+        let exchanged = if never && (reply_and_wait || from == FromSpecifier::Thread(to)) {
+            self.ipc.direct_exchange_untimed(caller, to, reply_and_wait)
+        } else {
+            let request = IpcRequest {
+                to,
+                from,
+                timeouts: Timeouts::decode(timeouts),
+            };
+            self.ipc.direct_exchange(caller, request, now)
+        };
+        if !exchanged {
             return None;
         }
         if let Some((from, into, length)) = copy {

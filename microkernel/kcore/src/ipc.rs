@@ -639,6 +639,53 @@ impl IpcEngine {
         true
     }
 
+    /// [`IpcEngine::direct_exchange`] for the usual case, in scalars: a
+    /// call (`reply_and_wait` false: the caller then awaits `to`'s reply)
+    /// or a reply-and-wait (the caller then receives from any), both with
+    /// no receive timeout. The same checks and the same outcome; the
+    /// kernel's fast path takes it without building an [`IpcRequest`].
+    pub fn direct_exchange_untimed(
+        &mut self,
+        caller: ThreadId,
+        to: ThreadId,
+        reply_and_wait: bool,
+    ) -> bool {
+        let (index, destination) = (caller.index() as usize, to.index() as usize);
+        if index == destination {
+            return false;
+        }
+        let Some(Some(partner)) = self.slots.get(destination) else {
+            return false;
+        };
+        if partner.id != to || !Self::accepts(partner.state, caller) {
+            return false;
+        }
+        let Some(Some(slot)) = self.slots.get(index) else {
+            return false;
+        };
+        if slot.id != caller || slot.state != IpcState::Idle {
+            return false;
+        }
+        let next = if reply_and_wait {
+            if slot.first_sender.is_some() || slot.pending_interrupts.iter().any(|&w| w != 0) {
+                return false;
+            }
+            IpcState::Receiving {
+                from: FromSpecifier::Any,
+            }
+        } else {
+            IpcState::AwaitingReply { from: to }
+        };
+        if let Some(Some(partner)) = self.slots.get_mut(destination) {
+            partner.state = IpcState::Idle;
+        }
+        if let Some(Some(slot)) = self.slots.get_mut(index) {
+            slot.state = next;
+        }
+        self.timeouts.cancel(destination as u32);
+        true
+    }
+
     /// Ends every IPC whose deadline is at or before `now` with
     /// [`Error::Timeout`] in the phase it was in.
     pub fn expire(&mut self, now: u64) -> Vec<Wakeup> {
@@ -1670,5 +1717,62 @@ mod tests {
         engine.unregister(server);
         assert!(!engine.direct_exchange(other, call(server), 0));
         engine.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn direct_exchange_untimed_matches_direct_exchange() {
+        use microkernel_abi::Timeouts;
+        let client = ThreadId::new(1, 1).unwrap();
+        let server = ThreadId::new(2, 1).unwrap();
+        let waiting = || {
+            let mut engine = IpcEngine::new();
+            engine.register(client).unwrap();
+            engine.register(server).unwrap();
+            let wait = IpcRequest {
+                to: ThreadId::NIL,
+                from: FromSpecifier::Any,
+                timeouts: Timeouts::NEVER,
+            };
+            engine.ipc(server, wait, 0, |_| Ok(()));
+            engine
+        };
+        let call = IpcRequest {
+            to: server,
+            from: FromSpecifier::Thread(server),
+            timeouts: Timeouts::NEVER,
+        };
+        let reply = IpcRequest {
+            to: client,
+            from: FromSpecifier::Any,
+            timeouts: Timeouts::NEVER,
+        };
+        let (mut a, mut b) = (waiting(), waiting());
+        assert!(a.direct_exchange_untimed(client, server, false));
+        assert!(b.direct_exchange(client, call, 0));
+        for id in [client, server] {
+            assert_eq!(a.state(id), b.state(id));
+        }
+        assert!(a.direct_exchange_untimed(server, client, true));
+        assert!(b.direct_exchange(server, reply, 0));
+        for id in [client, server] {
+            assert_eq!(a.state(id), b.state(id));
+        }
+        a.check_invariants().unwrap();
+        // Declines like direct_exchange: nobody waits for the server now,
+        // a call to oneself, a stale id, a pending interrupt before an
+        // open receive.
+        assert!(!a.direct_exchange_untimed(server, client, false));
+        assert!(!a.direct_exchange_untimed(client, client, false));
+        assert!(!a.direct_exchange_untimed(client, ThreadId::new(2, 2).unwrap(), false));
+        let mut c = waiting();
+        c.raise_interrupt(3, client).unwrap();
+        assert!(!c.direct_exchange_untimed(client, server, true));
+        assert_eq!(
+            c.state(server),
+            Some(IpcState::Receiving {
+                from: FromSpecifier::Any
+            })
+        );
+        c.check_invariants().unwrap();
     }
 }
