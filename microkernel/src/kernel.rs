@@ -52,8 +52,9 @@ pub struct Thread {
     utcb_address: u64,
     utcb_frame: u64,
     pager: ThreadId,
-    /// Its task's page-table root (the CR3 value), fixed for the
-    /// thread's life: a task's threads die before its space does.
+    /// Its task's page-table root with the space's PCID, as loaded into
+    /// CR3 (`paging::cr3_load_value`), fixed for the thread's life: a
+    /// task's threads die before its space does.
     space_root: u64,
     halted: bool,
     /// Whether it may use the PCI configuration ports (the root task's
@@ -567,7 +568,7 @@ impl Kernel {
         let frame = self.objects.pool.allocate().ok_or(Error::OutOfResources)?;
         let rw = Rights::READ | Rights::WRITE;
         let space = &self.objects.tasks.get(task).ok_or(Error::NoSuchTask)?.space;
-        let space_root = space.root;
+        let space_root = crate::paging::cr3_load_value(space.cr3());
         if space.map(&mut self.objects.pool, utcb, frame, rw).is_none() {
             self.objects.pool.release(frame);
             return Err(Error::OutOfResources);
