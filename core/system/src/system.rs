@@ -359,9 +359,14 @@ impl<K: Kernel> System<K> {
     /// ignored). A reply goes in the pass's deferred reply if that is
     /// still free, else out at once.
     pub fn handle(&mut self, sender: Thread, message: Message) {
-        let Some(pid) = self.pid_of(sender) else {
-            return;
-        };
+        if let Some(pid) = self.pid_of(sender) {
+            self.handle_process(sender, pid, message);
+        }
+    }
+
+    /// [`System::handle`] for a sender already known to be process
+    /// `pid`'s thread ([`System::pid_of`]): one look-up per message.
+    pub fn handle_process(&mut self, sender: Thread, pid: u32, message: Message) {
         match message {
             Message::PageFault { address, ip } => self.page_fault(pid, address, ip),
             Message::Exception { vector } => {
