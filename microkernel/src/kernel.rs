@@ -1095,7 +1095,8 @@ impl Kernel {
     /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
     /// thread that is already waiting (L4Ka's and seL4's fast path). It
     /// copies MR0–MR6 register to register and leaves the rendezvous
-    /// bookkeeping to `IpcEngine::direct_exchange`; anything unusual
+    /// bookkeeping to `IpcEngine::direct_exchange_untimed` (or, for a
+    /// receive with a deadline, `direct_exchange`); anything unusual
     /// returns `None` and takes the general path, which ends in the same
     /// state. `None`: not taken; `Some(true)`: taken and already switched
     /// to the partner (it is the thread the run queues pick: no queue is
