@@ -408,18 +408,32 @@ pub unsafe fn init(stack_top: u64) {
         let mut cr4: u64;
         asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
         cr4 &= !((1 << 9) | (1 << 10));
+        // Process-context identifiers (SDM Vol. 3 4.10.1): with CPUID.1:
+        // ECX.PCID[17] and CPUID.(7,0):EBX.INVPCID[10], CR4.PCIDE[17]
+        // tags TLB entries with CR3[11:0], so a space switch need not
+        // flush. Setting it needs CR3[11:0] = 0 (SDM Vol. 3 2.5), as the
+        // boot tables have.
+        let has_pcid = core::arch::x86_64::__cpuid(1).ecx & (1 << 17) != 0
+            && core::arch::x86_64::__cpuid_count(7, 0).ebx & (1 << 10) != 0
+            && read_cr3() & 0xFFF == 0;
+        if has_pcid {
+            cr4 |= 1 << 17;
+        }
         asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+        crate::paging::PCID_ENABLED.store(has_pcid, core::sync::atomic::Ordering::Relaxed);
     }
 }
 
 /// Makes `context` the one entry stubs save into and `return_to_user`
 /// loads, and switches GS base (the UTCB), the I/O bitmap (`io_ports`:
 /// the PCI configuration ports open, for the root task) and, if needed,
-/// CR3.
+/// CR3 (`cr3` is what to load: `paging::cr3_load_value` of the space's
+/// root and PCID).
 ///
 /// # Safety
 /// `context` must stay valid (boxed in its thread) until the next call;
 /// `cr3` must be a complete address space with the kernel half mapped.
+#[inline(always)]
 pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64, io_ports: bool) {
     let top = context as u64 + core::mem::size_of::<Context>() as u64;
     // SAFETY: single CPU, interrupts off in the kernel; see above. The CPU
@@ -439,7 +453,8 @@ pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64,
         };
         let current: u64;
         asm!("mov {}, cr3", out(reg) current, options(nomem, nostack));
-        if current != cr3 {
+        // CR3 reads back without bit 63 (SDM Vol. 3 4.10.4.1).
+        if current != cr3 & !crate::paging::NO_FLUSH {
             asm!("mov cr3, {}", in(reg) cr3, options(nostack));
         }
         wrmsr(0xC000_0101, gs_base);
@@ -512,6 +527,37 @@ pub fn read_cr3() -> u64 {
 pub fn invalidate_page(address: u64) {
     // SAFETY: invlpg only drops a cached translation.
     unsafe { asm!("invlpg [{}]", in(reg) address, options(nostack)) };
+}
+
+/// What [`invalidate_pcid`] drops (SDM Vol. 2A, INVPCID, "INVPCID
+/// Types").
+#[derive(Clone, Copy)]
+pub enum PcidInvalidation {
+    /// Type 0: one linear address's translations for the PCID.
+    Address(u64),
+    /// Type 1: every translation for the PCID (globals excepted).
+    Context,
+}
+
+/// Drops cached translations tagged with `pcid`, whichever space is
+/// loaded. Only with CR4.PCIDE set (INVPCID is checked at boot).
+pub fn invalidate_pcid(pcid: u16, what: PcidInvalidation) {
+    let (kind, address) = match what {
+        PcidInvalidation::Address(address) => (0u64, address),
+        PcidInvalidation::Context => (1, 0),
+    };
+    // The 128-bit descriptor: PCID in bits 11:0, the address in 127:64.
+    let descriptor: [u64; 2] = [u64::from(pcid & 0xFFF), address];
+    // SAFETY: INVPCID only drops cached translations; the descriptor is
+    // valid (reserved bits zero, a canonical address from user space).
+    unsafe {
+        asm!(
+            "invpcid {}, [{}]",
+            in(reg) kind,
+            in(reg) descriptor.as_ptr(),
+            options(nostack, readonly),
+        )
+    };
 }
 
 /// Waits for an interrupt with interrupts enabled, then disables them.

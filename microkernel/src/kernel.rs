@@ -18,7 +18,7 @@ use microkernel_abi::syscall::{DEFAULT_PRIORITY, DEFAULT_TIMESLICE_MICROSECONDS}
 use microkernel_abi::utcb::RECEIVE_BUFFER_COUNT;
 use microkernel_abi::{
     Error, ExchangeControl, FromSpecifier, IpcError, KernelInfoSelector, MessageTag, ReceiveBuffer,
-    Rights, TagFlags, TaskId, ThreadId, Timeouts, EXCEPTION_LABEL, INTERRUPT_LABEL,
+    Rights, TagFlags, TaskId, ThreadId, Timeout, Timeouts, EXCEPTION_LABEL, INTERRUPT_LABEL,
     PAGE_FAULT_LABEL,
 };
 use microkernel_core::device::{check_hvm_call, check_window, HvmForward, HVM_SUCCESS};
@@ -52,8 +52,9 @@ pub struct Thread {
     utcb_address: u64,
     utcb_frame: u64,
     pager: ThreadId,
-    /// Its task's page-table root (the CR3 value), fixed for the
-    /// thread's life: a task's threads die before its space does.
+    /// Its task's page-table root with the space's PCID, as loaded into
+    /// CR3 (`paging::cr3_load_value`), fixed for the thread's life: a
+    /// task's threads die before its space does.
     space_root: u64,
     halted: bool,
     /// Whether it may use the PCI configuration ports (the root task's
@@ -567,7 +568,7 @@ impl Kernel {
         let frame = self.objects.pool.allocate().ok_or(Error::OutOfResources)?;
         let rw = Rights::READ | Rights::WRITE;
         let space = &self.objects.tasks.get(task).ok_or(Error::NoSuchTask)?.space;
-        let space_root = space.root;
+        let space_root = crate::paging::cr3_load_value(space.cr3());
         if space.map(&mut self.objects.pool, utcb, frame, rw).is_none() {
             self.objects.pool.release(frame);
             return Err(Error::OutOfResources);
@@ -1092,13 +1093,19 @@ impl Kernel {
     }
 
     /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
-    /// thread that is already waiting. It copies MR0–MR6 register to
-    /// register and leaves the rendezvous bookkeeping to
-    /// `IpcEngine::direct_exchange`; anything unusual returns `false` and
-    /// takes the general path, which ends in the same state. `None`: not
-    /// taken; `Some(true)`: taken and already switched to the partner
-    /// (it is the thread the run queues pick); `Some(false)`: taken, the
-    /// caller must pick the next thread.
+    /// thread that is already waiting (L4Ka's and seL4's fast path). It
+    /// copies MR0–MR6 register to register and leaves the rendezvous
+    /// bookkeeping to `IpcEngine::direct_exchange_untimed` (or, for a
+    /// receive with a deadline, `direct_exchange`); anything unusual
+    /// returns `None` and takes the general path, which ends in the same
+    /// state. `None`: not taken; `Some(true)`: taken and already switched
+    /// to the partner (it is the thread the run queues pick: no queue is
+    /// scanned); `Some(false)`: taken, the caller must pick the next thread.
+    ///
+    /// Each thread is looked up once in the thread table, the tag and the
+    /// timeouts are decoded only as far as this path needs, and the run
+    /// queues change only when the caller does not simply hand its place
+    /// to the partner (`RunQueues::hand_over`).
     fn fast_ipc(&mut self, caller: ThreadId) -> Option<bool> {
         let thread = self.objects.threads.get(caller)?;
         let c = &*thread.context;
@@ -1112,34 +1119,47 @@ impl Kernel {
         if (tag.typed() != 0 && !string) || tag.validate().is_err() {
             return None;
         }
-        let sender_utcb = thread.utcb_frame;
         let to = ThreadId::from_raw(c.rdi);
-        let from = FromSpecifier::from_thread_id(ThreadId::from_raw(c.rsi));
-        let request = IpcRequest {
-            to,
-            from,
-            timeouts: Timeouts::decode(c.rdx),
-        };
-        let mut words = [tag.raw(), c.r8, c.r9, c.r12, c.r13, c.r14, c.r15];
-        let sender_task = thread.task;
-        let receiver = match self.objects.threads.get(to) {
-            Some(t) if to.is_thread() && t.fault.is_none() && !t.halted => t,
-            _ => return None,
-        };
+        // Only the receive timeout matters (the partner waits, so the send
+        // phase cannot block); "never", the usual one, needs no clock.
+        let never = (c.rdx >> 32) as u32 == Timeout::Never.encode();
+        // The usual receive phases, read off the raw words: from any (a
+        // reply-and-wait) or from the destination (a call).
+        let (from, timeouts) = (c.rsi, c.rdx);
+        let reply_and_wait = from == ThreadId::ANY.raw();
+        let untimed = never && (reply_and_wait || from == c.rdi);
+        // The words move at the end, straight from the caller's saved
+        // registers; only a string item's two words are rewritten first.
+        let sender_context: *const Context = c;
+        let item_at = 1 + tag.untyped();
+        let mut item = [0u64; 2];
+        let (sender_task, sender_utcb) = (thread.task, thread.utcb_frame);
+        let now = if never { 0 } else { self.now() };
         let copy = if string {
-            let at = 1 + tag.untyped();
-            match self.fast_string(sender_task, receiver, &mut words[at..at + 2]) {
-                Some(copy) => Some(copy),
-                None => return None,
-            }
+            item.copy_from_slice(&read_registers(c)[item_at..item_at + 2]);
+            let receiver = self.objects.threads.get(to)?;
+            Some(self.fast_string(sender_task, receiver, &mut item)?)
         } else {
             None
         };
-        let now = match request.timeouts.receive {
-            microkernel_abi::Timeout::Never => 0,
-            _ => self.now(),
+        // The one look-up of the partner; the engine and the run queues
+        // are other fields, so it stays borrowed across them.
+        let receiver = self
+            .objects
+            .threads
+            .get_mut(to)
+            .filter(|t| t.fault.is_none() && !t.halted)?;
+        let exchanged = if untimed {
+            self.ipc.direct_exchange_untimed(caller, to, reply_and_wait)
+        } else {
+            let request = IpcRequest {
+                to,
+                from: FromSpecifier::from_thread_id(ThreadId::from_raw(from)),
+                timeouts: Timeouts::decode(timeouts),
+            };
+            self.ipc.direct_exchange(caller, request, now)
         };
-        if !self.ipc.direct_exchange(caller, request, now) {
+        if !exchanged {
             return None;
         }
         if let Some((from, into, length)) = copy {
@@ -1147,21 +1167,27 @@ impl Kernel {
             // changed no page table or frame since.
             unsafe { copy_pages(&from, &into, length) };
         }
-        self.run_queues.hand_over(caller.index(), to.index());
-        let receiver = self.objects.threads.get_mut(to).expect("checked above");
+        let runs_next = self.run_queues.hand_over(caller.index(), to.index());
         if tag.untyped() >= REGISTER_WORDS {
-            // MR7.. go UTCB to UTCB (ABI §7).
-            let count = tag.untyped() + 1 - REGISTER_WORDS;
+            // MR7.. go UTCB to UTCB (ABI §7), word by word: a few words are
+            // the usual case, cheaper than a call to `memmove`.
             let offset = UTCB_MESSAGE_REGISTERS + 8 * REGISTER_WORDS as u64;
-            // SAFETY: both UTCB frames are kernel-allocated pages, direct
-            // mapped; at most 57 words from offset 0x138 stay inside them.
-            unsafe {
-                core::ptr::copy(
-                    (phys_to_virt(sender_utcb) + offset) as *const u64,
-                    (phys_to_virt(receiver.utcb_frame) + offset) as *mut u64,
-                    count,
-                )
-            };
+            let from = (phys_to_virt(sender_utcb) + offset) as *const u64;
+            let into = (phys_to_virt(receiver.utcb_frame) + offset) as *mut u64;
+            for word in 0..tag.untyped() + 1 - REGISTER_WORDS {
+                // SAFETY: both UTCB frames are kernel-allocated pages,
+                // direct mapped, and distinct (two threads); at most 57
+                // words from offset 0x138 stay inside them.
+                unsafe { into.add(word).write(from.add(word).read()) };
+            }
+        }
+        // SAFETY: the caller's context is boxed in a live thread (the
+        // caller's, still current), not the receiver's: direct_exchange
+        // refuses a call to oneself. Nothing was freed or moved since.
+        let mut words = read_registers(unsafe { &*sender_context });
+        words[0] = tag.raw();
+        if string {
+            words[item_at..item_at + 2].copy_from_slice(&item);
         }
         let r = &mut *receiver.context;
         write_registers(r, &words);
@@ -1169,11 +1195,11 @@ impl Kernel {
         r.rsi = caller.raw();
         r.rdi = 0;
         r.rdx = 0;
-        // The partner usually runs next: switch to it here rather than
-        // look it up again in `switch_to_next` (the same choice).
-        if self.run_queues.current() != Some(to.index()) {
+        if !runs_next {
             return Some(false);
         }
+        // The partner runs next: switch to it here rather than look it up
+        // again in `switch_to_next` (the same choice).
         let context: *mut Context = r;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; its space has the kernel half.

@@ -139,6 +139,9 @@ mod boot {
         // SAFETY: once, at boot, interrupts off; the boot stack lives for
         // ever.
         unsafe { arch::init(arch::boot_stack_top()) };
+        if paging::PCID_ENABLED.load(core::sync::atomic::Ordering::Relaxed) {
+            kprintln!("microkernel: address spaces tagged with PCIDs (CR4.PCIDE)");
+        }
         let kernel_root = arch::read_cr3() & !0xFFF;
         let has_x2apic = core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0;
         let xapic = if has_x2apic {

@@ -9,6 +9,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use microkernel_abi::Rights;
+use spin::Mutex;
 
 use crate::memory::{phys_to_virt, FramePool, PAGE};
 
@@ -25,6 +26,59 @@ const XD: u64 = 1 << 63;
 
 /// Whether the CPU honours the XD bit (set once at boot by `arch::init`).
 pub static NO_EXECUTE_SUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether CR4.PCIDE is on (set once at boot by `arch::init`): every space
+/// then has its own PCID, a switch keeps the TLB entries of the others,
+/// and every page-table change invalidates by PCID, loaded or not.
+pub static PCID_ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Bit 63 of a CR3 load with CR4.PCIDE set: keep the new PCID's cached
+/// translations (SDM Vol. 3 4.10.4.1).
+pub const NO_FLUSH: u64 = 1 << 63;
+
+/// PCIDs in use, one bit each; PCID 0 stays the boot tables'.
+static PCIDS: Mutex<[u64; 64]> = Mutex::new({
+    let mut used = [0; 64];
+    used[0] = 1;
+    used
+});
+
+/// A free PCID (1..4095), or 0 when every one is taken.
+fn allocate_pcid() -> u16 {
+    if !PCID_ENABLED.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let mut used = PCIDS.lock();
+    for (word, bits) in used.iter_mut().enumerate() {
+        if *bits != u64::MAX {
+            let bit = bits.trailing_ones();
+            *bits |= 1 << bit;
+            let pcid = (word * 64) as u16 + bit as u16;
+            // Whatever an earlier space with this PCID left cached goes.
+            crate::arch::invalidate_pcid(pcid, crate::arch::PcidInvalidation::Context);
+            return pcid;
+        }
+    }
+    0
+}
+
+fn release_pcid(pcid: u16) {
+    if pcid != 0 {
+        PCIDS.lock()[usize::from(pcid / 64)] &= !(1 << (pcid % 64));
+    }
+}
+
+/// The value to load into CR3 for a space's `cr3` (root and PCID): with a
+/// PCID of its own, without flushing it; PCID 0, which spaces share when
+/// no PCID is free, always flushes (and so does every load without
+/// CR4.PCIDE).
+pub fn cr3_load_value(cr3: u64) -> u64 {
+    if cr3 & 0xFFF != 0 {
+        cr3 | NO_FLUSH
+    } else {
+        cr3
+    }
+}
 
 fn no_execute() -> u64 {
     if NO_EXECUTE_SUPPORTED.load(Ordering::Relaxed) {
@@ -47,8 +101,10 @@ fn index(address: u64, level: u32) -> usize {
 
 /// One address space's top-level table.
 pub struct AddressSpace {
-    /// Physical address of the PML4 (the CR3 value).
+    /// Physical address of the PML4.
     pub root: u64,
+    /// Its PCID (0: none, with CR4.PCIDE off or every PCID taken).
+    pcid: u16,
 }
 
 impl AddressSpace {
@@ -56,7 +112,15 @@ impl AddressSpace {
     pub fn new(pool: &mut FramePool, kernel_root: u64) -> Option<Self> {
         let root = pool.allocate()?;
         table(root)[256..].copy_from_slice(&table(kernel_root)[256..]);
-        Some(Self { root })
+        Some(Self {
+            root,
+            pcid: allocate_pcid(),
+        })
+    }
+
+    /// The CR3 value: the root and, in bits 11:0, the PCID.
+    pub fn cr3(&self) -> u64 {
+        self.root | u64::from(self.pcid)
     }
 
     /// Maps the user page at `address` to `frame`. Intermediate tables come
@@ -150,7 +214,14 @@ impl AddressSpace {
     }
 
     fn flush(&self, address: u64) {
-        if crate::arch::read_cr3() & ADDRESS == self.root {
+        if self.pcid != 0 {
+            // Loaded or not: its entries outlive a switch away.
+            crate::arch::invalidate_pcid(
+                self.pcid,
+                crate::arch::PcidInvalidation::Address(address),
+            );
+        } else if crate::arch::read_cr3() & ADDRESS == self.root {
+            // Not loaded, it has nothing cached: loads of PCID 0 flush.
             crate::arch::invalidate_page(address);
         }
     }
@@ -174,6 +245,7 @@ impl AddressSpace {
             }
         }
         pool.release(self.root);
+        release_pcid(self.pcid);
     }
 }
 

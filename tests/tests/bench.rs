@@ -3,7 +3,7 @@
 //! `images/manifests/bench-core.toml` runs `/bin/bench` from an rc script:
 //! 4 KB reads of a file on the ramfs task server (through core's `#M`
 //! driver and the server link) and of in-core servants, with a null core
-//! call and 0-, 1- and 8192-byte reads beside them. The test checks that
+//! call, 0-, 1- and 8192-byte reads and a 64 KB read beside them. The test checks that
 //! every figure is there and sane, and prints the `bench` lines so that
 //! `run/test`'s log carries them (docs/performance.md, "Core file reads").
 
@@ -51,6 +51,7 @@ fn bochs_core_read_benchmarks() {
             Pattern("bench read_4k_ramfs_task_cycles * cycles"),
             Pattern("bench read_4k_servant_cycles * cycles"),
             Pattern("bench read_4k_boot_module_cycles * cycles"),
+            Pattern("bench read_64k_ramfs_task_cycles * cycles"),
             Pattern("bench read_0b_servant_cycles * cycles"),
             Pattern("bench read_4k_ramfs_vs_servant_ratio * x"),
             Is("bench status is "),
@@ -76,12 +77,19 @@ fn bochs_core_read_benchmarks() {
     let ramfs = figure(&lines, "read_4k_ramfs_task_cycles");
     let servant = figure(&lines, "read_4k_servant_cycles");
     let ratio = figure(&lines, "read_4k_ramfs_vs_servant_ratio");
+    let ramfs_64k = figure(&lines, "read_64k_ramfs_task_cycles");
     assert!(null_call > 0, "a null call takes time: {lines:#?}");
     // A read costs more than a null call, and the ramfs task's path (core,
     // #M, 9P to another task and back) more than a servant's in core.
     assert!(servant > null_call, "{lines:#?}");
     assert!(ramfs > servant, "{lines:#?}");
     assert!(ratio > 100, "the ratio is above 1: {lines:#?}");
+    // Sixteen times the bytes in eight calls: dearer than one 4 KB read,
+    // cheaper than sixteen.
+    assert!(
+        ramfs_64k > 2 * ramfs && ramfs_64k < 16 * ramfs,
+        "{lines:#?}"
+    );
     // The server VM's read (issue 12): through the virtio link and hvm's
     // link switch instead of IPC; dearer than the task's, and counted in
     // VM exits, which cost about a thousand cycles each on real VT-x and

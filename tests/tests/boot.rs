@@ -141,6 +141,7 @@ fn ktest_passes(emulator: Emulator, timeout: u64) -> kasane_run::Boot {
             Is("ktest: ok call_reply_cross_task"),
             Is("ktest: ok timeouts"),
             Is("ktest: ok receive_from_any"),
+            Is("ktest: ok fast_path_edges"),
             Is("ktest: ok string_copy"),
             Is("ktest: ok map_unmap_recursive"),
             Is("ktest: ok grant"),

@@ -290,14 +290,14 @@ impl Core {
             return;
         }
         let thread = Thread(sender.raw());
-        if !self.system.is_process(thread) {
+        let Some(pid) = self.system.pid_of(thread) else {
             let tag = MessageTag::from_raw(self.system.kernel().utcb.message_registers[0]);
             let link = self.system.servants().mount.link_of_peer(sender.raw());
             if let Some(link) = link {
                 self.server_message(link, tag);
             }
             return;
-        }
+        };
         let registers = &self.system.kernel().utcb.message_registers;
         let tag = MessageTag::from_raw(registers[0]);
         let message = if tag.is_from_kernel() {
@@ -336,7 +336,7 @@ impl Core {
                 items,
             }
         };
-        self.system.handle(thread, message);
+        self.system.handle_process(thread, pid, message);
     }
 
     /// A message from a task server outside a synchronous exchange: the

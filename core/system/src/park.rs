@@ -41,6 +41,34 @@ pub(crate) enum Outcome {
     Silent,
 }
 
+/// What the parked calls wait for, gathered in one pass: the earliest
+/// wake-up time, and whether any waits for console input or for a
+/// mounted server.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Waits {
+    pub until: Option<u64>,
+    pub console: bool,
+    pub mounted: bool,
+}
+
+impl Waits {
+    pub fn with(self, parked: &Parked) -> Waits {
+        Waits {
+            until: match (self.until, parked.until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            console: self.console || parked.console,
+            mounted: self.mounted || parked.mounted,
+        }
+    }
+
+    /// Nothing to wake up for but a message.
+    pub fn is_idle(&self) -> bool {
+        self.until.is_none() && !self.console && !self.mounted
+    }
+}
+
 /// A call waiting to be tried again.
 #[derive(Debug)]
 pub(crate) struct Parked {
@@ -117,13 +145,13 @@ impl<K: Kernel> System<K> {
     /// input may have come (reads of /dev/cons poll). Otherwise nothing is
     /// retried, so a call's cost does not grow with the parked calls.
     pub(crate) fn retry_parked(&mut self) {
+        let waits = self.parked.iter().fold(Waits::default(), Waits::with);
         let piped = !self.servants.pipes.take_wakeups().is_empty();
-        let mounted =
-            self.parked.iter().any(|p| p.mounted) && !self.servants.mount.take_wakeups().is_empty();
+        let mounted = waits.mounted && !self.servants.mount.take_wakeups().is_empty();
         let piped = piped || mounted;
         let woke = core::mem::take(&mut self.woken) || piped;
-        let timed = self.parked.iter().any(|p| p.until.is_some());
-        let console = self.parked.iter().any(|p| p.console);
+        let timed = waits.until.is_some();
+        let console = waits.console;
         if !(woke || timed || console) {
             return;
         }

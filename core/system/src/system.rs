@@ -19,7 +19,7 @@ use kasane_servant::servants::proc::Control;
 use kasane_servant::{Caller, ChanHandle, ChanTable, Devices, Error, LinkId, Opened, Servant};
 use ninep::OpenMode;
 
-use crate::park::{Outcome, Parked, Request};
+use crate::park::{Outcome, Parked, Request, Waits};
 use crate::process::{Process, Zombie};
 use crate::{Kernel, Message, Reply, Servants, ServerConfig, Thread, USER};
 
@@ -332,9 +332,16 @@ impl<K: Kernel> System<K> {
     /// whose link is hung up when its answer is later than
     /// [`Kernel::ANSWER_LIMIT`].
     pub fn receive_timeout(&mut self) -> Option<u32> {
-        let mut wake = self.parked.iter().filter_map(|p| p.until).min();
-        let console = self.parked.iter().any(|p| p.console);
-        let posted = self.parked.iter().any(|p| p.mounted) && self.servants.mount.in_flight();
+        // It runs before every receive: one pass over the parked calls,
+        // and nothing more when none waits for a time, the console or a
+        // mounted server (rc's `wait`, parked all along, does not).
+        let waits = self.parked.iter().fold(Waits::default(), Waits::with);
+        if waits.is_idle() {
+            return None;
+        }
+        let mut wake = waits.until;
+        let console = waits.console;
+        let posted = waits.mounted && self.servants.mount.in_flight();
         // The clock is read only when something waits for a time.
         let now = if wake.is_some() || console || posted {
             self.kernel.now()
@@ -359,9 +366,14 @@ impl<K: Kernel> System<K> {
     /// ignored). A reply goes in the pass's deferred reply if that is
     /// still free, else out at once.
     pub fn handle(&mut self, sender: Thread, message: Message) {
-        let Some(pid) = self.pid_of(sender) else {
-            return;
-        };
+        if let Some(pid) = self.pid_of(sender) {
+            self.handle_process(sender, pid, message);
+        }
+    }
+
+    /// [`System::handle`] for a sender already known to be process
+    /// `pid`'s thread ([`System::pid_of`]): one look-up per message.
+    pub fn handle_process(&mut self, sender: Thread, pid: u32, message: Message) {
         match message {
             Message::PageFault { address, ip } => self.page_fault(pid, address, ip),
             Message::Exception { vector } => {

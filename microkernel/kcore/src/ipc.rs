@@ -586,21 +586,25 @@ impl IpcEngine {
     /// general [`IpcEngine::ipc`] must run; both paths end in the same
     /// states.
     pub fn direct_exchange(&mut self, caller: ThreadId, request: IpcRequest, now: u64) -> bool {
-        let Some(index) = self.live(caller) else {
-            return false;
-        };
-        if self.slot(index).state != IpcState::Idle || request.to.is_nil() {
-            return false;
-        }
-        let Some(destination) = self.live(request.to).filter(|&d| d != index) else {
-            return false;
-        };
-        if !Self::accepts(self.slot(destination).state, caller) {
+        // Each slot is looked up once, by index, its id compared with the
+        // caller's (which also rules out nil and stale ids: a live slot
+        // never holds either).
+        let (index, destination) = (caller.index(), request.to.index());
+        if index == destination || request.timeouts.receive.is_zero() {
+            // A zero receive timeout fails at once when nothing is there:
+            // the general path says so.
             return false;
         }
-        // A zero receive timeout fails at once when nothing is there: the
-        // general path says so.
-        if request.timeouts.receive.is_zero() {
+        let Some(Some(partner)) = self.slots.get(destination as usize) else {
+            return false;
+        };
+        if partner.id != request.to || !Self::accepts(partner.state, caller) {
+            return false;
+        }
+        let Some(Some(slot)) = self.slots.get(index as usize) else {
+            return false;
+        };
+        if slot.id != caller || slot.state != IpcState::Idle {
             return false;
         }
         let next = match request.from {
@@ -608,7 +612,6 @@ impl IpcEngine {
                 IpcState::AwaitingReply { from: source }
             }
             FromSpecifier::Any => {
-                let slot = self.slot(index);
                 if slot.first_sender.is_some() || slot.pending_interrupts.iter().any(|&w| w != 0) {
                     return false;
                 }
@@ -618,11 +621,68 @@ impl IpcEngine {
             }
             _ => return false,
         };
-        self.make_idle(destination);
+        // `make_idle` for a receiver: it accepts the caller, so it is
+        // receiving or awaiting a reply and in no sender queue; only its
+        // state and its deadline (if any) go.
+        if let Some(Some(partner)) = self.slots.get_mut(destination as usize) {
+            partner.state = IpcState::Idle;
+        }
+        self.timeouts.cancel(destination);
         match request.timeouts.receive {
-            Timeout::Never => self.slot_mut(index).state = next,
+            Timeout::Never => {
+                if let Some(Some(slot)) = self.slots.get_mut(index as usize) {
+                    slot.state = next;
+                }
+            }
             timeout => self.block(index, next, timeout, now),
         }
+        true
+    }
+
+    /// [`IpcEngine::direct_exchange`] for the usual case, in scalars: a
+    /// call (`reply_and_wait` false: the caller then awaits `to`'s reply)
+    /// or a reply-and-wait (the caller then receives from any), both with
+    /// no receive timeout. The same checks and the same outcome; the
+    /// kernel's fast path takes it without building an [`IpcRequest`].
+    pub fn direct_exchange_untimed(
+        &mut self,
+        caller: ThreadId,
+        to: ThreadId,
+        reply_and_wait: bool,
+    ) -> bool {
+        let (index, destination) = (caller.index() as usize, to.index() as usize);
+        if index == destination {
+            return false;
+        }
+        let Some(Some(partner)) = self.slots.get(destination) else {
+            return false;
+        };
+        if partner.id != to || !Self::accepts(partner.state, caller) {
+            return false;
+        }
+        let Some(Some(slot)) = self.slots.get(index) else {
+            return false;
+        };
+        if slot.id != caller || slot.state != IpcState::Idle {
+            return false;
+        }
+        let next = if reply_and_wait {
+            if slot.first_sender.is_some() || slot.pending_interrupts.iter().any(|&w| w != 0) {
+                return false;
+            }
+            IpcState::Receiving {
+                from: FromSpecifier::Any,
+            }
+        } else {
+            IpcState::AwaitingReply { from: to }
+        };
+        if let Some(Some(partner)) = self.slots.get_mut(destination) {
+            partner.state = IpcState::Idle;
+        }
+        if let Some(Some(slot)) = self.slots.get_mut(index) {
+            slot.state = next;
+        }
+        self.timeouts.cancel(destination as u32);
         true
     }
 
@@ -1610,5 +1670,109 @@ mod tests {
         };
         assert!(!engine.direct_exchange(client, reply_and_wait, 0));
         engine.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn direct_exchange_declines_self_nil_stale_and_unwilling_partners() {
+        use microkernel_abi::Timeouts;
+        let client = ThreadId::new(1, 1).unwrap();
+        let server = ThreadId::new(2, 1).unwrap();
+        let other = ThreadId::new(3, 1).unwrap();
+        let mut engine = IpcEngine::new();
+        for id in [client, server, other] {
+            engine.register(id).unwrap();
+        }
+        let call = |to: ThreadId| IpcRequest {
+            to,
+            from: FromSpecifier::Thread(to),
+            timeouts: Timeouts::NEVER,
+        };
+        // The server waits for `other` only: a closed receive.
+        let closed = IpcRequest {
+            to: ThreadId::NIL,
+            from: FromSpecifier::Thread(other),
+            timeouts: Timeouts::NEVER,
+        };
+        engine.ipc(server, closed, 0, |_| Ok(()));
+        assert!(!engine.direct_exchange(client, call(server), 0));
+        // Nil, itself, a stale version of the server.
+        assert!(!engine.direct_exchange(client, call(ThreadId::NIL), 0));
+        assert!(!engine.direct_exchange(client, call(client), 0));
+        let stale = ThreadId::new(2, 2).unwrap();
+        assert!(!engine.direct_exchange(client, call(stale), 0));
+        // A caller that is itself blocked (sending) is not idle.
+        let send = IpcRequest {
+            to: other,
+            from: FromSpecifier::Nobody,
+            timeouts: Timeouts::NEVER,
+        };
+        assert_eq!(
+            engine.ipc(client, send, 0, |_| Ok(())).caller,
+            Outcome::Blocked
+        );
+        assert!(!engine.direct_exchange(client, call(server), 0));
+        // A partner that is sending, not receiving, is not waiting.
+        assert!(!engine.direct_exchange(server, call(client), 0));
+        // A destroyed partner: its callers find no slot.
+        engine.unregister(server);
+        assert!(!engine.direct_exchange(other, call(server), 0));
+        engine.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn direct_exchange_untimed_matches_direct_exchange() {
+        use microkernel_abi::Timeouts;
+        let client = ThreadId::new(1, 1).unwrap();
+        let server = ThreadId::new(2, 1).unwrap();
+        let waiting = || {
+            let mut engine = IpcEngine::new();
+            engine.register(client).unwrap();
+            engine.register(server).unwrap();
+            let wait = IpcRequest {
+                to: ThreadId::NIL,
+                from: FromSpecifier::Any,
+                timeouts: Timeouts::NEVER,
+            };
+            engine.ipc(server, wait, 0, |_| Ok(()));
+            engine
+        };
+        let call = IpcRequest {
+            to: server,
+            from: FromSpecifier::Thread(server),
+            timeouts: Timeouts::NEVER,
+        };
+        let reply = IpcRequest {
+            to: client,
+            from: FromSpecifier::Any,
+            timeouts: Timeouts::NEVER,
+        };
+        let (mut a, mut b) = (waiting(), waiting());
+        assert!(a.direct_exchange_untimed(client, server, false));
+        assert!(b.direct_exchange(client, call, 0));
+        for id in [client, server] {
+            assert_eq!(a.state(id), b.state(id));
+        }
+        assert!(a.direct_exchange_untimed(server, client, true));
+        assert!(b.direct_exchange(server, reply, 0));
+        for id in [client, server] {
+            assert_eq!(a.state(id), b.state(id));
+        }
+        a.check_invariants().unwrap();
+        // Declines like direct_exchange: nobody waits for the server now,
+        // a call to oneself, a stale id, a pending interrupt before an
+        // open receive.
+        assert!(!a.direct_exchange_untimed(server, client, false));
+        assert!(!a.direct_exchange_untimed(client, client, false));
+        assert!(!a.direct_exchange_untimed(client, ThreadId::new(2, 2).unwrap(), false));
+        let mut c = waiting();
+        c.raise_interrupt(3, client).unwrap();
+        assert!(!c.direct_exchange_untimed(client, server, true));
+        assert_eq!(
+            c.state(server),
+            Some(IpcState::Receiving {
+                from: FromSpecifier::Any
+            })
+        );
+        c.check_invariants().unwrap();
     }
 }

@@ -176,14 +176,19 @@ impl RunQueues {
     }
 
     /// `block(from)` then `make_ready(to)`, as the IPC fast path does on
-    /// every hop. When `from` is alone in its level and `to`, of the same
-    /// priority, is in no queue, `to` simply takes its place: the same
-    /// outcome without the two list operations.
-    pub fn hand_over(&mut self, from: u32, to: u32) {
-        if let (Some(a), Some(b)) = (self.entry(from).copied(), self.entry(to).copied()) {
+    /// every hop; returns whether `to` is then the thread to run
+    /// (`current() == Some(to)`). When `from` is alone in its level and
+    /// `to`, of the same priority, is in no queue, `to` simply takes its
+    /// place: the same outcome without the two list operations, and `to`
+    /// runs unless a higher level is occupied (L4's direct process switch).
+    pub fn hand_over(&mut self, from: u32, to: u32) -> bool {
+        let (from_index, to_index) = (from as usize, to as usize);
+        if let (Some(a), Some(b)) = (self.entries.get(from_index), self.entries.get(to_index)) {
             let priority = a.priority as usize;
             let level = self.levels[priority];
-            if a.queued
+            if a.present
+                && b.present
+                && a.queued
                 && !b.queued
                 && a.priority == b.priority
                 && level.head == Some(from)
@@ -193,17 +198,25 @@ impl RunQueues {
                     head: Some(to),
                     tail: Some(to),
                 };
-                if let Some(entry) = self.entries.get_mut(from as usize) {
-                    entry.queued = false;
-                }
-                if let Some(entry) = self.entries.get_mut(to as usize) {
-                    entry.queued = true;
-                }
-                return;
+                self.entries[from_index].queued = false;
+                self.entries[to_index].queued = true;
+                return self.nothing_above(priority);
             }
         }
         self.block(from);
         self.make_ready(to);
+        self.current() == Some(to)
+    }
+
+    /// Whether every level above `priority` is empty.
+    fn nothing_above(&self, priority: usize) -> bool {
+        let word = priority / 64;
+        // The bits above `priority` in its word (a shift by 64 would
+        // overflow: bit 63 has none above it).
+        let above = self.occupied[word]
+            .checked_shr(priority as u32 % 64 + 1)
+            .unwrap_or(0);
+        above == 0 && self.occupied[word + 1..].iter().all(|&bits| bits == 0)
     }
 
     /// Whether the thread is in a queue.
@@ -368,8 +381,19 @@ mod tests {
     fn hand_over_is_block_then_make_ready() {
         // Threads with priorities, the ready ones (in order), from, to.
         type Case = (&'static [(u32, u8)], &'static [u32], u32, u32);
-        let cases: [Case; 6] = [
+        let cases: [Case; 13] = [
             (&[(0, 5), (1, 5)], &[0], 0, 1),
+            // Another priority (the general path): below a ready thread,
+            // or not, or into an occupied level.
+            (&[(0, 9), (1, 5), (2, 7)], &[0, 2], 0, 1),
+            (&[(0, 5), (1, 7), (2, 7)], &[0, 2], 0, 1),
+            (&[(0, 7), (1, 5), (2, 3)], &[0, 2], 0, 1),
+            // Levels at the edges of the occupancy words: a ready thread
+            // above, in the next word or the same one, or none above 255.
+            (&[(0, 63), (1, 63), (2, 64)], &[0, 2], 0, 1),
+            (&[(0, 64), (1, 64), (2, 63)], &[0, 2], 0, 1),
+            (&[(0, 62), (1, 62), (2, 63)], &[0, 2], 0, 1),
+            (&[(0, 255), (1, 255), (2, 0)], &[0, 2], 0, 1),
             (&[(0, 5), (1, 5), (2, 5)], &[0, 2], 0, 1),
             (&[(0, 5), (1, 7)], &[0], 0, 1),
             (&[(0, 5), (1, 5)], &[0, 1], 0, 1),
@@ -388,13 +412,14 @@ mod tests {
                 queues
             };
             let mut fast = build();
-            fast.hand_over(from, to);
+            let runs = fast.hand_over(from, to);
             let mut slow = build();
             slow.block(from);
             slow.make_ready(to);
             assert_eq!(fast.current(), slow.current());
+            assert_eq!(runs, slow.current() == Some(to), "{threads:?} {ready:?}");
             assert_eq!(fast.highest_priority(), slow.highest_priority());
-            for priority in [5, 7, 9] {
+            for priority in [0, 3, 5, 7, 9, 62, 63, 64, 255] {
                 assert_eq!(fast.level(priority), slow.level(priority));
             }
             for &(thread, _) in threads {
@@ -405,7 +430,7 @@ mod tests {
                 queues.block(to);
                 queues.make_ready(from);
             }
-            for priority in [5, 7, 9] {
+            for priority in [0, 3, 5, 7, 9, 62, 63, 64, 255] {
                 assert_eq!(fast.level(priority), slow.level(priority));
             }
         }

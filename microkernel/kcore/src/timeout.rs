@@ -7,15 +7,22 @@
 //! - A key has at most one deadline; inserting it again replaces the old.
 //! - `expire` yields keys in deadline order, and keys with equal deadlines
 //!   in insertion order, so equal timeouts fire first-come first-served.
-//! - Both maps always hold the same entries.
+//! - Insertion numbers are unique, so the order is total.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// Deadlines in microseconds on the kernel's clock, keyed by `K`.
+///
+/// A flat, unsorted vector of (deadline, insertion number, key): the queue
+/// holds one entry per thread blocked with a finite timeout, which is few,
+/// and a rendezvous cancels an entry on every call made with a timeout
+/// (core's calls to its servers). Once grown, the vector allocates
+/// nothing on insert or cancel, where a pair of B-trees allocated a node
+/// whenever they went from empty to one entry and freed it again: 558
+/// Bochs cycles of each 4 KB read from a task server
+/// (docs/performance.md). Cancel and expire scan the entries.
 pub struct TimeoutQueue<K> {
-    by_deadline: BTreeMap<(u64, u64), K>,
-    by_key: BTreeMap<K, (u64, u64)>,
+    entries: Vec<(u64, u64, K)>,
     sequence: u64,
 }
 
@@ -29,8 +36,7 @@ impl<K: Ord + Copy> TimeoutQueue<K> {
     /// An empty queue.
     pub fn new() -> Self {
         TimeoutQueue {
-            by_deadline: BTreeMap::new(),
-            by_key: BTreeMap::new(),
+            entries: Vec::new(),
             sequence: 0,
         }
     }
@@ -38,22 +44,15 @@ impl<K: Ord + Copy> TimeoutQueue<K> {
     /// Sets `key`'s deadline, replacing any earlier one.
     pub fn insert(&mut self, key: K, deadline: u64) {
         self.cancel(key);
-        let slot = (deadline, self.sequence);
+        self.entries.push((deadline, self.sequence, key));
         self.sequence += 1;
-        self.by_deadline.insert(slot, key);
-        self.by_key.insert(key, slot);
     }
 
     /// Removes `key`'s deadline; returns whether it had one.
     pub fn cancel(&mut self, key: K) -> bool {
-        // The IPC fast path cancels on every rendezvous; most threads have
-        // no deadline, so skip the tree walk when nothing is queued.
-        if self.by_key.is_empty() {
-            return false;
-        }
-        match self.by_key.remove(&key) {
-            Some(slot) => {
-                self.by_deadline.remove(&slot);
+        match self.entries.iter().position(|entry| entry.2 == key) {
+            Some(at) => {
+                self.entries.swap_remove(at);
                 true
             }
             None => false,
@@ -62,40 +61,43 @@ impl<K: Ord + Copy> TimeoutQueue<K> {
 
     /// `key`'s deadline.
     pub fn deadline(&self, key: K) -> Option<u64> {
-        self.by_key.get(&key).map(|&(deadline, _)| deadline)
+        self.entries
+            .iter()
+            .find(|entry| entry.2 == key)
+            .map(|&(deadline, _, _)| deadline)
     }
 
     /// The earliest deadline: when the timer must fire next.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.by_deadline
-            .keys()
-            .next()
-            .map(|&(deadline, _)| deadline)
+        self.entries.iter().map(|&(deadline, _, _)| deadline).min()
     }
 
     /// Removes and returns every key whose deadline is at or before `now`,
     /// earliest first.
     pub fn expire(&mut self, now: u64) -> Vec<K> {
-        let mut due = Vec::new();
-        while let Some(entry) = self.by_deadline.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let key = entry.remove();
-            self.by_key.remove(&key);
-            due.push(key);
+        if self.entries.iter().all(|&(deadline, _, _)| deadline > now) {
+            return Vec::new();
         }
-        due
+        let mut due: Vec<(u64, u64, K)> = Vec::new();
+        self.entries.retain(|&entry| {
+            let keep = entry.0 > now;
+            if !keep {
+                due.push(entry);
+            }
+            keep
+        });
+        due.sort_unstable_by_key(|&(deadline, sequence, _)| (deadline, sequence));
+        due.into_iter().map(|(_, _, key)| key).collect()
     }
 
     /// Entries in the queue.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.entries.len()
     }
 
     /// Whether the queue is empty.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.entries.is_empty()
     }
 }
 

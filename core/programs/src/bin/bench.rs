@@ -2,14 +2,16 @@
 //!
 //! For each `name path` pair it opens the file, reads it a few times untimed
 //! (faults, first-touch costs in the servers), then times `rounds`
-//! (default 64) `pread`s of `size` bytes (default 4096) at offset 0 with
+//! (default 64) reads of `size` bytes (default 4096) from offset 0 with
 //! `rdtsc`, and prints `bench NAME MEDIAN cycles` and a comment line with
-//! the minimum and maximum. Every read must return exactly `size` bytes,
-//! or the program stops with an error. Options apply to what follows
-//! them:
+//! the minimum and maximum. A read is one `pread`, or, above
+//! `core_abi::MAX_IO`, consecutive `pread`s of at most that many bytes, as
+//! an application reading a larger block does. Every read must return
+//! exactly `size` bytes, or the program stops with an error. Options apply
+//! to what follows them:
 //!
 //! - `-s size` sets the read size of the entries after it (0 times the
-//!   path of a read without its data; at most `core_abi::MAX_IO`);
+//!   path of a read without its data);
 //! - `-n rounds` sets the number of timed reads;
 //! - `-g name` times a null core call (`getpid`) under `name`, the floor
 //!   under every read;
@@ -50,7 +52,21 @@ fn summary(samples: &mut [u64]) -> (u64, u64, u64) {
     )
 }
 
-/// Reads `buffer.len()` bytes at offset 0 of `fd`, `WARM_UP` times
+/// Fills `buffer` from offset 0 of `fd`: one `pread` per `MAX_IO` bytes
+/// (one in all for a 0-byte read); returns the bytes read.
+fn read_block(fd: sys::Fd, buffer: &mut [u8]) -> sys::Result<usize> {
+    let mut done = 0;
+    loop {
+        let end = buffer.len().min(done + core_abi::MAX_IO);
+        let n = sys::pread(fd, &mut buffer[done..end], done as u64)?;
+        done += n;
+        if n == 0 || done == buffer.len() {
+            return Ok(done);
+        }
+    }
+}
+
+/// Reads `buffer.len()` bytes from offset 0 of `fd`, `WARM_UP` times
 /// untimed, then once per sample.
 fn time_preads(fd: sys::Fd, buffer: &mut [u8], samples: &mut [u64]) -> Result<(), String> {
     let size = buffer.len();
@@ -60,11 +76,11 @@ fn time_preads(fd: sys::Fd, buffer: &mut [u8], samples: &mut [u64]) -> Result<()
         Err(e) => Err(e),
     };
     for _ in 0..WARM_UP {
-        check(sys::pread(fd, buffer, 0))?;
+        check(read_block(fd, buffer))?;
     }
     for sample in samples.iter_mut() {
         let start = timestamp();
-        let n = sys::pread(fd, buffer, 0);
+        let n = read_block(fd, buffer);
         let end = timestamp();
         check(n)?;
         *sample = end.wrapping_sub(start);
@@ -82,7 +98,7 @@ fn reads(name: &str, path: &str, size: usize, rounds: usize) -> Result<u64, Stri
     result.map_err(|e| format!("{name}: {path}: {e}"))?;
     let (median, min, max) = summary(&mut samples);
     println!("bench {name} {median} cycles");
-    println!("# {name}: min {min} max {max} over {rounds} preads of {size} bytes of {path}");
+    println!("# {name}: min {min} max {max} over {rounds} reads of {size} bytes of {path}");
     Ok(median)
 }
 
@@ -120,7 +136,7 @@ fn run(argv: &[String]) -> Result<(), String> {
     let mut args = argv.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "-s" => size = number("-s", args.next(), 0)?.min(core_abi::MAX_IO),
+            "-s" => size = number("-s", args.next(), 0)?,
             "-n" => rounds = number("-n", args.next(), 1)?,
             "-r" => ratio = Some(args.next().ok_or("bench: -r wants a name")?.clone()),
             "-g" => {

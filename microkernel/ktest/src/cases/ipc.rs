@@ -211,9 +211,10 @@ pub fn receive_from_any(context: &mut Context) -> Result<(), Failure> {
 
 /// Case 3b: the fast path's edges. A call to a waiting partner that is not
 /// the thread the scheduler picks next (a ready thread of higher priority
-/// than the partner runs first), and a call to a partner that is running
-/// but not receiving (it was preempted), which the general path refuses
-/// with a send-phase timeout.
+/// than the partner runs first), a call to a partner that waits, but for
+/// another thread (a closed receive), and a call to a partner that is
+/// running but not receiving (it was preempted); the general path refuses
+/// the last two with a send-phase timeout.
 pub fn fast_path_edges(context: &mut Context) -> Result<(), Failure> {
     let mut scope = Scope::new();
     let utcb = &mut *context.utcb;
@@ -244,6 +245,20 @@ pub fn fast_path_edges(context: &mut Context) -> Result<(), Failure> {
         used == 1 && ORDER_LOG[0].load(Ordering::Acquire) == 120,
         "the priority-120 thread did not run before the priority-110 server \
          answered ({used} log entries)"
+    );
+
+    // Receiving, but from another thread: not a partner for the root.
+    let asleep = scope.remote(task, parked, 0, 110)?;
+    wait_for_state(utcb, asleep, ThreadStateFlags::RECEIVING, 1_000_000)?;
+    utcb.message_registers[0] = tag(0x3D, 1, 0).raw();
+    let timeouts = Timeouts {
+        send: Timeout::Zero,
+        receive: PATIENCE,
+    };
+    let result = ipc(utcb, asleep, FromSpecifier::Thread(asleep), timeouts);
+    ensure!(
+        result == Err(IpcError::send(Error::Timeout)),
+        "call with a zero send timeout to a thread waiting for another: {result:?}"
     );
 
     let busy = scope.local(spinner, 0, 100)?;
