@@ -108,6 +108,20 @@ pub trait FileServer {
         Err(Error::PERMISSION_DENIED)
     }
 
+    /// Topen of a file whose opening stands for another file, as ip(3)'s
+    /// `clone` opens the `ctl` of a new conversation: returns the node the
+    /// fid names from now on and its qid (the Ropen's). By default the fid
+    /// keeps `node` and [`open`](Self::open) decides.
+    fn open_as(
+        &mut self,
+        caller: &Caller<'_>,
+        node: &Self::Node,
+        mode: OpenMode,
+    ) -> Result<(Self::Node, Qid), Error> {
+        let qid = self.open(caller, node, mode)?;
+        Ok((node.clone(), qid))
+    }
+
     /// Tcreate (open(5)) in `dir`. The session checked that `dir` is a
     /// writable directory, that `name` is legal and not there yet, and
     /// masked `perm` with the directory's permissions. The new file is

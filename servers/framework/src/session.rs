@@ -513,9 +513,10 @@ impl<F: FileServer> Session<F> {
             uname: &entry.uname,
             request: id,
         };
-        let qid = fs.open(&caller, &entry.node, mode)?;
+        let (node, qid) = fs.open_as(&caller, &entry.node, mode)?;
         let iounit = self.iounit();
         if let Some(entry) = self.fids.get_mut(&fid) {
+            entry.node = node;
             entry.qid = qid;
             entry.open = Some(Opened {
                 mode,
