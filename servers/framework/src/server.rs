@@ -222,6 +222,24 @@ pub trait FileServer {
         let _ = request;
     }
 
+    /// Runs a server whose requests finish on their own (a network stack,
+    /// a device) at `now_ms`, milliseconds on the runtime's clock, and
+    /// returns the late answers that are ready, for
+    /// [`Session::complete`](crate::Session::complete). A runtime calls it
+    /// after every batch of requests and whenever
+    /// [`poll_delay_ms`](Self::poll_delay_ms) has passed. By default there
+    /// is nothing to run.
+    fn poll(&mut self, now_ms: u64) -> Vec<(RequestId, Completion)> {
+        let _ = now_ms;
+        Vec::new()
+    }
+
+    /// How long the runtime may sleep before it must call
+    /// [`poll`](Self::poll) again; `None`: until a request comes.
+    fn poll_delay_ms(&mut self) -> Option<u64> {
+        None
+    }
+
     /// Whether `uname` is a member of `group`. By default a user is a
     /// member of the group of its own name only.
     fn is_member(&self, uname: &str, group: &str) -> bool {

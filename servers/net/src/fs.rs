@@ -240,6 +240,7 @@ pub struct NetFs<D: Device> {
     device_name: &'static str,
     now: Instant,
     next_port: u16,
+    poll_period: Option<u64>,
 }
 
 impl<D: Device> core::fmt::Debug for NetFs<D> {
@@ -316,6 +317,7 @@ impl<D: Device> NetFs<D> {
             device_name,
             now,
             next_port: EPHEMERAL_FIRST + (seed % 1000) as u16,
+            poll_period: None,
         }
     }
 
@@ -374,8 +376,9 @@ impl<D: Device> NetFs<D> {
     }
 
     /// Runs the stack at `now_ms` and finishes every waiting request that
-    /// can be finished. Returns whether anything changed.
-    pub fn poll(&mut self, now_ms: i64) -> bool {
+    /// can be finished; their answers wait in [`completions`](Self::completions).
+    /// Returns whether anything changed.
+    pub fn run(&mut self, now_ms: i64) -> bool {
         self.now = Instant::from_millis(now_ms);
         let mut changed = false;
         // A few rounds, so an answer produced by one round (an ACK, a
@@ -397,25 +400,35 @@ impl<D: Device> NetFs<D> {
         changed
     }
 
-    /// Milliseconds until the stack next needs [`poll`](Self::poll) when
-    /// no packet arrives (None: only a packet or a request wakes it).
-    pub fn poll_delay(&mut self) -> Option<u64> {
-        let delay = self
+    /// Milliseconds until the stack next needs [`run`](Self::run): its
+    /// own timers, a connect's deadline, and, for a device that raises no
+    /// interrupt, the period set by [`set_poll_period`](Self::set_poll_period).
+    pub fn delay(&mut self) -> Option<u64> {
+        let mut delay = self
             .iface
             .poll_delay(self.now, &self.sockets)
             .map(|d| d.total_millis());
-        let connecting = self
+        let mut cap = |ms: u64| delay = Some(delay.map_or(ms, |d| d.min(ms)));
+        if self
             .waits
             .iter()
-            .any(|w| matches!(w.kind, WaitKind::Connect { .. }));
-        match (delay, connecting) {
-            (Some(d), true) => Some(d.min(1000)),
-            (None, true) => Some(1000),
-            (d, false) => d,
+            .any(|w| matches!(w.kind, WaitKind::Connect { .. }))
+        {
+            cap(1000);
         }
+        if let Some(period) = self.poll_period {
+            cap(period);
+        }
+        delay
     }
 
-    /// The late answers [`poll`](Self::poll) (or a hang-up) produced.
+    /// Runs the stack every `ms` milliseconds even when nothing else is
+    /// due: for a NIC whose driver takes no interrupts.
+    pub fn set_poll_period(&mut self, ms: Option<u64>) {
+        self.poll_period = ms;
+    }
+
+    /// The late answers [`run`](Self::run) (or a hang-up) produced.
     pub fn completions(&mut self) -> Vec<(RequestId, Completion)> {
         core::mem::take(&mut self.done)
     }
@@ -1037,8 +1050,12 @@ impl<D: Device> NetFs<D> {
             .ifc
             .gateway
             .map_or(String::from("none"), |g| g.to_string());
-        let mac = match self.iface.hardware_addr() {
-            HardwareAddress::Ethernet(e) => e.to_string(),
+        // smoltcp's hardware_addr() asserts an Ethernet medium.
+        let mac = match self.device.capabilities().medium {
+            Medium::Ethernet => match self.iface.hardware_addr() {
+                HardwareAddress::Ethernet(e) => e.to_string(),
+                _ => String::from("none"),
+            },
             _ => String::from("none"),
         };
         let how = if self.ifc.dhcp { "dhcp" } else { "static" };
@@ -1412,6 +1429,15 @@ impl<D: Device> FileServer for NetFs<D> {
 
     fn flush(&mut self, request: RequestId) {
         self.waits.retain(|w| w.id != request);
+    }
+
+    fn poll(&mut self, now_ms: u64) -> Vec<(RequestId, Completion)> {
+        self.run(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        self.completions()
+    }
+
+    fn poll_delay_ms(&mut self) -> Option<u64> {
+        self.delay()
     }
 
     /// Everyone may use the network; conversation files are checked by

@@ -14,4 +14,6 @@ extern crate alloc;
 pub mod dial;
 mod fs;
 
+pub use smoltcp;
+
 pub use fs::{ConvFile, IfcFile, NetFs, Node, MAX_CONVERSATIONS, UDP_HEADER};

@@ -141,7 +141,7 @@ impl Net {
     pub fn step(&mut self) {
         self.now += 10;
         for host in &mut self.hosts {
-            host.fs.poll(self.now);
+            host.fs.run(self.now);
             for (id, completion) in host.fs.completions() {
                 let mut out = Vec::new();
                 host.session.complete(id, completion, &mut out);
