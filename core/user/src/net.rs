@@ -46,7 +46,10 @@ fn read_text(fd: Fd) -> Result<String> {
 pub fn translate(dial: &str) -> Result<(String, String)> {
     let cs = sys::open("/net/cs", core_abi::ORDWR)
         .map_err(|e| format!("/net/cs: {e} (is /net mounted?)"))?;
-    let answer = sys::write(cs, dial.as_bytes()).and_then(|_| read_text(cs));
+    // As Plan 9's dial: write the string, go back to the start, read.
+    let answer = sys::write(cs, dial.as_bytes())
+        .and_then(|_| sys::seek(cs, 0, 0))
+        .and_then(|_| read_text(cs));
     let _ = sys::close(cs);
     let answer = answer?;
     let (clone, address) = answer
@@ -77,9 +80,11 @@ fn clone(clone: &str) -> Result<(Fd, String)> {
 
 /// Writes a ctl request, closing `ctl` if it fails.
 fn request(ctl: Fd, text: &str) -> Result<()> {
-    sys::write(ctl, text.as_bytes()).map(|_| ()).inspect_err(|_| {
-        let _ = sys::close(ctl);
-    })
+    sys::write(ctl, text.as_bytes())
+        .map(|_| ())
+        .inspect_err(|_| {
+            let _ = sys::close(ctl);
+        })
 }
 
 /// dial(2): connects to `dial` and returns the connection with its data

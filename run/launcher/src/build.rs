@@ -15,7 +15,10 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
     ("ktest", &["ktest"]),
     ("core-server", &["core"]),
     ("runtime-task", &["ramfs-task", "faulty-task", "net-task"]),
-    ("runtime-vm", &["ramfs-vm", "hostile-vm", "net-vm", "vm-probe"]),
+    (
+        "runtime-vm",
+        &["ramfs-vm", "hostile-vm", "net-vm", "vm-probe"],
+    ),
     (
         "core-programs",
         &[

@@ -1340,13 +1340,16 @@ impl<D: Device> FileServer for NetFs<D> {
         };
         match *node {
             Node::CsOpen(slot) => {
+                // As ndb/cs: a read takes the answer, whatever the offset
+                // (the write moved it); the next read is the end of file.
                 let answer = self
                     .cs
-                    .get(slot as usize)
-                    .cloned()
-                    .flatten()
+                    .get_mut(slot as usize)
+                    .and_then(|entry| entry.as_mut().map(core::mem::take))
                     .unwrap_or_default();
-                text(answer)
+                let mut bytes = answer.into_bytes();
+                bytes.truncate(count as usize);
+                Ok(Reply::Now(bytes))
             }
             Node::File(p, n, ConvFile::Data) => self.data_read(caller, p, n, count),
             Node::File(p, n, ConvFile::Listen) => {

@@ -170,6 +170,7 @@ fn cs_translates_dial_strings() {
     net.open(A, 1, "cs", OpenMode::ORDWR);
     net.write_ok(A, 1, b"tcp!10.0.0.2!9fs");
     assert_eq!(net.read_text(A, 1), "/net/tcp/clone 10.0.0.2!564\n");
+    assert_eq!(net.read_text(A, 1), "", "a read takes the answer");
     net.clunk(A, 1);
     net.open(A, 1, "cs", OpenMode::ORDWR);
     net.write_ok(A, 1, b"net!gateway!http");

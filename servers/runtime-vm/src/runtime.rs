@@ -349,7 +349,11 @@ pub fn serve<F: FileServer>(fs: &mut F) -> ! {
             fault(0x15);
         }
         // Sleep until the heartbeat or the server's next poll is due.
-        let mut deadline = if heartbeat != 0 { next_heartbeat } else { u64::MAX };
+        let mut deadline = if heartbeat != 0 {
+            next_heartbeat
+        } else {
+            u64::MAX
+        };
         if let Some(ms) = fs.poll_delay_ms() {
             deadline = deadline.min(arch::rdtsc().saturating_add(ms.saturating_mul(ticks_per_ms)));
         }

@@ -6,6 +6,13 @@
 
 core_user::program!(main);
 
+/// Says what went wrong on fd 2 and makes it the exit string, as a Plan 9
+/// program's `sysfatal` does.
+fn fail(message: String) -> String {
+    core_user::eprintln!("{message}");
+    message
+}
+
 use core_user::prelude::*;
 use core_user::{args, net, sys, usage};
 
@@ -29,7 +36,7 @@ fn main(argv: Vec<String>) -> Result<(), String> {
     let [address] = rest else {
         return Err(usage(USAGE));
     };
-    let conn = net::dial(address).map_err(|e| format!("dial: {address}: {e}"))?;
+    let conn = net::dial(address).map_err(|e| fail(format!("dial: {address}: {e}")))?;
     let data = conn.data.ok_or("dial: no data file")?;
     let result = (|| {
         if !flags.has('n') {
@@ -38,5 +45,5 @@ fn main(argv: Vec<String>) -> Result<(), String> {
         copy(data, 1)
     })();
     conn.close();
-    result.map_err(|e| format!("dial: {address}: {e}"))
+    result.map_err(|e| fail(format!("dial: {address}: {e}")))
 }

@@ -7,6 +7,13 @@
 
 core_user::program!(main);
 
+/// Says what went wrong on fd 2 and makes it the exit string, as a Plan 9
+/// program's `sysfatal` does.
+fn fail(message: String) -> String {
+    core_user::eprintln!("{message}");
+    message
+}
+
 use core_user::prelude::*;
 use core_user::{args, eprintln, net, sys, usage, SpawnRequest};
 
@@ -27,9 +34,10 @@ fn main(argv: Vec<String>) -> Result<(), String> {
     } else {
         format!("/bin/{}", command[0])
     };
-    let announced = net::announce(address).map_err(|e| format!("listen1: {address}: {e}"))?;
+    let announced = net::announce(address).map_err(|e| fail(format!("listen1: {address}: {e}")))?;
     loop {
-        let mut call = net::listen(&announced).map_err(|e| format!("listen1: listen: {e}"))?;
+        let mut call =
+            net::listen(&announced).map_err(|e| fail(format!("listen1: listen: {e}")))?;
         let data = match net::accept(&mut call) {
             Ok(data) => data,
             Err(e) => {
@@ -57,7 +65,11 @@ fn main(argv: Vec<String>) -> Result<(), String> {
         if flags.has('1') {
             let (_, status) = sys::wait(pid)?;
             announced.close();
-            return if status.is_empty() { Ok(()) } else { Err(status) };
+            return if status.is_empty() {
+                Ok(())
+            } else {
+                Err(status)
+            };
         }
     }
 }

@@ -27,7 +27,9 @@ mod vm {
         let seed = u64::from(runtime_vm::clock_seconds()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut net = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", seed, 0);
         net.configure(Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 8), None);
-        runtime_vm::print_line(format_args!("net: /net on the loopback device, 127.0.0.1/8"));
+        runtime_vm::print_line(format_args!(
+            "net: /net on the loopback device, 127.0.0.1/8"
+        ));
         runtime_vm::serve(&mut net)
     }
 
