@@ -13,7 +13,8 @@
 //!   panic policy that reports on fd 2 and exits with `panic`;
 //! - [`prelude`]: the `alloc` names every program uses;
 //! - [`args`]: flags as Plan 9's `ARGBEGIN` reads them, and [`usage`];
-//! - [`copy`]: what cp and mv share.
+//! - [`copy`]: what cp and mv share;
+//! - [`net`]: dial(2)'s `dial`, `announce`, `listen`, `accept` over `/net`.
 //!
 //! On the host the library builds too, so that the programs' code is
 //! checked there, but every call fails and a program is a stub that says
@@ -25,6 +26,7 @@ pub extern crate alloc;
 
 pub mod args;
 pub mod copy;
+pub mod net;
 pub mod rt;
 pub mod sys;
 

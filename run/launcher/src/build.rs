@@ -14,13 +14,16 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
     ("hello", &["hello"]),
     ("ktest", &["ktest"]),
     ("core-server", &["core"]),
-    ("runtime-task", &["ramfs-task", "faulty-task"]),
-    ("runtime-vm", &["ramfs-vm", "hostile-vm", "vm-probe"]),
+    ("runtime-task", &["ramfs-task", "faulty-task", "net-task"]),
+    (
+        "runtime-vm",
+        &["ramfs-vm", "hostile-vm", "net-vm", "vm-probe"],
+    ),
     (
         "core-programs",
         &[
             "rc", "ls", "cat", "wc", "ns", "mkdir", "rm", "mv", "cp", "date", "ps", "kill",
-            "sleep", "bench", "garbage", "with",
+            "sleep", "bench", "garbage", "with", "dial", "listen1",
         ],
     ),
 ];

@@ -108,6 +108,20 @@ pub trait FileServer {
         Err(Error::PERMISSION_DENIED)
     }
 
+    /// Topen of a file whose opening stands for another file, as ip(3)'s
+    /// `clone` opens the `ctl` of a new conversation: returns the node the
+    /// fid names from now on and its qid (the Ropen's). By default the fid
+    /// keeps `node` and [`open`](Self::open) decides.
+    fn open_as(
+        &mut self,
+        caller: &Caller<'_>,
+        node: &Self::Node,
+        mode: OpenMode,
+    ) -> Result<(Self::Node, Qid), Error> {
+        let qid = self.open(caller, node, mode)?;
+        Ok((node.clone(), qid))
+    }
+
     /// Tcreate (open(5)) in `dir`. The session checked that `dir` is a
     /// writable directory, that `name` is legal and not there yet, and
     /// masked `perm` with the directory's permissions. The new file is
@@ -206,6 +220,24 @@ pub trait FileServer {
     /// forget it; its completion would be dropped anyway.
     fn flush(&mut self, request: RequestId) {
         let _ = request;
+    }
+
+    /// Runs a server whose requests finish on their own (a network stack,
+    /// a device) at `now_ms`, milliseconds on the runtime's clock, and
+    /// returns the late answers that are ready, for
+    /// [`Session::complete`](crate::Session::complete). A runtime calls it
+    /// after every batch of requests and whenever
+    /// [`poll_delay_ms`](Self::poll_delay_ms) has passed. By default there
+    /// is nothing to run.
+    fn poll(&mut self, now_ms: u64) -> Vec<(RequestId, Completion)> {
+        let _ = now_ms;
+        Vec::new()
+    }
+
+    /// How long the runtime may sleep before it must call
+    /// [`poll`](Self::poll) again; `None`: until a request comes.
+    fn poll_delay_ms(&mut self) -> Option<u64> {
+        None
     }
 
     /// Whether `uname` is a member of `group`. By default a user is a

@@ -300,6 +300,16 @@ impl<F: FileServer> Session<F> {
         }
     }
 
+    /// Answers every request still waiting with `error`, telling the
+    /// server to forget them: for a transport that cannot carry late
+    /// answers (a task link answers each request before the next).
+    pub fn fail_pending(&mut self, fs: &mut F, error: &Error, out: &mut Vec<u8>) {
+        for (tag, pending) in core::mem::take(&mut self.pending) {
+            fs.flush(pending.id);
+            reply_error(out, tag, error);
+        }
+    }
+
     /// The connection is gone: clunk every fid (removing ORCLOSE files) and
     /// abandon outstanding requests.
     pub fn close(&mut self, fs: &mut F) {
@@ -513,9 +523,10 @@ impl<F: FileServer> Session<F> {
             uname: &entry.uname,
             request: id,
         };
-        let qid = fs.open(&caller, &entry.node, mode)?;
+        let (node, qid) = fs.open_as(&caller, &entry.node, mode)?;
         let iounit = self.iounit();
         if let Some(entry) = self.fids.get_mut(&fid) {
+            entry.node = node;
             entry.qid = qid;
             entry.open = Some(Opened {
                 mode,

@@ -26,7 +26,7 @@ use microkernel_rt::entry::fault;
 use microkernel_rt::heap;
 use microkernel_rt::user::{current_utcb, ipc_with_items, kernel_info};
 use microkernel_rt::utcb::ReceiveTargets;
-use ninep_server::{FileServer, Session};
+use ninep_server::{Error, FileServer, Session};
 use task_link::layout::{
     ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE, SERVER_IMAGE, SERVER_IMAGE_SIZE,
 };
@@ -173,6 +173,10 @@ fn set_message(utcb: &mut Utcb, label: u64, data: Option<&[u8]>) {
     }
 }
 
+/// The error of a request that would have to wait for its answer.
+const WOULD_WAIT: &str =
+    "this request must wait, which a task server cannot (place the server in a VM)";
+
 /// Serves `fs` on the link to `core` for good.
 pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
     let size = MSIZE as usize;
@@ -189,6 +193,7 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
     let utcb = unsafe { &mut *current_utcb() };
     set_message(utcb, READY_LABEL, None);
     let mut to = core;
+    let mut polls = 0u64;
     loop {
         utcb.clear_receive_targets();
         // SAFETY: `request` lives for the rest of this function (which
@@ -236,6 +241,19 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
         };
         answer.clear();
         let handled = session.handle(fs, &request[..length], &mut answer);
+        // A request the server would answer later cannot wait on this
+        // link, which answers each request before the next: it fails with
+        // a clear error instead (a VM placement's link can wait).
+        // The server's own machinery runs after every request (a network
+        // stack moves what the request queued); the clock only orders its
+        // timers, as a task has no cheap wall clock.
+        polls += 1;
+        for (id, completion) in fs.poll(polls) {
+            session.complete(id, completion, &mut answer);
+        }
+        if handled.is_ok() && answer.is_empty() && session.pending_count() > 0 {
+            session.fail_pending(fs, &Error::new(WOULD_WAIT), &mut answer);
+        }
         let data = match handled {
             Ok(()) if !answer.is_empty() => Some(answer.as_slice()),
             // A frame that is not one, or a request that waits: this link

@@ -20,7 +20,7 @@ use kasane_manifest::BootManifest;
 use linked_list_allocator::LockedHeap;
 use ninep_server::{FileServer, Session};
 
-use crate::arch::{self, PENDING, PENDING_COMMAND, PENDING_TIMER};
+use crate::arch::{self, PENDING, PENDING_COMMAND};
 use crate::command::{Verb, GARBAGE, WILD_ADDRESS};
 use crate::link::{self, physical, Link};
 use crate::stream::Reassembler;
@@ -153,8 +153,13 @@ fn tsc_hz() -> u64 {
 
 /// Arms the emulated x2APIC's TSC-deadline timer (SDM Vol. 3 11.5.4.1).
 fn arm_timer(ticks: u64) {
+    arm_deadline(arch::rdtsc() + ticks);
+}
+
+/// Arms the TSC-deadline timer for the absolute TSC value `deadline`.
+fn arm_deadline(deadline: u64) {
     // SAFETY: IA32_TSC_DEADLINE on the server VM's emulated x2APIC.
-    unsafe { arch::wrmsr(0x6E0, arch::rdtsc() + ticks) };
+    unsafe { arch::wrmsr(0x6E0, deadline) };
 }
 
 /// Enables the x2APIC (IA32_APIC_BASE EN|EXTD, SDM Vol. 3 11.12.1), its
@@ -282,11 +287,18 @@ pub fn serve<F: FileServer>(fs: &mut F) -> ! {
     let mut stream = Reassembler::new();
     let mut answer: Vec<u8> = Vec::with_capacity(MSIZE as usize);
     let heartbeat = boot_info().heartbeat;
+    let ticks_per_ms = (boot_info().tsc_hz / 1000).max(1);
+    let started = arch::rdtsc();
+    let mut next_heartbeat = started + heartbeat;
+    // The deadline last written to the timer: written again only when it
+    // changes, as each write exits to hvm (0: the first round arms it).
+    let mut armed = 0;
     loop {
         let pending = PENDING.swap(0, Ordering::SeqCst);
-        if pending & PENDING_TIMER != 0 {
+        let now = arch::rdtsc();
+        if heartbeat != 0 && now >= next_heartbeat {
             hypercall(Hypercall::Heartbeat, 0, 0);
-            arm_timer(heartbeat);
+            next_heartbeat = now + heartbeat;
         }
         if pending & PENDING_COMMAND != 0 {
             let (status, op) = hypercall(Hypercall::TakeCommand, 0, 0);
@@ -319,9 +331,35 @@ pub fn serve<F: FileServer>(fs: &mut F) -> ! {
                 }
             }
         }
+        // Requests the server finishes on its own (ninep_server's poll):
+        // their answers go out with this round's.
+        let now_ms = (arch::rdtsc() - started) / ticks_per_ms;
+        for (id, completion) in fs.poll(now_ms) {
+            answer.clear();
+            session.complete(id, completion, &mut answer);
+            if !answer.is_empty() {
+                if let Err(why) = link.send(&answer) {
+                    print(format_args!("runtime-vm: link: {why}\n"));
+                    fault(0x14);
+                }
+            }
+        }
         if let Err(why) = link.flush() {
             print(format_args!("runtime-vm: link: {why}\n"));
             fault(0x15);
+        }
+        // Sleep until the heartbeat or the server's next poll is due.
+        let mut deadline = if heartbeat != 0 {
+            next_heartbeat
+        } else {
+            u64::MAX
+        };
+        if let Some(ms) = fs.poll_delay_ms() {
+            deadline = deadline.min(arch::rdtsc().saturating_add(ms.saturating_mul(ticks_per_ms)));
+        }
+        if deadline != u64::MAX && deadline != armed {
+            arm_deadline(deadline);
+            armed = deadline;
         }
         arch::idle(|| link.has_used());
     }

@@ -1,0 +1,108 @@
+//! The network server (`netfs`, Plan 9's /net over smoltcp) in its own
+//! VM, mounted on /net by core (`images/manifests/core-net.toml`, session
+//! `images/scripts/net`).
+//!
+//! The VM runs the stack on the loopback device (no NIC is assigned yet;
+//! docs/net.md). The session lists the tree, reads the interface's status,
+//! dials a closed port (refused by the stack, as a TCP RST), asks cs for
+//! an unknown service and an unknown host, writes nonsense to the
+//! interface's ctl, then crashes the VM through its /proc ctl: hvm
+//! restarts that VM alone, core recovers the mount, /net answers again and
+//! the ramfs task kept its file. In bare mode (QEMU) the same session
+//! runs against the server placed as a task.
+
+use kasane_run::{Boot, Emulator};
+use kasane_tests::Line::{self, Is, StartsWith};
+use kasane_tests::{assert_clean, assert_lines_in_order, assert_no_line_contains};
+
+const STATUS: &str =
+    "device loopback mtu 65535 addr 127.0.0.1 255.0.0.0 gateway none mac none config static";
+
+/// The session's lines up to the crash injection, the same in both
+/// placements.
+fn session() -> Vec<Line<'static>> {
+    vec![
+        Is("-- net"),
+        Is("cs"),
+        Is("tcp"),
+        Is("udp"),
+        Is("ipifc"),
+        Is(STATUS),
+        Is("-- dial"),
+        Is("dial: tcp!127.0.0.1!7777: connection refused"),
+        Is("refused as it should"),
+        Is("dial: tcp!127.0.0.1!nosuch: cs: unknown service 'nosuch'"),
+        Is("unknown service as it should"),
+        Is("dial: tcp!example.org!80: cs: unknown host 'example.org' (no name service; use an address)"),
+        Is("unknown host as it should"),
+        Is("-- ctl"),
+        Is("echo: write error: unknown ipifc request 'reboot' (add ADDR MASK [GATEWAY], remove, gateway ADDR, dhcp)"),
+        Is("refused ctl as it should"),
+        Is("-- crash"),
+        Is("core: server net: injecting crash"),
+    ]
+}
+
+/// After the crash: the server restarted, /net answering again.
+fn after_crash() -> [Line<'static>; 5] {
+    [
+        Is("core: server net restarted (restart 1 of 3)"),
+        Is(STATUS),
+        Is("clone"),
+        Is("-- done"),
+        Is("core: init exited: ''"),
+    ]
+}
+
+/// Both sides of the failure: the ramfs task answered while the server
+/// crashed (its line may come before or after the server's, which runs
+/// apart), and the server alone was restarted, not the task, not cell 0.
+fn check_rest(boot: &Boot) {
+    let crash: Vec<&str> = boot
+        .transcript
+        .lines()
+        .map(str::trim_end)
+        .skip_while(|l| *l != "-- crash")
+        .take_while(|l| *l != "-- done")
+        .collect();
+    assert!(crash.contains(&"kept"), "{crash:#?}");
+    assert_no_line_contains(boot, "server ramfs restarted");
+    assert_no_line_contains(boot, "cell 0 (cell0) failed");
+    assert_no_line_contains(boot, "PANIC");
+    assert_clean(boot);
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_net_vm_serves_net_and_recovers_from_a_crash() {
+    let boot = kasane_tests::boot_manifest("core-net", Emulator::Bochs, 600);
+    let mut lines = vec![
+        Is("net| net: /net on the loopback device, 127.0.0.1/8"),
+        Is("core: server net: vm, /srv/net, /proc/9002"),
+    ];
+    lines.extend(session());
+    lines.extend([
+        Is("net| runtime-vm: performing `crash`"),
+        StartsWith("hvm: cell 1 (net) failed: fault reported by the cell itself"),
+    ]);
+    lines.extend(after_crash());
+    assert_lines_in_order(&boot, &lines);
+    check_rest(&boot);
+}
+
+/// Bare mode (QEMU's TCG, no VT-x): the server runs as a task and the
+/// same session passes, the task's runtime performing the crash.
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_bare_mode_serves_net_from_a_task() {
+    let boot = kasane_tests::boot_manifest("core-net", Emulator::Qemu, 300);
+    let mut lines = vec![
+        Is("core: server net: placed in a vm, runs as a task (bare mode: no server VM link)"),
+        Is("core: server net: task, /srv/net, /proc/9002"),
+    ];
+    lines.extend(session());
+    lines.push(Is("runtime-task: performing crash"));
+    lines.extend(after_crash());
+    assert_lines_in_order(&boot, &lines);
+    check_rest(&boot);
+}
