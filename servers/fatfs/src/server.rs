@@ -72,6 +72,9 @@ impl<D: BlockDevice> core::fmt::Debug for FatServer<D> {
 /// where one fits (Linux maps those to errno values), else a "fat: ..."
 /// sentence with the library's message.
 fn to_ninep<E: core::fmt::Display>(error: hadris_fs::Error<E>) -> Error {
+    if let Some(device) = error.device_error() {
+        return Error::new(format!("fat: disk i/o error: {device}"));
+    }
     match error.kind() {
         ErrorKind::NotFound | ErrorKind::InvalidHandle => Error::NOT_FOUND,
         ErrorKind::AlreadyExists => Error::EXISTS,
