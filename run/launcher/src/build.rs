@@ -14,8 +14,11 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
     ("hello", &["hello"]),
     ("ktest", &["ktest"]),
     ("core-server", &["core"]),
-    ("runtime-task", &["ramfs-task", "faulty-task"]),
-    ("runtime-vm", &["ramfs-vm", "hostile-vm", "vm-probe"]),
+    ("runtime-task", &["ramfs-task", "faulty-task", "fatfs-task"]),
+    (
+        "runtime-vm",
+        &["ramfs-vm", "hostile-vm", "vm-probe", "fatfs-vm"],
+    ),
     (
         "core-programs",
         &[
