@@ -342,19 +342,6 @@ pub unsafe fn inb(port: u16) -> u8 {
     value
 }
 
-/// Reads a 16-bit word from an I/O port.
-///
-/// # Safety
-/// As [`inb`].
-pub unsafe fn inw(port: u16) -> u16 {
-    let value: u16;
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        asm!("in ax, dx", in("dx") port, out("ax") value, options(nomem, nostack, preserves_flags))
-    }
-    value
-}
-
 /// Reads a model-specific register.
 ///
 /// # Safety

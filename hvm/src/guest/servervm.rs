@@ -12,11 +12,10 @@
 //!   device signals and [`hvm_abi::COMMAND_VECTOR`] when cell 0 injected a
 //!   command; HLT waits in software for one of them;
 //! - the server-VM hypercalls (`hypercall.rs` refuses the rest);
-//! - COM1 / port 0xE9 output as its console;
-//! - the ports of the devices its manifest assigns (`devices`, rows of
-//!   `kasane_manifest::DEVICES`), forwarded to the real device, and every
-//!   other port silent. No other cell reaches those ports: every cell exits
-//!   on every port, and only this handler forwards (docs/threat-model.md).
+//! - COM1 / port 0xE9 output as its console, every other port silent,
+//!   except the ports of the devices its manifest assigns (`devices`),
+//!   which its I/O bitmaps let through to the device without an exit
+//!   (`Hypervisor::io_bitmaps`, docs/threat-model.md).
 //!
 //! Everything else it does is hostile until checked: unknown MSRs get #GP,
 //! an access outside its memory and its BAR fails the cell (EPT violation),
@@ -32,7 +31,6 @@ use kasane_manifest::CellKind;
 use super::linux::{emulated_apic_entry, emulated_msr, software_hlt};
 use super::{answer_cpuid, console_ports, hold_for_cell0, host_cpuid, load_kernel_image};
 use super::{Entry, Guest, Machine, Outcome};
-use crate::arch;
 use crate::cell::{Cell, Platform};
 use crate::BootModules;
 
@@ -78,34 +76,10 @@ impl Guest for ServerVm {
         Outcome::Hypercall
     }
 
-    /// An assigned device's ports go to the device; COM1 and port 0xE9
-    /// print; every other port reads as all ones and ignores writes.
+    /// COM1 and port 0xE9 print; every other port reads as all ones and
+    /// ignores writes (nothing is there).
     fn io(&self, machine: &mut Machine<'_>, cell: &mut Cell, access: IoAccess) -> Outcome {
-        let assigned = cell.description.devices.iter().any(|name| {
-            kasane_manifest::device(name).is_some_and(|d| d.covers(access.port, access.size))
-        });
-        // Byte and word accesses only: what PIO devices such as ATA use.
-        if !assigned || !matches!(access.size, 1 | 2) {
-            return console_ports(machine, cell, access);
-        }
-        // SDM 28.2.1 Table 28-5: the exit qualification gave the port, the
-        // size and the direction; the data is AL/AX.
-        let regs = &mut cell.regs;
-        // SAFETY: the manifest gave this port's device to this cell alone
-        // (the checker refuses a device given twice), and hvm itself never
-        // drives it, so the access breaks no invariant of hvm or of another
-        // cell. A PIO device moves data only through these ports: it
-        // reaches no memory (docs/threat-model.md).
-        unsafe {
-            match (access.input, access.size) {
-                (true, 1) => regs.rax = (regs.rax & !0xFF) | u64::from(arch::inb(access.port)),
-                (true, _) => regs.rax = (regs.rax & !0xFFFF) | u64::from(arch::inw(access.port)),
-                (false, 1) => arch::outb(access.port, regs.rax as u8),
-                (false, _) => arch::outw(access.port, regs.rax as u16),
-            }
-        }
-        machine.vmcs.skip_instruction();
-        Outcome::Resume
+        console_ports(machine, cell, access)
     }
 
     fn msr(&self, machine: &mut Machine<'_>, cell: &mut Cell, write: bool) {
