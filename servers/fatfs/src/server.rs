@@ -7,9 +7,11 @@
 //!
 //! Durability rule (docs/storage.md): every reply to a change (Rwrite,
 //! Rcreate, Rremove, Rwstat, and Ropen with OTRUNC) is returned only after
-//! `fsync`/`sync` wrote the data, FAT and directory sectors and flushed the
-//! device, which for the ATA driver is FLUSH CACHE. A change whose flush
-//! fails is answered with the error, never with success.
+//! `sync` wrote the data, FAT and directory sectors, cleared the volume's
+//! dirty mark and flushed the device, which for the ATA driver is FLUSH
+//! CACHE. (`fsync` alone would leave the dirty mark a write set until the
+//! next `sync`.) A change whose flush fails is answered with the error,
+//! never with success.
 
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
@@ -294,7 +296,7 @@ impl<D: BlockDevice> FatServer<D> {
         let closed = fs.close(id).map_err(to_ninep);
         result?;
         closed?;
-        fs.fsync(id).map_err(to_ninep)?;
+        fs.sync().map_err(to_ninep)?;
         self.bump(key);
         Ok(count)
     }
@@ -369,7 +371,7 @@ impl<D: BlockDevice> FileServer for FatServer<D> {
         if mode.contains(OpenMode::OTRUNC) && !dir {
             let fs = self.volume(volume)?;
             fs.truncate(id, 0).map_err(to_ninep)?;
-            fs.fsync(id).map_err(to_ninep)?;
+            fs.sync().map_err(to_ninep)?;
             self.bump(*node);
         }
         let entry = self.entry(*node)?;

@@ -326,6 +326,13 @@ fn exercise(bytes: Vec<u8>, aname: &str) -> Vec<u8> {
     };
     server.wstat(&caller(), &inner, &changes).unwrap();
     assert_durable(&server);
+    // Open with OTRUNC, as rc's `>` on an existing file, then rewrite.
+    server
+        .open(&caller(), &hello, OpenMode::OWRITE | OpenMode::OTRUNC)
+        .unwrap();
+    assert_durable(&server);
+    assert_eq!(server.stat(&hello).unwrap().length, 0);
+    write(&mut server, hello, 0, b"rewritten\n");
     assert!(server.with_disk(|disk| disk.flushes) > 0);
 
     server.with_disk(|disk| std::mem::take(&mut disk.bytes))
@@ -379,6 +386,17 @@ fn check_with_tools(image: &Path, image_arg: &str, dir: &Path) {
         ],
     );
     assert_eq!(std::fs::read(&out).unwrap(), vec![0xA5; 1000]);
+    run(
+        "mcopy",
+        &[
+            "-n",
+            "-i",
+            image_arg,
+            "::/A Long Directory Name/nested/Hello World.txt",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"rewritten\n");
 }
 
 fn superfloppy(bits: &str, sectors: &str) {
