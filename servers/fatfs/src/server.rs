@@ -107,7 +107,10 @@ impl<D: BlockDevice> FatServer<D> {
         let mut disk = Shared::new(device);
         let mut sector = [0u8; SECTOR];
         let extents = match disk.read_blocks(BlockIndex::new(0), &mut sector) {
-            Err(error) => Err(format!("fat: cannot read sector 0: {error}")),
+            Err(error) => Err(match error.device_error() {
+                Some(device) => format!("fat: cannot read sector 0: {device}"),
+                None => format!("fat: cannot read sector 0: {error}"),
+            }),
             Ok(()) => {
                 let sectors = disk.block_count();
                 disk::volumes(&sector, sectors).map_err(|error| format!("fat: {error}"))

@@ -198,3 +198,47 @@ fn entry_past_the_volume_is_an_error() {
     let error = result.unwrap_err();
     assert!(error.starts_with("fat: "), "{error}");
 }
+
+/// A disk whose every read fails, as an absent ATA drive does.
+struct DeadDisk;
+
+#[derive(Debug)]
+struct Dead;
+
+impl core::fmt::Display for Dead {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ata: no device on the channel")
+    }
+}
+
+impl std::error::Error for Dead {}
+
+impl fatfs_server::ErrorType for DeadDisk {
+    type Error = Dead;
+}
+
+impl fatfs_server::BlockDevice for DeadDisk {
+    fn block_size(&self) -> fatfs_server::BlockSize {
+        fatfs_server::BlockSize::new(512).unwrap()
+    }
+    fn block_count(&self) -> u64 {
+        0
+    }
+    fn read_blocks(
+        &mut self,
+        _first: fatfs_server::BlockIndex,
+        _buf: &mut [u8],
+    ) -> Result<(), fatfs_server::DeviceError<Dead>> {
+        Err(fatfs_server::DeviceError::device(Dead, "read failed"))
+    }
+}
+
+#[test]
+fn a_dead_disk_says_why_at_attach() {
+    let mut server = FatServer::new(DeadDisk, &CLOCK);
+    let error = server.attach("glenda", "").unwrap_err();
+    assert_eq!(
+        error.as_str(),
+        "fat: cannot read sector 0: ata: no device on the channel"
+    );
+}
