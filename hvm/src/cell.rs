@@ -50,6 +50,9 @@ pub(crate) struct Cell {
     pub last_failure: String,
     /// A start, stop or restart cell 0 asked for, applied by the run loop.
     pub control: Option<hvm_abi::CellControl>,
+    /// The cell's I/O bitmaps A and B (two frames, host physical) when
+    /// its manifest assigns it devices: their ports pass without an exit.
+    pub io_bitmaps: Option<u64>,
     /// The cell's values of the MSRs VMX neither saves nor loads
     /// ([`SWITCHED_MSRS`]), while another cell's are in the CPU.
     pub switched_msrs: [u64; SWITCHED_MSRS.len()],

@@ -199,6 +199,39 @@ pub fn enable(frames: &mut FrameAllocator, clock: Rate) -> Result<Hypervisor, St
     })
 }
 
+impl Hypervisor {
+    /// I/O bitmaps that open the ports of the cell's devices (the
+    /// manifest's `devices`), or none for a cell without devices, which
+    /// exits on every port. Only these frames give a cell a real port.
+    fn io_bitmaps(
+        &self,
+        frames: &mut FrameAllocator,
+        description: &BootCell,
+    ) -> Result<Option<u64>, String> {
+        if description.devices.is_empty() {
+            return Ok(None);
+        }
+        if !self.caps.io_bitmaps_usable() {
+            return Err(
+                "its devices need the \"use I/O bitmaps\" control, which this CPU lacks".into(),
+            );
+        }
+        let page = frames
+            .allocate(controls::IO_BITMAPS_BYTES as u64, 4096)
+            .ok_or("no memory for the I/O bitmaps")?;
+        let open: Vec<(u16, u16)> = description
+            .devices
+            .iter()
+            .filter_map(|name| kasane_manifest::device(name))
+            .flat_map(|device| device.ports.iter().copied())
+            .collect();
+        // SAFETY: two fresh frames owned by hvm, mapped in no cell's EPT.
+        let bytes = unsafe { &mut *(page as *mut [u8; controls::IO_BITMAPS_BYTES]) };
+        controls::build_io_bitmaps(bytes, &open);
+        Ok(Some(page))
+    }
+}
+
 /// Fills a fresh frame with an MSR bitmap (`hvm_logic::msr`).
 fn build_msr_bitmap(page: u64, apic: bool) {
     // SAFETY: `page` is a fresh 4 KiB frame owned by hvm.
@@ -282,6 +315,7 @@ impl Hypervisor {
             last_failure: String::new(),
             control: None,
             switched_msrs: [0; crate::cell::SWITCHED_MSRS.len()],
+            io_bitmaps: self.io_bitmaps(frames, description)?,
         });
         let position = self.cells.len() - 1;
         if let Some(link) = own_link.and_then(|n| self.links.get_mut(n)) {
@@ -349,12 +383,12 @@ impl Hypervisor {
         cell.regs = entry.registers;
         cell.launched = false;
         cell.drop_line();
-        let (vpid, eptp) = (cell.index as u16 + 1, cell.eptp);
+        let (vpid, eptp, io_bitmaps) = (cell.index as u16 + 1, cell.eptp, cell.io_bitmaps);
         // SAFETY: the controls keep the cell in its EPT (this cell's
         // tables), exit on every port (controls::choose) and on the MSRs
         // its bitmap does not pass; the host state is hvm's own.
         unsafe {
-            self.write_controls(&vmcs, vpid, eptp, msr_bitmap);
+            self.write_controls(&vmcs, vpid, eptp, msr_bitmap, io_bitmaps);
             write_host_state(&vmcs);
         }
         self.write_guest_state(&vmcs, entry);
@@ -367,16 +401,33 @@ impl Hypervisor {
     /// Writes the VM-execution, exit and entry controls (SDM 25.6-25.8).
     ///
     /// # Safety
-    /// `eptp` is the cell's own EPT and `msr_bitmap` a bitmap page built
-    /// by `build_msr_bitmap`: they bound what the cell reaches.
-    unsafe fn write_controls(&self, vmcs: &Vmcs, vpid: u16, eptp: u64, msr_bitmap: u64) {
+    /// `eptp` is the cell's own EPT, `msr_bitmap` a bitmap page built by
+    /// `build_msr_bitmap`, and `io_bitmaps` (when given) two frames built
+    /// by `Hypervisor::io_bitmaps` for this cell's own devices: they bound
+    /// what the cell reaches.
+    unsafe fn write_controls(
+        &self,
+        vmcs: &Vmcs,
+        vpid: u16,
+        eptp: u64,
+        msr_bitmap: u64,
+        io_bitmaps: Option<u64>,
+    ) {
         // SAFETY: forwarded to the caller; the other values are the
         // controls `controls::choose` computed, which exit on every port,
         // HLT and CR access hvm needs to see.
         let write = |field, value| unsafe { vmcs.write_control(field, value) };
         let c = &self.chosen;
         write(Field::PinBasedControls, u64::from(c.pinbased.bits()));
-        write(Field::ProcBasedControls, u64::from(c.procbased.bits()));
+        let mut procbased = c.procbased;
+        if let Some(bitmaps) = io_bitmaps {
+            // SDM 25.6.4: with "use I/O bitmaps", A and B decide per port
+            // and "unconditional I/O exiting" is ignored.
+            procbased |= controls::ProcBased::USE_IO_BITMAPS;
+            write(Field::IoBitmapA, bitmaps);
+            write(Field::IoBitmapB, bitmaps + 4096);
+        }
+        write(Field::ProcBasedControls, u64::from(procbased.bits()));
         write(Field::ProcBasedControls2, u64::from(c.procbased2.bits()));
         write(Field::ExitControls, u64::from(c.exit.bits()));
         write(Field::EntryControls, u64::from(c.entry.bits()));

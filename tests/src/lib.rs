@@ -23,7 +23,24 @@ static IMAGES: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 /// Builds the components (once) and the image for `manifest`, boots it, and
 /// returns the result. Panics with the reason when building fails.
 pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
-    boot_with(manifest, emulator, timeout_seconds, None)
+    boot_with(manifest, emulator, timeout_seconds, None, None)
+}
+
+/// As [`boot_manifest`], with `disk` (a raw image) attached as the
+/// secondary ATA channel's master, the manifest's `ata1`.
+pub fn boot_with_disk(
+    manifest: &str,
+    disk: &std::path::Path,
+    emulator: Emulator,
+    timeout_seconds: u64,
+) -> Boot {
+    boot_with(
+        manifest,
+        emulator,
+        timeout_seconds,
+        None,
+        Some(disk.to_path_buf()),
+    )
 }
 
 /// As [`boot_manifest`], typing the lines of `script` (a path from the
@@ -33,7 +50,7 @@ pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -
 pub fn boot_script(manifest: &str, script: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
     let path = root().join(script);
     let lines = kasane_run::read_script(&path).unwrap_or_else(|e| panic!("{e}"));
-    boot_with(manifest, emulator, timeout_seconds, Some(lines))
+    boot_with(manifest, emulator, timeout_seconds, Some(lines), None)
 }
 
 /// As [`boot_script`], with the lines given.
@@ -44,7 +61,7 @@ pub fn boot_typing(
     timeout_seconds: u64,
 ) -> Boot {
     let lines = lines.iter().map(|l| l.to_string()).collect();
-    boot_with(manifest, emulator, timeout_seconds, Some(lines))
+    boot_with(manifest, emulator, timeout_seconds, Some(lines), None)
 }
 
 fn boot_with(
@@ -52,6 +69,7 @@ fn boot_with(
     emulator: Emulator,
     timeout_seconds: u64,
     script: Option<Vec<String>>,
+    disk: Option<std::path::PathBuf>,
 ) -> Boot {
     let root = root();
     let built = BUILT.get_or_init(|| build_components(&root));
@@ -86,6 +104,7 @@ fn boot_with(
         memory_mib: kasane_run::memory_needed(&manifest_path)
             .unwrap_or(256)
             .max(256),
+        disk,
     };
     boot(&options).unwrap_or_else(|e| panic!("boot failed: {e}"))
 }

@@ -192,7 +192,11 @@ fn leak(s: &str) -> &'static str {
 #[test]
 #[ignore = "boots Bochs; run/test runs it"]
 fn bochs_a_hostile_server_vm_is_refused_and_every_cell_runs_on() {
-    let boot = boot_manifest("server-vm-hostile", Emulator::Bochs, 900);
+    // A disk on the secondary ATA channel, which no cell of this
+    // manifest is given: the hostile VM must find its ports empty.
+    let disk = kasane_run::root().join("build/servervm-hostile-disk.img");
+    kasane_run::create_blank_disk(&disk, 1).unwrap();
+    let boot = kasane_tests::boot_with_disk("server-vm-hostile", &disk, Emulator::Bochs, 900);
     assert_lines_in_order(
         &boot,
         &[
@@ -214,6 +218,7 @@ fn bochs_a_hostile_server_vm_is_refused_and_every_cell_runs_on() {
             Is("hostile| hostile-vm: hypercall ConsoleRead: hypercall not permitted for this cell"),
             Is("hostile| hostile-vm: hypercall ConsoleWrite outside its memory: address outside the cell's memory"),
             Is("hostile| hostile-vm: hypercall ConsoleWrite of 1 MiB: bad hypercall argument"),
+            Is("hostile| hostile-vm: ATA ports not given: 0x177 reads 0xff, 0x376 reads 0xff, 0x1f7 reads 0xff"),
             Is("hostile| hostile-vm: PCI nonsense: wild address reads 0xffffffff, absent 00:07.0 reads 0xffffffff, device id still 0x10431af4, BAR back at 0xe0000000"),
             StartsWith("hostile| hostile-vm: register nonsense: "),
             StartsWith("hvm: cell 2 (hostile) link: refused: "),

@@ -147,6 +147,12 @@ impl VmxCapabilities {
         self.basic & (1 << 55) != 0
     }
 
+    /// Whether "use I/O bitmaps" may be set (IA32_VMX_PROCBASED_CTLS
+    /// allowed-1, SDM A.3.2).
+    pub fn io_bitmaps_usable(&self) -> bool {
+        (self.procbased >> 32) & u64::from(ProcBased::USE_IO_BITMAPS.bits()) != 0
+    }
+
     /// Whether the processor offers secondary controls at all.
     pub fn has_secondary(&self) -> bool {
         (self.procbased >> 32) & u64::from(ProcBased::ACTIVATE_SECONDARY.bits()) != 0
@@ -414,5 +420,43 @@ mod tests {
     fn fixed_bits_apply_both_masks() {
         assert_eq!(fixed_bits(0, 0x2000, 0xffff), 0x2000);
         assert_eq!(fixed_bits(0x1_0000, 0, 0xffff), 0);
+    }
+}
+
+/// Bytes of the two I/O bitmaps, A (ports 0x0000-0x7FFF) then B
+/// (0x8000-0xFFFF), one 4 KiB page each.
+pub const IO_BITMAPS_BYTES: usize = 8192;
+
+/// Fills I/O bitmaps A and B so that every port exits except those in
+/// `open` (ranges as first port and count). SDM 25.6.4 "I/O-Bitmap
+/// Addresses": with "use I/O bitmaps" set, bit n of A (n < 0x8000) or of B
+/// controls port n (0x8000 + n), a set bit makes an access exit, and an
+/// access that touches any port whose bit is set (or wraps past 0xFFFF,
+/// SDM 26.1.3) exits; "unconditional I/O exiting" is then ignored.
+pub fn build_io_bitmaps(bitmaps: &mut [u8; IO_BITMAPS_BYTES], open: &[(u16, u16)]) {
+    bitmaps.fill(0xFF);
+    for &(first, count) in open {
+        for port in u32::from(first)..(u32::from(first) + u32::from(count)).min(0x1_0000) {
+            bitmaps[(port / 8) as usize] &= !(1 << (port % 8));
+        }
+    }
+}
+
+#[cfg(test)]
+mod io_bitmap_tests {
+    use super::*;
+
+    fn exits(bitmaps: &[u8; IO_BITMAPS_BYTES], port: u32) -> bool {
+        bitmaps[(port / 8) as usize] & (1 << (port % 8)) != 0
+    }
+
+    #[test]
+    fn only_the_open_ports_pass() {
+        let mut bitmaps = [0u8; IO_BITMAPS_BYTES];
+        build_io_bitmaps(&mut bitmaps, &[(0x170, 8), (0x376, 1), (0xFFFF, 4)]);
+        let open: Vec<u32> = (0..0x1_0000).filter(|&p| !exits(&bitmaps, p)).collect();
+        let mut expected: Vec<u32> = (0x170..0x178).collect();
+        expected.extend([0x376, 0xFFFF]);
+        assert_eq!(open, expected);
     }
 }

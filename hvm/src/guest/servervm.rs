@@ -12,7 +12,10 @@
 //!   device signals and [`hvm_abi::COMMAND_VECTOR`] when cell 0 injected a
 //!   command; HLT waits in software for one of them;
 //! - the server-VM hypercalls (`hypercall.rs` refuses the rest);
-//! - COM1 / port 0xE9 output as its console, every other port silent.
+//! - COM1 / port 0xE9 output as its console, every other port silent,
+//!   except the ports of the devices its manifest assigns (`devices`),
+//!   which its I/O bitmaps let through to the device without an exit
+//!   (`Hypervisor::io_bitmaps`, docs/threat-model.md).
 //!
 //! Everything else it does is hostile until checked: unknown MSRs get #GP,
 //! an access outside its memory and its BAR fails the cell (EPT violation),

@@ -15,7 +15,7 @@ use crate::{CellKind, OnFailure, Placement};
 /// First bytes of a compiled manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"KSNMANI\0";
 /// Version of the compiled form.
-pub const MANIFEST_VERSION: u32 = 3;
+pub const MANIFEST_VERSION: u32 = 4;
 const HEADER_LEN: usize = 20;
 /// Largest payload accepted (a manifest is small; this bounds allocation).
 const MAX_PAYLOAD: usize = 64 * 1024;
@@ -46,6 +46,9 @@ pub struct BootCell {
     pub initrd: String,
     /// Linux cells: the kernel command line (empty for other kinds).
     pub cmdline: String,
+    /// Server VM cells: the devices (rows of [`crate::DEVICES`]) whose
+    /// ports hvm lets this cell reach, and no other.
+    pub devices: Vec<String>,
 }
 
 /// One 9P server in the boot form (`[[server]]`).
@@ -71,6 +74,8 @@ pub struct BootServer {
     pub restart_limit: u32,
     /// Boot module the server starts from (a tar archive; empty: none).
     pub image: String,
+    /// Devices given to the server's VM whole (`ata1`); vm servers only.
+    pub devices: Vec<String>,
 }
 
 /// The whole system in the boot form.
@@ -190,6 +195,7 @@ mod tests {
                 heartbeat_ms: 0,
                 initrd: String::new(),
                 cmdline: String::new(),
+                devices: vec![],
             }],
             servers: vec![],
         }

@@ -86,6 +86,16 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
     for (index, cell) in manifest.cells.iter().enumerate() {
         let at = |field: &str| format!("cell[{index}].{field}");
         check_name(&at("name"), &cell.name)?;
+        let owner = manifest
+            .servers
+            .iter()
+            .any(|s| s.name == cell.name && s.devices == cell.devices);
+        if !cell.devices.is_empty() && !owner {
+            return Err(ManifestError::new(
+                at("devices"),
+                "only the cell of a vm server with these devices may have them",
+            ));
+        }
         if let Some(first) = manifest.cells[..index]
             .iter()
             .position(|c| c.name == cell.name)
@@ -226,6 +236,7 @@ fn check_servers(manifest: &BootManifest) -> Result<(), ManifestError> {
             ));
         }
         check_placement(index, server, manifest)?;
+        check_devices(index, server, manifest)?;
         check_mount(index, server)?;
         if server.on_failure == OnFailure::Poweroff {
             return Err(ManifestError::new(
@@ -323,6 +334,7 @@ fn check_placement(
             }
             let fits = own.is_some_and(|(_, cell)| {
                 cell.kind == CellKind::ServerVm
+                    && cell.devices == server.devices
                     && cell.image == vm_module(&server.program)
                     && cell.memory_mib == server.memory_mib
                     && cell.on_failure == server.on_failure
@@ -338,6 +350,58 @@ fn check_placement(
                     ),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Devices go to vm servers only (a task's port grants are not yet
+/// implemented), must be rows of [`crate::DEVICES`], and each is given to
+/// one server at most: a device shared by two cells would let one read or
+/// disturb the other's I/O.
+fn check_devices(
+    index: usize,
+    server: &BootServer,
+    manifest: &BootManifest,
+) -> Result<(), ManifestError> {
+    let at = format!("server[{index}].devices");
+    if server.devices.is_empty() {
+        return Ok(());
+    }
+    if server.placement != Placement::Vm {
+        return Err(ManifestError::new(
+            at,
+            "only a vm server takes devices (ports for a task are not yet granted)",
+        ));
+    }
+    if server.devices.len() > MAX_DEVICES {
+        return Err(ManifestError::new(
+            at,
+            format!(
+                "{} devices given; at most {MAX_DEVICES}",
+                server.devices.len()
+            ),
+        ));
+    }
+    for (position, name) in server.devices.iter().enumerate() {
+        if crate::device(name).is_none() {
+            let known: alloc::vec::Vec<&str> = crate::DEVICES.iter().map(|d| d.name).collect();
+            return Err(ManifestError::new(
+                at,
+                format!("unknown device `{name}` (known: {})", known.join(", ")),
+            ));
+        }
+        if server.devices[..position].contains(name) {
+            return Err(ManifestError::new(at, format!("`{name}` is listed twice")));
+        }
+        if let Some(other) = manifest.servers[..index]
+            .iter()
+            .position(|s| s.devices.contains(name))
+        {
+            return Err(ManifestError::new(
+                at,
+                format!("`{name}` is already given to server[{other}]; a device has one owner"),
+            ));
         }
     }
     Ok(())

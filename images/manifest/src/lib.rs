@@ -97,6 +97,42 @@ pub fn vm_module(program: &str) -> alloc::string::String {
     alloc::format!("{program}-vm")
 }
 
+/// A device hvm can give one server VM whole: its name in a manifest's
+/// `devices` and the I/O ports it decodes. Only devices that move data
+/// through ports (no bus-master DMA) belong here, since without an IOMMU a
+/// DMA engine could write anywhere (docs/threat-model.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: &'static str,
+    /// Port ranges as (first, count).
+    pub ports: &'static [(u16, u16)],
+}
+
+impl Device {
+    /// Whether `port` (an access of `size` bytes starting there) lies
+    /// wholly inside one of the device's ranges.
+    pub fn covers(&self, port: u16, size: u8) -> bool {
+        let (start, end) = (u32::from(port), u32::from(port) + u32::from(size));
+        self.ports.iter().any(|&(first, count)| {
+            start >= u32::from(first) && end <= u32::from(first) + u32::from(count)
+        })
+    }
+}
+
+/// The devices a manifest may assign (`[[server]] devices`). A later
+/// NE2000 (its PCI I/O BAR) is one more row.
+pub const DEVICES: &[Device] = &[Device {
+    // The secondary ATA channel: command block 0x170-0x177, control block
+    // (alternate status / device control) 0x376 (ATA/ATAPI-6 clause 7).
+    name: "ata1",
+    ports: &[(0x170, 8), (0x376, 1)],
+}];
+
+/// The device called `name`.
+pub fn device(name: &str) -> Option<&'static Device> {
+    DEVICES.iter().find(|device| device.name == name)
+}
+
 /// Bounds the checker enforces.
 pub mod limits {
     /// Most cells in one system.
@@ -132,4 +168,6 @@ pub mod limits {
     pub const MAX_PROGRAM_LEN: usize = MAX_NAME_LEN - 5;
     /// Longest mount point.
     pub const MAX_MOUNT_LEN: usize = 64;
+    /// Most devices one server may be given.
+    pub const MAX_DEVICES: usize = 4;
 }

@@ -79,6 +79,9 @@ pub struct Server {
     pub image: Option<String>,
     /// A `vm` server's watchdog period in ms (its cell's `heartbeat_ms`).
     pub heartbeat_ms: Option<u32>,
+    /// Devices given to a `vm` server whole, by name (`ata1`).
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// A whole manifest file.
@@ -155,6 +158,7 @@ impl Manifest {
                 on_failure: server.on_failure.unwrap_or(OnFailure::Restart),
                 restart_limit: server.restart_limit.unwrap_or(3),
                 image: server.image.clone().unwrap_or_default(),
+                devices: server.devices.clone(),
             })
             .collect();
         let mut cells: Vec<BootCell> = self
@@ -190,6 +194,7 @@ impl Manifest {
                     (CellKind::Linux, None) => crate::DEFAULT_LINUX_CMDLINE.to_string(),
                     _ => String::new(),
                 },
+                devices: Vec::new(),
             })
             .collect();
         if let Some(cell0) = cells.first_mut().filter(|_| !servers.is_empty()) {
@@ -224,6 +229,7 @@ impl Manifest {
                 heartbeat_ms: source.heartbeat_ms.unwrap_or(0),
                 initrd: String::new(),
                 cmdline: String::new(),
+                devices: server.devices.clone(),
             });
         }
         BootManifest {

@@ -87,3 +87,23 @@ fn a_vm_server_compiles_into_its_cell() {
         "compiled manifest is invalid: cell[0].modules: a manifest with servers loads the module `manifest` into cell 0"
     );
 }
+
+/// `devices` go to the vm server's own cell (hvm reads them there), and
+/// the device table says which ports each one covers.
+#[test]
+fn devices_reach_the_server_cell() {
+    let text = "[system]\nname = \"t\"\n[[cell]]\nname = \"cell0\"\nkind = \"microkernel\"\nmemory_mib = 64\nmodules = [\"core\"]\n[[server]]\nname = \"fat\"\nprogram = \"fatfs\"\nplacement = \"vm\"\nmemory_mib = 16\ndevices = [\"ata1\"]\n";
+    let boot = Manifest::compile(text).unwrap();
+    assert_eq!(boot.cells[1].devices, ["ata1"]);
+    assert!(boot.cells[0].devices.is_empty());
+    assert_eq!(BootManifest::decode(&boot.encode()), Ok(boot.clone()));
+    // A boot form that gives cell 0 the device is refused at decode.
+    let mut tampered = boot;
+    tampered.cells[0].devices = vec!["ata1".into()];
+    let error = BootManifest::decode(&tampered.encode()).unwrap_err();
+    assert!(error.to_string().contains("cell[0].devices"), "{error}");
+    let ata1 = kasane_manifest::device("ata1").unwrap();
+    assert!(ata1.covers(0x170, 1) && ata1.covers(0x170, 2) && ata1.covers(0x376, 1));
+    assert!(!ata1.covers(0x177, 2) && !ata1.covers(0x1F0, 1) && !ata1.covers(0x377, 1));
+    assert!(!ata1.covers(0x375, 2));
+}

@@ -63,7 +63,16 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Consol
          plugin_ctrl: speaker=0, sb16=0, es1370=0, e1000=0, ne2k=0, parallel=0, gameport=0, extfpuirq=0\n\
          com1: enabled=1, mode=socket-server, dev=127.0.0.1:{port}\n\
          port_e9_hack: enabled=1\n\
-         log: {log}\n",
+         log: {log}\n{disk}",
+        disk = match &options.disk {
+            // The secondary channel's master: the ports the manifest's
+            // `ata1` names (0x170-0x177, 0x376).
+            Some(path) => format!(
+                "ata1: enabled=1, ioaddr1=0x170, ioaddr2=0x370, irq=15\nata1-master: type=disk, path={}, mode=flat\n",
+                path.display()
+            ),
+            None => String::new(),
+        },
         megs = options.memory_mib,
         iso = options.iso.display(),
         log = run_dir.join("bochs.log").display(),

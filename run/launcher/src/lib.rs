@@ -120,6 +120,35 @@ pub struct BootOptions {
     pub script: Option<Vec<String>>,
     /// Guest memory in MiB.
     pub memory_mib: u32,
+    /// A raw disk image attached as the secondary channel's master (the
+    /// manifest's `ata1`): Bochs `ata1-master`, QEMU `if=ide,index=2`.
+    pub disk: Option<PathBuf>,
+}
+
+/// The geometry Bochs derives from a flat image: 16 heads of 63 sectors,
+/// so an image is a whole number of 516 096-byte cylinders.
+pub const DISK_CYLINDER_BYTES: u64 = 16 * 63 * 512;
+
+/// Checks a disk image before it is attached: it exists and is a whole
+/// number of cylinders (Bochs refuses anything else for a flat image).
+pub fn check_disk(path: &Path) -> Result<u64, String> {
+    let length = fs::metadata(path)
+        .map_err(|e| format!("disk image {}: {e}", path.display()))?
+        .len();
+    if length == 0 || length % DISK_CYLINDER_BYTES != 0 {
+        return Err(format!(
+            "disk image {} is {length} bytes; it must be a non-zero multiple of {DISK_CYLINDER_BYTES} (16 heads x 63 sectors x 512 bytes)",
+            path.display()
+        ));
+    }
+    Ok(length)
+}
+
+/// Makes a blank disk image of `cylinders` cylinders (zeros).
+pub fn create_blank_disk(path: &Path, cylinders: u64) -> Result<(), String> {
+    let file = fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.set_len(cylinders * DISK_CYLINDER_BYTES)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn judge(transcript: &str) -> Option<Outcome> {
@@ -151,6 +180,9 @@ pub fn boot(options: &BootOptions) -> Result<Boot, String> {
         .with_extension(format!("run-{}-{run}", std::process::id()));
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+    if let Some(disk) = &options.disk {
+        check_disk(disk)?;
+    }
     let started = match options.emulator {
         Emulator::Bochs => bochs::start_bochs_retrying(options, &run_dir),
         Emulator::Qemu | Emulator::Kvm => qemu::start_qemu(options),

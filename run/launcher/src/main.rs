@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator, Host};
 
-const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE] [--iso FILE]
+const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE] [--iso FILE] [--disk FILE] [--blank-disk MIB]
 
 Builds what changed, makes the ISO for the manifest (default
 images/manifests/default.toml: core and an interactive rc), boots it and
@@ -16,7 +16,10 @@ streams the console. From a terminal, what you type goes to the console.
 With --script, each line of FILE (blank and # lines too) is typed at the
 next `; ` prompt, then ^D, so rc exits and the system powers off. With
 --iso, FILE (an ISO made before) is booted as it is and nothing is built;
---manifest then only sizes the memory. SIGTERM, SIGINT or SIGHUP ends the
+--manifest then only sizes the memory. With --disk, FILE (a raw image,
+a multiple of 516096 bytes) is the secondary ATA channel's master, the
+manifest's `ata1`; --blank-disk MIB first creates FILE blank, rounded up
+to whole cylinders. SIGTERM, SIGINT or SIGHUP ends the
 emulator and puts the terminal back. Exits 0 when the system powers off
 cleanly, 1 on a failure, 2 when the emulator ends without powering off or
 cannot run on this host (kvm without /dev/kvm or VT-x), 124 on timeout,
@@ -46,6 +49,8 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     let mut memory = 256u32;
     let mut script = None;
     let mut iso = None;
+    let mut disk: Option<PathBuf> = None;
+    let mut blank_mib: Option<u64> = None;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
@@ -64,6 +69,14 @@ fn run(args: Vec<String>) -> Result<u8, String> {
             }
             "--script" => script = Some(kasane_run::read_script(&PathBuf::from(value))?),
             "--iso" => iso = Some(PathBuf::from(value)),
+            "--disk" => disk = Some(PathBuf::from(value)),
+            "--blank-disk" => {
+                blank_mib = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("--blank-disk wants MiB, got `{value}`"))?,
+                )
+            }
             "--memory" => {
                 memory = value
                     .parse()
@@ -75,6 +88,14 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     if let Some(reason) = emulator.refusal(&Host::probe()) {
         eprintln!("run/up: {reason}");
         return Ok(2);
+    }
+    if let Some(mib) = blank_mib {
+        let path = disk.as_ref().ok_or("--blank-disk needs --disk FILE")?;
+        let cylinders = (mib << 20).div_ceil(kasane_run::DISK_CYLINDER_BYTES);
+        kasane_run::create_blank_disk(path, cylinders)?;
+    }
+    if let Some(path) = &disk {
+        kasane_run::check_disk(path)?;
     }
     memory = memory.max(kasane_run::memory_needed(&manifest)?);
     let iso = match iso {
@@ -97,6 +118,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         interactive,
         script,
         memory_mib: memory,
+        disk,
     };
     // From here a terminating signal ends the emulator before run/up exits.
     kasane_run::catch_terminating()?;

@@ -31,9 +31,21 @@ pub(crate) fn start_qemu(options: &BootOptions) -> Result<(Machine, Console), St
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
             "-boot",
             "d",
-            "-cdrom",
-        ])
-        .arg(&options.iso);
+        ]);
+    if let Some(disk) = &options.disk {
+        // `-cdrom` is the secondary channel's master (index 2), which the
+        // disk takes as the manifest's `ata1`: the CD moves to the
+        // primary master, and still boots (`-boot d`).
+        command.arg("-drive").arg(format!(
+            "file={},media=cdrom,if=ide,index=0",
+            options.iso.display()
+        ));
+        command
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=ide,index=2", disk.display()));
+    } else {
+        command.arg("-cdrom").arg(&options.iso);
+    }
     if options.emulator == Emulator::Kvm {
         command.args(["-enable-kvm", "-cpu", "host,+vmx"]);
     } else {

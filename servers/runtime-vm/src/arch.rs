@@ -218,6 +218,35 @@ pub fn outl(port: u16, value: u32) {
     unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack)) }
 }
 
+/// `in` of a byte.
+pub fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: every port of a server VM is hvm's to answer: emulated, or
+    // forwarded to a device the manifest gave this cell; no memory effects.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack)) };
+    value
+}
+
+/// `out` of a byte.
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: as `inb`.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) }
+}
+
+/// `in` of a word.
+pub fn inw(port: u16) -> u16 {
+    let value: u16;
+    // SAFETY: as `inb`.
+    unsafe { asm!("in ax, dx", in("dx") port, out("ax") value, options(nomem, nostack)) };
+    value
+}
+
+/// `out` of a word.
+pub fn outw(port: u16, value: u16) {
+    // SAFETY: as `inb`.
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack)) }
+}
+
 /// Writes an MSR.
 ///
 /// # Safety

@@ -14,6 +14,11 @@
 //!   beyond its RAM, one that wraps the address space, a chain that loops,
 //!   and a receive buffer beyond its RAM, on a split queue it builds by hand.
 //!
+//! - the ports of devices it was not given: the ATA channels' status
+//!   registers (the boot CD on the primary, a disk on the secondary when
+//!   the test attaches one), which must read as all ones, while the
+//!   storage VM that owns `ata1` reaches the same disk (docs/storage.md).
+//!
 //! Each step prints what hvm answered. At the end the device is reset
 //! (status 0, 2.4) and the link is brought up properly by `serve`.
 
@@ -222,9 +227,22 @@ fn bad_descriptors(bar: &Bar) {
 }
 
 /// Does all of the above, then returns for the server to start.
+/// Reads device ports this cell was not given: the secondary channel's
+/// status and alternate status (ATA/ATAPI-6 7.15, 7.3) and the primary
+/// channel's status; and writes a command it must not reach (FLUSH CACHE
+/// to the secondary channel).
+fn ports() {
+    arch::outb(0x177, 0xE7);
+    let (status, alternate, primary) = (arch::inb(0x177), arch::inb(0x376), arch::inb(0x1F7));
+    print(format_args!(
+        "hostile-vm: ATA ports not given: 0x177 reads {status:#04x}, 0x376 reads {alternate:#04x}, 0x1f7 reads {primary:#04x}\n"
+    ));
+}
+
 pub fn run() {
     print(format_args!("hostile-vm: starting the hostile acts\n"));
     hypercalls();
+    ports();
     let Some(&function) = link::consoles().first() else {
         print(format_args!("hostile-vm: no link device\n"));
         return;

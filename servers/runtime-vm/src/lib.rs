@@ -39,6 +39,8 @@ pub mod link;
 mod runtime;
 
 #[cfg(target_os = "none")]
+pub mod ports;
+#[cfg(target_os = "none")]
 pub use runtime::{
     boot_info, clock_seconds, console, hypercall, interrupts_taken, map_device, print_line, serve,
     wait_for_interrupt, Boot,

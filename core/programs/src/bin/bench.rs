@@ -1,4 +1,4 @@
-//! bench [-n rounds] [-s size] [-g name] [-r name] name path ...: time reads through core.
+//! bench [-n rounds] [-s size] [-g name] [-w name path] [-r name] name path ...: time reads.
 //!
 //! For each `name path` pair it opens the file, reads it a few times untimed
 //! (faults, first-touch costs in the servers), then times `rounds`
@@ -15,6 +15,9 @@
 //! - `-n rounds` sets the number of timed reads;
 //! - `-g name` times a null core call (`getpid`) under `name`, the floor
 //!   under every read;
+//! - `-w name path` times `rounds` `pwrite`s of `size` bytes at offset 0
+//!   of `path` (which must exist) instead: a write that a durable server
+//!   acknowledges only once it is on its disk (docs/storage.md);
 //! - `-r name` prints `bench NAME X.YY x`, the first path's median over the
 //!   second's, after all entries.
 //!
@@ -102,6 +105,34 @@ fn reads(name: &str, path: &str, size: usize, rounds: usize) -> Result<u64, Stri
     Ok(median)
 }
 
+/// Times `rounds` pwrites of `size` bytes at offset 0 of `path`.
+fn writes(name: &str, path: &str, size: usize, rounds: usize) -> Result<u64, String> {
+    let fd = sys::open(path, core_abi::OWRITE).map_err(|e| format!("{name}: {path}: {e}"))?;
+    let buffer = vec![0x5Au8; size];
+    let mut samples = vec![0u64; rounds];
+    let mut result = Ok(());
+    for sample in samples.iter_mut() {
+        let start = timestamp();
+        let n = sys::pwrite(fd, &buffer, 0);
+        let end = timestamp();
+        match n {
+            Ok(n) if n == size => {}
+            Ok(n) => result = Err(format!("a write took {n} bytes, not {size}")),
+            Err(e) => result = Err(e),
+        }
+        if result.is_err() {
+            break;
+        }
+        *sample = end.wrapping_sub(start);
+    }
+    let _ = sys::close(fd);
+    result.map_err(|e| format!("{name}: {path}: {e}"))?;
+    let (median, min, max) = summary(&mut samples);
+    println!("bench {name} {median} cycles");
+    println!("# {name}: min {min} max {max} over {rounds} pwrites of {size} bytes to {path}");
+    Ok(median)
+}
+
 /// Times `rounds` null calls to core (getpid).
 fn null_calls(name: &str, rounds: usize) -> Result<u64, String> {
     for _ in 0..WARM_UP {
@@ -139,6 +170,13 @@ fn run(argv: &[String]) -> Result<(), String> {
             "-s" => size = number("-s", args.next(), 0)?,
             "-n" => rounds = number("-n", args.next(), 1)?,
             "-r" => ratio = Some(args.next().ok_or("bench: -r wants a name")?.clone()),
+            "-w" => {
+                let name = args.next().ok_or("bench: -w wants a name")?;
+                let path = args
+                    .next()
+                    .ok_or_else(|| format!("bench: {name} wants a path"))?;
+                writes(name, path, size, rounds)?;
+            }
             "-g" => {
                 let name = args.next().ok_or("bench: -g wants a name")?;
                 null_calls(name, rounds)?;
@@ -168,7 +206,10 @@ fn run(argv: &[String]) -> Result<(), String> {
 
 fn main(argv: Vec<String>) -> Result<(), String> {
     if argv.len() < 2 {
-        return Err("usage: bench [-n rounds] [-s size] [-g name] [-r name] name path ...".into());
+        return Err(
+            "usage: bench [-n rounds] [-s size] [-g name] [-w name path] [-r name] name path ..."
+                .into(),
+        );
     }
     run(&argv[1..]).inspect_err(|e| eprintln!("bench: FAIL {e}"))
 }
