@@ -39,6 +39,7 @@ use alloc::vec::Vec;
 
 mod calls;
 mod fds;
+mod linux;
 mod park;
 mod process;
 mod servants;
@@ -48,6 +49,7 @@ mod vm;
 
 pub use fds::{Fd, Fds, MAX_FD};
 pub use kasane_mount::Transport;
+pub use linux::{LinuxRuns, NO_LINUX, RESTARTED as LINUX_RESTARTED, RUN_ID_BASE};
 pub use servants::{BootFiles, ConsoleDevice, Servants, CONS, CONS_INPUT};
 pub use servers::{task_servers, vm_servers, ServerConfig, TaskStart, DEFAULT_RESTART_LIMIT};
 pub use system::System;
