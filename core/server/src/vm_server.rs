@@ -110,6 +110,8 @@ pub struct VmServer {
     pub cell: u32,
     link: Link,
     exchanger: Framing,
+    /// The link generation `/dev/linux`'s runs were last told of.
+    runs_generation: Option<u64>,
 }
 
 impl VmServer {
@@ -120,7 +122,36 @@ impl VmServer {
             name: String::from(name),
             cell,
             exchanger: Framing::new(bridged, link.generation()),
+            runs_generation: link.generation(),
             link,
+        }
+    }
+
+    /// Sends the encoded bridge frames of `/dev/linux`'s runs (waiting
+    /// for the agent if it is booting); whether the Linux cell restarted
+    /// since the last call, and why a send failed. Not for a server VM.
+    pub fn send_runs(&mut self, outgoing: Vec<Vec<u8>>) -> (bool, Option<String>) {
+        let Framing::Bridged(exchanger) = &mut self.exchanger else {
+            return (false, None);
+        };
+        let link = &mut LinkIo(&mut self.link);
+        let generation = link.generation();
+        let restarted = generation != self.runs_generation;
+        self.runs_generation = generation;
+        for frame in outgoing {
+            if let Err(error) = exchanger.send_other(link, &frame, AGENT_LIMIT) {
+                return (restarted, Some(explain(true, error)));
+            }
+        }
+        (restarted, None)
+    }
+
+    /// The frames of runs that came, encoded (each [`VmServer::poll`]
+    /// keeps them).
+    pub fn take_runs(&mut self) -> Vec<Vec<u8>> {
+        match &mut self.exchanger {
+            Framing::Bridged(exchanger) => exchanger.take_others(),
+            Framing::Stream(_) => Vec::new(),
         }
     }
 

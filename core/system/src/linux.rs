@@ -7,6 +7,7 @@
 //! | `/dev/linux/N/data` | read: the program's standard output; write: its standard input |
 //! | `/dev/linux/N/stderr` | read: its standard error |
 //! | `/dev/linux/N/status` | read: its exit status, Plan 9 style (empty: success), once it ended |
+//! | `/dev/linux/syscall` | a delegated Linux system call: write the request, read the answer |
 //!
 //! This is Plan 9's clone-file pattern (ip(3)'s `clone`, `ctl`, `data`).
 //! The servant is the protocol half only: it turns ctl and data writes
@@ -15,6 +16,17 @@
 //! Linux link, and the shell hands it every frame of a run that comes
 //! back ([`LinuxRuns::deliver`]). Reads that must wait park the caller
 //! ([`Io::WouldBlock`]) until output or the exit arrives.
+//!
+//! **System-call delegation** (McKernel's proxy model, docs/linux-bridge.md):
+//! a process writes `syscall` with a call number `u32`, six argument
+//! words `u64` and the input bytes of the agent's table (what
+//! `core_user::linux` marshals), all little-endian; the servant sends it
+//! as a `Syscall` frame naming the process by its pid, and the next read
+//! answers the result `i64` and the output bytes, or fails with the
+//! agent's refusal. The agent keeps one proxy per process; when the
+//! process's last chan on `syscall` closes (its exit), the servant sends
+//! `ProcessExited` and the proxy ends. A call's bridge id is the pid plus
+//! [`SYSCALL_ID_BASE`].
 //!
 //! A run's bridge id is its number plus [`RUN_ID_BASE`], so it never
 //! meets core's 9P channel or its Hello. The frames from the agent are
@@ -37,6 +49,15 @@ use ninep::{OpenMode, Qid};
 /// A run's bridge request id is its number plus this.
 pub const RUN_ID_BASE: u32 = 0x100;
 
+/// A delegated call's bridge request id is its process's pid plus this.
+pub const SYSCALL_ID_BASE: u32 = 0x0100_0000;
+
+/// `syscall`'s qid path for process p, once opened, is this plus p.
+const SYSCALL_BASE: u64 = 1 << 40;
+
+/// Wait keys of delegated calls are this plus the pid.
+const SYSCALL_KEY: u64 = 1 << 32;
+
 /// Most runs at once (the agent's limit is 32).
 pub const MAX_RUNS: usize = 32;
 
@@ -55,6 +76,7 @@ pub const RESTARTED: &str = "linux cell restarted";
 
 const LINUX: u64 = 1;
 const CLONE: u64 = 2;
+const SYSCALL: u64 = 3;
 /// Run n's directory is `RUN_BASE + 8 n`; its files follow it.
 const RUN_BASE: u64 = 16;
 const CTL: u64 = 1;
@@ -74,6 +96,12 @@ fn split(path: u64) -> Option<(u32, u64)> {
     (part <= STATUS).then_some((n, part))
 }
 
+/// The pid of a process's opened `syscall` file.
+fn syscall_pid(path: u64) -> Option<u32> {
+    path.checked_sub(SYSCALL_BASE)
+        .and_then(|pid| u32::try_from(pid).ok())
+}
+
 /// Where a run is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -84,6 +112,15 @@ enum State {
     /// Ended: its Plan 9 status.
     Exited(String),
     /// Failed: the agent's error, or the cell restarted.
+    Failed(String),
+}
+
+/// A delegated call of one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Waiting,
+    /// The answer: result and output bytes.
+    Done(Vec<u8>),
     Failed(String),
 }
 
@@ -157,6 +194,10 @@ pub struct LinuxRuns {
     next: u32,
     outbox: Vec<Vec<u8>>,
     wakeups: Vec<WaitKey>,
+    /// Delegated calls by pid.
+    calls: BTreeMap<u32, Call>,
+    /// Chans open on `syscall`, by pid.
+    callers: BTreeMap<u32, u32>,
 }
 
 impl LinuxRuns {
@@ -168,6 +209,70 @@ impl LinuxRuns {
             next: 1,
             outbox: Vec::new(),
             wakeups: Vec::new(),
+            calls: BTreeMap::new(),
+            callers: BTreeMap::new(),
+        }
+    }
+
+    fn wake_key(&mut self, key: u64) {
+        let key = WaitKey { letter: 'L', key };
+        if !self.wakeups.contains(&key) {
+            self.wakeups.push(key);
+        }
+    }
+
+    fn encode(request_id: u32, message: Message<'_>) -> Result<Vec<u8>, Error> {
+        let mut buffer = [0u8; MAX_FRAME_LEN];
+        let length = Frame {
+            request_id,
+            message,
+        }
+        .encode(&mut buffer)
+        .map_err(|_| Error::new("the linux request is too long"))?;
+        Ok(buffer[..length].to_vec())
+    }
+
+    /// A process's delegated call: `request` as `syscall` takes it.
+    fn call(&mut self, pid: u32, request: &[u8]) -> Result<(), Error> {
+        if self.calls.get(&pid) == Some(&Call::Waiting) {
+            return Err(Error::new("a linux call is under way"));
+        }
+        let bad = || Error::new("a delegated call is number[4] arguments[6*8] input");
+        let (number, rest) = request.split_first_chunk::<4>().ok_or_else(bad)?;
+        let mut arguments = [0u64; 6];
+        let mut rest = rest;
+        for argument in &mut arguments {
+            let (word, tail) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+            *argument = u64::from_le_bytes(*word);
+            rest = tail;
+        }
+        let frame = Self::encode(
+            pid + SYSCALL_ID_BASE,
+            Message::Syscall {
+                process: u64::from(pid),
+                number: u32::from_le_bytes(*number),
+                arguments,
+                input: rest,
+            },
+        )?;
+        self.outbox.push(frame);
+        self.calls.insert(pid, Call::Waiting);
+        Ok(())
+    }
+
+    /// The answer to `pid`'s call, or the wait for it.
+    fn answer(&mut self, pid: u32) -> Result<Io<Vec<u8>>, Error> {
+        match self.calls.get(&pid) {
+            None => Err(Error::new("no linux call was made")),
+            Some(Call::Waiting) => Ok(Io::WouldBlock(WaitKey {
+                letter: 'L',
+                key: SYSCALL_KEY + u64::from(pid),
+            })),
+            Some(_) => match self.calls.remove(&pid) {
+                Some(Call::Done(bytes)) => Ok(Io::Ready(bytes)),
+                Some(Call::Failed(why)) => Err(Error::new(why)),
+                _ => Err(Error::new("no linux call was made")),
+            },
         }
     }
 
@@ -205,6 +310,23 @@ impl LinuxRuns {
 
     /// A frame from the agent with request id `id`.
     pub fn deliver(&mut self, id: u32, message: &Message<'_>) {
+        if let Some(pid) = id.checked_sub(SYSCALL_ID_BASE) {
+            if self.calls.get(&pid) != Some(&Call::Waiting) {
+                return;
+            }
+            let call = match *message {
+                Message::SyscallResult { result, output } => {
+                    let mut bytes = result.to_le_bytes().to_vec();
+                    bytes.extend_from_slice(output);
+                    Call::Done(bytes)
+                }
+                Message::Error { detail, .. } => Call::Failed(String::from(detail)),
+                _ => return,
+            };
+            self.calls.insert(pid, call);
+            self.wake_key(SYSCALL_KEY + u64::from(pid));
+            return;
+        }
         let Some(n) = id.checked_sub(RUN_ID_BASE) else {
             return;
         };
@@ -215,9 +337,9 @@ impl LinuxRuns {
             return;
         }
         match *message {
-            Message::Stdout { data } if data.is_empty() => run.stdout_ended = true,
+            Message::Stdout { data: [] } => run.stdout_ended = true,
             Message::Stdout { data } if run.stdout.len() < OUTPUT_LIMIT => run.stdout.extend(data),
-            Message::Stderr { data } if data.is_empty() => run.stderr_ended = true,
+            Message::Stderr { data: [] } => run.stderr_ended = true,
             Message::Stderr { data } if run.stderr.len() < OUTPUT_LIMIT => run.stderr.extend(data),
             Message::Exited { code, signal } => {
                 run.stdout_ended = true;
@@ -245,6 +367,19 @@ impl LinuxRuns {
         }
         for n in woken {
             self.wake(n);
+        }
+        // The proxies died with the cell: calls under way fail once, and
+        // a process's next call starts a new proxy.
+        let waiting: Vec<u32> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| **call == Call::Waiting)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in waiting {
+            self.calls
+                .insert(pid, Call::Failed(String::from(RESTARTED)));
+            self.wake_key(SYSCALL_KEY + u64::from(pid));
         }
     }
 
@@ -332,10 +467,11 @@ impl Devgen for LinuxRuns {
             LINUX => Ok(match index {
                 0 => Some(Dirtab::dir("linux", LINUX, 0o555)),
                 1 => Some(Dirtab::file("clone", CLONE, 0o666)),
+                2 => Some(Dirtab::file("syscall", SYSCALL, 0o666)),
                 i => self
                     .runs
                     .iter()
-                    .nth(i - 2)
+                    .nth(i - 3)
                     .map(|(&n, run)| Dirtab::dir(&run.name, run_dir(n), 0o555)),
             }),
             path => {
@@ -360,7 +496,8 @@ impl Devgen for LinuxRuns {
     fn dotdot(&self, file: &File) -> Qid {
         match file.qid.path {
             ROOT | LINUX => dir_qid(ROOT),
-            CLONE => dir_qid(LINUX),
+            CLONE | SYSCALL => dir_qid(LINUX),
+            path if path >= SYSCALL_BASE => dir_qid(LINUX),
             path => match split(path) {
                 Some((_, 0)) => dir_qid(LINUX),
                 Some((n, _)) => dir_qid(run_dir(n)),
@@ -414,6 +551,12 @@ impl Servant for LinuxRuns {
             );
             return Ok(Opened::File(dir::file_qid(run_dir(n) + CTL)));
         }
+        if path == SYSCALL {
+            *self.callers.entry(caller.pid).or_insert(0) += 1;
+            return Ok(Opened::File(dir::file_qid(
+                SYSCALL_BASE + u64::from(caller.pid),
+            )));
+        }
         let (_, _, run) = self.run(path)?;
         run.opens += 1;
         Ok(Opened::File(file.qid))
@@ -426,6 +569,9 @@ impl Servant for LinuxRuns {
         offset: u64,
         count: u32,
     ) -> Result<Io<Vec<u8>>, Error> {
+        if let Some(pid) = syscall_pid(file.qid.path) {
+            return self.answer(pid);
+        }
         let (n, part, run) = self.run(file.qid.path)?;
         let count = count as usize;
         let (stream, ended) = match part {
@@ -476,6 +622,10 @@ impl Servant for LinuxRuns {
         _offset: u64,
         data: &[u8],
     ) -> Result<Io<u32>, Error> {
+        if let Some(pid) = syscall_pid(file.qid.path) {
+            self.call(pid, data)?;
+            return Ok(Io::Ready(data.len() as u32));
+        }
         let (n, part, run) = self.run(file.qid.path)?;
         let state = run.state.clone();
         match part {
@@ -503,6 +653,24 @@ impl Servant for LinuxRuns {
 
     fn close(&mut self, file: &File, opened: Option<OpenMode>) {
         if opened.is_none() {
+            return;
+        }
+        if let Some(pid) = syscall_pid(file.qid.path) {
+            let Some(count) = self.callers.get_mut(&pid) else {
+                return;
+            };
+            *count -= 1;
+            if *count == 0 {
+                // The process is done with Linux: its proxy ends.
+                self.callers.remove(&pid);
+                self.calls.remove(&pid);
+                let exited = Message::ProcessExited {
+                    process: u64::from(pid),
+                };
+                if let Ok(frame) = Self::encode(pid + SYSCALL_ID_BASE, exited) {
+                    self.outbox.push(frame);
+                }
+            }
             return;
         }
         let Ok((n, _, run)) = self.run(file.qid.path) else {
@@ -635,6 +803,57 @@ mod tests {
         l.close(&ctl, Some(OpenMode::ORDWR));
         let frames = l.take_frames();
         assert!(decode(&frames[0]).1.contains("Kill"));
+    }
+
+    #[test]
+    fn a_delegated_call_goes_out_and_its_answer_comes_back_once() {
+        let mut l = LinuxRuns::new(true);
+        let file = open(&mut l, SYSCALL).unwrap();
+        assert_eq!(file.qid.path, SYSCALL_BASE + 1);
+        assert!(read(&mut l, &file).is_err(), "no call yet");
+        let mut request = 39u32.to_le_bytes().to_vec();
+        request.extend([0u8; 48]);
+        write(&mut l, &file, &request).unwrap();
+        let (id, text) = decode(&l.take_frames()[0]);
+        assert_eq!(id, SYSCALL_ID_BASE + 1);
+        assert!(text.contains("number: 39"), "{text}");
+        assert!(matches!(read(&mut l, &file), Ok(Io::WouldBlock(_))));
+        l.deliver(
+            SYSCALL_ID_BASE + 1,
+            &Message::SyscallResult {
+                result: 77,
+                output: b"",
+            },
+        );
+        assert_eq!(l.take_wakeups().len(), 1);
+        assert_eq!(
+            read(&mut l, &file).unwrap(),
+            Io::Ready(77i64.to_le_bytes().to_vec())
+        );
+        // A refusal is the call's error; a short request never goes out.
+        request[0] = 231;
+        write(&mut l, &file, &request).unwrap();
+        l.take_frames();
+        l.deliver(
+            SYSCALL_ID_BASE + 1,
+            &Message::Error {
+                code: bridge_protocol::ErrorCode::Unsupported,
+                detail: "linux system call 231 is not delegated",
+            },
+        );
+        assert!(read(&mut l, &file)
+            .unwrap_err()
+            .as_str()
+            .contains("not delegated"));
+        assert!(write(&mut l, &file, &[1, 2, 3]).is_err());
+        // A restart fails the call under way.
+        write(&mut l, &file, &request).unwrap();
+        l.peer_changed();
+        assert_eq!(read(&mut l, &file).unwrap_err().as_str(), RESTARTED);
+        // The last close ends the proxy.
+        l.take_frames();
+        l.close(&file, Some(OpenMode::ORDWR));
+        assert!(decode(&l.take_frames()[0]).1.contains("ProcessExited"));
     }
 
     #[test]

@@ -117,7 +117,12 @@ impl<K: Kernel> System<K> {
     /// input may have come (reads of /dev/cons poll). Otherwise nothing is
     /// retried, so a call's cost does not grow with the parked calls.
     pub(crate) fn retry_parked(&mut self) {
-        let piped = !self.servants.pipes.take_wakeups().is_empty();
+        let linux = self
+            .servants
+            .linux
+            .as_mut()
+            .is_some_and(|runs| !runs.take_wakeups().is_empty());
+        let piped = !self.servants.pipes.take_wakeups().is_empty() || linux;
         let mounted =
             self.parked.iter().any(|p| p.mounted) && !self.servants.mount.take_wakeups().is_empty();
         let piped = piped || mounted;

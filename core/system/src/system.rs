@@ -242,6 +242,7 @@ impl<K: Kernel> System<K> {
     /// The first namespace: `#R` at `/` with the servants bound in.
     fn boot_namespace(&mut self) -> Result<u32, Error> {
         let has_vm = self.servants.others.get_mut('V').is_ok();
+        let has_linux = self.servants.linux.is_some();
         let mut host = host!(self, 0, 0);
         let root = kasane_namespace::Walker::attach(&mut host, 'R', "")?;
         let mut ns = Ns::new(root);
@@ -257,6 +258,10 @@ impl<K: Kernel> System<K> {
         // #c, so /dev gains the directory `vm`.
         if has_vm {
             binds.push(("#V", "/dev", 2));
+        }
+        // `/dev/linux` (Linux programs) when the system has a Linux cell.
+        if has_linux {
+            binds.push(("#L", "/dev", 2));
         }
         for (new, old, flags) in binds {
             let dot = ns.root_location(&mut host);

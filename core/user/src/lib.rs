@@ -13,7 +13,9 @@
 //!   panic policy that reports on fd 2 and exits with `panic`;
 //! - [`prelude`]: the `alloc` names every program uses;
 //! - [`args`]: flags as Plan 9's `ARGBEGIN` reads them, and [`usage`];
-//! - [`copy`]: what cp and mv share.
+//! - [`copy`]: what cp and mv share;
+//! - [`linux`]: `linux(nr, args…)`, a Linux system call delegated to the
+//!   Linux cell.
 //!
 //! On the host the library builds too, so that the programs' code is
 //! checked there, but every call fails and a program is a stub that says
@@ -25,6 +27,7 @@ pub extern crate alloc;
 
 pub mod args;
 pub mod copy;
+pub mod linux;
 pub mod rt;
 pub mod sys;
 

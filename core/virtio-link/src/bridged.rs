@@ -47,7 +47,13 @@ pub struct BridgedExchanger {
     /// The agent closed the channel (an `Error` with its id).
     closed: bool,
     input: Vec<u8>,
+    /// Frames of other ids (program runs), re-encoded, for the caller.
+    others: Vec<Vec<u8>>,
 }
+
+/// Most frames of other ids kept for the caller; later ones are dropped
+/// (a caller that never takes them cannot fill the heap).
+pub const OTHERS_LIMIT: usize = 1024;
 
 impl core::fmt::Debug for BridgedExchanger {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -72,6 +78,7 @@ impl BridgedExchanger {
             asked: false,
             closed: false,
             input: alloc::vec![0; 4096],
+            others: Vec::new(),
         }
     }
 
@@ -134,8 +141,18 @@ impl BridgedExchanger {
                         {
                             self.closed = true
                         }
-                        // Frames of other ids (runs, proxies, stale
-                        // replies) are not this channel's.
+                        // Frames of other ids (runs, proxies) are the
+                        // caller's; id 0 and core's Hello id carry none.
+                        _ if frame.request_id != 0
+                            && frame.request_id != HELLO_ID
+                            && frame.request_id != self.channel
+                            && self.others.len() < OTHERS_LIMIT =>
+                        {
+                            let mut buffer = [0u8; MAX_FRAME_LEN];
+                            if let Ok(n) = frame.encode(&mut buffer) {
+                                self.others.push(buffer[..n].to_vec());
+                            }
+                        }
                         _ => {}
                     },
                     // Damaged bytes: the decoder has moved on; a 9P piece
@@ -239,6 +256,25 @@ impl BridgedExchanger {
             }
             link.wait();
         }
+    }
+
+    /// The frames of other ids received so far, encoded, oldest first.
+    pub fn take_others(&mut self) -> Vec<Vec<u8>> {
+        core::mem::take(&mut self.others)
+    }
+
+    /// Sends an encoded bridge frame of another id once the agent is there
+    /// (waiting at most `agent_limit` microseconds).
+    pub fn send_other<L: StreamLink>(
+        &mut self,
+        link: &mut L,
+        frame: &[u8],
+        agent_limit: u64,
+    ) -> Result<(), ExchangeError> {
+        if link.generation() != self.generation || !self.ready {
+            self.await_agent(link, agent_limit)?;
+        }
+        link.send(frame).map_err(ExchangeError::Link)
     }
 
     /// [`send`](Self::send), then [`await_answer`](Self::await_answer).
@@ -423,6 +459,28 @@ mod tests {
             .unwrap();
         assert_eq!(answer[4], 101);
         assert_eq!(n, 10);
+    }
+
+    #[test]
+    fn frames_of_other_ids_are_kept_for_the_caller() {
+        let mut link = agent(echo);
+        let mut exchanger = BridgedExchanger::new(8216, Some(1), 1);
+        let mut answer = [0u8; 64];
+        exchanger
+            .exchange(
+                &mut link,
+                &message(100, 0),
+                &mut answer,
+                1_000_000,
+                1_000_000,
+            )
+            .unwrap();
+        let others = exchanger.take_others();
+        assert_eq!(others, [frame(9, Message::Stdout { data: b"x" })]);
+        exchanger
+            .send_other(&mut link, &others[0], 1_000_000)
+            .unwrap();
+        assert!(exchanger.take_others().is_empty());
     }
 
     #[test]
