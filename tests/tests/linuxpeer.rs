@@ -26,8 +26,8 @@
 //! no Linux cell, and `lx`, `linux()` and `/dev/linux` say `no linux
 //! cell`.
 //!
-//! Bochs takes minutes; the Bochs test is `#[ignore]`d in a plain
-//! `cargo test`: `cargo test -p kasane-tests --test linuxpeer --
+//! Both boot an emulator (Bochs for minutes), so they are `#[ignore]`d in
+//! a plain `cargo test`: `cargo test -p kasane-tests --test linuxpeer --
 //! --include-ignored`.
 
 use kasane_run::Emulator;
@@ -132,6 +132,7 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
 }
 
 #[test]
+#[ignore = "boots QEMU; run/test runs it"]
 fn qemu_bare_mode_has_no_linux_cell() {
     let boot = boot_manifest("linux-bare", Emulator::Qemu, 180);
     assert_output_between(
