@@ -275,7 +275,7 @@ impl Core {
             match received {
                 Ok(sender) => {
                     self.handle(sender);
-                    self.pump_linux();
+                    let _ = self.pump_linux();
                 }
                 Err(e) if e.phase == microkernel_abi::IpcPhase::Send => {
                     // A client gone (killed by a ctl write it made, say)
@@ -288,6 +288,11 @@ impl Core {
             }
             drop(reply);
             deferred = self.system.end_pass();
+            // A Linux link revived in that pass may have runs' frames to
+            // send, and answers to take, with nothing else to come.
+            if deferred.is_none() && self.pump_linux() {
+                deferred = self.system.end_pass();
+            }
         }
     }
 
@@ -302,7 +307,7 @@ impl Core {
             // The Linux link carries runs and delegated calls besides 9P:
             // its pump sees a restart, takes them all and polls #M's part.
             if Some(sender.raw()) == self.linux_peer {
-                self.pump_linux();
+                let _ = self.pump_linux();
                 return;
             }
             let mounts = &mut self.system.servants().mount;
@@ -371,22 +376,26 @@ impl Core {
 
     /// Moves `/dev/linux`'s frames: the runs' requests out on the Linux
     /// link, the agent's answers in (and a 9P answer that came with them
-    /// to `#M`), and a restart of the cell to the runs under way.
-    fn pump_linux(&mut self) {
+    /// to `#M`), and a restart of the cell to the runs under way. While
+    /// the link is hung up (its agent booting) the runs' frames wait.
+    /// Whether anything moved.
+    fn pump_linux(&mut self) -> bool {
         let Some(peer) = self.linux_peer else {
-            return;
+            return false;
         };
         let servants = self.system.servants();
         let (Some(runs), mounts) = (servants.linux.as_mut(), &mut servants.mount) else {
-            return;
+            return false;
         };
         let Some(link) = mounts.link_of_peer(peer) else {
-            return;
+            return false;
         };
         let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) else {
-            return;
+            return false;
         };
-        let (restarted, failed) = vm.send_runs(runs.take_frames());
+        let outgoing = runs.take_frames();
+        let mut moved = !outgoing.is_empty();
+        let (restarted, failed) = vm.send_runs(outgoing);
         if restarted {
             runs.peer_changed();
         }
@@ -397,6 +406,7 @@ impl Core {
         let polled = vm.poll();
         let mut decoder = bridge_protocol::Decoder::new();
         for frame in vm.take_runs() {
+            moved = true;
             if let (_, Some(Ok(frame))) = decoder.feed(&frame) {
                 runs.deliver(frame.request_id, &frame.message);
             }
@@ -404,8 +414,9 @@ impl Core {
         match polled {
             Ok(Some(answer)) => mounts.deliver(link, &answer),
             Err(what) => mounts.fail_link(link, &what),
-            Ok(None) => {}
+            Ok(None) => return moved || restarted,
         }
+        true
     }
 
     /// A message from a task server outside a synchronous exchange: the

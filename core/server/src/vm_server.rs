@@ -112,6 +112,8 @@ pub struct VmServer {
     exchanger: Framing,
     /// The link generation `/dev/linux`'s runs were last told of.
     runs_generation: Option<u64>,
+    /// Watches a restarted Linux cell's new agent boot ([`VmServer::ready`]).
+    probe: Option<Box<BridgedExchanger>>,
 }
 
 impl VmServer {
@@ -123,6 +125,7 @@ impl VmServer {
             cell,
             exchanger: Framing::new(bridged, link.generation()),
             runs_generation: link.generation(),
+            probe: None,
             link,
         }
     }
@@ -213,7 +216,31 @@ impl VmServer {
             }
         }
         self.exchanger = Framing::new(self.bridged(), self.link.generation());
+        self.probe = None;
         Ok(self)
+    }
+
+    /// Whether [`restart`](Self::restart) may go ahead now: always for a
+    /// server VM, and for a Linux cell that still runs (core asks hvm for
+    /// the restart); a Linux cell hvm restarted is ready once its new
+    /// agent said Hello. Never blocks.
+    pub fn ready(&mut self) -> bool {
+        let generation = self.link.generation();
+        if !self.bridged() || generation == self.exchanger.generation() {
+            return true;
+        }
+        // A probe of its own: the exchanger's generation is what
+        // `restart` compares to see that hvm restarted the cell.
+        let probe = self.probe.get_or_insert_with(|| {
+            Box::new(BridgedExchanger::new(
+                kasane_mount::MSIZE,
+                generation,
+                LINUX_CHANNEL,
+            ))
+        });
+        probe
+            .agent_ready(&mut LinkIo(&mut self.link))
+            .unwrap_or(true)
     }
 
     /// Asks hvm to have the server VM perform failure `verb` for real

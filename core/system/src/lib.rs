@@ -138,4 +138,13 @@ pub trait Kernel {
 
     /// Starts a stopped task server again on a new task.
     fn restart(&mut self, link: Self::Link) -> Result<Self::Link, String>;
+
+    /// Whether a hung-up server can be restarted now; `false` defers the
+    /// restart to a later pass (a Linux cell that hvm restarted and whose
+    /// agent is still booting), so that core serves everyone else while
+    /// it waits. Never blocks.
+    fn ready(&mut self, link: &mut Self::Link) -> bool {
+        let _ = link;
+        true
+    }
 }

@@ -66,6 +66,9 @@ pub struct System<K: Kernel> {
     pub(crate) boot_ns: u32,
     /// Task servers by /srv name, for restarts.
     task_programs: BTreeMap<String, TaskProgram>,
+    /// Hung-up links whose server is not ready for a restart yet (a Linux
+    /// cell still booting: [`Kernel::ready`]); tried again every pass.
+    waiting: Vec<kasane_mount::Dead<K::Link>>,
     next_link: u64,
     /// The first reply of the pass, for the shell's next receive.
     pub(crate) deferred: Option<Reply>,
@@ -114,6 +117,7 @@ impl<K: Kernel> System<K> {
             next_pid: 1,
             boot_ns: 0,
             task_programs: BTreeMap::new(),
+            waiting: Vec::new(),
             next_link: 1,
             deferred: None,
             woken: false,
@@ -401,7 +405,7 @@ impl<K: Kernel> System<K> {
     /// carries out /proc ctl requests, retries parked calls; the reply for
     /// the shell's next receive.
     pub fn end_pass(&mut self) -> Option<Reply> {
-        if self.gate.take_hang_ups() {
+        if self.gate.take_hang_ups() || !self.waiting.is_empty() {
             self.restart_task_servers();
         }
         self.carry_out_controls();
@@ -462,14 +466,26 @@ impl<K: Kernel> System<K> {
     /// hung up, and what waited on it fails.
     fn restart_task_servers(&mut self) {
         // A server that fails again while its link is revived is dead
-        // again at once: go on until none is (each restart counts).
+        // again at once: go on until none is (each restart counts). One
+        // that is not ready waits for a later pass, and core serves the
+        // others meanwhile.
+        let mut waiting = core::mem::take(&mut self.waiting);
         loop {
-            let dead = self.servants.mount.take_dead();
+            let mut dead = self.servants.mount.take_dead();
+            for dead in &dead {
+                self.kernel
+                    .log(format_args!("core: #M: link hung up: {}\n", dead.reason));
+            }
+            dead.append(&mut waiting);
             if dead.is_empty() {
                 return;
             }
-            for dead in dead {
-                self.restart_task_server(dead);
+            for mut dead in dead {
+                if self.kernel.ready(&mut dead.transport) {
+                    self.restart_task_server(dead);
+                } else {
+                    self.waiting.push(dead);
+                }
             }
         }
     }
@@ -477,8 +493,6 @@ impl<K: Kernel> System<K> {
     fn restart_task_server(&mut self, dead: kasane_mount::Dead<K::Link>) {
         let (link, server) = (dead.link, dead.transport);
         let name = String::from(server.name());
-        self.kernel
-            .log(format_args!("core: #M: link hung up: {}\n", dead.reason));
         let Some(program) = self.task_programs.get_mut(&name) else {
             self.servants.mount.give_up(link);
             return;

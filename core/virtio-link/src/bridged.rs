@@ -168,6 +168,25 @@ impl BridgedExchanger {
         }
     }
 
+    /// Whether the agent of the link's current generation has said Hello;
+    /// asks for it once per generation. Never blocks.
+    pub fn agent_ready<L: StreamLink>(&mut self, link: &mut L) -> Result<bool, ExchangeError> {
+        let generation = link.generation();
+        if generation != self.generation {
+            self.forget_peer(generation);
+        }
+        self.drain(link)?;
+        if !self.ready && !self.asked {
+            self.asked = true;
+            let hello = Message::Hello {
+                protocol_version: bridge_protocol::VERSION,
+                kernel_release: CORE_NAME,
+            };
+            Self::send_frame(link, HELLO_ID, hello)?;
+        }
+        Ok(self.ready)
+    }
+
     /// Waits at most `limit` microseconds for the agent of the link's
     /// current generation to say Hello; asks for it once per generation.
     pub fn await_agent<L: StreamLink>(
@@ -423,6 +442,18 @@ mod tests {
             assert_eq!(&answer[..n], &echo(&t)[..], "body {body}");
         }
         assert!(exchanger.ready());
+    }
+
+    #[test]
+    fn agent_ready_asks_once_and_never_blocks() {
+        let mut link = agent(echo);
+        let mut exchanger = BridgedExchanger::new(8216, Some(1), 1);
+        assert_eq!(exchanger.agent_ready(&mut link), Ok(false));
+        // The agent boots (its announcement) after 20 ms of the clock.
+        while link.now() < 25_000 {}
+        assert_eq!(exchanger.agent_ready(&mut link), Ok(true));
+        link.generation = 2;
+        assert_eq!(exchanger.agent_ready(&mut link), Ok(false), "a new peer");
     }
 
     #[test]
