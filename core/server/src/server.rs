@@ -21,7 +21,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use core_system::{
-    BootFiles, ConsoleDevice, Message, Reply, ServerConfig, System, TaskStart, Thread, VmDevice,
+    BootFiles, ConsoleDevice, LinuxRuns, Message, Reply, ServerConfig, System, TaskStart, Thread,
+    VmDevice,
 };
 use kasane_manifest::MANIFEST_MODULE;
 use kasane_servant::servants::cons::Console;
@@ -41,7 +42,7 @@ use crate::links::open_links;
 use crate::process::TextCache;
 use crate::servants::{console_input, console_out, KernelClock};
 use crate::task_server::TaskServer;
-use crate::vm_server::{server_vms, HvmCells, ServerLink};
+use crate::vm_server::{server_vms, HvmCells, ServerLink, LINUX_SERVER};
 
 mod kernel;
 
@@ -86,6 +87,9 @@ pub struct TaskServerPool {
 pub struct Core {
     system: System<Microkernel>,
     buffers: [Box<[u8]>; 2],
+    /// The Linux cell's link interrupt "thread" (`#M` finds the link by
+    /// it), if there is a Linux cell.
+    linux_peer: Option<u64>,
 }
 
 impl Core {
@@ -150,7 +154,11 @@ impl Core {
         let vm_table = manifest_bytes(&modules)
             .map(core_system::vm_servers)
             .unwrap_or_default();
+        let mut linux_peer = None;
         for (name, server) in server_vms(open_links(me)) {
+            if name == LINUX_SERVER {
+                linux_peer = Some(kasane_mount::Transport::peer(&server));
+            }
             let config = vm_table
                 .iter()
                 .find(|config| config.name == name)
@@ -158,6 +166,15 @@ impl Core {
                 .unwrap_or_else(|| ServerConfig::new(&name, &name));
             started.push((config, ServerLink::Vm(Box::new(server))));
         }
+        // `/dev/linux`: with a Linux link, or (bare mode) when the
+        // manifest has a Linux cell, to answer `no linux cell`.
+        let wants_linux = manifest_bytes(&modules)
+            .and_then(|bytes| kasane_manifest::BootManifest::decode(bytes).ok())
+            .is_some_and(|m| {
+                m.cells
+                    .iter()
+                    .any(|c| c.kind == kasane_manifest::CellKind::Linux)
+            });
         let mut others = Devices::new();
         let added = [
             others.add(Box::new(Root::new())),
@@ -186,6 +203,9 @@ impl Core {
             text,
         };
         let mut system = System::new(kernel, others);
+        if linux_peer.is_some() || wants_linux {
+            system.servants().linux = Some(LinuxRuns::new(linux_peer.is_some()));
+        }
         for (config, server) in started {
             system.add_configured_server(config, server);
         }
@@ -197,6 +217,7 @@ impl Core {
                     .into_boxed_slice(),
                 vec![0u8; core_abi::SERVER_BUFFER_1].into_boxed_slice(),
             ],
+            linux_peer,
         }
     }
 
@@ -252,7 +273,10 @@ impl Core {
             // data, which `reply` keeps alive across the call.
             let received = unsafe { ipc_with_items(utcb, to, FromSpecifier::Any, timeouts) };
             match received {
-                Ok(sender) => self.handle(sender),
+                Ok(sender) => {
+                    self.handle(sender);
+                    let _ = self.pump_linux();
+                }
                 Err(e) if e.phase == microkernel_abi::IpcPhase::Send => {
                     // A client gone (killed by a ctl write it made, say)
                     // is not news; anything else is.
@@ -264,6 +288,11 @@ impl Core {
             }
             drop(reply);
             deferred = self.system.end_pass();
+            // A Linux link revived in that pass may have runs' frames to
+            // send, and answers to take, with nothing else to come.
+            if deferred.is_none() && self.pump_linux() {
+                deferred = self.system.end_pass();
+            }
         }
     }
 
@@ -275,6 +304,12 @@ impl Core {
             // after the poll raises it again), then take a server VM's
             // answer to a posted request, if whole.
             let _ = microkernel_rt::user::interrupt_acknowledge(irq);
+            // The Linux link carries runs and delegated calls besides 9P:
+            // its pump sees a restart, takes them all and polls #M's part.
+            if Some(sender.raw()) == self.linux_peer {
+                let _ = self.pump_linux();
+                return;
+            }
             let mounts = &mut self.system.servants().mount;
             if let Some(link) = mounts.link_of_peer(sender.raw()) {
                 let polled = mounts
@@ -337,6 +372,51 @@ impl Core {
             }
         };
         self.system.handle_process(thread, pid, message);
+    }
+
+    /// Moves `/dev/linux`'s frames: the runs' requests out on the Linux
+    /// link, the agent's answers in (and a 9P answer that came with them
+    /// to `#M`), and a restart of the cell to the runs under way. While
+    /// the link is hung up (its agent booting) the runs' frames wait.
+    /// Whether anything moved.
+    fn pump_linux(&mut self) -> bool {
+        let Some(peer) = self.linux_peer else {
+            return false;
+        };
+        let servants = self.system.servants();
+        let (Some(runs), mounts) = (servants.linux.as_mut(), &mut servants.mount) else {
+            return false;
+        };
+        let Some(link) = mounts.link_of_peer(peer) else {
+            return false;
+        };
+        let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) else {
+            return false;
+        };
+        let outgoing = runs.take_frames();
+        let mut moved = !outgoing.is_empty();
+        let (restarted, failed) = vm.send_runs(outgoing);
+        if restarted {
+            runs.peer_changed();
+        }
+        if let Some(why) = failed {
+            print(format_args!("core: /dev/linux: {why}\n"));
+            runs.peer_changed();
+        }
+        let polled = vm.poll();
+        let mut decoder = bridge_protocol::Decoder::new();
+        for frame in vm.take_runs() {
+            moved = true;
+            if let (_, Some(Ok(frame))) = decoder.feed(&frame) {
+                runs.deliver(frame.request_id, &frame.message);
+            }
+        }
+        match polled {
+            Ok(Some(answer)) => mounts.deliver(link, &answer),
+            Err(what) => mounts.fail_link(link, &what),
+            Ok(None) => return moved || restarted,
+        }
+        true
     }
 
     /// A message from a task server outside a synchronous exchange: the

@@ -17,13 +17,27 @@ use alloc::vec::Vec;
 
 use kasane_mount::Transport;
 use microkernel_rt::user::{cell_info, kernel_info};
-use virtio_link::stream::{Exchanger, StreamLink};
+use virtio_link::bridged::BridgedExchanger;
+use virtio_link::stream::{ExchangeError, Exchanger, StreamLink};
 
 use crate::links::Link;
 use crate::task_server::{TaskServer, ANSWER_LIMIT};
 
 /// `hvm_abi::CellInfo.kind` of a server VM.
 pub const SERVER_VM_KIND: u32 = hvm_abi::CellKindCode::ServerVm as u32;
+
+/// `hvm_abi::CellInfo.kind` of a Linux cell.
+pub const LINUX_KIND: u32 = 2;
+
+/// The name the Linux cell's 9P server is posted under (`/srv/linux`).
+pub const LINUX_SERVER: &str = "linux";
+
+/// The bridge channel id of core's 9P channel to the Linux agent.
+const LINUX_CHANNEL: u32 = 1;
+
+/// Microseconds core waits for a (re)booting Linux agent's Hello before
+/// the first 9P message: a Linux boot takes ~30 s under Bochs.
+const AGENT_LIMIT: u64 = 300_000_000;
 
 /// Most cells core asks hvm about.
 const MAX_CELLS: u32 = 64;
@@ -36,24 +50,131 @@ pub fn peer(index: u32) -> Option<(u32, String, u32)> {
         .map(|(cell, info)| (cell, info.name().to_string(), info.kind))
 }
 
-/// A server VM's link, as `#M`'s transport.
+/// How 9P rides the link: a bare stream (a server VM) or one channel of
+/// the bridge protocol (the Linux agent, docs/linux-bridge.md).
+enum Framing {
+    Stream(Exchanger),
+    Bridged(Box<BridgedExchanger>),
+}
+
+impl Framing {
+    fn new(bridged: bool, generation: Option<u64>) -> Framing {
+        if bridged {
+            Framing::Bridged(Box::new(BridgedExchanger::new(
+                kasane_mount::MSIZE,
+                generation,
+                LINUX_CHANNEL,
+            )))
+        } else {
+            Framing::Stream(Exchanger::new(kasane_mount::MSIZE, generation))
+        }
+    }
+
+    fn generation(&self) -> Option<u64> {
+        match self {
+            Framing::Stream(e) => e.generation(),
+            Framing::Bridged(e) => e.generation(),
+        }
+    }
+
+    fn send(&mut self, link: &mut LinkIo<'_>, frame: &[u8]) -> Result<(), ExchangeError> {
+        match self {
+            Framing::Stream(e) => e.send(link, frame),
+            Framing::Bridged(e) => e.send(link, frame, AGENT_LIMIT),
+        }
+    }
+
+    fn poll(&mut self, link: &mut LinkIo<'_>) -> Result<Option<Vec<u8>>, ExchangeError> {
+        match self {
+            Framing::Stream(e) => e.poll(link),
+            Framing::Bridged(e) => e.poll(link),
+        }
+    }
+
+    fn await_answer(
+        &mut self,
+        link: &mut LinkIo<'_>,
+        answer: &mut [u8],
+    ) -> Result<usize, ExchangeError> {
+        match self {
+            Framing::Stream(e) => e.await_answer(link, answer, ANSWER_LIMIT),
+            Framing::Bridged(e) => e.await_answer(link, answer, ANSWER_LIMIT),
+        }
+    }
+}
+
+/// A server VM's link, or the Linux cell's, as `#M`'s transport.
 pub struct VmServer {
     name: String,
     /// Its cell (for hvm's cell calls).
     pub cell: u32,
     link: Link,
-    exchanger: Exchanger,
+    exchanger: Framing,
+    /// The link generation `/dev/linux`'s runs were last told of.
+    runs_generation: Option<u64>,
+    /// Watches a restarted Linux cell's new agent boot ([`VmServer::ready`]).
+    probe: Option<Box<BridgedExchanger>>,
 }
 
 impl VmServer {
-    /// The transport over `link`, whose peer is server VM `cell`.
-    pub fn new(name: &str, cell: u32, link: Link) -> VmServer {
+    /// The transport over `link`, whose peer is server VM `cell`, or the
+    /// Linux cell's agent if `bridged`.
+    pub fn new(name: &str, cell: u32, link: Link, bridged: bool) -> VmServer {
         VmServer {
             name: String::from(name),
             cell,
-            exchanger: Exchanger::new(kasane_mount::MSIZE, link.generation()),
+            exchanger: Framing::new(bridged, link.generation()),
+            runs_generation: link.generation(),
+            probe: None,
             link,
         }
+    }
+
+    /// Sends the encoded bridge frames of `/dev/linux`'s runs (waiting
+    /// for the agent if it is booting); whether the Linux cell restarted
+    /// since the last call, and why a send failed. Not for a server VM.
+    pub fn send_runs(&mut self, outgoing: Vec<Vec<u8>>) -> (bool, Option<String>) {
+        let Framing::Bridged(exchanger) = &mut self.exchanger else {
+            return (false, None);
+        };
+        let link = &mut LinkIo(&mut self.link);
+        let generation = link.generation();
+        let restarted = generation != self.runs_generation;
+        self.runs_generation = generation;
+        for frame in outgoing {
+            if let Err(error) = exchanger.send_other(link, &frame, AGENT_LIMIT) {
+                return (restarted, Some(explain(true, error)));
+            }
+        }
+        (restarted, None)
+    }
+
+    /// The frames of runs that came, encoded (each [`VmServer::poll`]
+    /// keeps them).
+    pub fn take_runs(&mut self) -> Vec<Vec<u8>> {
+        match &mut self.exchanger {
+            Framing::Bridged(exchanger) => exchanger.take_others(),
+            Framing::Stream(_) => Vec::new(),
+        }
+    }
+
+    fn bridged(&self) -> bool {
+        matches!(self.exchanger, Framing::Bridged(_))
+    }
+
+    /// Why an exchange failed, with the server's name.
+    fn explain(&self, error: ExchangeError) -> String {
+        format!("{}: {}", self.name, explain(self.bridged(), error))
+    }
+}
+
+/// Why an exchange failed: a restarted Linux cell is said as such
+/// (issue 13: what was in flight fails once with `linux cell restarted`).
+fn explain(bridged: bool, error: ExchangeError) -> String {
+    match error {
+        ExchangeError::PeerRestarted if bridged => String::from("linux cell restarted"),
+        ExchangeError::NoAnswer if bridged => String::from("no answer from the linux agent"),
+        error => error.to_string(),
     }
 }
 
@@ -94,8 +215,32 @@ impl VmServer {
                 _ => break,
             }
         }
-        self.exchanger = Exchanger::new(kasane_mount::MSIZE, self.link.generation());
+        self.exchanger = Framing::new(self.bridged(), self.link.generation());
+        self.probe = None;
         Ok(self)
+    }
+
+    /// Whether [`restart`](Self::restart) may go ahead now: always for a
+    /// server VM, and for a Linux cell that still runs (core asks hvm for
+    /// the restart); a Linux cell hvm restarted is ready once its new
+    /// agent said Hello. Never blocks.
+    pub fn ready(&mut self) -> bool {
+        let generation = self.link.generation();
+        if !self.bridged() || generation == self.exchanger.generation() {
+            return true;
+        }
+        // A probe of its own: the exchanger's generation is what
+        // `restart` compares to see that hvm restarted the cell.
+        let probe = self.probe.get_or_insert_with(|| {
+            Box::new(BridgedExchanger::new(
+                kasane_mount::MSIZE,
+                generation,
+                LINUX_CHANNEL,
+            ))
+        });
+        probe
+            .agent_ready(&mut LinkIo(&mut self.link))
+            .unwrap_or(true)
     }
 
     /// Asks hvm to have the server VM perform failure `verb` for real
@@ -142,9 +287,11 @@ impl Transport for VmServer {
     }
 
     fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        let link = &mut LinkIo(&mut self.link);
         self.exchanger
-            .exchange(&mut LinkIo(&mut self.link), frame, answer, ANSWER_LIMIT)
-            .map_err(|error| format!("{}: {error}", self.name))
+            .send(link, frame)
+            .and_then(|()| self.exchanger.await_answer(link, answer))
+            .map_err(|error| self.explain(error))
     }
 
     /// Reads and writes are posted, as on a task server's link: the
@@ -159,13 +306,13 @@ impl Transport for VmServer {
         self.exchanger
             .send(&mut LinkIo(&mut self.link), frame)
             .map(|()| None)
-            .map_err(|error| format!("{}: {error}", self.name))
+            .map_err(|error| self.explain(error))
     }
 
     fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
         self.exchanger
-            .await_answer(&mut LinkIo(&mut self.link), answer, ANSWER_LIMIT)
-            .map_err(|error| format!("{}: {error}", self.name))
+            .await_answer(&mut LinkIo(&mut self.link), answer)
+            .map_err(|error| self.explain(error))
     }
 
     /// The link's interrupt "thread": core's loop receives the interrupt
@@ -180,9 +327,10 @@ impl VmServer {
     /// link's interrupt); never blocks.
     pub fn poll(&mut self) -> Result<Option<Vec<u8>>, String> {
         // Without the name: core's `fail_link` adds it.
+        let bridged = self.bridged();
         self.exchanger
             .poll(&mut LinkIo(&mut self.link))
-            .map_err(|error| error.to_string())
+            .map_err(|error| explain(bridged, error))
     }
 }
 
@@ -275,15 +423,21 @@ impl Transport for ServerLink {
     }
 }
 
-/// Opens every link whose peer is a server VM, for `#M`: (name, transport).
-/// Other links (a Linux cell's) are left alone.
+/// Opens every link whose peer is a server VM, for `#M`: (name,
+/// transport). The first Linux cell's link is the agent's 9P server,
+/// posted as [`LINUX_SERVER`] (docs/linux-bridge.md); other links are
+/// left alone.
 pub fn server_vms(links: Vec<Link>) -> Vec<(String, VmServer)> {
-    let mut servers = Vec::new();
+    let mut servers: Vec<(String, VmServer)> = Vec::new();
     for link in links {
         match peer(link.index) {
             Some((cell, name, SERVER_VM_KIND)) => {
-                let server = VmServer::new(&name, cell, link);
+                let server = VmServer::new(&name, cell, link, false);
                 servers.push((name, server));
+            }
+            Some((cell, _, LINUX_KIND)) if !servers.iter().any(|(n, _)| n == LINUX_SERVER) => {
+                let server = VmServer::new(LINUX_SERVER, cell, link, true);
+                servers.push((String::from(LINUX_SERVER), server));
             }
             _ => drop(link),
         }

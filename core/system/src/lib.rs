@@ -39,6 +39,7 @@ use alloc::vec::Vec;
 
 mod calls;
 mod fds;
+mod linux;
 mod park;
 mod process;
 mod servants;
@@ -48,6 +49,7 @@ mod vm;
 
 pub use fds::{Fd, Fds, MAX_FD};
 pub use kasane_mount::Transport;
+pub use linux::{LinuxRuns, NO_LINUX, RESTARTED as LINUX_RESTARTED, RUN_ID_BASE};
 pub use servants::{BootFiles, ConsoleDevice, Servants, CONS, CONS_INPUT};
 pub use servers::{task_servers, vm_servers, ServerConfig, TaskStart, DEFAULT_RESTART_LIMIT};
 pub use system::System;
@@ -136,4 +138,13 @@ pub trait Kernel {
 
     /// Starts a stopped task server again on a new task.
     fn restart(&mut self, link: Self::Link) -> Result<Self::Link, String>;
+
+    /// Whether a hung-up server can be restarted now; `false` defers the
+    /// restart to a later pass (a Linux cell that hvm restarted and whose
+    /// agent is still booting), so that core serves everyone else while
+    /// it waits. Never blocks.
+    fn ready(&mut self, link: &mut Self::Link) -> bool {
+        let _ = link;
+        true
+    }
 }

@@ -146,7 +146,12 @@ impl<K: Kernel> System<K> {
     /// retried, so a call's cost does not grow with the parked calls.
     pub(crate) fn retry_parked(&mut self) {
         let waits = self.parked.iter().fold(Waits::default(), Waits::with);
-        let piped = !self.servants.pipes.take_wakeups().is_empty();
+        let linux = self
+            .servants
+            .linux
+            .as_mut()
+            .is_some_and(|runs| !runs.take_wakeups().is_empty());
+        let piped = !self.servants.pipes.take_wakeups().is_empty() || linux;
         let mounted = waits.mounted && !self.servants.mount.take_wakeups().is_empty();
         let piped = piped || mounted;
         let woke = core::mem::take(&mut self.woken) || piped;

@@ -18,6 +18,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::linux::LinuxRuns;
 use kasane_mount::{MountDriver, Transport};
 use kasane_servant::dir::{self, EVE};
 use kasane_servant::servants::cons::{Clock, Console};
@@ -43,6 +44,9 @@ pub struct Servants<L> {
     pub proc: Processes,
     /// `#|`, pipes.
     pub pipes: Pipes,
+    /// `#L`, Linux programs (/dev/linux), if the system has a Linux cell
+    /// (or wants one: bare mode answers `no linux cell`).
+    pub linux: Option<LinuxRuns>,
     /// The others (`#R`, `#c`, `#b`...); a letter above shadows one here.
     pub others: Devices,
 }
@@ -57,6 +61,7 @@ impl<L: Transport> Servants<L> {
             env: Environment::new(),
             proc: Processes::new(),
             pipes: Pipes::new(pipe_capacity),
+            linux: None,
             others,
         }
     }
@@ -70,6 +75,7 @@ impl<L: Transport + 'static> ServantTable for Servants<L> {
             'e' => &mut self.env,
             'p' => &mut self.proc,
             '|' => &mut self.pipes,
+            'L' if self.linux.is_some() => self.linux.as_mut().ok_or(Error::NOT_FOUND)?,
             _ => self.others.get_mut(letter)?,
         })
     }

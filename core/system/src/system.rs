@@ -66,6 +66,9 @@ pub struct System<K: Kernel> {
     pub(crate) boot_ns: u32,
     /// Task servers by /srv name, for restarts.
     task_programs: BTreeMap<String, TaskProgram>,
+    /// Hung-up links whose server is not ready for a restart yet (a Linux
+    /// cell still booting: [`Kernel::ready`]); tried again every pass.
+    waiting: Vec<kasane_mount::Dead<K::Link>>,
     next_link: u64,
     /// The first reply of the pass, for the shell's next receive.
     pub(crate) deferred: Option<Reply>,
@@ -114,6 +117,7 @@ impl<K: Kernel> System<K> {
             next_pid: 1,
             boot_ns: 0,
             task_programs: BTreeMap::new(),
+            waiting: Vec::new(),
             next_link: 1,
             deferred: None,
             woken: false,
@@ -242,6 +246,7 @@ impl<K: Kernel> System<K> {
     /// The first namespace: `#R` at `/` with the servants bound in.
     fn boot_namespace(&mut self) -> Result<u32, Error> {
         let has_vm = self.servants.others.get_mut('V').is_ok();
+        let has_linux = self.servants.linux.is_some();
         let mut host = host!(self, 0, 0);
         let root = kasane_namespace::Walker::attach(&mut host, 'R', "")?;
         let mut ns = Ns::new(root);
@@ -257,6 +262,10 @@ impl<K: Kernel> System<K> {
         // #c, so /dev gains the directory `vm`.
         if has_vm {
             binds.push(("#V", "/dev", 2));
+        }
+        // `/dev/linux` (Linux programs) when the system has a Linux cell.
+        if has_linux {
+            binds.push(("#L", "/dev", 2));
         }
         for (new, old, flags) in binds {
             let dot = ns.root_location(&mut host);
@@ -408,7 +417,7 @@ impl<K: Kernel> System<K> {
     /// carries out /proc ctl requests, retries parked calls; the reply for
     /// the shell's next receive.
     pub fn end_pass(&mut self) -> Option<Reply> {
-        if self.gate.take_hang_ups() {
+        if self.gate.take_hang_ups() || !self.waiting.is_empty() {
             self.restart_task_servers();
         }
         self.carry_out_controls();
@@ -469,14 +478,26 @@ impl<K: Kernel> System<K> {
     /// hung up, and what waited on it fails.
     fn restart_task_servers(&mut self) {
         // A server that fails again while its link is revived is dead
-        // again at once: go on until none is (each restart counts).
+        // again at once: go on until none is (each restart counts). One
+        // that is not ready waits for a later pass, and core serves the
+        // others meanwhile.
+        let mut waiting = core::mem::take(&mut self.waiting);
         loop {
-            let dead = self.servants.mount.take_dead();
+            let mut dead = self.servants.mount.take_dead();
+            for dead in &dead {
+                self.kernel
+                    .log(format_args!("core: #M: link hung up: {}\n", dead.reason));
+            }
+            dead.append(&mut waiting);
             if dead.is_empty() {
                 return;
             }
-            for dead in dead {
-                self.restart_task_server(dead);
+            for mut dead in dead {
+                if self.kernel.ready(&mut dead.transport) {
+                    self.restart_task_server(dead);
+                } else {
+                    self.waiting.push(dead);
+                }
             }
         }
     }
@@ -484,8 +505,6 @@ impl<K: Kernel> System<K> {
     fn restart_task_server(&mut self, dead: kasane_mount::Dead<K::Link>) {
         let (link, server) = (dead.link, dead.transport);
         let name = String::from(server.name());
-        self.kernel
-            .log(format_args!("core: #M: link hung up: {}\n", dead.reason));
         let Some(program) = self.task_programs.get_mut(&name) else {
             self.servants.mount.give_up(link);
             return;

@@ -33,6 +33,8 @@ struct Record {
     sent: Vec<Reply>,
     log: Vec<String>,
     restarts: usize,
+    /// Passes a hung-up server is not ready for a restart (`ready`).
+    not_ready: usize,
 }
 
 struct FakeTask {
@@ -98,6 +100,15 @@ impl Kernel for Fake {
 
     fn send(&mut self, reply: &Reply) {
         self.0.borrow_mut().sent.push(reply.clone());
+    }
+
+    fn ready(&mut self, _link: &mut RamLink) -> bool {
+        let mut record = self.0.borrow_mut();
+        if record.not_ready == 0 {
+            return true;
+        }
+        record.not_ready -= 1;
+        false
     }
 
     fn restart(&mut self, mut link: RamLink) -> Result<RamLink, String> {
@@ -728,6 +739,44 @@ fn ramfs_is_on_tmp_from_boot_and_tmp_is_empty_without_it() {
     let mut core = boot();
     let error = core.fails(1, Call::Create, [ORDWR, 0o664, 0], &[b"/tmp/f"]);
     assert_eq!(error, "permission denied");
+}
+
+#[test]
+fn a_server_not_ready_is_restarted_later_and_core_serves_meanwhile() {
+    let mut core = boot();
+    let id = core
+        .system
+        .add_server("ramfs", "ramfs-task", RamLink::new());
+    let srv = core.open(1, "/srv/ramfs", ORDWR);
+    core.ok(1, Call::Mount, [srv, MCREATE, 0], &[b"/n", b""]);
+    core.record.borrow_mut().not_ready = 3;
+    core.system
+        .servants()
+        .mount
+        .transport_mut(id)
+        .unwrap()
+        .broken = true;
+    assert_eq!(
+        core.fails(1, Call::Stat, [0; 3], &[b"/n"]),
+        "i/o on hungup channel"
+    );
+    // Not ready: no restart yet, and other calls are answered.
+    assert_eq!(core.record.borrow().restarts, 0);
+    assert_eq!(core.ok(1, Call::Getpid, [0; 3], &[]).words[0], 1);
+    for _ in 0..3 {
+        core.system.end_pass();
+    }
+    // Ready at last: restarted once, said once, and the mount is back.
+    assert_eq!(core.record.borrow().restarts, 1);
+    let log = core.record.borrow().log.clone();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("core: #M: link hung up"))
+            .count(),
+        1
+    );
+    let fd = core.open(1, "/n", OREAD);
+    assert_eq!(core.read(1, fd, 100), b"");
 }
 
 #[test]

@@ -14,7 +14,9 @@
 //! - [`prelude`]: the `alloc` names every program uses;
 //! - [`args`]: flags as Plan 9's `ARGBEGIN` reads them, and [`usage`];
 //! - [`copy`]: what cp and mv share;
-//! - [`net`]: dial(2)'s `dial`, `announce`, `listen`, `accept` over `/net`.
+//! - [`net`]: dial(2)'s `dial`, `announce`, `listen`, `accept` over `/net`;
+//! - [`linux`]: `linux(nr, args…)`, a Linux system call delegated to the
+//!   Linux cell.
 //!
 //! On the host the library builds too, so that the programs' code is
 //! checked there, but every call fails and a program is a stub that says
@@ -26,6 +28,7 @@ pub extern crate alloc;
 
 pub mod args;
 pub mod copy;
+pub mod linux;
 pub mod net;
 pub mod rt;
 pub mod sys;

@@ -15,6 +15,8 @@
 //! - [`stream`]: 9P over a link: a byte stream cut into messages by their
 //!   size[4], and one synchronous exchange over any `StreamLink`
 //!   (host-tested).
+//! - [`bridged`]: 9P to the Linux agent, one channel in bridge `Ninep`
+//!   frames, waiting for the agent's Hello first (host-tested).
 //! - [`bridge`]: the Linux link's session with the bridge agent (Hello,
 //!   Ping, Uname, the crash and the restarted agent), as a state machine
 //!   over a [`bridge::Port`] (host-tested against a fake agent).
@@ -28,6 +30,7 @@
 extern crate alloc;
 
 pub mod bridge;
+pub mod bridged;
 pub mod console;
 pub mod pci;
 pub mod stream;

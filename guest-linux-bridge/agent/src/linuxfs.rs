@@ -197,7 +197,10 @@ pub fn qid_of(metadata: &Metadata) -> Qid {
     Qid {
         kind: mode.qid_type(),
         version,
-        path: metadata.ino(),
+        // The inode alone repeats across file systems (rootfs's and
+        // procfs's roots are both inode 1), and Kasane's mount table keys
+        // on qid.path: the device is folded into the high bits.
+        path: metadata.ino() ^ metadata.dev().rotate_left(40),
     }
 }
 

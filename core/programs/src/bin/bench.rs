@@ -1,4 +1,4 @@
-//! bench [-n rounds] [-s size] [-g name] [-w name path] [-r name] name path ...: time reads.
+//! bench [-n rounds] [-s size] [-g name] [-l name] [-w name path] [-r name] name path ...: time reads through core.
 //!
 //! For each `name path` pair it opens the file, reads it a few times untimed
 //! (faults, first-touch costs in the servers), then times `rounds`
@@ -18,6 +18,8 @@
 //! - `-w name path` times `rounds` `pwrite`s of `size` bytes at offset 0
 //!   of `path` (which must exist) instead: a write that a durable server
 //!   acknowledges only once it is on its disk (docs/storage.md);
+//! - `-l name` times a Linux `getpid` delegated to the Linux cell
+//!   (`core_user::linux`: core, the link, the agent's proxy, and back);
 //! - `-r name` prints `bench NAME X.YY x`, the first path's median over the
 //!   second's, after all entries.
 //!
@@ -152,6 +154,27 @@ fn null_calls(name: &str, rounds: usize) -> Result<u64, String> {
     Ok(median)
 }
 
+/// Times `rounds` Linux getpid calls delegated to the Linux cell.
+fn linux_calls(name: &str, rounds: usize) -> Result<u64, String> {
+    use core_user::linux::linux;
+    const GETPID: u32 = 39;
+    for _ in 0..WARM_UP {
+        linux(GETPID, &mut []).map_err(|e| format!("{name}: linux getpid: {e}"))?;
+    }
+    let mut samples = vec![0u64; rounds];
+    for sample in samples.iter_mut() {
+        let start = timestamp();
+        let pid = linux(GETPID, &mut []);
+        let end = timestamp();
+        pid.map_err(|e| format!("{name}: linux getpid: {e}"))?;
+        *sample = end.wrapping_sub(start);
+    }
+    let (median, min, max) = summary(&mut samples);
+    println!("bench {name} {median} cycles");
+    println!("# {name}: min {min} max {max} over {rounds} delegated linux getpid calls");
+    Ok(median)
+}
+
 fn number(option: &str, value: Option<&String>, least: usize) -> Result<usize, String> {
     value
         .and_then(|v| v.parse().ok())
@@ -181,6 +204,10 @@ fn run(argv: &[String]) -> Result<(), String> {
                 let name = args.next().ok_or("bench: -g wants a name")?;
                 null_calls(name, rounds)?;
             }
+            "-l" => {
+                let name = args.next().ok_or("bench: -l wants a name")?;
+                linux_calls(name, rounds)?;
+            }
             name => {
                 let path = args
                     .next()
@@ -209,6 +236,7 @@ fn main(argv: Vec<String>) -> Result<(), String> {
         return Err(
             "usage: bench [-n rounds] [-s size] [-g name] [-w name path] [-r name] name path ..."
                 .into(),
+            "usage: bench [-n rounds] [-s size] [-g name] [-l name] [-r name] name path ...".into(),
         );
     }
     run(&argv[1..]).inspect_err(|e| eprintln!("bench: FAIL {e}"))

@@ -194,6 +194,10 @@ impl Kernel for Microkernel {
         }
     }
 
+    fn ready(&mut self, link: &mut ServerLink) -> bool {
+        link.vm().is_none_or(|server| server.ready())
+    }
+
     fn restart(&mut self, link: ServerLink) -> Result<ServerLink, String> {
         match link {
             ServerLink::Task(server) => server

@@ -1,13 +1,18 @@
 //! kasane-initramfs: pack the bridge agent and virtio modules into a cpio.
 //!
 //! Usage: kasane-initramfs --kernel DIR --agent FILE --output FILE
-//!        [--module NAME]...
+//!        [--module NAME]... [--busybox FILE]
 //!
 //! `--kernel` is a directory as `fetch-kernel` prints it: a `release` file
 //! and `lib/modules/<release>/`. The archive holds `/init` (the agent),
 //! `/dev/console`, mount points for devtmpfs, proc and sysfs, the modules
 //! named (default: virtio_pci and virtio_console) with everything they
-//! depend on, and a `modules.dep` for just those.
+//! depend on, and a `modules.dep` for just those. With `--busybox` (a
+//! static busybox, Debian's `busybox-static`) it also holds `/bin/busybox`
+//! with links for the programs `lx` runs from Kasane ([`APPLETS`]), `/tmp`,
+//! and an `/etc/passwd` and `/etc/group` that name uid and gid 0 `eve`:
+//! the agent's 9P server checks permissions by user name, and Kasane's
+//! user is eve, Plan 9's host owner, as root is Linux's.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,14 +23,20 @@ use bridge_initramfs::modules::{modules_dep, ModuleTree};
 
 const DEFAULT_MODULES: [&str; 2] = ["virtio_pci", "virtio_console"];
 
-const USAGE: &str =
-    "usage: kasane-initramfs --kernel DIR --agent FILE --output FILE [--module NAME]...";
+const USAGE: &str = "usage: kasane-initramfs --kernel DIR --agent FILE --output FILE [--module NAME]... [--busybox FILE]";
+
+/// The busybox programs linked in `/bin`.
+const APPLETS: [&str; 24] = [
+    "sh", "cat", "echo", "uname", "ls", "wc", "true", "false", "sleep", "mkdir", "rm", "cp", "mv",
+    "head", "tail", "grep", "sed", "sort", "env", "pwd", "id", "date", "od", "yes",
+];
 
 struct Options {
     kernel: PathBuf,
     agent: PathBuf,
     output: PathBuf,
     modules: Vec<String>,
+    busybox: Option<PathBuf>,
 }
 
 fn parse(arguments: &[String]) -> Result<Options, String> {
@@ -33,6 +44,7 @@ fn parse(arguments: &[String]) -> Result<Options, String> {
     let mut agent = None;
     let mut output = None;
     let mut modules = Vec::new();
+    let mut busybox = None;
     let mut rest = arguments.iter();
     while let Some(flag) = rest.next() {
         if flag == "--help" || flag == "-h" {
@@ -46,6 +58,7 @@ fn parse(arguments: &[String]) -> Result<Options, String> {
             "--agent" => agent = Some(PathBuf::from(value)),
             "--output" => output = Some(PathBuf::from(value)),
             "--module" => modules.push(value.clone()),
+            "--busybox" => busybox = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
@@ -54,6 +67,7 @@ fn parse(arguments: &[String]) -> Result<Options, String> {
         kernel: kernel.ok_or_else(|| missing("--kernel"))?,
         agent: agent.ok_or_else(|| missing("--agent"))?,
         output: output.ok_or_else(|| missing("--output"))?,
+        busybox,
         modules: if modules.is_empty() {
             DEFAULT_MODULES
                 .iter()
@@ -112,6 +126,27 @@ fn build(options: &Options) -> Result<String, String> {
     archive.directory("proc", 0o555).map_err(cpio)?;
     archive.directory("sys", 0o555).map_err(cpio)?;
     archive.file("init", 0o755, &agent).map_err(cpio)?;
+    if let Some(path) = &options.busybox {
+        let busybox = read(path, "busybox")?;
+        if busybox.get(..4) != Some(b"\x7fELF") {
+            return Err(format!("{} is not an ELF executable", path.display()));
+        }
+        archive.directory("bin", 0o755).map_err(cpio)?;
+        archive.file("bin/busybox", 0o755, &busybox).map_err(cpio)?;
+        for applet in APPLETS {
+            archive
+                .symbolic_link(&format!("bin/{applet}"), "busybox")
+                .map_err(cpio)?;
+        }
+        archive.directory("tmp", 0o1777).map_err(cpio)?;
+        archive.directory("etc", 0o755).map_err(cpio)?;
+        archive
+            .file("etc/passwd", 0o644, b"eve:x:0:0:host owner:/:/bin/sh\n")
+            .map_err(cpio)?;
+        archive
+            .file("etc/group", 0o644, b"eve:x:0:eve\n")
+            .map_err(cpio)?;
+    }
     let module_root = format!("lib/modules/{release}");
     archive.directories(&module_root, 0o755).map_err(cpio)?;
     for module in &modules {

@@ -1,0 +1,180 @@
+//! Linux as a peer of Kasane's namespace (issue 13), under hvm in Bochs.
+//!
+//! `images/manifests/linux-peer.toml` runs core beside the Debian cloud
+//! kernel with the bridge agent (and busybox) in its initramfs; core
+//! drives the Linux link itself. `images/scripts/linux-peer` then, in one
+//! boot:
+//!
+//! - mounts `/srv/linux` (the agent's 9P server) on /n: reads
+//!   `/proc/version`, writes a file, appends to it, counts its lines and
+//!   lists the Linux root;
+//! - runs Linux programs with `lx` (`/dev/linux`): `uname -r`, a shell's
+//!   arithmetic with an empty `$status`, a failing command's stderr and
+//!   `exit 3`, `lx uname -a | wc -l`, `lx cat` fed from a Kasane pipe, the
+//!   Kasane-written file read by Linux's `cat` and a Linux-written file
+//!   read through /n, a program that does not exist;
+//! - delegates system calls with `linux()` (`linuxcalls`): uname, openat
+//!   and read of the Kasane-written file, write and read back, getdents64,
+//!   getpid twice in one proxy, and call 999 refused;
+//! - times `bench linux_delegated_getpid_cycles` and
+//!   `bench read_4k_linux_9p_cycles`;
+//! - crashes the Linux kernel from inside an `lx` program: the program
+//!   fails once with `linux cell restarted`, Kasane's ramfs is untouched
+//!   and a loop on it keeps counting while the new agent boots (core
+//!   waits for it without blocking anyone), hvm restarts the cell from
+//!   its pristine image, `#M` recovers the mount, and then `lx`, `/n` and
+//!   `linux()` work again.
+//!
+//! `linux-bare.toml` boots the same system in QEMU without VT-x: there is
+//! no Linux cell, and `lx`, `linux()` and `/dev/linux` say `no linux
+//! cell`.
+//!
+//! Both boot an emulator (Bochs for minutes), so they are `#[ignore]`d in
+//! a plain `cargo test`: `cargo test -p kasane-tests --test linuxpeer --
+//! --include-ignored`.
+
+use kasane_run::Emulator;
+use kasane_tests::Line::{Is, Pattern, StartsWith};
+use kasane_tests::{
+    assert_clean, assert_lines_in_order, assert_no_line_contains, assert_output_between,
+    boot_manifest,
+};
+
+fn bench(transcript: &str, name: &str) -> u64 {
+    let prefix = format!("bench {name} ");
+    let line = transcript
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line:\n{transcript}"));
+    let mut words = line[prefix.len()..].split_whitespace();
+    let value = words.next().and_then(|v| v.parse().ok());
+    assert_eq!(words.next(), Some("cycles"), "{line}");
+    value.unwrap_or_else(|| panic!("not a number: {line}"))
+}
+
+const LINUXCALLS: [kasane_tests::Line<'static>; 7] = [
+    StartsWith("linuxcalls: uname Linux 6.1.0-"),
+    Is("linuxcalls: openat+read /kasane.txt: written from kasane"),
+    Is("appended"),
+    Is("linuxcalls: write+read /tmp/delegated: 31 bytes, the same"),
+    Is("linuxcalls: getdents64 /: bin dev etc init kasane.txt lib proc root sys tmp"),
+    Is("linuxcalls: getpid: one proxy for this process"),
+    Is("linuxcalls: call 999 refused: linux system call 999 is not delegated (see docs/linux-bridge.md)"),
+];
+
+#[test]
+#[ignore = "boots Bochs with a Linux cell (minutes); run/test runs it"]
+fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
+    let boot = boot_manifest("linux-peer", Emulator::Bochs, 1200);
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("hvm: vmx=on ept=on ug=on vpid=on preemption-timer=on cells=2 tsc=200MHz"),
+            Is("core: server linux: vm, /srv/linux, /proc/9002"),
+            Is("-- linux 9P"),
+            Is("ramfs"),
+            Is("linux"),
+            StartsWith("linux| kasane-agent: ready release=6.1.0-"),
+            StartsWith("Linux version 6.1.0-"),
+            Is("written from kasane"),
+            Is("      2 /n/kasane.txt"),
+            Is("bin"),
+            Is("kasane.txt"),
+            Is("tmp"),
+            Is("-- lx"),
+        ],
+    );
+    assert_output_between(
+        &boot,
+        "-- lx",
+        "-- linux()",
+        &[
+            StartsWith("6.1.0-"),
+            Is("42"),
+            Is("status is "),
+            Is("to stderr"),
+            Is("status is exit 3"),
+            Is("      1"),
+            Is("from a kasane pipe"),
+            Is("written from kasane"),
+            Is("appended"),
+            Is("written by linux"),
+            Is("lx: cannot run /no/such/program: No such file or directory (os error 2)"),
+            Is("status is lx: cannot run /no/such/program: No such file or directory (os error 2)"),
+            Is("clone"),
+            Is("syscall"),
+        ],
+    );
+    assert_output_between(&boot, "-- linux()", "-- bench", &LINUXCALLS);
+    let mut after = vec![
+        Is("-- crash"),
+        Pattern("*Kernel panic - not syncing: sysrq triggered crash"),
+        StartsWith("hvm: cell 1 (linux) failed: reset requested"),
+        Is("hvm: cell 1 (linux) restarted (restart 1 of 2)"),
+        Is("core: #M: link hung up: linux: linux cell restarted"),
+        // The run in flight fails at once; core serves on while the new
+        // agent boots.
+        Is("lx: linux cell restarted"),
+        Is("status is lx: linux cell restarted"),
+        Is("kept"),
+        Is("-- after the restart"),
+        StartsWith("linux| kasane-agent: ready release=6.1.0-"),
+        Is("core: server linux restarted (restart 1 of 5)"),
+        StartsWith("6.1.0-"),
+        Is("status is "),
+        Is("bin"),
+        Is("init"),
+        Is("tmp"),
+        Is("written from kasane"),
+        Is("appended"),
+    ];
+    after.extend(LINUXCALLS);
+    after.extend([Is("-- end"), Is("core: init exited: ''")]);
+    assert_lines_in_order(&boot, &after);
+    assert_no_line_contains(&boot, "PANIC");
+    assert_clean(&boot);
+    let transcript = &boot.transcript;
+    // The ramfs loop kept counting while the Linux cell was down.
+    let lines: Vec<&str> = transcript.lines().collect();
+    let at = |wanted: &str| {
+        lines
+            .iter()
+            .position(|l| *l == wanted)
+            .unwrap_or_else(|| panic!("no line {wanted:?}:\n{transcript}"))
+    };
+    let down = at("core: #M: link hung up: linux: linux cell restarted");
+    let up = at("core: server linux restarted (restart 1 of 5)");
+    let ticks = lines[down..up]
+        .iter()
+        .filter(|l| l.starts_with("tick "))
+        .count();
+    assert!(ticks >= 3, "{ticks} ticks while the Linux cell was down");
+    for line in transcript.lines().filter(|l| l.starts_with("bench ")) {
+        println!("{line}");
+    }
+    let getpid = bench(transcript, "linux_delegated_getpid_cycles");
+    assert!(getpid > 0 && getpid < 1_000_000, "{getpid}");
+    let read = bench(transcript, "read_4k_linux_9p_cycles");
+    assert!(read > 0 && read < 5_000_000, "{read}");
+}
+
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_bare_mode_has_no_linux_cell() {
+    let boot = boot_manifest("linux-bare", Emulator::Qemu, 180);
+    assert_output_between(
+        &boot,
+        "-- bare",
+        "-- end",
+        &[
+            Is("clone"),
+            Is("syscall"),
+            Is("lx: no linux cell"),
+            Is("status is lx: no linux cell"),
+            Is("status is no linux cell"),
+            Is("mount: can't open /srv/linux: '/srv/linux' file does not exist"),
+            Is("status is mount: can't open /srv/linux: '/srv/linux' file does not exist"),
+        ],
+    );
+    assert_clean(&boot);
+}
