@@ -234,9 +234,8 @@ fn run(argv: &[String]) -> Result<(), String> {
 fn main(argv: Vec<String>) -> Result<(), String> {
     if argv.len() < 2 {
         return Err(
-            "usage: bench [-n rounds] [-s size] [-g name] [-w name path] [-r name] name path ..."
+            "usage: bench [-n rounds] [-s size] [-g name] [-l name] [-w name path] [-r name] name path ..."
                 .into(),
-            "usage: bench [-n rounds] [-s size] [-g name] [-l name] [-r name] name path ...".into(),
         );
     }
     run(&argv[1..]).inspect_err(|e| eprintln!("bench: FAIL {e}"))
