@@ -71,12 +71,20 @@ impl Host for CoreHost {
             OpenHow::Read => sys::open(path, core_abi::OREAD)?,
             OpenHow::ReadWrite => sys::open(path, core_abi::ORDWR)?,
             OpenHow::Write => sys::create(path, core_abi::OWRITE, 0o666)?,
+            // Plan 9's rc creates the file when the open fails for any
+            // reason; a create of a file that exists truncates it, so an
+            // open that failed for another reason (a server restarting
+            // under it) would lose what the file held. Create only a file
+            // that is not there.
             OpenHow::Append => match sys::open(path, core_abi::OWRITE) {
                 Ok(fd) => {
                     sys::seek(fd, 0, core_abi::SEEK_END)?;
                     fd
                 }
-                Err(_) => sys::create(path, core_abi::OWRITE, 0o666)?,
+                Err(e) if e.contains("does not exist") => {
+                    sys::create(path, core_abi::OWRITE, 0o666)?
+                }
+                Err(e) => return Err(e),
             },
         };
         Ok(HostFd(fd))
