@@ -64,6 +64,15 @@ pub enum Request {
         /// The task to destroy.
         task: TaskId,
     },
+    /// `space_control(GrantPorts)`, checked by `device::PortGrants`.
+    SpaceGrantPorts {
+        /// The task that gets the ports.
+        task: TaskId,
+        /// The first port.
+        first: u64,
+        /// How many.
+        count: u64,
+    },
     /// `exchange_registers`.
     ExchangeRegisters {
         /// The thread.
@@ -203,6 +212,11 @@ pub fn decode(number: u64, arguments: [u64; 6]) -> Result<Request, Error> {
             SpaceControlOperation::Create => Request::SpaceCreate,
             SpaceControlOperation::Destroy => Request::SpaceDestroy {
                 task: task_argument(second)?,
+            },
+            SpaceControlOperation::GrantPorts => Request::SpaceGrantPorts {
+                task: task_argument(second)?,
+                first: third,
+                count: fourth,
             },
         },
         Syscall::ExchangeRegisters => {
