@@ -14,7 +14,10 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
     ("hello", &["hello"]),
     ("ktest", &["ktest"]),
     ("core-server", &["core"]),
-    ("runtime-task", &["ramfs-task", "faulty-task", "net-task", "fatfs-task"]),
+    (
+        "runtime-task",
+        &["ramfs-task", "faulty-task", "net-task", "fatfs-task"],
+    ),
     (
         "runtime-vm",
         &["ramfs-vm", "hostile-vm", "net-vm", "vm-probe", "fatfs-vm"],
