@@ -372,6 +372,19 @@ mod tests {
         assert_eq!(decode(1, [2, 0, 0, 0, 0, 0]), Err(Error::InvalidArgument));
         assert_eq!(decode(2, [0; 6]), Ok(Request::SpaceCreate));
         assert_eq!(decode(2, [1, 0, 0, 0, 0, 0]), Err(Error::NoSuchTask));
+        assert_eq!(
+            decode(2, [2, task, 0x170, 8, 0, 0]),
+            Ok(Request::SpaceGrantPorts {
+                task: TaskId::new(1, 1).unwrap(),
+                first: 0x170,
+                count: 8,
+            })
+        );
+        assert_eq!(decode(2, [2, 0, 0x170, 8, 0, 0]), Err(Error::NoSuchTask));
+        assert_eq!(
+            decode(2, [3, task, 0, 0, 0, 0]),
+            Err(Error::InvalidArgument)
+        );
     }
 
     #[test]
