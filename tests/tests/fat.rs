@@ -18,8 +18,9 @@
 //! and Bochs under hvm): the same server as a task of cell 0, the
 //! channel's ports granted to that task alone by the microkernel, runs
 //! the same session without the VM's crash injection
-//! (`images/scripts/fat-task`), times its 4 KB read beside ramfs's, and
-//! the host checks the image the same way.
+//! (`images/scripts/fat-task`), times its 4 KB read beside ramfs's, is
+//! restarted (a new task, granted the ports again), and the host checks
+//! the image the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -342,13 +343,21 @@ fn task_session(name: &str, emulator: Emulator, timeout: u64) -> Vec<String> {
             Pattern("bench ramfs_task_read_4k_cycles * cycles"),
             Pattern("bench fat_task_vs_ramfs_read_4k_ratio * x"),
             Pattern("bench fat_task_write_4k_cycles * cycles"),
+            Is("-- fat: restart"),
+            Is("core: server fat: injecting crash"),
+            StartsWith("core: #M: link hung up: fat: "),
+            // The new task identified the disk: its ports were granted again.
+            Pattern("fatfs: ata1: 20160 sectors*, model *"),
+            Is("core: server fat restarted (restart 1 of 5)"),
+            Is("hello from kasane"),
+            Is("appended line"),
             Is("-- fat: done"),
         ],
     );
     assert_no_line_contains(&boot, "fat: disk i/o error");
     assert_no_line_contains(&boot, "fat: corrupt");
     assert_no_line_contains(&boot, "bench: FAIL");
-    assert_no_line_contains(&boot, "restarted");
+    assert_no_line_contains(&boot, "restart 2");
     assert_clean(&boot);
     assert_session_changes_on_disk(&disk);
     boot.transcript
