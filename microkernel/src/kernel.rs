@@ -766,6 +766,8 @@ impl Kernel {
                 }
                 self.port_grants
                     .grant(root, self.root_task, task, first, count)?;
+                // The task may be the one whose grants are loaded.
+                arch::device_bitmap_changed();
                 Ok([0; 6])
             }
             Request::ExchangeRegisters {
