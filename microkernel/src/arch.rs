@@ -14,6 +14,9 @@
 
 use core::arch::{asm, global_asm};
 
+use microkernel_abi::TaskId;
+use microkernel_core::device::{PortGrants, FULL_BITMAP_BYTES};
+
 /// Kernel code selector.
 pub const KERNEL_CODE: u16 = 0x08;
 /// Kernel data selector.
@@ -253,13 +256,31 @@ pub const ERROR_VECTOR: u8 = 39;
 /// went through the local APIC, so it gets no EOI.
 pub const LINK_VECTOR: u8 = microkernel_abi::boot::LINK_INTERRUPT_BASE;
 
-/// Bytes of the I/O permission bitmap: ports 0..0xD00, the highest the
-/// root task may use being the PCI configuration ports 0xCF8..0xCFF.
+/// Bytes of the root task's I/O permission bitmap: ports 0..0xD00, the
+/// highest it may use being the PCI configuration ports 0xCF8..0xCFF.
 const IO_BITMAP_BYTES: usize = 0xD00 / 8;
-/// The I/O bitmap's offset in the TSS, when the running task has one.
-const IO_BITMAP_OFFSET: u16 = 104;
+/// The device owner's bitmap's offset in the TSS: it comes first and
+/// covers all 65 536 ports, so no port of a device owner indexes past it
+/// into the root task's (whose first byte, all ones, is the byte the CPU
+/// may read past its end).
+const DEVICE_BITMAP_OFFSET: u16 = 104;
+/// The root task's bitmap's offset in the TSS.
+const IO_BITMAP_OFFSET: u16 = DEVICE_BITMAP_OFFSET + FULL_BITMAP_BYTES as u16;
 /// An offset past the TSS limit: no bitmap, every port faults at CPL 3.
 const NO_IO_BITMAP: u16 = core::mem::size_of::<TaskStateSegment>() as u16;
+/// The task whose grants the device bitmap holds (raw id; 0 is no task).
+static mut DEVICE_BITMAP_TASK: u64 = 0;
+
+/// Which I/O permission bitmap a thread runs with.
+#[derive(Clone, Copy)]
+pub enum IoPorts<'a> {
+    /// None: every port faults.
+    Closed,
+    /// The root task's: the PCI configuration ports.
+    Pci,
+    /// A task's granted ports (`space_control(GrantPorts)`).
+    Granted(TaskId, &'a PortGrants),
+}
 
 #[repr(C, packed)]
 struct TaskStateSegment {
@@ -272,6 +293,8 @@ struct TaskStateSegment {
     iomap_base: u16,
     /// SDM Vol. 1 19.5.2 "I/O Permission Bit Map": a clear bit lets CPL 3
     /// use the port (IOPL stays 0); the byte after it must be all ones.
+    /// The running device owner's ports; all closed until one runs.
+    device_bitmap: [u8; FULL_BITMAP_BYTES],
     io_bitmap: [u8; IO_BITMAP_BYTES],
     io_bitmap_end: u8,
 }
@@ -284,6 +307,13 @@ const fn io_bitmap() -> [u8; IO_BITMAP_BYTES] {
     bitmap
 }
 
+/// Forgets which task's grants the device bitmap holds, after a grant
+/// was revoked, so that the next device owner reloads it.
+pub fn device_bitmap_changed() {
+    // SAFETY: single CPU, interrupts off in the kernel.
+    unsafe { DEVICE_BITMAP_TASK = 0 };
+}
+
 static mut TSS: TaskStateSegment = TaskStateSegment {
     reserved0: 0,
     rsp: [0; 3],
@@ -292,6 +322,7 @@ static mut TSS: TaskStateSegment = TaskStateSegment {
     reserved2: 0,
     reserved3: 0,
     iomap_base: NO_IO_BITMAP,
+    device_bitmap: [0xFF; FULL_BITMAP_BYTES],
     io_bitmap: io_bitmap(),
     io_bitmap_end: 0xFF,
 };
@@ -425,8 +456,8 @@ pub unsafe fn init(stack_top: u64) {
 }
 
 /// Makes `context` the one entry stubs save into and `return_to_user`
-/// loads, and switches GS base (the UTCB), the I/O bitmap (`io_ports`:
-/// the PCI configuration ports open, for the root task) and, if needed,
+/// loads, and switches GS base (the UTCB), the I/O bitmap (`io`: the
+/// thread's task's, reloaded when another device owner ran last) and, if needed,
 /// CR3 (`cr3` is what to load: `paging::cr3_load_value` of the space's
 /// root and PCID).
 ///
@@ -434,7 +465,7 @@ pub unsafe fn init(stack_top: u64) {
 /// `context` must stay valid (boxed in its thread) until the next call;
 /// `cr3` must be a complete address space with the kernel half mapped.
 #[inline(always)]
-pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64, io_ports: bool) {
+pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64, io: IoPorts) {
     let top = context as u64 + core::mem::size_of::<Context>() as u64;
     // SAFETY: single CPU, interrupts off in the kernel; see above. The CPU
     // reads the bitmap offset from the TSS at every I/O instruction (SDM
@@ -446,10 +477,17 @@ pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64,
         CURRENT_CONTEXT_TOP = top;
         RESUME_CONTEXT = context as u64;
         TSS.rsp[0] = top;
-        TSS.iomap_base = if io_ports {
-            IO_BITMAP_OFFSET
-        } else {
-            NO_IO_BITMAP
+        TSS.iomap_base = match io {
+            IoPorts::Closed => NO_IO_BITMAP,
+            IoPorts::Pci => IO_BITMAP_OFFSET,
+            IoPorts::Granted(task, grants) => {
+                if DEVICE_BITMAP_TASK != task.raw() {
+                    let bitmap = &raw mut TSS.device_bitmap;
+                    grants.load_bitmap(task, &mut *bitmap);
+                    DEVICE_BITMAP_TASK = task.raw();
+                }
+                DEVICE_BITMAP_OFFSET
+            }
         };
         let current: u64;
         asm!("mov {}, cr3", out(reg) current, options(nomem, nostack));

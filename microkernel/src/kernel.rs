@@ -21,7 +21,7 @@ use microkernel_abi::{
     Rights, TagFlags, TaskId, ThreadId, Timeout, Timeouts, EXCEPTION_LABEL, INTERRUPT_LABEL,
     PAGE_FAULT_LABEL,
 };
-use microkernel_core::device::{check_hvm_call, check_window, HvmForward, HVM_SUCCESS};
+use microkernel_core::device::{check_hvm_call, check_window, HvmForward, PortGrants, HVM_SUCCESS};
 use microkernel_core::ipc::{IpcEngine, IpcRequest, IpcResult, Outcome, Transfer, Wakeup};
 use microkernel_core::mapping::{Change, MappingDatabase};
 use microkernel_core::scheduler::RunQueues;
@@ -31,7 +31,7 @@ use microkernel_core::transfer::{plan, plan_one_string, Action, ReceiveTargets};
 use microkernel_core::user_address::UserRange;
 use spin::Mutex;
 
-use crate::arch::{self, Context, SYSCALL_VECTOR};
+use crate::arch::{self, Context, IoPorts, SYSCALL_VECTOR};
 use crate::memory::{phys_to_virt, FramePool, PAGE};
 use crate::paging::{user_page_pointer, AddressSpace};
 use crate::{apic, console, kprintln, loader};
@@ -63,6 +63,17 @@ pub struct Thread {
     /// While the kernel runs a page-fault or exception IPC on the thread's
     /// behalf: its real user registers, restored when the pager replies.
     fault: Option<Box<Context>>,
+}
+
+/// The I/O bitmap `thread` runs with.
+fn io_ports<'a>(thread: &Thread, grants: &'a PortGrants) -> IoPorts<'a> {
+    if thread.io_ports {
+        IoPorts::Pci
+    } else if grants.holds(thread.task) {
+        IoPorts::Granted(thread.task, grants)
+    } else {
+        IoPorts::Closed
+    }
 }
 
 impl Thread {
@@ -160,6 +171,8 @@ pub struct Kernel {
     ticks: u64,
     interrupts: [InterruptLine; INTERRUPT_LINES],
     platform: Platform,
+    /// I/O ports the root task opened to other tasks.
+    port_grants: PortGrants,
 }
 
 /// The kernel, once booted.
@@ -622,6 +635,10 @@ impl Kernel {
         if let Some(removed) = self.objects.tasks.remove(task) {
             removed.space.destroy(&mut self.objects.pool);
         }
+        if self.port_grants.holds(task) {
+            self.port_grants.revoke(task);
+            arch::device_bitmap_changed();
+        }
     }
 
     /// Handles a system call from `caller`.
@@ -741,6 +758,16 @@ impl Kernel {
                     return Err(Error::NoSuchTask);
                 }
                 self.destroy_task(task);
+                Ok([0; 6])
+            }
+            Request::SpaceGrantPorts { task, first, count } => {
+                if root && !self.objects.tasks.contains(task) {
+                    return Err(Error::NoSuchTask);
+                }
+                self.port_grants
+                    .grant(root, self.root_task, task, first, count)?;
+                // The task may be the one whose grants are loaded.
+                arch::device_bitmap_changed();
                 Ok([0; 6])
             }
             Request::ExchangeRegisters {
@@ -1208,7 +1235,7 @@ impl Kernel {
                 context,
                 receiver.space_root,
                 receiver.utcb_address,
-                receiver.io_ports,
+                io_ports(receiver, &self.port_grants),
             )
         };
         self.current = Some(to);
@@ -1288,7 +1315,9 @@ impl Kernel {
         let context: *mut Context = &mut *thread.context;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; the space has the kernel half.
-        unsafe { arch::set_current_context(context, root, thread.utcb_address, thread.io_ports) };
+        let io = io_ports(thread, &self.port_grants);
+        // SAFETY: as above.
+        unsafe { arch::set_current_context(context, root, thread.utcb_address, io) };
         self.current = Some(id);
         true
     }
@@ -1419,6 +1448,7 @@ pub fn boot(
         ticks: 0,
         interrupts: [InterruptLine::NONE; INTERRUPT_LINES],
         platform,
+        port_grants: PortGrants::new(),
     };
     let thread = kernel
         .create_thread(root_task, ThreadId::NIL, root_boot::ROOT_UTCB)

@@ -143,7 +143,10 @@ impl Core {
                 share,
             );
             let identity = index as u64;
-            match TaskServer::start(name, identity, elf, image, me, pool, &mut arena, &mut text) {
+            let ports = config.ports.clone();
+            match TaskServer::start(
+                name, identity, elf, image, ports, me, pool, &mut arena, &mut text,
+            ) {
                 Ok(server) => started.push((config, ServerLink::Task(server))),
                 Err(e) => print(format_args!("core: task server {name}: {e}\n")),
             }

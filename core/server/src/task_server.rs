@@ -17,6 +17,7 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use core_abi::layout::{STACK_TOP, UTCB};
 use kasane_mount::Transport;
@@ -28,7 +29,8 @@ use microkernel_abi::{
 use microkernel_rt::console::print;
 use microkernel_rt::frames::FrameBitmap;
 use microkernel_rt::user::{
-    current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy, thread_create,
+    current_utcb, exchange_registers, ipc_with_items, space_create, space_destroy,
+    space_grant_ports, thread_create,
 };
 use microkernel_rt::utcb::ReceiveTargets;
 use task_link::layout::{SERVER_IMAGE, SERVER_IMAGE_SIZE};
@@ -87,6 +89,8 @@ pub struct TaskServer {
     /// The image it starts from (a tar boot module), mapped at
     /// `SERVER_IMAGE` at every start.
     image: Option<&'static [u8]>,
+    /// I/O ports `(first, count)` granted to its task at every start.
+    ports: Vec<(u16, u16)>,
     thread: ThreadId,
     task: TaskId,
     memory: Memory,
@@ -94,15 +98,17 @@ pub struct TaskServer {
 }
 
 impl TaskServer {
-    /// Loads `elf` into a new task paged from `pool`, starts it and waits
-    /// for its ready message (`task_link`). `identity` tells this
-    /// server program's text apart from every other program's.
+    /// Loads `elf` into a new task paged from `pool`, grants it `ports`
+    /// (its devices'), starts it and waits for its ready message
+    /// (`task_link`). `identity` tells this server program's text apart
+    /// from every other program's.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         name: &str,
         identity: u64,
         elf: &'static [u8],
         image: Option<&'static [u8]>,
+        ports: Vec<(u16, u16)>,
         me: ThreadId,
         mut pool: Box<FrameBitmap>,
         arena: &mut FrameBitmap,
@@ -118,6 +124,13 @@ impl TaskServer {
         }
         memory.set_arguments(&mut pool, me.raw(), 0, &argv)?;
         let task = space_create().map_err(|e| format!("space_create: {e:?}"))?;
+        for &(first, count) in &ports {
+            if let Err(e) = space_grant_ports(task, first, count) {
+                let _ = space_destroy(task);
+                memory.release(&mut pool);
+                return Err(format!("ports {first:#x}+{count}: {e:?}"));
+            }
+        }
         // SAFETY: the task is new and not core's own; core is its pager.
         let thread = unsafe { thread_create(task, me, UTCB) }
             .map_err(|e| format!("thread_create: {e:?}"))?;
@@ -126,6 +139,7 @@ impl TaskServer {
             identity,
             elf,
             image,
+            ports,
             thread,
             task,
             memory,
@@ -326,6 +340,7 @@ impl TaskServer {
             self.identity,
             self.elf,
             self.image,
+            self.ports,
             me,
             self.pool,
             arena,

@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub restart: bool,
     /// Most restarts.
     pub restart_limit: u32,
+    /// I/O ports `(first, count)` of its devices (the manifest's
+    /// `devices`), granted to its task alone; empty for a server VM,
+    /// whose cell hvm gives them.
+    pub ports: Vec<(u16, u16)>,
 }
 
 /// A server core starts as a task: its entry, and the name of its image
@@ -71,8 +75,15 @@ pub fn task_servers(bytes: &[u8], drives_server_vms: bool) -> (Vec<TaskStart>, V
                 server.name
             ));
         }
+        let ports = server
+            .devices
+            .iter()
+            .filter_map(|name| kasane_manifest::device(name))
+            .flat_map(|device| device.ports.iter().copied())
+            .collect();
         let config = ServerConfig {
             module: task_module(&server.program),
+            ports,
             mount: server.mount,
             mount_flags: server.mount_flags,
             restart: server.on_failure == OnFailure::Restart,
@@ -100,6 +111,7 @@ pub fn vm_servers(bytes: &[u8]) -> Vec<ServerConfig> {
         .filter(|server| server.placement == Placement::Vm)
         .map(|server| ServerConfig {
             module: vm_module(&server.program),
+            ports: Vec::new(),
             mount: server.mount,
             mount_flags: server.mount_flags,
             restart: server.on_failure == OnFailure::Restart,
@@ -120,6 +132,7 @@ impl ServerConfig {
             mount_flags: String::new(),
             restart: true,
             restart_limit: DEFAULT_RESTART_LIMIT,
+            ports: Vec::new(),
         }
     }
 

@@ -86,11 +86,19 @@ pub fn check(manifest: &BootManifest) -> Result<(), ManifestError> {
     for (index, cell) in manifest.cells.iter().enumerate() {
         let at = |field: &str| format!("cell[{index}].{field}");
         check_name(&at("name"), &cell.name)?;
+        // Cell 0 holds exactly its task servers' devices (core grants each
+        // task its own ports); a server VM's cell exactly its server's.
+        if index == 0 && cell.devices != task_devices(&manifest.servers) {
+            return Err(ManifestError::new(
+                at("devices"),
+                "cell 0 must hold exactly its task servers' devices",
+            ));
+        }
         let owner = manifest
             .servers
             .iter()
             .any(|s| s.name == cell.name && s.devices == cell.devices);
-        if !cell.devices.is_empty() && !owner {
+        if index > 0 && !cell.devices.is_empty() && !owner {
             return Err(ManifestError::new(
                 at("devices"),
                 "only the cell of a vm server with these devices may have them",
@@ -355,10 +363,20 @@ fn check_placement(
     Ok(())
 }
 
-/// Devices go to vm servers only (a task's port grants are not yet
-/// implemented), must be rows of [`crate::DEVICES`], and each is given to
-/// one server at most: a device shared by two cells would let one read or
-/// disturb the other's I/O.
+/// The devices of cell 0's task servers, in server order: hvm opens
+/// their ports to cell 0, and core grants each server's to its task alone.
+pub fn task_devices(servers: &[BootServer]) -> alloc::vec::Vec<alloc::string::String> {
+    servers
+        .iter()
+        .filter(|s| s.placement == Placement::Task)
+        .flat_map(|s| s.devices.iter().cloned())
+        .collect()
+}
+
+/// Devices must be rows of [`crate::DEVICES`], and each is given to one
+/// server at most: a device shared by two servers would let one read or
+/// disturb the other's I/O. A vm server's reach its cell; a task server's
+/// reach cell 0, and core grants their ports to that task alone.
 fn check_devices(
     index: usize,
     server: &BootServer,
@@ -367,12 +385,6 @@ fn check_devices(
     let at = format!("server[{index}].devices");
     if server.devices.is_empty() {
         return Ok(());
-    }
-    if server.placement != Placement::Vm {
-        return Err(ManifestError::new(
-            at,
-            "only a vm server takes devices (ports for a task are not yet granted)",
-        ));
     }
     if server.devices.len() > MAX_DEVICES {
         return Err(ManifestError::new(

@@ -208,6 +208,7 @@ impl Manifest {
                 add(server.image.clone());
             }
             add(MANIFEST_MODULE.to_string());
+            cell0.devices = crate::check::task_devices(&servers);
         }
         for (server, source) in servers.iter().zip(&self.server) {
             if server.placement != Placement::Vm {

@@ -107,3 +107,21 @@ fn devices_reach_the_server_cell() {
     assert!(!ata1.covers(0x177, 2) && !ata1.covers(0x1F0, 1) && !ata1.covers(0x377, 1));
     assert!(!ata1.covers(0x375, 2));
 }
+
+/// A task server's `devices` reach cell 0 (hvm opens their ports to it;
+/// core grants them to the server's task alone), and a boot form whose
+/// cell 0 lacks them, or holds others, is refused at decode.
+#[test]
+fn task_server_devices_reach_cell_0() {
+    let text = "[system]\nname = \"t\"\n[[cell]]\nname = \"cell0\"\nkind = \"microkernel\"\nmemory_mib = 64\nmodules = [\"core\"]\n[[server]]\nname = \"fat\"\nprogram = \"fatfs\"\ndevices = [\"ata1\"]\n";
+    let boot = Manifest::compile(text).unwrap();
+    assert_eq!(boot.cells.len(), 1);
+    assert_eq!(boot.cells[0].devices, ["ata1"]);
+    assert_eq!(BootManifest::decode(&boot.encode()), Ok(boot.clone()));
+    for devices in [vec![], vec!["ata1".to_string(), "ata1".to_string()]] {
+        let mut tampered = boot.clone();
+        tampered.cells[0].devices = devices;
+        let error = BootManifest::decode(&tampered.encode()).unwrap_err();
+        assert!(error.to_string().contains("cell[0].devices"), "{error}");
+    }
+}

@@ -41,7 +41,8 @@ pub enum Syscall {
     ThreadControl = 1,
     /// Create or destroy a task, i.e. an address space (L4 X.2,
     /// "SpaceControl"); root task only. In: RDI [`SpaceControlOperation`];
-    /// Create: out RDI the new task id; Destroy: RSI task.
+    /// Create: out RDI the new task id; Destroy: RSI task; GrantPorts:
+    /// RSI task, RDX first port, R10 port count.
     SpaceControl = 2,
     /// Read and change a thread's user state (L4 X.2, "ExchangeRegisters").
     /// In: RDI thread, RSI [`ExchangeControl`], RDX instruction pointer,
@@ -188,6 +189,11 @@ pub enum SpaceControlOperation {
     /// Destroy a task: its threads, and every mapping in it and derived
     /// from it.
     Destroy = 1,
+    /// Open a range of I/O ports to a task other than the root task, for
+    /// as long as the task lives (a device the manifest gives a task
+    /// server). The range may not overlap another grant or the PCI
+    /// configuration ports; at most 256 ports a grant, 8 grants.
+    GrantPorts = 2,
 }
 
 impl TryFrom<u64> for SpaceControlOperation {
@@ -197,6 +203,7 @@ impl TryFrom<u64> for SpaceControlOperation {
         match word {
             0 => Ok(SpaceControlOperation::Create),
             1 => Ok(SpaceControlOperation::Destroy),
+            2 => Ok(SpaceControlOperation::GrantPorts),
             _ => Err(Error::InvalidArgument),
         }
     }

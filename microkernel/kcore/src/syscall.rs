@@ -64,6 +64,15 @@ pub enum Request {
         /// The task to destroy.
         task: TaskId,
     },
+    /// `space_control(GrantPorts)`, checked by `device::PortGrants`.
+    SpaceGrantPorts {
+        /// The task that gets the ports.
+        task: TaskId,
+        /// The first port.
+        first: u64,
+        /// How many.
+        count: u64,
+    },
     /// `exchange_registers`.
     ExchangeRegisters {
         /// The thread.
@@ -203,6 +212,11 @@ pub fn decode(number: u64, arguments: [u64; 6]) -> Result<Request, Error> {
             SpaceControlOperation::Create => Request::SpaceCreate,
             SpaceControlOperation::Destroy => Request::SpaceDestroy {
                 task: task_argument(second)?,
+            },
+            SpaceControlOperation::GrantPorts => Request::SpaceGrantPorts {
+                task: task_argument(second)?,
+                first: third,
+                count: fourth,
             },
         },
         Syscall::ExchangeRegisters => {
@@ -358,6 +372,19 @@ mod tests {
         assert_eq!(decode(1, [2, 0, 0, 0, 0, 0]), Err(Error::InvalidArgument));
         assert_eq!(decode(2, [0; 6]), Ok(Request::SpaceCreate));
         assert_eq!(decode(2, [1, 0, 0, 0, 0, 0]), Err(Error::NoSuchTask));
+        assert_eq!(
+            decode(2, [2, task, 0x170, 8, 0, 0]),
+            Ok(Request::SpaceGrantPorts {
+                task: TaskId::new(1, 1).unwrap(),
+                first: 0x170,
+                count: 8,
+            })
+        );
+        assert_eq!(decode(2, [2, 0, 0x170, 8, 0, 0]), Err(Error::NoSuchTask));
+        assert_eq!(
+            decode(2, [3, task, 0, 0, 0, 0]),
+            Err(Error::InvalidArgument)
+        );
     }
 
     #[test]

@@ -315,6 +315,23 @@ pub fn space_destroy(task: TaskId) -> Result<(), Error> {
     Error::check(status)
 }
 
+/// Opens `count` I/O ports from `first` to `task` for the task's life
+/// (root task only; never to itself, never overlapping another grant or
+/// the PCI configuration ports).
+pub fn space_grant_ports(task: TaskId, first: u16, count: u16) -> Result<(), Error> {
+    let arguments = [
+        SpaceControlOperation::GrantPorts as u64,
+        task.raw(),
+        first.into(),
+        count.into(),
+        0,
+        0,
+    ];
+    // SAFETY: the call changes only which ports `task` may use.
+    let (status, _) = unsafe { syscall(Syscall::SpaceControl, arguments) };
+    Error::check(status)
+}
+
 /// Creates a halted thread in `task` with `pager`, its UTCB at
 /// `utcb_address` (root task only).
 ///

@@ -8,13 +8,16 @@
 //! window goes only where nothing is mapped; the link interrupts
 //! 0x50..0x57 can be associated and 0x58 cannot; and a thread of another task
 //! is refused both calls and faults (#GP, vector 13) on the ports
-//! (docs/microkernel-abi.md §9.11, §9.12).
+//! (docs/microkernel-abi.md §9.11, §9.12). Port grants
+//! (`space_control(GrantPorts)`): the PCI ports and overlaps are refused;
+//! a task uses its granted ports and faults one port past them.
 
 use microkernel_abi::boot::{LINK_INTERRUPTS, LINK_INTERRUPT_BASE};
 use microkernel_abi::{Error, FromSpecifier, EXCEPTION_LABEL, PAGE_SIZE};
 use microkernel_rt::pci;
 use microkernel_rt::user::{
-    device_map, hvm_call, interrupt_associate, interrupt_dissociate, receive, send, HvmCallError,
+    device_map, hvm_call, interrupt_associate, interrupt_dissociate, receive, send,
+    space_grant_ports, HvmCallError,
 };
 
 use crate::cases::Context;
@@ -39,6 +42,34 @@ fn code(result: Result<u64, HvmCallError>) -> u64 {
         Err(HvmCallError::Kernel(error)) => error.code(),
         Err(HvmCallError::Hypervisor(code)) => 0x100 + code,
     }
+}
+
+/// Ports the case grants a task: no device answers there (all ones, bare
+/// or under hvm), so reading them is harmless.
+const GRANTED_PORTS: (u16, u16) = (0x2E0, 8);
+
+/// A thread of a task granted [`GRANTED_PORTS`]: reads each, reports the
+/// last value, and once ktest answers reads the port after them, which
+/// must fault.
+pub fn port_probe(_: u64) -> ! {
+    // SAFETY: first and only call in this thread.
+    let utcb = unsafe { own_utcb() };
+    let (first, count) = GRANTED_PORTS;
+    let mut value = 0u8;
+    for port in first..first + count {
+        // SAFETY: a port of no device; no memory effects.
+        unsafe {
+            core::arch::asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack))
+        };
+    }
+    utcb.message_registers[0] = tag(PROBE_LABEL, 1, 0).raw();
+    utcb.message_registers[1] = value.into();
+    let _ = send(utcb, root_thread(), PATIENCE);
+    let _ = receive(utcb, FromSpecifier::Thread(root_thread()), PATIENCE);
+    let past = first + count;
+    // SAFETY: as above; the kernel must refuse it with #GP.
+    unsafe { core::arch::asm!("in al, dx", in("dx") past, out("al") _, options(nomem, nostack)) };
+    park()
 }
 
 /// A thread of another task: tries both calls, reports, then reads a
@@ -168,6 +199,44 @@ pub fn driver_mechanisms(context: &mut Context) -> Result<(), Failure> {
     ensure!(
         faulted && record.is_some_and(|r| r.label == EXCEPTION_LABEL && r.words[0] == 13),
         "another task's configuration-port read did not fault with #GP: {record:?}"
+    );
+
+    // Port grants: never the PCI ports, never overlapping, never from
+    // another task (the probe above is refused device_map the same way:
+    // the check is the same `root` test).
+    let (first, count) = GRANTED_PORTS;
+    let granted = scope.task()?;
+    let id = scope.task_id(granted);
+    let got = space_grant_ports(id, 0xCF8, 8);
+    ensure!(
+        got == Err(Error::NotPermitted),
+        "a grant of the PCI ports returned {got:?}"
+    );
+    let got = space_grant_ports(id, first, count);
+    ensure!(
+        got == Ok(()),
+        "a grant of {first:#x}+{count} returned {got:?}"
+    );
+    let got = space_grant_ports(scope.task_id(task), first + 4, 1);
+    ensure!(
+        got == Err(Error::AlreadyExists),
+        "an overlapping grant returned {got:?}"
+    );
+    let mark = fault_mark();
+    let probe = scope.remote(granted, port_probe, 0, WORKER_PRIORITY)?;
+    let got = receive(utcb, FromSpecifier::Thread(probe), PATIENCE);
+    ensure!(
+        got.is_ok() && find_exception(mark, probe).is_none(),
+        "the granted ports faulted or the probe did not report: {got:?}"
+    );
+    utcb.message_registers[0] = tag(PROBE_LABEL, 0, 0).raw();
+    let got = send(utcb, probe, PATIENCE);
+    ensure!(got.is_ok(), "the port probe took no answer: {got:?}");
+    let faulted = wait_until(utcb, 1_000_000, || find_exception(mark, probe).is_some());
+    let record = find_exception(mark, probe);
+    ensure!(
+        faulted && record.is_some_and(|r| r.label == EXCEPTION_LABEL && r.words[0] == 13),
+        "the port past the grant did not fault with #GP: {record:?}"
     );
     Ok(())
 }

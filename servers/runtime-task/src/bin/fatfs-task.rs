@@ -1,10 +1,12 @@
-//! The FAT server's task build: not yet able to reach a disk.
+//! The FAT server as a task: the ATA PIO driver and FAT in one task.
 //!
-//! A `vm` server's task build is what core runs in bare mode (no VT-x).
-//! The FAT server needs the ATA channel's ports, and the microkernel does
-//! not grant I/O ports to a task yet, so this build answers every attach
-//! with that reason instead of faulting on its first `in`. The storage VM
-//! (`fatfs-vm`) is the placement that works (docs/storage.md).
+//! A `vm` server's task build is what core runs in bare mode (no VT-x),
+//! and a `task` server's build everywhere. Core asks the microkernel to
+//! open the ports of the server's devices (the manifest's `devices`, here
+//! `ata1`) to this task alone (`space_control(GrantPorts)`), so the driver
+//! (`kasane-ata`) uses `in`/`out` directly; any other port faults. The
+//! server code is the storage VM's (`fatfs-vm`), with the same durability
+//! rule (docs/storage.md).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -16,25 +18,81 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod task {
+    use core::arch::asm;
+
+    use fatfs_server::{Clock, DateTime, FatServer};
+    use kasane_ata::{Ata, Channel, PortIo};
     use microkernel_abi::ThreadId;
-    use ninep::Qid;
-    use ninep_server::{Error, FileServer};
+    use microkernel_rt::console::print;
 
-    /// Refuses every attach, saying why.
-    struct NoDisk;
+    /// The task's granted ports. An `in` or `out` on a port the
+    /// microkernel did not open to this task raises #GP (SDM Vol. 1
+    /// 19.5.2), which core, the task's pager, sees as the end of the link.
+    struct Ports;
 
-    impl FileServer for NoDisk {
-        type Node = ();
-
-        fn attach(&mut self, _uname: &str, _aname: &str) -> Result<((), Qid), Error> {
-            Err(Error::new(
-                "fat: not yet in the task placement: the microkernel grants no I/O ports to tasks; place fatfs in a vm",
-            ))
+    impl PortIo for Ports {
+        fn read_u8(&mut self, port: u16) -> u8 {
+            let value: u8;
+            // SAFETY: port I/O has no memory effects here (PIO, no DMA);
+            // the TSS bitmap decides whether the port is this task's.
+            unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack)) };
+            value
+        }
+        fn write_u8(&mut self, port: u16, value: u8) {
+            // SAFETY: as `read_u8`.
+            unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) }
+        }
+        fn read_u16(&mut self, port: u16) -> u16 {
+            let value: u16;
+            // SAFETY: as `read_u8`.
+            unsafe { asm!("in ax, dx", in("dx") port, out("ax") value, options(nomem, nostack)) };
+            value
+        }
+        fn write_u16(&mut self, port: u16, value: u16) {
+            // SAFETY: as `read_u8`.
+            unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack)) }
         }
     }
 
+    /// No clock of the day yet: file times count from
+    /// 2026-01-01T00:00:00Z plus the uptime, as in the storage VM.
+    const EPOCH: i64 = 1_767_225_600;
+
+    struct TaskClock;
+
+    impl Clock for TaskClock {
+        fn now(&self) -> DateTime {
+            let seconds = EPOCH + i64::from(runtime_task::clock_seconds());
+            DateTime::from_unix_seconds(seconds).unwrap_or(DateTime::MIN)
+        }
+    }
+
+    static CLOCK: TaskClock = TaskClock;
+
     fn main(core: ThreadId) -> ! {
-        runtime_task::serve(core, &mut NoDisk)
+        let mut ata = Ata::new(Ports, Channel::SECONDARY, false);
+        match ata.identify() {
+            Ok(identity) => print(format_args!(
+                "fatfs: ata1: {} sectors{}, model \"{}\"\n",
+                identity.sectors,
+                if identity.lba48 { " (LBA48)" } else { "" },
+                identity.model()
+            )),
+            Err(error) => print(format_args!("fatfs: ata1: {error}\n")),
+        }
+        let mut server = FatServer::new(ata, &CLOCK);
+        match server.extents() {
+            Ok(volumes) => {
+                for volume in volumes {
+                    print(format_args!(
+                        "fatfs: volume {} at sector {}, {} sectors\n",
+                        volume.number, volume.first_sector, volume.sectors
+                    ));
+                }
+            }
+            Err(why) => print(format_args!("{why}\n")),
+        }
+        runtime_task::serve(core, &mut server)
     }
 
     runtime_task::entry!(main);
