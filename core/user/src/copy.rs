@@ -51,18 +51,7 @@ fn copy(from: &str, to: &str) -> Result<(), String> {
             return Err(e);
         }
     };
-    let mut buffer = alloc::vec![0u8; 4096];
-    let result = loop {
-        match sys::read(input, &mut buffer) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                if let Err(e) = sys::write(output, &buffer[..n]) {
-                    break Err(e);
-                }
-            }
-            Err(e) => break Err(e),
-        }
-    };
+    let result = sys::copy(input, output);
     let _ = sys::close(input);
     let _ = sys::close(output);
     result

@@ -43,6 +43,13 @@ pub fn usage(line: &str) -> alloc::string::String {
     alloc::string::String::from("usage")
 }
 
+/// Says `message` on fd 2 and returns it as the exit string, as a Plan 9
+/// program's `sysfatal` does: `.map_err(|e| fail(format!("dial: {e}")))?`.
+pub fn fail(message: alloc::string::String) -> alloc::string::String {
+    rt::print_to(2, format_args!("{message}\n"));
+    message
+}
+
 /// What every program imports: the `alloc` types and macros (a program is
 /// `no_std`). The print macros are imported by name, so that on the host
 /// they do not clash with std's.

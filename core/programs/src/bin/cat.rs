@@ -7,25 +7,14 @@ core_user::program!(main);
 use core_user::prelude::*;
 use core_user::{eprintln, sys};
 
-fn copy(fd: u32) -> Result<(), String> {
-    let mut buffer = vec![0u8; 4096];
-    loop {
-        let n = sys::read(fd, &mut buffer)?;
-        if n == 0 {
-            return Ok(());
-        }
-        sys::write(1, &buffer[..n])?;
-    }
-}
-
 fn main(argv: Vec<String>) -> Result<(), String> {
     if argv.len() < 2 {
-        return copy(0).map_err(|e| format!("cat: {e}"));
+        return sys::copy(0, 1).map_err(|e| format!("cat: {e}"));
     }
     let mut status = Ok(());
     for name in &argv[1..] {
         let result = sys::open(name, core_abi::OREAD).and_then(|fd| {
-            let result = copy(fd);
+            let result = sys::copy(fd, 1);
             let _ = sys::close(fd);
             result
         });

@@ -6,28 +6,10 @@
 
 core_user::program!(main);
 
-/// Says what went wrong on fd 2 and makes it the exit string, as a Plan 9
-/// program's `sysfatal` does.
-fn fail(message: String) -> String {
-    core_user::eprintln!("{message}");
-    message
-}
-
 use core_user::prelude::*;
-use core_user::{args, net, sys, usage};
+use core_user::{args, fail, net, sys, usage};
 
 const USAGE: &str = "dial [-n] tcp!host!port";
-
-fn copy(from: u32, to: u32) -> Result<(), String> {
-    let mut buffer = vec![0u8; 4096];
-    loop {
-        let n = sys::read(from, &mut buffer)?;
-        if n == 0 {
-            return Ok(());
-        }
-        sys::write(to, &buffer[..n])?;
-    }
-}
 
 fn main(argv: Vec<String>) -> Result<(), String> {
     let Ok((flags, rest)) = args::parse(&argv[1..], "n") else {
@@ -40,9 +22,9 @@ fn main(argv: Vec<String>) -> Result<(), String> {
     let data = conn.data.ok_or("dial: no data file")?;
     let result = (|| {
         if !flags.has('n') {
-            copy(0, data)?;
+            sys::copy(0, data)?;
         }
-        copy(data, 1)
+        sys::copy(data, 1)
     })();
     conn.close();
     result.map_err(|e| fail(format!("dial: {address}: {e}")))

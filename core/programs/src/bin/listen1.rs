@@ -7,15 +7,8 @@
 
 core_user::program!(main);
 
-/// Says what went wrong on fd 2 and makes it the exit string, as a Plan 9
-/// program's `sysfatal` does.
-fn fail(message: String) -> String {
-    core_user::eprintln!("{message}");
-    message
-}
-
 use core_user::prelude::*;
-use core_user::{args, eprintln, net, sys, usage, SpawnRequest};
+use core_user::{args, eprintln, fail, net, sys, usage, SpawnRequest};
 
 const USAGE: &str = "listen1 [-1] tcp!*!port cmd [args ...]";
 

@@ -21,18 +21,6 @@ fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "''"))
 }
 
-/// Copies `from` to fd `to` until end of file.
-fn copy(from: u32, to: u32) -> Result<(), String> {
-    let mut buffer = vec![0u8; 4096];
-    loop {
-        let n = sys::read(from, &mut buffer)?;
-        if n == 0 {
-            return Ok(());
-        }
-        sys::write(to, &buffer[..n])?;
-    }
-}
-
 fn run(argv: &[String]) -> Result<String, String> {
     let ctl = sys::open("/dev/linux/clone", core_abi::ORDWR)?;
     let mut name = [0u8; 16];
@@ -60,15 +48,15 @@ fn run(argv: &[String]) -> Result<String, String> {
         .unwrap_or(true);
     if !console {
         let data = sys::open(&format!("{dir}/data"), core_abi::OWRITE)?;
-        let result = copy(0, data);
+        let result = sys::copy(0, data);
         sys::close(data)?;
         result?;
     }
     sys::write(ctl, b"eof")?;
     let data = sys::open(&format!("{dir}/data"), core_abi::OREAD)?;
-    copy(data, 1)?;
+    sys::copy(data, 1)?;
     let stderr = sys::open(&format!("{dir}/stderr"), core_abi::OREAD)?;
-    copy(stderr, 2)?;
+    sys::copy(stderr, 2)?;
     let status =
         String::from_utf8(sys::read_file(&format!("{dir}/status"))?).map_err(|_| "bad status")?;
     let _ = sys::close(ctl);
