@@ -768,34 +768,30 @@ impl<D: Device> NetFs<D> {
                 continue;
             };
             let owner = conv.owner.clone();
+            let listen = IpListenEndpoint {
+                addr: (!local.addr.is_unspecified()).then_some(local.addr),
+                port: local.port,
+            };
             let socket = self.sockets.get::<tcp::Socket>(handle);
             if matches!(socket.state(), tcp::State::Listen) {
                 continue;
             }
             if !socket.is_active() {
                 // A call that reset before it completed: listen again.
-                let listen = IpListenEndpoint {
-                    addr: (!local.addr.is_unspecified()).then_some(local.addr),
-                    port: local.port,
-                };
                 let socket = self.sockets.get_mut::<tcp::Socket>(handle);
                 let _ = socket.listen(listen);
                 continue;
             }
             let (l, r) = (socket.local_endpoint(), socket.remote_endpoint());
+            let mut fresh = Self::tcp_socket();
+            if fresh.listen(listen).is_err() {
+                continue;
+            }
             let Ok(m) = self.allocate(Proto::Tcp, &owner) else {
                 // No room for the call: refuse it and listen again.
                 self.sockets.get_mut::<tcp::Socket>(handle).abort();
                 continue;
             };
-            let mut fresh = Self::tcp_socket();
-            let listen = IpListenEndpoint {
-                addr: (!local.addr.is_unspecified()).then_some(local.addr),
-                port: local.port,
-            };
-            if fresh.listen(listen).is_err() {
-                continue;
-            }
             let fresh = self.sockets.add(fresh);
             if let Ok(call) = self.conv_mut(Proto::Tcp, m) {
                 call.socket = Some(handle);
