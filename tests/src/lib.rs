@@ -64,6 +64,24 @@ pub fn boot_typing(
     boot_with(manifest, emulator, timeout_seconds, Some(lines), None)
 }
 
+/// As [`boot_typing`], with `disk` attached as the manifest's `ata1`.
+pub fn boot_typing_with_disk(
+    manifest: &str,
+    lines: &[&str],
+    disk: &std::path::Path,
+    emulator: Emulator,
+    timeout_seconds: u64,
+) -> Boot {
+    let lines = lines.iter().map(|l| l.to_string()).collect();
+    boot_with(
+        manifest,
+        emulator,
+        timeout_seconds,
+        Some(lines),
+        Some(disk.to_path_buf()),
+    )
+}
+
 fn boot_with(
     manifest: &str,
     emulator: Emulator,

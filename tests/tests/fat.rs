@@ -21,6 +21,12 @@
 //! (`images/scripts/fat-task`), times its 4 KB read beside ramfs's, is
 //! restarted (a new task, granted the ports again), and the host checks
 //! the image the same way.
+//!
+//! The default system (`images/manifests/default.toml`, what `run/up`
+//! boots) mounts an attached disk on /n/c: under QEMU bare (the task
+//! build) and Bochs (the storage VM), a typed session reads what the host
+//! wrote and writes a file the host then finds. Booted without a disk it
+//! says so in one line (tests/tests/core.rs checks that line).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -385,4 +391,53 @@ fn bochs_task_placement_serves_the_disk_through_cell_0s_bitmaps() {
     for line in task_session("bochs-task", Emulator::Bochs, 600) {
         println!("{line}");
     }
+}
+
+/// The default system with the image attached under `emulator`: the
+/// typed session reads the host's file and writes one; after power-off
+/// the host's tools see it and the volume is clean.
+fn default_system_mounts_the_disk(name: &str, emulator: Emulator, placement: &str) {
+    let disk = make_disk(name);
+    let lines = [
+        "ls /n/c",
+        "cat '/n/c/A Long Directory Name/nested/Hello World.txt'",
+        "echo written by the default system >/n/c/default.txt",
+        "cat /n/c/default.txt",
+    ];
+    let boot = kasane_tests::boot_typing_with_disk("default", &lines, &disk, emulator, 600);
+    assert_lines_in_order(
+        &boot,
+        &[
+            Pattern("*fatfs: ata1: 20160 sectors*, model *"),
+            Pattern(&format!("core: server fat: {placement}, /srv/fat, /proc/*")),
+            Is("; ls /n/c"),
+            Is("A Long Directory Name"),
+            Is("empty"),
+            Is("old.txt"),
+            Is("doomed.txt"),
+            Is("bench.bin"),
+            Is("hello from the host"),
+            Is("written by the default system"),
+        ],
+    );
+    assert_no_line_contains(&boot, "core: mount /srv/fat");
+    assert_clean(&boot);
+    let (clean, report) = tool("fsck.fat", &["-n", disk.to_str().unwrap()]);
+    assert!(clean, "fsck.fat -n:\n{report}");
+    assert_eq!(
+        mtype(&disk, "::/default.txt"),
+        "written by the default system\n"
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_default_system_mounts_an_attached_disk_on_n_c() {
+    default_system_mounts_the_disk("default-qemu", Emulator::Qemu, "task");
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_default_system_mounts_an_attached_disk_on_n_c() {
+    default_system_mounts_the_disk("default-bochs", Emulator::Bochs, "vm");
 }

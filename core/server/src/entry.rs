@@ -23,8 +23,10 @@ use crate::server::Core;
 /// Bytes of the window core keeps for its own heap.
 pub const HEAP_BYTES: u64 = 12 << 20;
 
-/// Bytes of the window lent to task servers (their own frame pool, so
-/// core's mount driver can page them in the middle of a call).
+/// Bytes of the window lent to each task server (their own frame pools,
+/// so core's mount driver can page them in the middle of a call): a
+/// second task server (the FAT server's task build in bare mode, say)
+/// must not halve ramfs's room below the 2 MiB of files it allows itself.
 pub const TASK_SERVER_BYTES: u64 = 4 << 20;
 
 unsafe extern "C" {
@@ -61,15 +63,31 @@ fn core_main(boot_info: u64) -> ! {
         crate::links::bridge_test(ThreadId::from_raw(info.thread));
         power_off();
     }
+    let modules: Vec<(String, &'static [u8])> = info
+        .modules()
+        .iter()
+        // SAFETY: in the root task the modules are mapped read-only at
+        // their addresses for good (boot.rs).
+        .map(|m| (String::from(m.name()), unsafe { module_bytes(m) }))
+        .collect();
+    let pool_bytes = TASK_SERVER_BYTES * crate::server::task_server_count(&modules).max(1) as u64;
+    if info.memory_size < 2 * HEAP_BYTES + pool_bytes {
+        print(format_args!(
+            "core: too little memory: {} KiB for {} KiB of heap and task servers\n",
+            info.memory_size / 1024,
+            (2 * HEAP_BYTES + pool_bytes) / 1024
+        ));
+        power_off();
+    }
     let mut frames = alloc::boxed::Box::new(FrameBitmap::new());
-    let window = info.memory_size - HEAP_BYTES - TASK_SERVER_BYTES;
+    let window = info.memory_size - HEAP_BYTES - pool_bytes;
     let managed = frames.init(
         info.memory_base + HEAP_BYTES,
         (window / FRAME_SIZE) as usize,
     );
     let task_servers = crate::server::TaskServerPool {
         base: info.memory_base + HEAP_BYTES + window,
-        frames: (TASK_SERVER_BYTES / FRAME_SIZE) as usize,
+        frames: (pool_bytes / FRAME_SIZE) as usize,
     };
     // Only the addresses of the linker symbols are taken.
     let (arena_start, arena_end) = (
@@ -81,13 +99,6 @@ fn core_main(boot_info: u64) -> ! {
         arena_start,
         ((arena_end - arena_start) / FRAME_SIZE) as usize,
     );
-    let modules: Vec<(String, &'static [u8])> = info
-        .modules()
-        .iter()
-        // SAFETY: in the root task the modules are mapped read-only at
-        // their addresses for good (boot.rs).
-        .map(|m| (String::from(m.name()), unsafe { module_bytes(m) }))
-        .collect();
     print(format_args!(
         "core: starting: {} modules, {} KiB for processes, {} KiB code arena\n",
         modules.len(),

@@ -76,6 +76,17 @@ fn server_table(modules: &[(String, &'static [u8])]) -> Vec<TaskStart> {
     starts
 }
 
+/// How many task servers the manifest starts in this placement (the
+/// count [`server_table`] will find, said quietly): core sets aside
+/// [`crate::entry::TASK_SERVER_BYTES`] for each.
+pub fn task_server_count(modules: &[(String, &'static [u8])]) -> usize {
+    manifest_bytes(modules).map_or(0, |bytes| {
+        core_system::task_servers(bytes, drives_server_vms())
+            .0
+            .len()
+    })
+}
+
 /// The frames core lends task servers: `frames` pages from `base`,
 /// shared out evenly among them at boot.
 pub struct TaskServerPool {

@@ -61,15 +61,15 @@ fn run(args: Vec<String>) -> Result<u8, String> {
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--emulator" => emulator = Emulator::parse(&value)?,
-            "--manifest" => manifest = PathBuf::from(value),
+            "--manifest" => manifest = from_caller(&value),
             "--timeout" => {
                 timeout = value
                     .parse()
                     .map_err(|_| format!("--timeout wants seconds, got `{value}`"))?
             }
-            "--script" => script = Some(kasane_run::read_script(&PathBuf::from(value))?),
-            "--iso" => iso = Some(PathBuf::from(value)),
-            "--disk" => disk = Some(PathBuf::from(value)),
+            "--script" => script = Some(kasane_run::read_script(&from_caller(&value))?),
+            "--iso" => iso = Some(from_caller(&value)),
+            "--disk" => disk = Some(from_caller(&value)),
             "--blank-disk" => {
                 blank_mib = Some(
                     value
@@ -135,4 +135,19 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         ),
     }
     Ok(code as u8)
+}
+
+/// A path the user typed, made absolute against the directory run/up was
+/// started in (`KASANE_CALLER_DIR`: run/up itself moves to the
+/// repository's root, and Bochs runs in a directory of its own, so a
+/// relative `--disk` would otherwise name the wrong file).
+fn from_caller(value: &str) -> PathBuf {
+    let path = PathBuf::from(value);
+    if path.is_absolute() {
+        return path;
+    }
+    match std::env::var_os("KASANE_CALLER_DIR") {
+        Some(dir) => PathBuf::from(dir).join(path),
+        None => std::env::current_dir().map_or(path.clone(), |dir| dir.join(&path)),
+    }
 }

@@ -126,6 +126,25 @@ impl<D: BlockDevice> FatServer<D> {
         }
     }
 
+    /// A server whose device holds no disk it can use (the driver found no
+    /// drive, or a drive that is not a disk): nothing is read, and every
+    /// attach answers `fat: no disk: WHY`, so a boot mount of an empty
+    /// channel fails in one clear line and the server stays to say so.
+    pub fn without_disk(
+        device: D,
+        clock: &'static dyn Clock,
+        why: core::fmt::Arguments<'_>,
+    ) -> Self {
+        Self {
+            disk: Shared::new(device),
+            extents: Err(format!("fat: no disk: {why}")),
+            volumes: BTreeMap::new(),
+            table: BTreeMap::new(),
+            next_key: 1,
+            clock,
+        }
+    }
+
     /// Runs `f` on the disk device (the runtime's statistics, tests).
     pub fn with_disk<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
         self.disk.with(f)

@@ -172,6 +172,18 @@ fn bad_bpb_is_refused_at_attach() {
 }
 
 #[test]
+fn a_channel_without_a_disk_answers_every_attach_with_why() {
+    // A good image behind the device, to show that nothing is read.
+    let device = MemDevice::new(good_image(), fatfs_server::BlockSize::new(512).unwrap());
+    let mut server = FatServer::without_disk(device, &CLOCK, format_args!("ata1: no device"));
+    assert_eq!(server.extents(), Err("fat: no disk: ata1: no device"));
+    for aname in ["", "0", "1"] {
+        let error = server.attach("glenda", aname).unwrap_err();
+        assert_eq!(error.as_str(), "fat: no disk: ata1: no device");
+    }
+}
+
+#[test]
 fn fat_loop_is_an_error_not_a_hang() {
     let mut bytes = good_image();
     let entry = entry_of(&bytes, b"DATA    BIN");

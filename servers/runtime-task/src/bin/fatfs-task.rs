@@ -71,16 +71,20 @@ mod task {
 
     fn main(core: ThreadId) -> ! {
         let mut ata = Ata::new(Ports, Channel::SECONDARY, false);
-        match ata.identify() {
-            Ok(identity) => print(format_args!(
-                "fatfs: ata1: {} sectors{}, model \"{}\"\n",
-                identity.sectors,
-                if identity.lba48 { " (LBA48)" } else { "" },
-                identity.model()
-            )),
-            Err(error) => print(format_args!("fatfs: ata1: {error}\n")),
-        }
-        let mut server = FatServer::new(ata, &CLOCK);
+        let mut server = match ata.identify() {
+            Ok(identity) => {
+                print(format_args!(
+                    "fatfs: ata1: {} sectors{}, model \"{}\"\n",
+                    identity.sectors,
+                    if identity.lba48 { " (LBA48)" } else { "" },
+                    identity.model()
+                ));
+                FatServer::new(ata, &CLOCK)
+            }
+            // No disk on the channel (none attached, or the CD-ROM QEMU
+            // puts there when no disk is): the server answers why.
+            Err(error) => FatServer::without_disk(ata, &CLOCK, format_args!("ata1: {error}")),
+        };
         match server.extents() {
             Ok(volumes) => {
                 for volume in volumes {

@@ -39,16 +39,20 @@ mod vm {
 
     fn main(_boot: &runtime_vm::Boot) -> ! {
         let mut ata = Ata::new(Ports, Channel::SECONDARY, false);
-        match ata.identify() {
-            Ok(identity) => runtime_vm::print_line(format_args!(
-                "fatfs: ata1: {} sectors{}, model \"{}\"",
-                identity.sectors,
-                if identity.lba48 { " (LBA48)" } else { "" },
-                identity.model()
-            )),
-            Err(error) => runtime_vm::print_line(format_args!("fatfs: ata1: {error}")),
-        }
-        let mut server = FatServer::new(ata, &CLOCK);
+        let mut server = match ata.identify() {
+            Ok(identity) => {
+                runtime_vm::print_line(format_args!(
+                    "fatfs: ata1: {} sectors{}, model \"{}\"",
+                    identity.sectors,
+                    if identity.lba48 { " (LBA48)" } else { "" },
+                    identity.model()
+                ));
+                FatServer::new(ata, &CLOCK)
+            }
+            // No disk on the channel (none attached, or the CD-ROM QEMU
+            // puts there when no disk is): the server answers why.
+            Err(error) => FatServer::without_disk(ata, &CLOCK, format_args!("ata1: {error}")),
+        };
         match server.extents() {
             Ok(volumes) => {
                 for volume in volumes {
