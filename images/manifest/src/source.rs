@@ -18,6 +18,14 @@ use crate::{
 pub struct System {
     /// System name, shown at boot.
     pub name: String,
+    /// A raw disk image the launcher attaches as `ata1` (the secondary
+    /// ATA channel's master) when run/up is given no `--disk`; a relative
+    /// path is taken from the manifest's directory. A server must hold
+    /// `ata1`.
+    pub disk: Option<String>,
+    /// With `disk`: when the file is missing, the launcher creates it
+    /// blank (zeros), this many MiB rounded up to whole cylinders.
+    pub disk_blank_mib: Option<u32>,
 }
 
 /// One `[[cell]]`.
@@ -101,6 +109,16 @@ pub struct Manifest {
 impl Manifest {
     /// Parses TOML and checks the result, returning the boot form.
     pub fn compile(text: &str) -> Result<BootManifest, ManifestError> {
+        let manifest = Self::parse(text)?;
+        let boot = manifest.to_boot();
+        check(&boot)?;
+        Ok(boot)
+    }
+
+    /// Parses TOML and checks the rules about fields the boot form does
+    /// not keep (the launcher reads `[system]`'s disk from it); the boot
+    /// form's own rules are [`Manifest::compile`]'s.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| {
             // toml's message names the key and quotes the line; keep it whole
             // but on one line so build logs stay readable.
@@ -114,13 +132,43 @@ impl Manifest {
             }
         })?;
         manifest.check_source()?;
-        let boot = manifest.to_boot();
-        check(&boot)?;
-        Ok(boot)
+        Ok(manifest)
     }
 
     /// The rules about fields the boot form does not keep.
     fn check_source(&self) -> Result<(), ManifestError> {
+        if let Some(disk) = &self.system.disk {
+            if disk.is_empty() {
+                return Err(ManifestError::new("system.disk", "an empty path"));
+            }
+            if !self
+                .server
+                .iter()
+                .any(|s| s.devices.iter().any(|d| d == "ata1"))
+            {
+                return Err(ManifestError::new(
+                    "system.disk",
+                    "the disk goes on `ata1`, and no server has `devices = [\"ata1\"]`",
+                ));
+            }
+        }
+        match self.system.disk_blank_mib {
+            Some(_) if self.system.disk.is_none() => {
+                return Err(ManifestError::new(
+                    "system.disk_blank_mib",
+                    "says how big a missing `disk` is made, and there is no `disk`",
+                ))
+            }
+            Some(mib) if !(1..=131_072).contains(&mib) => {
+                return Err(ManifestError::new(
+                    "system.disk_blank_mib",
+                    alloc::format!(
+                        "{mib} MiB: a blank disk is 1 to 131072 MiB (128 GiB, LBA28's reach)"
+                    ),
+                ))
+            }
+            _ => {}
+        }
         for (index, server) in self.server.iter().enumerate() {
             let placement = server.placement.unwrap_or(Placement::Task);
             if placement == Placement::Task && server.heartbeat_ms.is_some() {

@@ -70,6 +70,19 @@ pub fn compile_manifest(path: &Path) -> Result<BootManifest, ImageError> {
     Manifest::compile(&text).map_err(|e| ImageError::Manifest(path.to_owned(), e))
 }
 
+/// The disk image `manifest`'s `[system]` names for `ata1`, as a path
+/// (relative ones taken from the manifest's directory), and the MiB to
+/// make it blank with when it is missing; `None` when it names none.
+pub fn manifest_disk(path: &Path) -> Result<Option<(PathBuf, Option<u32>)>, ImageError> {
+    let text =
+        fs::read_to_string(path).map_err(|e| ImageError::ReadManifest(path.to_owned(), e))?;
+    let manifest = Manifest::parse(&text).map_err(|e| ImageError::Manifest(path.to_owned(), e))?;
+    Ok(manifest.system.disk.map(|disk| {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        (dir.join(disk), manifest.system.disk_blank_mib)
+    }))
+}
+
 /// Inputs of an image.
 #[derive(Debug)]
 pub struct ImageSpec<'a> {

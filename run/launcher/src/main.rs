@@ -89,6 +89,32 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         eprintln!("run/up: {reason}");
         return Ok(2);
     }
+    if disk.is_none() && blank_mib.is_some() {
+        return Err("--blank-disk needs --disk FILE".into());
+    }
+    if disk.is_none() {
+        // The manifest's own disk (`[system] disk`), made blank first if it
+        // is missing and the manifest says how big.
+        if let Some((path, mib)) =
+            kasane_mkimage::manifest_disk(&manifest).map_err(|e| e.to_string())?
+        {
+            if !path.exists() {
+                let mib = mib.ok_or_else(|| {
+                    format!(
+                        "{}: its disk {} does not exist (`disk_blank_mib` would create it; or give --disk FILE)",
+                        manifest.display(),
+                        path.display()
+                    )
+                })?;
+                blank_mib = Some(u64::from(mib));
+            }
+            eprintln!(
+                "run: attaching {} as ata1 (the manifest's disk)",
+                path.display()
+            );
+            disk = Some(path);
+        }
+    }
     if let Some(mib) = blank_mib {
         let path = disk.as_ref().ok_or("--blank-disk needs --disk FILE")?;
         let cylinders = (mib << 20).div_ceil(kasane_run::DISK_CYLINDER_BYTES);
