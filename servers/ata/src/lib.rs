@@ -343,20 +343,26 @@ impl<P: PortIo> Ata<P> {
         self.identity.as_ref().ok_or(AtaError::NotReady)
     }
 
-    /// Loads the task file for `count` (1..=256) sectors from `lba`, with
-    /// the EXT registers when the address needs 48 bits (7.x, "48-bit
-    /// Address feature set": the high bytes are written first).
+    /// Loads the task file for a transfer of `length` bytes (whole
+    /// sectors, 1..=256 of them) from `lba`, with the EXT registers when
+    /// the address needs 48 bits (7.x, "48-bit Address feature set": the
+    /// high bytes are written first).
     fn address(
         &mut self,
         lba: u64,
-        count: usize,
+        length: usize,
         command28: u8,
         command48: u8,
     ) -> Result<u8, AtaError> {
         let identity = *self.sectors()?;
+        let count = length / SECTOR;
         let count64 = count as u64;
         let end = lba.checked_add(count64);
-        if count == 0 || count > 256 || end.is_none_or(|end| end > identity.sectors) {
+        if length % SECTOR != 0
+            || count == 0
+            || count > 256
+            || end.is_none_or(|end| end > identity.sectors)
+        {
             return Err(AtaError::OutOfRange {
                 lba,
                 count: count64,
@@ -401,15 +407,7 @@ impl<P: PortIo> Ata<P> {
     /// READ SECTOR(S): fills `buf` (a whole number of sectors, at most
     /// 256) from `lba`, by the PIO data-in protocol.
     pub fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), AtaError> {
-        let count = buf.len() / SECTOR;
-        if buf.len() % SECTOR != 0 {
-            return Err(AtaError::OutOfRange {
-                lba,
-                count: count as u64,
-                sectors: self.sectors()?.sectors,
-            });
-        }
-        let command = self.address(lba, count, READ_SECTORS, READ_SECTORS_EXT)?;
+        let command = self.address(lba, buf.len(), READ_SECTORS, READ_SECTORS_EXT)?;
         self.settle();
         for sector in buf.chunks_exact_mut(SECTOR) {
             self.wait_data(command)?;
@@ -429,15 +427,7 @@ impl<P: PortIo> Ata<P> {
     /// `lba`, by the PIO data-out protocol. The data may sit in the drive's
     /// write cache until [`flush`](Self::flush).
     pub fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), AtaError> {
-        let count = buf.len() / SECTOR;
-        if buf.len() % SECTOR != 0 {
-            return Err(AtaError::OutOfRange {
-                lba,
-                count: count as u64,
-                sectors: self.sectors()?.sectors,
-            });
-        }
-        let command = self.address(lba, count, WRITE_SECTORS, WRITE_SECTORS_EXT)?;
+        let command = self.address(lba, buf.len(), WRITE_SECTORS, WRITE_SECTORS_EXT)?;
         self.settle();
         for sector in buf.chunks_exact(SECTOR) {
             self.wait_data(command)?;

@@ -258,7 +258,9 @@ fn lba48_addresses_reach_the_disk() {
         model: [b' '; 40],
     });
     let lba = (1u64 << 28) + 0x12_3456;
-    let _ = ata.address(lba, 2, READ_SECTORS, READ_SECTORS_EXT).unwrap();
+    let _ = ata
+        .address(lba, 2 * SECTOR, READ_SECTORS, READ_SECTORS_EXT)
+        .unwrap();
     let disk = ata.io();
     assert_eq!(disk.commands.last(), Some(&READ_SECTORS_EXT));
     assert_eq!(disk.lba(true), lba);
