@@ -32,6 +32,9 @@ pub(crate) enum Owner {
     /// A read or write started on an idle link and waited for within the
     /// same call ([`MountDriver::start_now`]); its result goes to `now`.
     Now,
+    /// An operation whose process went: its answer is nobody's (a fid it
+    /// made is clunked), even if a later request has the same key.
+    Gone,
 }
 
 /// Most operations a multiplexing link carries at once; more wait in the
@@ -46,7 +49,7 @@ impl Owner {
         match self {
             Owner::Io(key) => Some(key.pid),
             Owner::Call { pid, .. } => Some(*pid),
-            Owner::Now => None,
+            Owner::Now | Owner::Gone => None,
         }
     }
 }
@@ -219,9 +222,7 @@ impl<T: Transport> MountDriver<T> {
     /// Whether a posted request waits for its answer on a link that has
     /// an answer deadline (one that does not multiplex).
     pub fn in_flight(&self) -> bool {
-        self.links
-            .values()
-            .any(|l| l.posted > 0 && !l.multiplexed)
+        self.links.values().any(|l| l.posted > 0 && !l.multiplexed)
     }
 
     /// Hangs up every link whose posted request has waited longer than
@@ -258,26 +259,26 @@ impl<T: Transport> MountDriver<T> {
         self.flush_owned_by(pid);
     }
 
-    /// Sends a Tflush (flush(5)) for every operation of process `pid`
-    /// still under way on a multiplexing link: its server forgets a
-    /// request that waits (a read for data, a `listen`), and the answer,
-    /// the Rflush or a late reply, is dropped by [`complete`](Self::complete)
-    /// as nobody's. A link that carries one request at a time gets its
-    /// answer soon anyway.
+    /// Makes every operation of process `pid` still under way nobody's,
+    /// and on a multiplexing link sends a Tflush (flush(5)) for each: its
+    /// server forgets a request that waits (a read for data, a `listen`),
+    /// and the answer, the Rflush or a late reply, is dropped. A link that
+    /// carries one request at a time gets its answer soon anyway.
     fn flush_owned_by(&mut self, pid: u32) {
         let ids: Vec<LinkId> = self.links.keys().copied().collect();
         for id in ids {
             let Some(link) = self.links.get_mut(&id) else {
                 continue;
             };
-            if !link.multiplexed || link.server.is_none() {
-                continue;
-            }
+            let flush = link.multiplexed && link.server.is_some();
             let mut out = Vec::new();
-            for (owner, op) in &link.ops {
+            for (owner, op) in &mut link.ops {
                 if owner.pid() == Some(pid) {
-                    // A clunk or remove cannot be flushed; it ends soon.
-                    let _ = link.client.flush(*op, &mut out);
+                    *owner = Owner::Gone;
+                    if flush {
+                        // A clunk or remove cannot be flushed; it ends soon.
+                        let _ = link.client.flush(*op, &mut out);
+                    }
                 }
             }
             if !out.is_empty() {
@@ -366,6 +367,11 @@ impl<T: Transport> MountDriver<T> {
                 }
             }
             Owner::Now => self.now = Some(result),
+            Owner::Gone => {
+                if let Some(fid) = new_fid(&result) {
+                    self.clunk_later(link, fid);
+                }
+            }
             Owner::Call { pid, id } => {
                 let entry = self.journals.get_mut(&pid).and_then(|journal| {
                     let at = journal.entries.iter().position(|e| e.id == id)?;

@@ -298,7 +298,7 @@ impl<T: Transport> MountDriver<T> {
                 }
                 Some(Error::HUNGUP)
             }
-            Owner::Now => Some(Error::HUNGUP),
+            Owner::Now | Owner::Gone => Some(Error::HUNGUP),
         }
     }
 
