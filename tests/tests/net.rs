@@ -6,10 +6,16 @@
 //! docs/net.md). The session lists the tree, reads the interface's status,
 //! dials a closed port (refused by the stack, as a TCP RST), asks cs for
 //! an unknown service and an unknown host, writes nonsense to the
-//! interface's ctl, then crashes the VM through its /proc ctl: hvm
-//! restarts that VM alone, core recovers the mount, /net answers again and
-//! the ramfs task kept its file. In bare mode (QEMU) the same session
-//! runs against the server placed as a task.
+//! interface's ctl. Then two processes talk TCP through /net: `listen1`
+//! runs `cat` as an echo server and `dial` sends a line, which comes back;
+//! while the server's and the dialler's reads wait in the VM (several
+//! requests on the one link), other commands on /net answer; killing the
+//! dialler flushes its read and ends the call, and every conversation is
+//! freed. Last it crashes the VM through its /proc ctl: hvm restarts that
+//! VM alone, core recovers the mount, /net answers again and the ramfs
+//! task kept its file. In bare mode (QEMU) the same session runs against
+//! the server placed as a task, which cannot wait: the calls fail with a
+//! clear error and the rest goes on.
 
 use kasane_run::{Boot, Emulator};
 use kasane_tests::Line::{self, Is, StartsWith};
@@ -38,6 +44,39 @@ fn session() -> Vec<Line<'static>> {
         Is("-- ctl"),
         Is("echo: write error: unknown ipifc request 'reboot' (add ADDR MASK [GATEWAY], remove, gateway ADDR, dhcp)"),
         Is("refused ctl as it should"),
+        Is("-- talk"),
+    ]
+}
+
+/// The talk in a VM: the line comes back, /net answers while two reads
+/// wait (conversations 0 announced, 1 dialled, 2 accepted), and once the
+/// dialler is killed and the echo server ends, all three are free.
+fn talk_in_a_vm() -> Vec<Line<'static>> {
+    vec![
+        Is("ping"),
+        Is("-- meanwhile"),
+        Is(STATUS),
+        Is("clone"),
+        Is("0"),
+        Is("1"),
+        Is("2"),
+        Is("-- talked"),
+        Is("clone"),
+        Is("-- crash"),
+        Is("core: server net: injecting crash"),
+    ]
+}
+
+/// The talk in a task: a request that must wait fails clearly, and /net
+/// goes on answering.
+fn talk_in_a_task() -> Vec<Line<'static>> {
+    vec![
+        Is("listen1: listen: this request must wait, which a task server cannot (place the server in a VM)"),
+        Is("-- meanwhile"),
+        Is(STATUS),
+        Is("clone"),
+        Is("-- talked"),
+        Is("clone"),
         Is("-- crash"),
         Is("core: server net: injecting crash"),
     ]
@@ -81,12 +120,26 @@ fn bochs_net_vm_serves_net_and_recovers_from_a_crash() {
         Is("core: server net: vm, /srv/net, /proc/9002"),
     ];
     lines.extend(session());
+    lines.extend(talk_in_a_vm());
     lines.extend([
         Is("net| runtime-vm: performing `crash`"),
         StartsWith("hvm: cell 1 (net) failed: fault reported by the cell itself"),
     ]);
     lines.extend(after_crash());
     assert_lines_in_order(&boot, &lines);
+    // The reads that waited held up nobody, and cut no link.
+    let talk: Vec<&str> = boot
+        .transcript
+        .lines()
+        .skip_while(|l| l.trim_end() != "-- talk")
+        .take_while(|l| l.trim_end() != "-- crash")
+        .collect();
+    assert!(
+        !talk
+            .iter()
+            .any(|l| l.contains("hung up") || l.contains("dial:")),
+        "{talk:#?}"
+    );
     check_rest(&boot);
 }
 
@@ -101,6 +154,7 @@ fn qemu_bare_mode_serves_net_from_a_task() {
         Is("core: server net: task, /srv/net, /proc/9002"),
     ];
     lines.extend(session());
+    lines.extend(talk_in_a_task());
     lines.push(Is("runtime-task: performing crash"));
     lines.extend(after_crash());
     assert_lines_in_order(&boot, &lines);
