@@ -617,3 +617,55 @@ proptest! {
         s.close_all();
     }
 }
+
+#[test]
+fn past_the_limit_requests_queue_until_one_ends() {
+    let mut s = setup(false);
+    let slow = s.slow;
+    // 32 readers fill the link; the 33rd waits in the queue, not on it.
+    for pid in 1..=33 {
+        blocked(s.read(pid, slow, u64::from(pid)));
+    }
+    assert_eq!(s.waiting(), 32);
+    // A call finds no room either: it is parked, not failed.
+    let caller = Caller::new(40, "eve");
+    s.m.begin_call(40);
+    assert_eq!(s.m.stat(&caller, &s.root), Err(Error::PENDING));
+    s.m.end_call(40, true);
+    assert_eq!(s.held(), 0);
+    // One answer makes room: the queued read goes out, and the call is
+    // woken to try again.
+    s.far.borrow_mut().complete(0);
+    deliver(&mut s.m, &s.far, 0);
+    assert!(!s.m.take_wakeups().is_empty());
+    assert_eq!(s.read(1, slow, 1), Ok(Io::Ready(slow_answer(1))));
+    assert_eq!(s.waiting(), 32, "the 33rd read reached the server");
+    s.m.begin_call(40);
+    assert_eq!(s.m.stat(&caller, &s.root), Err(Error::PENDING));
+    s.m.end_call(40, true);
+    assert_eq!(s.held(), 0, "still full: the call waits again");
+    // Drain: everyone gets their own answer, then the call runs.
+    while s.waiting() > 0 {
+        s.far.borrow_mut().complete(0);
+        deliver_all(&mut s.m, &s.far);
+    }
+    for pid in 2..=33 {
+        assert_eq!(
+            s.read(pid, slow, u64::from(pid)),
+            Ok(Io::Ready(slow_answer(u64::from(pid))))
+        );
+    }
+    let (result, _) = (0..5)
+        .map(|_| {
+            s.m.begin_call(40);
+            let result = s.m.stat(&caller, &s.root);
+            let parked = s.m.call_blocked();
+            s.m.end_call(40, parked);
+            deliver_all(&mut s.m, &s.far);
+            (result, parked)
+        })
+        .find(|(_, parked)| !parked)
+        .expect("the call finished");
+    assert!(result.is_ok(), "{result:?}");
+    s.close_all();
+}
