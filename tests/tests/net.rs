@@ -167,3 +167,76 @@ fn qemu_bare_mode_serves_net_from_a_task() {
     assert_lines_in_order(&boot, &lines);
     check_rest(&boot);
 }
+
+/// A web server on the host's loopback for one test: it answers
+/// `GET /page.txt` with `page` and anything else with 404, and sends each
+/// request line it got down the channel. Its port, for the guest.
+fn serve_pages(page: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("its address").port();
+    let (tell, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 512];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request).into_owned();
+            let line = text.lines().next().unwrap_or("").to_string();
+            let answer = if line == "GET /page.txt HTTP/1.0" {
+                format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n{page}\n")
+            } else {
+                String::from("HTTP/1.0 404 Not Found\r\n\r\n")
+            };
+            let _ = stream.write_all(answer.as_bytes());
+            if tell.send(text).is_err() {
+                break;
+            }
+        }
+    });
+    (port, heard)
+}
+
+/// The NIC (`images/manifests/core-net-nic.toml`): hvm finds the PCI
+/// NE2000's I/O BAR and opens it to the network VM alone, the VM drives
+/// the card and gets its address from Bochs's slirp by DHCP, and `hget`
+/// fetches a page from a web server on the host (slirp's 10.0.2.2 is the
+/// host's loopback), and says why it gets none for a missing one.
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_net_vm_drives_the_ne2000_and_fetches_a_page_from_the_host() {
+    const PAGE: &str = "a page from the host, fetched through the NE2000";
+    let (port, heard) = serve_pages(PAGE);
+    let page = format!("hget http://10.0.2.2:{port}/page.txt");
+    let missing = format!("hget http://10.0.2.2:{port}/missing");
+    // slirp answers DHCP within a second or two of the card starting.
+    let lines = ["sleep 4", "cat /net/ipifc/0/status", &page, &missing];
+    let boot = kasane_tests::boot_typing("core-net-nic", &lines, Emulator::Bochs, 600);
+    let refused =
+        format!("hget: http://10.0.2.2:{port}/missing: the server says 'HTTP/1.0 404 Not Found'");
+    assert_lines_in_order(
+        &boot,
+        &[
+            StartsWith("hvm: cell net: device ne2k at port 0x"),
+            StartsWith("net| net: /net on the NE2000 at port 0x"),
+            Is("core: server net: vm, /srv/net, /proc/9001"),
+            Is("device ne2k mtu 1514 addr 10.0.2.15 255.255.255.0 gateway 10.0.2.2 mac 52-54-00-12-34-56 config dhcp"),
+            Is(PAGE),
+            Is(&refused),
+        ],
+    );
+    let requests: Vec<String> = heard.try_iter().collect();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert!(
+        requests[0].starts_with("GET /page.txt HTTP/1.0\r\nHost: 10.0.2.2:"),
+        "{requests:#?}"
+    );
+    assert_no_line_contains(&boot, "PANIC");
+    assert_clean(&boot);
+}
