@@ -46,6 +46,8 @@ mod loader;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
+mod pci;
+#[cfg(target_os = "none")]
 mod run;
 #[cfg(target_os = "none")]
 mod vmcs;

@@ -219,12 +219,38 @@ impl Hypervisor {
         let page = frames
             .allocate(controls::IO_BITMAPS_BYTES as u64, 4096)
             .ok_or("no memory for the I/O bitmaps")?;
-        let open: Vec<(u16, u16)> = description
+        let mut open: Vec<(u16, u16)> = Vec::new();
+        for device in description
             .devices
             .iter()
             .filter_map(|name| kasane_manifest::device(name))
-            .flat_map(|device| device.ports.iter().copied())
-            .collect();
+        {
+            // A PCI device's ports start at its BAR, wherever the firmware put it.
+            let base = match device.pci {
+                None => 0,
+                Some((vendor, id)) => {
+                    let base = crate::pci::io_base(vendor, id).ok_or_else(|| {
+                        format!(
+                            "its device {} ({vendor:04x}:{id:04x}) has no I/O BAR on PCI bus 0",
+                            device.name
+                        )
+                    })?;
+                    log!(
+                        "cell {}: device {} at port {:#x}",
+                        description.name,
+                        device.name,
+                        base
+                    );
+                    base
+                }
+            };
+            open.extend(
+                device
+                    .ports
+                    .iter()
+                    .map(|&(first, count)| (base.saturating_add(first), count)),
+            );
+        }
         // SAFETY: two fresh frames owned by hvm, mapped in no cell's EPT.
         let bytes = unsafe { &mut *(page as *mut [u8; controls::IO_BITMAPS_BYTES]) };
         controls::build_io_bitmaps(bytes, &open);

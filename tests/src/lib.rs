@@ -123,6 +123,7 @@ fn boot_with(
             .unwrap_or(256)
             .max(256),
         disk,
+        nic: kasane_run::nic_needed(&manifest_path).unwrap_or(false),
     };
     boot(&options).unwrap_or_else(|e| panic!("boot failed: {e}"))
 }

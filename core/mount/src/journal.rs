@@ -166,6 +166,9 @@ impl<T: Transport> MountDriver<T> {
                 return self.run_in_call(pid, serial, link, op);
             }
         }
+        if self.links.get(&link).is_some_and(|l| l.multiplexed) {
+            return self.run_alone(link, &op);
+        }
         self.settle(link)?;
         let result = self.exchange_op(link, &op);
         self.pump(link);
@@ -251,14 +254,20 @@ impl<T: Transport> MountDriver<T> {
         if l.server.is_none() {
             return Err(Error::HUNGUP);
         }
-        if l.posted.is_some() || l.current.is_some() || !l.outbox.is_empty() || !l.queue.is_empty()
-        {
+        // A link that carries one operation at a time must be idle; a
+        // multiplexing one must have room.
+        let full = if l.multiplexed {
+            !l.has_room()
+        } else {
+            l.busy()
+        };
+        if full {
             l.waiters = true;
             return Err(self.block());
         }
         let mut out = Vec::new();
         let started = op.start(&mut l.client, &mut out).map_err(nine)?;
-        l.current = Some((Owner::Call { pid, id: entry }, started));
+        l.ops.push((Owner::Call { pid, id: entry }, started));
         queue_frames(&mut l.outbox, out);
         self.next_entry += 1;
         self.journal(pid, serial).entries.push(Entry {

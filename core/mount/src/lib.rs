@@ -5,9 +5,12 @@
 //! turns every servant call on a mounted file into 9P requests through
 //! `ninep-client`. How a frame reaches the server is the [`Transport`]'s
 //! business: core's task-server link on the microkernel, an in-process
-//! `ninep-server` session in the host tests. One operation runs to its end
-//! before the next starts (a long read or walk may be several requests),
-//! so one request is outstanding per link.
+//! `ninep-server` session in the host tests. On a task server's link one
+//! operation runs to its end before the next starts (a long read or walk
+//! may be several requests), so one request is outstanding; a link whose
+//! transport [`multiplexes`](Transport::multiplexes) (a server VM's)
+//! carries several operations at once, each on its own tag, answered in
+//! any order, with no answer deadline (`link`).
 //!
 //! Every `File` this servant hands out is one chan, and holds one fid:
 //! - `dev` is the mount's number in bits 0..16 and a serial in bits 16..32.
@@ -25,14 +28,15 @@
 //! answers `Io::WouldBlock`, the answer comes back later through
 //! [`MountDriver::deliver`], the driver lists a wakeup, and the caller's
 //! retry (same process, file, offset and count) finds the result. So a
-//! slow server holds up only the processes reading or writing it. One
-//! request is on a link at a time; others queue.
+//! slow server holds up only the processes reading or writing it. On a
+//! link that does not multiplex one request is on it at a time, and
+//! others queue; a multiplexing link sends them all at once.
 //!
 //! Every other operation (version, attach, walk, open, create, stat, wstat,
 //! remove, and the reads of a directory listing) is posted too while core
 //! handles a call ([`MountDriver::begin_call`] to
 //! [`MountDriver::end_call`]). Such an operation that is not answered at
-//! once, or that finds the link busy, fails the call with
+//! once, or that finds a link that does not multiplex busy, fails the call with
 //! [`Error::PENDING`]; core parks the call and runs it again from the start
 //! once a wakeup comes. The driver keeps a *journal* per process: every
 //! operation the call made, in order, with its result. The call's rerun
@@ -51,7 +55,9 @@
 //!
 //! Outside a call (core's own mounts at boot), and on links that do not
 //! post, an operation is a synchronous exchange after the link's posted
-//! request has been answered.
+//! request has been answered; on a multiplexing link it is posted beside
+//! the others and the link's answers are collected until its own comes.
+//! A process that goes has its operations under way flushed (flush(5)).
 //!
 //! A transport error, or an answer that is not a whole 9P frame, hangs the
 //! link up: the transport is stopped and kept

@@ -1,4 +1,13 @@
 //! A link's queue: posted reads and writes, what is on the wire, answers.
+//!
+//! A link carries one operation at a time, or several at once if its
+//! transport [`multiplexes`](crate::Transport::multiplexes) (a server
+//! VM's link): then every posted read or write and every call's operation
+//! goes out at once with a tag of its own (intro(5): "the tag is chosen
+//! by the client to identify the message"), answers are matched to their
+//! operations by tag whatever order they come in, and an operation whose
+//! process went is flushed (flush(5)) so a server does not hold a read
+//! nobody will take.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -23,6 +32,26 @@ pub(crate) enum Owner {
     /// A read or write started on an idle link and waited for within the
     /// same call ([`MountDriver::start_now`]); its result goes to `now`.
     Now,
+    /// An operation whose process went: its answer is nobody's (a fid it
+    /// made is clunked), even if a later request has the same key.
+    Gone,
+}
+
+/// Most operations a multiplexing link carries at once; more wait in the
+/// link's queue (a call's operation blocks until one ends). Each holds a
+/// tag and a server-side request, so this bounds what one client asks of
+/// a server.
+pub(crate) const MAX_IN_FLIGHT: usize = 32;
+
+impl Owner {
+    /// The process the operation is for, if it has one.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Owner::Io(key) => Some(key.pid),
+            Owner::Call { pid, .. } => Some(*pid),
+            Owner::Now | Owner::Gone => None,
+        }
+    }
 }
 
 /// What became of a read or write offered to an idle link.
@@ -62,17 +91,24 @@ pub(crate) struct Link<T> {
     pub(crate) server: Option<T>,
     pub(crate) client: Client,
     pub(crate) answer: Box<[u8]>,
-    /// A frame is posted and its answer not yet delivered; since when
-    /// (the first [`MountDriver::expire`] after the post).
-    pub(crate) posted: Option<Option<u64>>,
-    /// The operation the posted frames belong to, and its client op.
-    pub(crate) current: Option<(Owner, OpId)>,
+    /// Frames posted whose answers are not yet delivered (at most one
+    /// unless the link multiplexes).
+    pub(crate) posted: usize,
+    /// Since when the link has waited for an answer (the first
+    /// [`MountDriver::expire`] after a post or an answer).
+    pub(crate) since: Option<u64>,
+    /// The link carries several operations at once, with no answer
+    /// deadline ([`Transport::multiplexes`]).
+    pub(crate) multiplexed: bool,
+    /// The operations under way, and their client ops.
+    pub(crate) ops: Vec<(Owner, OpId)>,
     /// Frames the client made that wait for the link (a long read's next
     /// part, a clean-up clunk).
     pub(crate) outbox: VecDeque<Vec<u8>>,
     /// Requests waiting for the link, oldest first.
     pub(crate) queue: VecDeque<Pending>,
-    /// A call's operation found the link busy: wake it when it is free.
+    /// A call's operation found the link busy (or, multiplexing, full):
+    /// wake it when there is room.
     pub(crate) waiters: bool,
     /// The last frame posted, emptied: the next request is written into
     /// it, so a quiet link's reads allocate no frame.
@@ -80,6 +116,23 @@ pub(crate) struct Link<T> {
     /// Reads and writes under way or queued when the link hung up, kept
     /// for a revive (`recover`).
     pub(crate) stranded: Vec<Pending>,
+}
+
+impl<T> Link<T> {
+    /// Something is on the wire, waits to go out, or is under way.
+    pub(crate) fn busy(&self) -> bool {
+        self.posted > 0 || !self.ops.is_empty() || !self.outbox.is_empty() || !self.queue.is_empty()
+    }
+
+    /// Whether another operation may start now: on an idle link, or on a
+    /// multiplexing one that carries fewer than [`MAX_IN_FLIGHT`].
+    pub(crate) fn has_room(&self) -> bool {
+        if self.multiplexed {
+            self.ops.len() < MAX_IN_FLIGHT
+        } else {
+            self.posted == 0 && self.ops.is_empty() && self.outbox.is_empty()
+        }
+    }
 }
 
 /// Queues the requests a client wrote into `out`: whole frames, one after
@@ -136,11 +189,13 @@ impl<T: Transport> MountDriver<T> {
         self.links.insert(
             link,
             Link {
+                multiplexed: server.multiplexes(),
                 server: Some(server),
                 client: Client::new(MSIZE),
                 answer,
-                posted: None,
-                current: None,
+                posted: 0,
+                since: None,
+                ops: Vec::new(),
                 outbox: VecDeque::new(),
                 queue: VecDeque::new(),
                 waiters: false,
@@ -164,21 +219,29 @@ impl<T: Transport> MountDriver<T> {
         self.links.get_mut(&link)?.server.as_mut()
     }
 
-    /// Whether a posted request waits for its answer on any link.
+    /// Whether a posted request waits for its answer on a link that has
+    /// an answer deadline (one that does not multiplex).
     pub fn in_flight(&self) -> bool {
-        self.links.values().any(|l| l.posted.is_some())
+        self.links.values().any(|l| l.posted > 0 && !l.multiplexed)
     }
 
     /// Hangs up every link whose posted request has waited longer than
     /// `limit` since `now` was first seen after the post (times in any
-    /// unit, e.g. microseconds). Its waiting reads and writes fail.
+    /// unit, e.g. microseconds). Its waiting reads and writes fail. A
+    /// multiplexing link has no deadline: its server may hold a request
+    /// as long as it likes (a `listen`), and whoever runs the server
+    /// watches it (hvm's heartbeat restarts a hung VM).
     pub fn expire(&mut self, now: u64, limit: u64) {
         let mut late = Vec::new();
         for (id, link) in &mut self.links {
-            match &mut link.posted {
-                Some(since @ None) => *since = Some(now),
-                Some(Some(since)) if now.saturating_sub(*since) > limit => late.push(*id),
-                _ => {}
+            if link.posted == 0 || link.multiplexed {
+                link.since = None;
+                continue;
+            }
+            match link.since {
+                None => link.since = Some(now),
+                Some(since) if now.saturating_sub(since) > limit => late.push(*id),
+                Some(_) => {}
             }
         }
         for id in late {
@@ -193,6 +256,36 @@ impl<T: Transport> MountDriver<T> {
         self.done.retain(|key, _| key.pid != pid);
         self.fail_once.remove(&pid);
         self.drop_journal(pid);
+        self.flush_owned_by(pid);
+    }
+
+    /// Makes every operation of process `pid` still under way nobody's,
+    /// and on a multiplexing link sends a Tflush (flush(5)) for each: its
+    /// server forgets a request that waits (a read for data, a `listen`),
+    /// and the answer, the Rflush or a late reply, is dropped. A link that
+    /// carries one request at a time gets its answer soon anyway.
+    fn flush_owned_by(&mut self, pid: u32) {
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in ids {
+            let Some(link) = self.links.get_mut(&id) else {
+                continue;
+            };
+            let flush = link.multiplexed && link.server.is_some();
+            let mut out = Vec::new();
+            for (owner, op) in &mut link.ops {
+                if owner.pid() == Some(pid) {
+                    *owner = Owner::Gone;
+                    if flush {
+                        // A clunk or remove cannot be flushed; it ends soon.
+                        let _ = link.client.flush(*op, &mut out);
+                    }
+                }
+            }
+            if !out.is_empty() {
+                queue_frames(&mut link.outbox, out);
+                self.pump(id);
+            }
+        }
     }
 
     /// The answer to the request posted on `link` (a 9P R-message, as the
@@ -208,10 +301,12 @@ impl<T: Transport> MountDriver<T> {
         let Some(link) = self.links.get_mut(&id) else {
             return;
         };
-        if link.posted.take().is_none() {
+        if link.posted == 0 {
             self.fail_link(id, &"an answer nobody asked for");
             return;
         }
+        link.posted -= 1;
+        link.since = None;
         let mut more = Vec::new();
         let finished = match link.client.receive(frame, &mut more) {
             Ok(Some(done)) if matches!(done.result, Err(ninep_client::Error::Protocol(_))) => {
@@ -220,18 +315,21 @@ impl<T: Transport> MountDriver<T> {
                 }
                 return;
             }
-            Ok(Some(done)) => match link.current {
-                Some((owner, op)) if op == done.op => {
-                    link.current = None;
+            // The tag named the operation; answers come in any order.
+            Ok(Some(done)) => match link.ops.iter().position(|(_, op)| *op == done.op) {
+                Some(at) => {
+                    let (owner, _) = link.ops.remove(at);
                     Some((owner, done.result.map_err(nine)))
                 }
-                _ => None,
+                None => None,
             },
-            Ok(None) if more.is_empty() => {
+            Ok(None) if more.is_empty() && !link.multiplexed => {
                 // One message is one whole frame (see exchange_op).
                 self.fail_link(id, &NOT_A_FRAME);
                 return;
             }
+            // An Rflush, the late reply to a flushed request, or a part
+            // that asks for the next.
             Ok(None) => None,
             Err(e) => {
                 self.fail_link(id, &format_args!("9P botch: {e}"));
@@ -269,6 +367,11 @@ impl<T: Transport> MountDriver<T> {
                 }
             }
             Owner::Now => self.now = Some(result),
+            Owner::Gone => {
+                if let Some(fid) = new_fid(&result) {
+                    self.clunk_later(link, fid);
+                }
+            }
             Owner::Call { pid, id } => {
                 let entry = self.journals.get_mut(&pid).and_then(|journal| {
                     let at = journal.entries.iter().position(|e| e.id == id)?;
@@ -294,26 +397,34 @@ impl<T: Transport> MountDriver<T> {
         }
     }
 
-    /// Posts the next frame of `link`, or starts its next queued request,
-    /// while nothing is on the wire.
+    /// Posts the frames of `link` that wait, and starts its queued
+    /// requests, as far as the link takes them: one frame on the wire at
+    /// a time, or on a multiplexing link all of them (up to
+    /// [`MAX_IN_FLIGHT`] operations).
     pub(crate) fn pump(&mut self, id: LinkId) {
         loop {
             let Some(link) = self.links.get_mut(&id) else {
                 return;
             };
-            if link.posted.is_some() || link.server.is_none() {
+            if link.server.is_none() || (link.posted > 0 && !link.multiplexed) {
                 return;
             }
             let frame = match link.outbox.pop_front() {
                 Some(frame) => frame,
                 None => {
-                    if let Some((owner, _)) = link.current.take() {
-                        // Nothing more will come for it.
-                        self.complete(id, owner, Err(Error::new("#M: the operation stalled")));
+                    if link.posted == 0 && !link.ops.is_empty() {
+                        // Nothing more will come for them.
+                        for (owner, _) in core::mem::take(&mut link.ops) {
+                            let error = Error::new("#M: the operation stalled");
+                            self.complete(id, owner, Err(error));
+                        }
                         continue;
                     }
+                    if !link.has_room() {
+                        return;
+                    }
                     let Some(key) = link.queue.pop_front() else {
-                        // Free: a call that found it busy may go on.
+                        // Room: a call that found none may go on.
                         if core::mem::take(&mut link.waiters) {
                             self.wake(id);
                         }
@@ -324,7 +435,7 @@ impl<T: Transport> MountDriver<T> {
                     };
                     let mut out = core::mem::take(&mut link.spare);
                     match start_io(&mut link.client, &key, request, &mut out) {
-                        Ok(op) => link.current = Some((Owner::Io(key), op)),
+                        Ok(op) => link.ops.push((Owner::Io(key), op)),
                         Err(e) => {
                             self.complete(id, Owner::Io(key), Err(nine(e)));
                             continue;
@@ -341,10 +452,10 @@ impl<T: Transport> MountDriver<T> {
             link.spare = frame;
             link.spare.clear();
             match posted {
-                Ok(None) => link.posted = Some(None),
+                Ok(None) => link.posted += 1,
                 Ok(Some(length)) => {
                     // Answered at once: take it here and go on.
-                    link.posted = Some(None);
+                    link.posted += 1;
                     self.take_buffered_answer(id, length);
                 }
                 Err(reason) => {
@@ -450,12 +561,7 @@ impl<T: Transport> MountDriver<T> {
         let Some(link) = self.links.get_mut(&id) else {
             return Started::Busy(request);
         };
-        let idle = link.server.is_some()
-            && link.posted.is_none()
-            && link.current.is_none()
-            && link.outbox.is_empty()
-            && link.queue.is_empty();
-        if !idle {
+        if link.server.is_none() || link.busy() {
             return Started::Busy(request);
         }
         let mut out = core::mem::take(&mut link.spare);
@@ -463,7 +569,7 @@ impl<T: Transport> MountDriver<T> {
             Ok(op) => op,
             Err(e) => return Started::Done(Err(nine(e))),
         };
-        link.current = Some((Owner::Now, op));
+        link.ops.push((Owner::Now, op));
         queue_frames(&mut link.outbox, out);
         self.pump(id);
         if let Some(result) = self.now.take() {
@@ -483,8 +589,7 @@ impl<T: Transport> MountDriver<T> {
         if let Some((owner, _)) = self
             .links
             .get_mut(&id)
-            .and_then(|l| l.current.as_mut())
-            .filter(|(owner, _)| *owner == Owner::Now)
+            .and_then(|l| l.ops.iter_mut().find(|(owner, _)| *owner == Owner::Now))
         {
             *owner = Owner::Io(key);
         }

@@ -94,10 +94,12 @@ impl<T: Transport> MountDriver<T> {
         let Some(link) = self.links.get_mut(&id) else {
             return Err(Error::HUNGUP);
         };
+        link.multiplexed = server.multiplexes();
         link.server = Some(server);
         link.client = Client::new(MSIZE);
-        link.posted = None;
-        link.current = None;
+        link.posted = 0;
+        link.since = None;
+        link.ops.clear();
         link.outbox.clear();
         self.forget_link_in_journals(id);
         let mut remap: BTreeMap<Fid, Option<Fid>> = BTreeMap::new();
@@ -296,7 +298,7 @@ impl<T: Transport> MountDriver<T> {
                 }
                 Some(Error::HUNGUP)
             }
-            Owner::Now => Some(Error::HUNGUP),
+            Owner::Now | Owner::Gone => Some(Error::HUNGUP),
         }
     }
 

@@ -58,6 +58,19 @@ pub trait Transport {
         Err(format!("{}: nothing was posted", self.name()))
     }
 
+    /// Whether the link carries several requests at once, each with its
+    /// own tag, their answers in any order (a server VM's link: its
+    /// runtime reads every request as it comes and answers each when it
+    /// is done). Such a link has no answer deadline: its server may hold
+    /// a request as long as it likes (a `listen`), and whoever runs the
+    /// server watches it instead (hvm's heartbeat). Without, one request
+    /// is on the link at a time and an answer later than core's limit
+    /// hangs the link up. Only a link that [`posts`](Self::posts) may
+    /// multiplex.
+    fn multiplexes(&self) -> bool {
+        false
+    }
+
     /// Asks the server to perform failure `verb` for real (`crash`,
     /// `triple-fault`, `wild-write`, `hang`, `garbage`): core's failure
     /// injection. Its effect comes back as the link's failure.
@@ -113,11 +126,12 @@ impl<T: Transport> MountDriver<T> {
             return;
         };
         link.client.hang_up();
-        link.posted = None;
+        link.posted = 0;
+        link.since = None;
         link.outbox.clear();
         let waiters = core::mem::take(&mut link.waiters);
         let mut failed: Vec<Owner> = link.queue.drain(..).map(Owner::Io).collect();
-        failed.extend(link.current.take().map(|(owner, _)| owner));
+        failed.extend(link.ops.drain(..).map(|(owner, _)| owner));
         if let Some(mut transport) = link.server.take() {
             transport.stop();
             self.gate.0.hung_up.store(true, Ordering::Relaxed);
@@ -143,12 +157,12 @@ impl<T: Transport> MountDriver<T> {
         loop {
             let link = self.links.get_mut(&id).ok_or(Error::HUNGUP)?;
             let server = link.server.as_mut().ok_or(Error::HUNGUP)?;
-            let collected = if link.posted.is_some() {
+            let collected = if link.posted > 0 {
                 server.collect(&mut link.answer).map(Some)
             } else if let Some(frame) = link.outbox.pop_front() {
-                link.posted = Some(None);
+                link.posted += 1;
                 server.post(&frame, &mut link.answer)
-            } else if let Some((owner, _)) = link.current.take() {
+            } else if let Some((owner, _)) = link.ops.pop() {
                 // Nothing more will come for it.
                 self.complete(id, owner, Err(Error::new("#M: the operation stalled")));
                 continue;
@@ -164,6 +178,35 @@ impl<T: Transport> MountDriver<T> {
                     self.hang_up(id, reason);
                     return Err(Error::HUNGUP);
                 }
+            }
+        }
+    }
+
+    /// Runs `op` to its end on a multiplexing link outside a call (core's
+    /// own mounts at boot): posted beside whatever the link carries, and
+    /// the link's answers collected, each to its owner, until `op`'s
+    /// comes. Unlike [`settle`](Self::settle) it does not wait for the
+    /// requests already out, which may wait for good (a `listen`).
+    pub(crate) fn run_alone(&mut self, id: LinkId, op: &Op) -> Result<Outcome, Error> {
+        let link = self.links.get_mut(&id).ok_or(Error::HUNGUP)?;
+        if link.server.is_none() {
+            return Err(Error::HUNGUP);
+        }
+        let mut out = Vec::new();
+        let started = op.start(&mut link.client, &mut out).map_err(nine)?;
+        link.ops.push((Owner::Now, started));
+        crate::link::queue_frames(&mut link.outbox, out);
+        self.now = None;
+        loop {
+            self.pump(id);
+            if let Some(result) = self.now.take() {
+                return result;
+            }
+            let link = self.links.get_mut(&id).ok_or(Error::HUNGUP)?;
+            let server = link.server.as_mut().ok_or(Error::HUNGUP)?;
+            match server.collect(&mut link.answer) {
+                Ok(length) => self.take_buffered_answer(id, length),
+                Err(reason) => self.hang_up(id, reason),
             }
         }
     }

@@ -326,14 +326,21 @@ impl Core {
             }
             let mounts = &mut self.system.servants().mount;
             if let Some(link) = mounts.link_of_peer(sender.raw()) {
-                let polled = mounts
-                    .transport_mut(link)
-                    .and_then(ServerLink::vm)
-                    .map(|vm| vm.poll());
-                match polled {
-                    Some(Ok(Some(answer))) => mounts.deliver(link, &answer),
-                    Some(Err(what)) => mounts.fail_link(link, &what),
-                    _ => {}
+                // Several requests are out at once: take every answer
+                // that came with this interrupt.
+                loop {
+                    let polled = mounts
+                        .transport_mut(link)
+                        .and_then(ServerLink::vm)
+                        .map(|vm| vm.poll());
+                    match polled {
+                        Some(Ok(Some(answer))) => mounts.deliver(link, &answer),
+                        Some(Err(what)) => {
+                            mounts.fail_link(link, &what);
+                            break;
+                        }
+                        _ => break,
+                    }
                 }
             }
             return;

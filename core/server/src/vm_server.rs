@@ -4,9 +4,11 @@
 //! Core drives its end ([`crate::links`]) and gives it to `#M` as a
 //! [`Transport`], posted as `/srv/NAME` under the cell's name, exactly as
 //! a task server of that name is. On the link 9P messages travel as a
-//! byte stream, each framed by its size[4] (`virtio_link::stream`); every
-//! exchange is synchronous: the T-message out, then core waits on the
-//! link's interrupt for a whole R-message.
+//! byte stream, each framed by its size[4] (`virtio_link::stream`). A
+//! synchronous exchange (core's boot mounts, recovery) sends the
+//! T-message and waits on the link's interrupt for a whole R-message;
+//! everything else is posted, several requests at once, each answer taken
+//! from the link's interrupt ([`VmServer::poll`]) and matched by its tag.
 //!
 //! [`ServerLink`] is what `#M` holds for either placement.
 
@@ -302,6 +304,14 @@ impl Transport for VmServer {
         true
     }
 
+    /// A server VM's runtime reads each request as it comes and answers
+    /// it when it is done, by tag, so the link carries several at once
+    /// with no deadline: hvm's heartbeat watches the VM, and a hung one
+    /// is restarted and recovered. The Linux agent answers one at a time.
+    fn multiplexes(&self) -> bool {
+        !self.bridged()
+    }
+
     fn post(&mut self, frame: &[u8], _answer: &mut [u8]) -> Result<Option<usize>, String> {
         self.exchanger
             .send(&mut LinkIo(&mut self.link), frame)
@@ -405,6 +415,13 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.peer(),
             ServerLink::Vm(server) => server.peer(),
+        }
+    }
+
+    fn multiplexes(&self) -> bool {
+        match self {
+            ServerLink::Task(server) => server.multiplexes(),
+            ServerLink::Vm(server) => server.multiplexes(),
         }
     }
 

@@ -79,6 +79,9 @@ pub fn task_servers(bytes: &[u8], drives_server_vms: bool) -> (Vec<TaskStart>, V
             .devices
             .iter()
             .filter_map(|name| kasane_manifest::device(name))
+            // A PCI device's ports are hvm's to find; a vm server run as a
+            // task (bare mode) goes without it.
+            .filter(|device| device.pci.is_none())
             .flat_map(|device| device.ports.iter().copied())
             .collect();
         let config = ServerConfig {

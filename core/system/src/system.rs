@@ -337,9 +337,9 @@ impl<K: Kernel> System<K> {
     /// How long the shell's receive may wait (µs; `None`: until a message
     /// comes): until the earliest `sleep` ends, at most
     /// [`CONSOLE_POLL_MICROSECONDS`] while a console read is parked, and
-    /// at most a hundred times that while a posted 9P request is out,
-    /// whose link is hung up when its answer is later than
-    /// [`Kernel::ANSWER_LIMIT`].
+    /// at most a hundred times that while a posted 9P request is out on
+    /// a task server's link, which is hung up when its answer is later
+    /// than [`Kernel::ANSWER_LIMIT`] (a server VM's link has no deadline).
     pub fn receive_timeout(&mut self) -> Option<u32> {
         // It runs before every receive: one pass over the parked calls,
         // and nothing more when none waits for a time, the console or a

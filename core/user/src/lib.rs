@@ -15,6 +15,7 @@
 //! - [`args`]: flags as Plan 9's `ARGBEGIN` reads them, and [`usage`];
 //! - [`copy`]: what cp and mv share;
 //! - [`net`]: dial(2)'s `dial`, `announce`, `listen`, `accept` over `/net`;
+//! - [`http`]: what `hget` needs of HTTP/1.0;
 //! - [`linux`]: `linux(nr, args…)`, a Linux system call delegated to the
 //!   Linux cell.
 //!
@@ -28,6 +29,7 @@ pub extern crate alloc;
 
 pub mod args;
 pub mod copy;
+pub mod http;
 pub mod linux;
 pub mod net;
 pub mod rt;

@@ -396,11 +396,17 @@ fn check_devices(
         ));
     }
     for (position, name) in server.devices.iter().enumerate() {
-        if crate::device(name).is_none() {
+        let Some(device) = crate::device(name) else {
             let known: alloc::vec::Vec<&str> = crate::DEVICES.iter().map(|d| d.name).collect();
             return Err(ManifestError::new(
                 at,
                 format!("unknown device `{name}` (known: {})", known.join(", ")),
+            ));
+        };
+        if device.pci.is_some() && server.placement != Placement::Vm {
+            return Err(ManifestError::new(
+                at,
+                format!("`{name}` is a PCI device whose ports hvm finds at boot: only a vm server can be given it"),
             ));
         }
         if server.devices[..position].contains(name) {

@@ -104,8 +104,14 @@ pub fn vm_module(program: &str) -> alloc::string::String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Device {
     pub name: &'static str,
-    /// Port ranges as (first, count).
+    /// Port ranges as (first, count); for a PCI device, relative to its
+    /// I/O BAR.
     pub ports: &'static [(u16, u16)],
+    /// A PCI function's (vendor, device) ID, for a device whose ports the
+    /// firmware chose: hvm finds it on the host's bus 0 at boot and opens
+    /// `ports` from its BAR 0, which must be an I/O BAR (PCI Local Bus
+    /// 3.0 §6.2.5.1). Only a server VM can be given such a device.
+    pub pci: Option<(u16, u16)>,
 }
 
 impl Device {
@@ -119,14 +125,25 @@ impl Device {
     }
 }
 
-/// The devices a manifest may assign (`[[server]] devices`). A later
-/// NE2000 (its PCI I/O BAR) is one more row.
-pub const DEVICES: &[Device] = &[Device {
-    // The secondary ATA channel: command block 0x170-0x177, control block
-    // (alternate status / device control) 0x376 (ATA/ATAPI-6 clause 7).
-    name: "ata1",
-    ports: &[(0x170, 8), (0x376, 1)],
-}];
+/// The devices a manifest may assign (`[[server]] devices`).
+pub const DEVICES: &[Device] = &[
+    Device {
+        // The secondary ATA channel: command block 0x170-0x177, control
+        // block (alternate status / device control) 0x376 (ATA/ATAPI-6
+        // clause 7).
+        name: "ata1",
+        ports: &[(0x170, 8), (0x376, 1)],
+        pci: None,
+    },
+    Device {
+        // The RTL8029AS, a PCI NE2000: 32 ports from BAR 0, registers at
+        // 0x00-0x0F, the remote-DMA data port at 0x10, reset at 0x1F
+        // (RTL8029AS datasheet §6). It never masters the bus.
+        name: "ne2k",
+        ports: &[(0, 0x20)],
+        pci: Some((0x10EC, 0x8029)),
+    },
+];
 
 /// The device called `name`.
 pub fn device(name: &str) -> Option<&'static Device> {

@@ -60,10 +60,24 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Consol
          boot: cdrom\n\
          speaker: enabled=0\n\
          sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy\n\
-         plugin_ctrl: speaker=0, sb16=0, es1370=0, e1000=0, ne2k=0, parallel=0, gameport=0, extfpuirq=0\n\
+         plugin_ctrl: speaker=0, sb16=0, es1370=0, e1000=0, ne2k={ne2k}, parallel=0, gameport=0, extfpuirq=0\n\
          com1: enabled=1, mode=socket-server, dev=127.0.0.1:{port}\n\
          port_e9_hack: enabled=1\n\
-         log: {log}\n{disk}",
+         log: {log}\n{disk}{nic}",
+        ne2k = u8::from(options.nic),
+        // PLATFORM.md: the PCI NE2000 on Bochs's slirp, whose config file
+        // must start with its marker line.
+        nic = if options.nic {
+            let conf = run_dir.join("slirp.conf");
+            fs::write(&conf, "# slirp config\n")
+                .map_err(|e| format!("{}: {e}", conf.display()))?;
+            format!(
+                "pci: enabled=1, chipset=i440fx, slot1=ne2k\nne2k: enabled=1, mac=52:54:00:12:34:56, ethmod=slirp, script={}\n",
+                conf.display()
+            )
+        } else {
+            String::new()
+        },
         disk = match &options.disk {
             // The secondary channel's master: the ports the manifest's
             // `ata1` names (0x170-0x177, 0x376).

@@ -45,6 +45,7 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
             "linuxcalls",
             "dial",
             "listen1",
+            "hget",
         ],
     ),
 ];

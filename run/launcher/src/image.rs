@@ -64,6 +64,16 @@ pub fn memory_needed(manifest: &Path) -> Result<u32, String> {
     Ok(cells + if linux { 128 } else { 64 })
 }
 
+/// Whether `manifest` gives a server the NE2000 (`devices = ["ne2k"]`):
+/// the machine then gets the card, on Bochs's slirp network.
+pub fn nic_needed(manifest: &Path) -> Result<bool, String> {
+    let compiled = kasane_mkimage::compile_manifest(manifest).map_err(|e| e.to_string())?;
+    Ok(compiled
+        .cells
+        .iter()
+        .any(|c| c.devices.iter().any(|d| d == "ne2k")))
+}
+
 /// Builds the ISO for `manifest` under `build/images/` and returns its path.
 pub fn make_image(
     root: &Path,

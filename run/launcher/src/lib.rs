@@ -35,7 +35,7 @@ mod typist;
 
 pub use build::{build_components, BARE_METAL_PACKAGES};
 pub use emulator::{lists_vmx, Emulator, Host};
-pub use image::{add_linux_components, make_image, memory_needed};
+pub use image::{add_linux_components, make_image, memory_needed, nic_needed};
 pub use signals::{catch_terminating, caught, name as signal_name};
 pub use typist::{read_script, Typist};
 
@@ -123,6 +123,10 @@ pub struct BootOptions {
     /// A raw disk image attached as the secondary channel's master (the
     /// manifest's `ata1`): Bochs `ata1-master`, QEMU `if=ide,index=2`.
     pub disk: Option<PathBuf>,
+    /// A PCI NE2000 (RTL8029) for the manifest's `ne2k`, on Bochs's
+    /// slirp (guest 10.0.2.15, host 10.0.2.2, DHCP). QEMU runs Kasane
+    /// bare, where no server VM drives it, and gets none.
+    pub nic: bool,
 }
 
 /// The geometry Bochs derives from a flat image: 16 heads of 63 sectors,

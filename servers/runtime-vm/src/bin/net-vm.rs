@@ -1,11 +1,13 @@
 //! The network server as a server VM: `netfs` (Plan 9's `/net` over
 //! smoltcp) on a virtio link under hvm.
 //!
-//! No NIC is assigned to server VMs yet (docs/net.md), so the stack runs on
-//! smoltcp's loopback device with 127.0.0.1/8: programs in Kasane can
-//! announce, dial and talk TCP and UDP to each other through `/net`, and
-//! the NE2000 driver (`servers/ne2k`) takes the loopback's place once hvm
-//! hands a VM the card's ports.
+//! With the manifest's `ne2k` device (a PCI NE2000, whose ports hvm opens
+//! to this VM alone) the stack drives the card (`servers/ne2k`) and asks
+//! DHCP for its address; without, it runs on smoltcp's loopback device
+//! with 127.0.0.1/8, so programs in Kasane can still announce, dial and
+//! talk TCP and UDP to each other through `/net`. The card is polled
+//! (its interrupt is not routed to the VM), every 10 ms while the server
+//! runs.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -22,9 +24,32 @@ mod vm {
     use netfs::smoltcp::phy::{Loopback, Medium};
     use netfs::smoltcp::wire::Ipv4Cidr;
     use netfs::NetFs;
+    use runtime_vm::ports::Card;
+
+    /// How often the stack looks at a card that raises no interrupt.
+    const CARD_POLL_MS: u64 = 10;
 
     fn main(_boot: &runtime_vm::Boot) -> ! {
         let seed = u64::from(runtime_vm::clock_seconds()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        if let Some(card) = Card::find() {
+            let base = card.0;
+            match ne2k::Ne2k::new(card) {
+                Ok(nic) => {
+                    let mac = nic.mac();
+                    let mut net = NetFs::new(nic, mac, "ne2k", seed, 0);
+                    net.set_poll_period(Some(CARD_POLL_MS));
+                    net.start_dhcp();
+                    runtime_vm::print_line(format_args!(
+                        "net: /net on the NE2000 at port {base:#x}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, dhcp",
+                        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                    ));
+                    runtime_vm::serve(&mut net)
+                }
+                Err(e) => runtime_vm::print_line(format_args!(
+                    "net: the device at port {base:#x}: {e}; using the loopback device"
+                )),
+            }
+        }
         let mut net = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", seed, 0);
         net.configure(Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 8), None);
         runtime_vm::print_line(format_args!(
