@@ -60,6 +60,9 @@ pub struct Thread {
     /// Whether it may use the PCI configuration ports (the root task's
     /// threads: a user-level driver's, docs/microkernel-abi.md §9.12).
     io_ports: bool,
+    /// Whether its task holds port grants (set with the grant, so that no
+    /// switch scans the grants).
+    granted: bool,
     /// While the kernel runs a page-fault or exception IPC on the thread's
     /// behalf: its real user registers, restored when the pager replies.
     fault: Option<Box<Context>>,
@@ -69,7 +72,7 @@ pub struct Thread {
 fn io_ports<'a>(thread: &Thread, grants: &'a PortGrants) -> IoPorts<'a> {
     if thread.io_ports {
         IoPorts::Pci
-    } else if grants.holds(thread.task) {
+    } else if thread.granted {
         IoPorts::Granted(thread.task, grants)
     } else {
         IoPorts::Closed
@@ -595,6 +598,7 @@ impl Kernel {
             space_root,
             halted: true,
             io_ports: task == self.root_task,
+            granted: self.port_grants.holds(task),
             fault: None,
         };
         let id = match self.objects.threads.insert(thread) {
@@ -1235,7 +1239,7 @@ impl Kernel {
                 context,
                 receiver.space_root,
                 receiver.utcb_address,
-                io_ports(receiver, &self.port_grants),
+                || io_ports(receiver, &self.port_grants),
             )
         };
         self.current = Some(to);
@@ -1315,7 +1319,7 @@ impl Kernel {
         let context: *mut Context = &mut *thread.context;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; the space has the kernel half.
-        let io = io_ports(thread, &self.port_grants);
+        let io = || io_ports(thread, &self.port_grants);
         // SAFETY: as above.
         unsafe { arch::set_current_context(context, root, thread.utcb_address, io) };
         self.current = Some(id);
