@@ -1235,12 +1235,9 @@ impl Kernel {
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; its space has the kernel half.
         unsafe {
-            arch::set_current_context(
-                context,
-                receiver.space_root,
-                receiver.utcb_address,
-                || io_ports(receiver, &self.port_grants),
-            )
+            arch::set_current_context(context, receiver.space_root, receiver.utcb_address, || {
+                io_ports(receiver, &self.port_grants)
+            })
         };
         self.current = Some(to);
         Some(true)

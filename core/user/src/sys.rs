@@ -118,6 +118,7 @@ fn raw_call(
     }
     let utcb = own_utcb()?;
     utcb.clear_receive_targets();
+    let receives = receive.is_some();
     if let Some(buffer) = receive {
         touch_for_writing(buffer);
         // SAFETY: the buffer is exclusively borrowed for the whole call and
@@ -150,7 +151,11 @@ fn raw_call(
     // bytes that stay valid during the call; the only receive target is
     // the buffer above; no receive window is set.
     let result = call_core(utcb);
-    utcb.clear_receive_targets();
+    if receives {
+        // Only slot 0 was set (the window and the rest were cleared).
+        // SAFETY: an empty buffer lets the kernel write nothing.
+        unsafe { utcb.set_receive_buffer(0, ReceiveBuffer::default()) };
+    }
     result?;
     let tag = MessageTag::from_raw(utcb.message_registers[0]);
     let untyped = tag.untyped();
