@@ -303,6 +303,10 @@ unsafe fn copy_pages(from: &Pages, to: &Pages, length: u64) {
     }
 }
 
+/// A fast-path message's string items as the receiver sees them, and the
+/// copy of each (source pages, destination pages, length).
+type Strings = ([u64; 4], [Option<(Pages, Pages, u64)>; 2]);
+
 const REGISTER_WORDS: usize = 7;
 
 fn read_registers(context: &Context) -> [u64; REGISTER_WORDS] {
@@ -1110,17 +1114,33 @@ impl Kernel {
         &self,
         sender_task: TaskId,
         receiver: &Thread,
+        slot: u64,
         item: &mut [u64],
     ) -> Option<(Pages, Pages, u64)> {
         let buffer = ReceiveBuffer {
-            address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS),
-            length: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 8),
+            address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 16 * slot),
+            length: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 16 * slot + 8),
         };
         let (source, destination, received) = plan_one_string([item[0], item[1]], buffer)?;
         let from = Pages::of(self.objects.space(sender_task)?, source, false)?;
         let into = Pages::of(self.objects.space(receiver.task)?, destination, true)?;
         item.copy_from_slice(&received);
         Some((from, into, source.length()))
+    }
+
+    /// [`Kernel::fast_string`] of each string item in `words` (one or two),
+    /// into the receive buffer of its position: the items as the receiver
+    /// sees them, and the copies to make.
+    #[inline(never)]
+    fn fast_strings(&self, sender_task: TaskId, to: ThreadId, words: &[u64]) -> Option<Strings> {
+        let receiver = self.objects.threads.get(to)?;
+        let (mut items, mut copies) = ([0; 4], [None, None]);
+        items.get_mut(..words.len())?.copy_from_slice(words);
+        for (slot, item) in items[..words.len()].chunks_exact_mut(2).enumerate() {
+            let copy = self.fast_string(sender_task, receiver, slot as u64, item)?;
+            *copies.get_mut(slot)? = Some(copy);
+        }
+        Some((items, copies))
     }
 
     /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
@@ -1144,9 +1164,11 @@ impl Kernel {
             return None;
         }
         let tag = MessageTag::from_raw(c.r10).with_flags(TagFlags::empty());
-        // Untyped words (at most 63), or one string item with the whole
+        // Untyped words (at most 63), or one or two string items (into
+        // receive buffers 0 and 1, as `plan` puts them) with the whole
         // message in registers; other typed messages need full planning.
-        let string = tag.typed() == 2 && tag.untyped() + 3 <= REGISTER_WORDS;
+        let typed = tag.typed();
+        let string = matches!(typed, 2 | 4) && tag.untyped() + 1 + typed <= REGISTER_WORDS;
         if (tag.typed() != 0 && !string) || tag.validate().is_err() {
             return None;
         }
@@ -1163,13 +1185,11 @@ impl Kernel {
         // registers; only a string item's two words are rewritten first.
         let sender_context: *const Context = c;
         let item_at = 1 + tag.untyped();
-        let mut item = [0u64; 2];
         let (sender_task, sender_utcb) = (thread.task, thread.utcb_frame);
         let now = if never { 0 } else { self.now() };
-        let copy = if string {
-            item.copy_from_slice(&read_registers(c)[item_at..item_at + 2]);
-            let receiver = self.objects.threads.get(to)?;
-            Some(self.fast_string(sender_task, receiver, &mut item)?)
+        let strings = if string {
+            let items = &read_registers(c)[item_at..item_at + typed];
+            Some(self.fast_strings(sender_task, to, items)?)
         } else {
             None
         };
@@ -1193,10 +1213,12 @@ impl Kernel {
         if !exchanged {
             return None;
         }
-        if let Some((from, into, length)) = copy {
-            // SAFETY: fast_string checked both ranges; direct_exchange
-            // changed no page table or frame since.
-            unsafe { copy_pages(&from, &into, length) };
+        if let Some((_, copies)) = &strings {
+            for (from, into, length) in copies.iter().flatten() {
+                // SAFETY: fast_string checked both ranges; direct_exchange
+                // changed no page table or frame since.
+                unsafe { copy_pages(from, into, *length) };
+            }
         }
         let runs_next = self.run_queues.hand_over(caller.index(), to.index());
         if tag.untyped() >= REGISTER_WORDS {
@@ -1217,8 +1239,8 @@ impl Kernel {
         // refuses a call to oneself. Nothing was freed or moved since.
         let mut words = read_registers(unsafe { &*sender_context });
         words[0] = tag.raw();
-        if string {
-            words[item_at..item_at + 2].copy_from_slice(&item);
+        if let Some((items, _)) = &strings {
+            words[item_at..item_at + typed].copy_from_slice(&items[..typed]);
         }
         let r = &mut *receiver.context;
         write_registers(r, &words);
