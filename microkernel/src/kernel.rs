@@ -303,10 +303,6 @@ unsafe fn copy_pages(from: &Pages, to: &Pages, length: u64) {
     }
 }
 
-/// A fast-path message's string items as the receiver sees them, and the
-/// copy of each (source pages, destination pages, length).
-type Strings = ([u64; 4], [Option<(Pages, Pages, u64)>; 2]);
-
 const REGISTER_WORDS: usize = 7;
 
 fn read_registers(context: &Context) -> [u64; REGISTER_WORDS] {
@@ -1105,9 +1101,9 @@ impl Kernel {
     }
 
     /// The fast path's plan for a string item (`item`, rewritten to what
-    /// `receiver` sees): the pages of source and destination, and
-    /// the length. Only once every page it touches is known mapped, so the
-    /// copy cannot fail; anything else (a fault included) is the general
+    /// `receiver` sees) into receive buffer `slot`: the pages of source and
+    /// destination, and the length, into `copy`. Only once every page it touches is
+    /// known mapped, so the copy cannot fail; anything else (a fault included) is the general
     /// path's to handle and report, before anything changed.
     #[inline(never)]
     fn fast_string(
@@ -1116,7 +1112,8 @@ impl Kernel {
         receiver: &Thread,
         slot: u64,
         item: &mut [u64],
-    ) -> Option<(Pages, Pages, u64)> {
+        copy: &mut Option<(Pages, Pages, u64)>,
+    ) -> Option<()> {
         let buffer = ReceiveBuffer {
             address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 16 * slot),
             length: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 16 * slot + 8),
@@ -1125,22 +1122,14 @@ impl Kernel {
         let from = Pages::of(self.objects.space(sender_task)?, source, false)?;
         let into = Pages::of(self.objects.space(receiver.task)?, destination, true)?;
         item.copy_from_slice(&received);
-        Some((from, into, source.length()))
+        *copy = Some((from, into, source.length()));
+        Some(())
     }
 
-    /// [`Kernel::fast_string`] of each string item in `words` (one or two),
-    /// into the receive buffer of its position: the items as the receiver
-    /// sees them, and the copies to make.
+    /// [`Kernel::fast_ipc`] of a message with string items, out of line.
     #[inline(never)]
-    fn fast_strings(&self, sender_task: TaskId, to: ThreadId, words: &[u64]) -> Option<Strings> {
-        let receiver = self.objects.threads.get(to)?;
-        let (mut items, mut copies) = ([0; 4], [None, None]);
-        items.get_mut(..words.len())?.copy_from_slice(words);
-        for (slot, item) in items[..words.len()].chunks_exact_mut(2).enumerate() {
-            let copy = self.fast_string(sender_task, receiver, slot as u64, item)?;
-            *copies.get_mut(slot)? = Some(copy);
-        }
-        Some((items, copies))
+    fn fast_ipc_strings(&mut self, caller: ThreadId) -> Option<bool> {
+        self.fast_ipc::<true>(caller)
     }
 
     /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
@@ -1157,19 +1146,27 @@ impl Kernel {
     /// timeouts are decoded only as far as this path needs, and the run
     /// queues change only when the caller does not simply hand its place
     /// to the partner (`RunQueues::hand_over`).
-    fn fast_ipc(&mut self, caller: ThreadId) -> Option<bool> {
+    ///
+    /// `STRINGS` is false for the untyped path, which hands typed messages
+    /// to its own copy with `STRINGS` true (`fast_ipc_strings`), so that
+    /// the string code costs the untyped path nothing.
+    fn fast_ipc<const STRINGS: bool>(&mut self, caller: ThreadId) -> Option<bool> {
         let thread = self.objects.threads.get(caller)?;
         let c = &*thread.context;
         if c.vector != SYSCALL_VECTOR || c.rax != 0 {
             return None;
         }
         let tag = MessageTag::from_raw(c.r10).with_flags(TagFlags::empty());
+        let typed = tag.typed();
+        if typed != 0 && !STRINGS {
+            return self.fast_ipc_strings(caller);
+        }
         // Untyped words (at most 63), or one or two string items (into
         // receive buffers 0 and 1, as `plan` puts them) with the whole
         // message in registers; other typed messages need full planning.
-        let typed = tag.typed();
-        let string = matches!(typed, 2 | 4) && tag.untyped() + 1 + typed <= REGISTER_WORDS;
-        if (tag.typed() != 0 && !string) || tag.validate().is_err() {
+        let string =
+            STRINGS && matches!(typed, 2 | 4) && tag.untyped() + 1 + typed <= REGISTER_WORDS;
+        if (typed != 0 && !string) || tag.validate().is_err() {
             return None;
         }
         let to = ThreadId::from_raw(c.rdi);
@@ -1187,12 +1184,18 @@ impl Kernel {
         let item_at = 1 + tag.untyped();
         let (sender_task, sender_utcb) = (thread.task, thread.utcb_frame);
         let now = if never { 0 } else { self.now() };
-        let strings = if string {
-            let items = &read_registers(c)[item_at..item_at + typed];
-            Some(self.fast_strings(sender_task, to, items)?)
-        } else {
-            None
-        };
+        let (mut item, mut second) = ([0u64; 2], [0u64; 2]);
+        let mut copies = [None, None];
+        if string {
+            let registers = read_registers(c);
+            item.copy_from_slice(&registers[item_at..item_at + 2]);
+            let receiver = self.objects.threads.get(to)?;
+            self.fast_string(sender_task, receiver, 0, &mut item, &mut copies[0])?;
+            if typed == 4 {
+                second.copy_from_slice(&registers[item_at + 2..item_at + 4]);
+                self.fast_string(sender_task, receiver, 1, &mut second, &mut copies[1])?;
+            }
+        }
         // The one look-up of the partner; the engine and the run queues
         // are other fields, so it stays borrowed across them.
         let receiver = self
@@ -1213,12 +1216,10 @@ impl Kernel {
         if !exchanged {
             return None;
         }
-        if let Some((_, copies)) = &strings {
-            for (from, into, length) in copies.iter().flatten() {
-                // SAFETY: fast_string checked both ranges; direct_exchange
-                // changed no page table or frame since.
-                unsafe { copy_pages(from, into, *length) };
-            }
+        for (from, into, length) in copies.iter().flatten() {
+            // SAFETY: fast_string checked both ranges; direct_exchange
+            // changed no page table or frame since.
+            unsafe { copy_pages(from, into, *length) };
         }
         let runs_next = self.run_queues.hand_over(caller.index(), to.index());
         if tag.untyped() >= REGISTER_WORDS {
@@ -1239,8 +1240,11 @@ impl Kernel {
         // refuses a call to oneself. Nothing was freed or moved since.
         let mut words = read_registers(unsafe { &*sender_context });
         words[0] = tag.raw();
-        if let Some((items, _)) = &strings {
-            words[item_at..item_at + typed].copy_from_slice(&items[..typed]);
+        if string {
+            words[item_at..item_at + 2].copy_from_slice(&item);
+            if typed == 4 {
+                words[item_at + 2..item_at + 4].copy_from_slice(&second);
+            }
         }
         let r = &mut *receiver.context;
         write_registers(r, &words);
@@ -1271,7 +1275,7 @@ impl Kernel {
         let Some(current) = self.current else {
             return false;
         };
-        if let Some(switched) = self.fast_ipc(current) {
+        if let Some(switched) = self.fast_ipc::<false>(current) {
             return switched;
         }
         let Some(thread) = self.objects.threads.get(current) else {

@@ -24,7 +24,7 @@ pub(crate) struct Request {
     pub(crate) client: Thread,
     pub(crate) pid: u32,
     pub(crate) call: Call,
-    pub(crate) words: [u64; 3],
+    pub(crate) words: [u64; 4],
     pub(crate) items: Vec<Vec<u8>>,
 }
 

@@ -220,26 +220,25 @@ pub fn create(path: &str, mode: u64, perm: u64) -> Result<Fd> {
 
 /// read(2): at most `buffer.len()` bytes (and at most `MAX_IO`); 0 at end.
 pub fn read(fd: Fd, buffer: &mut [u8]) -> Result<usize> {
-    let count = buffer.len().min(MAX_IO);
-    let reply = call(
-        Call::Read,
-        &[u64::from(fd), count as u64],
-        &[],
-        Some(&mut buffer[..count]),
-    )?;
-    Ok(reply.received.min(count))
+    read_call(Call::Read, fd, buffer, 0)
 }
 
 /// pread(2).
 pub fn pread(fd: Fd, buffer: &mut [u8], offset: u64) -> Result<usize> {
+    read_call(Call::Pread, fd, buffer, offset)
+}
+
+/// A read or pread: the words are the descriptor, the count, the offset
+/// and the buffer's address. Core either sends the bytes as a string item
+/// into the buffer or has a file server's answer put them there directly
+/// (the zero-copy read, docs/performance.md); either way the count comes
+/// back in the reply's first word.
+fn read_call(which: Call, fd: Fd, buffer: &mut [u8], offset: u64) -> Result<usize> {
     let count = buffer.len().min(MAX_IO);
-    let reply = call(
-        Call::Pread,
-        &[u64::from(fd), count as u64, offset],
-        &[],
-        Some(&mut buffer[..count]),
-    )?;
-    Ok(reply.received.min(count))
+    let address = buffer.as_ptr() as u64;
+    let words = [u64::from(fd), count as u64, offset, address];
+    let reply = call(which, &words, &[], Some(&mut buffer[..count]))?;
+    Ok((reply.words[0] as usize).min(count))
 }
 
 /// write(2) of all of `data` (in pieces of at most `MAX_IO`).
