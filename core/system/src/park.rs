@@ -84,6 +84,7 @@ pub(crate) struct Parked {
 impl<K: Kernel> System<K> {
     /// Runs a call (again), and answers or parks it.
     pub(crate) fn attempt(&mut self, request: Request) {
+        self.waits = None;
         self.gate.begin(request.pid);
         let mut outcome = self.dispatch(&request);
         // A file server that has not answered yet: the call waits for it
@@ -158,8 +159,11 @@ impl<K: Kernel> System<K> {
         let timed = waits.until.is_some();
         let console = waits.console;
         if !(woke || timed || console) {
+            // Nothing changes them before the next receive's timeout.
+            self.waits = Some(waits);
             return;
         }
+        self.waits = None;
         let now = if timed { self.kernel.now() } else { 0 };
         let parked = core::mem::take(&mut self.parked);
         for entry in parked {

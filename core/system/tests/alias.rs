@@ -37,5 +37,8 @@ fn anything_else_is_refused() {
     assert_eq!(buffer_alias(0x13ff0, 0x20, page), None);
     // Running off the process's pages, or off the address space.
     assert_eq!(buffer_alias(0x14ff0, 0x20, page), None);
-    assert_eq!(buffer_alias(u64::MAX - 4, 16, |_| Some((0x1000, true))), None);
+    assert_eq!(
+        buffer_alias(u64::MAX - 4, 16, |_| Some((0x1000, true))),
+        None
+    );
 }

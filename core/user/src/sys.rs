@@ -117,7 +117,9 @@ fn raw_call(
         touch_for_reading(item);
     }
     let utcb = own_utcb()?;
-    utcb.clear_receive_targets();
+    // No receive target is set between calls (the UTCB starts zeroed and
+    // every call takes back the one it set), so none is cleared here: core
+    // sends a string item only into the buffer a call gives.
     let receives = receive.is_some();
     if let Some(buffer) = receive {
         touch_for_writing(buffer);
@@ -152,7 +154,7 @@ fn raw_call(
     // the buffer above; no receive window is set.
     let result = call_core(utcb);
     if receives {
-        // Only slot 0 was set (the window and the rest were cleared).
+        // Only slot 0 was set.
         // SAFETY: an empty buffer lets the kernel write nothing.
         unsafe { utcb.set_receive_buffer(0, ReceiveBuffer::default()) };
     }
