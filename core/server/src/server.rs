@@ -247,7 +247,9 @@ impl Core {
                 None => Timeout::Never,
             };
             let utcb = &mut *self.system.kernel().utcb;
-            utcb.clear_receive_targets();
+            // Core never sets a receive window or a slot past these two,
+            // so setting them is enough (a servant call may have cleared
+            // or moved them).
             for (slot, buffer) in self.buffers.iter_mut().enumerate() {
                 // SAFETY: the buffers are core's, live as long as core, and
                 // are read only between receives, after the kernel wrote.
