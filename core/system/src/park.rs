@@ -152,7 +152,12 @@ impl<K: Kernel> System<K> {
             .linux
             .as_mut()
             .is_some_and(|runs| !runs.take_wakeups().is_empty());
-        let piped = !self.servants.pipes.take_wakeups().is_empty() || linux;
+        // Only whether a pipe woke anyone matters, not whom.
+        let piped = self.servants.pipes.has_wakeups();
+        if piped {
+            self.servants.pipes.take_wakeups();
+        }
+        let piped = piped || linux;
         let mounted = waits.mounted && !self.servants.mount.take_wakeups().is_empty();
         let piped = piped || mounted;
         let woke = core::mem::take(&mut self.woken) || piped;

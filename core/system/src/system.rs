@@ -434,6 +434,9 @@ impl<K: Kernel> System<K> {
 
     /// proc(3) ctl requests, after the write that made them was answered.
     fn carry_out_controls(&mut self) {
+        if !self.servants.proc.has_requests() {
+            return;
+        }
         for request in self.servants.proc.take_requests() {
             match request {
                 Control::Kill(pid) => self.kill(pid, "killed".to_string()),
