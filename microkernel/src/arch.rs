@@ -456,16 +456,21 @@ pub unsafe fn init(stack_top: u64) {
 }
 
 /// Makes `context` the one entry stubs save into and `return_to_user`
-/// loads, and switches GS base (the UTCB), the I/O bitmap (`io`: the
-/// thread's task's, reloaded when another device owner ran last) and, if needed,
-/// CR3 (`cr3` is what to load: `paging::cr3_load_value` of the space's
-/// root and PCID).
+/// loads, and switches GS base (the UTCB) and, when the space changes, CR3
+/// (`cr3` is what to load: `paging::cr3_load_value` of the space's root and
+/// PCID) and the I/O bitmap (`io` gives the thread's task's; the device
+/// bitmap is reloaded when another device owner ran last).
 ///
 /// # Safety
 /// `context` must stay valid (boxed in its thread) until the next call;
 /// `cr3` must be a complete address space with the kernel half mapped.
 #[inline(always)]
-pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64, io: IoPorts) {
+pub unsafe fn set_current_context<'a>(
+    context: *mut Context,
+    cr3: u64,
+    gs_base: u64,
+    io: impl FnOnce() -> IoPorts<'a>,
+) {
     let top = context as u64 + core::mem::size_of::<Context>() as u64;
     // SAFETY: single CPU, interrupts off in the kernel; see above. The CPU
     // reads the bitmap offset from the TSS at every I/O instruction (SDM
@@ -477,23 +482,25 @@ pub unsafe fn set_current_context(context: *mut Context, cr3: u64, gs_base: u64,
         CURRENT_CONTEXT_TOP = top;
         RESUME_CONTEXT = context as u64;
         TSS.rsp[0] = top;
-        TSS.iomap_base = match io {
-            IoPorts::Closed => NO_IO_BITMAP,
-            IoPorts::Pci => IO_BITMAP_OFFSET,
-            IoPorts::Granted(task, grants) => {
-                if DEVICE_BITMAP_TASK != task.raw() {
-                    let bitmap = &raw mut TSS.device_bitmap;
-                    grants.load_bitmap(task, &mut *bitmap);
-                    DEVICE_BITMAP_TASK = task.raw();
-                }
-                DEVICE_BITMAP_OFFSET
-            }
-        };
         let current: u64;
         asm!("mov {}, cr3", out(reg) current, options(nomem, nostack));
-        // CR3 reads back without bit 63 (SDM Vol. 3 4.10.4.1).
+        // CR3 reads back without bit 63 (SDM Vol. 3 4.10.4.1). A space is
+        // one task's, whose threads share the ports, so the bitmap changes
+        // with the space only (grants change while the root task runs).
         if current != cr3 & !crate::paging::NO_FLUSH {
             asm!("mov cr3, {}", in(reg) cr3, options(nostack));
+            TSS.iomap_base = match io() {
+                IoPorts::Closed => NO_IO_BITMAP,
+                IoPorts::Pci => IO_BITMAP_OFFSET,
+                IoPorts::Granted(task, grants) => {
+                    if DEVICE_BITMAP_TASK != task.raw() {
+                        let bitmap = &raw mut TSS.device_bitmap;
+                        grants.load_bitmap(task, &mut *bitmap);
+                        DEVICE_BITMAP_TASK = task.raw();
+                    }
+                    DEVICE_BITMAP_OFFSET
+                }
+            };
         }
         wrmsr(0xC000_0101, gs_base);
     }

@@ -60,6 +60,9 @@ pub struct Thread {
     /// Whether it may use the PCI configuration ports (the root task's
     /// threads: a user-level driver's, docs/microkernel-abi.md §9.12).
     io_ports: bool,
+    /// Whether its task holds port grants (set with the grant, so that no
+    /// switch scans the grants).
+    granted: bool,
     /// While the kernel runs a page-fault or exception IPC on the thread's
     /// behalf: its real user registers, restored when the pager replies.
     fault: Option<Box<Context>>,
@@ -69,7 +72,7 @@ pub struct Thread {
 fn io_ports<'a>(thread: &Thread, grants: &'a PortGrants) -> IoPorts<'a> {
     if thread.io_ports {
         IoPorts::Pci
-    } else if grants.holds(thread.task) {
+    } else if thread.granted {
         IoPorts::Granted(thread.task, grants)
     } else {
         IoPorts::Closed
@@ -595,6 +598,7 @@ impl Kernel {
             space_root,
             halted: true,
             io_ports: task == self.root_task,
+            granted: self.port_grants.holds(task),
             fault: None,
         };
         let id = match self.objects.threads.insert(thread) {
@@ -1097,26 +1101,35 @@ impl Kernel {
     }
 
     /// The fast path's plan for a string item (`item`, rewritten to what
-    /// `receiver` sees): the pages of source and destination, and
-    /// the length. Only once every page it touches is known mapped, so the
-    /// copy cannot fail; anything else (a fault included) is the general
+    /// `receiver` sees) into receive buffer `slot`: the pages of source and
+    /// destination, and the length, into `copy`. Only once every page it touches is
+    /// known mapped, so the copy cannot fail; anything else (a fault included) is the general
     /// path's to handle and report, before anything changed.
     #[inline(never)]
     fn fast_string(
         &self,
         sender_task: TaskId,
         receiver: &Thread,
+        slot: u64,
         item: &mut [u64],
-    ) -> Option<(Pages, Pages, u64)> {
+        copy: &mut Option<(Pages, Pages, u64)>,
+    ) -> Option<()> {
         let buffer = ReceiveBuffer {
-            address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS),
-            length: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 8),
+            address: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 16 * slot),
+            length: receiver.utcb_word(UTCB_RECEIVE_BUFFERS + 16 * slot + 8),
         };
         let (source, destination, received) = plan_one_string([item[0], item[1]], buffer)?;
         let from = Pages::of(self.objects.space(sender_task)?, source, false)?;
         let into = Pages::of(self.objects.space(receiver.task)?, destination, true)?;
         item.copy_from_slice(&received);
-        Some((from, into, source.length()))
+        *copy = Some((from, into, source.length()));
+        Some(())
+    }
+
+    /// [`Kernel::fast_ipc`] of a message with string items, out of line.
+    #[inline(never)]
+    fn fast_ipc_strings(&mut self, caller: ThreadId) -> Option<bool> {
+        self.fast_ipc::<true>(caller)
     }
 
     /// The IPC fast path: a register-only `call` or `reply_and_wait` to a
@@ -1133,17 +1146,27 @@ impl Kernel {
     /// timeouts are decoded only as far as this path needs, and the run
     /// queues change only when the caller does not simply hand its place
     /// to the partner (`RunQueues::hand_over`).
-    fn fast_ipc(&mut self, caller: ThreadId) -> Option<bool> {
+    ///
+    /// `STRINGS` is false for the untyped path, which hands typed messages
+    /// to its own copy with `STRINGS` true (`fast_ipc_strings`), so that
+    /// the string code costs the untyped path nothing.
+    fn fast_ipc<const STRINGS: bool>(&mut self, caller: ThreadId) -> Option<bool> {
         let thread = self.objects.threads.get(caller)?;
         let c = &*thread.context;
         if c.vector != SYSCALL_VECTOR || c.rax != 0 {
             return None;
         }
         let tag = MessageTag::from_raw(c.r10).with_flags(TagFlags::empty());
-        // Untyped words (at most 63), or one string item with the whole
+        let typed = tag.typed();
+        if typed != 0 && !STRINGS {
+            return self.fast_ipc_strings(caller);
+        }
+        // Untyped words (at most 63), or one or two string items (into
+        // receive buffers 0 and 1, as `plan` puts them) with the whole
         // message in registers; other typed messages need full planning.
-        let string = tag.typed() == 2 && tag.untyped() + 3 <= REGISTER_WORDS;
-        if (tag.typed() != 0 && !string) || tag.validate().is_err() {
+        let string =
+            STRINGS && matches!(typed, 2 | 4) && tag.untyped() + 1 + typed <= REGISTER_WORDS;
+        if (typed != 0 && !string) || tag.validate().is_err() {
             return None;
         }
         let to = ThreadId::from_raw(c.rdi);
@@ -1159,16 +1182,20 @@ impl Kernel {
         // registers; only a string item's two words are rewritten first.
         let sender_context: *const Context = c;
         let item_at = 1 + tag.untyped();
-        let mut item = [0u64; 2];
         let (sender_task, sender_utcb) = (thread.task, thread.utcb_frame);
         let now = if never { 0 } else { self.now() };
-        let copy = if string {
-            item.copy_from_slice(&read_registers(c)[item_at..item_at + 2]);
+        let (mut item, mut second) = ([0u64; 2], [0u64; 2]);
+        let mut copies = [None, None];
+        if string {
+            let registers = read_registers(c);
+            item.copy_from_slice(&registers[item_at..item_at + 2]);
             let receiver = self.objects.threads.get(to)?;
-            Some(self.fast_string(sender_task, receiver, &mut item)?)
-        } else {
-            None
-        };
+            self.fast_string(sender_task, receiver, 0, &mut item, &mut copies[0])?;
+            if typed == 4 {
+                second.copy_from_slice(&registers[item_at + 2..item_at + 4]);
+                self.fast_string(sender_task, receiver, 1, &mut second, &mut copies[1])?;
+            }
+        }
         // The one look-up of the partner; the engine and the run queues
         // are other fields, so it stays borrowed across them.
         let receiver = self
@@ -1189,10 +1216,10 @@ impl Kernel {
         if !exchanged {
             return None;
         }
-        if let Some((from, into, length)) = copy {
+        for (from, into, length) in copies.iter().flatten() {
             // SAFETY: fast_string checked both ranges; direct_exchange
             // changed no page table or frame since.
-            unsafe { copy_pages(&from, &into, length) };
+            unsafe { copy_pages(from, into, *length) };
         }
         let runs_next = self.run_queues.hand_over(caller.index(), to.index());
         if tag.untyped() >= REGISTER_WORDS {
@@ -1215,6 +1242,9 @@ impl Kernel {
         words[0] = tag.raw();
         if string {
             words[item_at..item_at + 2].copy_from_slice(&item);
+            if typed == 4 {
+                words[item_at + 2..item_at + 4].copy_from_slice(&second);
+            }
         }
         let r = &mut *receiver.context;
         write_registers(r, &words);
@@ -1231,12 +1261,9 @@ impl Kernel {
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; its space has the kernel half.
         unsafe {
-            arch::set_current_context(
-                context,
-                receiver.space_root,
-                receiver.utcb_address,
-                io_ports(receiver, &self.port_grants),
-            )
+            arch::set_current_context(context, receiver.space_root, receiver.utcb_address, || {
+                io_ports(receiver, &self.port_grants)
+            })
         };
         self.current = Some(to);
         Some(true)
@@ -1248,7 +1275,7 @@ impl Kernel {
         let Some(current) = self.current else {
             return false;
         };
-        if let Some(switched) = self.fast_ipc(current) {
+        if let Some(switched) = self.fast_ipc::<false>(current) {
             return switched;
         }
         let Some(thread) = self.objects.threads.get(current) else {
@@ -1315,7 +1342,7 @@ impl Kernel {
         let context: *mut Context = &mut *thread.context;
         // SAFETY: the context is boxed in a live thread, which stays alive
         // until the kernel is entered again; the space has the kernel half.
-        let io = io_ports(thread, &self.port_grants);
+        let io = || io_ports(thread, &self.port_grants);
         // SAFETY: as above.
         unsafe { arch::set_current_context(context, root, thread.utcb_address, io) };
         self.current = Some(id);

@@ -76,6 +76,13 @@ const TRANSCRIPT: &[Line] = &[
     Is("garbage: stat of a 64 KiB path: refused by the kernel (IpcError { error: MessageTooLong, phase: Send })"),
     Is("garbage: chdir with 40 untyped words: refused (bad arg in system call)"),
     Is("garbage: send without receive: sent, not waiting for the reply"),
+    // Preads that name another buffer than the kernel's (the zero-copy
+    // read, docs/performance.md): the bytes land in the process's own
+    // memory only.
+    Is("garbage: pread naming an unmapped buffer: Ok(5), into its real buffer"),
+    Is("garbage: pread naming its own code: Ok(5), into its real buffer, code unchanged"),
+    Is("garbage: pread naming more than its buffer: Ok(5), into its own memory past it"),
+    Is("garbage: pread naming another buffer of its own: Ok(5), into that one"),
     // getpid's answer is the garbage process's pid.
     Pattern("garbage: 8 refused, 0 unexpected; getpid still answers *"),
     Is("status is "),

@@ -83,7 +83,7 @@ mod recover;
 mod transport;
 
 pub use gate::CallGate;
-pub use transport::{Dead, Transport, MSIZE};
+pub use transport::{Dead, ReadTarget, Transport, MSIZE};
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -141,6 +141,10 @@ pub struct MountDriver<T> {
     /// Processes whose call had a changing operation under way when its
     /// link hung up: their next operation fails with "server restarted".
     fail_once: BTreeMap<u32, LinkId>,
+    /// The reader's buffer for the read being handled ([`Self::aim_read`]).
+    aim: Option<ReadTarget>,
+    /// The data count its answer put there.
+    aimed: Option<usize>,
 }
 
 /// The spec `#M`'s attach takes from core's mount call: the link, then
@@ -187,7 +191,23 @@ impl<T: Transport> MountDriver<T> {
             gone_walked: BTreeMap::new(),
             gone_opened: alloc::collections::BTreeSet::new(),
             fail_once: BTreeMap::new(),
+            aim: None,
+            aimed: None,
         }
+    }
+
+    /// Offers the reader's buffer for the read core is about to make (or
+    /// takes it back, `None`): a read started at once on an idle link lets
+    /// its transport put the data there ([`Transport::aim`]).
+    pub fn aim_read(&mut self, target: Option<ReadTarget>) {
+        self.aim = target;
+        self.aimed = None;
+    }
+
+    /// How many bytes the read put straight into the offered buffer, if it
+    /// did; its result then has no data.
+    pub fn take_aimed(&mut self) -> Option<usize> {
+        self.aimed.take()
     }
 }
 

@@ -571,7 +571,19 @@ impl<T: Transport> MountDriver<T> {
         };
         link.ops.push((Owner::Now, op));
         queue_frames(&mut link.outbox, out);
+        // Only here is the frame going out known to be the caller's read,
+        // so only here may the transport aim its answer at the reader.
+        let aim = self.aim.take().filter(|_| !key.write);
+        if let Some(server) = link.server.as_mut().filter(|_| aim.is_some()) {
+            server.aim(aim);
+        }
         self.pump(id);
+        if aim.is_some() {
+            if let Some(server) = self.links.get_mut(&id).and_then(|l| l.server.as_mut()) {
+                self.aimed = server.take_aimed();
+                server.aim(None);
+            }
+        }
         if let Some(result) = self.now.take() {
             let dead = self.links.get(&id).is_none_or(|l| l.server.is_none());
             if self.recovering && dead && matches!(&result, Err(e) if *e == Error::HUNGUP) {

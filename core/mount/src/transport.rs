@@ -88,6 +88,28 @@ pub trait Transport {
     fn peer(&self) -> u64 {
         0
     }
+
+    /// Points the data of the next answer that is an Rread at `target`
+    /// instead of the answer buffer (the zero-copy read, docs/performance.md),
+    /// or takes the aim back (`None`). A transport that cannot ignores it.
+    fn aim(&mut self, target: Option<ReadTarget>) {
+        let _ = target;
+    }
+
+    /// How many bytes of data the last answer put at the aimed target, if
+    /// one did: that Rread then reaches the driver with no data.
+    fn take_aimed(&mut self) -> Option<usize> {
+        None
+    }
+}
+
+/// Where a read's data may go directly: `length` bytes at `address` in the
+/// transport's owner's space, which aliases the reader's own buffer (core
+/// has checked that the reader may write every byte of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadTarget {
+    pub address: u64,
+    pub length: usize,
 }
 
 /// A server whose link hung up, stopped, for its owner to restart.

@@ -34,7 +34,22 @@ pub struct Page {
 #[derive(Default)]
 pub struct Memory {
     pub pages: BTreeMap<u64, Page>,
+    /// Heap blocks with frames taken ahead.
+    blocks: Vec<Block>,
 }
+
+/// 64 KiB of heap backed by 16 consecutive frames taken in one go, so that
+/// a heap buffer lies in consecutive frames, which the zero-copy read needs
+/// (`core_system::buffer_alias`), whatever order its pages fault in: heap
+/// page `base + n` pages gets `frame + n` pages; `used` says which have.
+struct Block {
+    base: u64,
+    frame: u64,
+    used: u16,
+}
+
+/// Bytes of heap a [`Block`] covers.
+const BLOCK_BYTES: u64 = 16 * FRAME_SIZE;
 
 /// Text pages already loaded, by (servant letter, qid path) of the file.
 pub type TextCache = BTreeMap<(char, u64), BTreeMap<u64, Page>>;
@@ -209,8 +224,14 @@ impl Memory {
                 if !heap && !stack {
                     return None;
                 }
+                let frame = if heap {
+                    self.heap_frame(page, frames)?
+                } else {
+                    self.next_to_neighbour(page, frames)
+                        .or_else(|| zeroed(frames).ok())?
+                };
                 let entry = Page {
-                    frame: zeroed(frames).ok()?,
+                    frame,
                     rights: Rights::READ | Rights::WRITE,
                     owned: true,
                 };
@@ -225,8 +246,62 @@ impl Memory {
         })
     }
 
+    /// A zeroed frame for heap page `page`: its frame in the page's
+    /// [`Block`], taken when the block's first page faults (a single frame
+    /// when no 16 free frames in a row are left).
+    fn heap_frame(&mut self, page: u64, frames: &mut FrameBitmap) -> Option<u64> {
+        let base = page & !(BLOCK_BYTES - 1);
+        let index = (page - base) / FRAME_SIZE;
+        let block = match self.blocks.iter_mut().position(|b| b.base == base) {
+            Some(at) => Some(&mut self.blocks[at]),
+            None => match frames.allocate_block() {
+                Some(frame) => {
+                    self.blocks.push(Block {
+                        base,
+                        frame,
+                        used: 0,
+                    });
+                    self.blocks.last_mut()
+                }
+                None => None,
+            },
+        };
+        let frame = match block {
+            Some(block) if block.used & (1 << index) == 0 => {
+                block.used |= 1 << index;
+                block.frame + index * FRAME_SIZE
+            }
+            _ => frames.allocate()?,
+        };
+        // SAFETY: as in `zeroed`: the allocator gave this page to this
+        // process alone.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, FRAME_SIZE as usize) };
+        Some(frame)
+    }
+
+    /// A zeroed frame for a stack page right before the frame of the page
+    /// above it (the stack grows down), if that frame is free, so that a
+    /// stack buffer lies in consecutive frames too.
+    fn next_to_neighbour(&self, page: u64, frames: &mut FrameBitmap) -> Option<u64> {
+        let above = self.pages.get(&page.checked_add(FRAME_SIZE)?)?;
+        let frame = above.frame.checked_sub(FRAME_SIZE)?;
+        if !above.owned || !frames.allocate_at(frame) {
+            return None;
+        }
+        // SAFETY: as in `zeroed`: the allocator gave this page to the
+        // caller alone.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, FRAME_SIZE as usize) };
+        Some(frame)
+    }
+
     /// Gives back the owned frames (after the task was destroyed).
     pub fn release(self, frames: &mut FrameBitmap) {
+        // The blocks' frames that no page took (the rest are pages').
+        for block in &self.blocks {
+            for n in (0..16).filter(|n| block.used & (1 << n) == 0) {
+                frames.free(block.frame + n * FRAME_SIZE);
+            }
+        }
         for page in self.pages.values() {
             if page.owned {
                 frames.free(page.frame);

@@ -229,7 +229,11 @@ impl Core {
                 // Big enough for a task server's answer too.
                 vec![0u8; core_abi::SERVER_BUFFER_0.max(task_link::MSIZE as usize)]
                     .into_boxed_slice(),
-                vec![0u8; core_abi::SERVER_BUFFER_1].into_boxed_slice(),
+                // And for the data of a task server's late Rread (its
+                // second item, task_link); a process's second string item
+                // is held to SERVER_BUFFER_1 (`handle`).
+                vec![0u8; core_abi::SERVER_BUFFER_1.max(task_link::MSIZE as usize)]
+                    .into_boxed_slice(),
             ],
             linux_peer,
         }
@@ -254,7 +258,9 @@ impl Core {
                 None => Timeout::Never,
             };
             let utcb = &mut *self.system.kernel().utcb;
-            utcb.clear_receive_targets();
+            // Core never sets a receive window or a slot past these two,
+            // so setting them is enough (a servant call may have cleared
+            // or moved them).
             for (slot, buffer) in self.buffers.iter_mut().enumerate() {
                 // SAFETY: the buffers are core's, live as long as core, and
                 // are read only between receives, after the kernel wrote.
@@ -369,21 +375,29 @@ impl Core {
             }
         } else {
             let untyped = tag.untyped();
-            let mut words = [0u64; 3];
+            let mut words = [0u64; 4];
             for (n, word) in words.iter_mut().enumerate() {
                 if n < untyped {
                     *word = registers[n + 1];
                 }
             }
             let mut items = Vec::new();
+            let limits = [usize::MAX, core_abi::SERVER_BUFFER_1];
             for index in 0..tag.typed() / 2 {
                 let at = 1 + untyped + 2 * index;
                 let pair = [registers[at], registers[at + 1]];
-                if let (Ok(TypedItem::String(item)), Some(buffer)) =
-                    (TypedItem::decode(pair), self.buffers.get(index))
-                {
-                    let length = (item.length as usize).min(buffer.len());
-                    items.push(buffer[..length].to_vec());
+                if let (Ok(TypedItem::String(item)), Some(buffer), Some(&limit)) = (
+                    TypedItem::decode(pair),
+                    self.buffers.get(index),
+                    limits.get(index),
+                ) {
+                    // Longer than the call's limit (the buffer is bigger
+                    // for task servers' sake): the item is left out, and
+                    // the call fails for want of it.
+                    if item.length as usize <= limit {
+                        let length = (item.length as usize).min(buffer.len());
+                        items.push(buffer[..length].to_vec());
+                    }
                 }
             }
             Message::Call {
@@ -443,9 +457,9 @@ impl Core {
     /// A message from a task server outside a synchronous exchange: the
     /// answer to a posted read or write, or a fault of the server.
     fn server_message(&mut self, link: LinkId, tag: MessageTag) {
-        let registers = {
+        let (registers, data) = {
             let registers = &self.system.kernel().utcb.message_registers;
-            [registers[1], registers[2]]
+            ([registers[1], registers[2]], [registers[3], registers[4]])
         };
         let mounts = &mut self.system.servants().mount;
         let outcome = if tag.is_from_kernel() {
@@ -472,6 +486,28 @@ impl Core {
                     let length = (item.length as usize).min(self.buffers[0].len());
                     mounts.deliver(link, &self.buffers[0][..length]);
                     Ok(())
+                }
+                // An Rread in two parts (task_link): the data, in buffer
+                // 1, joins its header in buffer 0.
+                Ok(TypedItem::String(header))
+                    if tag.label() == task_link::NINEP_LABEL
+                        && tag.untyped() == 0
+                        && tag.typed() == 4
+                        && header.length == task_link::RREAD_HEADER as u64 =>
+                {
+                    let [first, second] = &mut self.buffers;
+                    match TypedItem::decode(data) {
+                        Ok(TypedItem::String(item))
+                            if item.length as usize <= second.len()
+                                && header.length + item.length <= first.len() as u64 =>
+                        {
+                            let (at, length) = (task_link::RREAD_HEADER, item.length as usize);
+                            first[at..at + length].copy_from_slice(&second[..length]);
+                            mounts.deliver(link, &first[..at + length]);
+                            Ok(())
+                        }
+                        _ => Err(String::from("a malformed two-part Rread")),
+                    }
                 }
                 _ => Err(String::from("a message that is not a 9P answer")),
             }

@@ -20,7 +20,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use core_abi::layout::{STACK_TOP, UTCB};
-use kasane_mount::Transport;
+use kasane_mount::{ReadTarget, Transport};
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
     ExchangeControl, FromSpecifier, MessageTag, StringItem, TaskId, ThreadId, Timeout, Timeouts,
@@ -34,7 +34,7 @@ use microkernel_rt::user::{
 };
 use microkernel_rt::utcb::ReceiveTargets;
 use task_link::layout::{SERVER_IMAGE, SERVER_IMAGE_SIZE};
-use task_link::{Failure, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL};
+use task_link::{Failure, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL, RREAD_HEADER};
 
 use crate::process::{Memory, TextCache};
 
@@ -95,6 +95,10 @@ pub struct TaskServer {
     task: TaskId,
     memory: Memory,
     pool: Box<FrameBitmap>,
+    /// Where the next Rread's data goes instead of the answer buffer.
+    aim: Option<ReadTarget>,
+    /// How many bytes of data went there.
+    aimed: Option<usize>,
 }
 
 impl TaskServer {
@@ -144,6 +148,8 @@ impl TaskServer {
             task,
             memory,
             pool,
+            aim: None,
+            aimed: None,
         };
         let control = ExchangeControl::SET_INSTRUCTION_POINTER
             | ExchangeControl::SET_STACK_POINTER
@@ -250,10 +256,28 @@ impl TaskServer {
             None => (ThreadId::NIL, Timeout::Zero),
         };
         let mut retries = 0;
+        if answer.len() <= RREAD_HEADER {
+            return Err(format!("{}: answer buffer too small", self.name));
+        }
+        // An Rread's data (its second item, task_link) lands right after
+        // its header, or at the aimed reader's buffer.
+        let data = match self.aim {
+            Some(target) => ReceiveBuffer {
+                address: target.address,
+                length: target.length as u64,
+            },
+            None => ReceiveBuffer {
+                address: answer[RREAD_HEADER..].as_mut_ptr() as u64,
+                length: (answer.len() - RREAD_HEADER) as u64,
+            },
+        };
         loop {
             utcb.clear_receive_targets();
             // SAFETY: `answer` is core's heap memory (mapped read/write),
             // borrowed for this function, read only after the kernel wrote.
+            // An aimed target is core's alias of pages a process may write
+            // (`core_system::buffer_alias`), which hold no Rust object of
+            // core's and stay the process's while core handles its call.
             unsafe {
                 utcb.set_receive_buffer(
                     0,
@@ -261,7 +285,8 @@ impl TaskServer {
                         address: answer.as_mut_ptr() as u64,
                         length: answer.len() as u64,
                     },
-                )
+                );
+                utcb.set_receive_buffer(1, data);
             };
             let wait = timeouts(
                 send,
@@ -314,16 +339,47 @@ impl TaskServer {
                 send = Timeout::Zero;
                 continue;
             }
-            let item = TypedItem::decode([utcb.message_registers[1], utcb.message_registers[2]]);
-            return match item {
-                Ok(TypedItem::String(item))
-                    if tag.label() == NINEP_LABEL && tag.untyped() == 0 && tag.typed() == 2 =>
-                {
+            let registers = &utcb.message_registers;
+            let items = [
+                TypedItem::decode([registers[1], registers[2]]),
+                TypedItem::decode([registers[3], registers[4]]),
+            ];
+            if tag.label() != NINEP_LABEL || tag.untyped() != 0 {
+                return Err(format!("{}: answer without a 9P frame", self.name));
+            }
+            return match (tag.typed(), items) {
+                (2, [Ok(TypedItem::String(item)), _]) => {
                     Ok(Some((item.length as usize).min(answer.len())))
+                }
+                (4, [Ok(TypedItem::String(header)), Ok(TypedItem::String(data))]) => {
+                    self.rread(answer, header.length, data.length).map(Some)
                 }
                 _ => Err(format!("{}: answer without a 9P frame", self.name)),
             };
         }
+    }
+
+    /// An Rread that came as two items, its header in `answer` and
+    /// `length` bytes of data after it or at the aim; the length of the
+    /// frame for the driver. Data that went to the aim is taken out of the
+    /// frame (its count says 0) and counted in `aimed`.
+    fn rread(&mut self, answer: &mut [u8], header: u64, length: u64) -> Result<usize, String> {
+        let count = answer
+            .get(7..RREAD_HEADER)
+            .map(|c| [c[0], c[1], c[2], c[3]]);
+        if header != RREAD_HEADER as u64 || count.map(u32::from_le_bytes) != Some(length as u32) {
+            return Err(format!("{}: a malformed two-part Rread", self.name));
+        }
+        let length = length as usize;
+        if self.aim.take().is_none() {
+            return Ok(RREAD_HEADER + length);
+        }
+        // read(5): size[4] Rread tag[2] count[4] data[count]; the data is
+        // the reader's already.
+        answer[..4].copy_from_slice(&(RREAD_HEADER as u32).to_le_bytes());
+        answer[7..RREAD_HEADER].fill(0);
+        self.aimed = Some(length);
+        Ok(RREAD_HEADER)
     }
 
     /// Starts the program of a stopped server again in a new task, with
@@ -380,6 +436,15 @@ impl Transport for TaskServer {
 
     fn peer(&self) -> u64 {
         self.thread.raw()
+    }
+
+    fn aim(&mut self, target: Option<ReadTarget>) {
+        self.aim = target;
+        self.aimed = None;
+    }
+
+    fn take_aimed(&mut self) -> Option<usize> {
+        self.aimed.take()
     }
 
     /// Sends the server the failure to perform (`task_link::INJECT_LABEL`);

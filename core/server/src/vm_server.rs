@@ -438,6 +438,16 @@ impl Transport for ServerLink {
             ServerLink::Vm(_) => "vm",
         }
     }
+
+    fn aim(&mut self, target: Option<kasane_mount::ReadTarget>) {
+        if let ServerLink::Task(server) = self {
+            server.aim(target);
+        }
+    }
+
+    fn take_aimed(&mut self) -> Option<usize> {
+        self.task().and_then(Transport::take_aimed)
+    }
 }
 
 /// Opens every link whose peer is a server VM, for `#M`: (name,

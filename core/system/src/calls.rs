@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use core_abi::{decode_spawn, Call, FileInfo};
-use kasane_mount::attach_spec;
+use kasane_mount::{attach_spec, ReadTarget};
 use kasane_namespace::{join, ChanId, Chans, MountFlags, MountLink};
 use kasane_servant::{Caller, Chan, ChanHandle, Error, Io, Opened, Servant, ServantTable};
 use ninep::{FileMode, OpenMode, Stat};
@@ -213,7 +213,7 @@ impl<K: Kernel> System<K> {
 
     pub(crate) fn dispatch_inner(&mut self, request: &Request) -> Result<Outcome, Error> {
         let pid = request.pid;
-        let [w1, w2, w3] = request.words;
+        let [w1, w2, w3, w4] = request.words;
         let group = self.processes.get(&pid).map_or(0, |p| p.env_group);
         match request.call {
             Call::Open => {
@@ -302,7 +302,7 @@ impl<K: Kernel> System<K> {
                     .get(&pid)
                     .and_then(|p| p.fds.get(w1))
                     .and_then(|fd| fd.listing.clone());
-                let data = match listing {
+                let (data, aimed) = match listing {
                     Some(bytes) => {
                         // Whole entries only: find how many fit.
                         let start = (offset as usize).min(bytes.len());
@@ -315,25 +315,42 @@ impl<K: Kernel> System<K> {
                             }
                             end = next;
                         }
-                        bytes[start..end].to_vec()
+                        (bytes[start..end].to_vec(), None)
                     }
                     None => {
                         let caller = Caller::new(pid, USER).with_env_group(group);
-                        match self.servants.servant(chan.letter)?.read(
-                            &caller,
-                            &chan.file,
-                            offset,
-                            count as u32,
-                        )? {
-                            Io::Ready(data) => data,
+                        // The zero-copy read (docs/performance.md): a mounted
+                        // file's data may go straight into the reader's
+                        // buffer (w4), if core finds it the reader's own
+                        // writable memory; the reply then carries only the
+                        // count.
+                        let aim = match self.processes.get(&pid) {
+                            Some(p) if chan.letter == 'M' && count > 0 => self
+                                .kernel
+                                .buffer_alias(&p.task, w4, count)
+                                .map(|address| ReadTarget {
+                                    address,
+                                    length: count,
+                                }),
+                            _ => None,
+                        };
+                        self.servants.mount.aim_read(aim);
+                        let read = self.servants.servant(chan.letter).and_then(|servant| {
+                            servant.read(&caller, &chan.file, offset, count as u32)
+                        });
+                        let aimed = aim.and_then(|_| self.servants.mount.take_aimed());
+                        self.servants.mount.aim_read(None);
+                        match read? {
+                            Io::Ready(data) => (data, aimed),
                             Io::WouldBlock(_) => return Ok(Outcome::Park),
                         }
                     }
                 };
+                let length = aimed.unwrap_or(data.len());
                 if request.call == Call::Read {
-                    self.table.get_mut(handle)?.offset += data.len() as u64;
+                    self.table.get_mut(handle)?.offset += length as u64;
                 }
-                Ok(Outcome::Reply([data.len() as u64, 0], Some(data)))
+                Ok(Outcome::Reply([length as u64, 0], Some(data)))
             }
             Call::Write | Call::Pwrite => {
                 let chan = self.fd_file(pid, w1)?;

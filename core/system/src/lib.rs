@@ -81,11 +81,11 @@ pub enum Message {
     Exception { vector: u64 },
     /// Any other message from the kernel: ignored.
     Kernel,
-    /// A call: its label, the first three untyped words (0 where absent),
+    /// A call: its label, the first four untyped words (0 where absent),
     /// and the string items as received.
     Call {
         label: u64,
-        words: [u64; 3],
+        words: [u64; 4],
         items: Vec<Vec<u8>>,
     },
 }
@@ -147,4 +147,40 @@ pub trait Kernel {
         let _ = link;
         true
     }
+
+    /// Core's own address of `length` bytes at `address` in a process's
+    /// space, if they alias the process's buffer ([`buffer_alias`]): a read
+    /// from a task server may put its data there directly.
+    fn buffer_alias(&self, task: &Self::Task, address: u64, length: usize) -> Option<u64> {
+        let _ = (task, address, length);
+        None
+    }
+}
+
+/// Bytes of a page, as core lends them to processes.
+const PAGE: u64 = 4096;
+
+/// Core's own address of a process's buffer `[address, address + length)`
+/// for the zero-copy read (docs/performance.md): `page` gives, for a page
+/// of the process, the frame backing it at core's address and whether the
+/// process may write it. `Some` only if the process may write every page
+/// of the range and their frames follow one another in core's space, so
+/// that core's range is exactly the process's buffer; `None` for an
+/// empty, unmapped, read-only, scattered or wrapping range, whatever the
+/// process claimed.
+pub fn buffer_alias(
+    address: u64,
+    length: usize,
+    page: impl Fn(u64) -> Option<(u64, bool)>,
+) -> Option<u64> {
+    let end = address.checked_add(u64::try_from(length).ok()?.checked_sub(1)?)?;
+    let first = address & !(PAGE - 1);
+    let (base, _) = page(first).filter(|&(_, writable)| writable)?;
+    let mut at = first;
+    while at < end & !(PAGE - 1) {
+        at += PAGE;
+        let expected = base.checked_add(at - first)?;
+        page(at).filter(|&(frame, writable)| writable && frame == expected)?;
+    }
+    base.checked_add(address - first)
 }

@@ -24,7 +24,7 @@ pub(crate) struct Request {
     pub(crate) client: Thread,
     pub(crate) pid: u32,
     pub(crate) call: Call,
-    pub(crate) words: [u64; 3],
+    pub(crate) words: [u64; 4],
     pub(crate) items: Vec<Vec<u8>>,
 }
 
@@ -84,6 +84,7 @@ pub(crate) struct Parked {
 impl<K: Kernel> System<K> {
     /// Runs a call (again), and answers or parks it.
     pub(crate) fn attempt(&mut self, request: Request) {
+        self.waits = None;
         self.gate.begin(request.pid);
         let mut outcome = self.dispatch(&request);
         // A file server that has not answered yet: the call waits for it
@@ -151,15 +152,23 @@ impl<K: Kernel> System<K> {
             .linux
             .as_mut()
             .is_some_and(|runs| !runs.take_wakeups().is_empty());
-        let piped = !self.servants.pipes.take_wakeups().is_empty() || linux;
+        // Only whether a pipe woke anyone matters, not whom.
+        let piped = self.servants.pipes.has_wakeups();
+        if piped {
+            self.servants.pipes.take_wakeups();
+        }
+        let piped = piped || linux;
         let mounted = waits.mounted && !self.servants.mount.take_wakeups().is_empty();
         let piped = piped || mounted;
         let woke = core::mem::take(&mut self.woken) || piped;
         let timed = waits.until.is_some();
         let console = waits.console;
         if !(woke || timed || console) {
+            // Nothing changes them before the next receive's timeout.
+            self.waits = Some(waits);
             return;
         }
+        self.waits = None;
         let now = if timed { self.kernel.now() } else { 0 };
         let parked = core::mem::take(&mut self.parked);
         for entry in parked {

@@ -62,6 +62,9 @@ pub struct System<K: Kernel> {
     pub(crate) by_thread: BTreeMap<Thread, u32>,
     pub(crate) zombies: Vec<Zombie>,
     pub(crate) parked: Vec<Parked>,
+    /// What the parked calls wait for, as the end of the last pass found
+    /// them, for the next receive's timeout; `None` once they may differ.
+    pub(crate) waits: Option<Waits>,
     pub(crate) next_pid: u32,
     pub(crate) boot_ns: u32,
     /// Task servers by /srv name, for restarts.
@@ -114,6 +117,7 @@ impl<K: Kernel> System<K> {
             by_thread: BTreeMap::new(),
             zombies: Vec::new(),
             parked: Vec::new(),
+            waits: None,
             next_pid: 1,
             boot_ns: 0,
             task_programs: BTreeMap::new(),
@@ -344,7 +348,10 @@ impl<K: Kernel> System<K> {
         // It runs before every receive: one pass over the parked calls,
         // and nothing more when none waits for a time, the console or a
         // mounted server (rc's `wait`, parked all along, does not).
-        let waits = self.parked.iter().fold(Waits::default(), Waits::with);
+        let waits = match self.waits.take() {
+            Some(waits) => waits,
+            None => self.parked.iter().fold(Waits::default(), Waits::with),
+        };
         if waits.is_idle() {
             return None;
         }
@@ -427,6 +434,9 @@ impl<K: Kernel> System<K> {
 
     /// proc(3) ctl requests, after the write that made them was answered.
     fn carry_out_controls(&mut self) {
+        if !self.servants.proc.has_requests() {
+            return;
+        }
         for request in self.servants.proc.take_requests() {
             match request {
                 Control::Kill(pid) => self.kill(pid, "killed".to_string()),

@@ -289,6 +289,8 @@ impl Core {
     /// One pass with a call of `pid`: the deferred reply.
     fn call(&mut self, pid: u32, call: Call, words: [u64; 3], items: &[&[u8]]) -> Option<Reply> {
         let items = items.iter().map(|i| i.to_vec()).collect();
+        let [w1, w2, w3] = words;
+        let words = [w1, w2, w3, 0];
         let message = Message::Call {
             label: LABEL_BASE + call as u64,
             words,
@@ -476,7 +478,7 @@ fn bad_requests_are_refused_with_plan9_errors() {
         1,
         Message::Call {
             label: 7,
-            words: [0; 3],
+            words: [0; 4],
             items: Vec::new(),
         },
     );

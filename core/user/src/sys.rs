@@ -117,7 +117,10 @@ fn raw_call(
         touch_for_reading(item);
     }
     let utcb = own_utcb()?;
-    utcb.clear_receive_targets();
+    // No receive target is set between calls (the UTCB starts zeroed and
+    // every call takes back the one it set), so none is cleared here: core
+    // sends a string item only into the buffer a call gives.
+    let receives = receive.is_some();
     if let Some(buffer) = receive {
         touch_for_writing(buffer);
         // SAFETY: the buffer is exclusively borrowed for the whole call and
@@ -150,7 +153,11 @@ fn raw_call(
     // bytes that stay valid during the call; the only receive target is
     // the buffer above; no receive window is set.
     let result = call_core(utcb);
-    utcb.clear_receive_targets();
+    if receives {
+        // Only slot 0 was set.
+        // SAFETY: an empty buffer lets the kernel write nothing.
+        unsafe { utcb.set_receive_buffer(0, ReceiveBuffer::default()) };
+    }
     result?;
     let tag = MessageTag::from_raw(utcb.message_registers[0]);
     let untyped = tag.untyped();
@@ -215,26 +222,25 @@ pub fn create(path: &str, mode: u64, perm: u64) -> Result<Fd> {
 
 /// read(2): at most `buffer.len()` bytes (and at most `MAX_IO`); 0 at end.
 pub fn read(fd: Fd, buffer: &mut [u8]) -> Result<usize> {
-    let count = buffer.len().min(MAX_IO);
-    let reply = call(
-        Call::Read,
-        &[u64::from(fd), count as u64],
-        &[],
-        Some(&mut buffer[..count]),
-    )?;
-    Ok(reply.received.min(count))
+    read_call(Call::Read, fd, buffer, 0)
 }
 
 /// pread(2).
 pub fn pread(fd: Fd, buffer: &mut [u8], offset: u64) -> Result<usize> {
+    read_call(Call::Pread, fd, buffer, offset)
+}
+
+/// A read or pread: the words are the descriptor, the count, the offset
+/// and the buffer's address. Core either sends the bytes as a string item
+/// into the buffer or has a file server's answer put them there directly
+/// (the zero-copy read, docs/performance.md); either way the count comes
+/// back in the reply's first word.
+fn read_call(which: Call, fd: Fd, buffer: &mut [u8], offset: u64) -> Result<usize> {
     let count = buffer.len().min(MAX_IO);
-    let reply = call(
-        Call::Pread,
-        &[u64::from(fd), count as u64, offset],
-        &[],
-        Some(&mut buffer[..count]),
-    )?;
-    Ok(reply.received.min(count))
+    let address = buffer.as_ptr() as u64;
+    let words = [u64::from(fd), count as u64, offset, address];
+    let reply = call(which, &words, &[], Some(&mut buffer[..count]))?;
+    Ok((reply.words[0] as usize).min(count))
 }
 
 /// write(2) of all of `data` (in pieces of at most `MAX_IO`).

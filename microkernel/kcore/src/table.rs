@@ -186,6 +186,11 @@ impl<I: VersionedId, T> VersionedTable<I, T> {
         })
     }
 
+    /// Every live object, mutably, in index order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
+        self.slots.iter_mut().filter_map(|slot| slot.value.as_mut())
+    }
+
     #[cfg(test)]
     fn force_version(&mut self, index: u32, version: u32) {
         if let Some(slot) = self.slots.get_mut(index as usize) {

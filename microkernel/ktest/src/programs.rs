@@ -362,7 +362,8 @@ const STRING_ANSWER: u64 = SCRATCH_AREA + 4096;
 ///    `STRING_ECHO` with MR1 = byte sum, MR2/MR3 = the received item's
 ///    address and length, and a string item of the bytes XOR `STRING_XOR`;
 /// 2. offers a buffer at `UNMAPPED` and reports how its receive ended;
-/// 3. offers a 16-byte buffer and reports how its receive ended.
+/// 3. offers a 16-byte buffer and reports how its receive ended;
+/// 4. receives two strings into two buffers (`two_strings`).
 ///
 /// Reports are `STRING_REPORT` with MR1 = status word, MR2 = error_detail.
 pub fn string_agent(argument: u64) -> ! {
@@ -403,8 +404,55 @@ pub fn string_agent(argument: u64) -> ! {
     unsafe { utcb.set_receive_buffer(0, short) };
     let result = receive(utcb, FromSpecifier::Thread(root), Timeout::Never);
     report(utcb, root, status_of(&result));
+    two_strings(utcb, root);
     utcb.clear_receive_targets();
     park()
+}
+
+/// Round 4: says it is ready and waits in the same IPC, with buffer 0 of
+/// 16 bytes at `STRING_BUFFER` and buffer 1 of 512 after it, so that the
+/// root's two string items take the fast path; answers `STRING_ECHO` with
+/// MR1..MR4 = each received item's length and byte sum.
+fn two_strings(utcb: &mut Utcb, root: ThreadId) {
+    let second = STRING_BUFFER + STRING_SHORT_LENGTH;
+    for (slot, (address, length)) in [(STRING_BUFFER, STRING_SHORT_LENGTH), (second, 512)]
+        .into_iter()
+        .enumerate()
+    {
+        // SAFETY: scratch memory of this task (mapped by the writes in
+        // `string_agent`) holding no Rust object, read only after the IPC.
+        unsafe { utcb.set_receive_buffer(slot, ReceiveBuffer { address, length }) };
+    }
+    utcb.message_registers[0] = tag(STRING_REPORT, 2, 0).raw();
+    utcb.message_registers[1] = 0;
+    utcb.message_registers[2] = 0;
+    let wait = Timeouts {
+        send: PATIENCE,
+        receive: Timeout::Never,
+    };
+    // SAFETY: no items sent; the receive targets are the buffers above.
+    let received = unsafe { ipc_with_items(utcb, root, FromSpecifier::Thread(root), wait) };
+    if let Err(error) = received {
+        return report(utcb, root, error.status());
+    }
+    let message = MessageTag::from_raw(utcb.message_registers[0]);
+    let mut words = [0u64; 4];
+    for (index, pair) in words.chunks_exact_mut(2).enumerate() {
+        let at = 1 + message.untyped() + 2 * index;
+        let item = TypedItem::decode([utcb.message_registers[at], utcb.message_registers[at + 1]]);
+        let Ok(TypedItem::String(item)) = item else {
+            return report(utcb, root, AGENT_REFUSED);
+        };
+        pair[0] = item.length;
+        for offset in 0..item.length.min(512) {
+            // SAFETY: inside the buffer the kernel reported, in this
+            // task's scratch memory.
+            pair[1] += u64::from(unsafe { ((item.address + offset) as *const u8).read_volatile() });
+        }
+    }
+    utcb.message_registers[0] = tag(STRING_ECHO, 4, 0).raw();
+    utcb.message_registers[1..5].copy_from_slice(&words);
+    let _ = send(utcb, root, PATIENCE);
 }
 
 fn echo_string(utcb: &mut Utcb, root: ThreadId) {

@@ -63,6 +63,37 @@ impl FrameBitmap {
         None
     }
 
+    /// Takes 16 free pages in a row (64 KiB, aligned to 64 KiB from the
+    /// window's base); returns the first one's address.
+    pub fn allocate_block(&mut self) -> Option<u64> {
+        for index in self.hint..WORDS {
+            let word = &mut self.bitmap[index];
+            if let Some(group) = (0..4).find(|g| (*word >> (16 * g)) & 0xFFFF == 0) {
+                *word |= 0xFFFF << (16 * group);
+                return Some(self.base + ((index * 64 + group * 16) as u64) * FRAME_SIZE);
+            }
+        }
+        None
+    }
+
+    /// Takes the page at `address` if it is inside the window and free;
+    /// false, and no change, otherwise.
+    pub fn allocate_at(&mut self, address: u64) -> bool {
+        let Some(offset) = address.checked_sub(self.base) else {
+            return false;
+        };
+        let frame = offset / FRAME_SIZE;
+        if offset % FRAME_SIZE != 0 || frame >= MAX_FRAMES as u64 {
+            return false;
+        }
+        let (index, bit) = (frame as usize / 64, frame % 64);
+        if self.bitmap[index] & (1 << bit) != 0 {
+            return false;
+        }
+        self.bitmap[index] |= 1 << bit;
+        true
+    }
+
     /// Puts back a page that `allocate` handed out; false (and no change)
     /// for any other address.
     pub fn free(&mut self, address: u64) -> bool {
@@ -123,6 +154,32 @@ mod tests {
         assert!(!frames.free(BASE - 0x1000), "foreign");
         assert_eq!(frames.allocate(), Some(pages[1]));
         assert_eq!(frames.free_count(), 0);
+    }
+
+    #[test]
+    fn takes_a_chosen_page_only_if_free() {
+        let mut frames = Box::new(FrameBitmap::new());
+        assert_eq!(frames.init(BASE, 4), 4);
+        assert!(frames.allocate_at(BASE + 0x2000));
+        assert!(!frames.allocate_at(BASE + 0x2000), "taken");
+        assert!(!frames.allocate_at(BASE + 0x4000), "past the window");
+        assert!(!frames.allocate_at(BASE - 0x1000), "before it");
+        assert!(!frames.allocate_at(BASE + 0x10), "misaligned");
+        let rest = [frames.allocate(), frames.allocate(), frames.allocate()];
+        assert_eq!(rest, [Some(BASE), Some(BASE + 0x1000), Some(BASE + 0x3000)]);
+        assert_eq!(frames.allocate(), None);
+    }
+
+    #[test]
+    fn takes_blocks_of_sixteen_free_pages() {
+        let mut frames = Box::new(FrameBitmap::new());
+        assert_eq!(frames.init(BASE, 40), 40);
+        assert_eq!(frames.allocate(), Some(BASE));
+        // The first group has a page taken: the next whole group.
+        assert_eq!(frames.allocate_block(), Some(BASE + 16 * 0x1000));
+        // Only 8 pages are left past it (40 - 32): no block.
+        assert_eq!(frames.allocate_block(), None);
+        assert_eq!(frames.free_count(), 40 - 1 - 16);
     }
 
     #[test]

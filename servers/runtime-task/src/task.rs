@@ -30,7 +30,9 @@ use ninep_server::{Error, FileServer, Session};
 use task_link::layout::{
     ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE, SERVER_IMAGE, SERVER_IMAGE_SIZE,
 };
-use task_link::{Failure, StartBlock, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL, START_MAGIC};
+use task_link::{
+    rread_split, Failure, StartBlock, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL, START_MAGIC,
+};
 
 const PAGE: usize = 4096;
 
@@ -155,21 +157,33 @@ fn touch(buffer: &mut [u8]) {
     }
 }
 
-/// Puts the tag and, if there is one, the string item of a message.
+/// Puts the tag and, if there are any, the string items of a message: one
+/// over `data`, or two (header, data) for an Rread (`task_link`).
 fn set_message(utcb: &mut Utcb, label: u64, data: Option<&[u8]>) {
-    let typed = if data.is_some() { 2 } else { 0 };
-    let Ok(tag) = MessageTag::new(label, 0, typed) else {
+    let parts = match data {
+        None => [&[][..], &[][..]],
+        Some(bytes) => match rread_split(bytes) {
+            Some(at) => [&bytes[..at], &bytes[at..]],
+            None => [bytes, &[][..]],
+        },
+    };
+    let count = if data.is_none() {
+        0
+    } else if parts[1].is_empty() {
+        1
+    } else {
+        2
+    };
+    let Ok(tag) = MessageTag::new(label, 0, 2 * count) else {
         return;
     };
     utcb.message_registers[0] = tag.raw();
-    if let Some(bytes) = data {
-        let [first, second] = TypedItem::String(StringItem {
-            address: bytes.as_ptr() as u64,
-            length: bytes.len() as u64,
-        })
-        .encode();
-        utcb.message_registers[1] = first;
-        utcb.message_registers[2] = second;
+    for (index, part) in parts.iter().take(count).enumerate() {
+        let item = TypedItem::String(StringItem {
+            address: part.as_ptr() as u64,
+            length: part.len() as u64,
+        });
+        utcb.message_registers[1 + 2 * index..3 + 2 * index].copy_from_slice(&item.encode());
     }
 }
 

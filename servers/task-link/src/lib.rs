@@ -18,7 +18,12 @@
 //! - Core calls the server with [`NINEP_LABEL`], no untyped words and one
 //!   string item, the T-message. The server answers with the same label
 //!   and one string item, the R-message, into core's receive buffer 0,
-//!   and waits for core again (reply and receive in one `ipc`).
+//!   and waits for core again (reply and receive in one `ipc`). An Rread
+//!   with data goes as two string items over its one frame, split by
+//!   [`rread_split`]: the header into core's buffer 0, the data into its
+//!   buffer 1, which core points either right after the header (the frame
+//!   arrives whole) or at the reader's own buffer (docs/performance.md,
+//!   "The zero-copy read"). Core always gives both buffers.
 //! - One request is outstanding per link: core waits for each reply, so
 //!   tags and flush never matter on this transport. An answer without a
 //!   string item means the server could not take the frame; core hangs
@@ -91,6 +96,19 @@ impl Failure {
     }
 }
 
+/// Bytes of an Rread before its data: size[4] Rread tag[2] count[4]
+/// (read(5)).
+pub const RREAD_HEADER: usize = 11;
+
+/// Where a task server splits its answer `frame` into two string items:
+/// [`RREAD_HEADER`] if it is exactly one Rread (type 117, read(5); its size
+/// field is the frame's length) that carries data, else `None` (one item).
+pub fn rread_split(frame: &[u8]) -> Option<usize> {
+    let size = u32::from_le_bytes(frame.get(..4)?.try_into().ok()?) as usize;
+    let one_rread = size == frame.len() && frame.get(4) == Some(&117);
+    (one_rread && size > RREAD_HEADER).then_some(RREAD_HEADER)
+}
+
 /// The msize core proposes, and the size of each side's receive buffer:
 /// one 8 KiB read (core's `MAX_IO`) plus 9P's IOHDRSZ (24).
 pub const MSIZE: u32 = 8192 + 24;
@@ -159,3 +177,34 @@ const _: () = {
         layout::SERVER_IMAGE + layout::SERVER_IMAGE_SIZE <= layout::STACK_TOP - layout::STACK_SIZE
     );
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rread(data: &[u8]) -> [u8; 16] {
+        let mut frame = [0u8; 16];
+        let size = (RREAD_HEADER + data.len()) as u32;
+        frame[..4].copy_from_slice(&size.to_le_bytes());
+        frame[4] = 117;
+        frame[7..11].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        frame[11..11 + data.len()].copy_from_slice(data);
+        frame
+    }
+
+    #[test]
+    fn only_one_rread_with_data_is_split() {
+        let frame = rread(b"hello");
+        assert_eq!(rread_split(&frame), Some(RREAD_HEADER));
+        // No data: one item.
+        assert_eq!(rread_split(&rread(b"")[..RREAD_HEADER]), None);
+        // Another answer (Rerror, 107) of the same length: one item.
+        let mut error = frame;
+        error[4] = 107;
+        assert_eq!(rread_split(&error), None);
+        // Two frames in one answer, or a size that lies: one item.
+        assert_eq!(rread_split(&[frame, frame].concat()), None);
+        assert_eq!(rread_split(&frame[..12]), None);
+        assert_eq!(rread_split(&frame[..3]), None);
+    }
+}

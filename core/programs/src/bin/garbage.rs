@@ -5,8 +5,11 @@
 //! descriptor, a string item over unmapped memory, a spawn block of noise,
 //! bad bind flags, a send that does not wait for its reply. Every case
 //! prints `garbage: CASE: refused (...)` or `garbage: CASE: UNEXPECTED ...`;
-//! at the end a normal call (getpid) must still work, and the program
-//! exits with an error status if any case was not refused.
+//! then preads of `/tmp/k` (a file on a task server) that name a buffer
+//! other than the one given to the kernel print `garbage: pread naming
+//! CASE: ...`: the bytes must land in the process's own memory only. At
+//! the end a normal call (getpid) must still work, and the program exits
+//! with an error status if any case went wrong.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -77,6 +80,118 @@ fn raw(label: u64, words: &[u64], items: &[(u64, u64)], call: bool) -> Answer {
 #[cfg(not(target_os = "none"))]
 fn raw(_label: u64, _words: &[u64], _items: &[(u64, u64)], _call: bool) -> Answer {
     Answer::Ipc("no core on the host".into())
+}
+
+/// A pread that lies about its buffer: the words name `claimed` as the
+/// buffer (the zero-copy read's fourth word) while the kernel's receive
+/// buffer is `honest`; the count core answered, or why the call failed.
+#[cfg(target_os = "none")]
+fn lying_pread(fd: u64, count: u64, claimed: u64, honest: &mut [u8]) -> Result<u64, String> {
+    use core_user::rt::core_thread;
+    use microkernel_abi::utcb::ReceiveBuffer;
+    use microkernel_abi::{FromSpecifier, MessageTag, Timeouts, Utcb};
+    use microkernel_rt::user::{current_utcb, ipc_with_items};
+    use microkernel_rt::utcb::ReceiveTargets;
+
+    // SAFETY: as in `raw`: single-threaded, one message at a time.
+    let utcb: &mut Utcb = unsafe { &mut *current_utcb() };
+    utcb.clear_receive_targets();
+    let buffer = ReceiveBuffer {
+        address: honest.as_mut_ptr() as u64,
+        length: honest.len() as u64,
+    };
+    // SAFETY: `honest` is borrowed exclusively for this function, and the
+    // slot is cleared before it returns.
+    unsafe { utcb.set_receive_buffer(0, buffer) };
+    let tag = MessageTag::new(Call::Pread.label(), 4, 0).map_err(|e| format!("{e:?}"))?;
+    utcb.message_registers[0] = tag.raw();
+    utcb.message_registers[1..5].copy_from_slice(&[fd, count, 0, claimed]);
+    let core = core_thread();
+    // SAFETY: no items; the one receive target is `honest`, above.
+    let result =
+        unsafe { ipc_with_items(utcb, core, FromSpecifier::Thread(core), Timeouts::NEVER) };
+    utcb.clear_receive_targets();
+    result.map_err(|e| format!("{e:?}"))?;
+    match utcb.message_registers[1] {
+        STATUS_OK => Ok(utcb.message_registers[2]),
+        _ => Err(sys::errstr()),
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn lying_pread(_fd: u64, _count: u64, _claimed: u64, _honest: &mut [u8]) -> Result<u64, String> {
+    Err("no core on the host".into())
+}
+
+/// Reads of `path` ("kept\n", written by the faults script) that name a
+/// buffer other than the one given to the kernel: core must put the
+/// bytes into the process's own memory only, wherever the claim points.
+/// Returns how many cases went wrong.
+fn lying_reads(path: &str) -> u32 {
+    let expected = b"kept\n";
+    let fd = match sys::open(path, core_abi::OREAD) {
+        Ok(fd) => u64::from(fd),
+        Err(e) => {
+            println!("garbage: lying reads: {path}: UNEXPECTED {e}");
+            return 1;
+        }
+    };
+    let count = expected.len() as u64;
+    let mut failed = 0;
+    let mut report = |case: &str, ok: bool, what: String| {
+        let verdict = if ok { "" } else { "UNEXPECTED " };
+        println!("garbage: pread naming {case}: {verdict}{what}");
+        failed += u32::from(!ok);
+    };
+    // Nothing of this process's is there: the bytes go to the kernel's
+    // receive buffer, as without the claim.
+    let mut honest = [0u8; 8];
+    let answer = lying_pread(fd, count, 0x0000_7f00_dead_0000, &mut honest);
+    let ok = answer == Ok(count) && honest.starts_with(expected);
+    report(
+        "an unmapped buffer",
+        ok,
+        format!("{answer:?}, into its real buffer"),
+    );
+    // Its own code, which it may not write: the same, and the code stays.
+    let code = main as *const u8;
+    // SAFETY: the first bytes of this program's own `main`, mapped
+    // read-only and executable; read, never written.
+    let before = unsafe { core::ptr::read_volatile(code.cast::<[u8; 8]>()) };
+    let mut honest = [0u8; 8];
+    let answer = lying_pread(fd, count, code as u64, &mut honest);
+    // SAFETY: as above.
+    let after = unsafe { core::ptr::read_volatile(code.cast::<[u8; 8]>()) };
+    let ok = answer == Ok(count) && honest.starts_with(expected) && before == after;
+    report(
+        "its own code",
+        ok,
+        format!("{answer:?}, into its real buffer, code unchanged"),
+    );
+    // More than the real buffer (2 bytes) holds, over its own heap: the
+    // bytes land in its own memory past the buffer.
+    let mut block = [0u8; 64];
+    let claimed = block.as_ptr() as u64;
+    let answer = lying_pread(fd, count, claimed, &mut block[..2]);
+    let ok = answer == Ok(count) && block.starts_with(expected);
+    report(
+        "more than its buffer",
+        ok,
+        format!("{answer:?}, into its own memory past it"),
+    );
+    // Another buffer of its own: the bytes go there, the real one is
+    // untouched.
+    let mut other = vec![0u8; 16];
+    let mut honest = [0u8; 8];
+    let answer = lying_pread(fd, count, other.as_mut_ptr() as u64, &mut honest);
+    let ok = answer == Ok(count) && other.starts_with(expected) && honest == [0; 8];
+    report(
+        "another buffer of its own",
+        ok,
+        format!("{answer:?}, into that one"),
+    );
+    let _ = sys::close(fd as sys::Fd);
+    failed
 }
 
 /// A malformed call: its name, label, untyped words and string items
@@ -156,6 +271,7 @@ fn main(_argv: Vec<String>) -> Result<(), String> {
     } else {
         println!("garbage: send without receive: sent, not waiting for the reply");
     }
+    failed += lying_reads("/tmp/k");
     let pid = sys::getpid().map_err(|e| format!("getpid after the garbage: {e}"))?;
     println!("garbage: {refused} refused, {failed} unexpected; getpid still answers {pid}");
     if failed == 0 {

@@ -86,6 +86,11 @@ fn end_of(file: &File) -> Option<usize> {
 }
 
 impl Pipes {
+    /// Whether a pipe woke a waiter since the last `take_wakeups`.
+    pub fn has_wakeups(&self) -> bool {
+        !self.wakeups.is_empty()
+    }
+
     /// Pipes whose directions each queue up to `capacity` bytes (at least
     /// one).
     pub fn new(capacity: usize) -> Self {

@@ -129,6 +129,11 @@ impl Processes {
         self.table = processes.into_iter().map(|p| (p.pid, p)).collect();
     }
 
+    /// Whether a control request waits ([`Processes::take_requests`]).
+    pub fn has_requests(&self) -> bool {
+        !self.requests.is_empty()
+    }
+
     /// Control requests since the last call, oldest first.
     pub fn take_requests(&mut self) -> Vec<Control> {
         core::mem::take(&mut self.requests)

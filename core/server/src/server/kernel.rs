@@ -12,8 +12,8 @@ use alloc::string::String;
 use core_abi::layout::{STACK_TOP, UTCB};
 use core_system::{Kernel, Reply, Thread};
 use microkernel_abi::{
-    ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, StringItem, TaskId, ThreadId,
-    Timeout, Timeouts, TypedItem, Utcb,
+    ExchangeControl, FromSpecifier, KernelInfoSelector, MessageTag, Rights, StringItem, TaskId,
+    ThreadId, Timeout, Timeouts, TypedItem, Utcb,
 };
 use microkernel_rt::console::print;
 use microkernel_rt::frames::FrameBitmap;
@@ -192,6 +192,14 @@ impl Kernel for Microkernel {
         if let Err(e) = result {
             print(format_args!("core: reply to {client:?} failed: {e:?}\n"));
         }
+    }
+
+    fn buffer_alias(&self, task: &ProcessTask, address: u64, length: usize) -> Option<u64> {
+        let pages = &task.memory.pages;
+        core_system::buffer_alias(address, length, |page| {
+            let entry = pages.get(&page)?;
+            Some((entry.frame, entry.rights.contains(Rights::WRITE)))
+        })
     }
 
     fn ready(&mut self, link: &mut ServerLink) -> bool {

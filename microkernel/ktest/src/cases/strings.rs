@@ -6,7 +6,9 @@
 //! directions are compared byte for byte. Round 2 finds its buffer
 //! unmapped: both sides must fail with `StringFault` and `error_detail`
 //! must name the buffer (ABI §6.2). Round 3 offers 16 bytes for 300:
-//! `MessageTooLong` on both sides.
+//! `MessageTooLong` on both sides. Round 4 sends two strings to the
+//! waiting agent's two buffers (the fast path's two-item case): each lands
+//! whole in its own buffer.
 
 use microkernel_abi::utcb::ReceiveBuffer;
 use microkernel_abi::{
@@ -178,5 +180,33 @@ pub fn string_copy(context: &mut Context) -> Result<(), Failure> {
         status == expected,
         "round 3: the agent's receive ended with status {status:#x}, expected {expected:#x}"
     );
+
+    // Round 4: two string items into two buffers, the agent waiting (it
+    // reported and received in one IPC), so the fast path carries them.
+    let (status, _) = agent_report(utcb, agent, 4)?;
+    ensure!(status == 0, "round 4: the agent is not ready: {status:#x}");
+    utcb.message_registers[0] = tag(STRING_REQUEST, 0, 4).raw();
+    utcb.message_registers[1..3].copy_from_slice(&string(source, 10));
+    utcb.message_registers[3..5].copy_from_slice(&string(source + 10, LENGTH - 10));
+    // SAFETY: two string items of this case's frame, which the kernel only
+    // reads; no receive buffer is set (the answer is untyped).
+    let result = unsafe { ipc_with_items(utcb, agent, FromSpecifier::Thread(agent), PATIENT) };
+    ensure!(
+        result.is_ok(),
+        "round 4 (two strings): ktest's call returned {result:?}"
+    );
+    let answer = MessageTag::from_raw(utcb.message_registers[0]);
+    let sum = |range: core::ops::Range<u64>| range.map(|i| u64::from(pattern(i))).sum::<u64>();
+    let expected = [10, sum(0..10), LENGTH - 10, sum(10..LENGTH)];
+    ensure!(
+        answer.label() == STRING_ECHO && utcb.message_registers[1..5] == expected,
+        "round 4: the agent saw (length, sum) pairs {:?}, expected {expected:?} (tag {:#x})",
+        &utcb.message_registers[1..5],
+        answer.raw()
+    );
     Ok(())
+}
+
+fn string(address: u64, length: u64) -> [u64; 2] {
+    TypedItem::String(StringItem { address, length }).encode()
 }
