@@ -13,6 +13,11 @@
 //!   `exit 3`, `lx uname -a | wc -l`, `lx cat` fed from a Kasane pipe, the
 //!   Kasane-written file read by Linux's `cat` and a Linux-written file
 //!   read through /n, a program that does not exist;
+//! - Linux mounts Kasane: `exportfs` serves the session's namespace on
+//!   `/dev/linux/export`, the agent's FUSE file system on `/kasane` is
+//!   its 9P client; from Linux, `ls` and `cat` show a file made in
+//!   Kasane's ramfs, and a file written, appended to, made, renamed and
+//!   removed from Linux shows in Kasane;
 //! - delegates system calls with `linux()` (`linuxcalls`): uname, openat
 //!   and read of the Kasane-written file, write and read back, getdents64,
 //!   getpid twice in one proxy, and call 999 refused;
@@ -23,11 +28,13 @@
 //!   and a loop on it keeps counting while the new agent boots (core
 //!   waits for it without blocking anyone), hvm restarts the cell from
 //!   its pristine image, `#M` recovers the mount, and then `lx`, `/n` and
-//!   `linux()` work again.
+//!   `linux()` work again, and the new agent's `/kasane` too. A reader
+//!   of `/n/bin/busybox` runs across the crash: the read in flight is
+//!   sent again after the recovery and every count comes out whole.
 //!
 //! `linux-bare.toml` boots the same system in QEMU without VT-x: there is
-//! no Linux cell, and `lx`, `linux()` and `/dev/linux` say `no linux
-//! cell`.
+//! no Linux cell, and `lx`, `linux()`, `/dev/linux` and `/srv/linux` say
+//! `no linux cell`.
 //!
 //! Both boot an emulator (Bochs for minutes), so they are `#[ignore]`d in
 //! a plain `cargo test`: `cargo test -p kasane-tests --test linuxpeer --
@@ -87,7 +94,7 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
     assert_output_between(
         &boot,
         "-- lx",
-        "-- linux()",
+        "-- linux mounts kasane",
         &[
             StartsWith("6.1.0-"),
             Is("42"),
@@ -103,6 +110,25 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
             Is("status is lx: cannot run /no/such/program: No such file or directory (os error 2)"),
             Is("clone"),
             Is("syscall"),
+            Is("export"),
+        ],
+    );
+    assert_output_between(
+        &boot,
+        "-- linux mounts kasane",
+        "-- linux()",
+        &[
+            // lx ls /kasane/tmp, lx cat: Kasane's ramfs seen from Linux.
+            Is("fromkasane"),
+            Is("made in kasane"),
+            // Written from Linux, read in Kasane.
+            Is("hi"),
+            Is("made in kasane"),
+            Is("appended from linux"),
+            Is("fromkasane"),
+            Is("d"),
+            Is("ls: /kasane/no/such: No such file or directory"),
+            Is("status is exit 1"),
         ],
     );
     assert_output_between(&boot, "-- linux()", "-- bench", &LINUXCALLS);
@@ -129,7 +155,14 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
         Is("appended"),
     ];
     after.extend(LINUXCALLS);
-    after.extend([Is("-- end"), Is("core: init exited: ''")]);
+    after.extend([
+        // The new agent mounted Kasane again; exportfs started a new
+        // session for it.
+        Is("made in kasane"),
+        Is("appended from linux"),
+        Is("-- end"),
+        Is("core: init exited: ''"),
+    ]);
     assert_lines_in_order(&boot, &after);
     assert_no_line_contains(&boot, "PANIC");
     assert_clean(&boot);
@@ -149,6 +182,29 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
         .filter(|l| l.starts_with("tick "))
         .count();
     assert!(ticks >= 3, "{ticks} ticks while the Linux cell was down");
+    // The reader of /n/bin/busybox: every count whole, some before the
+    // crash and some after the recovery, so one read spanned it.
+    let panic = lines
+        .iter()
+        .position(|l| l.contains("Kernel panic - not syncing: sysrq triggered crash"))
+        .expect("the panic");
+    let counts: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.ends_with(" /n/bin/busybox"))
+        .map(|(at, l)| (at, l.trim_start()))
+        .collect();
+    assert_eq!(counts.len(), 10, "{counts:?}");
+    assert!(counts.iter().all(|(_, c)| *c == counts[0].1), "{counts:?}");
+    let size: u64 = counts[0].1.split(' ').next().unwrap().parse().unwrap();
+    assert!(size > 1_000_000, "{size}");
+    assert!(counts[0].0 < panic, "a count before the crash: {counts:?}");
+    assert!(counts[9].0 > up, "a count after the recovery: {counts:?}");
+    at("reader done");
+    assert!(
+        transcript.contains("exportfs: linux cell restarted: a new session"),
+        "exportfs saw the restart"
+    );
     for line in transcript.lines().filter(|l| l.starts_with("bench ")) {
         println!("{line}");
     }
@@ -169,11 +225,12 @@ fn qemu_bare_mode_has_no_linux_cell() {
         &[
             Is("clone"),
             Is("syscall"),
+            Is("export"),
             Is("lx: no linux cell"),
             Is("status is lx: no linux cell"),
             Is("status is no linux cell"),
-            Is("mount: can't open /srv/linux: '/srv/linux' file does not exist"),
-            Is("status is mount: can't open /srv/linux: '/srv/linux' file does not exist"),
+            Is("mount: can't open /srv/linux: no linux cell"),
+            Is("status is mount: can't open /srv/linux: no linux cell"),
         ],
     );
     assert_clean(&boot);
