@@ -52,6 +52,13 @@ impl Services {
         }
     }
 
+    /// Leaves `path` out of the 9P tree served (the FUSE mount of Kasane).
+    pub fn hide(&mut self, path: &std::path::Path) {
+        if let Some(channels) = self.channels.as_mut() {
+            channels.hide(path);
+        }
+    }
+
     /// Hands the export channel's answers (`Ninep` of id
     /// `EXPORT_CHANNEL`) to the FUSE mount's hub.
     pub fn set_export(&mut self, hub: Arc<ExportHub>) {

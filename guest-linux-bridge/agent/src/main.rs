@@ -264,6 +264,9 @@ fn serve(identity: &Identity, hub: &std::sync::Arc<ExportHub>) -> io::Error {
     let mut services = Services::new(Path::new("/"), program, link.clone());
     hub.set_outbox(link.clone());
     services.set_export(hub.clone());
+    // The service loop must never touch the FUSE mount: its answers come
+    // through this same loop.
+    services.hide(Path::new(KASANE_MOUNT));
     log!("ready release={}", identity.release);
     let mut decoder = Decoder::new();
     let mut input = vec![0u8; MAX_FRAME_LEN];

@@ -46,13 +46,20 @@ impl Transport for Loopback {
 }
 
 fn translator(tree: &Tree) -> Translator<Loopback> {
+    translator_hiding(tree, None)
+}
+
+fn translator_hiding(tree: &Tree, hidden: Option<&str>) -> Translator<Loopback> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let names = Names::parse(
         &format!("eve:x:{uid}:{gid}::/:/bin/sh\n"),
         &format!("eve:x:{gid}:\n"),
     );
-    let channels = Channels::new(&tree.0, names).unwrap();
+    let mut channels = Channels::new(&tree.0, names).unwrap();
+    if let Some(hidden) = hidden {
+        channels.hide(&fs::canonicalize(&tree.0).unwrap().join(hidden));
+    }
     let mut t = Translator::new(
         Loopback {
             channels,
@@ -307,4 +314,13 @@ fn the_mount_comes_back_with_a_new_session() {
     t.handle(&request(op::FORGET, hello, &1u64.to_le_bytes()));
     t.handle(&request(op::FORGET, tmp, &1u64.to_le_bytes()));
     assert_eq!(t.node_count(), 1);
+}
+
+#[test]
+fn a_hidden_path_is_neither_listed_nor_walked() {
+    // The agent hides its own FUSE mount from the 9P tree it serves.
+    let tree = Tree::new("hidden");
+    let mut t = translator_hiding(&tree, Some("tmp"));
+    assert_eq!(lookup(&mut t, ROOT, "tmp"), Err(libc::ENOENT));
+    assert!(readdir(&mut t, ROOT).is_empty());
 }
