@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -129,8 +129,6 @@ pub fn serve(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
 
 struct Proxy {
     child: Arc<Mutex<Child>>,
-    /// The proxy's standard input, shared with the writer thread.
-    stdin: Arc<Mutex<ChildStdin>>,
     /// To the writer thread, which owns the proxy's stdin, so that a proxy
     /// blocked in a long call cannot stall the agent's loop.
     calls: Sender<(u32, Vec<u8>)>,
@@ -238,20 +236,7 @@ impl Proxies {
             // 0 says it exited; no new proxy starts behind its back.
             return Err((ErrorCode::Internal, ended(process)));
         }
-        let idle = waiting.ids.is_empty();
         waiting.ids.push_back(request_id);
-        drop(waiting);
-        if idle {
-            // The proxy has answered every call, so the writer's queue is
-            // empty and the proxy waits in read() on an empty pipe: a
-            // frame (at most 4112 bytes, less than a pipe's 64 KiB,
-            // pipe(7)) goes in without blocking. Writing it here saves
-            // waking the writer thread, a Linux context switch per call.
-            if lock(&proxy.stdin).write_all(&buffer[..length]).is_err() {
-                bury(process, &proxy.waiting, &self.outbox);
-            }
-            return Ok(());
-        }
         // A send fails only once the writer has ended, which it does only
         // after marking the proxy dead and answering the list.
         let _ = proxy.calls.send((request_id, buffer[..length].to_vec()));
@@ -266,12 +251,10 @@ impl Proxies {
             .stderr(Stdio::inherit())
             .current_dir("/")
             .spawn()?;
-        let stdin = child
+        let mut stdin = child
             .stdin
             .take()
             .ok_or_else(|| io::Error::other("no stdin"))?;
-        let stdin = Arc::new(Mutex::new(stdin));
-        let writer_stdin = stdin.clone();
         let stdout = child
             .stdout
             .take()
@@ -287,7 +270,7 @@ impl Proxies {
         let writer_waiting = waiting.clone();
         thread::spawn(move || {
             for (_, bytes) in queue {
-                if lock(&writer_stdin).write_all(&bytes).is_err() {
+                if stdin.write_all(&bytes).is_err() {
                     bury(process, &writer_waiting, &writer_outbox);
                     break;
                 }
@@ -295,7 +278,6 @@ impl Proxies {
         });
         Ok(Proxy {
             child,
-            stdin,
             calls,
             waiting,
         })
