@@ -62,7 +62,7 @@ fn bochs_linux_cell_link_crash_restart_and_hostile_guest() {
             StartsWith("microkernel: Kasane microkernel 0.1.0 mode=vmx-guest cell=0 "),
             StartsWith("microkernel: root task `core` started: "),
             Is("core: linux-link: virtio console ready at 00:01.0 (BAR 0xe0000000), driven by virtio-drivers from user space"),
-            StartsWith("linux| kasane-agent: loaded 6 modules: virtio_ring"),
+            StartsWith("linux| kasane-agent: loaded 7 modules: virtio_ring"),
             StartsWith("linux| kasane-agent: ready release=6.1.0-"),
             StartsWith("core: linux-link: agent hello (announcement) release=6.1.0-"),
             Pattern("bench linux_boot_to_agent_cycles * cycles"),

@@ -13,6 +13,11 @@
 //!   `exit 3`, `lx uname -a | wc -l`, `lx cat` fed from a Kasane pipe, the
 //!   Kasane-written file read by Linux's `cat` and a Linux-written file
 //!   read through /n, a program that does not exist;
+//! - Linux mounts Kasane: `exportfs` serves the session's namespace on
+//!   `/dev/linux/export`, the agent's FUSE file system on `/kasane` is
+//!   its 9P client; from Linux, `ls` and `cat` show a file made in
+//!   Kasane's ramfs, and a file written, appended to, made, renamed and
+//!   removed from Linux shows in Kasane;
 //! - delegates system calls with `linux()` (`linuxcalls`): uname, openat
 //!   and read of the Kasane-written file, write and read back, getdents64,
 //!   getpid twice in one proxy, and call 999 refused;
@@ -23,11 +28,14 @@
 //!   and a loop on it keeps counting while the new agent boots (core
 //!   waits for it without blocking anyone), hvm restarts the cell from
 //!   its pristine image, `#M` recovers the mount, and then `lx`, `/n` and
-//!   `linux()` work again.
+//!   `linux()` work again, and the new agent's `/kasane` too. A reader
+//!   of `/n/bin/busybox` runs across the crash: its counts before the
+//!   crash are whole, and the read in flight and the opens while the
+//!   cell is down fail at once with `i/o on hungup channel`.
 //!
 //! `linux-bare.toml` boots the same system in QEMU without VT-x: there is
-//! no Linux cell, and `lx`, `linux()` and `/dev/linux` say `no linux
-//! cell`.
+//! no Linux cell, and `lx`, `linux()`, `/dev/linux` and `/srv/linux` say
+//! `no linux cell`.
 //!
 //! Both boot an emulator (Bochs for minutes), so they are `#[ignore]`d in
 //! a plain `cargo test`: `cargo test -p kasane-tests --test linuxpeer --
@@ -57,7 +65,7 @@ const LINUXCALLS: [kasane_tests::Line<'static>; 7] = [
     Is("linuxcalls: openat+read /kasane.txt: written from kasane"),
     Is("appended"),
     Is("linuxcalls: write+read /tmp/delegated: 31 bytes, the same"),
-    Is("linuxcalls: getdents64 /: bin dev etc init kasane.txt lib proc root sys tmp"),
+    Is("linuxcalls: getdents64 /: bin dev etc init kasane kasane.txt lib proc root sys tmp"),
     Is("linuxcalls: getpid: one proxy for this process"),
     Is("linuxcalls: call 999 refused: linux system call 999 is not delegated (see docs/linux-bridge.md)"),
 ];
@@ -87,7 +95,7 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
     assert_output_between(
         &boot,
         "-- lx",
-        "-- linux()",
+        "-- linux mounts kasane",
         &[
             StartsWith("6.1.0-"),
             Is("42"),
@@ -103,6 +111,27 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
             Is("status is lx: cannot run /no/such/program: No such file or directory (os error 2)"),
             Is("clone"),
             Is("syscall"),
+            Is("export"),
+        ],
+    );
+    assert_output_between(
+        &boot,
+        "-- linux mounts kasane",
+        "-- linux()",
+        &[
+            // lx ls /kasane/tmp, lx cat: Kasane's ramfs seen from Linux.
+            Is("fromkasane"),
+            Is("made in kasane"),
+            // Written from Linux, read in Kasane.
+            Is("hi"),
+            Is("made in kasane"),
+            Is("appended from linux"),
+            // ls /tmp: the directory made from Linux; x was renamed and
+            // removed.
+            Is("d"),
+            Is("fromkasane"),
+            Is("ls: /kasane/no/such: No such file or directory"),
+            Is("status is exit 1"),
         ],
     );
     assert_output_between(&boot, "-- linux()", "-- bench", &LINUXCALLS);
@@ -129,7 +158,14 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
         Is("appended"),
     ];
     after.extend(LINUXCALLS);
-    after.extend([Is("-- end"), Is("core: init exited: ''")]);
+    after.extend([
+        // The new agent mounted Kasane again; exportfs started a new
+        // session for it.
+        Is("made in kasane"),
+        Is("appended from linux"),
+        Is("-- end"),
+        Is("core: init exited: ''"),
+    ]);
     assert_lines_in_order(&boot, &after);
     assert_no_line_contains(&boot, "PANIC");
     assert_clean(&boot);
@@ -149,6 +185,48 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
         .filter(|l| l.starts_with("tick "))
         .count();
     assert!(ticks >= 3, "{ticks} ticks while the Linux cell was down");
+    // The reader of /n/bin/busybox: counts before the crash are whole;
+    // the read in flight when the cell died, and every open while it is
+    // down, fail at once with `i/o on hungup channel` (#M hangs the link
+    // up; it does not hold them for the recovery). Nothing hangs.
+    let panic = lines
+        .iter()
+        .position(|l| l.contains("Kernel panic - not syncing: sysrq triggered crash"))
+        .expect("the panic");
+    let reader: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.contains("/n/bin/busybox") && !l.starts_with("bench ") && !l.starts_with('#')
+        })
+        .map(|(at, l)| (at, l.trim_start()))
+        .collect();
+    assert_eq!(reader.len(), 10, "{reader:?}");
+    let mut counted = 0;
+    let mut failed = 0;
+    for (at, line) in &reader {
+        let count = line
+            .strip_suffix(" /n/bin/busybox")
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(count) = count {
+            assert!(count > 1_000_000, "{line}");
+            assert!(*at < down, "a count after the link hung up: {line}");
+            counted += 1;
+        } else {
+            assert!(
+                line.starts_with("wc: /n/bin/busybox: ") && line.ends_with("i/o on hungup channel"),
+                "{line}"
+            );
+            assert!(*at > panic, "a failure before the crash: {line}");
+            failed += 1;
+        }
+    }
+    assert!(counted >= 1 && failed >= 1, "{reader:?}");
+    at("reader done");
+    assert!(
+        transcript.contains("exportfs: linux cell restarted: a new session"),
+        "exportfs saw the restart"
+    );
     for line in transcript.lines().filter(|l| l.starts_with("bench ")) {
         println!("{line}");
     }
@@ -169,11 +247,12 @@ fn qemu_bare_mode_has_no_linux_cell() {
         &[
             Is("clone"),
             Is("syscall"),
+            Is("export"),
             Is("lx: no linux cell"),
             Is("status is lx: no linux cell"),
             Is("status is no linux cell"),
-            Is("mount: can't open /srv/linux: '/srv/linux' file does not exist"),
-            Is("status is mount: can't open /srv/linux: '/srv/linux' file does not exist"),
+            Is("mount: can't open /srv/linux: no linux cell"),
+            Is("status is mount: can't open /srv/linux: no linux cell"),
         ],
     );
     assert_clean(&boot);

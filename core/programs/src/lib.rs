@@ -4,11 +4,14 @@
 //!   codes and bytes, fed a buffer at a time, and [`Counts::line`], its
 //!   output line;
 //! - [`parents`]: the directories `mkdir -p` makes, outermost first;
-//! - [`ls_suffix`]: the mark `ls -F` adds after a name.
+//! - [`ls_suffix`]: the mark `ls -F` adds after a name;
+//! - [`exportfs`]: exportfs's file server over a process namespace.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod exportfs;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 
 use core_system::{
     BootFiles, ConsoleDevice, LinuxRuns, Message, Reply, ServerConfig, System, TaskStart, Thread,
-    VmDevice,
+    VmDevice, NO_LINUX,
 };
 use kasane_manifest::MANIFEST_MODULE;
 use kasane_servant::servants::cons::Console;
@@ -219,6 +219,12 @@ impl Core {
         let mut system = System::new(kernel, others);
         if linux_peer.is_some() || wants_linux {
             system.servants().linux = Some(LinuxRuns::new(linux_peer.is_some()));
+        }
+        if linux_peer.is_none() && wants_linux {
+            // Bare mode: /srv/linux says why it cannot be mounted.
+            if let Err(e) = system.servants().srv.post_absent("linux", "eve", NO_LINUX) {
+                print(format_args!("core: /srv/linux: {e}\n"));
+            }
         }
         for (config, server) in started {
             system.add_configured_server(config, server);

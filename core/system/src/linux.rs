@@ -8,6 +8,7 @@
 //! | `/dev/linux/N/stderr` | read: its standard error |
 //! | `/dev/linux/N/status` | read: its exit status, Plan 9 style (empty: success), once it ended |
 //! | `/dev/linux/syscall` | a delegated Linux system call: write the request, read the answer |
+//! | `/dev/linux/export` | the export channel: read Linux's 9P T-messages, write the R-messages |
 //!
 //! This is Plan 9's clone-file pattern (ip(3)'s `clone`, `ctl`, `data`).
 //! The servant is the protocol half only: it turns ctl and data writes
@@ -28,6 +29,15 @@
 //! `ProcessExited` and the proxy ends. A call's bridge id is the pid plus
 //! [`SYSCALL_ID_BASE`].
 //!
+//! **The export channel** (Linux mounts Kasane, docs/linux-bridge.md):
+//! the agent's FUSE file system is a 9P client whose T-messages come in
+//! `Ninep` frames of id [`EXPORT_CHANNEL`]. `export` is that byte stream:
+//! a read gives what came (parked until some does), a write goes back
+//! in `Ninep` frames of the same id. `exportfs` (core/programs) serves
+//! its namespace on it. One open at a time. After a restart of the
+//! Linux cell the next read fails once with `linux cell restarted`, so
+//! that exportfs drops the old agent's session and half message.
+//!
 //! A run's bridge id is its number plus [`RUN_ID_BASE`], so it never
 //! meets core's 9P channel or its Hello. The frames from the agent are
 //! hostile input: a frame for a run that does not exist, or out of order,
@@ -40,7 +50,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use bridge_protocol::{Frame, Message, MAX_FRAME_LEN};
+use bridge_protocol::{Frame, Message, EXPORT_CHANNEL, MAX_FRAME_LEN};
 use kasane_servant::dev::{Devgen, Dirtab, ROOT};
 use kasane_servant::dir::{self, dir_qid};
 use kasane_servant::{Caller, Error, File, Io, Opened, Servant, WaitKey};
@@ -61,8 +71,16 @@ const SYSCALL_KEY: u64 = 1 << 32;
 /// Most runs at once (the agent's limit is 32).
 pub const MAX_RUNS: usize = 32;
 
-/// Most bytes of a `Stdin` piece (the payload less the bytes' count).
+/// Most bytes of a `Stdin` or `Ninep` piece (the payload less the bytes'
+/// count).
 const STDIN_PIECE: usize = 4094;
+
+/// The wait key of a read of `export`.
+const EXPORT_KEY: u64 = 1 << 33;
+
+/// The agent's 9P bytes kept for `export` before more are dropped (a 9P
+/// client has at most a few messages of 8 KiB outstanding).
+const EXPORT_LIMIT: usize = 64 * 1024;
 
 /// Output kept per stream before the agent's pieces are dropped: a reader
 /// that never reads cannot fill core's heap.
@@ -77,6 +95,7 @@ pub const RESTARTED: &str = "linux cell restarted";
 const LINUX: u64 = 1;
 const CLONE: u64 = 2;
 const SYSCALL: u64 = 3;
+const EXPORT: u64 = 4;
 /// Run n's directory is `RUN_BASE + 8 n`; its files follow it.
 const RUN_BASE: u64 = 16;
 const CTL: u64 = 1;
@@ -198,6 +217,12 @@ pub struct LinuxRuns {
     calls: BTreeMap<u32, Call>,
     /// Chans open on `syscall`, by pid.
     callers: BTreeMap<u32, u32>,
+    /// Whether `export` is open.
+    export_open: bool,
+    /// The agent's 9P bytes not yet read from `export`.
+    export_in: VecDeque<u8>,
+    /// The cell restarted since `export`'s last read.
+    export_restarted: bool,
 }
 
 impl LinuxRuns {
@@ -211,7 +236,34 @@ impl LinuxRuns {
             wakeups: Vec::new(),
             calls: BTreeMap::new(),
             callers: BTreeMap::new(),
+            export_open: false,
+            export_in: VecDeque::new(),
+            export_restarted: false,
         }
+    }
+
+    /// A read of `export`: the agent's bytes, the restart, or the wait.
+    fn export_read(&mut self, count: u32) -> Result<Io<Vec<u8>>, Error> {
+        if core::mem::take(&mut self.export_restarted) {
+            return Err(Error::new(RESTARTED));
+        }
+        if self.export_in.is_empty() {
+            return Ok(Io::WouldBlock(WaitKey {
+                letter: 'L',
+                key: EXPORT_KEY,
+            }));
+        }
+        let n = (count as usize).min(self.export_in.len());
+        Ok(Io::Ready(self.export_in.drain(..n).collect()))
+    }
+
+    /// A write of `export`: 9P answers to the agent, in `Ninep` pieces.
+    fn export_write(&mut self, data: &[u8]) -> Result<(), Error> {
+        for piece in data.chunks(STDIN_PIECE) {
+            let frame = Self::encode(EXPORT_CHANNEL, Message::Ninep { data: piece })?;
+            self.outbox.push(frame);
+        }
+        Ok(())
     }
 
     fn wake_key(&mut self, key: u64) {
@@ -310,6 +362,15 @@ impl LinuxRuns {
 
     /// A frame from the agent with request id `id`.
     pub fn deliver(&mut self, id: u32, message: &Message<'_>) {
+        if id == EXPORT_CHANNEL {
+            if let Message::Ninep { data } = *message {
+                if self.export_in.len() + data.len() <= EXPORT_LIMIT {
+                    self.export_in.extend(data);
+                    self.wake_key(EXPORT_KEY);
+                }
+            }
+            return;
+        }
         if let Some(pid) = id.checked_sub(SYSCALL_ID_BASE) {
             if self.calls.get(&pid) != Some(&Call::Waiting) {
                 return;
@@ -358,6 +419,12 @@ impl LinuxRuns {
 
     /// The Linux cell restarted: every run under way fails once.
     pub fn peer_changed(&mut self) {
+        // The old agent's half message must not run into the new one's.
+        self.export_in.clear();
+        if self.export_open {
+            self.export_restarted = true;
+            self.wake_key(EXPORT_KEY);
+        }
         let mut woken = Vec::new();
         for (&n, run) in self.runs.iter_mut() {
             if run.state == State::Started {
@@ -468,10 +535,11 @@ impl Devgen for LinuxRuns {
                 0 => Some(Dirtab::dir("linux", LINUX, 0o555)),
                 1 => Some(Dirtab::file("clone", CLONE, 0o666)),
                 2 => Some(Dirtab::file("syscall", SYSCALL, 0o666)),
+                3 => Some(Dirtab::file("export", EXPORT, 0o660)),
                 i => self
                     .runs
                     .iter()
-                    .nth(i - 3)
+                    .nth(i - 4)
                     .map(|(&n, run)| Dirtab::dir(&run.name, run_dir(n), 0o555)),
             }),
             path => {
@@ -496,7 +564,7 @@ impl Devgen for LinuxRuns {
     fn dotdot(&self, file: &File) -> Qid {
         match file.qid.path {
             ROOT | LINUX => dir_qid(ROOT),
-            CLONE | SYSCALL => dir_qid(LINUX),
+            CLONE | SYSCALL | EXPORT => dir_qid(LINUX),
             path if path >= SYSCALL_BASE => dir_qid(LINUX),
             path => match split(path) {
                 Some((_, 0)) => dir_qid(LINUX),
@@ -551,6 +619,14 @@ impl Servant for LinuxRuns {
             );
             return Ok(Opened::File(dir::file_qid(run_dir(n) + CTL)));
         }
+        if path == EXPORT {
+            if self.export_open {
+                return Err(Error::new("/dev/linux/export is in use"));
+            }
+            self.export_open = true;
+            self.export_restarted = false;
+            return Ok(Opened::File(file.qid));
+        }
         if path == SYSCALL {
             *self.callers.entry(caller.pid).or_insert(0) += 1;
             return Ok(Opened::File(dir::file_qid(
@@ -571,6 +647,9 @@ impl Servant for LinuxRuns {
     ) -> Result<Io<Vec<u8>>, Error> {
         if let Some(pid) = syscall_pid(file.qid.path) {
             return self.answer(pid);
+        }
+        if file.qid.path == EXPORT {
+            return self.export_read(count);
         }
         let (n, part, run) = self.run(file.qid.path)?;
         let count = count as usize;
@@ -626,6 +705,10 @@ impl Servant for LinuxRuns {
             self.call(pid, data)?;
             return Ok(Io::Ready(data.len() as u32));
         }
+        if file.qid.path == EXPORT {
+            self.export_write(data)?;
+            return Ok(Io::Ready(data.len() as u32));
+        }
         let (n, part, run) = self.run(file.qid.path)?;
         let state = run.state.clone();
         match part {
@@ -653,6 +736,10 @@ impl Servant for LinuxRuns {
 
     fn close(&mut self, file: &File, opened: Option<OpenMode>) {
         if opened.is_none() {
+            return;
+        }
+        if file.qid.path == EXPORT {
+            self.export_open = false;
             return;
         }
         if let Some(pid) = syscall_pid(file.qid.path) {
@@ -715,7 +802,7 @@ mod tests {
             dev: 0,
             qid: dir::file_qid(path),
         };
-        let mode = if path % 8 == STATUS || path % 8 == STDERR {
+        let mode = if path != EXPORT && (path % 8 == STATUS || path % 8 == STDERR) {
             OpenMode::OREAD
         } else {
             OpenMode::ORDWR
@@ -854,6 +941,44 @@ mod tests {
         l.take_frames();
         l.close(&file, Some(OpenMode::ORDWR));
         assert!(decode(&l.take_frames()[0]).1.contains("ProcessExited"));
+    }
+
+    #[test]
+    fn export_carries_the_agents_9p_both_ways_and_reports_a_restart_once() {
+        let mut l = LinuxRuns::new(true);
+        // The agent's first bytes may come before exportfs opens.
+        l.deliver(EXPORT_CHANNEL, &Message::Ninep { data: b"Tver" });
+        l.deliver(7 + RUN_ID_BASE, &Message::Ninep { data: b"x" });
+        let export = open(&mut l, EXPORT).unwrap();
+        assert_eq!(
+            open(&mut l, EXPORT).unwrap_err().as_str(),
+            "/dev/linux/export is in use"
+        );
+        assert_eq!(read(&mut l, &export).unwrap(), Io::Ready(b"Tver".to_vec()));
+        assert!(matches!(read(&mut l, &export), Ok(Io::WouldBlock(_))));
+        l.deliver(EXPORT_CHANNEL, &Message::Ninep { data: b"sion" });
+        assert_eq!(l.take_wakeups().len(), 1);
+        assert_eq!(
+            l.read(&caller(), &export, 0, 2).unwrap(),
+            Io::Ready(b"si".to_vec())
+        );
+        let answer = vec![7u8; 5000];
+        write(&mut l, &export, &answer).unwrap();
+        let frames = l.take_frames();
+        assert_eq!(frames.len(), 2, "cut into pieces that fit a frame");
+        assert_eq!(decode(&frames[0]).0, EXPORT_CHANNEL);
+        // A restart drops the old agent's half message and fails one read.
+        l.peer_changed();
+        assert_eq!(read(&mut l, &export).unwrap_err().as_str(), RESTARTED);
+        assert!(matches!(read(&mut l, &export), Ok(Io::WouldBlock(_))));
+        // Too much unread is dropped, not kept.
+        l.deliver(EXPORT_CHANNEL, &Message::Ninep { data: &[1; 4000] });
+        for _ in 0..20 {
+            l.deliver(EXPORT_CHANNEL, &Message::Ninep { data: &[2; 4000] });
+        }
+        assert!(l.export_in.len() <= EXPORT_LIMIT);
+        l.close(&export, Some(OpenMode::ORDWR));
+        assert!(open(&mut l, EXPORT).is_ok(), "open again after the close");
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl Channels {
         })
     }
 
+    /// Leaves `path` out of the tree served (`LinuxFs::hide`).
+    pub fn hide(&mut self, path: &Path) {
+        self.fs.hide(path);
+    }
+
     /// How many channels are open.
     pub fn len(&self) -> usize {
         self.open.len()

@@ -7,10 +7,12 @@
 //! out through the same [`Outbox`] from worker threads.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use bridge_protocol::{ErrorCode, Frame, Message};
+use bridge_protocol::{ErrorCode, Frame, Message, EXPORT_CHANNEL};
 
 use crate::channels::{Channels, PIECE};
+use crate::export::ExportHub;
 use crate::linuxfs::Names;
 use crate::outbox::Outbox;
 use crate::proxy::Proxies;
@@ -23,6 +25,8 @@ pub struct Services {
     channels: Option<Channels>,
     proxies: Proxies,
     runs: Runs,
+    /// The export channel's FUSE mount, when there is one.
+    export: Option<Arc<ExportHub>>,
 }
 
 fn error(request_id: u32, code: ErrorCode, detail: &str) -> Frame<'_> {
@@ -44,7 +48,21 @@ impl Services {
             runs: Runs::new(outbox.clone()),
             outbox,
             channels,
+            export: None,
         }
+    }
+
+    /// Leaves `path` out of the 9P tree served (the FUSE mount of Kasane).
+    pub fn hide(&mut self, path: &std::path::Path) {
+        if let Some(channels) = self.channels.as_mut() {
+            channels.hide(path);
+        }
+    }
+
+    /// Hands the export channel's answers (`Ninep` of id
+    /// `EXPORT_CHANNEL`) to the FUSE mount's hub.
+    pub fn set_export(&mut self, hub: Arc<ExportHub>) {
+        self.export = Some(hub);
     }
 
     /// The running programs (for tests and logs).
@@ -60,6 +78,14 @@ impl Services {
             message: Message::Done,
         };
         match frame.message {
+            // The export channel carries the peer's 9P answers to the
+            // agent's FUSE mount: the roles are reversed.
+            Message::Ninep { data } if id == EXPORT_CHANNEL => {
+                if let Some(hub) = &self.export {
+                    hub.deliver(data);
+                }
+                Ok(())
+            }
             Message::Ninep { data } => {
                 let Some(channels) = self.channels.as_mut() else {
                     let detail = "the agent has no file tree to serve";
@@ -128,5 +154,8 @@ impl Services {
         }
         self.proxies.end_all();
         self.runs.kill_all();
+        if let Some(hub) = &self.export {
+            hub.peer_gone();
+        }
     }
 }

@@ -11,6 +11,8 @@
 
 pub mod channels;
 pub mod dispatch;
+pub mod export;
+pub mod fuse;
 pub mod link;
 pub mod linuxfs;
 pub mod modules;

@@ -165,6 +165,10 @@ pub struct LinuxFs {
     /// What an empty attach name serves, and what every attach stays in.
     top: PathBuf,
     names: Names,
+    /// Paths not served: the agent's FUSE mount of Kasane. Serving it
+    /// would loop Kasane's requests back to itself, and a stat of it from
+    /// the agent's service loop would wait on that same loop.
+    hidden: Vec<PathBuf>,
 }
 
 /// The 9P error for a Linux error, in the words Plan 9 clients expect.
@@ -220,7 +224,18 @@ impl LinuxFs {
         Ok(LinuxFs {
             top: fs::canonicalize(top)?,
             names,
+            hidden: Vec::new(),
         })
+    }
+
+    /// Leaves `path` (absolute) out of walks and directory reads, without
+    /// a system call on it.
+    pub fn hide(&mut self, path: &Path) {
+        self.hidden.push(path.to_path_buf());
+    }
+
+    fn is_hidden(&self, path: &Path) -> bool {
+        self.hidden.iter().any(|hidden| path.starts_with(hidden))
     }
 
     fn stat_of(&self, name: String, metadata: &Metadata) -> Stat {
@@ -278,6 +293,9 @@ impl FileServer for LinuxFs {
     fn attach(&mut self, _uname: &str, aname: &str) -> Result<(Node, Qid), Error> {
         let relative = aname.trim_start_matches('/');
         let wanted = self.top.join(relative);
+        if self.is_hidden(&wanted) {
+            return Err(Error::BAD_SPEC);
+        }
         let root = Self::confined(&self.top, &wanted).map_err(|_| Error::BAD_SPEC)?;
         let metadata = fs::metadata(&root).map_err(io_error)?;
         if !metadata.is_dir() {
@@ -298,6 +316,9 @@ impl FileServer for LinuxFs {
             }
         } else {
             let joined = Self::child(dir, name)?;
+            if self.is_hidden(&joined) {
+                return Err(Error::NOT_FOUND);
+            }
             let link = fs::symlink_metadata(&joined).map_err(io_error)?;
             if link.file_type().is_symlink() {
                 Self::confined(&dir.root, &joined)?
@@ -305,6 +326,9 @@ impl FileServer for LinuxFs {
                 joined
             }
         };
+        if self.is_hidden(&path) {
+            return Err(Error::NOT_FOUND);
+        }
         let metadata = fs::metadata(&path).map_err(io_error)?;
         let node = Node::new(dir.root.clone(), path);
         Ok((node, qid_of(&metadata)))
@@ -391,6 +415,9 @@ impl FileServer for LinuxFs {
         for entry in fs::read_dir(dir.current()).map_err(io_error)? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
+            if self.is_hidden(&entry.path()) {
+                continue;
+            }
             // A dangling link has no stat to show; the entry is left out.
             let metadata = match fs::metadata(entry.path()) {
                 Ok(metadata) => metadata,

@@ -17,6 +17,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use bridge_agent::dispatch::Services;
+use bridge_agent::export::{ExportHub, ExportLink};
+use bridge_agent::fuse::Translator;
 use bridge_agent::link::{self, DEFAULT_PORT_NAME, FALLBACK_DEVICE};
 use bridge_agent::modules;
 use bridge_agent::outbox::Outbox;
@@ -53,8 +55,12 @@ fn main() {
     if is_init {
         load_modules(&identity.release);
     }
+    let (hub, export) = ExportHub::new();
+    if is_init {
+        std::thread::spawn(move || mount_kasane(export));
+    }
     loop {
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| serve(&identity)));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| serve(&identity, &hub)));
         match outcome {
             Ok(error) => log!("link failed: {error}; starting again"),
             Err(_) => log!("the service loop panicked; starting again"),
@@ -175,8 +181,74 @@ fn uptime_milliseconds() -> u64 {
     seconds.saturating_mul(1000).saturating_add(milliseconds)
 }
 
+/// Where Kasane's exported namespace is mounted.
+const KASANE_MOUNT: &str = "/kasane";
+
+/// Mounts Kasane's namespace (its exportfs on `/dev/linux/export`) on
+/// [`KASANE_MOUNT`] with FUSE and serves the kernel's requests for good.
+/// Without `fuse.ko` or `/dev/fuse` there is no mount; the rest of the
+/// agent carries on.
+fn mount_kasane(export: ExportLink) {
+    let device = match OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(device) => device,
+        Err(error) => {
+            log!("no /dev/fuse ({error}): Kasane is not mounted");
+            return;
+        }
+    };
+    if let Err(error) = fs::create_dir_all(KASANE_MOUNT) {
+        log!("cannot create {KASANE_MOUNT}: {error}");
+        return;
+    }
+    // fuse(4)'s mount options: the descriptor, the root's file type, the
+    // owner, and access for every user (the programs lx runs are root).
+    let options = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0,allow_other",
+        std::os::fd::AsRawFd::as_raw_fd(&device)
+    );
+    let Ok(options) = std::ffi::CString::new(options) else {
+        return;
+    };
+    let flags = MountFlags::NOSUID | MountFlags::NODEV;
+    if let Err(error) = mount(
+        "kasane",
+        KASANE_MOUNT,
+        "fuse",
+        flags,
+        Some(options.as_c_str()),
+    ) {
+        log!("cannot mount fuse on {KASANE_MOUNT}: {error}");
+        return;
+    }
+    log!("mounted Kasane on {KASANE_MOUNT} (fuse)");
+    let mut translator = Translator::new(export, "eve", "");
+    // A request is at most a WRITE of max_write bytes and its headers.
+    let mut request = vec![0u8; 64 * 1024 + 4096];
+    let mut device = device;
+    loop {
+        let count = match device.read(&mut request) {
+            Ok(count) => count,
+            // ENOENT: the request was interrupted; EINTR: a signal.
+            Err(error)
+                if error.raw_os_error() == Some(libc::ENOENT)
+                    || error.kind() == io::ErrorKind::Interrupted =>
+            {
+                continue
+            }
+            Err(error) => {
+                log!("{KASANE_MOUNT}: /dev/fuse: {error}; the mount is gone");
+                return;
+            }
+        };
+        if let Some(reply) = translator.handle(&request[..count]) {
+            // ENOENT here: the request was interrupted meanwhile.
+            let _ = device.write_all(&reply);
+        }
+    }
+}
+
 /// Runs the link until an error; returns it for the caller to log.
-fn serve(identity: &Identity) -> io::Error {
+fn serve(identity: &Identity, hub: &std::sync::Arc<ExportHub>) -> io::Error {
     let device = find_link();
     let mut reader = match open_link(&device) {
         Ok(link) => link,
@@ -190,6 +262,11 @@ fn serve(identity: &Identity) -> io::Error {
     };
     let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
     let mut services = Services::new(Path::new("/"), program, link.clone());
+    hub.set_outbox(link.clone());
+    services.set_export(hub.clone());
+    // The service loop must never touch the FUSE mount: its answers come
+    // through this same loop.
+    services.hide(Path::new(KASANE_MOUNT));
     log!("ready release={}", identity.release);
     let mut decoder = Decoder::new();
     let mut input = vec![0u8; MAX_FRAME_LEN];

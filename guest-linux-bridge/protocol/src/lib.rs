@@ -47,5 +47,11 @@ pub const TRAILER_LEN: usize = 4;
 /// The largest payload a frame may carry.
 pub const MAX_PAYLOAD_LEN: usize = 4096;
 
+/// The request id of the export channel (Linux mounts Kasane): its
+/// `Ninep` frames carry a 9P2000 stream with the roles reversed, the
+/// agent sending T-messages and the peer answering R-messages
+/// (docs/linux-bridge.md, "The export channel"). `"EX"` and 1.
+pub const EXPORT_CHANNEL: u32 = 0x4558_0001;
+
 /// The largest frame, and so the most a `Decoder` ever buffers.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_PAYLOAD_LEN + TRAILER_LEN;

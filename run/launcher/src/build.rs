@@ -43,6 +43,7 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
             "with",
             "lx",
             "linuxcalls",
+            "exportfs",
             "dial",
             "listen1",
             "hget",

@@ -33,6 +33,8 @@ struct Entry {
     perm: u32,
     link: Option<LinkId>,
     path: u64,
+    /// Why an open fails: an entry that says a server cannot be there.
+    absent: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -63,6 +65,17 @@ impl Registry {
         self.add(name, owner, 0o666, Some(link)).map(|_| ())
     }
 
+    /// Posts `name` as a server that is not there: every open of it fails
+    /// with `why` (core posts `/srv/linux` so when there is no Linux cell,
+    /// so that a mount says why and not "file does not exist").
+    pub fn post_absent(&mut self, name: &str, owner: &str, why: &'static str) -> Result<(), Error> {
+        self.add(name, owner, 0o444, None)?;
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.name == name) {
+            entry.absent = Some(why);
+        }
+        Ok(())
+    }
+
     /// Posts `link` as `name` in place of whatever `name` held (a
     /// restarted server's new link), or as a new entry. The old link is
     /// not listed by [`take_released`](Self::take_released): its owner
@@ -71,6 +84,7 @@ impl Registry {
         match self.entries.iter_mut().find(|e| e.name == name) {
             Some(entry) => {
                 entry.link = Some(link);
+                entry.absent = None;
                 Ok(())
             }
             None => self.post(name, link, owner),
@@ -105,6 +119,7 @@ impl Registry {
             perm: perm & FileMode::PERMISSIONS,
             link,
             path,
+            absent: None,
         });
         Ok(path)
     }
@@ -153,6 +168,9 @@ impl Servant for Registry {
             return Ok(Opened::File(file.qid));
         }
         let entry = self.entry(file).map_err(|_| Error::SHUTDOWN)?;
+        if let Some(why) = entry.absent {
+            return Err(Error::new(why));
+        }
         let link = entry.link.ok_or(Error::SHUTDOWN)?;
         if mode.contains(OpenMode::OTRUNC) {
             return Err(Error::new("srv file already exists"));
@@ -218,7 +236,7 @@ impl Servant for Registry {
             .iter_mut()
             .find(|e| e.path == path)
             .ok_or(Error::NOT_FOUND)?;
-        if entry.link.is_some() {
+        if entry.link.is_some() || entry.absent.is_some() {
             return Err(Error::BAD_USE_FD);
         }
         entry.link = Some(link);
@@ -315,6 +333,26 @@ mod tests {
         // A name that was removed is posted anew.
         srv.repost("dos", LinkId(8), "eve").unwrap();
         assert_eq!(srv.lookup("dos"), Some(LinkId(8)));
+    }
+
+    #[test]
+    fn an_absent_server_says_why_until_it_is_posted() {
+        let caller = Caller::new(1, "eve").with_fds(&Fds);
+        let mut srv = Registry::new();
+        srv.post_absent("linux", "eve", "no linux cell").unwrap();
+        let top = srv.attach(&caller, "").unwrap();
+        let file = srv.walk(&caller, &top, "linux").unwrap();
+        assert_eq!(
+            srv.open(&caller, &file, OpenMode::ORDWR),
+            Err(Error::new("no linux cell"))
+        );
+        assert_eq!(srv.write(&caller, &file, 0, b"3"), Err(Error::BAD_USE_FD));
+        assert_eq!(srv.lookup("linux"), None);
+        srv.repost("linux", LinkId(9), "eve").unwrap();
+        assert_eq!(
+            srv.open(&caller, &file, OpenMode::ORDWR),
+            Ok(Opened::Link(LinkId(9)))
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! `check` is the end-to-end test: it prints one line per check, ends with
 //! `N passed, N failed`, and exits non-zero if any check failed. Besides
 //! the link's own messages it checks a delegated call sequence, a 9P read
-//! of /proc/version and a program run, in the real guest.
+//! of /proc/version, a program run, and the guest's FUSE mount of the
+//! peer (`/kasane`, served here in exportfs's place), in the real guest.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -433,6 +434,78 @@ fn program_run(link: &mut Link, deadline: Instant) -> Result<String, String> {
     }
 }
 
+/// Linux mounts the peer: this client serves a temporary directory over
+/// 9P on the export channel (as Kasane's exportfs would) while a shell in
+/// the guest lists and reads `/kasane` and writes a file there.
+fn export_mount(link: &mut Link, deadline: Instant) -> Result<String, String> {
+    use bridge_agent::channels::{Channels, PIECE};
+    use bridge_agent::linuxfs::Names;
+    use bridge_protocol::EXPORT_CHANNEL;
+    let top = std::env::temp_dir().join(format!("kasane-export-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&top);
+    fs::create_dir_all(&top).map_err(|e| e.to_string())?;
+    fs::write(top.join("hello"), b"hello from the peer\n").map_err(|e| e.to_string())?;
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let names = Names::parse(
+        &format!("eve:x:{uid}:{gid}::/:/bin/sh\n"),
+        &format!("eve:x:{gid}:\n"),
+    );
+    let mut server = Channels::new(&top, names).map_err(|e| e.to_string())?;
+    let run = 970;
+    let script = "ls /kasane; cat /kasane/hello; echo from linux > /kasane/x";
+    let arguments = format!("sh\0-c\0{script}\0");
+    let exec = Frame {
+        request_id: run,
+        message: Message::Exec {
+            path: "/bin/sh",
+            arguments: arguments.as_bytes(),
+            environment: b"",
+            directory: "/",
+        },
+    };
+    let (buffer, length) = exec.to_buffer().map_err(|e| format!("{e:?}"))?;
+    link.send_raw(&buffer[..length])?;
+    let mut stdout = Vec::new();
+    let mut requests = 0;
+    let result = loop {
+        let (id, received) = link.receive(deadline)?;
+        match (id, received) {
+            (EXPORT_CHANNEL, Received::Ninep(data)) => {
+                requests += 1;
+                let replies = server.feed(1, &data)?;
+                for piece in replies.chunks(PIECE) {
+                    let (buffer, length) = Frame {
+                        request_id: EXPORT_CHANNEL,
+                        message: Message::Ninep { data: piece },
+                    }
+                    .to_buffer()
+                    .map_err(|e| format!("{e:?}"))?;
+                    link.send_raw(&buffer[..length])?;
+                }
+            }
+            (id, Received::Stdout(data)) if id == run => stdout.extend(data),
+            (id, Received::Exited { code, signal }) if id == run => break (code, signal),
+            (id, Received::Error { detail, .. }) if id == run => {
+                return Err(format!("Exec: {detail}"))
+            }
+            _ => {}
+        }
+    };
+    let written = fs::read(top.join("x")).unwrap_or_default();
+    let _ = fs::remove_dir_all(&top);
+    let stdout = String::from_utf8_lossy(&stdout);
+    if result != (0, 0) || stdout != "hello\nhello from the peer\n" || written != b"from linux\n" {
+        return Err(format!(
+            "exit {result:?}, output {stdout:?}, x holds {:?}",
+            String::from_utf8_lossy(&written)
+        ));
+    }
+    Ok(format!(
+        "ls and cat of /kasane and a write to it, {requests} 9P messages served"
+    ))
+}
+
 /// A frame with a sound header and trailer around any type and payload;
 /// built by hand so that the agent's handling of bad frames can be tested.
 fn raw_frame(message_type: u8, request_id: u32, payload: &[u8]) -> Vec<u8> {
@@ -674,6 +747,7 @@ fn check(options: &CheckOptions) -> ExitCode {
     tally.record("delegated calls", delegated_calls(&mut link, step(30)));
     tally.record("9P read", ninep_read(&mut link, step(30)));
     tally.record("program run", program_run(&mut link, step(30)));
+    tally.record("export mount", export_mount(&mut link, step(60)));
 
     let crash =
         link.request(Message::CrashRequest)
