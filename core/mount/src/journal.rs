@@ -162,6 +162,9 @@ impl<T: Transport> MountDriver<T> {
     /// journalled in a call on a posting link, else an exchange.
     pub(crate) fn run(&mut self, link: LinkId, op: Op) -> Result<Outcome, Error> {
         if let Some((pid, serial)) = self.gate.current() {
+            if self.awaits_revive(link) {
+                return Err(self.block());
+            }
             if self.posts(link) {
                 return self.run_in_call(pid, serial, link, op);
             }
@@ -248,6 +251,9 @@ impl<T: Transport> MountDriver<T> {
                 // Asked, and not answered yet.
                 None => Err(self.block()),
             };
+        }
+        if self.awaits_revive(link) {
+            return Err(self.block());
         }
         let entry = self.next_entry;
         let l = self.links.get_mut(&link).ok_or(Error::HUNGUP)?;
