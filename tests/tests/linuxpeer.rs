@@ -210,7 +210,12 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
         .filter(|(_, (_, line))| !line.ends_with(" /n/bin/busybox"))
         .map(|(index, _)| index)
         .collect();
-    assert_eq!(failures.len(), 1, "exactly one failure: {reader:?}");
+    assert_eq!(
+        failures.len(),
+        1,
+        "exactly one failure: {reader:?}\n{}",
+        lines[panic..up].join("\n")
+    );
     let failed = failures[0];
     let (failed_at, failure) = reader[failed];
     assert_eq!(

@@ -387,6 +387,36 @@ fn a_server_that_loses_its_state_fails_the_read_under_way_once() {
     m.end_call(2, false);
     // The failure was once: the reader's chan works on the new server.
     assert_eq!(ready(m.read(&c, &reader, 0, 10)), b"alpha");
+    // A call whose walk was under way (the server slow) fails once with
+    // the clear error when its rerun finds it in its journal; its next
+    // call waits for the new server.
+    let held = Rc::new(RefCell::new(Vec::new()));
+    let slow = Link {
+        server: server_from_image(),
+        budget: Rc::new(Cell::new(usize::MAX)),
+        held: Some(held.clone()),
+        lost,
+    };
+    m.fail_link(LinkId(1), &"made slow");
+    assert_eq!(m.take_dead().len(), 1);
+    m.revive(LinkId(1), slow).unwrap();
+    let three = Caller::new(3, "eve");
+    m.begin_call(3);
+    assert_eq!(m.walk(&three, &root, "a"), Err(Error::PENDING));
+    m.end_call(3, true);
+    held.borrow_mut().clear();
+    m.fail_link(LinkId(1), &"died");
+    m.begin_call(3);
+    assert_eq!(m.walk(&three, &root, "a"), Err(failed.clone()));
+    m.end_call(3, false);
+    m.begin_call(3);
+    assert_eq!(m.walk(&three, &root, "a"), Err(Error::PENDING));
+    m.end_call(3, true);
+    restart(&mut m);
+    m.begin_call(3);
+    let again = m.walk(&three, &root, "a").unwrap();
+    m.end_call(3, false);
+    m.close(&again, None);
     // A server that is not restarted fails what waits, as before.
     budget.set(0);
     m.fail_link(LinkId(1), &"died");
