@@ -437,6 +437,13 @@ impl Transport for ServerLink {
         }
     }
 
+    fn restart_error(&self) -> Option<&'static str> {
+        match self {
+            ServerLink::Task(server) => server.restart_error(),
+            ServerLink::Vm(server) => server.restart_error(),
+        }
+    }
+
     fn inject(&mut self, verb: &str) -> Result<(), String> {
         match self {
             ServerLink::Task(server) => server.inject(verb),
