@@ -30,9 +30,9 @@
 //!   its pristine image, `#M` recovers the mount, and then `lx`, `/n` and
 //!   `linux()` work again, and the new agent's `/kasane` too. A reader
 //!   of `/n/bin/busybox` runs across the crash: its counts before the
-//!   crash are whole, the read in flight fails once with `linux cell
-//!   restarted`, its next open waits for the recovery, and its counts
-//!   after it are whole again.
+//!   crash are whole, the read in flight (if any) fails once with
+//!   `linux cell restarted`, its next open waits for the recovery, and
+//!   its counts after it are whole again.
 //!
 //! `linux-bare.toml` boots the same system in QEMU without VT-x: there is
 //! no Linux cell, and `lx`, `linux()`, `/dev/linux` and `/srv/linux` say
