@@ -21,9 +21,9 @@ fn main() {
 mod vm {
     use core::net::Ipv4Addr;
 
+    use hvm_abi::Hypercall;
     use netfs::smoltcp::phy::{Loopback, Medium};
     use netfs::smoltcp::wire::Ipv4Cidr;
-    use hvm_abi::Hypercall;
     use netfs::NetFs;
     use runtime_vm::ports::Card;
 
