@@ -25,15 +25,20 @@
 //! A chan whose file the new server does not have (it was created after
 //! the server started, say) is *gone*: every operation on it fails with
 //! [`Error::GONE`], never with another file's data; it is closed as usual.
+//! So is a chan whose names now lead to a file with another qid path: a
+//! qid path names one file of a server (intro(5)), and a clone file's
+//! open (ip(3)'s `clone`) makes a new file each time. When the server
+//! refuses the walk with a reason other than "file does not exist", the
+//! chan fails with that reason (the network server's "connection reset:
+//! network restarted" for a conversation of its earlier start).
 //! If the new server fails during recovery, its link hangs up again and
 //! the owner may restart it again. The owner that does not restart a
 //! server calls [`MountDriver::give_up`], which fails what waited.
 //!
 //! Limits: a chan renamed (wstat) before the restart is walked again by
-//! its old name; a chan's qid after the restart is the new server's (its
-//! path may differ from the old one, and the driver keeps the chan under
-//! its old identity); a write to an append-only file is sent again like
-//! any other.
+//! its old name; a server that gives its files other qid paths at each
+//! start loses every chan at a restart; a write to an append-only file is
+//! sent again like any other.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
