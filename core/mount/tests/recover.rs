@@ -242,7 +242,7 @@ fn restart_changed(m: &mut MountDriver<Link>) -> Rc<RefCell<Server>> {
     let root = other.attach(&c, &attach_spec(LinkId(2), "")).unwrap();
     let rw = FileMode::from_bits_retain(0o664);
     for path in [&["a"][..], &["d", "b"], &["d"]] {
-        let mut file = root.clone();
+        let mut file = root;
         for name in path {
             file = other.walk(&c, &file, name).unwrap();
         }
