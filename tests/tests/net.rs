@@ -13,7 +13,9 @@
 //! dialler flushes its read and ends the call, and every conversation is
 //! freed. Last it crashes the VM through its /proc ctl while a `listen`
 //! waits in it: hvm restarts that VM alone, core recovers the mount, the
-//! listen fails once, /net answers again and the ramfs task kept its file. In bare mode (QEMU) the same session runs against
+//! listen fails once with "connection reset: network restarted", /net
+//! answers again, a new call through it works, and the ramfs task kept
+//! its file. In bare mode (QEMU) the same session runs against
 //! the server placed as a task, which cannot wait: the calls fail with a
 //! clear error and the rest goes on.
 
@@ -49,17 +51,18 @@ fn session() -> Vec<Line<'static>> {
 }
 
 /// The talk in a VM: the line comes back, /net answers while two reads
-/// wait (conversations 0 announced, 1 dialled, 2 accepted), and once the
-/// dialler is killed and the echo server ends, all three are free.
+/// wait (conversations 100 announced, 101 dialled, 102 accepted: the VM's
+/// first start numbers from 100), and once the dialler is killed and the
+/// echo server ends, all three are free.
 fn talk_in_a_vm() -> Vec<Line<'static>> {
     vec![
         Is("ping"),
         Is("-- meanwhile"),
         Is(STATUS),
         Is("clone"),
-        Is("0"),
-        Is("1"),
-        Is("2"),
+        Is("100"),
+        Is("101"),
+        Is("102"),
         Is("-- talked"),
         Is("clone"),
         Is("-- crash"),
@@ -83,11 +86,12 @@ fn talk_in_a_task() -> Vec<Line<'static>> {
 }
 
 /// After the crash: the server restarted, /net answering again.
-fn after_crash() -> [Line<'static>; 5] {
+fn after_crash() -> [Line<'static>; 6] {
     [
         Is("core: server net restarted (restart 1 of 3)"),
         Is(STATUS),
         Is("clone"),
+        Is("-- after"),
         Is("-- done"),
         Is("core: init exited: ''"),
     ]
@@ -134,6 +138,18 @@ fn bochs_net_vm_serves_net_and_recovers_from_a_crash() {
     ]);
     lines.extend(after_crash());
     assert_lines_in_order(&boot, &lines);
+    // The listen that waited when the VM crashed ended with the reset,
+    // and a call after the restart went through: its line came back.
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("-- crash"),
+            Is("listen1: listen: connection reset: network restarted"),
+            Is("-- after"),
+            Is("ping"),
+            Is("-- done"),
+        ],
+    );
     // The reads that waited held up nobody, and cut no link.
     let talk: Vec<&str> = boot
         .transcript

@@ -22,15 +22,18 @@ impl<T: Transport> MountDriver<T> {
     }
 
     /// The fid of a chan's file; a chan whose file did not come back
-    /// with its restarted server answers "server restarted: file is gone".
+    /// with its restarted server answers why (`recover`: "server
+    /// restarted: file is gone", or the new server's reason).
     pub(crate) fn fid_of(&self, file: &File) -> Result<Fid, Error> {
         let gone = if file.dev >> MOUNT_BITS == 0 {
-            self.gone_walked.contains_key(&(file.dev, file.qid.path))
+            self.gone_walked
+                .get(&(file.dev, file.qid.path))
+                .map(|(_, why)| why)
         } else {
-            self.gone_opened.contains(&file.dev)
+            self.gone_opened.get(&file.dev)
         };
-        if gone {
-            return Err(Error::GONE);
+        if let Some(why) = gone {
+            return Err(why.clone());
         }
         let fid = if file.dev >> MOUNT_BITS == 0 {
             self.walked
@@ -50,7 +53,7 @@ impl<T: Transport> MountDriver<T> {
         } else {
             self.opened_paths
                 .get(&file.dev)
-                .map(|(path, _)| path.clone())
+                .map(|(path, _, _)| path.clone())
         }
         .unwrap_or_default();
         match name {
@@ -67,10 +70,10 @@ impl<T: Transport> MountDriver<T> {
     /// one.
     pub(crate) fn close_gone(&mut self, file: &File) -> bool {
         if file.dev >> MOUNT_BITS != 0 {
-            return self.gone_opened.remove(&file.dev);
+            return self.gone_opened.remove(&file.dev).is_some();
         }
         let key = (file.dev, file.qid.path);
-        let Some(count) = self.gone_walked.get_mut(&key) else {
+        let Some((count, _)) = self.gone_walked.get_mut(&key) else {
             return false;
         };
         *count -= 1;
@@ -97,7 +100,7 @@ impl<T: Transport> MountDriver<T> {
             self.next_serial = if serial >= MOUNT_MASK { 1 } else { serial + 1 };
             let dev = mount | (serial << MOUNT_BITS);
             // A gone chan keeps its dev until it is closed.
-            if !self.opened.contains_key(&dev) && !self.gone_opened.contains(&dev) {
+            if !self.opened.contains_key(&dev) && !self.gone_opened.contains_key(&dev) {
                 return dev;
             }
         }

@@ -133,13 +133,16 @@ pub struct MountDriver<T> {
     attaches: BTreeMap<u32, (String, String)>,
     /// The names a walked fid was walked by from its mount's root.
     paths: BTreeMap<(u32, u64), Vec<String>>,
-    /// An opened chan's names from the root, and its open mode once open.
-    opened_paths: BTreeMap<u32, (Vec<String>, Option<OpenMode>)>,
+    /// An opened chan's names from the root, its open mode once open, and
+    /// the qid path of its file (the open's, once open: a clone file's
+    /// open gives another file).
+    opened_paths: BTreeMap<u32, (Vec<String>, Option<OpenMode>, u64)>,
     /// Walked chans whose files the restarted server lacks, with their
-    /// chan counts.
-    gone_walked: BTreeMap<(u32, u64), u32>,
-    /// Opened chans whose files the restarted server lacks.
-    gone_opened: alloc::collections::BTreeSet<u32>,
+    /// chan counts and the error they fail with.
+    gone_walked: BTreeMap<(u32, u64), (u32, Error)>,
+    /// Opened chans whose files the restarted server lacks, with the
+    /// error they fail with.
+    gone_opened: BTreeMap<u32, Error>,
     /// Processes whose call had a changing operation under way when its
     /// link hung up: their next operation fails with "server restarted".
     fail_once: BTreeMap<u32, LinkId>,
@@ -191,7 +194,7 @@ impl<T: Transport> MountDriver<T> {
             paths: BTreeMap::new(),
             opened_paths: BTreeMap::new(),
             gone_walked: BTreeMap::new(),
-            gone_opened: alloc::collections::BTreeSet::new(),
+            gone_opened: BTreeMap::new(),
             fail_once: BTreeMap::new(),
             aim: None,
             aimed: None,
@@ -278,7 +281,7 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         let dev = self.new_serial_dev(file.dev & MOUNT_MASK);
         self.opened.insert(dev, fid);
         let path = self.path_to(file, None);
-        self.opened_paths.insert(dev, (path, None));
+        self.opened_paths.insert(dev, (path, None, file.qid.path));
         Ok(File { dev, qid: file.qid })
     }
 
@@ -302,8 +305,9 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
         let (link, fid) = (self.link_of(file)?, self.fid_of(file)?);
         match self.run(link, Op::Open { fid, mode })? {
             Outcome::Opened { qid, .. } => {
-                if let Some((_, opened)) = self.opened_paths.get_mut(&file.dev) {
+                if let Some((_, opened, path)) = self.opened_paths.get_mut(&file.dev) {
                     *opened = Some(mode);
+                    *path = qid.path;
                 }
                 Ok(Opened::File(qid))
             }
@@ -332,7 +336,7 @@ impl<T: Transport + 'static> Servant for MountDriver<T> {
                 let dev = self.new_serial_dev(dir.dev & MOUNT_MASK);
                 self.opened.insert(dev, fid);
                 let path = self.path_to(dir, Some(name));
-                self.opened_paths.insert(dev, (path, Some(mode)));
+                self.opened_paths.insert(dev, (path, Some(mode), qid.path));
                 Ok(File { dev, qid })
             }
             Ok(_) => {

@@ -25,15 +25,20 @@
 //! A chan whose file the new server does not have (it was created after
 //! the server started, say) is *gone*: every operation on it fails with
 //! [`Error::GONE`], never with another file's data; it is closed as usual.
+//! So is a chan whose names now lead to a file with another qid path: a
+//! qid path names one file of a server (intro(5)), and a clone file's
+//! open (ip(3)'s `clone`) makes a new file each time. When the server
+//! refuses the walk with a reason other than "file does not exist", the
+//! chan fails with that reason (the network server's "connection reset:
+//! network restarted" for a conversation of its earlier start).
 //! If the new server fails during recovery, its link hangs up again and
 //! the owner may restart it again. The owner that does not restart a
 //! server calls [`MountDriver::give_up`], which fails what waited.
 //!
 //! Limits: a chan renamed (wstat) before the restart is walked again by
-//! its old name; a chan's qid after the restart is the new server's (its
-//! path may differ from the old one, and the driver keeps the chan under
-//! its old identity); a write to an append-only file is sent again like
-//! any other.
+//! its old name; a server that gives its files other qid paths at each
+//! start loses every chan at a restart; a write to an append-only file is
+//! sent again like any other.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -102,7 +107,7 @@ impl<T: Transport> MountDriver<T> {
         link.ops.clear();
         link.outbox.clear();
         self.forget_link_in_journals(id);
-        let mut remap: BTreeMap<Fid, Option<Fid>> = BTreeMap::new();
+        let mut remap: BTreeMap<Fid, Result<Fid, Error>> = BTreeMap::new();
         let result = self.reestablish(id, &mut remap);
         let stranded = self
             .links
@@ -114,9 +119,10 @@ impl<T: Transport> MountDriver<T> {
             let new = self
                 .requests
                 .get(&key)
-                .and_then(|request| remap.get(&request.fid).copied().flatten());
+                .and_then(|request| remap.get(&request.fid).cloned())
+                .unwrap_or(Err(Error::GONE));
             match (alive, new) {
-                (true, Some(fid)) => {
+                (true, Ok(fid)) => {
                     if let Some(request) = self.requests.get_mut(&key) {
                         request.fid = fid;
                         request.resent = true;
@@ -125,7 +131,7 @@ impl<T: Transport> MountDriver<T> {
                         link.queue.push_back(key);
                     }
                 }
-                (true, None) => self.complete(id, Owner::Io(key), Err(Error::GONE)),
+                (true, Err(why)) => self.complete(id, Owner::Io(key), Err(why)),
                 (false, _) => self.complete(id, Owner::Io(key), Err(Error::HUNGUP)),
             }
         }
@@ -159,7 +165,7 @@ impl<T: Transport> MountDriver<T> {
     fn reestablish(
         &mut self,
         id: LinkId,
-        remap: &mut BTreeMap<Fid, Option<Fid>>,
+        remap: &mut BTreeMap<Fid, Result<Fid, Error>>,
     ) -> Result<(), Error> {
         self.exchange_op(id, &Op::Version)?;
         let mounts: Vec<u32> = self
@@ -171,9 +177,10 @@ impl<T: Transport> MountDriver<T> {
         for mount in mounts {
             let (uname, aname) = self.attaches.get(&mount).cloned().unwrap_or_default();
             let root = match self.exchange_op(id, &Op::Attach { uname, aname }) {
-                Ok(Outcome::Attached { fid, .. }) => Some(fid),
+                Ok(Outcome::Attached { fid, .. }) => Ok(fid),
                 Err(e) if e == Error::HUNGUP => return Err(e),
-                _ => None,
+                Err(e) => Err(gone_reason(e)),
+                Ok(_) => Err(Error::GONE),
             };
             let walked: Vec<(u32, u64)> = self
                 .walked
@@ -182,21 +189,21 @@ impl<T: Transport> MountDriver<T> {
                 .collect();
             for key in walked {
                 let path = self.paths.get(&key).cloned().unwrap_or_default();
-                let new = match root {
-                    Some(root) => self.rewalk(id, root, path)?,
-                    None => None,
+                let new = match &root {
+                    Ok(root) => self.rewalk(id, *root, path, key.1)?,
+                    Err(why) => Err(why.clone()),
                 };
                 let Some((old, count)) = self.walked.get(&key).copied() else {
                     continue;
                 };
-                remap.insert(old, new);
+                remap.insert(old, new.clone());
                 match new {
-                    Some(fid) => {
+                    Ok(fid) => {
                         self.walked.insert(key, (fid, count));
                     }
-                    None => {
+                    Err(why) => {
                         self.walked.remove(&key);
-                        self.gone_walked.insert(key, count);
+                        self.gone_walked.insert(key, (count, why));
                     }
                 }
             }
@@ -207,51 +214,114 @@ impl<T: Transport> MountDriver<T> {
                 .copied()
                 .collect();
             for dev in opened {
-                let (path, mode) = self.opened_paths.get(&dev).cloned().unwrap_or_default();
-                let mut new = match root {
-                    Some(root) => self.rewalk(id, root, path)?,
-                    None => None,
+                let Some((path, mode, was)) = self.opened_paths.get(&dev).cloned() else {
+                    continue;
                 };
-                if let (Some(fid), Some(mode)) = (new, mode) {
+                let walk_qid = if mode.is_some() { None } else { Some(was) };
+                let mut new = match &root {
+                    Ok(root) => self.rewalk(id, *root, path, walk_qid)?,
+                    Err(why) => Err(why.clone()),
+                };
+                if let (Ok(fid), Some(mode)) = (&new, mode) {
+                    let fid = *fid;
                     let mode = mode - (OpenMode::OTRUNC | OpenMode::ORCLOSE);
-                    match self.exchange_op(id, &Op::Open { fid, mode }) {
-                        Ok(Outcome::Opened { .. }) => {}
+                    let why = match self.exchange_op(id, &Op::Open { fid, mode }) {
+                        // The same file only if its qid path is: a clone
+                        // file's open (ip(3)'s clone) makes another file.
+                        Ok(Outcome::Opened { qid, .. }) if qid.path == was => None,
+                        Ok(_) => Some(Error::GONE),
                         Err(e) if e == Error::HUNGUP => return Err(e),
-                        _ => {
-                            self.exchange_op(id, &Op::Clunk { fid })?;
-                            new = None;
-                        }
+                        Err(e) => Some(gone_reason(e)),
+                    };
+                    if let Some(why) = why {
+                        self.exchange_op(id, &Op::Clunk { fid })?;
+                        new = Err(why);
                     }
                 }
                 let Some(old) = self.opened.get(&dev).copied() else {
                     continue;
                 };
-                remap.insert(old, new);
+                remap.insert(old, new.clone());
                 match new {
-                    Some(fid) => {
+                    Ok(fid) => {
                         self.opened.insert(dev, fid);
                     }
-                    None => {
+                    Err(why) => {
                         self.opened.remove(&dev);
-                        self.gone_opened.insert(dev);
+                        self.gone_opened.insert(dev, why);
                     }
                 }
             }
-            if let Some(root) = root {
+            if let Ok(root) = root {
                 self.exchange_op(id, &Op::Clunk { fid: root })?;
             }
         }
         Ok(())
     }
 
-    /// A new fid for `path` from `root`, or `None` if the new server has
-    /// no such file; an error only if the link hung up.
-    fn rewalk(&mut self, id: LinkId, root: Fid, names: Vec<String>) -> Result<Option<Fid>, Error> {
-        match self.exchange_op(id, &Op::Rewalk { fid: root, names }) {
-            Ok(Outcome::Walked { fid, .. }) => Ok(Some(fid)),
+    /// A new fid for `names` from `root`, or why the new server has no
+    /// such file; an error only if the link hung up. With `was`, the file
+    /// must have that qid path, or it is another file (walk(5): a qid
+    /// path names one file of a server).
+    fn rewalk(
+        &mut self,
+        id: LinkId,
+        root: Fid,
+        names: Vec<String>,
+        was: impl Into<Option<u64>>,
+    ) -> Result<Result<Fid, Error>, Error> {
+        let op = Op::Rewalk {
+            fid: root,
+            names: names.clone(),
+        };
+        match self.exchange_op(id, &op) {
+            Ok(Outcome::Walked { fid, qids }) => match (qids.last(), was.into()) {
+                (Some(qid), Some(was)) if qid.path != was => {
+                    self.exchange_op(id, &Op::Clunk { fid })?;
+                    Ok(Err(Error::GONE))
+                }
+                _ => Ok(Ok(fid)),
+            },
             Err(e) if e == Error::HUNGUP => Err(e),
-            _ => Ok(None),
+            Err(_) if names.len() > 1 => self.refusal(id, root, &names).map(Err),
+            Err(e) => Ok(Err(gone_reason(e))),
+            Ok(_) => Ok(Err(Error::GONE)),
         }
+    }
+
+    /// Why a walk along `names` failed: walk(5) answers an Rwalk with
+    /// fewer qids, and no reason, unless its first name fails, so the
+    /// names are walked one at a time to hear the server's own reason.
+    fn refusal(&mut self, id: LinkId, root: Fid, names: &[String]) -> Result<Error, Error> {
+        let mut at = root;
+        let mut why = Error::GONE;
+        for name in names {
+            let op = Op::Walk {
+                fid: at,
+                name: Some(name.clone()),
+            };
+            let step = self.exchange_op(id, &op);
+            if at != root {
+                self.exchange_op(id, &Op::Clunk { fid: at })?;
+            }
+            match step {
+                Ok(Outcome::Walked { fid, .. }) => at = fid,
+                Err(e) if e == Error::HUNGUP => return Err(e),
+                Err(e) => {
+                    why = gone_reason(e);
+                    at = root;
+                    break;
+                }
+                Ok(_) => {
+                    at = root;
+                    break;
+                }
+            }
+        }
+        if at != root {
+            self.exchange_op(id, &Op::Clunk { fid: at })?;
+        }
+        Ok(why)
     }
 
     /// Step 5: the journals' entries on `link` from the first one on go
@@ -313,5 +383,16 @@ impl<T: Transport> MountDriver<T> {
     /// way that may have changed the server: [`Error::RESTARTED`], once.
     pub(crate) fn take_fail_once(&mut self, pid: u32) -> Option<Error> {
         self.fail_once.remove(&pid).map(|_| Error::RESTARTED)
+    }
+}
+
+/// What a chan whose file the new server refused fails with: the
+/// server's own reason, or "server restarted: file is gone" when it only
+/// says the file does not exist.
+fn gone_reason(e: Error) -> Error {
+    if e == Error::NOT_FOUND {
+        Error::GONE
+    } else {
+        e
     }
 }

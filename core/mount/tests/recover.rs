@@ -234,6 +234,88 @@ fn a_read_under_way_is_sent_again_and_chans_come_back() {
     assert_eq!(fids(&server), 0, "every fid clunked");
 }
 
+/// A restarted server whose `a` is another file of that name (a new qid
+/// path) and whose `d` is a plain file, so `d/b` fails at its second name.
+fn restart_changed(m: &mut MountDriver<Link>) -> Rc<RefCell<Server>> {
+    assert_eq!(m.take_dead().len(), 1, "one dead link");
+    let server = server_from_image();
+    let mut other = MountDriver::new();
+    other.add_link(
+        LinkId(2),
+        Link {
+            server: server.clone(),
+            budget: Rc::new(Cell::new(usize::MAX)),
+            held: None,
+        },
+    );
+    let c = caller();
+    let root = other.attach(&c, &attach_spec(LinkId(2), "")).unwrap();
+    let rw = FileMode::from_bits_retain(0o664);
+    for path in [&["a"][..], &["d", "b"], &["d"]] {
+        let mut file = root;
+        for name in path {
+            file = other.walk(&c, &file, name).unwrap();
+        }
+        other.remove(&c, &file).unwrap();
+    }
+    for (name, data) in [("a", &b"other"[..]), ("d", b"plain")] {
+        let made = other.create(&c, &root, name, rw, OpenMode::OWRITE).unwrap();
+        ready(other.write(&c, &made, 0, data));
+        other.close(&made, Some(OpenMode::OWRITE));
+    }
+    other.close(&root, None);
+    let link = Link {
+        server: server.clone(),
+        budget: Rc::new(Cell::new(usize::MAX)),
+        held: None,
+    };
+    m.revive(LinkId(1), link).expect("the new server answers");
+    server
+}
+
+/// A qid path names one file of a server (walk(5)): a chan whose name
+/// leads to another file after the restart is gone, never that file's
+/// bytes; and a chan whose walk the new server refuses fails with the
+/// server's reason for it.
+#[test]
+fn another_file_by_the_same_name_is_not_the_chans_file() {
+    let (mut m, root, budget, _) = mounted();
+    let c = caller();
+    let a = m.walk(&c, &root, "a").unwrap();
+    let reader = open(&mut m, &a, OpenMode::OREAD);
+    let d = m.walk(&c, &root, "d").unwrap();
+    let b = m.walk(&c, &d, "b").unwrap();
+    let b_reader = open(&mut m, &b, OpenMode::OREAD);
+    budget.set(0);
+    let Ok(Io::WouldBlock(_)) = m.read(&c, &reader, 0, 100) else {
+        panic!("the read under way must wait for the restart");
+    };
+    let server = restart_changed(&mut m);
+    assert_eq!(m.read(&c, &reader, 0, 100), Err(Error::GONE));
+    assert_eq!(m.stat(&c, &a).map(|s| s.length), Err(Error::GONE));
+    let refused = m.read(&c, &b_reader, 0, 100).unwrap_err();
+    assert_ne!(refused, Error::GONE, "the server's own reason");
+    assert_eq!(refused, Error::NOT_DIR);
+    assert_eq!(m.stat(&c, &b).map(|s| s.length), Err(Error::NOT_DIR));
+    // The name itself leads to the new file.
+    let again = m.walk(&c, &root, "a").unwrap();
+    let again_reader = open(&mut m, &again, OpenMode::OREAD);
+    assert_eq!(ready(m.read(&c, &again_reader, 0, 100)), b"other");
+    for (file, mode) in [
+        (again_reader, Some(OpenMode::OREAD)),
+        (again, None),
+        (reader, Some(OpenMode::OREAD)),
+        (b_reader, Some(OpenMode::OREAD)),
+        (a, None),
+        (b, None),
+        (d, None),
+    ] {
+        m.close(&file, mode);
+    }
+    m.close(&root, None);
+    assert_eq!(fids(&server), 0, "every fid clunked");
+}
+
 #[test]
 fn a_write_at_its_offset_is_sent_again() {
     let (mut m, root, budget, _) = mounted();

@@ -34,6 +34,16 @@ use crate::dial::{self, Address, Host, Names, Proto};
 
 /// Conversations per transport.
 pub const MAX_CONVERSATIONS: usize = 64;
+/// Conversation numbers each start of the server has to itself: start
+/// `k` numbers its conversations from `k * NUMBERS_PER_START` (modulo
+/// [`STARTS`]), so a number from before a restart names none of the new
+/// server's conversations.
+pub const NUMBERS_PER_START: u32 = 100;
+/// Starts before the numbers come round again.
+pub const STARTS: u64 = 1000;
+/// What a walk into a conversation of an earlier start of the server
+/// answers: core's recovery fails that conversation's chans with it.
+pub const RESET: &str = "connection reset: network restarted";
 /// Bytes of each TCP socket's receive and send windows.
 const TCP_BUFFER: usize = 16 * 1024;
 /// UDP datagrams and bytes each UDP socket queues each way.
@@ -241,6 +251,9 @@ pub struct NetFs<D: Device> {
     now: Instant,
     next_port: u16,
     poll_period: Option<u64>,
+    /// The number of each transport's conversation slot 0 in this start
+    /// ([`NetFs::set_start`]).
+    first: u32,
 }
 
 impl<D: Device> core::fmt::Debug for NetFs<D> {
@@ -318,7 +331,25 @@ impl<D: Device> NetFs<D> {
             now,
             next_port: EPHEMERAL_FIRST + (seed % 1000) as u16,
             poll_period: None,
+            first: 0,
         }
+    }
+
+    /// Says which start of the server this is (a server VM's link
+    /// generation), before any conversation exists: each start numbers
+    /// its conversations apart, so a client's chan on a conversation of
+    /// an earlier start finds no conversation of this one, and a walk to
+    /// it fails with [`RESET`] rather than reach another conversation.
+    pub fn set_start(&mut self, start: u64) {
+        // Cannot truncate: below STARTS * NUMBERS_PER_START.
+        self.first = (start % STARTS) as u32 * NUMBERS_PER_START;
+    }
+
+    /// The slot of conversation number `n` in this start, if it is one of
+    /// this start's numbers.
+    fn slot(&self, n: u32) -> Option<usize> {
+        let slot = n.checked_sub(self.first)? as usize;
+        (slot < MAX_CONVERSATIONS).then_some(slot)
     }
 
     /// Sets a static address and, optionally, the default route.
@@ -447,15 +478,17 @@ impl<D: Device> NetFs<D> {
     }
 
     fn conv(&self, p: Proto, n: u32) -> Result<&Conv, Error> {
+        let slot = self.slot(n).ok_or(Error::NOT_FOUND)?;
         self.convs[proto_index(p)]
-            .get(n as usize)
+            .get(slot)
             .and_then(Option::as_ref)
             .ok_or(Error::NOT_FOUND)
     }
 
     fn conv_mut(&mut self, p: Proto, n: u32) -> Result<&mut Conv, Error> {
+        let slot = self.slot(n).ok_or(Error::NOT_FOUND)?;
         self.convs[proto_index(p)]
-            .get_mut(n as usize)
+            .get_mut(slot)
             .and_then(Option::as_mut)
             .ok_or(Error::NOT_FOUND)
     }
@@ -472,7 +505,8 @@ impl<D: Device> NetFs<D> {
             None => return Err(Error::new(format!("no free {} conversations", p.name()))),
         };
         table[n] = Some(Conv::new(owner));
-        Ok(n as u32)
+        // Cannot truncate: n < MAX_CONVERSATIONS.
+        Ok(self.first + n as u32)
     }
 
     fn tcp_socket() -> tcp::Socket<'static> {
@@ -744,7 +778,9 @@ impl<D: Device> NetFs<D> {
         if !matches!(self.conv(p, n).map(|c| &c.state), Ok(ConvState::Closed(_))) {
             self.hangup(p, n, "hangup");
         }
-        self.convs[proto_index(p)][n as usize] = None;
+        if let Some(slot) = self.slot(n) {
+            self.convs[proto_index(p)][slot] = None;
+        }
     }
 
     /// An announced TCP conversation's listening socket that got a call
@@ -757,7 +793,7 @@ impl<D: Device> NetFs<D> {
             .filter_map(|(n, c)| {
                 c.as_ref()
                     .filter(|c| c.state == ConvState::Announced)
-                    .map(|_| n as u32)
+                    .map(|_| self.first + n as u32)
             })
             .collect();
         for n in announced {
@@ -1155,7 +1191,7 @@ impl<D: Device> NetFs<D> {
                 let mut v = vec![Node::Clone(p)];
                 for (n, c) in self.convs[proto_index(p)].iter().enumerate() {
                     if c.is_some() {
-                        v.push(Node::ConvDir(p, n as u32));
+                        v.push(Node::ConvDir(p, self.first + n as u32));
                     }
                 }
                 v
@@ -1264,6 +1300,11 @@ impl<D: Device> FileServer for NetFs<D> {
         }
         if let Node::ProtoDir(p) = *dir {
             if let Ok(n) = name.parse::<u32>() {
+                if self.slot(n).is_none() {
+                    // No number of this start: a conversation of an
+                    // earlier one, which ended with it.
+                    return Err(Error::new(RESET));
+                }
                 self.conv(p, n)?;
                 let node = Node::ConvDir(p, n);
                 return Ok((node, node.qid()));

@@ -16,4 +16,6 @@ mod fs;
 
 pub use smoltcp;
 
-pub use fs::{ConvFile, IfcFile, NetFs, Node, MAX_CONVERSATIONS, UDP_HEADER};
+pub use fs::{
+    ConvFile, IfcFile, NetFs, Node, MAX_CONVERSATIONS, NUMBERS_PER_START, RESET, STARTS, UDP_HEADER,
+};

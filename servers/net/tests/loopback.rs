@@ -16,7 +16,13 @@ struct One {
 
 impl One {
     fn new() -> Self {
+        Self::started(0)
+    }
+
+    /// A server at its `start`th start (a server VM's link generation).
+    fn started(start: u64) -> Self {
         let mut fs = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", 7, 0);
+        fs.set_start(start);
         fs.configure(Ipv4Cidr::new(std::net::Ipv4Addr::LOCALHOST, 8), None);
         let mut one = Self {
             fs,
@@ -149,6 +155,85 @@ fn a_call_to_localhost_within_one_stack() {
         Some(Message::Rread {
             data: b"over loopback".to_vec()
         })
+    );
+}
+
+/// Each start numbers its conversations apart: the numbers a client
+/// kept from before a restart name no conversation of the new server, and
+/// a walk to one says the connection was reset, rather than reach a
+/// conversation made since (which core's recovery would take for the old).
+#[test]
+fn conversations_of_an_earlier_start_answer_connection_reset() {
+    let mut one = One::started(2);
+    one.open(1, "tcp/clone");
+    let Some(Message::Rread { data }) = one.send(
+        3,
+        Message::Tread {
+            fid: 1,
+            offset: 0,
+            count: 16,
+        },
+    ) else {
+        panic!("no number")
+    };
+    assert_eq!(data, b"200", "start 2 numbers from 200");
+    assert_eq!(
+        one.write(4, 1, b"announce 564"),
+        Some(Message::Rwrite { count: 12 })
+    );
+    one.open(2, "tcp/200/listen");
+    walk_to(&mut one, 8, "tcp");
+    for earlier in ["0", "100", "199", "264", "300"] {
+        let walk = Message::Twalk {
+            fid: 0,
+            newfid: 9,
+            wnames: vec!["tcp".into(), earlier.into()],
+        };
+        // walk(5): a failure past the first name is a short Rwalk, so the
+        // reason is heard on the walk of that one name.
+        let short = one.send(5, walk);
+        assert!(
+            matches!(&short, Some(Message::Rwalk { wqids }) if wqids.len() == 1),
+            "tcp/{earlier}: {short:?}"
+        );
+        let walk = Message::Twalk {
+            fid: 8,
+            newfid: 9,
+            wnames: vec![earlier.into()],
+        };
+        assert_eq!(
+            one.send(6, walk),
+            Some(Message::Rerror {
+                ename: netfs::RESET.into()
+            }),
+            "tcp/{earlier}"
+        );
+    }
+    // A number of this start that no conversation has is just absent.
+    let walk = Message::Twalk {
+        fid: 8,
+        newfid: 9,
+        wnames: vec!["201".into()],
+    };
+    assert_eq!(
+        one.send(7, walk),
+        Some(Message::Rerror {
+            ename: "file does not exist".into()
+        })
+    );
+}
+
+/// Walks fid `fid` from the root to `name`.
+fn walk_to(one: &mut One, fid: u32, name: &str) {
+    let walk = Message::Twalk {
+        fid: 0,
+        newfid: fid,
+        wnames: vec![name.into()],
+    };
+    let walked = one.send(91, walk);
+    assert!(
+        matches!(walked, Some(Message::Rwalk { .. })),
+        "{name}: {walked:?}"
     );
 }
 

@@ -21,6 +21,7 @@ fn main() {
 mod vm {
     use core::net::Ipv4Addr;
 
+    use hvm_abi::Hypercall;
     use netfs::smoltcp::phy::{Loopback, Medium};
     use netfs::smoltcp::wire::Ipv4Cidr;
     use netfs::NetFs;
@@ -31,12 +32,18 @@ mod vm {
 
     fn main(_boot: &runtime_vm::Boot) -> ! {
         let seed = u64::from(runtime_vm::clock_seconds()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        // hvm answers a server VM's LinkStatus of its own link (link 0 of
+        // its view) with the link's generation: 1 at the first start, one
+        // more at each restart. netfs numbers each start's conversations
+        // apart by it.
+        let start = runtime_vm::hypercall(Hypercall::LinkStatus, 0, 0).1;
         if let Some(card) = Card::find() {
             let base = card.0;
             match ne2k::Ne2k::new(card) {
                 Ok(nic) => {
                     let mac = nic.mac();
                     let mut net = NetFs::new(nic, mac, "ne2k", seed, 0);
+                    net.set_start(start);
                     net.set_poll_period(Some(CARD_POLL_MS));
                     net.start_dhcp();
                     runtime_vm::print_line(format_args!(
@@ -51,6 +58,7 @@ mod vm {
             }
         }
         let mut net = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", seed, 0);
+        net.set_start(start);
         net.configure(Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 8), None);
         runtime_vm::print_line(format_args!(
             "net: /net on the loopback device, 127.0.0.1/8"
