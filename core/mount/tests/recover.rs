@@ -246,6 +246,7 @@ fn restart_changed(m: &mut MountDriver<Link>) -> Rc<RefCell<Server>> {
             server: server.clone(),
             budget: Rc::new(Cell::new(usize::MAX)),
             held: None,
+            lost: None,
         },
     );
     let c = caller();
@@ -268,6 +269,7 @@ fn restart_changed(m: &mut MountDriver<Link>) -> Rc<RefCell<Server>> {
         server: server.clone(),
         budget: Rc::new(Cell::new(usize::MAX)),
         held: None,
+        lost: None,
     };
     m.revive(LinkId(1), link).expect("the new server answers");
     server
