@@ -36,7 +36,12 @@ mod vm {
         // its view) with the link's generation: 1 at the first start, one
         // more at each restart. netfs numbers each start's conversations
         // apart by it.
-        let start = runtime_vm::hypercall(Hypercall::LinkStatus, 0, 0).1;
+        // (docs/hypercalls.md: status 0 in RAX is success.) Without it,
+        // the clock tells starts apart, as in the task placement.
+        let start = match runtime_vm::hypercall(Hypercall::LinkStatus, 0, 0) {
+            (0, generation) => generation,
+            _ => u64::from(runtime_vm::clock_seconds()),
+        };
         if let Some(card) = Card::find() {
             let base = card.0;
             match ne2k::Ne2k::new(card) {
