@@ -230,7 +230,10 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
             failed += 1;
         }
     }
-    assert!(failed <= 1, "more than one failure: {reader:?}");
+    assert!(
+        failed <= 1,
+        "more than one failure: {reader:?}\n{transcript}"
+    );
     assert!(
         before >= 1 && after >= 1,
         "counts on both sides: {reader:?}"
