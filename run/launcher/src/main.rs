@@ -146,6 +146,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         memory_mib: memory,
         disk,
         nic: kasane_run::nic_needed(&manifest)?,
+        forwards: Vec::new(),
     };
     // From here a terminating signal ends the emulator before run/up exits.
     kasane_run::catch_terminating()?;
