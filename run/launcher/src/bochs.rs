@@ -173,3 +173,19 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Consol
     }
     Ok((machine, console))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::slirp_config;
+
+    #[test]
+    fn slirp_config_has_its_marker_and_one_hostfwd_line_per_port() {
+        assert_eq!(slirp_config(&[]).unwrap(), "# slirp config\n");
+        assert_eq!(
+            slirp_config(&[(40000, 564), (40001, 7001)]).unwrap(),
+            "# slirp config\nhostfwd = tcp:127.0.0.1:40000-:564\nhostfwd = tcp:127.0.0.1:40001-:7001\n"
+        );
+        let six: Vec<(u16, u16)> = (0..6).map(|i| (40000 + i, 7000 + i)).collect();
+        assert!(slirp_config(&six).unwrap_err().contains("at most 5"));
+    }
+}
