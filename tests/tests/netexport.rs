@@ -378,6 +378,13 @@ fn bochs_exportfs_over_tcp_serves_linux_v9fs_and_survives_hostile_input() {
             Is("-- kasane sees"),
         ],
     );
+    // exportfs said nothing else: every other caller ended cleanly.
+    let exportfs: Vec<&str> = boot
+        .transcript
+        .lines()
+        .filter(|l| l.starts_with("exportfs"))
+        .collect();
+    assert_eq!(exportfs.len(), 2, "{exportfs:#?}");
     let seen = kasane_tests::output_between(&boot, "-- kasane sees", "-- nonsense");
     for want in [
         "from-kasane",
