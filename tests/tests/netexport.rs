@@ -10,7 +10,8 @@
 //!
 //! Meanwhile a thread of this test, on the host:
 //! - calls exportfs with its own 9P client (Tversion, Tattach) until it
-//!   answers, and keeps that session open;
+//!   answers, reads Kasane's file, sends a truncated Twalk (answered with
+//!   an error), and keeps that session open;
 //! - sends two callers whose 9P framing is broken (a size below 7, a size
 //!   of 2 GiB); exportfs hangs up on each;
 //! - boots a stock Debian kernel in QEMU (TCG), whose v9fs client mounts
@@ -95,7 +96,22 @@ impl Client {
         let frame = Frame::new(self.tag, message)
             .to_bytes()
             .map_err(|e| format!("{e:?}"))?;
-        self.stream.write_all(&frame).map_err(|e| e.to_string())?;
+        self.exchange(&frame)
+    }
+
+    /// Sends a Twalk whose frame is whole but whose body stops after the
+    /// fid: a malformed message, not a broken stream.
+    fn truncated_walk(&mut self) -> Result<Message, String> {
+        self.tag = self.tag.wrapping_add(1) % 0xFFFF;
+        let mut frame = 11u32.to_le_bytes().to_vec();
+        frame.push(ninep::MessageType::Twalk as u8);
+        frame.extend_from_slice(&self.tag.to_le_bytes());
+        frame.extend_from_slice(&1u32.to_le_bytes());
+        self.exchange(&frame)
+    }
+
+    fn exchange(&mut self, frame: &[u8]) -> Result<Message, String> {
+        self.stream.write_all(frame).map_err(|e| e.to_string())?;
         let mut size = [0u8; 4];
         self.stream
             .read_exact(&mut size)
@@ -213,6 +229,12 @@ fn host_side(export: u16, done: u16, closed: u16) -> HostSide {
                 other => side
                     .failures
                     .push(format!("the host's session read from-kasane: {other:?}")),
+            }
+            // A malformed message in a good frame is answered with an
+            // error, and the session goes on (it reads from-linux later).
+            match session.truncated_walk() {
+                Ok(Message::Rerror { ename }) if ename.starts_with("bad 9P message") => {}
+                other => side.failures.push(format!("a truncated Twalk: {other:?}")),
             }
             for size in [3, 0x8000_0000] {
                 if let Err(e) = broken_framing(export, size) {
