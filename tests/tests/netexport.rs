@@ -75,11 +75,19 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .ok()?;
-        let mut client = Client { stream, tag: 0 };
-        match client.rpc(Message::Tversion {
-            msize: 8192,
-            version: "9P2000".into(),
-        }) {
+        // version(5): a Tversion goes with NOTAG.
+        let mut client = Client {
+            stream,
+            tag: ninep::NOTAG,
+        };
+        let tversion = Frame::new(
+            ninep::NOTAG,
+            Message::Tversion {
+                msize: 8192,
+                version: "9P2000".into(),
+            },
+        );
+        match client.exchange(&tversion.to_bytes().ok()?) {
             Ok(Message::Rversion { version, .. }) if version == "9P2000" => {
                 client
                     .stream
@@ -120,7 +128,7 @@ impl Client {
         if !(7..=65536).contains(&size) {
             return Err(format!("a reply of {size} bytes"));
         }
-        let mut reply = size.to_le_bytes()[..4].to_vec();
+        let mut reply = (size as u32).to_le_bytes().to_vec();
         reply.resize(size, 0);
         self.stream
             .read_exact(&mut reply[4..])
