@@ -23,7 +23,7 @@ static IMAGES: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 /// Builds the components (once) and the image for `manifest`, boots it, and
 /// returns the result. Panics with the reason when building fails.
 pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
-    boot_with(manifest, emulator, timeout_seconds, None, None)
+    boot_with(manifest, emulator, timeout_seconds, None, None, &[])
 }
 
 /// As [`boot_manifest`], with `disk` (a raw image) attached as the
@@ -40,6 +40,7 @@ pub fn boot_with_disk(
         timeout_seconds,
         None,
         Some(disk.to_path_buf()),
+        &[],
     )
 }
 
@@ -50,7 +51,7 @@ pub fn boot_with_disk(
 pub fn boot_script(manifest: &str, script: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
     let path = root().join(script);
     let lines = kasane_run::read_script(&path).unwrap_or_else(|e| panic!("{e}"));
-    boot_with(manifest, emulator, timeout_seconds, Some(lines), None)
+    boot_with(manifest, emulator, timeout_seconds, Some(lines), None, &[])
 }
 
 /// As [`boot_script`], with the lines given.
@@ -61,7 +62,7 @@ pub fn boot_typing(
     timeout_seconds: u64,
 ) -> Boot {
     let lines = lines.iter().map(|l| l.to_string()).collect();
-    boot_with(manifest, emulator, timeout_seconds, Some(lines), None)
+    boot_with(manifest, emulator, timeout_seconds, Some(lines), None, &[])
 }
 
 /// As [`boot_typing`], with `disk` attached as the manifest's `ata1`.
@@ -79,6 +80,28 @@ pub fn boot_typing_with_disk(
         timeout_seconds,
         Some(lines),
         Some(disk.to_path_buf()),
+        &[],
+    )
+}
+
+/// As [`boot_typing`], with TCP ports of the host's loopback forwarded
+/// into the guest by Bochs's slirp, `(host, guest)` (at most 5), so a
+/// program on the host can call a Kasane service.
+pub fn boot_typing_forwarded(
+    manifest: &str,
+    lines: &[&str],
+    forwards: &[(u16, u16)],
+    emulator: Emulator,
+    timeout_seconds: u64,
+) -> Boot {
+    let lines = lines.iter().map(|l| l.to_string()).collect();
+    boot_with(
+        manifest,
+        emulator,
+        timeout_seconds,
+        Some(lines),
+        None,
+        forwards,
     )
 }
 
@@ -88,6 +111,7 @@ fn boot_with(
     timeout_seconds: u64,
     script: Option<Vec<String>>,
     disk: Option<std::path::PathBuf>,
+    forwards: &[(u16, u16)],
 ) -> Boot {
     let root = root();
     let built = BUILT.get_or_init(|| build_components(&root));
@@ -124,6 +148,7 @@ fn boot_with(
             .max(256),
         disk,
         nic: kasane_run::nic_needed(&manifest_path).unwrap_or(false),
+        forwards: forwards.to_vec(),
     };
     boot(&options).unwrap_or_else(|e| panic!("boot failed: {e}"))
 }

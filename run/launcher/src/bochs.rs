@@ -35,6 +35,23 @@ fn display_port_taken(run_dir: &Path) -> bool {
         .is_ok_and(|out| out.contains("RFB could not bind"))
 }
 
+/// Bochs's slirp config: its marker line, then one `hostfwd` line per
+/// forwarded port (host loopback port to guest port, TCP). Bochs 2.7
+/// takes at most 5.
+fn slirp_config(forwards: &[(u16, u16)]) -> Result<String, String> {
+    if forwards.len() > 5 {
+        return Err(format!(
+            "{} ports to forward; Bochs's slirp takes at most 5",
+            forwards.len()
+        ));
+    }
+    let mut config = String::from("# slirp config\n");
+    for (host, guest) in forwards {
+        config.push_str(&format!("hostfwd = tcp:127.0.0.1:{host}-:{guest}\n"));
+    }
+    Ok(config)
+}
+
 /// Bochs offers COM1 as a TCP server and waits for one client before it
 /// starts the machine; the launcher connects as soon as it listens.
 fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Console), String> {
@@ -69,7 +86,7 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Consol
         // must start with its marker line.
         nic = if options.nic {
             let conf = run_dir.join("slirp.conf");
-            fs::write(&conf, "# slirp config\n")
+            fs::write(&conf, slirp_config(&options.forwards)?)
                 .map_err(|e| format!("{}: {e}", conf.display()))?;
             format!(
                 "pci: enabled=1, chipset=i440fx, slot1=ne2k\nne2k: enabled=1, mac=52:54:00:12:34:56, ethmod=slirp, script={}\n",
@@ -155,4 +172,20 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Consol
         });
     }
     Ok((machine, console))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slirp_config;
+
+    #[test]
+    fn slirp_config_has_its_marker_and_one_hostfwd_line_per_port() {
+        assert_eq!(slirp_config(&[]).unwrap(), "# slirp config\n");
+        assert_eq!(
+            slirp_config(&[(40000, 564), (40001, 7001)]).unwrap(),
+            "# slirp config\nhostfwd = tcp:127.0.0.1:40000-:564\nhostfwd = tcp:127.0.0.1:40001-:7001\n"
+        );
+        let six: Vec<(u16, u16)> = (0..6).map(|i| (40000 + i, 7000 + i)).collect();
+        assert!(slirp_config(&six).unwrap_err().contains("at most 5"));
+    }
 }

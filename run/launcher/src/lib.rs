@@ -127,6 +127,10 @@ pub struct BootOptions {
     /// slirp (guest 10.0.2.15, host 10.0.2.2, DHCP). QEMU runs Kasane
     /// bare, where no server VM drives it, and gets none.
     pub nic: bool,
+    /// TCP ports of the host's loopback that slirp forwards into the
+    /// guest, `(host, guest)`: slirp's `hostfwd` lines (Bochs only; at
+    /// most 5, PLATFORM.md). Empty for no forwarding.
+    pub forwards: Vec<(u16, u16)>,
 }
 
 /// The geometry Bochs derives from a flat image: 16 heads of 63 sectors,

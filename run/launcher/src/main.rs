@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator, Host};
 
-const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE] [--iso FILE] [--disk FILE] [--blank-disk MIB]
+const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE] [--iso FILE] [--disk FILE] [--blank-disk MIB] [--forward HOSTPORT:GUESTPORT]
 
 Builds what changed, makes the ISO for the manifest (default
 images/manifests/default.toml: core and an interactive rc), boots it and
@@ -19,10 +19,13 @@ next `; ` prompt, then ^D, so rc exits and the system powers off. With
 --manifest then only sizes the memory. With --disk, FILE (a raw image,
 a multiple of 516096 bytes) is the secondary ATA channel's master, the
 manifest's `ata1`; --blank-disk MIB first creates FILE blank, rounded up
-to whole cylinders. SIGTERM, SIGINT or SIGHUP ends the
-emulator and puts the terminal back. Exits 0 when the system powers off
-cleanly, 1 on a failure, 2 when the emulator ends without powering off or
-cannot run on this host (kvm without /dev/kvm or VT-x), 124 on timeout,
+to whole cylinders. With --forward (up to 5 times; Bochs, a manifest
+with the NE2000), slirp forwards TCP port HOSTPORT of the host's
+loopback to the guest's GUESTPORT, e.g. --forward 5640:564 for
+exportfs (docs/net.md). SIGTERM, SIGINT or SIGHUP ends the emulator
+and puts the terminal back. Exits 0 when the system powers off cleanly,
+1 on a failure, 2 when the emulator ends without powering off or cannot
+run on this host (kvm without /dev/kvm or VT-x), 124 on timeout,
 128 + the signal's number when a signal ended it (143 for SIGTERM).";
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     let mut iso = None;
     let mut disk: Option<PathBuf> = None;
     let mut blank_mib: Option<u64> = None;
+    let mut forwards = Vec::new();
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
@@ -77,6 +81,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
                         .map_err(|_| format!("--blank-disk wants MiB, got `{value}`"))?,
                 )
             }
+            "--forward" => forwards.push(parse_forward(&value)?),
             "--memory" => {
                 memory = value
                     .parse()
@@ -88,6 +93,11 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     if let Some(reason) = emulator.refusal(&Host::probe()) {
         eprintln!("run/up: {reason}");
         return Ok(2);
+    }
+    let nic = kasane_run::nic_needed(&manifest)?;
+    let forwarding = nic && emulator == Emulator::Bochs;
+    if !forwards.is_empty() && !forwarding {
+        return Err("--forward needs Bochs and a manifest that gives a server the NE2000 (devices = [\"ne2k\"])".into());
     }
     if disk.is_none() && blank_mib.is_some() {
         return Err("--blank-disk needs --disk FILE".into());
@@ -145,7 +155,8 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         script,
         memory_mib: memory,
         disk,
-        nic: kasane_run::nic_needed(&manifest)?,
+        nic,
+        forwards,
     };
     // From here a terminating signal ends the emulator before run/up exits.
     kasane_run::catch_terminating()?;
@@ -162,6 +173,18 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         ),
     }
     Ok(code as u8)
+}
+
+/// `HOSTPORT:GUESTPORT`, two TCP port numbers.
+fn parse_forward(value: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("--forward wants HOSTPORT:GUESTPORT (TCP ports), got `{value}`");
+    let (host, guest) = value.split_once(':').ok_or_else(bad)?;
+    let host: u16 = host.parse().map_err(|_| bad())?;
+    let guest: u16 = guest.parse().map_err(|_| bad())?;
+    if host == 0 || guest == 0 {
+        return Err(bad());
+    }
+    Ok((host, guest))
 }
 
 /// A path the user typed, made absolute against the directory run/up was

@@ -291,3 +291,40 @@ fn no_card_is_a_clear_error() {
     assert_eq!(error, Error::NoCard);
     assert!(error.to_string().contains("no NE2000"));
 }
+
+/// Ring headers that lie as a hostile or broken card might write them:
+/// a length below an Ethernet header, a length above the largest frame
+/// (past the ring's end if believed), and a status without "received".
+/// Each resets the ring and is counted; the next good frame comes in.
+#[test]
+fn ring_headers_with_bad_lengths_or_status_are_dropped() {
+    let mut card = Ne2k::new(Model::new()).unwrap();
+    let mut buf = Vec::new();
+    let f = frame(MAC, 100, 5);
+    for (at, value) in [(2, 10u8), (3, 0x0F), (0, 0x00)] {
+        assert!(card.ports_mut().deliver(&f));
+        // The frame's header is at CURR before delivery: find it where the
+        // driver will read it (BNRY + 1, the first unread page).
+        let page = usize::from(card.ports_mut().bnry) + 1;
+        let page = if page >= usize::from(card.ports_mut().pstop) {
+            usize::from(card.ports_mut().pstart)
+        } else {
+            page
+        };
+        let header = page << 8;
+        if at == 2 {
+            // total length 10 (with its 4-byte header): below 14 + 4.
+            card.ports_mut().mem[header + 2] = value;
+            card.ports_mut().mem[header + 3] = 0;
+        } else {
+            card.ports_mut().mem[header + at] = value;
+        }
+        let before = card.stats.bad_headers;
+        assert_eq!(card.receive(&mut buf).unwrap(), None, "header byte {at}");
+        assert_eq!(card.stats.bad_headers, before + 1, "header byte {at}");
+    }
+    let good = frame(MAC, 300, 9);
+    assert!(card.ports_mut().deliver(&good));
+    assert_eq!(card.receive(&mut buf).unwrap(), Some(300));
+    assert_eq!(buf, good);
+}

@@ -41,6 +41,10 @@ pub const MAX_CONVERSATIONS: usize = 64;
 pub const NUMBERS_PER_START: u32 = 100;
 /// Starts before the numbers come round again.
 pub const STARTS: u64 = 1000;
+/// The longest write a ctl file, `cs` or `ipifc/0/ctl` takes, in bytes.
+/// Plan 9's ctl messages and dial strings are short lines; 256 bytes is
+/// room for any of them (an address, a port, a verb).
+pub const MAX_CONTROL: usize = 256;
 /// What a walk into a conversation of an earlier start of the server
 /// answers: core's recovery fails that conversation's chans with it.
 pub const RESET: &str = "connection reset: network restarted";
@@ -1422,8 +1426,17 @@ impl<D: Device> FileServer for NetFs<D> {
         _offset: u64,
         data: &[u8],
     ) -> Result<Reply<u32>, Error> {
-        let as_text =
-            || core::str::from_utf8(data).map_err(|_| Error::new("control request is not UTF-8"));
+        // A control request or dial string is a line; a longer write is
+        // refused before it is parsed, so no reply quotes it back whole.
+        let as_text = || {
+            if data.len() > MAX_CONTROL {
+                return Err(Error::new(format!(
+                    "control request too long ({} bytes; at most {MAX_CONTROL})",
+                    data.len()
+                )));
+            }
+            core::str::from_utf8(data).map_err(|_| Error::new("control request is not UTF-8"))
+        };
         match *node {
             Node::CsOpen(slot) => {
                 let names = self.names();

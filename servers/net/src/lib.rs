@@ -17,5 +17,6 @@ mod fs;
 pub use smoltcp;
 
 pub use fs::{
-    ConvFile, IfcFile, NetFs, Node, MAX_CONVERSATIONS, NUMBERS_PER_START, RESET, STARTS, UDP_HEADER,
+    ConvFile, IfcFile, NetFs, Node, MAX_CONTROL, MAX_CONVERSATIONS, NUMBERS_PER_START, RESET,
+    STARTS, UDP_HEADER,
 };

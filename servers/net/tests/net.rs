@@ -245,6 +245,53 @@ fn nonsense_on_ctl_files_gets_clear_errors() {
     call(&mut net2);
 }
 
+/// Garbage and oversized writes to cs and every kind of ctl file: each is
+/// refused with its reason, none quotes an oversized write back, and the
+/// server still serves a call after all of it.
+#[test]
+fn garbage_and_huge_writes_to_cs_and_ctl_files_are_refused() {
+    let mut net = Net::new();
+    let huge = vec![b'x'; 8000];
+    let limit = format!(
+        "control request too long (8000 bytes; at most {})",
+        netfs::MAX_CONTROL
+    );
+    net.open(A, 1, "cs", OpenMode::ORDWR);
+    for (text, why) in [
+        (&b"!!!"[..], "bad dial string"),
+        (b"tcp", "bad dial string"),
+        (b"tcp!10.0.0.2!80!81!82", "bad dial string"),
+        (b"ipx!10.0.0.2!80", "unknown network 'ipx'"),
+        (b"tcp!10.0.0.2!", "unknown service"),
+        (b"tcp!999.0.0.2!80", "unknown host"),
+        (b"\xc3\x28", "not UTF-8"),
+        (&huge, &limit),
+    ] {
+        let reply = net.write(A, 1, text);
+        let error = Net::error(&reply);
+        assert!(error.contains(why), "{text:?}: {reply:?}");
+        assert!(error.len() < 200, "{error}");
+    }
+    assert_eq!(net.read_text(A, 1), "", "no answer after refused writes");
+    net.clone_conv(A, 2, "tcp");
+    net.open(A, 3, "ipifc/0/ctl", OpenMode::ORDWR);
+    for fid in [2, 3] {
+        let reply = net.write(A, fid, &huge);
+        assert_eq!(Net::error(&reply), limit, "{reply:?}");
+    }
+    let mut just = vec![b' '; netfs::MAX_CONTROL - 6];
+    just.extend_from_slice(b"bogus!");
+    let reply = net.write(A, 2, &just);
+    assert!(
+        Net::error(&reply).contains("unknown control request"),
+        "a request of exactly the limit is parsed: {reply:?}"
+    );
+    for fid in [1, 2, 3] {
+        net.clunk(A, fid);
+    }
+    call(&mut net);
+}
+
 #[test]
 fn the_interface_can_be_reconfigured() {
     let mut net = Net::new();

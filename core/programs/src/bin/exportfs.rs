@@ -5,12 +5,18 @@
 //! namespace exportfs runs in (the 9P logic is `core_programs::exportfs`).
 //! With `file` (e.g. `/dev/linux/export`, the Linux cell's mount of
 //! Kasane) the file is opened read-write and is both; without, fd 0 and
-//! fd 1, so the same program serves a pipe or a network conversation.
-//! `-r root` serves the tree under `root` (default `/`).
+//! fd 1, so the same program serves a pipe or a network conversation:
+//! `listen1 'tcp!*!564' exportfs -r /tmp` serves /tmp to each TCP caller
+//! in a process of its own (docs/net.md). `-r root` serves the tree under
+//! `root` (default `/`); a client's attach name picks a directory below
+//! it.
 //!
 //! A read that fails with `linux cell restarted` means a new client on
 //! the same file: the session is dropped (every fid clunked) and exportfs
-//! serves on. End of file or another error ends it.
+//! serves on. On fds 0 and 1 the peer is whoever called, so a stream whose
+//! 9P framing breaks (a size below 7 or above msize) cannot be trusted to
+//! resynchronise: exportfs says why and ends, which hangs the call up.
+//! End of file or another error ends it.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
@@ -77,7 +83,9 @@ impl Namespace for Own {
 /// The error a link file's read gives when its far end was replaced.
 const RESTARTED: &str = "linux cell restarted";
 
-fn serve(input: u32, output: u32, root: &str) -> Result<(), String> {
+/// Serves 9P read from `input` with replies to `output`. `stream` says the
+/// two are a caller's byte stream (fds 0 and 1) rather than a link file.
+fn serve(input: u32, output: u32, root: &str, stream: bool) -> Result<(), String> {
     let mut exporter = Exporter::new(Own, root);
     let mut buffer = vec![0u8; core_abi::MAX_IO];
     loop {
@@ -96,8 +104,17 @@ fn serve(input: u32, output: u32, root: &str) -> Result<(), String> {
             Ok(replies) => {
                 sys::write(output, &replies)?;
             }
+            Err(why) if stream => {
+                // A caller that breaks the framing is hung up on; its
+                // fids are clunked as it goes.
+                exporter.reset();
+                return Err(format!(
+                    "{}; hanging up",
+                    why.trim_start_matches("exportfs: ")
+                ));
+            }
             Err(why) => {
-                // The stream cannot be resynchronised: wait for the next
+                // The link cannot be resynchronised: wait for the next
                 // client's Tversion.
                 eprintln!("{why}");
                 exporter.reset();
@@ -113,10 +130,10 @@ fn main(argv: Vec<String>) -> Result<(), String> {
         _ => ("/", &argv[1..]),
     };
     let result = match rest {
-        [] => serve(0, 1, root),
+        [] => serve(0, 1, root, true),
         [file] => {
             let fd = sys::open(file, core_abi::ORDWR)?;
-            serve(fd, fd, root)
+            serve(fd, fd, root, false)
         }
         _ => return Err(usage()),
     };
