@@ -246,9 +246,8 @@ impl<T: Transport> MountDriver<T> {
     }
 
     /// Hangs up every link whose posted request has waited longer than
-    /// `limit` (or its transport's [`Transport::answer_limit`]) since
-    /// `now` was first seen after the post (times in any unit, e.g.
-    /// microseconds). Its waiting reads and writes fail. A
+    /// `limit` since `now` was first seen after the post (times in any
+    /// unit, e.g. microseconds). Its waiting reads and writes fail. A
     /// multiplexing link has no deadline: its server may hold a request
     /// as long as it likes (a `listen`), and whoever runs the server
     /// watches it (hvm's heartbeat restarts a hung VM).
@@ -261,15 +260,7 @@ impl<T: Transport> MountDriver<T> {
             }
             match link.since {
                 None => link.since = Some(now),
-                Some(since)
-                    if now.saturating_sub(since)
-                        > link
-                            .server
-                            .as_ref()
-                            .map_or(limit, |s| s.answer_limit(limit)) =>
-                {
-                    late.push(*id)
-                }
+                Some(since) if now.saturating_sub(since) > limit => late.push(*id),
                 Some(_) => {}
             }
         }

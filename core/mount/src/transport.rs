@@ -71,15 +71,6 @@ pub trait Transport {
         false
     }
 
-    /// How long (in the unit of [`MountDriver::expire`]'s times) an
-    /// answer on a link that does not multiplex may take before the link
-    /// is hung up, given the owner's `default`. A server that may be
-    /// slow for a while without being hung says so here (a Linux cell
-    /// just booted under an emulator).
-    fn answer_limit(&self, default: u64) -> u64 {
-        default
-    }
-
     /// What a read or write under way when the link hangs up fails with,
     /// once, if the restarted server must not be sent it again; `None`
     /// (the default) has [`MountDriver::revive`] send it again. A server

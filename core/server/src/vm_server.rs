@@ -33,9 +33,6 @@ pub const LINUX_KIND: u32 = 2;
 
 /// What failed when the Linux cell restarted says (issue 13).
 const LINUX_RESTARTED: &str = "linux cell restarted";
-/// How long core waits for one answer of the Linux agent (µs) before it
-/// takes the cell for hung and restarts it.
-const LINUX_ANSWER_LIMIT: u64 = 20_000_000;
 
 /// The name the Linux cell's 9P server is posted under (`/srv/linux`).
 pub const LINUX_SERVER: &str = "linux";
@@ -318,17 +315,6 @@ impl Transport for VmServer {
         !self.bridged()
     }
 
-    /// The Linux agent gets [`LINUX_ANSWER_LIMIT`]: a cell just booted
-    /// (under Bochs) may take seconds over its first answers, and
-    /// restarting it for that loses everything it had under way.
-    fn answer_limit(&self, default: u64) -> u64 {
-        if self.bridged() {
-            default.max(LINUX_ANSWER_LIMIT)
-        } else {
-            default
-        }
-    }
-
     /// A Linux cell comes back booted from its pristine image, with none
     /// of the old agent's open files: a read or write under way when it
     /// went fails once with `linux cell restarted` (issue 13), as `lx`
@@ -448,13 +434,6 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.multiplexes(),
             ServerLink::Vm(server) => server.multiplexes(),
-        }
-    }
-
-    fn answer_limit(&self, default: u64) -> u64 {
-        match self {
-            ServerLink::Task(server) => server.answer_limit(default),
-            ServerLink::Vm(server) => server.answer_limit(default),
         }
     }
 
