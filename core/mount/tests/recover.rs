@@ -169,18 +169,23 @@ fn open(m: &mut MountDriver<Link>, file: &File, mode: OpenMode) -> File {
     opened
 }
 
+/// A link to `server` with no limit on its answers, holding none back.
+fn live_link(server: &Rc<RefCell<Server>>) -> Link {
+    Link {
+        server: server.clone(),
+        budget: Rc::new(Cell::new(usize::MAX)),
+        held: None,
+        lost: None,
+    }
+}
+
 /// The server restarts from its image; its new link is revived.
 fn restart(m: &mut MountDriver<Link>) -> Rc<RefCell<Server>> {
     let dead = m.take_dead();
     assert_eq!(dead.len(), 1, "one dead link");
     assert_eq!(dead[0].link, LinkId(1));
     let server = server_from_image();
-    let link = Link {
-        server: server.clone(),
-        budget: Rc::new(Cell::new(usize::MAX)),
-        held: None,
-        lost: None,
-    };
+    let link = live_link(&server);
     m.revive(LinkId(1), link).expect("the new server answers");
     server
 }
@@ -240,15 +245,7 @@ fn restart_changed(m: &mut MountDriver<Link>) -> Rc<RefCell<Server>> {
     assert_eq!(m.take_dead().len(), 1, "one dead link");
     let server = server_from_image();
     let mut other = MountDriver::new();
-    other.add_link(
-        LinkId(2),
-        Link {
-            server: server.clone(),
-            budget: Rc::new(Cell::new(usize::MAX)),
-            held: None,
-            lost: None,
-        },
-    );
+    other.add_link(LinkId(2), live_link(&server));
     let c = caller();
     let root = other.attach(&c, &attach_spec(LinkId(2), "")).unwrap();
     let rw = FileMode::from_bits_retain(0o664);
@@ -265,12 +262,7 @@ fn restart_changed(m: &mut MountDriver<Link>) -> Rc<RefCell<Server>> {
         other.close(&made, Some(OpenMode::OWRITE));
     }
     other.close(&root, None);
-    let link = Link {
-        server: server.clone(),
-        budget: Rc::new(Cell::new(usize::MAX)),
-        held: None,
-        lost: None,
-    };
+    let link = live_link(&server);
     m.revive(LinkId(1), link).expect("the new server answers");
     server
 }
