@@ -47,6 +47,7 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
             "dial",
             "listen1",
             "hget",
+            "srv",
         ],
     ),
 ];

@@ -1,0 +1,217 @@
+//! Mounts over TCP (`images/manifests/core-tcpmount.toml`): Kasane mounts
+//! the host's `kasane-ramfs` through the network VM and a user-level 9P
+//! link.
+//!
+//! The test starts `kasane-ramfs` on the host's loopback (Bochs's slirp
+//! shows it to the guest as 10.0.2.2) and puts files in it with its own
+//! 9P client. At rc's prompt, `srv` dials it and posts the connection as
+//! /srv/host (a pipe whose far end srv's relay copies to and from the TCP
+//! data file); `mount -c /srv/host /n/host` mounts it, and files are
+//! copied both ways between /n/host and the ramfs on /tmp. Both sides are
+//! checked: the guest's reads on the console, and the host's server by
+//! reading back what Kasane wrote. The same session times a 4 KB read
+//! through the mount (`bench read_4k_9p_tcp_cycles`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use kasane_run::Emulator;
+use kasane_tests::Line::{Is, Pattern};
+use kasane_tests::{assert_clean, assert_lines_in_order, assert_no_line_contains};
+use ninep::{FileMode, Frame, Message, OpenMode};
+
+const MSIZE: u32 = 8192;
+const NOFID: u32 = !0;
+
+/// The workspace's root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The host's `kasane-ramfs` on 127.0.0.1, killed when dropped.
+struct HostServer {
+    child: Child,
+    port: u16,
+}
+
+impl HostServer {
+    fn start() -> Self {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .current_dir(root())
+            .args(["build", "--quiet", "-p", "kasane-ramfs"])
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "building kasane-ramfs failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target"));
+        let mut child = Command::new(target.join("debug/kasane-ramfs"))
+            .args(["--listen", "tcp!127.0.0.1!0", "--msize", "8192"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kasane-ramfs starts");
+        let stderr = child.stderr.take().expect("its stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("kasane-ramfs says where it listens")
+                .expect("a line");
+            if let Some((_, port)) = line.split_once("listening on tcp!127.0.0.1!") {
+                let digits: String = port.chars().take_while(char::is_ascii_digit).collect();
+                break digits.parse().expect("a port");
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        HostServer { child, port }
+    }
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain 9P2000 client on the host, one request at a time.
+struct Client {
+    stream: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to kasane-ramfs");
+        let mut client = Client { stream };
+        let version = client.rpc(Message::Tversion {
+            msize: MSIZE,
+            version: "9P2000".into(),
+        });
+        assert!(matches!(version, Message::Rversion { .. }), "{version:?}");
+        client.rpc(Message::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: "eve".into(),
+            aname: String::new(),
+        });
+        client
+    }
+
+    fn rpc(&mut self, message: Message) -> Message {
+        let bytes = Frame::new(1, message).to_bytes().expect("encodes");
+        self.stream.write_all(&bytes).expect("send");
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).expect("an answer");
+        let mut frame = size.to_vec();
+        frame.resize(u32::from_le_bytes(size) as usize, 0);
+        self.stream.read_exact(&mut frame[4..]).expect("the answer");
+        let answer = Frame::decode(&frame, MSIZE).expect("a 9P answer").message;
+        if let Message::Rerror { ename } = &answer {
+            panic!("kasane-ramfs: {ename}");
+        }
+        answer
+    }
+
+    /// Creates `name` in the root holding `data`.
+    fn put(&mut self, name: &str, data: &[u8]) {
+        self.rpc(Message::Twalk {
+            fid: 0,
+            newfid: 1,
+            wnames: Vec::new(),
+        });
+        self.rpc(Message::Tcreate {
+            fid: 1,
+            name: name.into(),
+            perm: FileMode::from_bits_retain(0o664),
+            mode: OpenMode::OWRITE,
+        });
+        for (n, piece) in data.chunks(4096).enumerate() {
+            self.rpc(Message::Twrite {
+                fid: 1,
+                offset: (n * 4096) as u64,
+                data: piece.to_vec(),
+            });
+        }
+        self.rpc(Message::Tclunk { fid: 1 });
+    }
+
+    /// The contents of `name` in the root.
+    fn get(&mut self, name: &str) -> Vec<u8> {
+        self.rpc(Message::Twalk {
+            fid: 0,
+            newfid: 2,
+            wnames: vec![name.into()],
+        });
+        self.rpc(Message::Topen {
+            fid: 2,
+            mode: OpenMode::OREAD,
+        });
+        let mut data = Vec::new();
+        loop {
+            let Message::Rread { data: piece } = self.rpc(Message::Tread {
+                fid: 2,
+                offset: data.len() as u64,
+                count: 4096,
+            }) else {
+                panic!("not an Rread");
+            };
+            if piece.is_empty() {
+                break;
+            }
+            data.extend_from_slice(&piece);
+        }
+        self.rpc(Message::Tclunk { fid: 2 });
+        data
+    }
+}
+
+#[test]
+#[ignore = "boots Bochs; run/test runs it"]
+fn bochs_mounts_the_hosts_ramfs_over_tcp_and_copies_both_ways() {
+    let server = HostServer::start();
+    let mut host = Client::connect(server.port);
+    host.put("hello.txt", b"written on the host\n");
+    host.put("big", &vec![b'k'; 8192]);
+    let srv = format!("srv tcp!10.0.2.2!{} host", server.port);
+    let lines = [
+        // slirp answers DHCP within a second or two of the card starting.
+        "sleep 4",
+        &srv,
+        "mount -c /srv/host /n/host",
+        "ls /n/host",
+        "cat /n/host/hello.txt",
+        "echo written by kasane >/tmp/k.txt",
+        "cp /tmp/k.txt /n/host/kasane.txt",
+        "cp /n/host/hello.txt /tmp/h.txt",
+        "cat /tmp/h.txt",
+        "cat /n/host/kasane.txt",
+        "bench -n 16 read_4k_9p_tcp_cycles /n/host/big",
+        "echo done",
+    ];
+    let boot = kasane_tests::boot_typing("core-tcpmount", &lines, Emulator::Bochs, 600);
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("core: server net: vm, /srv/net, /proc/9002"),
+            Pattern("*big"),
+            Pattern("*hello.txt"),
+            Is("written on the host"),
+            Is("written on the host"),
+            Is("written by kasane"),
+            Pattern("bench read_4k_9p_tcp_cycles * cycles"),
+            Is("done"),
+        ],
+    );
+    // The host's server has what Kasane wrote.
+    assert_eq!(host.get("kasane.txt"), b"written by kasane\n");
+    assert_no_line_contains(&boot, "PANIC");
+    assert_no_line_contains(&boot, "link hung up");
+    assert_clean(&boot);
+}
