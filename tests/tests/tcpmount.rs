@@ -6,11 +6,12 @@
 //! shows it to the guest as 10.0.2.2) and puts files in it with its own
 //! 9P client. At rc's prompt, `srv` dials it and posts the connection as
 //! /srv/host (a pipe whose far end srv's relay copies to and from the TCP
-//! data file); `mount -c /srv/host /n/host` mounts it, and files are
-//! copied both ways between /n/host and the ramfs on /tmp. Both sides are
+//! data file); `mount -c /srv/host /n` mounts it, and files are
+//! copied both ways between /n and the ramfs on /tmp. Both sides are
 //! checked: the guest's reads on the console, and the host's server by
 //! reading back what Kasane wrote. The same session times a 4 KB read
-//! through the mount (`bench read_4k_9p_tcp_cycles`).
+//! through the mount (`bench read_4k_9p_tcp_cycles`), and `import` mounts
+//! the same server's tree on /mnt over a second connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -52,7 +53,14 @@ impl HostServer {
             .map(PathBuf::from)
             .unwrap_or_else(|| root().join("target"));
         let mut child = Command::new(target.join("debug/kasane-ramfs"))
-            .args(["--listen", "tcp!127.0.0.1!0", "--msize", "8192"])
+            .args([
+                "--listen",
+                "tcp!127.0.0.1!0",
+                "--msize",
+                "8192",
+                "--owner",
+                "eve",
+            ])
             .stderr(Stdio::piped())
             .spawn()
             .expect("kasane-ramfs starts");
@@ -180,22 +188,27 @@ fn bochs_mounts_the_hosts_ramfs_over_tcp_and_copies_both_ways() {
     host.put("hello.txt", b"written on the host\n");
     host.put("big", &vec![b'k'; 8192]);
     let srv = format!("srv tcp!10.0.2.2!{} host", server.port);
+    // import with a dial string: the host runs no exportfs; kasane-ramfs
+    // serves the attach name "/" (its whole tree).
+    let import = format!("import tcp!10.0.2.2!{} / /mnt", server.port);
     let lines = [
         // slirp answers DHCP within a second or two of the card starting.
         "sleep 4",
         &srv,
-        "mount -c /srv/host /n/host",
-        "ls /n/host",
-        "cat /n/host/hello.txt",
+        "mount -c /srv/host /n",
+        "ls /n",
+        "cat /n/hello.txt",
         "echo written by kasane >/tmp/k.txt",
-        "cp /tmp/k.txt /n/host/kasane.txt",
-        "cp /n/host/hello.txt /tmp/h.txt",
+        "cp /tmp/k.txt /n/kasane.txt",
+        "cp /n/hello.txt /tmp/h.txt",
         "cat /tmp/h.txt",
-        "cat /n/host/kasane.txt",
-        "bench -n 16 read_4k_9p_tcp_cycles /n/host/big",
+        "cat /n/kasane.txt",
+        "bench -n 16 read_4k_9p_tcp_cycles /n/big",
+        &import,
+        "cat /mnt/kasane.txt",
         "echo done",
     ];
-    let boot = kasane_tests::boot_typing("core-tcpmount", &lines, Emulator::Bochs, 600);
+    let boot = kasane_tests::boot_typing("core-tcpmount", &lines, Emulator::Bochs, 300);
     assert_lines_in_order(
         &boot,
         &[
@@ -206,6 +219,7 @@ fn bochs_mounts_the_hosts_ramfs_over_tcp_and_copies_both_ways() {
             Is("written on the host"),
             Is("written by kasane"),
             Pattern("bench read_4k_9p_tcp_cycles * cycles"),
+            Is("written by kasane"),
             Is("done"),
         ],
     );

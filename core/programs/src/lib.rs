@@ -6,12 +6,14 @@
 //! - [`parents`]: the directories `mkdir -p` makes, outermost first;
 //! - [`ls_suffix`]: the mark `ls -F` adds after a name;
 //! - [`exportfs`]: exportfs's file server over a process namespace.
+//! - [`relay`]: what `srv`'s relay remembers of a 9P session, to dial again.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod exportfs;
+pub mod relay;
 
 use alloc::string::String;
 use alloc::vec::Vec;

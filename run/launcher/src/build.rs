@@ -48,6 +48,7 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
             "listen1",
             "hget",
             "srv",
+            "import",
         ],
     ),
 ];

@@ -5,17 +5,20 @@
 //!
 //! Core mounts a process's pipe as a user-level link (docs/core.md): srv
 //! posts one end of a pipe and leaves a relay behind (itself, run with
-//! `-R`), which copies 9P between the other end and the connection's data
-//! file with two `cat`s, one per direction. When either direction ends
-//! (the connection was reset, say) the relay stops the other, so the
-//! pipe's end closes and core hangs the link up; the relay says why on
-//! fd 2 and removes /srv/name, so that srv can post the name again.
+//! `-R`), which carries 9P between the other end and the connection's
+//! data file, one request at a time. When the connection fails (the
+//! network VM restarted) the relay dials again and rebuilds the session
+//! (`core_programs::relay`), so mounts of /srv/name carry on; when the
+//! pipe's other end goes, it ends, says why on fd 2 and removes
+//! /srv/name.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
 
 core_user::program!(main);
 
+use core_programs::relay::{Retry, Tracker};
 use core_user::prelude::*;
+use core_user::sys::Fd;
 use core_user::{args, eprintln, fail, net, sys, usage, SpawnRequest};
 
 const USAGE: &str = "srv [-abc] tcp!host!port name [mountpoint]";
@@ -98,49 +101,138 @@ fn post(address: &str, name: &str) -> Result<u64, String> {
 }
 
 /// `srv -R address name`: fd 0 is the pipe's served end, fd 1 the
-/// connection; copies each way with a `cat` until one ends.
+/// connection. Carries one request at a time from the pipe to the
+/// connection and its answer back (a file server answers each request
+/// soon); when the connection fails, dials again and rebuilds the session
+/// (`core_programs::relay`). `import` runs it too, with the name `-`.
 fn relay(argv: &[String]) -> Result<(), String> {
     let [address, name] = argv else {
         return Err(usage(USAGE));
     };
-    let cat = |from: u32, to: u32| {
-        sys::spawn(&SpawnRequest {
-            path: String::from("/bin/cat"),
-            argv: vec![String::from("cat")],
-            fds: vec![(0, from), (1, to), (2, 2)],
-            flags: 0,
-        })
-    };
-    let requests = cat(0, 1);
-    let answers = cat(1, 0);
-    let _ = sys::close(0);
-    let _ = sys::close(1);
-    let (requests, answers) = match (requests, answers) {
-        (Ok(r), Ok(a)) => (r, a),
-        (Ok(pid), Err(e)) | (Err(e), Ok(pid)) => {
-            stop(pid);
-            return Err(fail(format!("srv: {name}: /bin/cat: {e}")));
-        }
-        (Err(e), Err(_)) => return Err(fail(format!("srv: {name}: /bin/cat: {e}"))),
-    };
-    let (ended, status) = sys::wait(0)?;
-    let other = if ended == requests { answers } else { requests };
-    stop(other);
-    let _ = sys::wait(other);
-    let _ = sys::remove(&format!("/srv/{name}"));
-    let why = if status.is_empty() {
-        String::from("the connection ended")
+    let who = if name == "-" {
+        format!("import: {address}")
     } else {
-        status
+        format!("srv: {name}: {address}")
     };
-    eprintln!("srv: {name}: {address}: {why}; /srv/{name} hung up");
+    let mut data: Fd = 1;
+    let mut tracker = Tracker::new();
+    let mut frame = vec![0u8; FRAME_MAX];
+    let why = loop {
+        // One T-message a read: core writes each frame whole, and pipe(3)
+        // keeps write boundaries.
+        let n = match sys::read(0, &mut frame) {
+            Ok(0) => break String::from("the mount is gone"),
+            Ok(n) => n,
+            Err(e) => break e,
+        };
+        let request = &frame[..n];
+        if let Err(e) = tracker.request(request) {
+            break format!("core sent {e}");
+        }
+        let answer = loop {
+            match exchange(data, request) {
+                Ok(answer) => break Some(answer),
+                Err(e) => {
+                    eprintln!("{who}: {e}; dialling again");
+                    let _ = sys::close(data);
+                    data = match redial(address, &mut tracker) {
+                        Ok(fd) => fd,
+                        Err(e) => {
+                            eprintln!("{who}: {e}; giving up");
+                            return Err(fail(e));
+                        }
+                    };
+                    eprintln!("{who}: dialled again; session rebuilt");
+                    match tracker.retry() {
+                        Retry::Send => continue,
+                        Retry::Answer(bytes) => break Some(bytes),
+                        Retry::Nothing => break None,
+                    }
+                }
+            }
+        };
+        let Some(answer) = answer else { continue };
+        // What the server says is core's to check; the tracker only
+        // follows it.
+        let _ = tracker.answer(&answer);
+        if let Err(e) = sys::write(0, &answer) {
+            break e;
+        }
+    };
+    if name != "-" {
+        let _ = sys::remove(&format!("/srv/{name}"));
+    }
+    eprintln!("{who}: relay ends: {why}");
     Ok(())
 }
 
-/// Ends process `pid` (proc(3)'s `kill`).
-fn stop(pid: u64) {
-    if let Ok(ctl) = sys::open(&format!("/proc/{pid}/ctl"), core_abi::OWRITE) {
-        let _ = sys::write(ctl, b"kill");
-        let _ = sys::close(ctl);
+/// Largest frame the relay carries: core's link msize.
+const FRAME_MAX: usize = 8216;
+
+/// Sends `request` on the connection `data` and reads its answer, one
+/// whole frame (size[4] first, intro(5)).
+fn exchange(data: Fd, request: &[u8]) -> Result<Vec<u8>, String> {
+    sys::write(data, request)?;
+    let mut answer = vec![0u8; 4];
+    read_exactly(data, &mut answer)?;
+    let size = u32::from_le_bytes([answer[0], answer[1], answer[2], answer[3]]) as usize;
+    if !(7..=FRAME_MAX).contains(&size) {
+        return Err(format!("the server sent a frame of {size} bytes"));
     }
+    answer.resize(size, 0);
+    read_exactly(data, &mut answer[4..])?;
+    Ok(answer)
+}
+
+fn read_exactly(fd: Fd, buffer: &mut [u8]) -> Result<(), String> {
+    let mut done = 0;
+    while done < buffer.len() {
+        match sys::read(fd, &mut buffer[done..])? {
+            0 => return Err(String::from("the connection ended")),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Dials `address` again (the network may be restarting: a try a second,
+/// a minute at most) and replays the session on the new connection.
+fn redial(address: &str, tracker: &mut Tracker) -> Result<Fd, String> {
+    let mut last = String::new();
+    for _ in 0..REDIAL_TRIES {
+        match net::dial(address) {
+            Ok(conn) => {
+                let Some(data) = conn.data else {
+                    conn.close();
+                    return Err(String::from("dial: no data file"));
+                };
+                // The data file keeps the conversation.
+                let _ = sys::close(conn.ctl);
+                match replay(data, tracker) {
+                    Ok(()) => return Ok(data),
+                    Err(e) => {
+                        let _ = sys::close(data);
+                        last = e;
+                    }
+                }
+            }
+            Err(e) => last = e,
+        }
+        let _ = sys::sleep(1000);
+    }
+    Err(format!("dial {address}: {last}"))
+}
+
+const REDIAL_TRIES: u32 = 60;
+
+/// Rebuilds the session on `data` (`Tracker::replay`); an error only if
+/// the connection fails again.
+fn replay(data: Fd, tracker: &mut Tracker) -> Result<(), String> {
+    for (fid, request) in tracker.replay() {
+        let answer = exchange(data, &request)?;
+        if tracker.replayed(fid, &answer) && fid.is_none() {
+            return Err(String::from("the server refused Tversion"));
+        }
+    }
+    Ok(())
 }
