@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use kasane_run::Emulator;
-use kasane_tests::Line::{Is, Pattern};
+use kasane_tests::Line::{Is, Pattern, StartsWith};
 use kasane_tests::{assert_clean, assert_lines_in_order, assert_no_line_contains};
 use ninep::{FileMode, Frame, Message, OpenMode};
 
@@ -278,6 +278,7 @@ fn bochs_srv_dials_again_when_the_network_vm_crashes_under_a_reader() {
         &boot,
         &[
             Is(&whole),
+            StartsWith("core: server net restarted"),
             Pattern(
                 "srv: host: tcp!10.0.2.2!*: connection reset: network restarted; dialling again",
             ),
@@ -288,9 +289,17 @@ fn bochs_srv_dials_again_when_the_network_vm_crashes_under_a_reader() {
             Is("-- end"),
         ],
     );
+    for line in boot
+        .transcript
+        .lines()
+        .filter(|l| l.contains("net") || l.contains("srv"))
+    {
+        println!("{line}");
+    }
     let counts: Vec<&str> = boot
         .transcript
         .lines()
+        .filter(|l| !l.starts_with("; "))
         .filter(|l| l.ends_with("/n/large") || l.starts_with("wc: /n/large"))
         .collect();
     // The first wc, then the reader's ten.
