@@ -13,6 +13,7 @@
 
 core_user::program!(main);
 
+use core_programs::mount_flags;
 use core_user::prelude::*;
 use core_user::{args, fail, net, sys, usage, SpawnRequest};
 
@@ -35,16 +36,7 @@ fn main(argv: Vec<String>) -> Result<(), String> {
     } else {
         format!("tcp!{host}!{EXPORTFS_PORT}")
     };
-    // mount(2)'s flags (bind(2)): MBEFORE 1, MAFTER 2, MCREATE 4.
-    let mut mount_flags = 0;
-    if flags.has('b') {
-        mount_flags |= 1;
-    } else if flags.has('a') {
-        mount_flags |= 2;
-    }
-    if flags.has('c') {
-        mount_flags |= 4;
-    }
+    let mount_flags = mount_flags(flags.has('b'), flags.has('a'), flags.has('c'));
     let conn = net::dial(&address).map_err(|e| fail(format!("import: dial {address}: {e}")))?;
     let data = conn.data.ok_or("import: dial: no data file")?;
     let relayed = (|| {

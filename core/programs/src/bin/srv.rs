@@ -16,6 +16,7 @@
 
 core_user::program!(main);
 
+use core_programs::mount_flags;
 use core_programs::relay::{Retry, Tracker};
 use core_user::prelude::*;
 use core_user::sys::Fd;
@@ -35,21 +36,13 @@ fn main(argv: Vec<String>) -> Result<(), String> {
         [address, name, mountpoint] => (address, name, Some(mountpoint)),
         _ => return Err(usage(USAGE)),
     };
-    if name.is_empty() || name.contains('/') {
+    // `-` is import's relay's: no /srv name.
+    if name.is_empty() || name.contains('/') || name == "-" {
         return Err(fail(format!("srv: bad name '{name}'")));
     }
     post(address, name).map_err(|e| fail(format!("srv: {e}")))?;
     if let Some(mountpoint) = mountpoint {
-        // mount(2)'s flags (bind(2)): MBEFORE 1, MAFTER 2, MCREATE 4.
-        let mut mount_flags = 0;
-        if flags.has('b') {
-            mount_flags |= 1;
-        } else if flags.has('a') {
-            mount_flags |= 2;
-        }
-        if flags.has('c') {
-            mount_flags |= 4;
-        }
+        let mount_flags = mount_flags(flags.has('b'), flags.has('a'), flags.has('c'));
         let path = format!("/srv/{name}");
         sys::open(&path, core_abi::ORDWR)
             .and_then(|fd| {
