@@ -283,12 +283,20 @@ fn bochs_srv_dials_again_when_the_network_vm_crashes_under_a_reader() {
                 "srv: host: tcp!10.0.2.2!*: connection reset: network restarted; dialling again",
             ),
             Pattern("srv: host: tcp!10.0.2.2!*: dialled again; session rebuilt"),
-            Is("reader done"),
-            Is("counter done"),
             Pattern("     15      15      * /tmp/count"),
             Is("-- end"),
         ],
     );
+    // Both loops end before the script's `wait` does, in either order (a
+    // loaded host makes the reads slower in Bochs's time).
+    let at = |text: &str| boot.transcript.lines().position(|l| l == text);
+    let end = at("-- end").expect("the script ended");
+    for done in ["reader done", "counter done"] {
+        assert!(
+            at(done).is_some_and(|n| n < end),
+            "no '{done}' before the end"
+        );
+    }
     for line in boot
         .transcript
         .lines()
@@ -306,6 +314,7 @@ fn bochs_srv_dials_again_when_the_network_vm_crashes_under_a_reader() {
     assert_eq!(counts.len(), 11, "{counts:#?}");
     let failed = counts.iter().filter(|l| **l != whole).count();
     assert!(failed <= 1, "more than one failed read: {counts:#?}");
+    println!("reads of /n/large that failed across the crash: {failed} of 10");
     let ticks = boot
         .transcript
         .lines()
