@@ -125,7 +125,7 @@ const SESSION: &[Line] = &[
     Is("bind '#b' /bin"),
     Is("bind '#b' /boot"),
     Is("bind '#p' /proc"),
-    Is("bind '#s' /srv"),
+    Is("bind -c '#s' /srv"),
     Is("bind -c '#e' /env"),
     Is("mount -c /srv/ramfs /tmp"),
     Is("bind -c '#e' /n"),

@@ -83,9 +83,11 @@ mod journal;
 mod link;
 mod recover;
 mod transport;
+mod user;
 
 pub use gate::CallGate;
 pub use transport::{Dead, ReadTarget, Transport, MSIZE};
+pub use user::UserLink;
 
 use alloc::collections::BTreeMap;
 use alloc::format;

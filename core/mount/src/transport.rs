@@ -10,6 +10,7 @@ use ninep_client::{FrameReader, Outcome};
 
 use crate::journal::Op;
 use crate::link::Owner;
+use crate::user::UserLink;
 use crate::{nine, MountDriver};
 
 /// The largest 9P message a link carries (Tversion's msize); the
@@ -108,6 +109,12 @@ pub trait Transport {
     /// How many bytes of data the last answer put at the aimed target, if
     /// one did: that Rread then reaches the driver with no data.
     fn take_aimed(&mut self) -> Option<usize> {
+        None
+    }
+
+    /// The user-level link this transport is, if it is one (a server
+    /// process's pipe, [`UserLink`]): its owner moves its frames.
+    fn user(&mut self) -> Option<&mut UserLink> {
         None
     }
 }

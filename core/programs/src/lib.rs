@@ -5,13 +5,16 @@
 //!   output line;
 //! - [`parents`]: the directories `mkdir -p` makes, outermost first;
 //! - [`ls_suffix`]: the mark `ls -F` adds after a name;
+//! - [`mount_flags`]: mount(2)'s flags for `-b`, `-a`, `-c`;
 //! - [`exportfs`]: exportfs's file server over a process namespace.
+//! - [`relay`]: what `srv`'s relay remembers of a 9P session, to dial again.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod exportfs;
+pub mod relay;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -187,6 +190,20 @@ pub fn parents(path: &str) -> Vec<&str> {
     out
 }
 
+/// mount(2)'s flags for mount(1)'s `-b`, `-a` and `-c` (bind(2):
+/// MBEFORE 1, MAFTER 2, MCREATE 4; `-b` wins over `-a`), as `srv` and
+/// `import` take them.
+pub fn mount_flags(before: bool, after: bool, create: bool) -> u32 {
+    let order = if before {
+        1
+    } else if after {
+        2
+    } else {
+        0
+    };
+    order | if create { 4 } else { 0 }
+}
+
 /// What `ls -F` adds after a name (ls(1)): `/` after a directory, `*`
 /// after an executable file, nothing otherwise.
 pub fn ls_suffix(is_dir: bool, mode: u32) -> &'static str {
@@ -297,6 +314,14 @@ mod tests {
         assert_eq!(parents("a//b"), ["a", "a//b"]);
         assert_eq!(parents("d"), ["d"]);
         assert!(parents("/").is_empty());
+    }
+
+    #[test]
+    fn mount_flags_as_bind_has_them() {
+        assert_eq!(mount_flags(false, false, false), 0);
+        assert_eq!(mount_flags(true, true, false), 1);
+        assert_eq!(mount_flags(false, true, true), 6);
+        assert_eq!(mount_flags(false, false, true), 4);
     }
 
     #[test]

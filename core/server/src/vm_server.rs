@@ -17,7 +17,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use kasane_mount::Transport;
+use kasane_mount::{Transport, UserLink};
 use microkernel_rt::user::{cell_info, kernel_info};
 use virtio_link::bridged::BridgedExchanger;
 use virtio_link::stream::{ExchangeError, Exchanger, StreamLink};
@@ -360,6 +360,14 @@ impl VmServer {
 pub enum ServerLink {
     Task(TaskServer),
     Vm(Box<VmServer>),
+    /// A server process's pipe (`core_system`'s user-level links).
+    User(UserLink),
+}
+
+impl From<UserLink> for ServerLink {
+    fn from(link: UserLink) -> Self {
+        ServerLink::User(link)
+    }
 }
 
 impl ServerLink {
@@ -367,14 +375,14 @@ impl ServerLink {
     pub fn task(&mut self) -> Option<&mut TaskServer> {
         match self {
             ServerLink::Task(server) => Some(server),
-            ServerLink::Vm(_) => None,
+            ServerLink::Vm(_) | ServerLink::User(_) => None,
         }
     }
 
     /// The server VM's link, if this is one.
     pub fn vm(&mut self) -> Option<&mut VmServer> {
         match self {
-            ServerLink::Task(_) => None,
+            ServerLink::Task(_) | ServerLink::User(_) => None,
             ServerLink::Vm(server) => Some(server),
         }
     }
@@ -385,6 +393,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.name(),
             ServerLink::Vm(server) => server.name(),
+            ServerLink::User(server) => server.name(),
         }
     }
 
@@ -392,6 +401,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.exchange(frame, answer),
             ServerLink::Vm(server) => server.exchange(frame, answer),
+            ServerLink::User(server) => server.exchange(frame, answer),
         }
     }
 
@@ -399,6 +409,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.stop(),
             ServerLink::Vm(server) => server.stop(),
+            ServerLink::User(server) => server.stop(),
         }
     }
 
@@ -406,6 +417,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.posts(),
             ServerLink::Vm(server) => server.posts(),
+            ServerLink::User(server) => server.posts(),
         }
     }
 
@@ -413,6 +425,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.post(frame, answer),
             ServerLink::Vm(server) => server.post(frame, answer),
+            ServerLink::User(server) => server.post(frame, answer),
         }
     }
 
@@ -420,6 +433,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.collect(answer),
             ServerLink::Vm(server) => server.collect(answer),
+            ServerLink::User(server) => server.collect(answer),
         }
     }
 
@@ -427,6 +441,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.peer(),
             ServerLink::Vm(server) => server.peer(),
+            ServerLink::User(server) => server.peer(),
         }
     }
 
@@ -434,6 +449,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.multiplexes(),
             ServerLink::Vm(server) => server.multiplexes(),
+            ServerLink::User(server) => server.multiplexes(),
         }
     }
 
@@ -441,6 +457,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.restart_error(),
             ServerLink::Vm(server) => server.restart_error(),
+            ServerLink::User(server) => server.restart_error(),
         }
     }
 
@@ -448,6 +465,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(server) => server.inject(verb),
             ServerLink::Vm(server) => server.inject(verb),
+            ServerLink::User(server) => server.inject(verb),
         }
     }
 
@@ -455,6 +473,7 @@ impl Transport for ServerLink {
         match self {
             ServerLink::Task(_) => "task",
             ServerLink::Vm(_) => "vm",
+            ServerLink::User(_) => "process",
         }
     }
 
@@ -466,6 +485,13 @@ impl Transport for ServerLink {
 
     fn take_aimed(&mut self) -> Option<usize> {
         self.task().and_then(Transport::take_aimed)
+    }
+
+    fn user(&mut self) -> Option<&mut UserLink> {
+        match self {
+            ServerLink::User(link) => Some(link),
+            _ => None,
+        }
     }
 }
 

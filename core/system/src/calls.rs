@@ -12,6 +12,7 @@ use ninep::{FileMode, OpenMode, Stat};
 
 use crate::park::{Outcome, Request};
 use crate::system::{host, Loc};
+use crate::userlink::PostedFd;
 use crate::{Fd, Kernel, System, MAX_FD, USER};
 
 /// A descriptor's chan as I/O sees it (see `fd_file`).
@@ -362,7 +363,19 @@ impl<K: Kernel> System<K> {
                 } else {
                     chan.offset
                 };
-                let caller = Caller::new(pid, USER).with_env_group(group);
+                // srv(3): a write to a /srv file names a descriptor,
+                // whose link (a pipe end's made now) the write posts.
+                let posted = if chan.letter == 's' {
+                    self.posted_fd(pid, w1, data)
+                } else {
+                    PostedFd {
+                        fd: None,
+                        link: Err(Error::BAD_FD),
+                    }
+                };
+                let caller = Caller::new(pid, USER)
+                    .with_env_group(group)
+                    .with_fds(&posted);
                 let written = match self
                     .servants
                     .servant(chan.letter)?
@@ -505,8 +518,9 @@ impl<K: Kernel> System<K> {
                 Ok(Outcome::Reply([0, 0], None))
             }
             Call::Mount => {
+                // mount(2) of a pipe end makes it a user-level link.
+                self.link_of_fd(pid, w1, "pipe")?;
                 let (_, link_chan) = self.fd_chan(pid, w1)?;
-                link_chan.link.ok_or(Error::BAD_USE_FD)?;
                 let flags = MountFlags::new(w2 as u32)?;
                 let old = Self::item(request, 0)?;
                 let spec = Self::item(request, 1).unwrap_or_default();

@@ -45,6 +45,7 @@ mod process;
 mod servants;
 mod servers;
 mod system;
+mod userlink;
 mod vm;
 
 pub use fds::{Fd, Fds, MAX_FD};
@@ -96,8 +97,9 @@ pub enum Message {
 pub trait Kernel {
     /// A process's task: its address space, thread and memory.
     type Task;
-    /// A task server's link, `#M`'s transport.
-    type Link: Transport + 'static;
+    /// A task server's link, `#M`'s transport; a process's pipe is one
+    /// too (a user-level link, `userlink`).
+    type Link: Transport + From<kasane_mount::UserLink> + 'static;
 
     /// How long a posted request to a task server may wait for its
     /// answer (µs) before the link is hung up.

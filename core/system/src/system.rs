@@ -33,6 +33,9 @@ pub(crate) const CONSOLE_POLL_MICROSECONDS: u64 = 10_000;
 /// the pids processes get, so neither moves the other.
 pub const SERVER_PIDS: u32 = 9001;
 
+/// Most rounds of moving user-level links' frames in one pass.
+const USER_LINK_ROUNDS: u32 = 8;
+
 /// The bytes a pipe holds.
 const PIPE_CAPACITY: usize = 32 * 1024;
 
@@ -72,7 +75,9 @@ pub struct System<K: Kernel> {
     /// Hung-up links whose server is not ready for a restart yet (a Linux
     /// cell still booting: [`Kernel::ready`]); tried again every pass.
     waiting: Vec<kasane_mount::Dead<K::Link>>,
-    next_link: u64,
+    pub(crate) next_link: u64,
+    /// User-level links (`userlink`): pipes of server processes.
+    pub(crate) user_links: Vec<LinkId>,
     /// The first reply of the pass, for the shell's next receive.
     pub(crate) deferred: Option<Reply>,
     /// Something parked calls may wait for happened (a process ended).
@@ -123,6 +128,7 @@ impl<K: Kernel> System<K> {
             task_programs: BTreeMap::new(),
             waiting: Vec::new(),
             next_link: 1,
+            user_links: Vec::new(),
             deferred: None,
             woken: false,
             memory_changed: false,
@@ -259,7 +265,7 @@ impl<K: Kernel> System<K> {
             ("#b", "/bin", 0),
             ("#b", "/boot", 0),
             ("#p", "/proc", 0),
-            ("#s", "/srv", 0),
+            ("#s", "/srv", 4),
             ("#e", "/env", 4),
         ];
         // `/dev/vm` (hvm's cells) when the shell has the servant: after
@@ -424,11 +430,22 @@ impl<K: Kernel> System<K> {
     /// carries out /proc ctl requests, retries parked calls; the reply for
     /// the shell's next receive.
     pub fn end_pass(&mut self) -> Option<Reply> {
-        if self.gate.take_hang_ups() || !self.waiting.is_empty() {
-            self.restart_task_servers();
+        // A user-level link's frames move between processes' calls: a
+        // rerun call may post more, and a server's write may answer a
+        // call parked in this pass, so go on until nothing moves.
+        let mut rounds = 0;
+        loop {
+            let moved = !self.user_links.is_empty() && self.pump_user_links();
+            if self.gate.take_hang_ups() || !self.waiting.is_empty() {
+                self.restart_task_servers();
+            }
+            self.carry_out_controls();
+            self.retry_parked();
+            rounds += 1;
+            if !moved || rounds >= USER_LINK_ROUNDS {
+                break;
+            }
         }
-        self.carry_out_controls();
-        self.retry_parked();
         self.deferred.take()
     }
 
@@ -513,7 +530,10 @@ impl<K: Kernel> System<K> {
     }
 
     fn restart_task_server(&mut self, dead: kasane_mount::Dead<K::Link>) {
-        let (link, server) = (dead.link, dead.transport);
+        let (link, mut server) = (dead.link, dead.transport);
+        if self.drop_user_link(link, &mut server) {
+            return;
+        }
         let name = String::from(server.name());
         let Some(program) = self.task_programs.get_mut(&name) else {
             self.servants.mount.give_up(link);

@@ -141,6 +141,17 @@ struct RamLink {
     posting: bool,
     broken: bool,
     answers: Rc<RefCell<VecDeque<Vec<u8>>>>,
+    /// A server process's pipe instead (core's user-level link).
+    user: Option<kasane_mount::UserLink>,
+}
+
+impl From<kasane_mount::UserLink> for RamLink {
+    fn from(link: kasane_mount::UserLink) -> Self {
+        RamLink {
+            user: Some(link),
+            ..RamLink::new()
+        }
+    }
 }
 
 impl RamLink {
@@ -151,16 +162,31 @@ impl RamLink {
             posting: false,
             broken: false,
             answers: Rc::default(),
+            user: None,
         }
     }
 }
 
 impl Transport for RamLink {
     fn name(&self) -> &str {
-        "ramfs"
+        match &self.user {
+            Some(user) => user.name(),
+            None => "ramfs",
+        }
+    }
+
+    fn user(&mut self) -> Option<&mut kasane_mount::UserLink> {
+        self.user.as_mut()
+    }
+
+    fn multiplexes(&self) -> bool {
+        self.user.is_some()
     }
 
     fn exchange(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<usize, String> {
+        if let Some(user) = &mut self.user {
+            return user.exchange(frame, answer);
+        }
         if self.broken {
             return Err("ramfs: the server died".into());
         }
@@ -173,10 +199,13 @@ impl Transport for RamLink {
     }
 
     fn posts(&self) -> bool {
-        self.posting
+        self.posting || self.user.is_some()
     }
 
-    fn post(&mut self, frame: &[u8], _answer: &mut [u8]) -> Result<Option<usize>, String> {
+    fn post(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<Option<usize>, String> {
+        if let Some(user) = &mut self.user {
+            return user.post(frame, answer);
+        }
         let mut later = vec![0u8; kasane_mount::MSIZE as usize];
         let n = self.exchange(frame, &mut later)?;
         later.truncate(n);
@@ -185,6 +214,9 @@ impl Transport for RamLink {
     }
 
     fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
+        if let Some(user) = &mut self.user {
+            return user.collect(answer);
+        }
         let ready = self
             .answers
             .borrow_mut()
@@ -990,5 +1022,224 @@ fn the_manifest_table_gives_the_task_servers() {
     assert_eq!(
         said,
         ["core: the manifest module: compiled manifest is truncated; no servers"]
+    );
+}
+
+/// A 9P server process played by the test: pid `pid` serves a ramfs on
+/// descriptor `fd`, the far end of a pipe whose other end it posted.
+struct ServerProcess {
+    pid: u32,
+    fd: u64,
+    session: Session<RamFs<Zero>>,
+    fs: RamFs<Zero>,
+}
+
+impl ServerProcess {
+    fn new(pid: u32, fd: u64) -> Self {
+        ServerProcess {
+            pid,
+            fd,
+            session: Session::new(kasane_mount::MSIZE),
+            fs: RamFs::new(Zero, "eve", "eve", 0o775),
+        }
+    }
+
+    /// Bytes waiting at the server's end (pipe(3)'s length).
+    fn waiting(&self, core: &mut Core) -> u64 {
+        let reply = core.ok(self.pid, Call::Fstat, [self.fd, 0, 0], &[]);
+        let bytes = reply.data.unwrap();
+        FileInfo::decode_from(&mut &bytes[..]).unwrap().length
+    }
+
+    /// Reads every T-message waiting and writes each answer back; how
+    /// many it answered.
+    fn serve(&mut self, core: &mut Core) -> usize {
+        let mut served = 0;
+        while self.waiting(core) > 0 {
+            let frame = core.read(self.pid, self.fd, 9000);
+            let mut out = Vec::new();
+            self.session.handle(&mut self.fs, &frame, &mut out).unwrap();
+            let written = core.ok(self.pid, Call::Write, [self.fd, 0, 0], &[&out]);
+            assert_eq!(written.words[0], out.len() as u64);
+            served += 1;
+        }
+        served
+    }
+}
+
+impl Core {
+    /// A call of `pid` on a user-level link: the server process serves
+    /// until the call is answered; the reply.
+    fn served(
+        &mut self,
+        server: &mut ServerProcess,
+        pid: u32,
+        call: Call,
+        words: [u64; 3],
+        items: &[&[u8]],
+    ) -> Reply {
+        let mut answered = self.call(pid, call, words, items);
+        for _ in 0..20 {
+            if let Some(reply) = answered.take().filter(|r| r.client == thread(pid)) {
+                return reply;
+            }
+            let mut sent = self.sent();
+            if let Some(at) = sent.iter().position(|r| r.client == thread(pid)) {
+                return sent.remove(at);
+            }
+            server.serve(self);
+        }
+        panic!("{call:?} of {pid} never answered");
+    }
+}
+
+/// Pid 1 makes a pipe, posts one end as /srv/user and keeps the other
+/// to serve on; its child (pid 2) is the client. The child's /srv fd.
+fn posted_user_server(core: &mut Core) -> (ServerProcess, u32, u64) {
+    let ends = core.ok(1, Call::Pipe, [0; 3], &[]).words;
+    let srv = core
+        .ok(1, Call::Create, [OWRITE, 0o600, 0], &[b"/srv/user"])
+        .words[0];
+    let fd = ends[0].to_string();
+    core.ok(1, Call::Write, [srv, 0, 0], &[fd.as_bytes()]);
+    core.ok(1, Call::Close, [srv, 0, 0], &[]);
+    // The posted end is the link's now: the poster's own copy may go.
+    core.ok(1, Call::Close, [ends[0], 0, 0], &[]);
+    let child = core.spawn(1, Vec::new());
+    let srv = core.open(child, "/srv/user", ORDWR);
+    (ServerProcess::new(1, ends[1]), child, srv)
+}
+
+#[test]
+fn a_process_serves_9p_through_a_pipe_posted_in_srv() {
+    let mut core = boot();
+    let (mut server, client, srv) = posted_user_server(&mut core);
+    let mount = core.served(
+        &mut server,
+        client,
+        Call::Mount,
+        [srv, MCREATE, 0],
+        &[b"/n", b""],
+    );
+    assert_eq!(mount.status, STATUS_OK, "{}", core.errstr(client));
+    let created = core.served(
+        &mut server,
+        client,
+        Call::Create,
+        [ORDWR, 0o664, 0],
+        &[b"/n/hello"],
+    );
+    assert_eq!(created.status, STATUS_OK, "{}", core.errstr(client));
+    let fd = created.words[0];
+    let wrote = core.served(
+        &mut server,
+        client,
+        Call::Write,
+        [fd, 0, 0],
+        &[b"over a pipe"],
+    );
+    assert_eq!((wrote.status, wrote.words[0]), (STATUS_OK, 11));
+    let read = core.served(&mut server, client, Call::Pread, [fd, 100, 0], &[]);
+    assert_eq!(read.data.as_deref(), Some(&b"over a pipe"[..]));
+    // Other processes are served while the server is asked.
+    assert_eq!(core.call(client, Call::Stat, [0; 3], &[b"/n/hello"]), None);
+    assert_eq!(core.ok(1, Call::Getpid, [0; 3], &[]).words[0], 1);
+    server.serve(&mut core);
+    let sent = core.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].client, sent[0].status),
+        (thread(client), STATUS_OK)
+    );
+    // The directory is read from the server too.
+    let dir = core.served(&mut server, client, Call::Open, [OREAD, 0, 0], &[b"/n"]);
+    assert_eq!(dir.status, STATUS_OK);
+    let listing = core.served(
+        &mut server,
+        client,
+        Call::Read,
+        [dir.words[0], 4096, 0],
+        &[],
+    );
+    let bytes = listing.data.unwrap();
+    let entry = FileInfo::decode_from(&mut &bytes[..]).unwrap();
+    assert_eq!((entry.name.as_str(), entry.length), ("hello", 11));
+}
+
+#[test]
+fn a_user_link_hangs_up_when_its_server_closes_the_pipe() {
+    let mut core = boot();
+    let (mut server, client, srv) = posted_user_server(&mut core);
+    let mount = core.served(&mut server, client, Call::Mount, [srv, 0, 0], &[b"/n", b""]);
+    assert_eq!(mount.status, STATUS_OK);
+    // A stat waits on the server, which goes away instead.
+    assert_eq!(core.call(client, Call::Stat, [0; 3], &[b"/n"]), None);
+    let closed = core.ok(1, Call::Close, [server.fd, 0, 0], &[]);
+    assert_eq!(closed.status, STATUS_OK);
+    let sent = core.sent();
+    assert_eq!(
+        (sent[0].client, sent[0].status),
+        (thread(client), STATUS_ERROR)
+    );
+    assert_eq!(core.errstr(client), "i/o on hungup channel");
+    assert_eq!(
+        core.fails(client, Call::Stat, [0; 3], &[b"/n"]),
+        "i/o on hungup channel"
+    );
+    let log = core.record.borrow().log.clone();
+    assert!(
+        log.iter()
+            .any(|l| l == "core: #M: link hung up: user: the server closed its end of the pipe\n"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_user_link_hangs_up_on_a_frame_no_9p_message_has() {
+    let mut core = boot();
+    let (server, client, srv) = posted_user_server(&mut core);
+    assert_eq!(
+        core.call(client, Call::Mount, [srv, 0, 0], &[b"/n", b""]),
+        None
+    );
+    assert!(server.waiting(&mut core) > 0);
+    core.read(1, server.fd, 9000);
+    // A size field of 3: no 9P message is that short.
+    core.ok(1, Call::Write, [server.fd, 0, 0], &[&[3, 0, 0, 0, 100]]);
+    let sent = core.sent();
+    assert_eq!(
+        (sent[0].client, sent[0].status),
+        (thread(client), STATUS_ERROR)
+    );
+    let log = core.record.borrow().log.clone();
+    assert!(
+        log.iter().any(|l| l.contains(
+            "link hung up: user: the server sent a 9P frame of 3 bytes (7 to 8216 allowed)"
+        )),
+        "{log:?}"
+    );
+    // Core carries on; the posted name stays, hung up.
+    assert_eq!(core.ok(client, Call::Getpid, [0; 3], &[]).words[0], 2);
+}
+
+#[test]
+fn only_pipes_and_links_can_be_posted_or_mounted() {
+    let mut core = boot();
+    let file = core.open(1, "/dev/sysname", OREAD);
+    let srv = core
+        .ok(1, Call::Create, [OWRITE, 0o600, 0], &[b"/srv/x"])
+        .words[0];
+    let fd = file.to_string();
+    assert_eq!(
+        core.fails(1, Call::Write, [srv, 0, 0], &[fd.as_bytes()]),
+        Error::BAD_USE_FD.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Write, [srv, 0, 0], &[b"77"]),
+        Error::BAD_FD.as_str()
+    );
+    assert_eq!(
+        core.fails(1, Call::Mount, [file, 0, 0], &[b"/n"]),
+        Error::BAD_USE_FD.as_str()
     );
 }

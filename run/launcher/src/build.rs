@@ -47,6 +47,8 @@ pub const BARE_METAL_PACKAGES: &[(&str, &[&str])] = &[
             "dial",
             "listen1",
             "hget",
+            "srv",
+            "import",
         ],
     ),
 ];

@@ -214,6 +214,9 @@ impl Kernel for Microkernel {
             ServerLink::Vm(server) => server
                 .restart()
                 .map(|server| ServerLink::Vm(alloc::boxed::Box::new(server))),
+            // Core never restarts a server process (core_system's
+            // userlink gives its link up first).
+            ServerLink::User(_) => Err(String::from("a server process is not restarted by core")),
         }
     }
 }
