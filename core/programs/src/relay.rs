@@ -273,10 +273,10 @@ mod tests {
         tracker.answer(&bytes(7, answer)).unwrap();
     }
 
-    fn session() -> Tracker {
-        let mut t = Tracker::new();
+    /// A Tversion for 8216 bytes, answered with 8192.
+    fn version(tracker: &mut Tracker) {
         exchange(
-            &mut t,
+            tracker,
             Message::Tversion {
                 msize: 8216,
                 version: "9P2000".into(),
@@ -286,6 +286,11 @@ mod tests {
                 version: "9P2000".into(),
             },
         );
+    }
+
+    fn session() -> Tracker {
+        let mut t = Tracker::new();
+        version(&mut t);
         exchange(
             &mut t,
             Message::Tattach {
@@ -419,17 +424,7 @@ mod tests {
                 wnames: vec!["a".into(), "b".into(), "c".into()]
             }
         )));
-        exchange(
-            &mut t,
-            Message::Tversion {
-                msize: 8216,
-                version: "9P2000".into(),
-            },
-            Message::Rversion {
-                msize: 8192,
-                version: "9P2000".into(),
-            },
-        );
+        version(&mut t);
         assert_eq!(t.replay().len(), 1);
     }
 
