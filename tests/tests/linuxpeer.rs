@@ -73,7 +73,7 @@ const LINUXCALLS: [kasane_tests::Line<'static>; 7] = [
 #[test]
 #[ignore = "boots Bochs with a Linux cell (minutes); run/test runs it"]
 fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
-    let boot = boot_manifest("linux-peer", Emulator::Bochs, 1200);
+    let boot = boot_manifest("linux-peer", Emulator::Bochs, 600);
     assert_lines_in_order(
         &boot,
         &[

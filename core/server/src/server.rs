@@ -444,20 +444,31 @@ impl Core {
             print(format_args!("core: /dev/linux: {why}\n"));
             runs.peer_changed();
         }
-        let polled = vm.poll();
-        let mut decoder = bridge_protocol::Decoder::new();
-        for frame in vm.take_runs() {
-            moved = true;
-            if let (_, Some(Ok(frame))) = decoder.feed(&frame) {
-                runs.deliver(frame.request_id, &frame.message);
+        // Every whole answer that came: the link's interrupt has been
+        // taken, so one left in the stream would wait for the next.
+        loop {
+            let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) else {
+                break;
+            };
+            let polled = vm.poll();
+            let mut decoder = bridge_protocol::Decoder::new();
+            for frame in vm.take_runs() {
+                moved = true;
+                if let (_, Some(Ok(frame))) = decoder.feed(&frame) {
+                    runs.deliver(frame.request_id, &frame.message);
+                }
             }
+            match polled {
+                Ok(Some(answer)) => mounts.deliver(link, &answer),
+                Err(what) => {
+                    mounts.fail_link(link, &what);
+                    return true;
+                }
+                Ok(None) => return moved || restarted,
+            }
+            moved = true;
         }
-        match polled {
-            Ok(Some(answer)) => mounts.deliver(link, &answer),
-            Err(what) => mounts.fail_link(link, &what),
-            Ok(None) => return moved || restarted,
-        }
-        true
+        moved || restarted
     }
 
     /// A message from a task server outside a synchronous exchange: the

@@ -166,7 +166,9 @@ pub fn ping_again<P: Port>(port: &mut P) -> Result<(), &'static str> {
     while port.now() < deadline {
         let n = port.receive(&mut input)?;
         let mut rest = &input[..n];
-        while !rest.is_empty() {
+        // Until `None`: frames may wait in the decoder after the input
+        // is used up.
+        loop {
             let (taken, event) = decoder.feed(rest);
             rest = &rest[taken..];
             match event {
@@ -402,10 +404,14 @@ mod tests {
 
     impl Port for FakeAgent {
         fn send(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
-            while !bytes.is_empty() {
+            loop {
                 let (taken, event) = self.decoder.feed(bytes);
                 bytes = &bytes[taken..];
-                let Some(Ok(frame)) = event else { continue };
+                let frame = match event {
+                    None => return Ok(()),
+                    Some(Err(_)) => continue,
+                    Some(Ok(frame)) => frame,
+                };
                 let id = frame.request_id;
                 match frame.message {
                     Message::Hello { .. } => self.reply(
@@ -430,7 +436,6 @@ mod tests {
                     _ => {}
                 }
             }
-            Ok(())
         }
 
         fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str> {

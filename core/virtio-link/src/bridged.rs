@@ -125,8 +125,12 @@ impl BridgedExchanger {
             if received == 0 {
                 return Ok(());
             }
+            // Until the decoder says it needs more (`None`): it takes the
+            // input in whole and may still hold several frames after
+            // returning one, so stopping when the input is used up would
+            // leave frames behind until more bytes came.
             let mut rest = 0;
-            while rest < received {
+            loop {
                 let (taken, event) = self.decoder.feed(&self.input[rest..received]);
                 rest += taken;
                 match event {
@@ -160,9 +164,6 @@ impl BridgedExchanger {
                     // check or the answer's limit then reports.
                     Some(Err(_)) => {}
                     None => break,
-                }
-                if taken == 0 {
-                    break;
                 }
             }
         }
@@ -325,6 +326,8 @@ mod tests {
         generation: u64,
         booted: bool,
         clock: u64,
+        /// The most bytes one receive hands over.
+        chunk: usize,
     }
 
     fn frame(id: u32, message: Message<'_>) -> Vec<u8> {
@@ -373,7 +376,7 @@ mod tests {
             Ok(())
         }
         fn receive(&mut self, out: &mut [u8]) -> Result<usize, &'static str> {
-            let n = self.pending.len().min(out.len()).min(7);
+            let n = self.pending.len().min(out.len()).min(self.chunk);
             for slot in &mut out[..n] {
                 *slot = self.pending.pop_front().unwrap();
             }
@@ -409,6 +412,7 @@ mod tests {
             generation: 1,
             booted: false,
             clock: 0,
+            chunk: 7,
         }
     }
 
@@ -512,6 +516,34 @@ mod tests {
             .send_other(&mut link, &others[0], 1_000_000)
             .unwrap();
         assert!(exchanger.take_others().is_empty());
+    }
+
+    #[test]
+    fn every_frame_of_one_receive_is_taken_at_once() {
+        // A run's end comes as small frames in one burst (its stdout and
+        // stderr ending, its exit, a 9P request of the export channel),
+        // then nothing more: all of them must come out of one poll, not
+        // one per later receive (the linuxpeer hang).
+        for chunk in [7, 64, 4096] {
+            let mut link = agent(echo);
+            link.chunk = chunk;
+            link.booted = true;
+            let mut exchanger = BridgedExchanger::new(8216, Some(1), 1);
+            let burst = [
+                frame(268, Message::Stdout { data: b"" }),
+                frame(268, Message::Stderr { data: b"" }),
+                frame(268, Message::Exited { code: 0, signal: 0 }),
+                frame(
+                    0x4558_0001,
+                    Message::Ninep {
+                        data: &[11, 0, 0, 0, 120, 1, 0, 4, 0, 0, 0],
+                    },
+                ),
+            ];
+            link.pending.extend(burst.concat());
+            assert_eq!(exchanger.poll(&mut link), Ok(None));
+            assert_eq!(exchanger.take_others(), burst, "chunk {chunk}");
+        }
     }
 
     #[test]
