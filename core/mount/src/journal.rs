@@ -162,7 +162,9 @@ impl<T: Transport> MountDriver<T> {
     /// journalled in a call on a posting link, else an exchange.
     pub(crate) fn run(&mut self, link: LinkId, op: Op) -> Result<Outcome, Error> {
         if let Some((pid, serial)) = self.gate.current() {
-            if self.posts(link) {
+            // A link waiting for its revive: the call's journal may hold
+            // the failure of what it had under way, else it waits.
+            if self.posts(link) || self.awaits_revive(link) {
                 return self.run_in_call(pid, serial, link, op);
             }
         }
@@ -248,6 +250,9 @@ impl<T: Transport> MountDriver<T> {
                 // Asked, and not answered yet.
                 None => Err(self.block()),
             };
+        }
+        if self.awaits_revive(link) {
+            return Err(self.block());
         }
         let entry = self.next_entry;
         let l = self.links.get_mut(&link).ok_or(Error::HUNGUP)?;

@@ -63,7 +63,9 @@
 //! link up: the transport is stopped and kept
 //! in [`MountDriver::take_dead`] with the reason, for its owner to restart
 //! on a new link, and every later operation on the old link answers
-//! "i/o on hungup channel", as a Plan 9 mount of a dead server does.
+//! "i/o on hungup channel", as a Plan 9 mount of a dead server does;
+//! in recovery, until the owner revives the link or gives it up, a
+//! call's operation on it waits instead (`recover`).
 //!
 //! The parts: `transport` (the [`Transport`] trait, the synchronous
 //! exchange, hang-ups), `gate` (the [`CallGate`]), `journal` (a call's

@@ -116,6 +116,12 @@ pub(crate) struct Link<T> {
     /// Reads and writes under way or queued when the link hung up, kept
     /// for a revive (`recover`).
     pub(crate) stranded: Vec<Pending>,
+    /// Hung up, and its owner may yet revive it (no
+    /// [`MountDriver::give_up`]): in recovery, what comes for it waits.
+    pub(crate) revivable: bool,
+    /// What the requests under way at the last hang-up fail with instead
+    /// of being sent again ([`Transport::restart_error`]).
+    pub(crate) lost: Option<&'static str>,
 }
 
 impl<T> Link<T> {
@@ -183,6 +189,18 @@ impl<T: Transport> MountDriver<T> {
         }
     }
 
+    /// Whether `link` is hung up in recovery and its owner is restarting
+    /// its server: a call's operation on it waits for the revive rather
+    /// than failing with "i/o on hungup channel" (an open while the
+    /// server is down is made on the new one).
+    pub(crate) fn awaits_revive(&self, id: LinkId) -> bool {
+        self.recovering
+            && self
+                .links
+                .get(&id)
+                .is_some_and(|l| l.server.is_none() && l.revivable)
+    }
+
     /// Adds a server's link.
     pub fn add_link(&mut self, link: LinkId, server: T) {
         let answer = vec![0u8; MSIZE as usize].into_boxed_slice();
@@ -201,6 +219,8 @@ impl<T: Transport> MountDriver<T> {
                 waiters: false,
                 spare: Vec::new(),
                 stranded: Vec::new(),
+                revivable: false,
+                lost: None,
             },
         );
     }
@@ -497,7 +517,8 @@ impl<T: Transport> MountDriver<T> {
             .get(&link)
             .and_then(|l| l.server.as_ref())
             .is_some_and(|s| s.posts());
-        if !posts || file.dev >> MOUNT_BITS == 0 {
+        let down = self.awaits_revive(link);
+        if (!posts && !down) || file.dev >> MOUNT_BITS == 0 {
             return Ok(None);
         }
         // In a call that has asked the server something already (a spawn
@@ -536,6 +557,19 @@ impl<T: Transport> MountDriver<T> {
             data: data.map(<[u8]>::to_vec).unwrap_or_default(),
             resent: false,
         };
+        if down {
+            // Its server is being restarted: the revive sends it.
+            self.requests.insert(key, request);
+            // (Once: a killed process's key may still be listed.)
+            if let Some(l) = self
+                .links
+                .get_mut(&link)
+                .filter(|l| !l.stranded.contains(&key))
+            {
+                l.stranded.push(key);
+            }
+            return Ok(Some(waiting));
+        }
         let request = match self.start_now(link, key, request) {
             Started::Done(result) => return result.map(|outcome| Some(Io::Ready(outcome))),
             Started::Posted => return Ok(Some(waiting)),

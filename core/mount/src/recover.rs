@@ -148,7 +148,10 @@ impl<T: Transport> MountDriver<T> {
         let stranded = self
             .links
             .get_mut(&id)
-            .map(|l| core::mem::take(&mut l.stranded))
+            .map(|l| {
+                l.revivable = false;
+                core::mem::take(&mut l.stranded)
+            })
             .unwrap_or_default();
         for key in stranded {
             self.complete(id, Owner::Io(key), Err(Error::HUNGUP));
@@ -344,6 +347,10 @@ impl<T: Transport> MountDriver<T> {
     pub(crate) fn strand(&mut self, id: LinkId, owner: Owner) -> Option<Error> {
         if !self.recovering {
             return Some(Error::HUNGUP);
+        }
+        if let Some(text) = self.links.get(&id).and_then(|l| l.lost) {
+            // Not sent again: it fails once, saying why.
+            return Some(Error::new(text));
         }
         match owner {
             Owner::Io(key) => {

@@ -72,6 +72,15 @@ pub trait Transport {
         false
     }
 
+    /// What a read or write under way when the link hangs up fails with,
+    /// once, if the restarted server must not be sent it again; `None`
+    /// (the default) has [`MountDriver::revive`] send it again. A server
+    /// that comes back with none of the old one's state (a Linux cell
+    /// booted again from its image) says so here: `linux cell restarted`.
+    fn restart_error(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Asks the server to perform failure `verb` for real (`crash`,
     /// `triple-fault`, `wild-write`, `hang`, `garbage`): core's failure
     /// injection. Its effect comes back as the link's failure.
@@ -158,6 +167,10 @@ impl<T: Transport> MountDriver<T> {
         link.posted = 0;
         link.since = None;
         link.outbox.clear();
+        if let Some(server) = link.server.as_ref() {
+            link.lost = server.restart_error();
+            link.revivable = true;
+        }
         let waiters = core::mem::take(&mut link.waiters);
         let mut failed: Vec<Owner> = link.queue.drain(..).map(Owner::Io).collect();
         failed.extend(link.ops.drain(..).map(|(owner, _)| owner));

@@ -38,6 +38,9 @@ struct Link {
     /// While set, answers are held here for the test to deliver, as a
     /// slow server's come later to core's loop.
     held: Option<Rc<RefCell<Vec<Vec<u8>>>>>,
+    /// What its requests under way at a death fail with, if the server
+    /// comes back with nothing of the old one's (as a Linux cell does).
+    lost: Option<&'static str>,
 }
 
 impl Transport for Link {
@@ -62,6 +65,10 @@ impl Transport for Link {
 
     fn posts(&self) -> bool {
         true
+    }
+
+    fn restart_error(&self) -> Option<&'static str> {
+        self.lost
     }
 
     fn post(&mut self, frame: &[u8], answer: &mut [u8]) -> Result<Option<usize>, String> {
@@ -101,6 +108,7 @@ fn server_from_image() -> Rc<RefCell<Server>> {
             server: server.clone(),
             budget,
             held: None,
+            lost: None,
         },
     );
     let c = caller();
@@ -144,6 +152,7 @@ fn mounted() -> Mounted {
             server: server.clone(),
             budget: budget.clone(),
             held: None,
+            lost: None,
         },
     );
     let root = m.attach(&caller(), &attach_spec(LinkId(1), "")).unwrap();
@@ -166,6 +175,7 @@ fn live_link(server: &Rc<RefCell<Server>>) -> Link {
         server: server.clone(),
         budget: Rc::new(Cell::new(usize::MAX)),
         held: None,
+        lost: None,
     }
 }
 
@@ -331,6 +341,7 @@ fn a_request_that_kills_its_server_twice_fails_once() {
         // clunk of the attach fid (seven): then the read kills it.
         budget: Rc::new(Cell::new(7)),
         held: None,
+        lost: None,
     };
     assert_eq!(dead.len(), 1);
     m.revive(LinkId(1), poisoned).unwrap();
@@ -368,6 +379,7 @@ fn a_new_server_that_dies_in_recovery_hangs_up_again() {
         server: server_from_image(),
         budget: Rc::new(Cell::new(2)),
         held: None,
+        lost: None,
     };
     assert_eq!(m.revive(LinkId(1), dying), Err(Error::HUNGUP));
     // The reader's one error, and the link waits for another restart.
@@ -394,6 +406,108 @@ fn a_change_under_way_is_not_sent_again() {
     assert_eq!(ready(m.write(&c, &x, 0, b"ok")), 2);
 }
 
+/// A server that comes back with none of the old one's state (a Linux
+/// cell booted again from its image, issue 13): the read under way when
+/// it died fails once with its clear error, not `i/o on hungup channel`
+/// and not sent again; while it is down a call's walk waits (core parks
+/// it) and a read of a chan opened before waits too; after the revive
+/// both are answered by the new server, and reads work as before.
+#[test]
+fn a_server_that_loses_its_state_fails_the_read_under_way_once() {
+    let server = server_from_image();
+    let budget = Rc::new(Cell::new(usize::MAX));
+    let mut m = MountDriver::new();
+    m.recover_links(true);
+    let lost = Some("linux cell restarted");
+    m.add_link(
+        LinkId(1),
+        Link {
+            server,
+            budget: budget.clone(),
+            held: None,
+            lost,
+        },
+    );
+    let c = caller();
+    let root = m.attach(&c, &attach_spec(LinkId(1), "")).unwrap();
+    let a = m.walk(&c, &root, "a").unwrap();
+    let reader = open(&mut m, &a, OpenMode::OREAD);
+    let other = open(&mut m, &a, OpenMode::OREAD);
+    budget.set(0);
+    let failed = Error::new("linux cell restarted");
+    assert_eq!(m.read(&c, &reader, 0, 10), Err(failed.clone()));
+    assert_eq!(m.take_dead().len(), 1);
+    // While the server is down: a call's walk is parked, not failed...
+    m.begin_call(2);
+    assert_eq!(
+        m.walk(&Caller::new(2, "eve"), &root, "d"),
+        Err(Error::PENDING)
+    );
+    assert!(m.call_blocked());
+    m.end_call(2, true);
+    // ... and so is a read of a chan opened before.
+    let Ok(Io::WouldBlock(_)) = m.read(&c, &other, 1, 10) else {
+        panic!("a read while the server is down must wait for it");
+    };
+    let link = Link {
+        server: server_from_image(),
+        budget: Rc::new(Cell::new(usize::MAX)),
+        held: None,
+        lost,
+    };
+    m.revive(LinkId(1), link).unwrap();
+    assert!(!m.take_wakeups().is_empty(), "the parked call is woken");
+    assert_eq!(ready(m.read(&c, &other, 1, 10)), b"lpha");
+    m.begin_call(2);
+    let d = m.walk(&Caller::new(2, "eve"), &root, "d").unwrap();
+    m.end_call(2, false);
+    // The failure was once: the reader's chan works on the new server.
+    assert_eq!(ready(m.read(&c, &reader, 0, 10)), b"alpha");
+    // A call whose walk was under way (the server slow) fails once with
+    // the clear error when its rerun finds it in its journal; its next
+    // call waits for the new server.
+    let held = Rc::new(RefCell::new(Vec::new()));
+    let slow = Link {
+        server: server_from_image(),
+        budget: Rc::new(Cell::new(usize::MAX)),
+        held: Some(held.clone()),
+        lost,
+    };
+    m.fail_link(LinkId(1), &"made slow");
+    assert_eq!(m.take_dead().len(), 1);
+    m.revive(LinkId(1), slow).unwrap();
+    let three = Caller::new(3, "eve");
+    m.begin_call(3);
+    assert_eq!(m.walk(&three, &root, "a"), Err(Error::PENDING));
+    m.end_call(3, true);
+    held.borrow_mut().clear();
+    m.fail_link(LinkId(1), &"died");
+    m.begin_call(3);
+    assert_eq!(m.walk(&three, &root, "a"), Err(failed.clone()));
+    m.end_call(3, false);
+    m.begin_call(3);
+    assert_eq!(m.walk(&three, &root, "a"), Err(Error::PENDING));
+    m.end_call(3, true);
+    restart(&mut m);
+    m.begin_call(3);
+    let again = m.walk(&three, &root, "a").unwrap();
+    m.end_call(3, false);
+    m.close(&again, None);
+    // A server that is not restarted fails what waits, as before.
+    budget.set(0);
+    m.fail_link(LinkId(1), &"died");
+    assert_eq!(m.take_dead().len(), 1);
+    m.give_up(LinkId(1));
+    assert_eq!(m.read(&c, &other, 0, 10), Err(Error::HUNGUP));
+    m.begin_call(2);
+    assert_eq!(
+        m.walk(&Caller::new(2, "eve"), &root, "d"),
+        Err(Error::HUNGUP)
+    );
+    m.end_call(2, false);
+    m.close(&d, None);
+}
+
 /// A server that is slow, then dies, under calls (core parks each and
 /// runs it again from its journal): a stat under way is asked again of
 /// the new server; a create under way fails once with "server
@@ -410,6 +524,7 @@ fn calls_parked_on_a_dead_server_rerun_or_fail_once() {
             server,
             budget: Rc::new(Cell::new(usize::MAX)),
             held: None,
+            lost: None,
         },
     );
     let root = m.attach(&caller(), &attach_spec(LinkId(1), "")).unwrap();
@@ -418,6 +533,7 @@ fn calls_parked_on_a_dead_server_rerun_or_fail_once() {
         server: server_from_image(),
         budget: Rc::new(Cell::new(usize::MAX)),
         held: Some(held.clone()),
+        lost: None,
     };
     // Make the link slow: a restart onto a server that holds its answers.
     m.fail_link(LinkId(1), &"made slow");
@@ -555,6 +671,7 @@ proptest! {
                             server: fresh.clone(),
                             budget: budget.clone(),
                             held: None,
+                            lost: None,
                         };
                         prop_assert!(m.revive(dead.link, link).is_ok());
                         server = Some(fresh);
@@ -577,7 +694,7 @@ proptest! {
         budget.set(usize::MAX);
         for dead in m.take_dead() {
             let fresh = server_from_image();
-            let link = Link { server: fresh.clone(), budget: budget.clone(), held: None };
+            let link = Link { server: fresh.clone(), budget: budget.clone(), held: None, lost: None };
             prop_assert!(m.revive(dead.link, link).is_ok());
             server = Some(fresh);
         }

@@ -446,10 +446,7 @@ impl Core {
         }
         // Every whole answer that came: the link's interrupt has been
         // taken, so one left in the stream would wait for the next.
-        loop {
-            let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) else {
-                break;
-            };
+        while let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) {
             let polled = vm.poll();
             let mut decoder = bridge_protocol::Decoder::new();
             for frame in vm.take_runs() {

@@ -31,6 +31,9 @@ pub const SERVER_VM_KIND: u32 = hvm_abi::CellKindCode::ServerVm as u32;
 /// `hvm_abi::CellInfo.kind` of a Linux cell.
 pub const LINUX_KIND: u32 = 2;
 
+/// What failed when the Linux cell restarted says (issue 13).
+const LINUX_RESTARTED: &str = "linux cell restarted";
+
 /// The name the Linux cell's 9P server is posted under (`/srv/linux`).
 pub const LINUX_SERVER: &str = "linux";
 
@@ -174,7 +177,7 @@ impl VmServer {
 /// (issue 13: what was in flight fails once with `linux cell restarted`).
 fn explain(bridged: bool, error: ExchangeError) -> String {
     match error {
-        ExchangeError::PeerRestarted if bridged => String::from("linux cell restarted"),
+        ExchangeError::PeerRestarted if bridged => String::from(LINUX_RESTARTED),
         ExchangeError::NoAnswer if bridged => String::from("no answer from the linux agent"),
         error => error.to_string(),
     }
@@ -312,6 +315,15 @@ impl Transport for VmServer {
         !self.bridged()
     }
 
+    /// A Linux cell comes back booted from its pristine image, with none
+    /// of the old agent's open files: a read or write under way when it
+    /// went fails once with `linux cell restarted` (issue 13), as `lx`
+    /// runs do, rather than being sent to the new agent; opens wait for
+    /// the new agent, and `#M` recovers the mount's chans on it.
+    fn restart_error(&self) -> Option<&'static str> {
+        self.bridged().then_some(LINUX_RESTARTED)
+    }
+
     fn post(&mut self, frame: &[u8], _answer: &mut [u8]) -> Result<Option<usize>, String> {
         self.exchanger
             .send(&mut LinkIo(&mut self.link), frame)
@@ -438,6 +450,14 @@ impl Transport for ServerLink {
             ServerLink::Task(server) => server.multiplexes(),
             ServerLink::Vm(server) => server.multiplexes(),
             ServerLink::User(server) => server.multiplexes(),
+        }
+    }
+
+    fn restart_error(&self) -> Option<&'static str> {
+        match self {
+            ServerLink::Task(server) => server.restart_error(),
+            ServerLink::Vm(server) => server.restart_error(),
+            ServerLink::User(server) => server.restart_error(),
         }
     }
 
