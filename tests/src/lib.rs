@@ -23,7 +23,7 @@ static IMAGES: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 /// Builds the components (once) and the image for `manifest`, boots it, and
 /// returns the result. Panics with the reason when building fails.
 pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
-    boot_with(manifest, emulator, timeout_seconds, None, None, &[])
+    boot_with(manifest, emulator, timeout_seconds, None, None, &[], None)
 }
 
 /// As [`boot_manifest`], with `disk` (a raw image) attached as the
@@ -41,6 +41,7 @@ pub fn boot_with_disk(
         None,
         Some(disk.to_path_buf()),
         &[],
+        None,
     )
 }
 
@@ -51,7 +52,15 @@ pub fn boot_with_disk(
 pub fn boot_script(manifest: &str, script: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
     let path = root().join(script);
     let lines = kasane_run::read_script(&path).unwrap_or_else(|e| panic!("{e}"));
-    boot_with(manifest, emulator, timeout_seconds, Some(lines), None, &[])
+    boot_with(
+        manifest,
+        emulator,
+        timeout_seconds,
+        Some(lines),
+        None,
+        &[],
+        None,
+    )
 }
 
 /// As [`boot_script`], with the lines given.
@@ -62,7 +71,15 @@ pub fn boot_typing(
     timeout_seconds: u64,
 ) -> Boot {
     let lines = lines.iter().map(|l| l.to_string()).collect();
-    boot_with(manifest, emulator, timeout_seconds, Some(lines), None, &[])
+    boot_with(
+        manifest,
+        emulator,
+        timeout_seconds,
+        Some(lines),
+        None,
+        &[],
+        None,
+    )
 }
 
 /// As [`boot_typing`], with `disk` attached as the manifest's `ata1`.
@@ -81,6 +98,7 @@ pub fn boot_typing_with_disk(
         Some(lines),
         Some(disk.to_path_buf()),
         &[],
+        None,
     )
 }
 
@@ -102,6 +120,29 @@ pub fn boot_typing_forwarded(
         Some(lines),
         None,
         forwards,
+        None,
+    )
+}
+
+/// As [`boot_typing`], with the NE2000 on port `hub` of a `bxhub`
+/// instead of slirp (see `kasane_run::BootOptions::hub`): two such boots
+/// on one hub are two Kasane nodes on one Ethernet.
+pub fn boot_typing_on_hub(
+    manifest: &str,
+    lines: &[&str],
+    hub: u16,
+    emulator: Emulator,
+    timeout_seconds: u64,
+) -> Boot {
+    let lines = lines.iter().map(|l| l.to_string()).collect();
+    boot_with(
+        manifest,
+        emulator,
+        timeout_seconds,
+        Some(lines),
+        None,
+        &[],
+        Some(hub),
     )
 }
 
@@ -112,6 +153,7 @@ fn boot_with(
     script: Option<Vec<String>>,
     disk: Option<std::path::PathBuf>,
     forwards: &[(u16, u16)],
+    hub: Option<u16>,
 ) -> Boot {
     let root = root();
     let built = BUILT.get_or_init(|| build_components(&root));
@@ -149,6 +191,7 @@ fn boot_with(
         disk,
         nic: kasane_run::nic_needed(&manifest_path).unwrap_or(false),
         forwards: forwards.to_vec(),
+        hub,
     };
     boot(&options).unwrap_or_else(|e| panic!("boot failed: {e}"))
 }

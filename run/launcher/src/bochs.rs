@@ -84,7 +84,15 @@ fn start_bochs(options: &BootOptions, run_dir: &Path) -> Result<(Machine, Consol
         ne2k = u8::from(options.nic),
         // PLATFORM.md: the PCI NE2000 on Bochs's slirp, whose config file
         // must start with its marker line.
-        nic = if options.nic {
+        nic = if let (true, Some(port)) = (options.nic, options.hub) {
+            // Bochs's eth_socket: receives on `port`, sends to `port + 1`
+            // (bxhub's side of the pair); it passes on only frames for
+            // its own MAC or broadcast.
+            format!(
+                "pci: enabled=1, chipset=i440fx, slot1=ne2k\nne2k: enabled=1, mac={}, ethmod=socket, ethdev={port}\n",
+                crate::hub_mac(port)
+            )
+        } else if options.nic {
             let conf = run_dir.join("slirp.conf");
             fs::write(&conf, slirp_config(&options.forwards)?)
                 .map_err(|e| format!("{}: {e}", conf.display()))?;

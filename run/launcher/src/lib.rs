@@ -131,6 +131,20 @@ pub struct BootOptions {
     /// guest, `(host, guest)`: slirp's `hostfwd` lines (Bochs only; at
     /// most 5, PLATFORM.md). Empty for no forwarding.
     pub forwards: Vec<(u16, u16)>,
+    /// Instead of slirp, the NE2000 on Bochs's `socket` module: Bochs
+    /// receives frames on this UDP port of the loopback and sends them to
+    /// the next one, where a hub passes them to other nodes (the layout
+    /// of Bochs's `bxhub`; `tests/tests/twonode.rs` has its own). Each
+    /// node gets its own MAC, [`hub_mac`] of the port, so two Kasanes on
+    /// one hub can talk.
+    pub hub: Option<u16>,
+}
+
+/// The NE2000's MAC on hub port `port`: the locally administered
+/// 52:54:00 prefix QEMU uses, then `0x4b` ('K') and the port.
+pub fn hub_mac(port: u16) -> String {
+    let [high, low] = port.to_be_bytes();
+    format!("52:54:00:4b:{high:02x}:{low:02x}")
 }
 
 /// The geometry Bochs derives from a flat image: 16 heads of 63 sectors,

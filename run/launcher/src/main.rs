@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kasane_run::{boot, build_components, make_image, root, BootOptions, Emulator, Host};
 
-const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE] [--iso FILE] [--disk FILE] [--blank-disk MIB] [--forward HOSTPORT:GUESTPORT]
+const USAGE: &str = "usage: run/up [--emulator auto|bochs|qemu|kvm] [--manifest FILE] [--timeout SECONDS] [--memory MIB] [--script FILE] [--iso FILE] [--disk FILE] [--blank-disk MIB] [--forward HOSTPORT:GUESTPORT] [--hub PORT]
 
 Builds what changed, makes the ISO for the manifest (default
 images/manifests/default.toml: core and an interactive rc), boots it and
@@ -22,7 +22,10 @@ manifest's `ata1`; --blank-disk MIB first creates FILE blank, rounded up
 to whole cylinders. With --forward (up to 5 times; Bochs, a manifest
 with the NE2000), slirp forwards TCP port HOSTPORT of the host's
 loopback to the guest's GUESTPORT, e.g. --forward 5640:564 for
-exportfs (docs/net.md). SIGTERM, SIGINT or SIGHUP ends the emulator
+exportfs (docs/net.md). With --hub (Bochs, the NE2000), the NE2000 is
+on Bochs's socket module instead of slirp: Bochs receives frames on UDP
+PORT of the loopback and sends them to PORT+1, where a hub passes them
+on (tests/tests/twonode.rs has one; docs/net.md, 'Two nodes'). SIGTERM, SIGINT or SIGHUP ends the emulator
 and puts the terminal back. Exits 0 when the system powers off cleanly,
 1 on a failure, 2 when the emulator ends without powering off or cannot
 run on this host (kvm without /dev/kvm or VT-x), 124 on timeout,
@@ -55,6 +58,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     let mut disk: Option<PathBuf> = None;
     let mut blank_mib: Option<u64> = None;
     let mut forwards = Vec::new();
+    let mut hub = None;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
@@ -82,6 +86,17 @@ fn run(args: Vec<String>) -> Result<u8, String> {
                 )
             }
             "--forward" => forwards.push(parse_forward(&value)?),
+            "--hub" => {
+                hub = Some(
+                    value
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|&p| p > 0 && p < u16::MAX)
+                        .ok_or_else(|| {
+                            format!("--hub wants a UDP port (1-65534), got `{value}`")
+                        })?,
+                )
+            }
             "--memory" => {
                 memory = value
                     .parse()
@@ -98,6 +113,14 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     let forwarding = nic && emulator == Emulator::Bochs;
     if !forwards.is_empty() && !forwarding {
         return Err("--forward needs Bochs and a manifest that gives a server the NE2000 (devices = [\"ne2k\"])".into());
+    }
+    if hub.is_some() && !forwarding {
+        return Err("--hub needs Bochs and a manifest that gives a server the NE2000 (devices = [\"ne2k\"])".into());
+    }
+    if hub.is_some() && !forwards.is_empty() {
+        return Err(
+            "--hub and --forward do not go together: slirp forwards, and a hub has no slirp".into(),
+        );
     }
     if disk.is_none() && blank_mib.is_some() {
         return Err("--blank-disk needs --disk FILE".into());
@@ -157,6 +180,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         disk,
         nic,
         forwards,
+        hub,
     };
     // From here a terminating signal ends the emulator before run/up exits.
     kasane_run::catch_terminating()?;
