@@ -93,6 +93,9 @@ pub enum Call {
 pub const RFNAMEG: u64 = 1 << 0;
 /// Copy the environment group.
 pub const RFENVG: u64 = 1 << 1;
+/// Dissociate from the parent: the process leaves no wait record when it
+/// ends, and its parent's `wait` does not count it.
+pub const RFNOWAIT: u64 = 1 << 6;
 /// A clean namespace: `#R` at `/` and nothing bound.
 pub const RFCNAMEG: u64 = 1 << 10;
 /// A clean, empty environment group.

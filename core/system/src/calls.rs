@@ -622,10 +622,10 @@ impl<K: Kernel> System<K> {
                         Some(zombie.status.into_bytes()),
                     ));
                 }
-                let living = self
-                    .processes
-                    .iter()
-                    .any(|(child, p)| p.parent == pid && (wanted == 0 || *child == wanted));
+                // A dissociated child (RFNOWAIT) leaves no record to wait for.
+                let living = self.processes.iter().any(|(child, p)| {
+                    p.parent == pid && !p.nowait && (wanted == 0 || *child == wanted)
+                });
                 if living {
                     Ok(Outcome::Park)
                 } else {

@@ -27,6 +27,8 @@ pub(crate) struct Process<T> {
     pub(crate) dot: Loc,
     pub(crate) errstr: String,
     pub(crate) env_group: u32,
+    /// Dissociated from its parent (`RFNOWAIT`): no wait record.
+    pub(crate) nowait: bool,
 }
 
 /// A process that ended and was not yet waited for.
@@ -38,8 +40,8 @@ pub(crate) struct Zombie {
 
 /// Refuses rfork flags core does not serve, and both forms of one.
 pub(crate) fn check_rfork(flags: u64) -> Result<(), Error> {
-    use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
-    let known = RFNAMEG | RFENVG | RFCNAMEG | RFCENVG;
+    use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG, RFNOWAIT};
+    let known = RFNAMEG | RFENVG | RFCNAMEG | RFCENVG | RFNOWAIT;
     if flags & !known != 0
         || flags & (RFNAMEG | RFCNAMEG) == RFNAMEG | RFCNAMEG
         || flags & (RFENVG | RFCENVG) == RFENVG | RFCENVG
@@ -82,11 +84,18 @@ impl<K: Kernel> System<K> {
         self.release_namespace(pid, process.ns, process.env_group);
         self.release_env_group(process.env_group);
         self.woken = true;
-        self.zombies.push(Zombie {
-            pid,
-            parent: process.parent,
-            status,
-        });
+        // Its children's records go with it: nobody is left to wait.
+        self.zombies.retain(|z| z.parent != pid);
+        // A record only for a parent that can take it (init's parent, 0,
+        // is core, which reads init's record: `exit_status`).
+        let parent = process.parent;
+        if !process.nowait && (parent == 0 || self.processes.contains_key(&parent)) {
+            self.zombies.push(Zombie {
+                pid,
+                parent,
+                status,
+            });
+        }
         self.update_snapshot();
     }
 
@@ -119,8 +128,12 @@ impl<K: Kernel> System<K> {
     /// rfork(2) without RFPROC: a copy or a clean namespace, a copy or a
     /// clean environment group, for the calling process alone.
     pub(crate) fn rfork(&mut self, pid: u32, flags: u64) -> Result<(), Error> {
-        use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG};
+        use core_abi::{RFCENVG, RFCNAMEG, RFENVG, RFNAMEG, RFNOWAIT};
         check_rfork(flags)?;
+        if flags & RFNOWAIT != 0 {
+            let process = self.processes.get_mut(&pid).ok_or(Error::BAD_FD)?;
+            process.nowait = true;
+        }
         let process = self.processes.get(&pid).ok_or(Error::BAD_FD)?;
         let (old_ns, group) = (process.ns, process.env_group);
         if flags & (RFNAMEG | RFCNAMEG) != 0 {
@@ -260,6 +273,7 @@ impl<K: Kernel> System<K> {
                 dot,
                 errstr: String::new(),
                 env_group,
+                nowait: false,
             },
         );
         *self.env_refs.entry(env_group).or_insert(0) += 1;

@@ -195,6 +195,12 @@ impl<K: Kernel> System<K> {
         self.by_thread.contains_key(&thread)
     }
 
+    /// How many wait records (ended processes not yet waited for) core
+    /// keeps.
+    pub fn zombie_count(&self) -> usize {
+        self.zombies.len()
+    }
+
     /// The pid of a process's thread.
     pub fn pid_of(&self, thread: Thread) -> Option<u32> {
         self.by_thread.get(&thread).copied()

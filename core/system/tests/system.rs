@@ -1243,3 +1243,38 @@ fn only_pipes_and_links_can_be_posted_or_mounted() {
         Error::BAD_USE_FD.as_str()
     );
 }
+
+#[test]
+fn dissociated_and_orphaned_children_leave_no_wait_records() {
+    let mut core = boot();
+    // A child spawned with RFNOWAIT: its parent's wait does not count it,
+    // and its end leaves nothing to wait for.
+    let block = encode_spawn(&SpawnRequest {
+        path: "/bin/rc".into(),
+        argv: vec!["served".into()],
+        fds: Vec::new(),
+        flags: core_abi::RFNOWAIT,
+    });
+    let served = core.ok(1, Call::Spawn, [0; 3], &[&block]).words[0] as u32;
+    assert_eq!(core.fails(1, Call::Wait, [0; 3], &[]), "no living children");
+    core.call(served, Call::Exits, [0; 3], &[b"bye"]);
+    assert!(!core.system.is_process(thread(served)));
+    assert_eq!(core.fails(1, Call::Wait, [0; 3], &[]), "no living children");
+    // rfork(RFNOWAIT) dissociates the caller itself.
+    let child = core.spawn(1, Vec::new());
+    core.ok(child, Call::Rfork, [core_abi::RFNOWAIT, 0, 0], &[]);
+    core.call(child, Call::Exits, [0; 3], &[]);
+    assert_eq!(core.fails(1, Call::Wait, [0; 3], &[]), "no living children");
+    // A grandchild that ends before its parent is waited for by nobody
+    // once the parent ends: its record goes with the parent.
+    let parent = core.spawn(1, Vec::new());
+    let grandchild = core.spawn(parent, Vec::new());
+    core.call(grandchild, Call::Exits, [0; 3], &[b"early"]);
+    // And one that outlives its parent leaves no record at all.
+    let late = core.spawn(parent, Vec::new());
+    core.call(parent, Call::Exits, [0; 3], &[b"parent"]);
+    let reply = core.ok(1, Call::Wait, [0; 3], &[]);
+    assert_eq!(reply.data.as_deref(), Some(&b"parent"[..]));
+    core.call(late, Call::Exits, [0; 3], &[b"late"]);
+    assert_eq!(core.system.zombie_count(), 0);
+}

@@ -43,7 +43,14 @@ fn main(argv: Vec<String>) -> Result<(), String> {
             path: path.clone(),
             argv: command.to_vec(),
             fds: vec![(0, data), (1, data), (2, 2)],
-            flags: 0,
+            // Served callers are not waited for (Plan 9's listen1 forks
+            // with RFNOWAIT too), so they leave no records behind; with
+            // -1 the one caller's status is listen1's.
+            flags: if flags.has('1') {
+                0
+            } else {
+                core_abi::RFNOWAIT
+            },
         };
         let spawned = sys::spawn(&request);
         // The command holds its own copies of the connection.
