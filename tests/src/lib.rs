@@ -20,10 +20,25 @@ static BUILT: OnceLock<Result<Components, String>> = OnceLock::new();
 /// manifest must not rebuild its ISO while another test boots it.
 static IMAGES: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 
+/// What a boot has besides its manifest, emulator, limit and typing.
+#[derive(Default)]
+struct Extra {
+    /// A raw image attached as the manifest's `ata1`.
+    disk: Option<PathBuf>,
+    /// Host loopback ports slirp forwards in, `(host, guest)`.
+    forwards: Vec<(u16, u16)>,
+    /// The NE2000 on Bochs's socket module at this port, not slirp.
+    hub: Option<u16>,
+}
+
+fn typed(lines: &[&str]) -> Option<Vec<String>> {
+    Some(lines.iter().map(|l| l.to_string()).collect())
+}
+
 /// Builds the components (once) and the image for `manifest`, boots it, and
 /// returns the result. Panics with the reason when building fails.
 pub fn boot_manifest(manifest: &str, emulator: Emulator, timeout_seconds: u64) -> Boot {
-    boot_with(manifest, emulator, timeout_seconds, None, None, &[], None)
+    boot_with(manifest, emulator, timeout_seconds, None, Extra::default())
 }
 
 /// As [`boot_manifest`], with `disk` (a raw image) attached as the
@@ -34,15 +49,11 @@ pub fn boot_with_disk(
     emulator: Emulator,
     timeout_seconds: u64,
 ) -> Boot {
-    boot_with(
-        manifest,
-        emulator,
-        timeout_seconds,
-        None,
-        Some(disk.to_path_buf()),
-        &[],
-        None,
-    )
+    let extra = Extra {
+        disk: Some(disk.to_path_buf()),
+        ..Extra::default()
+    };
+    boot_with(manifest, emulator, timeout_seconds, None, extra)
 }
 
 /// As [`boot_manifest`], typing the lines of `script` (a path from the
@@ -57,9 +68,7 @@ pub fn boot_script(manifest: &str, script: &str, emulator: Emulator, timeout_sec
         emulator,
         timeout_seconds,
         Some(lines),
-        None,
-        &[],
-        None,
+        Extra::default(),
     )
 }
 
@@ -70,15 +79,12 @@ pub fn boot_typing(
     emulator: Emulator,
     timeout_seconds: u64,
 ) -> Boot {
-    let lines = lines.iter().map(|l| l.to_string()).collect();
     boot_with(
         manifest,
         emulator,
         timeout_seconds,
-        Some(lines),
-        None,
-        &[],
-        None,
+        typed(lines),
+        Extra::default(),
     )
 }
 
@@ -90,16 +96,11 @@ pub fn boot_typing_with_disk(
     emulator: Emulator,
     timeout_seconds: u64,
 ) -> Boot {
-    let lines = lines.iter().map(|l| l.to_string()).collect();
-    boot_with(
-        manifest,
-        emulator,
-        timeout_seconds,
-        Some(lines),
-        Some(disk.to_path_buf()),
-        &[],
-        None,
-    )
+    let extra = Extra {
+        disk: Some(disk.to_path_buf()),
+        ..Extra::default()
+    };
+    boot_with(manifest, emulator, timeout_seconds, typed(lines), extra)
 }
 
 /// As [`boot_typing`], with TCP ports of the host's loopback forwarded
@@ -112,21 +113,16 @@ pub fn boot_typing_forwarded(
     emulator: Emulator,
     timeout_seconds: u64,
 ) -> Boot {
-    let lines = lines.iter().map(|l| l.to_string()).collect();
-    boot_with(
-        manifest,
-        emulator,
-        timeout_seconds,
-        Some(lines),
-        None,
-        forwards,
-        None,
-    )
+    let extra = Extra {
+        forwards: forwards.to_vec(),
+        ..Extra::default()
+    };
+    boot_with(manifest, emulator, timeout_seconds, typed(lines), extra)
 }
 
-/// As [`boot_typing`], with the NE2000 on port `hub` of a `bxhub`
-/// instead of slirp (see `kasane_run::BootOptions::hub`): two such boots
-/// on one hub are two Kasane nodes on one Ethernet.
+/// As [`boot_typing`], with the NE2000 on port `hub` of Bochs's socket
+/// module instead of slirp (see `kasane_run::BootOptions::hub`): two such
+/// boots joined by a wire are two Kasane nodes on one Ethernet.
 pub fn boot_typing_on_hub(
     manifest: &str,
     lines: &[&str],
@@ -134,16 +130,11 @@ pub fn boot_typing_on_hub(
     emulator: Emulator,
     timeout_seconds: u64,
 ) -> Boot {
-    let lines = lines.iter().map(|l| l.to_string()).collect();
-    boot_with(
-        manifest,
-        emulator,
-        timeout_seconds,
-        Some(lines),
-        None,
-        &[],
-        Some(hub),
-    )
+    let extra = Extra {
+        hub: Some(hub),
+        ..Extra::default()
+    };
+    boot_with(manifest, emulator, timeout_seconds, typed(lines), extra)
 }
 
 fn boot_with(
@@ -151,9 +142,7 @@ fn boot_with(
     emulator: Emulator,
     timeout_seconds: u64,
     script: Option<Vec<String>>,
-    disk: Option<std::path::PathBuf>,
-    forwards: &[(u16, u16)],
-    hub: Option<u16>,
+    extra: Extra,
 ) -> Boot {
     let root = root();
     let built = BUILT.get_or_init(|| build_components(&root));
@@ -188,10 +177,10 @@ fn boot_with(
         memory_mib: kasane_run::memory_needed(&manifest_path)
             .unwrap_or(256)
             .max(256),
-        disk,
+        disk: extra.disk,
         nic: kasane_run::nic_needed(&manifest_path).unwrap_or(false),
-        forwards: forwards.to_vec(),
-        hub,
+        forwards: extra.forwards,
+        hub: extra.hub,
     };
     boot(&options).unwrap_or_else(|e| panic!("boot failed: {e}"))
 }
