@@ -34,7 +34,7 @@ use kasane_servant::File;
 use crate::{Transport, MSIZE};
 
 /// 9P's smallest message: size[4] type[1] tag[2] (intro(5)).
-const SMALLEST: usize = 7;
+const SMALLEST: usize = ninep::HEADER_SIZE;
 
 /// A link to a server process through the pipe end `end`.
 #[derive(Debug)]

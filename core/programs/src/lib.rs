@@ -6,6 +6,7 @@
 //! - [`parents`]: the directories `mkdir -p` makes, outermost first;
 //! - [`ls_suffix`]: the mark `ls -F` adds after a name;
 //! - [`mount_flags`]: mount(2)'s flags for `-b`, `-a`, `-c`;
+//! - [`relay_spawn`]: how `srv` and `import` start `srv`'s relay;
 //! - [`exportfs`]: exportfs's file server over a process namespace.
 //! - [`relay`]: what `srv`'s relay remembers of a 9P session, to dial again.
 #![cfg_attr(not(test), no_std)]
@@ -191,17 +192,40 @@ pub fn parents(path: &str) -> Vec<&str> {
 }
 
 /// mount(2)'s flags for mount(1)'s `-b`, `-a` and `-c` (bind(2):
-/// MBEFORE 1, MAFTER 2, MCREATE 4; `-b` wins over `-a`), as `srv` and
-/// `import` take them.
+/// MBEFORE, MAFTER, MCREATE; `-b` wins over `-a`), as `srv` and `import`
+/// take them.
 pub fn mount_flags(before: bool, after: bool, create: bool) -> u32 {
+    use kasane_rc::MountFlags;
     let order = if before {
-        1
+        MountFlags::BEFORE
     } else if after {
-        2
+        MountFlags::AFTER
     } else {
-        0
+        MountFlags::REPLACE
     };
-    order | if create { 4 } else { 0 }
+    let create = if create {
+        MountFlags::CREATE
+    } else {
+        MountFlags::REPLACE
+    };
+    order.union(create).bits()
+}
+
+/// The relay `srv` leaves behind, `/bin/srv -R ADDRESS NAME` (`import`
+/// names it `-`): fd 0 the pipe's served end `served`, fd 1 the
+/// connection's data file `data`, fd 2 the caller's.
+pub fn relay_spawn(address: &str, name: &str, served: u32, data: u32) -> core_abi::SpawnRequest {
+    core_abi::SpawnRequest {
+        path: String::from("/bin/srv"),
+        argv: alloc::vec![
+            String::from("srv"),
+            String::from("-R"),
+            String::from(address),
+            String::from(name),
+        ],
+        fds: alloc::vec![(0, served), (1, data), (2, 2)],
+        flags: 0,
+    }
 }
 
 /// What `ls -F` adds after a name (ls(1)): `/` after a directory, `*`

@@ -32,10 +32,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use ninep::{Frame, Message, OpenMode};
-
-/// walk(5): "the maximum number of elements in a single walk".
-pub const MAXWELEM: usize = 16;
+use ninep::{Frame, Message, OpenMode, MAXWELEM};
 
 /// The tag the relay's own requests use (the client's are answered
 /// before any of them is sent).

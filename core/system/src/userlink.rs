@@ -134,7 +134,7 @@ impl<K: Kernel> System<K> {
                 }
                 Ok(Io::WouldBlock(_)) => break,
                 Err(e) => {
-                    failure = Some(format!("{}: the server's pipe: {e}", user_name(user)));
+                    failure = Some(format!("{}: the server's pipe: {e}", user.name()));
                     break;
                 }
             }
@@ -145,7 +145,7 @@ impl<K: Kernel> System<K> {
                 Ok(Io::Ready(bytes)) if bytes.is_empty() => {
                     failure = Some(format!(
                         "{}: the server closed its end of the pipe",
-                        user_name(user)
+                        user.name()
                     ));
                 }
                 Ok(Io::Ready(bytes)) => match user.received(&bytes) {
@@ -153,7 +153,7 @@ impl<K: Kernel> System<K> {
                     Err(why) => failure = Some(why),
                 },
                 Ok(Io::WouldBlock(_)) => break,
-                Err(e) => failure = Some(format!("{}: the server's pipe: {e}", user_name(user))),
+                Err(e) => failure = Some(format!("{}: the server's pipe: {e}", user.name())),
             }
         }
         for frame in frames {
@@ -180,8 +180,4 @@ impl<K: Kernel> System<K> {
         self.servants.mount.give_up(link);
         true
     }
-}
-
-fn user_name(user: &mut UserLink) -> alloc::string::String {
-    alloc::string::String::from(user.name())
 }

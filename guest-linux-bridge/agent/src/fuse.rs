@@ -32,7 +32,7 @@
 
 use std::collections::BTreeMap;
 
-use ninep::{FileMode, Frame, Message, OpenMode, Qid, Stat, IOHDRSZ, NOFID, NOTAG};
+use ninep::{FileMode, Frame, Message, OpenMode, Qid, Stat, IOHDRSZ, MAXWELEM, NOFID, NOTAG};
 
 /// FUSE opcodes (fuse.h, `enum fuse_opcode`).
 pub mod op {
@@ -95,9 +95,6 @@ const ROOT_FID: u32 = 0;
 
 /// How many times a Tversion is sent before the operation fails.
 const VERSION_TRIES: usize = 3;
-
-/// The most names in one Twalk (walk(5): MAXWELEM).
-const MAXWELEM: usize = 16;
 
 /// Carries one 9P request to the server and brings its answer back.
 pub trait Transport {

@@ -13,9 +13,9 @@
 
 core_user::program!(main);
 
-use core_programs::mount_flags;
+use core_programs::{mount_flags, relay_spawn};
 use core_user::prelude::*;
-use core_user::{args, fail, net, sys, usage, SpawnRequest};
+use core_user::{args, fail, net, sys, usage};
 
 const USAGE: &str = "import [-abc] host path [mountpoint]";
 
@@ -41,18 +41,7 @@ fn main(argv: Vec<String>) -> Result<(), String> {
     let data = conn.data.ok_or("import: dial: no data file")?;
     let relayed = (|| {
         let (posted, served) = sys::pipe()?;
-        let relay = SpawnRequest {
-            path: String::from("/bin/srv"),
-            argv: vec![
-                String::from("srv"),
-                String::from("-R"),
-                address.clone(),
-                String::from("-"),
-            ],
-            fds: vec![(0, served), (1, data), (2, 2)],
-            flags: 0,
-        };
-        let spawned = sys::spawn(&relay);
+        let spawned = sys::spawn(&relay_spawn(&address, "-", served, data));
         let _ = sys::close(served);
         match spawned {
             Ok(pid) => Ok((posted, pid)),

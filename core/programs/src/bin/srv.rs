@@ -16,11 +16,11 @@
 
 core_user::program!(main);
 
-use core_programs::mount_flags;
 use core_programs::relay::{Retry, Tracker};
+use core_programs::{mount_flags, relay_spawn};
 use core_user::prelude::*;
 use core_user::sys::Fd;
-use core_user::{args, eprintln, fail, net, sys, usage, SpawnRequest};
+use core_user::{args, eprintln, fail, net, sys, usage};
 
 const USAGE: &str = "srv [-abc] tcp!host!port name [mountpoint]";
 
@@ -73,18 +73,7 @@ fn post(address: &str, name: &str) -> Result<u64, String> {
             let _ = sys::close(served);
             return Err(format!("{path}: {e}"));
         }
-        let relay = SpawnRequest {
-            path: String::from("/bin/srv"),
-            argv: vec![
-                String::from("srv"),
-                String::from("-R"),
-                String::from(address),
-                String::from(name),
-            ],
-            fds: vec![(0, served), (1, data), (2, 2)],
-            flags: 0,
-        };
-        let spawned = sys::spawn(&relay);
+        let spawned = sys::spawn(&relay_spawn(address, name, served, data));
         let _ = sys::close(served);
         spawned
     })();
@@ -159,8 +148,9 @@ fn relay(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Largest frame the relay carries: core's link msize.
-const FRAME_MAX: usize = 8216;
+/// Largest frame the relay carries: core's link msize (one `MAX_IO`
+/// read and 9P's header).
+const FRAME_MAX: usize = core_abi::MAX_IO + ninep::IOHDRSZ as usize;
 
 /// Sends `request` on the connection `data` and reads its answer, one
 /// whole frame (size[4] first, intro(5)).
@@ -169,7 +159,7 @@ fn exchange(data: Fd, request: &[u8]) -> Result<Vec<u8>, String> {
     let mut answer = vec![0u8; 4];
     read_exactly(data, &mut answer)?;
     let size = u32::from_le_bytes([answer[0], answer[1], answer[2], answer[3]]) as usize;
-    if !(7..=FRAME_MAX).contains(&size) {
+    if !(ninep::HEADER_SIZE..=FRAME_MAX).contains(&size) {
         return Err(format!("the server sent a frame of {size} bytes"));
     }
     answer.resize(size, 0);
