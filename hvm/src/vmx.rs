@@ -229,7 +229,7 @@ impl Hypervisor {
             let base = match device.pci {
                 None => 0,
                 Some((vendor, id)) => {
-                    let base = crate::pci::io_base(vendor, id).ok_or_else(|| {
+                    let base = device.io_base(crate::pci::read).ok_or_else(|| {
                         format!(
                             "its device {} ({vendor:04x}:{id:04x}) has no I/O BAR on PCI bus 0",
                             device.name

@@ -15,9 +15,8 @@
 //! waits in it: hvm restarts that VM alone, core recovers the mount, the
 //! listen fails once with "connection reset: network restarted", /net
 //! answers again, a new call through it works, and the ramfs task kept
-//! its file. In bare mode (QEMU) the same session runs against
-//! the server placed as a task, which cannot wait: the calls fail with a
-//! clear error and the rest goes on.
+//! its file. In bare mode (QEMU) the same session passes against the
+//! server placed as a task, whose link multiplexes too.
 
 use kasane_run::{Boot, Emulator};
 use kasane_tests::Line::{self, Is, StartsWith};
@@ -50,11 +49,12 @@ fn session() -> Vec<Line<'static>> {
     ]
 }
 
-/// The talk in a VM: the line comes back, /net answers while two reads
-/// wait (conversations 100 announced, 101 dialled, 102 accepted: the VM's
-/// first start numbers from 100), and once the dialler is killed and the
-/// echo server ends, all three are free.
-fn talk_in_a_vm() -> Vec<Line<'static>> {
+/// The talk, the same in a VM and in a task (both links multiplex): the
+/// line comes back, /net answers while two reads wait (conversations 100
+/// announced, 101 dialled, 102 accepted: the server's first start numbers
+/// from 100), and once the dialler is killed and the echo server ends,
+/// all three are free.
+fn talk() -> Vec<Line<'static>> {
     vec![
         Is("ping"),
         Is("-- meanwhile"),
@@ -63,21 +63,6 @@ fn talk_in_a_vm() -> Vec<Line<'static>> {
         Is("100"),
         Is("101"),
         Is("102"),
-        Is("-- talked"),
-        Is("clone"),
-        Is("-- crash"),
-        Is("core: server net: injecting crash"),
-    ]
-}
-
-/// The talk in a task: a request that must wait fails clearly, and /net
-/// goes on answering.
-fn talk_in_a_task() -> Vec<Line<'static>> {
-    vec![
-        Is("listen1: listen: this request must wait, which a task server cannot (place the server in a VM)"),
-        Is("-- meanwhile"),
-        Is(STATUS),
-        Is("clone"),
         Is("-- talked"),
         Is("clone"),
         Is("-- crash"),
@@ -131,7 +116,7 @@ fn bochs_net_vm_serves_net_and_recovers_from_a_crash() {
         Is("core: server net: vm, /srv/net, /proc/9002"),
     ];
     lines.extend(session());
-    lines.extend(talk_in_a_vm());
+    lines.extend(talk());
     lines.extend([
         Is("net| runtime-vm: performing `crash`"),
         StartsWith("hvm: cell 1 (net) failed: fault reported by the cell itself"),
@@ -166,21 +151,34 @@ fn bochs_net_vm_serves_net_and_recovers_from_a_crash() {
     check_rest(&boot);
 }
 
-/// Bare mode (QEMU's TCG, no VT-x): the server runs as a task and the
-/// same session passes, the task's runtime performing the crash.
+/// Bare mode (QEMU's TCG, no VT-x): the server runs as a task, and the
+/// same session passes: its link multiplexes as the VM's does, so the
+/// reads and the listen wait in the task while /net answers, and the
+/// task's runtime performs the crash.
 #[test]
 #[ignore = "boots QEMU; run/test runs it"]
 fn qemu_bare_mode_serves_net_from_a_task() {
     let boot = kasane_tests::boot_manifest("core-net", Emulator::Qemu, 300);
     let mut lines = vec![
         Is("core: server net: placed in a vm, runs as a task (bare mode: no server VM link)"),
+        Is("net: /net on the loopback device, 127.0.0.1/8"),
         Is("core: server net: task, /srv/net, /proc/9002"),
     ];
     lines.extend(session());
-    lines.extend(talk_in_a_task());
+    lines.extend(talk());
     lines.push(Is("runtime-task: performing crash"));
     lines.extend(after_crash());
     assert_lines_in_order(&boot, &lines);
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("-- crash"),
+            Is("listen1: listen: connection reset: network restarted"),
+            Is("-- after"),
+            Is("ping"),
+            Is("-- done"),
+        ],
+    );
     check_rest(&boot);
 }
 

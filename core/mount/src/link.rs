@@ -130,6 +130,15 @@ impl<T> Link<T> {
         self.posted > 0 || !self.ops.is_empty() || !self.outbox.is_empty() || !self.queue.is_empty()
     }
 
+    /// Whether core watches the link's answers: it has an answer deadline
+    /// (it does not multiplex), or its server is probed.
+    pub(crate) fn watched(&self) -> bool
+    where
+        T: Transport,
+    {
+        !self.multiplexed || self.server.as_ref().is_some_and(Transport::probes)
+    }
+
     /// Whether another operation may start now: on an idle link, or on a
     /// multiplexing one that carries fewer than [`MAX_IN_FLIGHT`].
     pub(crate) fn has_room(&self) -> bool {
@@ -240,21 +249,24 @@ impl<T: Transport> MountDriver<T> {
     }
 
     /// Whether a posted request waits for its answer on a link that has
-    /// an answer deadline (one that does not multiplex).
+    /// an answer deadline (one that does not multiplex) or whose server
+    /// is probed ([`Transport::probes`]).
     pub fn in_flight(&self) -> bool {
-        self.links.values().any(|l| l.posted > 0 && !l.multiplexed)
+        self.links.values().any(|l| l.posted > 0 && l.watched())
     }
 
     /// Hangs up every link whose posted request has waited longer than
     /// `limit` since `now` was first seen after the post (times in any
     /// unit, e.g. microseconds). Its waiting reads and writes fail. A
     /// multiplexing link has no deadline: its server may hold a request
-    /// as long as it likes (a `listen`), and whoever runs the server
-    /// watches it (hvm's heartbeat restarts a hung VM).
+    /// as long as it likes (a `listen`). Whoever runs the server watches
+    /// it instead: hvm's heartbeat restarts a hung VM, and a task server
+    /// that [`probes`](Transport::probes) is asked, each `limit`, whether
+    /// it still takes requests.
     pub fn expire(&mut self, now: u64, limit: u64) {
         let mut late = Vec::new();
         for (id, link) in &mut self.links {
-            if link.posted == 0 || link.multiplexed {
+            if link.posted == 0 || !link.watched() {
                 link.since = None;
                 continue;
             }
@@ -265,7 +277,19 @@ impl<T: Transport> MountDriver<T> {
             }
         }
         for id in late {
-            self.fail_link(id, &"no answer in time");
+            let Some(link) = self.links.get_mut(&id) else {
+                continue;
+            };
+            if !link.multiplexed {
+                self.fail_link(id, &"no answer in time");
+                continue;
+            }
+            let probed = link.server.as_mut().map(Transport::probe);
+            match probed {
+                Some(Err(why)) => self.fail_link(id, &why),
+                // Alive: its requests may wait on.
+                _ => link.since = Some(now),
+            }
         }
     }
 

@@ -72,6 +72,21 @@ pub trait Transport {
         false
     }
 
+    /// Whether a link that [`multiplexes`](Self::multiplexes) is watched
+    /// by asking its server, with [`probe`](Self::probe), whether it still
+    /// takes requests, when nothing has come back from it for core's
+    /// answer limit while requests wait (a multiplexing task server's;
+    /// a server VM's is watched by hvm's heartbeat instead).
+    fn probes(&self) -> bool {
+        false
+    }
+
+    /// Asks the server whether it still takes requests; an error hangs
+    /// the link up.
+    fn probe(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// What a read or write under way when the link hangs up fails with,
     /// once, if the restarted server must not be sent it again; `None`
     /// (the default) has [`MountDriver::revive`] send it again. A server

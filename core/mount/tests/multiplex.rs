@@ -101,6 +101,11 @@ struct Far {
     session: Session<SlowFs>,
     fs: SlowFs,
     held: Vec<Vec<u8>>,
+    /// Whether the link is probed (a multiplexing task server's), and
+    /// whether the server answers a probe; `None`: not probed (a VM's).
+    alive: Option<bool>,
+    /// Probes asked.
+    probes: usize,
 }
 
 type Shared = Rc<RefCell<Far>>;
@@ -125,6 +130,8 @@ impl Far {
                 flushed: 0,
             },
             held: Vec::new(),
+            alive: None,
+            probes: 0,
         }));
         // Made through a driver of its own, on a link that answers at once.
         let mut m = MountDriver::new();
@@ -199,6 +206,19 @@ impl Transport for MuxLink {
 
     fn post(&mut self, frame: &[u8], _answer: &mut [u8]) -> Result<Option<usize>, String> {
         self.0.borrow_mut().handle(frame).map(|()| None)
+    }
+
+    fn probes(&self) -> bool {
+        self.0.borrow().alive.is_some()
+    }
+
+    fn probe(&mut self) -> Result<(), String> {
+        let mut far = self.0.borrow_mut();
+        far.probes += 1;
+        match far.alive {
+            Some(false) => Err("slowfs: takes no probe (hung)".into()),
+            _ => Ok(()),
+        }
     }
 
     fn collect(&mut self, answer: &mut [u8]) -> Result<usize, String> {
@@ -307,6 +327,46 @@ impl Setup {
 
 fn blocked<T: std::fmt::Debug>(result: Result<Io<T>, Error>) {
     assert!(matches!(result, Ok(Io::WouldBlock(_))), "{result:?}");
+}
+
+/// A multiplexing task server's link has no answer deadline either, but
+/// core asks the server, once per limit while a request waits, whether it
+/// still takes requests: a read may wait as long as it likes on a live
+/// server, and the link hangs up when the server stops answering probes.
+#[test]
+fn a_probed_link_hangs_up_only_when_its_server_takes_no_probe() {
+    let mut s = setup(false);
+    s.far.borrow_mut().alive = Some(true);
+    let slow = s.slow;
+    assert!(!s.m.in_flight(), "nothing waits yet");
+    blocked(s.read(1, slow, 10));
+    assert!(s.m.in_flight(), "a probed link is watched");
+    s.m.expire(0, 10);
+    s.m.expire(10, 10);
+    assert_eq!(s.far.borrow().probes, 0, "within the limit");
+    s.m.expire(11, 10);
+    assert_eq!(s.far.borrow().probes, 1, "late: the server is asked");
+    s.m.expire(21, 10);
+    assert_eq!(s.far.borrow().probes, 1, "its answer restarted the clock");
+    s.m.expire(1_000, 10);
+    assert_eq!(s.far.borrow().probes, 2);
+    assert!(s.m.take_dead().is_empty(), "a live server's read waits on");
+    // The read is answered; then nothing waits, and nobody is asked.
+    s.far.borrow_mut().complete(0);
+    deliver_all(&mut s.m, &s.far);
+    assert_eq!(s.read(1, slow, 10), Ok(Io::Ready(slow_answer(10))));
+    assert!(!s.m.in_flight());
+    s.m.expire(100_000, 10);
+    assert_eq!(s.far.borrow().probes, 2);
+    // A server that stops answering probes is hung: the link hangs up.
+    blocked(s.read(1, slow, 20));
+    s.far.borrow_mut().alive = Some(false);
+    s.m.expire(200_000, 10);
+    s.m.expire(200_011, 10);
+    let dead = s.m.take_dead();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("hung"), "{}", dead[0].reason);
+    assert_eq!(s.read(1, slow, 20), Err(Error::HUNGUP));
 }
 
 #[test]

@@ -35,13 +35,14 @@ use microkernel_abi::{
 };
 use microkernel_rt::console::print;
 use microkernel_rt::frames::{FrameBitmap, FRAME_SIZE};
+use microkernel_rt::pci;
 use microkernel_rt::user::{current_utcb, ipc_with_items};
 use microkernel_rt::utcb::ReceiveTargets;
 
 use crate::links::open_links;
 use crate::process::TextCache;
 use crate::servants::{console_input, console_out, KernelClock};
-use crate::task_server::TaskServer;
+use crate::task_server::{Grants, TaskServer};
 use crate::vm_server::{server_vms, HvmCells, ServerLink, LINUX_SERVER};
 
 mod kernel;
@@ -154,9 +155,9 @@ impl Core {
                 share,
             );
             let identity = index as u64;
-            let ports = config.ports.clone();
+            let devices = task_devices(&config);
             match TaskServer::start(
-                name, identity, elf, image, ports, me, pool, &mut arena, &mut text,
+                name, identity, elf, image, devices, 1, me, pool, &mut arena, &mut text,
             ) {
                 Ok(server) => started.push((config, ServerLink::Task(server))),
                 Err(e) => print(format_args!("core: task server {name}: {e}\n")),
@@ -530,4 +531,37 @@ impl Core {
             mounts.fail_link(link, &what);
         }
     }
+}
+
+/// The devices core gives task server `config`: its fixed ports, and each
+/// PCI device's ports from where the firmware put them (bare mode reads
+/// the machine's configuration space; core's thread may use its ports).
+/// A PCI device that is not there is said and left out: the server runs
+/// without it.
+fn task_devices(config: &ServerConfig) -> Grants {
+    let mut devices = Grants {
+        ports: config.ports.clone(),
+        found: Vec::new(),
+    };
+    for device in &config.pci {
+        let read = |slot: u8, offset: u8| pci::read(pci::address(0, slot, 0, offset));
+        match device.io_base(read) {
+            Some(base) => {
+                print(format_args!(
+                    "core: server {}: device {} at port {base:#x}\n",
+                    config.name, device.name
+                ));
+                let ranges = device.ports.iter();
+                devices.ports.extend(
+                    ranges.filter_map(|&(first, count)| Some((base.checked_add(first)?, count))),
+                );
+                devices.found.push((device.name, base));
+            }
+            None => print(format_args!(
+                "core: server {}: no device {} on PCI bus 0; it runs without\n",
+                config.name, device.name
+            )),
+        }
+    }
+    devices
 }

@@ -34,7 +34,10 @@ use microkernel_rt::user::{
 };
 use microkernel_rt::utcb::ReceiveTargets;
 use task_link::layout::{SERVER_IMAGE, SERVER_IMAGE_SIZE};
-use task_link::{Failure, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL, RREAD_HEADER};
+use task_link::{
+    Failure, INJECT_LABEL, MSIZE, NINEP_LABEL, PROBE_LABEL, READY_LABEL, READY_MULTIPLEXES,
+    RREAD_HEADER,
+};
 
 use crate::process::{Memory, TextCache};
 
@@ -61,6 +64,14 @@ pub const ANSWER_LIMIT: u64 = 3_000_000;
 /// How long core waits for a server to take a failure injection (µs).
 const INJECT_TIMEOUT: u32 = 100_000;
 
+/// How long core waits for a multiplexing server to take a probe (µs):
+/// it receives between rounds of its own work, which are short.
+const PROBE_TIMEOUT: u32 = 200_000;
+
+/// How many page faults of a multiplexing server core serves while one
+/// send of its own waits, before it calls the server hung.
+const FAULTS_PER_SEND: u32 = 16;
+
 /// Core's UTCB, for the IPC of the link.
 ///
 /// # Safety
@@ -79,6 +90,18 @@ fn timeouts(send: Timeout, receive: Timeout) -> Timeouts {
     Timeouts { send, receive }
 }
 
+/// What core gives a task server of the machine's devices, at every
+/// start: ports to grant, and where each PCI device's ports begin, for
+/// the server's argv (`NAME@PORT`, decimal: `runtime_task::device`; the
+/// argv ends with `start@N`, which start of the server this is).
+#[derive(Clone, Debug, Default)]
+pub struct Grants {
+    /// I/O ports `(first, count)`.
+    pub ports: Vec<(u16, u16)>,
+    /// PCI devices found: name and I/O base.
+    pub found: Vec<(&'static str, u16)>,
+}
+
 /// A file server running as a task of its own.
 pub struct TaskServer {
     name: String,
@@ -89,8 +112,8 @@ pub struct TaskServer {
     /// The image it starts from (a tar boot module), mapped at
     /// `SERVER_IMAGE` at every start.
     image: Option<&'static [u8]>,
-    /// I/O ports `(first, count)` granted to its task at every start.
-    ports: Vec<(u16, u16)>,
+    /// Its devices, granted to its task at every start.
+    devices: Grants,
     thread: ThreadId,
     task: TaskId,
     memory: Memory,
@@ -99,11 +122,17 @@ pub struct TaskServer {
     aim: Option<ReadTarget>,
     /// How many bytes of data went there.
     aimed: Option<usize>,
+    /// Which start of the server this is: 1 at boot, one more at each
+    /// restart (argv's `start@N`).
+    start: u64,
+    /// The server said in its ready message that its link carries several
+    /// requests at once (`task_link::READY_MULTIPLEXES`).
+    multiplexed: bool,
 }
 
 impl TaskServer {
-    /// Loads `elf` into a new task paged from `pool`, grants it `ports`
-    /// (its devices'), starts it and waits for its ready message
+    /// Loads `elf` into a new task paged from `pool`, grants it its
+    /// `devices`, starts it and waits for its ready message
     /// (`task_link`). `identity` tells this server program's text apart
     /// from every other program's.
     #[allow(clippy::too_many_arguments)]
@@ -112,7 +141,8 @@ impl TaskServer {
         identity: u64,
         elf: &'static [u8],
         image: Option<&'static [u8]>,
-        ports: Vec<(u16, u16)>,
+        devices: Grants,
+        start: u64,
         me: ThreadId,
         mut pool: Box<FrameBitmap>,
         arena: &mut FrameBitmap,
@@ -126,9 +156,13 @@ impl TaskServer {
             argv.push(format!("{offset}"));
             argv.push(format!("{}", image.len()));
         }
+        for (device, base) in &devices.found {
+            argv.push(format!("{device}@{base}"));
+        }
+        argv.push(format!("start@{start}"));
         memory.set_arguments(&mut pool, me.raw(), 0, &argv)?;
         let task = space_create().map_err(|e| format!("space_create: {e:?}"))?;
-        for &(first, count) in &ports {
+        for &(first, count) in &devices.ports {
             if let Err(e) = space_grant_ports(task, first, count) {
                 let _ = space_destroy(task);
                 memory.release(&mut pool);
@@ -143,13 +177,15 @@ impl TaskServer {
             identity,
             elf,
             image,
-            ports,
+            devices,
             thread,
             task,
             memory,
             pool,
             aim: None,
             aimed: None,
+            multiplexed: false,
+            start,
         };
         let control = ExchangeControl::SET_INSTRUCTION_POINTER
             | ExchangeControl::SET_STACK_POINTER
@@ -179,7 +215,11 @@ impl TaskServer {
                     let address = utcb.message_registers[1];
                     server.fault(utcb, address)?;
                 }
-                (false, READY_LABEL) => return Ok(server),
+                (false, READY_LABEL) => {
+                    server.multiplexed =
+                        tag.untyped() >= 1 && utcb.message_registers[1] & READY_MULTIPLEXES != 0;
+                    return Ok(server);
+                }
                 _ => {
                     server.stop();
                     return Err(format!("{name} failed before it was ready"));
@@ -212,6 +252,35 @@ impl TaskServer {
         };
         sent.map(|_| ())
             .map_err(|e| format!("{}: fault reply: {e:?}", self.name))
+    }
+
+    /// Takes a message the server is waiting to give core, without
+    /// waiting: `true` if it was a page fault, now served; `false` if the
+    /// server gave nothing (it is busy, or hung). An exception or any
+    /// other message is the link's end.
+    fn take_fault(&mut self, utcb: &mut Utcb) -> Result<bool, String> {
+        utcb.clear_receive_targets();
+        let now = timeouts(Timeout::Zero, Timeout::Zero);
+        // SAFETY: core's own UTCB; nothing sent, no receive targets (a
+        // message with string items fails to arrive, and is no fault).
+        let taken =
+            unsafe { ipc_with_items(utcb, ThreadId::NIL, FromSpecifier::Thread(self.thread), now) };
+        if taken.is_err() {
+            return Ok(false);
+        }
+        let tag = MessageTag::from_raw(utcb.message_registers[0]);
+        match (tag.is_from_kernel(), tag.label()) {
+            (true, PAGE_FAULT_LABEL) => {
+                let address = utcb.message_registers[1];
+                self.fault(utcb, address)?;
+                Ok(true)
+            }
+            (true, EXCEPTION_LABEL) => Err(format!(
+                "{}: exception {}",
+                self.name, utcb.message_registers[1]
+            )),
+            _ => Err(format!("{}: a message that is not a 9P answer", self.name)),
+        }
     }
 
     /// Loads a T-message into core's message registers.
@@ -256,6 +325,7 @@ impl TaskServer {
             None => (ThreadId::NIL, Timeout::Zero),
         };
         let mut retries = 0;
+        let mut faults = 0;
         if answer.len() <= RREAD_HEADER {
             return Err(format!("{}: answer buffer too small", self.name));
         }
@@ -299,6 +369,20 @@ impl TaskServer {
             let result =
                 unsafe { ipc_with_items(utcb, to, FromSpecifier::Thread(self.thread), wait) };
             if let Err(e) = result {
+                let late_send = e.error == microkernel_abi::Error::Timeout
+                    && e.phase == microkernel_abi::IpcPhase::Send;
+                if late_send && self.multiplexed && faults < FAULTS_PER_SEND {
+                    // A multiplexing server may be waiting for core too,
+                    // in a page fault (its answers never wait): serve it,
+                    // then send again.
+                    faults += 1;
+                    if self.take_fault(utcb)? {
+                        if let Some(frame) = frame {
+                            Self::load(utcb, frame)?;
+                        }
+                        continue;
+                    }
+                }
                 let slow = e.error == microkernel_abi::Error::Timeout
                     && e.phase == microkernel_abi::IpcPhase::Receive;
                 if slow && patience.is_some() {
@@ -396,7 +480,8 @@ impl TaskServer {
             self.identity,
             self.elf,
             self.image,
-            self.ports,
+            self.devices,
+            self.start + 1,
             me,
             self.pool,
             arena,
@@ -436,6 +521,41 @@ impl Transport for TaskServer {
 
     fn peer(&self) -> u64 {
         self.thread.raw()
+    }
+
+    fn multiplexes(&self) -> bool {
+        self.multiplexed
+    }
+
+    fn probes(&self) -> bool {
+        self.multiplexed
+    }
+
+    /// Sends the server [`PROBE_LABEL`]: one that receives is alive. A
+    /// page fault it waits in is served first (see `call`).
+    fn probe(&mut self) -> Result<(), String> {
+        // SAFETY: called from core's loop between calls, while
+        // `Microkernel` does not use its UTCB reference (see `utcb`).
+        let utcb = unsafe { utcb() };
+        let tag = MessageTag::new(PROBE_LABEL, 0, 0).map_err(|e| format!("{e:?}"))?;
+        for _ in 0..FAULTS_PER_SEND {
+            utcb.clear_receive_targets();
+            utcb.message_registers[0] = tag.raw();
+            let wait = timeouts(
+                Timeout::Relative {
+                    microseconds: PROBE_TIMEOUT,
+                },
+                Timeout::Zero,
+            );
+            // SAFETY: core's UTCB; no words, no items.
+            let sent = unsafe { ipc_with_items(utcb, self.thread, FromSpecifier::Nobody, wait) };
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(_) if self.take_fault(utcb)? => continue,
+                Err(e) => return Err(format!("{}: takes no probe (hung): {e:?}", self.name)),
+            }
+        }
+        Err(format!("{}: faults without end", self.name))
     }
 
     fn aim(&mut self, target: Option<ReadTarget>) {

@@ -453,6 +453,22 @@ impl Transport for ServerLink {
         }
     }
 
+    fn probes(&self) -> bool {
+        match self {
+            ServerLink::Task(server) => server.probes(),
+            ServerLink::Vm(server) => server.probes(),
+            ServerLink::User(server) => server.probes(),
+        }
+    }
+
+    fn probe(&mut self) -> Result<(), String> {
+        match self {
+            ServerLink::Task(server) => server.probe(),
+            ServerLink::Vm(server) => server.probe(),
+            ServerLink::User(server) => server.probe(),
+        }
+    }
+
     fn restart_error(&self) -> Option<&'static str> {
         match self {
             ServerLink::Task(server) => server.restart_error(),

@@ -39,6 +39,12 @@ pub struct ServerConfig {
     /// `devices`), granted to its task alone; empty for a server VM,
     /// whose cell hvm gives them.
     pub ports: Vec<(u16, u16)>,
+    /// Its PCI devices (rows of `kasane_manifest::DEVICES` with a `pci`
+    /// ID), whose ports the firmware chose: core finds each on the bus
+    /// before it starts the task, grants its ports from there, and tells
+    /// the task where they are (`runtime_task::device`). Empty for a
+    /// server VM, whose cell hvm gives them.
+    pub pci: Vec<&'static kasane_manifest::Device>,
 }
 
 /// A server core starts as a task: its entry, and the name of its image
@@ -75,18 +81,20 @@ pub fn task_servers(bytes: &[u8], drives_server_vms: bool) -> (Vec<TaskStart>, V
                 server.name
             ));
         }
-        let ports = server
+        let devices = server
             .devices
             .iter()
-            .filter_map(|name| kasane_manifest::device(name))
-            // A PCI device's ports are hvm's to find; a vm server run as a
-            // task (bare mode) goes without it.
-            .filter(|device| device.pci.is_none())
+            .filter_map(|name| kasane_manifest::device(name));
+        let (pci, fixed): (Vec<&kasane_manifest::Device>, Vec<_>) =
+            devices.partition(|device| device.pci.is_some());
+        let ports = fixed
+            .iter()
             .flat_map(|device| device.ports.iter().copied())
             .collect();
         let config = ServerConfig {
             module: task_module(&server.program),
             ports,
+            pci,
             mount: server.mount,
             mount_flags: server.mount_flags,
             restart: server.on_failure == OnFailure::Restart,
@@ -115,6 +123,7 @@ pub fn vm_servers(bytes: &[u8]) -> Vec<ServerConfig> {
         .map(|server| ServerConfig {
             module: vm_module(&server.program),
             ports: Vec::new(),
+            pci: Vec::new(),
             mount: server.mount,
             mount_flags: server.mount_flags,
             restart: server.on_failure == OnFailure::Restart,
@@ -136,6 +145,7 @@ impl ServerConfig {
             restart: true,
             restart_limit: DEFAULT_RESTART_LIMIT,
             ports: Vec::new(),
+            pci: Vec::new(),
         }
     }
 

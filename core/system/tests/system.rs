@@ -969,6 +969,29 @@ fn a_server_left_stopped_stays_hung_up_and_its_proc_entry_takes_verbs() {
         .contains("i/o on hungup channel"));
 }
 
+/// A vm server run as a task in bare mode takes its devices along: the
+/// fixed ports of `ata1` to grant, and the PCI `ne2k` for core to find on
+/// the bus (its ports are wherever the firmware put them).
+#[test]
+fn a_vm_server_run_as_a_task_keeps_its_devices() {
+    let text = "[system]\nname = \"t\"\n[[cell]]\nname = \"cell0\"\nkind = \"microkernel\"\nmemory_mib = 64\n[[server]]\nname = \"net\"\nprogram = \"net\"\nplacement = \"vm\"\nmemory_mib = 8\ndevices = [\"ne2k\"]\n[[server]]\nname = \"fat\"\nprogram = \"fatfs\"\nplacement = \"vm\"\nmemory_mib = 8\ndevices = [\"ata1\"]\n";
+    let bytes = kasane_manifest::Manifest::compile(text).unwrap().encode();
+    let (bare, _) = core_system::task_servers(&bytes, false);
+    let net = &bare[0].config;
+    assert!(net.ports.is_empty(), "{:?}", net.ports);
+    assert_eq!(
+        net.pci.iter().map(|d| d.name).collect::<Vec<_>>(),
+        ["ne2k"]
+    );
+    let fat = &bare[1].config;
+    assert_eq!(fat.ports, [(0x170, 8), (0x376, 1)]);
+    assert!(fat.pci.is_empty());
+    // A server VM's cell gets its devices from hvm, not from core.
+    assert!(core_system::vm_servers(&bytes)
+        .iter()
+        .all(|c| c.ports.is_empty() && c.pci.is_empty()));
+}
+
 /// The shell starts the servers of the manifest's table that
 /// `task_servers` lists: task servers, and vm servers while core drives
 /// no server VM link (bare mode), said in one line each.

@@ -125,6 +125,29 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Where the firmware put a PCI device's ports: the I/O base of BAR 0
+    /// of the function 0 on bus 0 whose ID is the device's `pci`, if it is
+    /// there and BAR 0 is an I/O BAR. `read(slot, offset)` reads a
+    /// configuration dword of function 0 of `slot` (0..32) on bus 0
+    /// (mechanism #1, PCI Local Bus 3.0 §3.2.2.3.2); hvm and core (in
+    /// bare mode) each read through their own ports. `None` for a device
+    /// with no `pci`.
+    pub fn io_base(&self, mut read: impl FnMut(u8, u8) -> u32) -> Option<u16> {
+        let (vendor, device) = self.pci?;
+        // §6.2.1: the ID dword is device ID (31..16) and vendor ID (15..0).
+        let id = (u32::from(device) << 16) | u32::from(vendor);
+        let slot = (0..32).find(|&slot| read(slot, 0) == id)?;
+        let bar = read(slot, 0x10);
+        // §6.2.5.1: bit 0 set is an I/O BAR, its base in bits 31..2 (x86
+        // I/O space is 16 bits; a base past it is no port).
+        let base = bar & 0xFFFF_FFFC;
+        (bar & 1 == 1 && base != 0)
+            .then(|| u16::try_from(base).ok())
+            .flatten()
+    }
+}
+
 /// The devices a manifest may assign (`[[server]] devices`).
 pub const DEVICES: &[Device] = &[
     Device {
@@ -187,4 +210,32 @@ pub mod limits {
     pub const MAX_MOUNT_LEN: usize = 64;
     /// Most devices one server may be given.
     pub const MAX_DEVICES: usize = 4;
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::device;
+
+    #[test]
+    fn a_pci_device_is_found_by_its_id_and_its_io_bar() {
+        let ne2k = device("ne2k").expect("ne2k");
+        // Slot 3 holds the card, with an I/O BAR at 0xc100.
+        let bus = |io_bar: u32| {
+            move |slot: u8, offset: u8| match (slot, offset) {
+                (3, 0x00) => 0x8029_10EC,
+                (3, 0x10) => io_bar,
+                (_, 0x00) => 0xFFFF_FFFF,
+                _ => 0,
+            }
+        };
+        assert_eq!(ne2k.io_base(bus(0xC101)), Some(0xC100));
+        // A memory BAR, an empty one, or one past the 16-bit port space.
+        assert_eq!(ne2k.io_base(bus(0xFEB0_0000)), None);
+        assert_eq!(ne2k.io_base(bus(0x1)), None);
+        assert_eq!(ne2k.io_base(bus(0x1_0001)), None);
+        // No such card.
+        assert_eq!(ne2k.io_base(|_, _| 0xFFFF_FFFF), None);
+        // A device with fixed ports has no BAR to find.
+        assert_eq!(device("ata1").expect("ata1").io_base(bus(0xC101)), None);
+    }
 }

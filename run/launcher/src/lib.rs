@@ -123,20 +123,24 @@ pub struct BootOptions {
     /// A raw disk image attached as the secondary channel's master (the
     /// manifest's `ata1`): Bochs `ata1-master`, QEMU `if=ide,index=2`.
     pub disk: Option<PathBuf>,
-    /// A PCI NE2000 (RTL8029) for the manifest's `ne2k`, on Bochs's
-    /// slirp (guest 10.0.2.15, host 10.0.2.2, DHCP). QEMU runs Kasane
-    /// bare, where no server VM drives it, and gets none.
+    /// A PCI NE2000 (RTL8029) for the manifest's `ne2k`, on the
+    /// emulator's slirp (guest 10.0.2.15, host 10.0.2.2, DHCP) or on a
+    /// hub ([`hub`](Self::hub)): Bochs's `ne2k`, QEMU's `ne2k_pci`. QEMU
+    /// adds it under TCG too, where Kasane runs bare and its net task is
+    /// given no PCI device, so nothing drives it.
     pub nic: bool,
     /// TCP ports of the host's loopback that slirp forwards into the
-    /// guest, `(host, guest)`: slirp's `hostfwd` lines (Bochs only; at
-    /// most 5, PLATFORM.md). Empty for no forwarding.
+    /// guest, `(host, guest)`: a `hostfwd` each, in Bochs's slirp config
+    /// (at most 5, PLATFORM.md) or on QEMU's `-netdev user`. Empty for no
+    /// forwarding; ignored without [`nic`](Self::nic).
     pub forwards: Vec<(u16, u16)>,
-    /// Instead of slirp, the NE2000 on Bochs's `socket` module: Bochs
-    /// receives frames on this UDP port of the loopback and sends them to
-    /// the next one, where a hub passes them to other nodes (the layout
-    /// of Bochs's `bxhub`; `tests/tests/twonode.rs` has its own). Each
-    /// node gets its own MAC, [`hub_mac`] of the port, so two Kasanes on
-    /// one hub can talk.
+    /// Instead of slirp, the NE2000 on UDP ports of the loopback (Bochs's
+    /// `socket` module, QEMU's `-netdev socket` in UDP mode): the
+    /// emulator receives frames on this port and sends them to the next
+    /// one, where a hub passes them to other nodes (the layout of Bochs's
+    /// `bxhub`; `tests/tests/twonode.rs` has its own). Each node gets its
+    /// own MAC, [`hub_mac`] of the port, so two Kasanes on one hub can
+    /// talk. Ignored without [`nic`](Self::nic).
     pub hub: Option<u16>,
 }
 

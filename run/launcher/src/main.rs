@@ -19,17 +19,21 @@ next `; ` prompt, then ^D, so rc exits and the system powers off. With
 --manifest then only sizes the memory. With --disk, FILE (a raw image,
 a multiple of 516096 bytes) is the secondary ATA channel's master, the
 manifest's `ata1`; --blank-disk MIB first creates FILE blank, rounded up
-to whole cylinders. With --forward (up to 5 times; Bochs, a manifest
-with the NE2000), slirp forwards TCP port HOSTPORT of the host's
-loopback to the guest's GUESTPORT, e.g. --forward 5640:564 for
-exportfs (docs/net.md). With --hub (Bochs, the NE2000), the NE2000 is
-on Bochs's socket module instead of slirp: Bochs receives frames on UDP
-PORT of the loopback and sends them to PORT+1, where a hub passes them
-on (tests/tests/twonode.rs has one; docs/net.md, 'Two nodes'). SIGTERM, SIGINT or SIGHUP ends the emulator
-and puts the terminal back. Exits 0 when the system powers off cleanly,
-1 on a failure, 2 when the emulator ends without powering off or cannot
-run on this host (kvm without /dev/kvm or VT-x), 124 on timeout,
-128 + the signal's number when a signal ended it (143 for SIGTERM).";
+to whole cylinders. A manifest that gives a server the NE2000
+(devices = [\"ne2k\"]) gets a PCI NE2000 in every emulator, on the
+emulator's slirp (guest 10.0.2.15 by DHCP, host 10.0.2.2). With
+--forward (repeated for more ports; Bochs takes at most 5), slirp
+forwards TCP port HOSTPORT of the host's loopback to the guest's
+GUESTPORT, e.g. --forward 5640:564 for exportfs (docs/net.md). With
+--hub, the NE2000 is on UDP ports of the loopback instead of slirp
+(Bochs's socket module, QEMU's socket netdev): the emulator receives
+frames on UDP PORT and sends them to PORT+1, where a hub passes them on
+(tests/tests/twonode.rs has one; docs/net.md, 'Two nodes'). SIGTERM,
+SIGINT or SIGHUP ends the emulator and puts the terminal back. Exits 0
+when the system powers off cleanly, 1 on a failure, 2 when the emulator
+ends without powering off or cannot run on this host (kvm without
+/dev/kvm or VT-x), 124 on timeout, 128 + the signal's number when a
+signal ended it (143 for SIGTERM).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -110,12 +114,19 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         return Ok(2);
     }
     let nic = kasane_run::nic_needed(&manifest)?;
-    let forwarding = nic && emulator == Emulator::Bochs;
-    if !forwards.is_empty() && !forwarding {
-        return Err("--forward needs Bochs and a manifest that gives a server the NE2000 (devices = [\"ne2k\"])".into());
+    // Bochs, QEMU and KVM all give the manifest's `ne2k` a PCI NE2000 on
+    // slirp or a hub; without the card there is nothing to forward to.
+    if !forwards.is_empty() && !nic {
+        return Err(format!(
+            "--forward needs a manifest that gives a server the NE2000 (devices = [\"ne2k\"]); {} does not",
+            manifest.display()
+        ));
     }
-    if hub.is_some() && !forwarding {
-        return Err("--hub needs Bochs and a manifest that gives a server the NE2000 (devices = [\"ne2k\"])".into());
+    if hub.is_some() && !nic {
+        return Err(format!(
+            "--hub needs a manifest that gives a server the NE2000 (devices = [\"ne2k\"]); {} does not",
+            manifest.display()
+        ));
     }
     if hub.is_some() && !forwards.is_empty() {
         return Err(

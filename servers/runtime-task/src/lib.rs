@@ -11,7 +11,11 @@
 //!   pager supplies on first touch) and calls the server's
 //!   `fn(ThreadId) -> !`;
 //! - [`serve`]: the server loop of the link `task_link` describes, one
-//!   frame in, one frame out, through a [`ninep_server::Session`];
+//!   frame in, one frame out, through a [`ninep_server::Session`]; and
+//!   `serve_multiplexed`, the loop of a server whose requests may wait
+//!   (several on the link at once, answered in any order);
+//! - `device`, where core found a PCI device of the server's, and
+//!   `ports`, port I/O on the ports core granted the task;
 //! - [`clock_seconds`], time for the server from `kernel_info`;
 //! - a panic handler that reports on the kernel console and faults, which
 //!   core, the task's pager, sees as the end of the link.
@@ -25,12 +29,14 @@
 pub extern crate alloc;
 
 #[cfg(target_os = "none")]
+pub mod ports;
+#[cfg(target_os = "none")]
 mod task;
 
 pub mod faulty;
 
 #[cfg(target_os = "none")]
-pub use task::{clock_seconds, image, pause, serve};
+pub use task::{clock_seconds, device, image, pause, serve, serve_multiplexed, start_number};
 
 /// Declares the server's main function (`fn(ThreadId) -> !`, given core's
 /// thread). On bare metal it becomes the target of `_start`.

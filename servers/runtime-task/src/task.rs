@@ -13,6 +13,7 @@
 //! - every request gets exactly one answer, and the answer and the next
 //!   receive are one `ipc`, so core never finds the server not receiving.
 
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -31,7 +32,8 @@ use task_link::layout::{
     ARGS_ADDRESS, ARGS_SIZE, HEAP_BASE, HEAP_SIZE, SERVER_IMAGE, SERVER_IMAGE_SIZE,
 };
 use task_link::{
-    rread_split, Failure, StartBlock, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL, START_MAGIC,
+    rread_split, Failure, StartBlock, INJECT_LABEL, MSIZE, NINEP_LABEL, READY_LABEL,
+    READY_MULTIPLEXES, START_MAGIC,
 };
 
 const PAGE: usize = 4096;
@@ -47,13 +49,7 @@ unsafe extern "Rust" {
 /// any: argv\[1\] and argv\[2\] give its offset in the read-only window
 /// at `SERVER_IMAGE` and its length.
 pub fn image() -> Option<&'static [u8]> {
-    // SAFETY: core maps the argument page read-only at ARGS_ADDRESS for
-    // the task's life; it is plain bytes.
-    let page =
-        unsafe { core::slice::from_raw_parts(ARGS_ADDRESS as *const u8, ARGS_SIZE as usize) };
-    let length = usize::try_from(u64::from_le_bytes(page[24..32].try_into().ok()?)).ok()?;
-    let argv = page.get(StartBlock::ARGV_OFFSET..StartBlock::ARGV_OFFSET.checked_add(length)?)?;
-    let strings = strings(argv)?;
+    let strings = strings(argv()?)?;
     let number = |n: usize| strings.get(n)?.parse::<u64>().ok();
     let (offset, size) = (number(1)?, number(2)?);
     if offset.checked_add(size)? > SERVER_IMAGE_SIZE {
@@ -66,6 +62,39 @@ pub fn image() -> Option<&'static [u8]> {
     Some(unsafe {
         core::slice::from_raw_parts((SERVER_IMAGE + offset) as *const u8, size as usize)
     })
+}
+
+/// Where core found the server's PCI device `name` (the manifest's
+/// `devices`): the first port of its I/O BAR, which core granted this
+/// task. Core puts `NAME@PORT` (decimal) in argv after the image's
+/// numbers; `None` if it found no such device on the bus.
+pub fn device(name: &str) -> Option<u16> {
+    keyed(name)?.parse().ok()
+}
+
+/// Which start of this server this is: 1 at boot, one more at each
+/// restart (core's argv ends with `start@N`). A server numbers what must
+/// not outlive it (a network conversation) apart by it.
+pub fn start_number() -> Option<u64> {
+    keyed("start")?.parse().ok()
+}
+
+/// The value of argv's `KEY@VALUE` argument for `key`.
+fn keyed(key: &str) -> Option<&'static str> {
+    strings(argv()?)?.into_iter().skip(1).find_map(|argument| {
+        let (name, value) = argument.split_once('@')?;
+        (name == key).then_some(value)
+    })
+}
+
+/// The argument page's argv encoding.
+fn argv() -> Option<&'static [u8]> {
+    // SAFETY: core maps the argument page read-only at ARGS_ADDRESS for
+    // the task's life; it is plain bytes.
+    let page =
+        unsafe { core::slice::from_raw_parts(ARGS_ADDRESS as *const u8, ARGS_SIZE as usize) };
+    let length = usize::try_from(u64::from_le_bytes(page[24..32].try_into().ok()?)).ok()?;
+    page.get(StartBlock::ARGV_OFFSET..StartBlock::ARGV_OFFSET.checked_add(length)?)
 }
 
 /// core-abi's string list: a u32 count, then each string as a u32 length
@@ -276,6 +305,162 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
         };
         set_message(utcb, NINEP_LABEL, data);
         to = core;
+    }
+}
+
+/// How long a server that could not hand core an answer (core was not
+/// receiving) waits for a request before it tries again (µs).
+const RESEND_PAUSE: u32 = 1_000;
+
+/// Milliseconds since the kernel started, for a server's timers.
+fn clock_ms() -> u64 {
+    kernel_info(KernelInfoSelector::ClockMicroseconds).unwrap_or(0) / 1000
+}
+
+/// Serves `fs` for good on a link that carries several requests at once
+/// (`task_link`, [`READY_MULTIPLEXES`]): a request the server holds (a
+/// read that waits for data, a `listen`) is answered when
+/// [`FileServer::poll`] finishes it, while other requests come and go.
+/// Between requests the server waits for core no longer than
+/// [`FileServer::poll_delay_ms`] says, so its device and timers run.
+///
+/// Invariants, besides [`serve`]'s:
+/// - answers go out oldest first, each with a zero send timeout: one core
+///   is not receiving waits here, never in the kernel, so core's send to
+///   this server and this server's to core never wait on each other;
+/// - each answer is a buffer of its own, written whole before it is sent
+///   (so its pages are mapped), kept until the kernel copied it.
+pub fn serve_multiplexed<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
+    let size = MSIZE as usize;
+    let mut request = vec![0u8; size];
+    touch(&mut request);
+    let mut session: Session<F> = Session::new(MSIZE);
+    // Answers not yet taken by core, oldest first, and emptied buffers.
+    let mut outgoing: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    // SAFETY: this is the task's only thread, and its UTCB is reached only
+    // through this reference.
+    let utcb = unsafe { &mut *current_utcb() };
+    // The ready message says the link multiplexes; core waits for it.
+    let Ok(tag) = MessageTag::new(READY_LABEL, 1, 0) else {
+        fail("runtime-task: no ready tag\n");
+    };
+    utcb.message_registers[0] = tag.raw();
+    utcb.message_registers[1] = READY_MULTIPLEXES;
+    let ready = Timeouts {
+        send: Timeout::Never,
+        receive: Timeout::Zero,
+    };
+    // SAFETY: the task's own UTCB; untyped words only, nothing received.
+    if unsafe { ipc_with_items(utcb, core, FromSpecifier::Nobody, ready) }.is_err() {
+        fail("runtime-task: core did not take the ready message\n");
+    }
+    let mut backoff = false;
+    loop {
+        // The oldest answer goes out with this round's receive.
+        let to = match outgoing.front() {
+            Some(answer) if !backoff => {
+                set_message(utcb, NINEP_LABEL, Some(answer));
+                core
+            }
+            _ => ThreadId::NIL,
+        };
+        let receive = if outgoing.len() > usize::from(to == core) {
+            // More to send: look for a request, but do not wait for one.
+            if backoff {
+                Timeout::Relative {
+                    microseconds: RESEND_PAUSE,
+                }
+            } else {
+                Timeout::Zero
+            }
+        } else {
+            match fs.poll_delay_ms() {
+                Some(ms) => Timeout::Relative {
+                    microseconds: u32::try_from(ms.saturating_mul(1000).max(1)).unwrap_or(u32::MAX),
+                },
+                None => Timeout::Never,
+            }
+        };
+        backoff = false;
+        utcb.clear_receive_targets();
+        // SAFETY: `request` lives for the rest of this function (which
+        // never returns) and its pages are mapped (touched above).
+        unsafe {
+            utcb.set_receive_buffer(
+                0,
+                ReceiveBuffer {
+                    address: request.as_mut_ptr() as u64,
+                    length: request.len() as u64,
+                },
+            )
+        };
+        let timeouts = Timeouts {
+            send: Timeout::Zero,
+            receive,
+        };
+        // SAFETY: the task's own UTCB; the items sent are over the front
+        // answer, which stays in `outgoing` across the call; the only
+        // receive target is `request`.
+        let received = unsafe { ipc_with_items(utcb, to, FromSpecifier::Thread(core), timeouts) };
+        let sent = to == core
+            && !matches!(&received, Err(e) if e.phase == microkernel_abi::IpcPhase::Send);
+        if sent {
+            if let Some(mut done) = outgoing.pop_front() {
+                done.clear();
+                spare.push(done);
+            }
+        } else if to == core {
+            // Core is busy: it takes the answer on a later round.
+            backoff = true;
+        }
+        if let Ok(sender) = received {
+            let tag = MessageTag::from_raw(utcb.message_registers[0]);
+            let from_core = sender == core && !tag.is_from_kernel();
+            match tag.label() {
+                INJECT_LABEL if from_core => {
+                    if let Some(failure) = Failure::from_number(utcb.message_registers[1]) {
+                        perform(utcb, core, failure);
+                    }
+                }
+                NINEP_LABEL if from_core => {
+                    let length = match TypedItem::decode([
+                        utcb.message_registers[1],
+                        utcb.message_registers[2],
+                    ]) {
+                        Ok(TypedItem::String(item)) if tag.typed() == 2 && tag.untyped() == 0 => {
+                            (item.length as usize).min(request.len())
+                        }
+                        _ => 0,
+                    };
+                    let mut answer = spare.pop().unwrap_or_default();
+                    if session.handle(fs, &request[..length], &mut answer).is_err() {
+                        // Core sends whole frames; one that is not is a
+                        // broken link, which core sees end here.
+                        fail("runtime-task: a request that is not a 9P frame\n");
+                    }
+                    if answer.is_empty() {
+                        spare.push(answer);
+                    } else {
+                        outgoing.push_back(answer);
+                    }
+                }
+                // Core's probe (`task_link::PROBE_LABEL`): taking it was
+                // the point. Anything else is ignored.
+                _ => {}
+            }
+        }
+        // The server's own work: what the device brought, timers, and the
+        // requests it finished.
+        for (id, completion) in fs.poll(clock_ms()) {
+            let mut answer = spare.pop().unwrap_or_default();
+            session.complete(id, completion, &mut answer);
+            if answer.is_empty() {
+                spare.push(answer);
+            } else {
+                outgoing.push_back(answer);
+            }
+        }
     }
 }
 

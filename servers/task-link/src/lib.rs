@@ -31,6 +31,22 @@
 //! - Only core's thread may call a server: the server receives from core
 //!   alone (a closed receive).
 //!
+//! A server whose requests may wait (a `/net` read for data, a `listen`)
+//! says so in its ready message: MR1 holds [`READY_MULTIPLEXES`]. Its link
+//! then carries several requests at once, each on its own tag, answered in
+//! any order (intro(5)), as a server VM's does:
+//! - core sends each T-message when it likes, as above; the server
+//!   receives between rounds of its own work (it waits for core with a
+//!   timeout, the next time its device or timers need it);
+//! - the server sends each answer when it is ready, with a send timeout of
+//!   zero: it reaches core only if core is receiving, and otherwise waits
+//!   in the server for the next round. So the two never wait on each
+//!   other's send; the only message of the server's that waits for core
+//!   is a page fault, and core takes it when a send of its own times out;
+//! - such a link has no answer deadline; while a request waits, core asks
+//!   from time to time whether the server still receives by sending
+//!   [`PROBE_LABEL`], which the server takes and ignores.
+//!
 //! Invariant: the numbers here are the protocol between core and every
 //! task it starts; changing one changes both sides.
 #![no_std]
@@ -44,6 +60,13 @@ pub const READY_LABEL: u64 = 0x9F_0001;
 /// [`Failure`]'s number. The server performs it for real (docs/core.md,
 /// "Failure injection").
 pub const INJECT_LABEL: u64 = 0x9F_0002;
+
+/// Bit of the ready message's MR1: the server takes several requests at
+/// once and answers them in any order.
+pub const READY_MULTIPLEXES: u64 = 1;
+/// Label of core's probe of a multiplexing server: no words, no items,
+/// no answer. A server that receives it is alive.
+pub const PROBE_LABEL: u64 = 0x9F_0003;
 
 /// A failure core asks a task server to perform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,39 +18,28 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod task {
-    use core::arch::asm;
-
     use fatfs_server::{Clock, DateTime, FatServer};
     use kasane_ata::{Ata, Channel, PortIo};
     use microkernel_abi::ThreadId;
     use microkernel_rt::console::print;
+    use runtime_task::ports;
 
-    /// The task's granted ports. An `in` or `out` on a port the
-    /// microkernel did not open to this task raises #GP (SDM Vol. 1
-    /// 19.5.2), which core, the task's pager, sees as the end of the link.
+    /// The task's granted ports (`runtime_task::ports`): any other port
+    /// faults, which core sees as the end of the link.
     struct Ports;
 
     impl PortIo for Ports {
         fn read_u8(&mut self, port: u16) -> u8 {
-            let value: u8;
-            // SAFETY: port I/O has no memory effects here (PIO, no DMA);
-            // the TSS bitmap decides whether the port is this task's.
-            unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack)) };
-            value
+            ports::inb(port)
         }
         fn write_u8(&mut self, port: u16, value: u8) {
-            // SAFETY: as `read_u8`.
-            unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) }
+            ports::outb(port, value)
         }
         fn read_u16(&mut self, port: u16) -> u16 {
-            let value: u16;
-            // SAFETY: as `read_u8`.
-            unsafe { asm!("in ax, dx", in("dx") port, out("ax") value, options(nomem, nostack)) };
-            value
+            ports::inw(port)
         }
         fn write_u16(&mut self, port: u16, value: u16) {
-            // SAFETY: as `read_u8`.
-            unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack)) }
+            ports::outw(port, value)
         }
     }
 

@@ -1,12 +1,15 @@
 //! The network server as a microkernel task: `netfs` (Plan 9's `/net`
-//! over smoltcp) on core's server link, on the loopback device.
+//! over smoltcp) on core's server link.
 //!
-//! This is the bare-mode placement of the `net` server (docs/net.md). A
-//! task link answers every request before the next, so a request that
-//! must wait (a read with nothing received, a `listen`) fails with a clear
-//! error; a connect to a listener on the same stack completes, because the
-//! runtime runs the stack after each request. The VM placement (`net-vm`)
-//! serves everything.
+//! This is the bare-mode placement of the `net` server (docs/net.md). With
+//! the manifest's `ne2k` device, core finds the PCI NE2000 on the bus,
+//! grants its 32 ports to this task alone and says where they start
+//! (`runtime_task::device`); the stack then drives the card
+//! (`servers/ne2k`, polled: no interrupt reaches a task) and asks DHCP for
+//! an address. Without, it runs on smoltcp's loopback device with
+//! 127.0.0.1/8. Either way the link multiplexes (`serve_multiplexed`): a
+//! read that waits for data or a `listen` waits in the server while other
+//! requests come and go, as on the VM placement (`net-vm`).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -21,17 +24,66 @@ mod task {
     use core::net::Ipv4Addr;
 
     use microkernel_abi::ThreadId;
+    use microkernel_rt::console::print;
     use netfs::smoltcp::phy::{Loopback, Medium};
     use netfs::smoltcp::wire::Ipv4Cidr;
     use netfs::NetFs;
+    use runtime_task::ports;
+
+    /// How often the stack looks at the card, which raises no interrupt
+    /// a task could take (as in the VM placement).
+    const CARD_POLL_MS: u64 = 10;
+
+    /// The NE2000's ports, from the I/O base core found.
+    struct Card(u16);
+
+    impl ne2k::Ports for Card {
+        fn inb(&mut self, offset: u16) -> u8 {
+            ports::inb(self.0.wrapping_add(offset))
+        }
+        fn outb(&mut self, offset: u16, value: u8) {
+            ports::outb(self.0.wrapping_add(offset), value)
+        }
+        fn inw(&mut self, offset: u16) -> u16 {
+            ports::inw(self.0.wrapping_add(offset))
+        }
+        fn outw(&mut self, offset: u16, value: u16) {
+            ports::outw(self.0.wrapping_add(offset), value)
+        }
+    }
 
     fn main(core: ThreadId) -> ! {
         let seed = u64::from(runtime_task::clock_seconds()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        // Core says which start this is (1, then one more per restart),
+        // as hvm tells a server VM its link's generation.
+        let start = runtime_task::start_number()
+            .unwrap_or_else(|| u64::from(runtime_task::clock_seconds()));
+        if let Some(base) = runtime_task::device("ne2k") {
+            match ne2k::Ne2k::new(Card(base)) {
+                Ok(nic) => {
+                    let mac = nic.mac();
+                    let mut net = NetFs::new(nic, mac, "ne2k", seed, 0);
+                    net.set_start(start);
+                    net.set_poll_period(Some(CARD_POLL_MS));
+                    net.start_dhcp();
+                    print(format_args!(
+                        "net: /net on the NE2000 at port {base:#x}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, dhcp\n",
+                        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                    ));
+                    runtime_task::serve_multiplexed(core, &mut net)
+                }
+                Err(e) => print(format_args!(
+                    "net: the device at port {base:#x}: {e}; using the loopback device\n"
+                )),
+            }
+        }
         let mut net = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", seed, 0);
-        // A task knows no start count: the clock tells starts apart.
-        net.set_start(u64::from(runtime_task::clock_seconds()));
+        net.set_start(start);
         net.configure(Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 8), None);
-        runtime_task::serve(core, &mut net)
+        print(format_args!(
+            "net: /net on the loopback device, 127.0.0.1/8\n"
+        ));
+        runtime_task::serve_multiplexed(core, &mut net)
     }
 
     runtime_task::entry!(main);
