@@ -82,6 +82,21 @@ fn after_crash() -> [Line<'static>; 6] {
     ]
 }
 
+/// The listen that waited when the server crashed ended with the reset,
+/// and a call after the restart went through: its line came back.
+fn reset_then_talk_again(boot: &Boot) {
+    assert_lines_in_order(
+        boot,
+        &[
+            Is("-- crash"),
+            Is("listen1: listen: connection reset: network restarted"),
+            Is("-- after"),
+            Is("ping"),
+            Is("-- done"),
+        ],
+    );
+}
+
 /// Both sides of the failure: the ramfs task answered while the server
 /// crashed (its line may come before or after the server's, which runs
 /// apart), a listen that waited in the server failed once, and the server
@@ -123,18 +138,7 @@ fn bochs_net_vm_serves_net_and_recovers_from_a_crash() {
     ]);
     lines.extend(after_crash());
     assert_lines_in_order(&boot, &lines);
-    // The listen that waited when the VM crashed ended with the reset,
-    // and a call after the restart went through: its line came back.
-    assert_lines_in_order(
-        &boot,
-        &[
-            Is("-- crash"),
-            Is("listen1: listen: connection reset: network restarted"),
-            Is("-- after"),
-            Is("ping"),
-            Is("-- done"),
-        ],
-    );
+    reset_then_talk_again(&boot);
     // The reads that waited held up nobody, and cut no link.
     let talk: Vec<&str> = boot
         .transcript
@@ -169,16 +173,7 @@ fn qemu_bare_mode_serves_net_from_a_task() {
     lines.push(Is("runtime-task: performing crash"));
     lines.extend(after_crash());
     assert_lines_in_order(&boot, &lines);
-    assert_lines_in_order(
-        &boot,
-        &[
-            Is("-- crash"),
-            Is("listen1: listen: connection reset: network restarted"),
-            Is("-- after"),
-            Is("ping"),
-            Is("-- done"),
-        ],
-    );
+    reset_then_talk_again(&boot);
     check_rest(&boot);
 }
 

@@ -8,9 +8,10 @@
 //! `ninep-server` session in the host tests. On a task server's link one
 //! operation runs to its end before the next starts (a long read or walk
 //! may be several requests), so one request is outstanding; a link whose
-//! transport [`multiplexes`](Transport::multiplexes) (a server VM's)
-//! carries several operations at once, each on its own tag, answered in
-//! any order, with no answer deadline (`link`).
+//! transport [`multiplexes`](Transport::multiplexes) (a server VM's, or
+//! a task server's that says so) carries several operations at once,
+//! each on its own tag, answered in any order, with no answer deadline
+//! (`link`); a task server's is probed instead ([`Transport::probes`]).
 //!
 //! Every `File` this servant hands out is one chan, and holds one fid:
 //! - `dev` is the mount's number in bits 0..16 and a serial in bits 16..32.

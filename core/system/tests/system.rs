@@ -979,10 +979,7 @@ fn a_vm_server_run_as_a_task_keeps_its_devices() {
     let (bare, _) = core_system::task_servers(&bytes, false);
     let net = &bare[0].config;
     assert!(net.ports.is_empty(), "{:?}", net.ports);
-    assert_eq!(
-        net.pci.iter().map(|d| d.name).collect::<Vec<_>>(),
-        ["ne2k"]
-    );
+    assert_eq!(net.pci.iter().map(|d| d.name).collect::<Vec<_>>(), ["ne2k"]);
     let fat = &bare[1].config;
     assert_eq!(fat.ports, [(0x170, 8), (0x376, 1)]);
     assert!(fat.pci.is_empty());

@@ -186,6 +186,27 @@ fn touch(buffer: &mut [u8]) {
     }
 }
 
+/// Makes `request` the only receive target: receive buffer 0.
+///
+/// # Safety
+///
+/// `request` must stay alive, unmoved, across every IPC until the next
+/// `offer`, and every page of it must be mapped (written once), because
+/// the kernel writes a received string there without asking the pager.
+unsafe fn offer(utcb: &mut Utcb, request: &mut [u8]) {
+    utcb.clear_receive_targets();
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        utcb.set_receive_buffer(
+            0,
+            ReceiveBuffer {
+                address: request.as_mut_ptr() as u64,
+                length: request.len() as u64,
+            },
+        )
+    };
+}
+
 /// Puts the tag and, if there are any, the string items of a message: one
 /// over `data`, or two (header, data) for an Rread (`task_link`).
 fn set_message(utcb: &mut Utcb, label: u64, data: Option<&[u8]>) {
@@ -238,18 +259,9 @@ pub fn serve<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
     let mut to = core;
     let mut polls = 0u64;
     loop {
-        utcb.clear_receive_targets();
         // SAFETY: `request` lives for the rest of this function (which
         // never returns) and its pages are mapped (touched above).
-        unsafe {
-            utcb.set_receive_buffer(
-                0,
-                ReceiveBuffer {
-                    address: request.as_mut_ptr() as u64,
-                    length: request.len() as u64,
-                },
-            )
-        };
+        unsafe { offer(utcb, &mut request) };
         // Core waits for the ready message at boot. An answer waits for
         // core to receive: core may be busy with another link, and if it
         // gave up on this one it destroys the task instead.
@@ -383,18 +395,9 @@ pub fn serve_multiplexed<F: FileServer>(core: ThreadId, fs: &mut F) -> ! {
             }
         };
         backoff = false;
-        utcb.clear_receive_targets();
         // SAFETY: `request` lives for the rest of this function (which
         // never returns) and its pages are mapped (touched above).
-        unsafe {
-            utcb.set_receive_buffer(
-                0,
-                ReceiveBuffer {
-                    address: request.as_mut_ptr() as u64,
-                    length: request.len() as u64,
-                },
-            )
-        };
+        unsafe { offer(utcb, &mut request) };
         let timeouts = Timeouts {
             send: Timeout::Zero,
             receive,
