@@ -5,6 +5,9 @@
 //! drives the Linux link itself. `images/scripts/linux-peer` then, in one
 //! boot:
 //!
+//! - while the Linux cell boots, runs a loop on ramfs, which counts on
+//!   while the first request to Linux (the mount below) waits for the
+//!   agent: the request waits in its process, not in core;
 //! - mounts `/srv/linux` (the agent's 9P server) on /n: reads
 //!   `/proc/version`, writes a file, appends to it, counts its lines and
 //!   lists the Linux root;
@@ -93,6 +96,20 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
             Is("-- lx"),
         ],
     );
+    // While the Linux cell booted, the mount waited for the agent in the
+    // process that made it, not in core: the loop on ramfs counted on.
+    let lines: Vec<&str> = boot.transcript.lines().collect();
+    let booting = lines
+        .iter()
+        .take_while(|l| !l.starts_with("linux| kasane-agent: ready"))
+        .skip_while(|l| **l != "-- linux 9P")
+        .filter(|l| l.starts_with("boot tick "))
+        .count();
+    assert!(
+        booting >= 3,
+        "{booting} ticks while the agent booted:\n{}",
+        boot.transcript
+    );
     assert_output_between(
         &boot,
         "-- lx",
@@ -120,7 +137,9 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
         "-- linux mounts kasane",
         "-- linux()",
         &[
-            // lx ls /kasane/tmp, lx cat: Kasane's ramfs seen from Linux.
+            // lx ls /kasane/tmp, lx cat: Kasane's ramfs seen from Linux
+            // (the boot-time loop's count, and the file made in Kasane).
+            Is("count"),
             Is("fromkasane"),
             Is("made in kasane"),
             // Written from Linux, read in Kasane.
@@ -129,6 +148,7 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
             Is("appended from linux"),
             // ls /tmp: the directory made from Linux; x was renamed and
             // removed.
+            Is("count"),
             Is("d"),
             Is("fromkasane"),
             Is("ls: /kasane/no/such: No such file or directory"),

@@ -257,7 +257,9 @@ impl<T: Transport> MountDriver<T> {
 
     /// Hangs up every link whose posted request has waited longer than
     /// `limit` since `now` was first seen after the post (times in any
-    /// unit, e.g. microseconds). Its waiting reads and writes fail. A
+    /// unit, e.g. microseconds), not counting the time its transport held
+    /// the request unsent ([`Transport::holding`]). Its waiting reads and
+    /// writes fail. A
     /// multiplexing link has no deadline: its server may hold a request
     /// as long as it likes (a `listen`). Whoever runs the server watches
     /// it instead: hvm's heartbeat restarts a hung VM, and a task server
@@ -266,7 +268,8 @@ impl<T: Transport> MountDriver<T> {
     pub fn expire(&mut self, now: u64, limit: u64) {
         let mut late = Vec::new();
         for (id, link) in &mut self.links {
-            if link.posted == 0 || !link.watched() {
+            let held = link.server.as_ref().is_some_and(Transport::holding);
+            if link.posted == 0 || !link.watched() || held {
                 link.since = None;
                 continue;
             }

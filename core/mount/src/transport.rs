@@ -72,6 +72,13 @@ pub trait Transport {
         false
     }
 
+    /// Whether the transport still holds the requests posted to it, not
+    /// yet sent (the Linux link, while its agent boots): no answer
+    /// deadline runs for a link until they go out.
+    fn holding(&self) -> bool {
+        false
+    }
+
     /// Whether a link that [`multiplexes`](Self::multiplexes) is watched
     /// by asking its server, with [`probe`](Self::probe), whether it still
     /// takes requests, when nothing has come back from it for core's

@@ -45,6 +45,8 @@ struct RamLink {
     posting: bool,
     patient: bool,
     answers: Rc<RefCell<VecDeque<Vec<u8>>>>,
+    /// Says it still holds what was posted (a booting Linux agent's link).
+    holding: Rc<RefCell<bool>>,
 }
 
 impl RamLink {
@@ -61,6 +63,7 @@ impl RamLink {
             posting: false,
             patient: false,
             answers: Rc::default(),
+            holding: Rc::default(),
         };
         (link, probe, stopped)
     }
@@ -116,6 +119,10 @@ impl Transport for RamLink {
 
     fn peer(&self) -> u64 {
         77
+    }
+
+    fn holding(&self) -> bool {
+        *self.holding.borrow()
     }
 }
 
@@ -401,6 +408,33 @@ fn a_gone_process_loses_its_answer_and_a_silent_server_is_hung_up() {
     assert!(!m.take_wakeups().is_empty());
     assert_eq!(m.read(&six, &file, 0, 10), Err(Error::HUNGUP));
     assert_eq!(m.link_of_peer(77), None);
+}
+
+/// A transport that still holds a posted request (the Linux link while
+/// its agent boots) has sent nothing yet: no answer deadline runs for it
+/// until the request goes out, and then the whole limit does.
+#[test]
+fn no_deadline_runs_while_the_transport_holds_the_request() {
+    let (mut link, _, _) = RamLink::new("ramfs");
+    link.posting = true;
+    let holding = link.holding.clone();
+    let mut m = MountDriver::new();
+    m.add_link(LinkId(1), link);
+    let root = m.attach(&caller(), &attach_spec(LinkId(1), "")).unwrap();
+    let five = Caller::new(5, "eve");
+    let file = m.create(&five, &root, "f", rw(), OpenMode::ORDWR).unwrap();
+    *holding.borrow_mut() = true;
+    assert!(matches!(m.read(&five, &file, 0, 10), Ok(Io::WouldBlock(_))));
+    m.expire(1_000, 10);
+    m.expire(100_000, 10);
+    assert!(m.take_dead().is_empty(), "held, not late");
+    // Sent: the limit counts from the first look after that.
+    *holding.borrow_mut() = false;
+    m.expire(200_000, 10);
+    m.expire(200_010, 10);
+    assert!(m.take_dead().is_empty(), "within the limit");
+    m.expire(200_011, 10);
+    assert_eq!(m.take_dead().len(), 1);
 }
 
 #[test]

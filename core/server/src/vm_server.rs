@@ -89,6 +89,15 @@ impl Framing {
         }
     }
 
+    /// [`send`](Self::send) that never waits for a booting agent: the
+    /// Linux link keeps the frame until the agent says Hello.
+    fn post(&mut self, link: &mut LinkIo<'_>, frame: &[u8]) -> Result<(), ExchangeError> {
+        match self {
+            Framing::Stream(e) => e.send(link, frame),
+            Framing::Bridged(e) => e.post(link, frame),
+        }
+    }
+
     fn poll(&mut self, link: &mut LinkIo<'_>) -> Result<Option<Vec<u8>>, ExchangeError> {
         match self {
             Framing::Stream(e) => e.poll(link),
@@ -119,6 +128,9 @@ pub struct VmServer {
     runs_generation: Option<u64>,
     /// Watches a restarted Linux cell's new agent boot ([`VmServer::ready`]).
     probe: Option<Box<BridgedExchanger>>,
+    /// When core asked hvm to restart the Linux cell itself (it still ran
+    /// when its link hung up), on the kernel's clock (µs).
+    restart_asked: Option<u64>,
 }
 
 impl VmServer {
@@ -131,13 +143,15 @@ impl VmServer {
             exchanger: Framing::new(bridged, link.generation()),
             runs_generation: link.generation(),
             probe: None,
+            restart_asked: None,
             link,
         }
     }
 
-    /// Sends the encoded bridge frames of `/dev/linux`'s runs (waiting
-    /// for the agent if it is booting); whether the Linux cell restarted
-    /// since the last call, and why a send failed. Not for a server VM.
+    /// Sends the encoded bridge frames of `/dev/linux`'s runs (kept until
+    /// the agent says Hello if it is booting: never waits); whether the
+    /// Linux cell restarted since the last call, and why a send failed.
+    /// Not for a server VM.
     pub fn send_runs(&mut self, outgoing: Vec<Vec<u8>>) -> (bool, Option<String>) {
         let Framing::Bridged(exchanger) = &mut self.exchanger else {
             return (false, None);
@@ -147,7 +161,7 @@ impl VmServer {
         let restarted = generation != self.runs_generation;
         self.runs_generation = generation;
         for frame in outgoing {
-            if let Err(error) = exchanger.send_other(link, &frame, AGENT_LIMIT) {
+            if let Err(error) = exchanger.post_other(link, &frame) {
                 return (restarted, Some(explain(true, error)));
             }
         }
@@ -222,17 +236,36 @@ impl VmServer {
         }
         self.exchanger = Framing::new(self.bridged(), self.link.generation());
         self.probe = None;
+        self.restart_asked = None;
         Ok(self)
     }
 
     /// Whether [`restart`](Self::restart) may go ahead now: always for a
-    /// server VM, and for a Linux cell that still runs (core asks hvm for
-    /// the restart); a Linux cell hvm restarted is ready once its new
-    /// agent said Hello. Never blocks.
+    /// server VM; a Linux cell hvm restarted is ready once its new agent
+    /// said Hello. For a Linux cell that still runs (it went silent or
+    /// broke the protocol) core asks hvm for the restart here, once, and
+    /// then waits for the new agent the same way, so nothing else in
+    /// Kasane waits for a Linux boot; if no new agent comes within
+    /// `AGENT_LIMIT`, `restart` goes ahead and says why. Never blocks.
     pub fn ready(&mut self) -> bool {
         let generation = self.link.generation();
-        if !self.bridged() || generation == self.exchanger.generation() {
+        if !self.bridged() {
             return true;
+        }
+        if generation == self.exchanger.generation() {
+            let now = LinkIo(&mut self.link).now();
+            return match self.restart_asked {
+                Some(asked) => now.saturating_sub(asked) > AGENT_LIMIT,
+                None => {
+                    let restart = core_system::Verb::Restart.operation();
+                    if cell_control(self.cell, restart).is_err() {
+                        // `restart` asks again and reports hvm's reason.
+                        return true;
+                    }
+                    self.restart_asked = Some(now);
+                    false
+                }
+            };
         }
         // A probe of its own: the exchanger's generation is what
         // `restart` compares to see that hvm restarted the cell.
@@ -324,9 +357,11 @@ impl Transport for VmServer {
         self.bridged().then_some(LINUX_RESTARTED)
     }
 
+    /// Never waits: on the Linux link a request posted while the agent
+    /// boots is kept until it says Hello ([`holding`](Self::holding)).
     fn post(&mut self, frame: &[u8], _answer: &mut [u8]) -> Result<Option<usize>, String> {
         self.exchanger
-            .send(&mut LinkIo(&mut self.link), frame)
+            .post(&mut LinkIo(&mut self.link), frame)
             .map(|()| None)
             .map_err(|error| self.explain(error))
     }
@@ -335,6 +370,16 @@ impl Transport for VmServer {
         self.exchanger
             .await_answer(&mut LinkIo(&mut self.link), answer)
             .map_err(|error| self.explain(error))
+    }
+
+    /// Requests posted to a booting Linux agent wait for its Hello, for
+    /// up to `AGENT_LIMIT`, before any answer deadline runs.
+    fn holding(&self) -> bool {
+        let Framing::Bridged(exchanger) = &self.exchanger else {
+            return false;
+        };
+        let now = kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
+        exchanger.holding(now, AGENT_LIMIT)
     }
 
     /// The link's interrupt "thread": core's loop receives the interrupt
@@ -450,6 +495,14 @@ impl Transport for ServerLink {
             ServerLink::Task(server) => server.multiplexes(),
             ServerLink::Vm(server) => server.multiplexes(),
             ServerLink::User(server) => server.multiplexes(),
+        }
+    }
+
+    fn holding(&self) -> bool {
+        match self {
+            ServerLink::Task(server) => server.holding(),
+            ServerLink::Vm(server) => server.holding(),
+            ServerLink::User(server) => server.holding(),
         }
     }
 

@@ -14,7 +14,12 @@
 //! (longer under Bochs), and again after each restart. So the exchanger
 //! first waits for the agent's `Hello` (its announcement, or the answer to
 //! the `Hello` request it sends) before the first 9P byte of a new link
-//! generation goes out; until then nothing of the 9P stream is sent.
+//! generation goes out; until then nothing of the 9P stream is sent. A
+//! synchronous [`send`](BridgedExchanger::send) waits for it; a
+//! [`post`](BridgedExchanger::post) never does: what is posted before the
+//! `Hello` is kept, in order, and goes out from the
+//! [`poll`](BridgedExchanger::poll) that sees the `Hello` arrive, so core
+//! goes on serving others while the agent boots.
 #![forbid(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -49,6 +54,10 @@ pub struct BridgedExchanger {
     input: Vec<u8>,
     /// Frames of other ids (program runs), re-encoded, for the caller.
     others: Vec<Vec<u8>>,
+    /// Encoded frames posted before the agent said Hello, oldest first.
+    queued: Vec<Vec<u8>>,
+    /// When the first of them was posted (the link's clock, µs).
+    queued_since: Option<u64>,
 }
 
 /// Most frames of other ids kept for the caller; later ones are dropped
@@ -79,6 +88,8 @@ impl BridgedExchanger {
             closed: false,
             input: alloc::vec![0; 4096],
             others: Vec::new(),
+            queued: Vec::new(),
+            queued_since: None,
         }
     }
 
@@ -100,6 +111,10 @@ impl BridgedExchanger {
         self.ready = false;
         self.asked = false;
         self.closed = false;
+        // Posted for the old agent: a new one knows nothing of them (the
+        // caller sees the restart from `poll`).
+        self.queued.clear();
+        self.queued_since = None;
     }
 
     /// Encodes and sends one frame.
@@ -109,13 +124,86 @@ impl BridgedExchanger {
         message: Message<'_>,
     ) -> Result<(), ExchangeError> {
         let mut buffer = [0u8; MAX_FRAME_LEN];
-        let length = Frame {
+        let length = Self::encode(&mut buffer, request_id, message)?;
+        link.send(&buffer[..length]).map_err(ExchangeError::Link)
+    }
+
+    /// Encodes one frame into `buffer`; its length.
+    fn encode(
+        buffer: &mut [u8; MAX_FRAME_LEN],
+        request_id: u32,
+        message: Message<'_>,
+    ) -> Result<usize, ExchangeError> {
+        Frame {
             request_id,
             message,
         }
-        .encode(&mut buffer)
-        .map_err(|_| ExchangeError::Link("a bridge frame did not encode"))?;
-        link.send(&buffer[..length]).map_err(ExchangeError::Link)
+        .encode(buffer)
+        .map_err(|_| ExchangeError::Link("a bridge frame did not encode"))
+    }
+
+    /// Sends what was posted before the agent said Hello, in order.
+    fn flush<L: StreamLink>(&mut self, link: &mut L) -> Result<(), ExchangeError> {
+        self.queued_since = None;
+        for frame in core::mem::take(&mut self.queued) {
+            link.send(&frame).map_err(ExchangeError::Link)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the encoded `frames` now if the agent of the link's current
+    /// generation has said Hello, after anything posted before; else
+    /// keeps them for the [`poll`](Self::poll) that sees its Hello.
+    fn post_frames<L: StreamLink>(
+        &mut self,
+        link: &mut L,
+        frames: Vec<Vec<u8>>,
+    ) -> Result<(), ExchangeError> {
+        let known = self.ready && link.generation() == self.generation;
+        if known || self.agent_ready(link)? {
+            self.flush(link)?;
+            for frame in frames {
+                link.send(&frame).map_err(ExchangeError::Link)?;
+            }
+        } else {
+            if self.queued.is_empty() {
+                self.queued_since = Some(link.now());
+            }
+            self.queued.extend(frames);
+        }
+        Ok(())
+    }
+
+    /// Sends `frame`, a whole T-message, in `Ninep` pieces, or keeps it
+    /// until the agent is there (see the module's note); never blocks.
+    pub fn post<L: StreamLink>(&mut self, link: &mut L, frame: &[u8]) -> Result<(), ExchangeError> {
+        let mut frames = Vec::new();
+        let mut buffer = [0u8; MAX_FRAME_LEN];
+        for piece in frame.chunks(NINEP_PIECE) {
+            let length = Self::encode(&mut buffer, self.channel, Message::Ninep { data: piece })?;
+            frames.push(buffer[..length].to_vec());
+        }
+        self.post_frames(link, frames)
+    }
+
+    /// Sends an encoded bridge frame of another id (a run's), or keeps it
+    /// until the agent is there; never blocks.
+    pub fn post_other<L: StreamLink>(
+        &mut self,
+        link: &mut L,
+        frame: &[u8],
+    ) -> Result<(), ExchangeError> {
+        self.post_frames(link, alloc::vec![frame.to_vec()])
+    }
+
+    /// Whether frames posted before the agent's Hello are still kept, for
+    /// less than `limit` µs of the link's clock since the first (at
+    /// `now`): their answers cannot have come, so no answer deadline runs
+    /// for them yet. Past the limit the agent is overdue, and the
+    /// caller's deadline may run.
+    pub fn holding(&self, now: u64, limit: u64) -> bool {
+        self.queued_since
+            .is_some_and(|since| now.saturating_sub(since) < limit)
     }
 
     /// Takes what the link has brought into the decoder; never blocks.
@@ -231,6 +319,7 @@ impl BridgedExchanger {
         if link.generation() != self.generation || !self.ready {
             self.await_agent(link, agent_limit)?;
         }
+        self.flush(link)?;
         for piece in frame.chunks(NINEP_PIECE) {
             Self::send_frame(link, self.channel, Message::Ninep { data: piece })?;
         }
@@ -244,6 +333,10 @@ impl BridgedExchanger {
             return Ok(Some(message));
         }
         self.drain(link)?;
+        // The Hello of the agent posts waited for: they go out now.
+        if self.ready && !self.queued.is_empty() && link.generation() == self.generation {
+            self.flush(link)?;
+        }
         if let Some(message) = self.stream.next_message().map_err(ExchangeError::Stream)? {
             return Ok(Some(message));
         }
@@ -281,20 +374,6 @@ impl BridgedExchanger {
     /// The frames of other ids received so far, encoded, oldest first.
     pub fn take_others(&mut self) -> Vec<Vec<u8>> {
         core::mem::take(&mut self.others)
-    }
-
-    /// Sends an encoded bridge frame of another id once the agent is there
-    /// (waiting at most `agent_limit` microseconds).
-    pub fn send_other<L: StreamLink>(
-        &mut self,
-        link: &mut L,
-        frame: &[u8],
-        agent_limit: u64,
-    ) -> Result<(), ExchangeError> {
-        if link.generation() != self.generation || !self.ready {
-            self.await_agent(link, agent_limit)?;
-        }
-        link.send(frame).map_err(ExchangeError::Link)
     }
 
     /// [`send`](Self::send), then [`await_answer`](Self::await_answer).
@@ -448,6 +527,42 @@ mod tests {
         assert!(exchanger.ready());
     }
 
+    /// A request posted while the agent boots is kept, not sent and not
+    /// waited for; the poll that sees the agent's Hello sends what was
+    /// kept, in order, and the answers follow.
+    #[test]
+    fn a_post_before_the_agents_hello_is_kept_until_it_comes() {
+        let mut link = agent(echo);
+        let mut exchanger = BridgedExchanger::new(8216, Some(1), 1);
+        let (small, big) = (message(100, 3), message(118, 5000));
+        exchanger.post(&mut link, &small).unwrap();
+        exchanger.post(&mut link, &big).unwrap();
+        let now = link.clock;
+        assert!(link.clock < 20_000, "neither post waited for the boot");
+        assert!(exchanger.holding(now, 1_000_000));
+        assert!(!exchanger.holding(now + 1_000_000, 1_000_000), "overdue");
+        // The fake answers every whole 9P message it is sent: none was.
+        assert_eq!(exchanger.poll(&mut link), Ok(None));
+        assert!(link.pending.is_empty(), "something went out early");
+        while link.now() < 25_000 {}
+        let mut answers = Vec::new();
+        for _ in 0..100 {
+            if let Some(answer) = exchanger.poll(&mut link).unwrap() {
+                answers.push(answer);
+            }
+        }
+        assert_eq!(answers, [echo(&small), echo(&big)]);
+        assert!(!exchanger.holding(link.clock, 1_000_000));
+        // With the agent there, a post goes out at once.
+        exchanger.post(&mut link, &small).unwrap();
+        assert!(!exchanger.holding(link.clock, 1_000_000));
+        let mut answer = [0u8; 8216];
+        let n = exchanger
+            .await_answer(&mut link, &mut answer, 1_000_000)
+            .unwrap();
+        assert_eq!(&answer[..n], &echo(&small)[..]);
+    }
+
     #[test]
     fn agent_ready_asks_once_and_never_blocks() {
         let mut link = agent(echo);
@@ -512,9 +627,7 @@ mod tests {
             .unwrap();
         let others = exchanger.take_others();
         assert_eq!(others, [frame(9, Message::Stdout { data: b"x" })]);
-        exchanger
-            .send_other(&mut link, &others[0], 1_000_000)
-            .unwrap();
+        exchanger.post_other(&mut link, &others[0]).unwrap();
         assert!(exchanger.take_others().is_empty());
     }
 
