@@ -55,6 +55,12 @@ const UDP_PACKETS: usize = 16;
 const UDP_BUFFER: usize = 16 * 1024;
 /// A `connect` that has not completed after this long fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a connection waits for the peer to acknowledge what it sent
+/// (data, or a `keepalive` probe) before it gives the peer up and ends:
+/// RFC 1122 §4.2.3.5's R2, "at least 100 seconds" for data. Then a read
+/// waiting on it ends, so a peer that vanished (a node powered off, a
+/// cable cut) does not hold its callers for ever.
+const GIVE_UP: Duration = Duration::from_secs(100);
 /// Plan 9's UDP header in `headers` mode (ip(3)): raddr[16] laddr[16]
 /// ifcaddr[16] rport[2] lport[2], addresses in IPv6 form.
 pub const UDP_HEADER: usize = 52;
@@ -518,6 +524,9 @@ impl<D: Device> NetFs<D> {
         let tx = tcp::SocketBuffer::new(vec![0; TCP_BUFFER]);
         let mut socket = tcp::Socket::new(rx, tx);
         socket.set_nagle_enabled(false);
+        // smoltcp aborts the connection when what it sent, or a keep-alive
+        // probe, stays unacknowledged this long.
+        socket.set_timeout(Some(GIVE_UP));
         socket
     }
 

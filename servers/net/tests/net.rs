@@ -313,6 +313,42 @@ fn the_interface_can_be_reconfigured() {
     assert!(status.contains("gateway 10.0.0.254"), "{status}");
 }
 
+/// A peer that vanishes (the wire cut, a node powered off) is given up
+/// once what was sent to it stays unacknowledged for 100 s (RFC 1122's
+/// R2): the read that waited on the connection ends, rather than waiting
+/// for ever, and the conversation shows Closed.
+#[test]
+fn a_vanished_peer_is_given_up_and_the_waiting_read_ends() {
+    let mut net = Net::new();
+    let (_, b) = call(&mut net);
+    net.open(B, 2, &format!("tcp/{b}/data"), OpenMode::ORDWR);
+    let (tag, now) = net.send(
+        B,
+        Message::Tread {
+            fid: 2,
+            offset: 0,
+            count: 10,
+        },
+    );
+    assert!(now.is_none(), "nothing to read yet");
+    net.cut(true);
+    // Sent into the void: the write is taken (it is in the send window),
+    // but nothing acknowledges it.
+    net.write_ok(B, 2, b"anyone there?");
+    assert!(
+        net.wait(B, tag, 9_000).is_none(),
+        "given up within 90 s: too soon"
+    );
+    let ended = net.wait(B, tag, 2_000).expect("the read ends within 110 s");
+    assert_eq!(ended, Message::Rread { data: Vec::new() });
+    net.open(B, 3, &format!("tcp/{b}/status"), OpenMode::OREAD);
+    let status = net.read_text(B, 3);
+    assert!(
+        status.ends_with(" Closed") || status.contains(" Closed\n"),
+        "{status}"
+    );
+}
+
 #[test]
 fn a_flushed_read_is_forgotten() {
     let mut net = Net::new();

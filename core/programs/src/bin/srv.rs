@@ -8,8 +8,10 @@
 //! `-R`), which carries 9P between the other end and the connection's
 //! data file, one request at a time. When the connection fails (the
 //! network VM restarted) the relay dials again and rebuilds the session
-//! (`core_programs::relay`), so mounts of /srv/name carry on; when the
-//! pipe's other end goes, it ends, says why on fd 2 and removes
+//! (`core_programs::relay`), so mounts of /srv/name carry on; its
+//! connection asks for keep-alive probes, so a peer that vanished is
+//! given up (docs/net.md). When the pipe's other end goes, or the host
+//! cannot be reached again, the relay ends, says why on fd 2 and removes
 //! /srv/name.
 #![cfg_attr(target_os = "none", no_std)]
 #![no_main]
@@ -58,7 +60,7 @@ fn main(argv: Vec<String>) -> Result<(), String> {
 /// Dials `address`, posts a pipe's end as /srv/`name` and starts the
 /// relay on the other end and the connection; the relay's pid.
 fn post(address: &str, name: &str) -> Result<u64, String> {
-    let conn = net::dial(address).map_err(|e| format!("dial {address}: {e}"))?;
+    let conn = dial(address).map_err(|e| format!("dial {address}: {e}"))?;
     let data = conn.data.ok_or("dial: no data file")?;
     let result = (|| {
         let (posted, served) = sys::pipe()?;
@@ -178,12 +180,31 @@ fn read_exactly(fd: Fd, buffer: &mut [u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// How often, in ms, a relay's connection makes sure an idle peer is
+/// still there (tcp(3)'s `keepalive`): the network server gives up a
+/// peer that leaves a probe unanswered for 100 s, and the relay's next
+/// request then finds the connection gone at once and dials again.
+const KEEPALIVE_MS: u32 = 10_000;
+
+/// dial(2), with keep-alive probes on the connection.
+fn dial(address: &str) -> Result<net::Conn, String> {
+    let conn = net::dial(address)?;
+    // Without probes an idle connection to a vanished peer only fails
+    // when the next request is not acknowledged; the relay works either
+    // way, so a refusal changes nothing.
+    let _ = sys::write(conn.ctl, format!("keepalive {KEEPALIVE_MS}").as_bytes());
+    Ok(conn)
+}
+
 /// Dials `address` again (the network may be restarting: a try a second,
-/// a minute at most) and replays the session on the new connection.
+/// a minute at most) and replays the session on the new connection. A
+/// host that lets [`GONE_AFTER`] calls in a row time out is gone: the
+/// relay gives up on it then.
 fn redial(address: &str, tracker: &mut Tracker) -> Result<Fd, String> {
     let mut last = String::new();
+    let mut timed_out = 0;
     for _ in 0..REDIAL_TRIES {
-        match net::dial(address) {
+        match dial(address) {
             Ok(conn) => {
                 let Some(data) = conn.data else {
                     conn.close();
@@ -199,7 +220,19 @@ fn redial(address: &str, tracker: &mut Tracker) -> Result<Fd, String> {
                     }
                 }
             }
-            Err(e) => last = e,
+            Err(e) => {
+                // The network server's connect limit (20 s) passed with
+                // no answer from the host at all.
+                timed_out = if e.contains("timed out") {
+                    timed_out + 1
+                } else {
+                    0
+                };
+                last = e;
+                if timed_out >= GONE_AFTER {
+                    break;
+                }
+            }
         }
         let _ = sys::sleep(1000);
     }
@@ -207,6 +240,9 @@ fn redial(address: &str, tracker: &mut Tracker) -> Result<Fd, String> {
 }
 
 const REDIAL_TRIES: u32 = 60;
+
+/// Calls in a row that time out before the relay gives the host up.
+const GONE_AFTER: u32 = 3;
 
 /// Rebuilds the session on `data` (`Tracker::replay`); an error only if
 /// the connection fails again.

@@ -95,6 +95,8 @@ pub struct Net {
     pub hosts: [Host; 2],
     pub now: i64,
     next_tag: u16,
+    /// The wire is cut: frames are lost.
+    cut: bool,
 }
 
 pub const A: usize = 0;
@@ -111,6 +113,7 @@ impl Net {
             ],
             now: 0,
             next_tag: 1,
+            cut: false,
         };
         for h in [A, B] {
             net.version(h);
@@ -137,9 +140,19 @@ impl Net {
         (tag, Some(reply.message))
     }
 
+    /// Cuts the wire (`true`): every frame either host sends is lost.
+    pub fn cut(&mut self, cut: bool) {
+        self.cut = cut;
+    }
+
     /// Runs both stacks for one 10 ms step and files late answers.
     pub fn step(&mut self) {
         self.now += 10;
+        if self.cut {
+            for host in &mut self.hosts {
+                host.rx.borrow_mut().clear();
+            }
+        }
         for host in &mut self.hosts {
             host.fs.run(self.now);
             for (id, completion) in host.fs.completions() {
