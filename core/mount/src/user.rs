@@ -30,11 +30,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use kasane_servant::File;
+use ninep_client::FrameReader;
 
 use crate::{Transport, MSIZE};
-
-/// 9P's smallest message: size[4] type[1] tag[2] (intro(5)).
-const SMALLEST: usize = ninep::HEADER_SIZE;
 
 /// A link to a server process through the pipe end `end`.
 #[derive(Debug)]
@@ -43,7 +41,7 @@ pub struct UserLink {
     end: File,
     outgoing: VecDeque<Vec<u8>>,
     /// Bytes the server wrote that do not make a whole frame yet.
-    partial: Vec<u8>,
+    partial: FrameReader,
 }
 
 impl UserLink {
@@ -54,7 +52,7 @@ impl UserLink {
             name: String::from(name),
             end,
             outgoing: VecDeque::new(),
-            partial: Vec::new(),
+            partial: FrameReader::new(),
         }
     }
 
@@ -77,26 +75,18 @@ impl UserLink {
     /// Takes `bytes` the server wrote; the whole R-messages they complete,
     /// or why the link must hang up (a size no 9P message has).
     pub fn received(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-        self.partial.extend_from_slice(bytes);
+        self.partial.push(bytes);
         let mut frames = Vec::new();
-        while let Some(head) = self.partial.get(..4) {
-            // intro(5): "size[4]": the message's length in bytes,
-            // including the size field itself, little-endian.
-            let size = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            if !(SMALLEST..=MSIZE as usize).contains(&size) {
-                self.partial.clear();
-                return Err(format!(
-                    "{}: the server sent a 9P frame of {size} bytes (7 to {MSIZE} allowed)",
-                    self.name
-                ));
+        loop {
+            match self.partial.next_frame(MSIZE) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => return Ok(frames),
+                Err(why) => {
+                    self.partial = FrameReader::new();
+                    return Err(format!("{}: a broken 9P stream: {why}", self.name));
+                }
             }
-            if self.partial.len() < size {
-                break;
-            }
-            let rest = self.partial.split_off(size);
-            frames.push(core::mem::replace(&mut self.partial, rest));
         }
-        Ok(frames)
     }
 }
 
@@ -178,12 +168,12 @@ mod tests {
         let mut link = link();
         assert_eq!(
             link.received(&frame(6)),
-            Err("host: the server sent a 9P frame of 6 bytes (7 to 8216 allowed)".into())
+            Err("host: a broken 9P stream: size field 6 is below the 7-byte minimum".into())
         );
         let mut big = link.clone_empty();
         assert_eq!(
             big.received(&(MSIZE + 1).to_le_bytes()),
-            Err("host: the server sent a 9P frame of 8217 bytes (7 to 8216 allowed)".into())
+            Err("host: a broken 9P stream: frame of 8217 bytes exceeds the msize of 8216".into())
         );
     }
 

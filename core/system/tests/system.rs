@@ -1234,7 +1234,7 @@ fn a_user_link_hangs_up_on_a_frame_no_9p_message_has() {
     let log = core.record.borrow().log.clone();
     assert!(
         log.iter().any(|l| l.contains(
-            "link hung up: user: the server sent a 9P frame of 3 bytes (7 to 8216 allowed)"
+            "link hung up: user: a broken 9P stream: size field 3 is below the 7-byte minimum"
         )),
         "{log:?}"
     );

@@ -606,12 +606,16 @@ impl Frame {
     }
 }
 
-/// How long the frame at the start of `stream` is, once its header has
-/// arrived: `Ok(None)` if fewer than 7 bytes are there yet, an error if the
-/// size field is impossible or above `max_size`. The frame itself may not
-/// have arrived in full yet.
+/// How long the frame at the start of `stream` is, once its size field
+/// has arrived: `Ok(None)` if fewer than 4 bytes are there yet, an error
+/// if the size is impossible (below the 7-byte header) or above
+/// `max_size`. The size is judged as soon as its 4 bytes are in, so a peer
+/// that sends a bad size and then nothing is caught at once. The frame
+/// itself, even its header, may not have arrived in full yet.
 pub fn frame_length(stream: &[u8], max_size: u32) -> Result<Option<usize>, DecodeError> {
-    let Some(header) = stream.get(..HEADER_SIZE) else {
+    // intro(5): "size[4]", the message's length in bytes including the
+    // size field itself, little-endian.
+    let Some(header) = stream.get(..4) else {
         return Ok(None);
     };
     let size = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);

@@ -61,6 +61,26 @@ fn short_frames() {
         Err(DecodeError::SizeTooSmall { size: 3 })
     );
     assert_eq!(frame_length(&[0, 1, 0], MAX), Ok(None));
+    // The size is judged once its 4 bytes are in, before the rest of
+    // the header: a peer that sends a bad size and stops is caught.
+    assert_eq!(
+        frame_length(&[3, 0, 0, 0], MAX),
+        Err(DecodeError::SizeTooSmall { size: 3 })
+    );
+    assert_eq!(
+        frame_length(&[0, 0, 1, 0], 8192),
+        Err(DecodeError::TooLarge {
+            size: 0x1_0000,
+            max: 8192
+        })
+    );
+    // A good size with the header still to come: the length, which the
+    // caller waits for.
+    assert_eq!(frame_length(&[9, 0, 0, 0], MAX), Ok(Some(9)));
+    assert_eq!(
+        Frame::decode(&[9, 0, 0, 0, 120], MAX),
+        Err(DecodeError::SizeMismatch { size: 9, have: 5 })
+    );
 }
 
 #[test]
