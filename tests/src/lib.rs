@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use kasane_run::{boot, build_components, make_image, root, Boot, BootOptions, Emulator, Outcome};
 
+pub mod host9p;
+
 /// hvm's path and the other components by name.
 type Components = (PathBuf, std::collections::BTreeMap<String, PathBuf>);
 

@@ -38,9 +38,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use kasane_run::{root, Emulator};
+use kasane_tests::host9p::HostClient;
 use kasane_tests::Line::{Is, Pattern, StartsWith};
 use kasane_tests::{assert_clean, assert_no_line_contains, assert_output_in_order};
-use ninep::{Frame, Message, OpenMode};
+use ninep::Message;
 
 /// What the Linux client leaves in Kasane's /tmp, and Kasane's own file.
 const FROM_KASANE: &str = "written by kasane";
@@ -60,140 +61,40 @@ fn free_port() -> u16 {
 }
 
 /// A 9P2000 client on one TCP connection, one request at a time.
-struct Client {
-    stream: TcpStream,
-    tag: u16,
-}
-
-impl Client {
-    /// Connects and negotiates the version; `None` if nobody answers yet
-    /// (slirp accepts on the host's side and closes when the guest
-    /// refuses).
-    fn connect(port: u16) -> Option<Client> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        // A guest that is not listening yet may leave the call hanging.
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .ok()?;
-        // version(5): a Tversion goes with NOTAG.
-        let mut client = Client {
-            stream,
-            tag: ninep::NOTAG,
-        };
-        let tversion = Frame::new(
-            ninep::NOTAG,
-            Message::Tversion {
-                msize: 8192,
-                version: "9P2000".into(),
-            },
-        );
-        match client.exchange(&tversion.to_bytes().ok()?) {
-            Ok(Message::Rversion { version, .. }) if version == "9P2000" => {
-                client
-                    .stream
-                    .set_read_timeout(Some(Duration::from_secs(120)))
-                    .ok()?;
-                Some(client)
-            }
-            _ => None,
-        }
-    }
-
-    fn rpc(&mut self, message: Message) -> Result<Message, String> {
-        self.tag = self.tag.wrapping_add(1) % 0xFFFF;
-        let frame = Frame::new(self.tag, message)
-            .to_bytes()
-            .map_err(|e| format!("{e:?}"))?;
-        self.exchange(&frame)
-    }
-
-    /// Sends a Twalk whose frame is whole but whose body stops after the
-    /// fid: a malformed message, not a broken stream.
-    fn truncated_walk(&mut self) -> Result<Message, String> {
-        self.tag = self.tag.wrapping_add(1) % 0xFFFF;
-        let mut frame = 11u32.to_le_bytes().to_vec();
-        frame.push(ninep::MessageType::Twalk as u8);
-        frame.extend_from_slice(&self.tag.to_le_bytes());
-        frame.extend_from_slice(&1u32.to_le_bytes());
-        self.exchange(&frame)
-    }
-
-    fn exchange(&mut self, frame: &[u8]) -> Result<Message, String> {
-        self.stream.write_all(frame).map_err(|e| e.to_string())?;
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .map_err(|e| e.to_string())?;
-        let size = u32::from_le_bytes(size) as usize;
-        if !(7..=65536).contains(&size) {
-            return Err(format!("a reply of {size} bytes"));
-        }
-        let mut reply = (size as u32).to_le_bytes().to_vec();
-        reply.resize(size, 0);
-        self.stream
-            .read_exact(&mut reply[4..])
-            .map_err(|e| e.to_string())?;
-        let reply = Frame::decode(&reply, 65536).map_err(|e| format!("{e:?}"))?;
-        if reply.tag != self.tag {
-            return Err(format!("tag {} for {}", reply.tag, self.tag));
-        }
-        Ok(reply.message)
-    }
-
-    /// Reads the whole file `name` of the attached root (fid 1).
-    fn read_file(&mut self, name: &str) -> Result<String, String> {
-        let walked = self.rpc(Message::Twalk {
-            fid: 1,
-            newfid: 2,
-            wnames: vec![name.into()],
-        })?;
-        if !matches!(walked, Message::Rwalk { ref wqids } if wqids.len() == 1) {
-            return Err(format!("walk to {name}: {walked:?}"));
-        }
-        let opened = self.rpc(Message::Topen {
-            fid: 2,
-            mode: OpenMode::OREAD,
-        })?;
-        if !matches!(opened, Message::Ropen { .. }) {
-            return Err(format!("open {name}: {opened:?}"));
-        }
-        let mut text = Vec::new();
-        loop {
-            match self.rpc(Message::Tread {
-                fid: 2,
-                offset: text.len() as u64,
-                count: 4096,
-            })? {
-                Message::Rread { data } if data.is_empty() => break,
-                Message::Rread { data } => text.extend_from_slice(&data),
-                other => return Err(format!("read {name}: {other:?}")),
-            }
-        }
-        self.rpc(Message::Tclunk { fid: 2 })?;
-        String::from_utf8(text).map_err(|e| e.to_string())
-    }
-}
-
 /// Calls exportfs until it answers (the guest is still booting, or its
 /// listener not yet up), then attaches: the host's own session.
-fn first_session(port: u16, deadline: Instant) -> Result<Client, String> {
+fn first_session(port: u16, deadline: Instant) -> Result<HostClient, String> {
     loop {
-        if let Some(mut client) = Client::connect(port) {
-            return match client.rpc(Message::Tattach {
-                fid: 1,
-                afid: ninep::NOFID,
-                uname: "eve".into(),
-                aname: String::new(),
-            })? {
-                Message::Rattach { .. } => Ok(client),
-                other => Err(format!("attach: {other:?}")),
-            };
+        // A guest that is not listening yet may leave the call hanging
+        // (slirp accepts on the host's side and closes when the guest
+        // refuses): 20 s for the version, then 120 s an answer.
+        if let Ok(mut client) = HostClient::connect(port, 8192, Duration::from_secs(20)) {
+            client.set_patience(Duration::from_secs(120))?;
+            client.attach(1, "eve", "")?;
+            return Ok(client);
         }
         if Instant::now() > deadline {
             return Err("exportfs never answered on the forwarded port".into());
         }
         std::thread::sleep(Duration::from_secs(3));
     }
+}
+
+/// Sends `client` a Twalk whose frame is whole but whose body stops after
+/// the fid: a malformed message, not a broken stream.
+fn truncated_walk(client: &mut HostClient) -> Result<Message, String> {
+    let tag = client.next_tag();
+    let mut frame = 11u32.to_le_bytes().to_vec();
+    frame.push(ninep::MessageType::Twalk as u8);
+    frame.extend_from_slice(&tag.to_le_bytes());
+    frame.extend_from_slice(&1u32.to_le_bytes());
+    client.exchange(&frame)
+}
+
+/// The text of file `name` in the attached root (fid 1).
+fn read_text(client: &mut HostClient, name: &str) -> Result<String, String> {
+    let bytes = client.read_file(1, name)?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
 /// A caller whose first 7 bytes are a 9P header with an impossible size:
@@ -232,7 +133,7 @@ fn host_side(export: u16, done: u16, closed: u16) -> HostSide {
     let deadline = Instant::now() + Duration::from_secs(600);
     match first_session(export, deadline) {
         Ok(mut session) => {
-            match session.read_file("from-kasane") {
+            match read_text(&mut session, "from-kasane") {
                 Ok(text) if text == format!("{FROM_KASANE}\n") => {}
                 other => side
                     .failures
@@ -240,7 +141,7 @@ fn host_side(export: u16, done: u16, closed: u16) -> HostSide {
             }
             // A malformed message in a good frame is answered with an
             // error, and the session goes on (it reads from-linux later).
-            match session.truncated_walk() {
+            match truncated_walk(&mut session) {
                 Ok(Message::Rerror { ename }) if ename.starts_with("bad 9P message") => {}
                 other => side.failures.push(format!("a truncated Twalk: {other:?}")),
             }
@@ -269,7 +170,7 @@ fn host_side(export: u16, done: u16, closed: u16) -> HostSide {
                 }
                 Err(e) => side.failures.push(format!("{}: {e}", run.display())),
             }
-            match session.read_file("from-linux") {
+            match read_text(&mut session, "from-linux") {
                 Ok(text) if text == FROM_LINUX => {}
                 other => side
                     .failures

@@ -13,26 +13,17 @@
 //! through the mount (`bench read_4k_9p_tcp_cycles`), and `import` mounts
 //! the same server's tree on /mnt over a second connection.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use kasane_run::Emulator;
+use kasane_run::{root, Emulator};
+use kasane_tests::host9p::HostClient;
 use kasane_tests::Line::{Is, Pattern, StartsWith};
 use kasane_tests::{assert_clean, assert_lines_in_order, assert_no_line_contains};
-use ninep::{FileMode, Frame, Message, OpenMode};
 
 const MSIZE: u32 = 8192;
-const NOFID: u32 = !0;
-
-/// The workspace's root.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
 
 /// The host's `kasane-ramfs` on 127.0.0.1, killed when dropped.
 struct HostServer {
@@ -90,103 +81,22 @@ impl Drop for HostServer {
 }
 
 /// A plain 9P2000 client on the host, one request at a time.
-struct Client {
-    stream: TcpStream,
-}
-
-impl Client {
-    fn connect(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to kasane-ramfs");
-        let mut client = Client { stream };
-        let version = client.rpc(Message::Tversion {
-            msize: MSIZE,
-            version: "9P2000".into(),
-        });
-        assert!(matches!(version, Message::Rversion { .. }), "{version:?}");
-        client.rpc(Message::Tattach {
-            fid: 0,
-            afid: NOFID,
-            uname: "eve".into(),
-            aname: String::new(),
-        });
-        client
-    }
-
-    fn rpc(&mut self, message: Message) -> Message {
-        let bytes = Frame::new(1, message).to_bytes().expect("encodes");
-        self.stream.write_all(&bytes).expect("send");
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).expect("an answer");
-        let mut frame = size.to_vec();
-        frame.resize(u32::from_le_bytes(size) as usize, 0);
-        self.stream.read_exact(&mut frame[4..]).expect("the answer");
-        let answer = Frame::decode(&frame, MSIZE).expect("a 9P answer").message;
-        if let Message::Rerror { ename } = &answer {
-            panic!("kasane-ramfs: {ename}");
-        }
-        answer
-    }
-
-    /// Creates `name` in the root holding `data`.
-    fn put(&mut self, name: &str, data: &[u8]) {
-        self.rpc(Message::Twalk {
-            fid: 0,
-            newfid: 1,
-            wnames: Vec::new(),
-        });
-        self.rpc(Message::Tcreate {
-            fid: 1,
-            name: name.into(),
-            perm: FileMode::from_bits_retain(0o664),
-            mode: OpenMode::OWRITE,
-        });
-        for (n, piece) in data.chunks(4096).enumerate() {
-            self.rpc(Message::Twrite {
-                fid: 1,
-                offset: (n * 4096) as u64,
-                data: piece.to_vec(),
-            });
-        }
-        self.rpc(Message::Tclunk { fid: 1 });
-    }
-
-    /// The contents of `name` in the root.
-    fn get(&mut self, name: &str) -> Vec<u8> {
-        self.rpc(Message::Twalk {
-            fid: 0,
-            newfid: 2,
-            wnames: vec![name.into()],
-        });
-        self.rpc(Message::Topen {
-            fid: 2,
-            mode: OpenMode::OREAD,
-        });
-        let mut data = Vec::new();
-        loop {
-            let Message::Rread { data: piece } = self.rpc(Message::Tread {
-                fid: 2,
-                offset: data.len() as u64,
-                count: 4096,
-            }) else {
-                panic!("not an Rread");
-            };
-            if piece.is_empty() {
-                break;
-            }
-            data.extend_from_slice(&piece);
-        }
-        self.rpc(Message::Tclunk { fid: 2 });
-        data
-    }
+/// The host's own session with its `kasane-ramfs`, its root on fid 0.
+fn host_session(port: u16) -> HostClient {
+    let mut client = HostClient::connect(port, MSIZE, Duration::from_secs(60))
+        .expect("a 9P session with kasane-ramfs");
+    client.attach(0, "eve", "").expect("attach to kasane-ramfs");
+    client
 }
 
 #[test]
 #[ignore = "boots Bochs; run/test runs it"]
 fn bochs_mounts_the_hosts_ramfs_over_tcp_and_copies_both_ways() {
     let server = HostServer::start();
-    let mut host = Client::connect(server.port);
-    host.put("hello.txt", b"written on the host\n");
-    host.put("big", &vec![b'k'; 8192]);
+    let mut host = host_session(server.port);
+    host.write_file(0, "hello.txt", b"written on the host\n")
+        .unwrap();
+    host.write_file(0, "big", &vec![b'k'; 8192]).unwrap();
     let srv = format!("srv tcp!10.0.2.2!{} host", server.port);
     // import with a dial string: the host runs no exportfs; kasane-ramfs
     // serves the attach name "/" (its whole tree).
@@ -227,7 +137,10 @@ fn bochs_mounts_the_hosts_ramfs_over_tcp_and_copies_both_ways() {
         println!("{line}");
     }
     // The host's server has what Kasane wrote.
-    assert_eq!(host.get("kasane.txt"), b"written by kasane\n");
+    assert_eq!(
+        host.read_file(0, "kasane.txt").unwrap(),
+        b"written by kasane\n"
+    );
     assert_no_line_contains(&boot, "PANIC");
     assert_no_line_contains(&boot, "link hung up");
     assert_clean(&boot);
@@ -255,9 +168,9 @@ const LARGE_LINES: usize = 12_000;
 #[ignore = "boots Bochs; run/test runs it"]
 fn bochs_srv_dials_again_when_the_network_vm_crashes_under_a_reader() {
     let server = HostServer::start();
-    let mut host = Client::connect(server.port);
+    let mut host = host_session(server.port);
     let large = large_file();
-    host.put("large", &large);
+    host.write_file(0, "large", &large).unwrap();
     let srv = format!("srv tcp!10.0.2.2!{} host", server.port);
     let lines = [
         "sleep 4",
