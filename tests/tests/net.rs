@@ -177,6 +177,69 @@ fn qemu_bare_mode_serves_net_from_a_task() {
     check_rest(&boot);
 }
 
+/// Bare mode (QEMU's TCG): the network server is a task, on the PCI
+/// NE2000 core finds on the bus and grants it (QEMU's `ne2k_pci` on
+/// slirp): it gets its address by DHCP and `hget` fetches a page from the
+/// host. Then a failure on the task's multiplexing link: the task is made
+/// to hang while a `listen` waits in it; core's probe finds it takes no
+/// requests, the task alone is restarted, the listen fails once with the
+/// reset, and rc, `/net` and `hget` carry on.
+#[test]
+#[ignore = "boots QEMU; run/test runs it"]
+fn qemu_bare_net_task_drives_the_ne2000_and_recovers_from_a_hang() {
+    const PAGE: &str = "a page from the host, fetched through the network task";
+    let (port, heard) = serve_pages(PAGE);
+    let page = format!("hget http://10.0.2.2:{port}/page.txt");
+    let missing = format!("hget http://10.0.2.2:{port}/missing");
+    let lines = [
+        "sleep 4",
+        "cat /net/ipifc/0/status",
+        &page,
+        &missing,
+        "listen1 'tcp!*!7000' cat &",
+        "sleep 1",
+        "echo hang > /proc/9001/ctl",
+        // Core probes a waiting link once per answer limit (3 s); the
+        // restarted task asks DHCP again.
+        "sleep 10",
+        "cat /net/ipifc/0/status",
+        &page,
+        "echo still here",
+    ];
+    let boot = kasane_tests::boot_typing("core-net-nic", &lines, Emulator::Qemu, 300);
+    let refused =
+        format!("hget: http://10.0.2.2:{port}/missing: the server says 'HTTP/1.0 404 Not Found'");
+    let status = "device ne2k mtu 1514 addr 10.0.2.15 255.255.255.0 gateway 10.0.2.2 mac 52-54-00-12-34-56 config dhcp";
+    assert_lines_in_order(
+        &boot,
+        &[
+            Is("core: server net: placed in a vm, runs as a task (bare mode: no server VM link)"),
+            StartsWith("core: server net: device ne2k at port 0x"),
+            StartsWith("net: /net on the NE2000 at port 0x"),
+            Is("core: server net: task, /srv/net, /proc/9001"),
+            Is(status),
+            Is(PAGE),
+            Is(&refused),
+            Is("core: server net: injecting hang"),
+            Is("runtime-task: performing hang"),
+            StartsWith("core: #M: link hung up: net: net: takes no probe (hung)"),
+            StartsWith("net: /net on the NE2000 at port 0x"),
+            Is("core: server net restarted (restart 1 of 3)"),
+            Is("listen1: listen: connection reset: network restarted"),
+            Is(status),
+            Is(PAGE),
+            Is("still here"),
+        ],
+    );
+    assert_eq!(
+        heard.try_iter().count(),
+        3,
+        "the host's server saw three calls"
+    );
+    assert_no_line_contains(&boot, "PANIC");
+    assert_clean(&boot);
+}
+
 /// A web server on the host's loopback for one test: it answers
 /// `GET /page.txt` with `page` and anything else with 404, and sends each
 /// request line it got down the channel. Its port, for the guest.
