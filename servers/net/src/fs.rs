@@ -1126,11 +1126,15 @@ impl<D: Device> NetFs<D> {
                 if u32::from(mask).count_ones() != u32::from(prefix) {
                     return Err(Error::new(format!("bad mask '{mask}'")));
                 }
+                let cidr = Ipv4Cidr::new(addr, prefix);
+                // Without a gateway named, the one the interface had
+                // (DHCP's, say) stays only if the new network reaches it:
+                // a router must be on the link (RFC 1122 §3.3.1.1).
                 let gateway = match words.get(3) {
                     Some(g) => Some(parse(g)?),
-                    None => self.ifc.gateway,
+                    None => self.ifc.gateway.filter(|g| cidr.contains_addr(g)),
                 };
-                self.configure(Ipv4Cidr::new(addr, prefix), gateway);
+                self.configure(cidr, gateway);
                 Ok(())
             }
             ["remove"] => {

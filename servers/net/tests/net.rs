@@ -311,6 +311,26 @@ fn the_interface_can_be_reconfigured() {
         net.read_text(A, 1)
     };
     assert!(status.contains("gateway 10.0.0.254"), "{status}");
+    // Another network, no gateway named: the old one is off the link and
+    // goes; one on the new network stays.
+    let status = |net: &mut Net| {
+        net.clunk(A, 1);
+        net.open(A, 1, "ipifc/0/status", OpenMode::OREAD);
+        net.read_text(A, 1)
+    };
+    net.write_ok(A, 2, b"add 192.168.7.1 255.255.255.0");
+    let now = status(&mut net);
+    assert!(
+        now.contains("addr 192.168.7.1 255.255.255.0 gateway none"),
+        "{now}"
+    );
+    net.write_ok(A, 2, b"add 10.0.0.1 255.255.255.0 10.0.0.254");
+    net.write_ok(A, 2, b"add 10.0.0.9 255.255.255.0");
+    let now = status(&mut net);
+    assert!(
+        now.contains("addr 10.0.0.9 255.255.255.0 gateway 10.0.0.254"),
+        "{now}"
+    );
 }
 
 /// A peer that vanishes (the wire cut, a node powered off) is given up
