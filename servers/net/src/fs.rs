@@ -307,7 +307,40 @@ fn ipv4(address: Ipv4Addr) -> IpAddress {
     IpAddress::Ipv4(address)
 }
 
+impl NetFs<smoltcp::phy::Loopback> {
+    /// A server on smoltcp's loopback device with 127.0.0.1/8, the start
+    /// `start` of its placement ([`set_start`](NetFs::set_start)): what
+    /// either placement runs without a card, so programs can still talk
+    /// TCP and UDP to each other through `/net`.
+    pub fn on_loopback(seed: u64, start: u64) -> Self {
+        let device = smoltcp::phy::Loopback::new(Medium::Ip);
+        let mut net = NetFs::new(device, [0; 6], "loopback", seed, 0);
+        net.set_start(start);
+        net.configure(Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 8), None);
+        net
+    }
+}
+
 impl<D: Device> NetFs<D> {
+    /// A server on a card that raises no interrupt its runtime takes:
+    /// polled every `poll_ms`, addressed by DHCP, the start `start` of its
+    /// placement ([`set_start`](NetFs::set_start)). Both placements of
+    /// the network server drive the NE2000 this way.
+    pub fn on_polled_card(
+        device: D,
+        mac: [u8; 6],
+        name: &'static str,
+        seed: u64,
+        start: u64,
+        poll_ms: u64,
+    ) -> Self {
+        let mut net = NetFs::new(device, mac, name, seed, 0);
+        net.set_start(start);
+        net.set_poll_period(Some(poll_ms));
+        net.start_dhcp();
+        net
+    }
+
     /// A server on `device`, unconfigured: the interface gets an address
     /// by `ipifc/0/ctl` (`add`, or `dhcp`) or [`NetFs::configure`].
     /// `seed` seeds smoltcp's initial sequence numbers and ports.

@@ -16,6 +16,17 @@ mod fs;
 
 pub use smoltcp;
 
+/// A MAC address as the boot lines write it: `52:54:00:12:34:56`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl core::fmt::Display for Mac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 pub use fs::{
     ConvFile, IfcFile, NetFs, Node, MAX_CONTROL, MAX_CONVERSATIONS, NUMBERS_PER_START, RESET,
     STARTS, UDP_HEADER,

@@ -1,8 +1,7 @@
 //! One `/net` server on smoltcp's loopback device, as the net VM runs it
 //! when no NIC is assigned: a call to 127.0.0.1 within the one stack.
 
-use netfs::smoltcp::phy::{Loopback, Medium};
-use netfs::smoltcp::wire::Ipv4Cidr;
+use netfs::smoltcp::phy::Loopback;
 use netfs::NetFs;
 use ninep::{Frame, Message, OpenMode, NOFID};
 use ninep_server::{FileServer, Session};
@@ -21,9 +20,8 @@ impl One {
 
     /// A server at its `start`th start (a server VM's link generation).
     fn started(start: u64) -> Self {
-        let mut fs = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", 7, 0);
-        fs.set_start(start);
-        fs.configure(Ipv4Cidr::new(std::net::Ipv4Addr::LOCALHOST, 8), None);
+        // What both placements run without a card.
+        let fs = NetFs::on_loopback(7, start);
         let mut one = Self {
             fs,
             session: Session::new(8192),
@@ -257,4 +255,10 @@ fn the_loopback_interface_reports_its_status() {
         "{status}"
     );
     assert!(status.contains("mac none"), "{status}");
+}
+
+#[test]
+fn a_mac_is_written_as_the_boot_lines_write_it() {
+    let mac = netfs::Mac([0x52, 0x54, 0, 0x4b, 0xac, 0x0a]);
+    assert_eq!(mac.to_string(), "52:54:00:4b:ac:0a");
 }

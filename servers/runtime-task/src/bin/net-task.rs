@@ -21,13 +21,9 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod task {
-    use core::net::Ipv4Addr;
-
     use microkernel_abi::ThreadId;
     use microkernel_rt::console::print;
-    use netfs::smoltcp::phy::{Loopback, Medium};
-    use netfs::smoltcp::wire::Ipv4Cidr;
-    use netfs::NetFs;
+    use netfs::{Mac, NetFs};
     use runtime_task::ports;
 
     /// How often the stack looks at the card, which raises no interrupt
@@ -62,13 +58,11 @@ mod task {
             match ne2k::Ne2k::new(Card(base)) {
                 Ok(nic) => {
                     let mac = nic.mac();
-                    let mut net = NetFs::new(nic, mac, "ne2k", seed, 0);
-                    net.set_start(start);
-                    net.set_poll_period(Some(CARD_POLL_MS));
-                    net.start_dhcp();
+                    let mut net =
+                        NetFs::on_polled_card(nic, mac, "ne2k", seed, start, CARD_POLL_MS);
                     print(format_args!(
-                        "net: /net on the NE2000 at port {base:#x}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, dhcp\n",
-                        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                        "net: /net on the NE2000 at port {base:#x}, mac {}, dhcp\n",
+                        Mac(mac)
                     ));
                     runtime_task::serve_multiplexed(core, &mut net)
                 }
@@ -77,9 +71,7 @@ mod task {
                 )),
             }
         }
-        let mut net = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", seed, 0);
-        net.set_start(start);
-        net.configure(Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 8), None);
+        let mut net = NetFs::on_loopback(seed, start);
         print(format_args!(
             "net: /net on the loopback device, 127.0.0.1/8\n"
         ));

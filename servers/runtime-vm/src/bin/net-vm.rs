@@ -19,12 +19,8 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod vm {
-    use core::net::Ipv4Addr;
-
     use hvm_abi::Hypercall;
-    use netfs::smoltcp::phy::{Loopback, Medium};
-    use netfs::smoltcp::wire::Ipv4Cidr;
-    use netfs::NetFs;
+    use netfs::{Mac, NetFs};
     use runtime_vm::ports::Card;
 
     /// How often the stack looks at a card that raises no interrupt.
@@ -47,13 +43,11 @@ mod vm {
             match ne2k::Ne2k::new(card) {
                 Ok(nic) => {
                     let mac = nic.mac();
-                    let mut net = NetFs::new(nic, mac, "ne2k", seed, 0);
-                    net.set_start(start);
-                    net.set_poll_period(Some(CARD_POLL_MS));
-                    net.start_dhcp();
+                    let mut net =
+                        NetFs::on_polled_card(nic, mac, "ne2k", seed, start, CARD_POLL_MS);
                     runtime_vm::print_line(format_args!(
-                        "net: /net on the NE2000 at port {base:#x}, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, dhcp",
-                        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                        "net: /net on the NE2000 at port {base:#x}, mac {}, dhcp",
+                        Mac(mac)
                     ));
                     runtime_vm::serve(&mut net)
                 }
@@ -62,9 +56,7 @@ mod vm {
                 )),
             }
         }
-        let mut net = NetFs::new(Loopback::new(Medium::Ip), [0; 6], "loopback", seed, 0);
-        net.set_start(start);
-        net.configure(Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 8), None);
+        let mut net = NetFs::on_loopback(seed, start);
         runtime_vm::print_line(format_args!(
             "net: /net on the loopback device, 127.0.0.1/8"
         ));
