@@ -29,7 +29,7 @@ struct Extra {
     disk: Option<PathBuf>,
     /// Host loopback ports slirp forwards in, `(host, guest)`.
     forwards: Vec<(u16, u16)>,
-    /// The NE2000 on Bochs's socket module at this port, not slirp.
+    /// The NE2000 on this UDP port of the loopback, not slirp.
     hub: Option<u16>,
 }
 
@@ -122,9 +122,10 @@ pub fn boot_typing_forwarded(
     boot_with(manifest, emulator, timeout_seconds, typed(lines), extra)
 }
 
-/// As [`boot_typing`], with the NE2000 on port `hub` of Bochs's socket
-/// module instead of slirp (see `kasane_run::BootOptions::hub`): two such
-/// boots joined by a wire are two Kasane nodes on one Ethernet.
+/// As [`boot_typing`], with the NE2000 on UDP port `hub` of the loopback
+/// instead of slirp (Bochs's socket module, QEMU's socket netdev: see
+/// `kasane_run::BootOptions::hub`): two such boots joined by a wire are
+/// two Kasane nodes on one Ethernet.
 pub fn boot_typing_on_hub(
     manifest: &str,
     lines: &[&str],

@@ -268,8 +268,8 @@ impl<T: Transport> MountDriver<T> {
     pub fn expire(&mut self, now: u64, limit: u64) {
         let mut late = Vec::new();
         for (id, link) in &mut self.links {
-            let held = link.server.as_ref().is_some_and(Transport::holding);
-            if link.posted == 0 || !link.watched() || held {
+            let held = |link: &Link<T>| link.server.as_ref().is_some_and(Transport::holding);
+            if link.posted == 0 || !link.watched() || held(link) {
                 link.since = None;
                 continue;
             }

@@ -218,9 +218,9 @@ impl VmServer {
             // hvm restarts the cell at its next turn: wait (bounded) for
             // the new peer, so that nothing the old one still sends is
             // taken for the new one's answers.
-            let deadline = LinkIo(&mut self.link).now().saturating_add(ANSWER_LIMIT);
+            let deadline = clock_microseconds().saturating_add(ANSWER_LIMIT);
             while self.link.generation() == self.exchanger.generation()
-                && LinkIo(&mut self.link).now() < deadline
+                && clock_microseconds() < deadline
             {
                 crate::links::wait(&self.link, 10_000);
             }
@@ -253,7 +253,7 @@ impl VmServer {
             return true;
         }
         if generation == self.exchanger.generation() {
-            let now = LinkIo(&mut self.link).now();
+            let now = clock_microseconds();
             return match self.restart_asked {
                 Some(asked) => now.saturating_sub(asked) > AGENT_LIMIT,
                 None => {
@@ -294,6 +294,11 @@ impl VmServer {
     }
 }
 
+/// The kernel's clock (µs): the links' time.
+fn clock_microseconds() -> u64 {
+    kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
+}
+
 /// The link as `virtio_link::stream` drives it.
 struct LinkIo<'a>(&'a mut Link);
 
@@ -311,7 +316,7 @@ impl StreamLink for LinkIo<'_> {
     }
 
     fn now(&mut self) -> u64 {
-        kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0)
+        clock_microseconds()
     }
 
     fn wait(&mut self) {
@@ -378,8 +383,7 @@ impl Transport for VmServer {
         let Framing::Bridged(exchanger) = &self.exchanger else {
             return false;
         };
-        let now = kernel_info(microkernel_abi::KernelInfoSelector::ClockMicroseconds).unwrap_or(0);
-        exchanger.holding(now, AGENT_LIMIT)
+        exchanger.holding(clock_microseconds(), AGENT_LIMIT)
     }
 
     /// The link's interrupt "thread": core's loop receives the interrupt

@@ -285,21 +285,8 @@ impl BridgedExchanger {
     ) -> Result<(), ExchangeError> {
         let deadline = link.now().saturating_add(limit);
         loop {
-            let generation = link.generation();
-            if generation != self.generation {
-                self.forget_peer(generation);
-            }
-            self.drain(link)?;
-            if self.ready {
+            if self.agent_ready(link)? {
                 return Ok(());
-            }
-            if !self.asked {
-                self.asked = true;
-                let hello = Message::Hello {
-                    protocol_version: bridge_protocol::VERSION,
-                    kernel_release: CORE_NAME,
-                };
-                Self::send_frame(link, HELLO_ID, hello)?;
             }
             if link.now() > deadline {
                 return Err(ExchangeError::NoAnswer);
@@ -319,11 +306,9 @@ impl BridgedExchanger {
         if link.generation() != self.generation || !self.ready {
             self.await_agent(link, agent_limit)?;
         }
-        self.flush(link)?;
-        for piece in frame.chunks(NINEP_PIECE) {
-            Self::send_frame(link, self.channel, Message::Ninep { data: piece })?;
-        }
-        Ok(())
+        // The agent is there: the post goes out at once, after anything
+        // posted before it.
+        self.post(link, frame)
     }
 
     /// A whole R-message, if the frames received so far make one; never
