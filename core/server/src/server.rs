@@ -331,6 +331,12 @@ impl Core {
             // after the poll raises it again), then take a server VM's
             // answer to a posted request, if whole.
             let _ = microkernel_rt::user::interrupt_acknowledge(irq);
+            let mounts = &mut self.system.servants().mount;
+            if let Some(link) = mounts.link_of_peer(sender.raw()) {
+                if let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) {
+                    vm.interrupted();
+                }
+            }
             // The Linux link carries runs and delegated calls besides 9P:
             // its pump sees a restart, takes them all and polls #M's part.
             if Some(sender.raw()) == self.linux_peer {
@@ -449,11 +455,16 @@ impl Core {
         // taken, so one left in the stream would wait for the next.
         while let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) {
             let polled = vm.poll();
-            let mut decoder = bridge_protocol::Decoder::new();
-            for frame in vm.take_runs() {
-                moved = true;
-                if let (_, Some(Ok(frame))) = decoder.feed(&frame) {
-                    runs.deliver(frame.request_id, &frame.message);
+            let frames = vm.take_runs();
+            if !frames.is_empty() {
+                // Each is one whole frame (its 4 KiB decoder is made only
+                // when there are some: this runs after every message).
+                let mut decoder = bridge_protocol::Decoder::new();
+                for frame in frames {
+                    moved = true;
+                    if let (_, Some(Ok(frame))) = decoder.feed(&frame) {
+                        runs.deliver(frame.request_id, &frame.message);
+                    }
                 }
             }
             match polled {

@@ -50,7 +50,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use bridge_protocol::{Frame, Message, EXPORT_CHANNEL, MAX_FRAME_LEN};
+use bridge_protocol::{Frame, Message, EXPORT_CHANNEL};
 use kasane_servant::dev::{Devgen, Dirtab, ROOT};
 use kasane_servant::dir::{self, dir_qid};
 use kasane_servant::{Caller, Error, File, Io, Opened, Servant, WaitKey};
@@ -274,14 +274,12 @@ impl LinuxRuns {
     }
 
     fn encode(request_id: u32, message: Message<'_>) -> Result<Vec<u8>, Error> {
-        let mut buffer = [0u8; MAX_FRAME_LEN];
-        let length = Frame {
+        Frame {
             request_id,
             message,
         }
-        .encode(&mut buffer)
-        .map_err(|_| Error::new("the linux request is too long"))?;
-        Ok(buffer[..length].to_vec())
+        .to_vec()
+        .map_err(|_| Error::new("the linux request is too long"))
     }
 
     /// A process's delegated call: `request` as `syscall` takes it.
@@ -349,14 +347,13 @@ impl LinuxRuns {
     }
 
     fn queue(&mut self, n: u32, message: Message<'_>) -> Result<(), Error> {
-        let mut buffer = [0u8; MAX_FRAME_LEN];
-        let length = Frame {
+        let frame = Frame {
             request_id: n + RUN_ID_BASE,
             message,
         }
-        .encode(&mut buffer)
+        .to_vec()
         .map_err(|_| Error::new("the linux command line is too long"))?;
-        self.outbox.push(buffer[..length].to_vec());
+        self.outbox.push(frame);
         Ok(())
     }
 

@@ -105,7 +105,11 @@ fn answer(reply: &[u8], args: &mut [Arg<'_>]) -> sys::Result<i64> {
 pub fn linux(number: u32, args: &mut [Arg<'_>]) -> sys::Result<i64> {
     let fd = syscall_fd()?;
     sys::write(fd, &request(number, args)?)?;
-    let mut reply = alloc::vec![0u8; core_abi::MAX_IO];
+    // The result alone, or room for what output arguments may bring: a
+    // call without them (getpid) clears 8 bytes, not MAX_IO.
+    let outputs = args.iter().any(|arg| matches!(arg, Arg::Out(_)));
+    let size = if outputs { core_abi::MAX_IO } else { 8 };
+    let mut reply = alloc::vec![0u8; size];
     let n = sys::read(fd, &mut reply)?;
     answer(&reply[..n], args)
 }

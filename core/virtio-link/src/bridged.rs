@@ -24,7 +24,7 @@
 
 use alloc::vec::Vec;
 
-use bridge_protocol::{Decoder, ErrorCode, Frame, Message, MAX_FRAME_LEN};
+use bridge_protocol::{Decoder, ErrorCode, Frame, Message};
 
 use crate::stream::{ExchangeError, MessageStream, StreamLink};
 
@@ -123,22 +123,17 @@ impl BridgedExchanger {
         request_id: u32,
         message: Message<'_>,
     ) -> Result<(), ExchangeError> {
-        let mut buffer = [0u8; MAX_FRAME_LEN];
-        let length = Self::encode(&mut buffer, request_id, message)?;
-        link.send(&buffer[..length]).map_err(ExchangeError::Link)
+        let bytes = Self::encode(request_id, message)?;
+        link.send(&bytes).map_err(ExchangeError::Link)
     }
 
-    /// Encodes one frame into `buffer`; its length.
-    fn encode(
-        buffer: &mut [u8; MAX_FRAME_LEN],
-        request_id: u32,
-        message: Message<'_>,
-    ) -> Result<usize, ExchangeError> {
+    /// Encodes one frame, in a vector of its length.
+    fn encode(request_id: u32, message: Message<'_>) -> Result<Vec<u8>, ExchangeError> {
         Frame {
             request_id,
             message,
         }
-        .encode(buffer)
+        .to_vec()
         .map_err(|_| ExchangeError::Link("a bridge frame did not encode"))
     }
 
@@ -178,10 +173,8 @@ impl BridgedExchanger {
     /// until the agent is there (see the module's note); never blocks.
     pub fn post<L: StreamLink>(&mut self, link: &mut L, frame: &[u8]) -> Result<(), ExchangeError> {
         let mut frames = Vec::new();
-        let mut buffer = [0u8; MAX_FRAME_LEN];
         for piece in frame.chunks(NINEP_PIECE) {
-            let length = Self::encode(&mut buffer, self.channel, Message::Ninep { data: piece })?;
-            frames.push(buffer[..length].to_vec());
+            frames.push(Self::encode(self.channel, Message::Ninep { data: piece })?);
         }
         self.post_frames(link, frames)
     }
@@ -240,9 +233,8 @@ impl BridgedExchanger {
                             && frame.request_id != self.channel
                             && self.others.len() < OTHERS_LIMIT =>
                         {
-                            let mut buffer = [0u8; MAX_FRAME_LEN];
-                            if let Ok(n) = frame.encode(&mut buffer) {
-                                self.others.push(buffer[..n].to_vec());
+                            if let Ok(bytes) = frame.to_vec() {
+                                self.others.push(bytes);
                             }
                         }
                         _ => {}

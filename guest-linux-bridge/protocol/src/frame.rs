@@ -85,6 +85,21 @@ impl Frame<'_> {
         Ok(body_end + TRAILER_LEN)
     }
 
+    /// The frame's length on the wire: what [`encode`](Self::encode)
+    /// writes, or its error. A buffer of exactly this length suffices,
+    /// so a caller need not clear a whole `MAX_FRAME_LEN` one.
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        Ok(HEADER_LEN + self.message.payload_len()? + TRAILER_LEN)
+    }
+
+    /// Encodes the frame into a vector of exactly its length.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+        let mut bytes = alloc::vec![0u8; self.encoded_len()?];
+        self.encode(&mut bytes)?;
+        Ok(bytes)
+    }
+
     /// Encodes the frame into a fresh `MAX_FRAME_LEN` buffer; the frame is
     /// `buffer[..length]`.
     pub fn to_buffer(&self) -> Result<([u8; MAX_FRAME_LEN], usize), EncodeError> {

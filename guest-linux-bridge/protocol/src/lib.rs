@@ -17,10 +17,14 @@
 //! | 12 | n | payload (`Message`) |
 //! | 12+n | 4 | CRC-32 over bytes 0..12+n |
 //!
-//! The crate has no unsafe code, allocates nothing, and treats every input
-//! byte as hostile: `Decoder` never panics and holds at most one frame.
+//! The crate has no unsafe code, allocates nothing (but `Frame::to_vec`,
+//! with the `alloc` feature), and treats every input byte as hostile:
+//! `Decoder` never panics and holds at most one frame.
 #![no_std]
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 mod checksum;
 mod decoder;

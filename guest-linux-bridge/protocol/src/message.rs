@@ -289,11 +289,27 @@ impl<'a> Message<'a> {
     /// Writes the payload into `out` and returns its length.
     pub fn encode_payload(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
         let limit = out.len().min(MAX_PAYLOAD_LEN);
-        let mut writer = PayloadWriter {
+        self.write_payload(PayloadWriter {
             out: &mut out[..limit],
             position: 0,
             capped: limit == MAX_PAYLOAD_LEN,
-        };
+            counting: false,
+        })
+    }
+
+    /// The length of the payload [`encode_payload`](Self::encode_payload)
+    /// writes, or its error, without writing it: so that a caller can
+    /// size a buffer exactly.
+    pub fn payload_len(&self) -> Result<usize, EncodeError> {
+        self.write_payload(PayloadWriter {
+            out: &mut [],
+            position: 0,
+            capped: true,
+            counting: true,
+        })
+    }
+
+    fn write_payload(&self, mut writer: PayloadWriter<'_>) -> Result<usize, EncodeError> {
         match *self {
             Message::Hello {
                 protocol_version,
@@ -469,14 +485,21 @@ struct PayloadWriter<'o> {
     /// Whether running out of room means the protocol limit (rather than the
     /// caller's buffer) was hit.
     capped: bool,
+    /// Only counts: `out` is empty and the room is `MAX_PAYLOAD_LEN`.
+    counting: bool,
 }
 
 impl PayloadWriter<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let room = if self.counting {
+            MAX_PAYLOAD_LEN
+        } else {
+            self.out.len()
+        };
         let end = self
             .position
             .checked_add(bytes.len())
-            .filter(|&end| end <= self.out.len());
+            .filter(|&end| end <= room);
         let Some(end) = end else {
             return Err(if self.capped {
                 EncodeError::PayloadTooLong
@@ -484,7 +507,9 @@ impl PayloadWriter<'_> {
                 EncodeError::BufferTooSmall
             });
         };
-        self.out[self.position..end].copy_from_slice(bytes);
+        if !self.counting {
+            self.out[self.position..end].copy_from_slice(bytes);
+        }
         self.position = end;
         Ok(())
     }

@@ -32,14 +32,34 @@ fn decode_all(bytes: &[u8], chunk: usize) -> (Vec<(u32, String)>, Vec<DecodeErro
     (frames, errors)
 }
 
+/// Encodes through `to_buffer`, and checks that `encoded_len` predicts
+/// the length and that a buffer of exactly that length takes the frame.
 fn encode(request_id: u32, message: Message<'_>) -> Vec<u8> {
-    let (buffer, length) = Frame {
+    let frame = Frame {
         request_id,
         message,
-    }
-    .to_buffer()
-    .expect("encodes");
+    };
+    let (buffer, length) = frame.to_buffer().expect("encodes");
+    assert_eq!(frame.encoded_len(), Ok(length));
+    let mut exact = vec![0u8; length];
+    assert_eq!(frame.encode(&mut exact), Ok(length));
+    assert_eq!(exact, buffer[..length]);
     buffer[..length].to_vec()
+}
+
+#[test]
+fn to_vec_is_the_encoded_frame() {
+    let frame = Frame {
+        request_id: 9,
+        message: Message::Syscall {
+            process: 3,
+            number: 39,
+            arguments: [0; 6],
+            input: b"",
+        },
+    };
+    let (buffer, length) = frame.to_buffer().unwrap();
+    assert_eq!(frame.to_vec().unwrap(), buffer[..length]);
 }
 
 #[test]
@@ -179,6 +199,7 @@ fn oversized_strings_are_refused_when_encoding() {
         },
     };
     assert_eq!(frame.to_buffer().unwrap_err(), EncodeError::PayloadTooLong);
+    assert_eq!(frame.encoded_len(), Err(EncodeError::PayloadTooLong));
     let mut small = [0u8; 20];
     assert_eq!(
         frame.encode(&mut small).unwrap_err(),
@@ -194,6 +215,7 @@ fn oversized_strings_are_refused_when_encoding() {
     };
     // Two bytes of code plus two of length leave room for 4092 only.
     assert_eq!(error.to_buffer().unwrap_err(), EncodeError::PayloadTooLong);
+    assert_eq!(error.encoded_len(), Err(EncodeError::PayloadTooLong));
     let exact = "z".repeat(MAX_PAYLOAD_LEN - 4);
     let bytes = encode(
         3,
