@@ -146,6 +146,11 @@ pub struct Link {
     /// console resets the device, so the old one goes before the new one
     /// comes).
     console: Option<LinkConsole<CoreHal>>,
+    /// The generation hvm last said, until the link's interrupt comes:
+    /// hvm raises it whenever the peer restarts (docs/hypercalls.md,
+    /// `LinkStatus`), so core asks again only then, not on every poll
+    /// (each ask is a VM exit). `None` until asked.
+    known_generation: Option<u64>,
 }
 
 impl Link {
@@ -166,9 +171,23 @@ impl Link {
             .ok_or("the link's device is not set up")
     }
 
-    /// The link's generation from hvm.
-    pub fn generation(&self) -> Option<u64> {
-        hvm_call(Hypercall::LinkStatus as u64, u64::from(self.index), 0).ok()
+    /// The link's generation: hvm's, asked once per interrupt of the
+    /// link (see `known_generation`). A peer not yet started (generation
+    /// 0: its first start raises no interrupt) is asked every time.
+    pub fn generation(&mut self) -> Option<u64> {
+        if let Some(known) = self.known_generation {
+            return Some(known);
+        }
+        let asked = hvm_call(Hypercall::LinkStatus as u64, u64::from(self.index), 0).ok();
+        self.known_generation = asked.filter(|&generation| generation != 0);
+        asked
+    }
+
+    /// The link's interrupt came (or a wait for it ended): the peer may
+    /// have restarted, so the next [`generation`](Self::generation) asks
+    /// hvm.
+    pub fn interrupted(&mut self) {
+        self.known_generation = None;
     }
 }
 
@@ -211,13 +230,14 @@ pub fn open_links(me: ThreadId) -> Vec<Link> {
                 function.function,
                 Command::MEMORY_SPACE | Command::BUS_MASTER,
             );
-            let console = LinkConsole::<CoreHal>::open(&mut root, function.function)?;
+            let console = LinkConsole::<CoreHal>::open(&mut root, &Ports, function.function)?;
             interrupt_associate(LINK_INTERRUPT_BASE + index as u8, me)
                 .map_err(|_| "the link's interrupt cannot be associated")?;
             Ok(Link {
                 index,
                 bar: function.bar,
                 console: Some(console),
+                known_generation: None,
             })
         })();
         match opened {
@@ -229,8 +249,10 @@ pub fn open_links(me: ThreadId) -> Vec<Link> {
 }
 
 /// Sleeps until `link`'s interrupt or `microseconds`, whichever comes
-/// first, and acknowledges the interrupt if it came.
-pub fn wait(link: &Link, microseconds: u32) {
+/// first, and acknowledges the interrupt if it came. Either way the next
+/// `generation` asks hvm (this is the slow path).
+pub fn wait(link: &mut Link, microseconds: u32) {
+    link.interrupted();
     // SAFETY: core's thread; the caller holds no other reference to the
     // UTCB across this call (boot, or a servant call: see
     // task_server::utcb).
@@ -254,7 +276,8 @@ fn reopen(link: &mut Link) -> Result<(), &'static str> {
     // virtio-drivers resets the device when a transport is dropped: the
     // old console must go first.
     link.console = None;
-    link.console = Some(LinkConsole::<CoreHal>::open(&mut root, function)?);
+    link.interrupted();
+    link.console = Some(LinkConsole::<CoreHal>::open(&mut root, &Ports, function)?);
     Ok(())
 }
 

@@ -136,7 +136,7 @@ pub struct VmServer {
 impl VmServer {
     /// The transport over `link`, whose peer is server VM `cell`, or the
     /// Linux cell's agent if `bridged`.
-    pub fn new(name: &str, cell: u32, link: Link, bridged: bool) -> VmServer {
+    pub fn new(name: &str, cell: u32, mut link: Link, bridged: bool) -> VmServer {
         VmServer {
             name: String::from(name),
             cell,
@@ -222,7 +222,7 @@ impl VmServer {
             while self.link.generation() == self.exchanger.generation()
                 && clock_microseconds() < deadline
             {
-                crate::links::wait(&self.link, 10_000);
+                crate::links::wait(&mut self.link, 10_000);
             }
         }
         // Bytes the old peer left in cell 0's receive buffers are not the
@@ -394,6 +394,12 @@ impl Transport for VmServer {
 }
 
 impl VmServer {
+    /// The link's interrupt came: its peer may have restarted (see
+    /// `Link::interrupted`).
+    pub fn interrupted(&mut self) {
+        self.link.interrupted();
+    }
+
     /// A whole answer the link has brought, if any (core's loop, on the
     /// link's interrupt); never blocks.
     pub fn poll(&mut self) -> Result<Option<Vec<u8>>, String> {

@@ -234,6 +234,34 @@ mod tests {
     }
 
     #[test]
+    fn a_transmit_queue_that_asks_for_quiet_raises_no_signal() {
+        let mut link = Link::new(0);
+        post_receive(&mut link.peer_guest, 0, 0x8000);
+        post_receive(&mut link.peer_guest, 1, 0x8100);
+        // virtio 1.2 2.7.7.2: VIRTQ_AVAIL_F_NO_INTERRUPT in the flags of
+        // cell 0's transmit queue's available ring.
+        let flags = queue_at(0x2000).driver as usize;
+        link.cell0_guest.bytes[flags] = 1;
+        transmit(&mut link.cell0_guest, 0, 0x9000, b"quiet");
+        assert_eq!(link.pump(true).cell0.transmitted, 5);
+        assert!(
+            !link.cell0.take_signal(),
+            "the used buffer is not signalled"
+        );
+        assert!(link.peer.take_signal(), "the receiver still hears of it");
+        // Received bytes still signal cell 0, and without the flag a
+        // transmit does too.
+        transmit(&mut link.peer_guest, 0, 0x9000, b"back");
+        post_receive(&mut link.cell0_guest, 0, 0x8000);
+        assert_eq!(link.pump(true).cell0.received, 4);
+        assert!(link.cell0.take_signal());
+        link.cell0_guest.bytes[flags] = 0;
+        transmit(&mut link.cell0_guest, 1, 0x9100, b"loud");
+        assert_eq!(link.pump(true).cell0.transmitted, 4);
+        assert!(link.cell0.take_signal());
+    }
+
+    #[test]
     fn a_stopped_peer_keeps_its_bytes_waiting() {
         let mut link = Link::new(0);
         transmit(&mut link.cell0_guest, 0, 0x9000, b"Tversion");

@@ -710,7 +710,7 @@ impl Console {
             }
             used = true;
         }
-        if used {
+        if used && !self.queues[TRANSMIT].quiet(ram) {
             let vector = self.queues[TRANSMIT].msix_vector;
             self.signal(vector, 1);
         }

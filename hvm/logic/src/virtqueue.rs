@@ -161,6 +161,14 @@ impl Queue {
                 .is_ok_and(|index| index != self.next_available)
     }
 
+    /// Whether the driver asked for no used-buffer notifications: virtio
+    /// 1.2 2.7.7.2, without VIRTIO_F_EVENT_IDX the device should not
+    /// notify while the available ring's flags hold
+    /// VIRTQ_AVAIL_F_NO_INTERRUPT (1). An unreadable ring asks for none.
+    pub fn quiet(&self, ram: &Ram<'_>) -> bool {
+        ram.read_u16(self.driver).is_ok_and(|flags| flags & 1 != 0)
+    }
+
     /// Takes the next chain from the available ring (virtio 1.2 2.7.13.1
     /// seen from the device), or `None` when there is none.
     pub fn pop(&mut self, ram: &Ram<'_>) -> Result<Option<Chain>, QueueError> {
