@@ -154,6 +154,45 @@ fn null_calls(name: &str, rounds: usize) -> Result<u64, String> {
     Ok(median)
 }
 
+/// VM exits so far of every cell in `/dev/vm`, by kind ("microkernel",
+/// "linux", ...), from the status lines; empty without hvm.
+fn exit_counts() -> Vec<(String, u64)> {
+    let Ok(cells) = sys::read_dir("/dev/vm") else {
+        return Vec::new();
+    };
+    let mut counts = Vec::new();
+    for cell in cells {
+        let path = format!("/dev/vm/{}/status", cell.name);
+        let Ok(bytes) = sys::read_file(&path) else {
+            continue;
+        };
+        let line = String::from_utf8_lossy(&bytes);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let exits = words
+            .iter()
+            .position(|&w| w == "exits")
+            .and_then(|i| words.get(i + 1))
+            .and_then(|n| n.parse().ok());
+        if let (Some(kind), Some(exits)) = (words.get(1), exits) {
+            counts.push(((*kind).into(), exits));
+        }
+    }
+    counts
+}
+
+/// Prints `bench NAME_KIND_exits X exits`: each kind of cell's VM exits
+/// per call between two `exit_counts`.
+fn exits_per_call(name: &str, before: &[(String, u64)], after: &[(String, u64)], calls: usize) {
+    for ((kind, first), (_, last)) in before.iter().zip(after) {
+        let hundredths = last.saturating_sub(*first) * 100 / calls.max(1) as u64;
+        println!(
+            "bench {name}_{kind}_exits {}.{:02} exits",
+            hundredths / 100,
+            hundredths % 100
+        );
+    }
+}
+
 /// Times `rounds` Linux getpid calls delegated to the Linux cell.
 fn linux_calls(name: &str, rounds: usize) -> Result<u64, String> {
     use core_user::linux::linux;
@@ -162,6 +201,7 @@ fn linux_calls(name: &str, rounds: usize) -> Result<u64, String> {
         linux(GETPID, &mut []).map_err(|e| format!("{name}: linux getpid: {e}"))?;
     }
     let mut samples = vec![0u64; rounds];
+    let before = exit_counts();
     for sample in samples.iter_mut() {
         let start = timestamp();
         let pid = linux(GETPID, &mut []);
@@ -169,8 +209,10 @@ fn linux_calls(name: &str, rounds: usize) -> Result<u64, String> {
         pid.map_err(|e| format!("{name}: linux getpid: {e}"))?;
         *sample = end.wrapping_sub(start);
     }
+    let after = exit_counts();
     let (median, min, max) = summary(&mut samples);
     println!("bench {name} {median} cycles");
+    exits_per_call(name.trim_end_matches("_cycles"), &before, &after, rounds);
     println!("# {name}: min {min} max {max} over {rounds} delegated linux getpid calls");
     Ok(median)
 }
