@@ -39,11 +39,18 @@ macro_rules! log {
     };
 }
 
+/// See `bridge_agent::heap`: musl's allocator is slow for small vectors.
+#[global_allocator]
+static HEAP: bridge_agent::heap::Heap = bridge_agent::heap::heap();
+
 fn main() {
     // A system-call proxy (bridge_agent::proxy) is this binary too.
     if std::env::args().nth(1).as_deref() == Some(PROXY_FLAG) {
-        if let Err(error) = proxy::serve(io::stdin().lock(), io::stdout().lock()) {
-            log!("syscall proxy: {error}");
+        if let Err(error) = proxy::serve_standard() {
+            // A proxy's standard error is its reports pipe to the agent.
+            if let Ok(mut console) = OpenOptions::new().write(true).open("/dev/console") {
+                let _ = writeln!(console, "kasane-agent: syscall proxy: {error}");
+            }
         }
         return;
     }
@@ -256,8 +263,8 @@ fn serve(identity: &Identity, hub: &std::sync::Arc<ExportHub>) -> io::Error {
             return io::Error::new(error.kind(), format!("{}: {error}", device.display()))
         }
     };
-    let link = match reader.try_clone() {
-        Ok(writer) => Outbox::new(writer),
+    let link = match reader.try_clone().and_then(Outbox::on_descriptor) {
+        Ok(outbox) => outbox,
         Err(error) => return error,
     };
     let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));

@@ -1,30 +1,40 @@
 //! System-call proxies: one Linux process per Kasane process (McKernel).
 //!
 //! A proxy is the agent's own binary started as `kasane-agent
-//! --syscall-proxy`, with pipes for standard input and output. It reads
-//! `Syscall` frames, runs each through the table (`syscall`) and writes a
-//! `SyscallResult` or `Error` frame with the same request id. Because it is
-//! a process of its own, the Linux state a Kasane process builds up (open
-//! descriptors, working directory, credentials) lives in it between calls
-//! and in nothing else: a delegated `close(5)` closes the proxy's fd 5,
-//! never the agent's link, and a `chdir` moves only that proxy. A thread
-//! would share the agent's descriptor table and working directory.
+//! --syscall-proxy`. It has three descriptors: 0 is a pipe from the
+//! agent, which brings `Syscall` frames; 1 is the link itself, where the
+//! proxy writes each `SyscallResult` or `Error` frame whole, in one
+//! `write`; 2 is a pipe back to the agent, on which it reports each call
+//! it has answered as its 4-byte request id. It runs each call through
+//! the table (`syscall`). Because it is a process of its own, the Linux
+//! state a Kasane process builds up (open descriptors, working
+//! directory, credentials) lives in it between calls and in nothing else:
+//! a delegated `close(5)` closes the proxy's fd 5, never the agent's
+//! link, and a `chdir` moves only that proxy. A thread would share the
+//! agent's descriptor table and working directory, and `getpid`.
 //!
 //! [`Proxies`] (in the agent) starts a proxy on a process's first call,
-//! forwards calls to it, and ends it on `ProcessExited`. A reader thread
-//! per proxy forwards its frames to the link; if the proxy dies, each call
-//! still waiting on it is answered with an `Error`. Calls a proxy would
-//! refuse are refused before one is started.
+//! writes each call into its pipe without waiting, and ends it on
+//! `ProcessExited`. The answer goes from the proxy to the peer directly,
+//! so a call costs Linux one switch to the proxy and back, not a trip
+//! through writer and reader threads of the agent as well. A watcher
+//! thread per proxy waits for its end; the ids it reported tell the agent
+//! which calls it left unanswered, and each of those is answered with an
+//! `Error`. Calls a proxy would refuse are refused before one is started.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Sender};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use bridge_protocol::{Decoder, ErrorCode, Frame, Message, MAX_FRAME_LEN};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, PidfdFlags, Signal};
 
 use crate::outbox::Outbox;
 use crate::raw;
@@ -43,8 +53,9 @@ fn error_frame(request_id: u32, code: ErrorCode, detail: &str) -> Frame<'_> {
     }
 }
 
-/// The proxy's answer to one frame: a result or an error, same id.
-fn answer(frame: &Frame<'_>, out: &mut dyn Write) -> io::Result<()> {
+/// The proxy's answer to one frame: a result or an error, same id,
+/// encoded.
+fn answer(frame: &Frame<'_>) -> Vec<u8> {
     let Message::Syscall {
         number,
         arguments,
@@ -52,31 +63,39 @@ fn answer(frame: &Frame<'_>, out: &mut dyn Write) -> io::Result<()> {
         ..
     } = frame.message
     else {
-        let reply = error_frame(
+        return encode(&error_frame(
             frame.request_id,
             ErrorCode::Unsupported,
             "a proxy runs calls only",
-        );
-        return write_frame(out, &reply);
+        ));
     };
     match Call::prepare(number, arguments, input) {
         Ok(mut call) => {
             let result = raw::run(&mut call);
             let output = call.output(result);
-            let reply = Frame {
+            encode(&Frame {
                 request_id: frame.request_id,
                 message: Message::SyscallResult {
                     result,
                     output: &output,
                 },
-            };
-            write_frame(out, &reply)
+            })
         }
         Err(refusal) => {
             let detail = refusal.to_string();
-            write_frame(out, &refusal_frame(frame.request_id, &refusal, &detail))
+            encode(&refusal_frame(frame.request_id, &refusal, &detail))
         }
     }
+}
+
+/// A frame's bytes; a frame of ours that does not encode (cannot happen:
+/// the output is clamped to fit) becomes an `Internal` error.
+fn encode(frame: &Frame<'_>) -> Vec<u8> {
+    frame.to_vec().unwrap_or_else(|_| {
+        let detail = "the proxy's answer did not encode";
+        let error = error_frame(frame.request_id, ErrorCode::Internal, detail);
+        error.to_vec().unwrap_or_default()
+    })
 }
 
 fn refusal_frame<'a>(request_id: u32, refusal: &Refusal, detail: &'a str) -> Frame<'a> {
@@ -91,60 +110,120 @@ pub fn refusal_code(refusal: &Refusal) -> ErrorCode {
     }
 }
 
-fn write_frame(out: &mut dyn Write, frame: &Frame<'_>) -> io::Result<()> {
-    let (buffer, length) = frame
-        .to_buffer()
-        .map_err(|error| io::Error::other(format!("cannot encode: {error:?}")))?;
-    out.write_all(&buffer[..length])?;
-    out.flush()
+/// Writes all of `bytes` to `fd`: one `write` for a frame on a console
+/// port or a pipe (up to `PIPE_BUF`), so frames stay whole.
+fn write_whole(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }
 
-/// The proxy process's loop: calls in on `input`, answers out on
-/// `output`, until `input` ends.
-pub fn serve(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
+/// The proxy process's loop on its standard descriptors: calls on 0,
+/// answers on 1, reports on 2 (see the module's note).
+pub fn serve_standard() -> io::Result<()> {
+    serve(
+        rustix::stdio::stdin(),
+        rustix::stdio::stdout(),
+        rustix::stdio::stderr(),
+    )
+}
+
+/// The proxy's loop: calls from `calls`, each answer written whole to
+/// `link` and its id then to `reports`; until `calls` ends.
+pub fn serve(
+    calls: BorrowedFd<'_>,
+    link: BorrowedFd<'_>,
+    reports: BorrowedFd<'_>,
+) -> io::Result<()> {
     let mut decoder = Decoder::new();
     let mut buffer = vec![0u8; MAX_FRAME_LEN];
     loop {
-        let count = match input.read(&mut buffer) {
+        let count = match rustix::io::read(calls, &mut buffer[..]) {
             Ok(0) => return Ok(()),
             Ok(count) => count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
+            Err(Errno::INTR) => continue,
+            Err(error) => return Err(error.into()),
         };
         let mut rest = &buffer[..count];
         loop {
             let (taken, event) = decoder.feed(rest);
             rest = &rest[taken..];
-            match event {
+            let (id, reply) = match event {
                 None => break,
-                Some(Ok(frame)) => answer(&frame, &mut output)?,
+                Some(Ok(frame)) => (frame.request_id, answer(&frame)),
                 Some(Err(error)) => {
-                    let reply = error_frame(error.request_id(), ErrorCode::BadFrame, "bad frame");
-                    write_frame(&mut output, &reply)?;
+                    let id = error.request_id();
+                    (
+                        id,
+                        encode(&error_frame(id, ErrorCode::BadFrame, "bad frame")),
+                    )
                 }
-            }
+            };
+            write_whole(link, &reply)?;
+            write_whole(reports, &id.to_le_bytes())?;
         }
     }
 }
 
+/// Calls handed to a proxy and not yet reported answered are settled this
+/// often (and when it ends), so that its reports never fill the socket.
+const SETTLE_AFTER: usize = 8;
+
 struct Proxy {
-    child: Arc<Mutex<Child>>,
-    /// To the writer thread, which owns the proxy's stdin, so that a proxy
-    /// blocked in a long call cannot stall the agent's loop.
-    calls: Sender<(u32, Vec<u8>)>,
+    /// The write end of its calls pipe (non-blocking).
+    calls: OwnedFd,
+    /// Signals the very process even after the watcher has reaped it
+    /// (no pid reuse race).
+    pidfd: OwnedFd,
     waiting: Arc<Mutex<Waiting>>,
 }
 
-/// The calls a proxy has not answered, and whether it is gone.
-#[derive(Debug, Default)]
+/// The calls a proxy has not reported answered, and whether it is gone.
+#[derive(Debug)]
 struct Waiting {
     ids: VecDeque<u32>,
     dead: bool,
+    /// The read end of its reports pipe (non-blocking).
+    reports: OwnedFd,
+    /// Bytes of a report not yet whole.
+    partial: Vec<u8>,
 }
 
-/// The proxy is gone: marks it dead and answers every call it left.
+impl Waiting {
+    /// Takes the proxy's reports of answered calls.
+    fn settle(&mut self) {
+        let mut bytes = [0u8; 256];
+        while let Ok(count @ 1..) = rustix::io::read(&self.reports, &mut bytes[..]) {
+            self.partial.extend_from_slice(&bytes[..count]);
+        }
+        let whole = self.partial.len() / 4 * 4;
+        for report in self.partial[..whole].chunks_exact(4) {
+            let id = u32::from_le_bytes([report[0], report[1], report[2], report[3]]);
+            if let Some(at) = self.ids.iter().position(|&waiting| waiting == id) {
+                self.ids.remove(at);
+            }
+        }
+        self.partial.drain(..whole);
+    }
+}
+
+/// The proxy is gone: marks it dead and answers every call it left
+/// (unless it was ended on purpose: its process is gone, and nobody
+/// waits for its answers). A proxy killed from inside Linux between its
+/// answer and its report leaves an `Error` for a call already answered,
+/// which the peer ignores (it no longer waits for that id).
 fn bury(process: u64, waiting: &Mutex<Waiting>, outbox: &Outbox) {
     let mut waiting = lock(waiting);
+    if waiting.dead {
+        return;
+    }
+    waiting.settle();
     waiting.dead = true;
     let detail = ended(process);
     for request_id in waiting.ids.drain(..) {
@@ -173,8 +252,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Proxies {
-    /// Proxies started from `program` (the agent's binary), answering
-    /// through `outbox`.
+    /// Proxies started from `program` (the agent's binary), answering on
+    /// `outbox`'s descriptor (the agent's errors through `outbox`).
     pub fn new(program: PathBuf, outbox: Outbox) -> Proxies {
         Proxies {
             program,
@@ -193,9 +272,9 @@ impl Proxies {
         self.running.is_empty()
     }
 
-    /// Sends a call to `process`'s proxy, starting it if need be. The
-    /// answer comes later through the outbox; an error here is answered
-    /// by the caller at once.
+    /// Hands a call to `process`'s proxy, starting it if need be; never
+    /// waits. The answer comes later from the proxy; an error here is
+    /// answered by the caller at once.
     pub fn call(&mut self, request_id: u32, frame: &Frame<'_>) -> Result<(), (ErrorCode, String)> {
         let Message::Syscall {
             process,
@@ -225,8 +304,8 @@ impl Proxies {
         let Some(proxy) = self.running.get_mut(&process) else {
             return Err((ErrorCode::Internal, "proxy vanished".into()));
         };
-        let (buffer, length) = frame
-            .to_buffer()
+        let bytes = frame
+            .to_vec()
             .map_err(|_| (ErrorCode::Internal, "cannot encode the call".into()))?;
         // Under the lock, so that a proxy found dead later answers this
         // call (it is on the list) and one found dead before refuses it.
@@ -236,49 +315,74 @@ impl Proxies {
             // 0 says it exited; no new proxy starts behind its back.
             return Err((ErrorCode::Internal, ended(process)));
         }
+        if waiting.ids.len() >= SETTLE_AFTER {
+            waiting.settle();
+        }
+        match rustix::io::write(&proxy.calls, &bytes) {
+            Ok(n) if n == bytes.len() => {}
+            // A frame longer than PIPE_BUF went in part: the rest follows
+            // (the proxy is reading), so that the frame stays whole.
+            Ok(n) => {
+                if let Err(error) = finish_write(&proxy.calls, &bytes[n..]) {
+                    return Err((ErrorCode::Internal, format!("{}: {error}", ended(process))));
+                }
+            }
+            // A proxy stuck in a long call with its pipe full: the peer
+            // sent more calls than one at a time.
+            Err(Errno::AGAIN) => {
+                let detail = format!("the linux proxy of process {process} is busy");
+                return Err((ErrorCode::Internal, detail));
+            }
+            // Gone: its watcher answers what it left.
+            Err(_) => return Err((ErrorCode::Internal, ended(process))),
+        }
         waiting.ids.push_back(request_id);
-        // A send fails only once the writer has ended, which it does only
-        // after marking the proxy dead and answering the list.
-        let _ = proxy.calls.send((request_id, buffer[..length].to_vec()));
         Ok(())
     }
 
     fn start(&self, process: u64) -> io::Result<Proxy> {
+        let link = self
+            .outbox
+            .descriptor()
+            .ok_or_else(|| io::Error::other("the link has no descriptor for proxies"))?
+            .try_clone_to_owned()?;
+        let (their_calls, calls) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+        let (reports, their_reports) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+        rustix::fs::fcntl_setfl(&calls, OFlags::NONBLOCK)?;
+        rustix::fs::fcntl_setfl(&reports, OFlags::NONBLOCK)?;
         let mut child = Command::new(&self.program)
             .arg(PROXY_FLAG)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stdin(Stdio::from(their_calls))
+            .stdout(Stdio::from(link))
+            .stderr(Stdio::from(their_reports))
             .current_dir("/")
             .spawn()?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no stdin"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| io::Error::other("no stdout"))?;
-        let child = Arc::new(Mutex::new(child));
-        let waiting = Arc::new(Mutex::new(Waiting::default()));
-        let outbox = self.outbox.clone();
-        let reader_child = child.clone();
-        let reader_waiting = waiting.clone();
-        thread::spawn(move || forward(process, stdout, outbox, reader_child, reader_waiting));
-        let (calls, queue) = mpsc::channel::<(u32, Vec<u8>)>();
-        let writer_outbox = self.outbox.clone();
-        let writer_waiting = waiting.clone();
-        thread::spawn(move || {
-            for (_, bytes) in queue {
-                if stdin.write_all(&bytes).is_err() {
-                    bury(process, &writer_waiting, &writer_outbox);
-                    break;
-                }
+        // The child is not reaped before the watcher below waits for it,
+        // so its pid is still its own here.
+        let pidfd = match rustix::process::pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
+        {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error.into());
             }
+        };
+        let waiting = Arc::new(Mutex::new(Waiting {
+            ids: VecDeque::new(),
+            dead: false,
+            reports,
+            partial: Vec::new(),
+        }));
+        let outbox = self.outbox.clone();
+        let watched = waiting.clone();
+        thread::spawn(move || {
+            let _ = child.wait();
+            bury(process, &watched, &outbox);
         });
         Ok(Proxy {
-            child,
             calls,
+            pidfd,
             waiting,
         })
     }
@@ -287,7 +391,8 @@ impl Proxies {
     /// Unknown processes are fine (they never called).
     pub fn exited(&mut self, process: u64) {
         if let Some(proxy) = self.running.remove(&process) {
-            let _ = lock(&proxy.child).kill();
+            lock(&proxy.waiting).dead = true;
+            let _ = rustix::process::pidfd_send_signal(proxy.pidfd.as_fd(), Signal::KILL);
         }
     }
 
@@ -300,44 +405,22 @@ impl Proxies {
     }
 }
 
-fn ended(process: u64) -> String {
-    format!("the linux proxy of process {process} ended")
-}
-
-/// A proxy's reader: its frames to the link, then the calls it left.
-fn forward(
-    process: u64,
-    mut stdout: impl Read,
-    outbox: Outbox,
-    child: Arc<Mutex<Child>>,
-    waiting: Arc<Mutex<Waiting>>,
-) {
-    let mut decoder = Decoder::new();
-    let mut buffer = vec![0u8; MAX_FRAME_LEN];
-    'reading: loop {
-        let count = match stdout.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(count) => count,
-        };
-        let mut rest = &buffer[..count];
-        loop {
-            let (taken, event) = decoder.feed(rest);
-            rest = &rest[taken..];
-            match event {
-                None => break,
-                Some(Ok(frame)) => {
-                    lock(&waiting).ids.retain(|&id| id != frame.request_id);
-                    if outbox.send(&frame).is_err() {
-                        break 'reading;
-                    }
-                }
-                // The proxy is our own code; a bad frame from it means it
-                // is broken, and it is ended below.
-                Some(Err(_)) => break 'reading,
+/// Writes the rest of a frame to a non-blocking pipe whose reader is
+/// draining it (a few tries, 1 ms apart, for at most a second).
+fn finish_write(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
+    for _ in 0..1000 {
+        match rustix::io::write(fd, bytes) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::AGAIN) | Err(Errno::INTR) => {
+                thread::sleep(std::time::Duration::from_millis(1))
             }
+            Err(error) => return Err(error.into()),
         }
     }
-    let _ = lock(&child).kill();
-    let _ = lock(&child).wait();
-    bury(process, &waiting, &outbox);
+    Err(io::ErrorKind::TimedOut.into())
+}
+
+fn ended(process: u64) -> String {
+    format!("the linux proxy of process {process} ended")
 }

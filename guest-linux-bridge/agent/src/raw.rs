@@ -3,8 +3,9 @@
 //! Everything before it is `syscall::Call::prepare`, which admits only the
 //! table's calls and gives every pointer argument a buffer of its own. This
 //! runs only in a proxy process (`proxy::serve`), whose sole descriptors are
-//! its pipes 0, 1 and 2, which the table refuses: so a delegated `close` or
-//! `read` cannot touch a descriptor that Rust code in this process owns.
+//! 0, 1 and 2 (its two pipes and the link), which the table refuses: so a
+//! delegated `close` or `read` cannot touch a descriptor that Rust code in
+//! this process owns.
 
 use crate::syscall::Call;
 

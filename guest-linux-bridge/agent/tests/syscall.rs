@@ -430,6 +430,9 @@ fn a_process_exit_ends_its_proxy() {
 fn a_dead_proxy_fails_its_calls_until_the_process_exits() {
     let mut fixture = Fixture::new("dead");
     let (pid, _) = fixture.call(4, 39, [0; 6], &[]);
+    // Let the proxy report the answer it wrote (else its watcher answers
+    // the call again, as the module's note says).
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -451,4 +454,48 @@ fn a_dead_proxy_fails_its_calls_until_the_process_exits() {
         Got::Done
     );
     assert!(fixture.call(4, 39, [0; 6], &[]).0 > 1);
+}
+
+#[test]
+fn a_proxy_killed_in_a_call_answers_that_call_with_an_error_once() {
+    let mut fixture = Fixture::new("killed");
+    let (pid, _) = fixture.call(7, 39, [0; 6], &[]);
+    let fifo = fixture.dir.join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    // openat(O_RDONLY) of a FIFO without a writer blocks the proxy.
+    fixture.next_id += 1;
+    let id = fixture.next_id;
+    let input = join_buffers(&[&path_bytes(&fifo)]);
+    let call = Frame {
+        request_id: id,
+        message: Message::Syscall {
+            process: 7,
+            number: 257,
+            arguments: [CWD, 0, libc::O_RDONLY as u64, 0, 0, 0],
+            input: &input,
+        },
+    };
+    fixture.services.handle(&call).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    let (got_id, got) = fixture.inbox.next();
+    assert_eq!(got_id, id, "{got:?}");
+    let Got::Error(code, detail) = got else {
+        panic!("{got:?}")
+    };
+    assert_eq!(code, ErrorCode::Internal.as_u16());
+    assert!(detail.contains("proxy of process 7 ended"), "{detail}");
+    // Once: the next frame is the answer to the next request.
+    assert_eq!(
+        fixture.send(Message::ProcessExited { process: 7 }).1,
+        Got::Done
+    );
 }

@@ -1,13 +1,18 @@
 //! Test helpers: an outbox whose frames a test reads back, owned.
 //!
-//! Frames borrow the decoder's buffer, so each is copied into [`Got`].
+//! The outbox writes to a pipe, as the agent's writes to its link
+//! descriptor (system-call proxies write to it themselves); a thread
+//! hands what comes out to the [`Inbox`]. Frames borrow the decoder's
+//! buffer, so each is copied into [`Got`].
 
 #![allow(dead_code)]
 
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use bridge_agent::outbox::{ChannelWriter, Outbox};
+use std::io::Read;
+
+use bridge_agent::outbox::Outbox;
 use bridge_protocol::{Decoder, Message};
 
 /// A frame the agent sent, copied out.
@@ -40,7 +45,18 @@ pub fn outbox() -> (Outbox, Inbox) {
         pending: Vec::new(),
         ready: Default::default(),
     };
-    (Outbox::new(ChannelWriter(sender)), inbox)
+    let (reader, writer) = rustix::pipe::pipe().expect("a pipe");
+    let mut reader = std::fs::File::from(reader);
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 8192];
+        while let Ok(count) = reader.read(&mut buffer) {
+            if count == 0 || sender.send(buffer[..count].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let link = std::fs::File::from(writer);
+    (Outbox::on_descriptor(link).expect("an outbox"), inbox)
 }
 
 fn own(message: Message<'_>) -> Got {
