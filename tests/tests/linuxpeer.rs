@@ -15,7 +15,10 @@
 //!   arithmetic with an empty `$status`, a failing command's stderr and
 //!   `exit 3`, `lx uname -a | wc -l`, `lx cat` fed from a Kasane pipe, the
 //!   Kasane-written file read by Linux's `cat` and a Linux-written file
-//!   read through /n, a program that does not exist;
+//!   read through /n, a program that does not exist; then, at an
+//!   interactive rc, a Linux program reading what is typed at the
+//!   console (`images/scripts/linux-peer-console`, typed by the test),
+//!   ^D ending its input;
 //! - Linux mounts Kasane: `exportfs` serves the session's namespace on
 //!   `/dev/linux/export`, the agent's FUSE file system on `/kasane` is
 //!   its 9P client; from Linux, `ls` and `cat` show a file made in
@@ -49,7 +52,7 @@ use kasane_run::Emulator;
 use kasane_tests::Line::{Is, Pattern, StartsWith};
 use kasane_tests::{
     assert_clean, assert_lines_in_order, assert_no_line_contains, assert_output_between,
-    boot_manifest,
+    boot_manifest, boot_script,
 };
 
 fn bench(transcript: &str, name: &str) -> u64 {
@@ -77,7 +80,8 @@ const LINUXCALLS: [kasane_tests::Line<'static>; 7] = [
 #[test]
 #[ignore = "boots Bochs with a Linux cell (minutes); run/test runs it"]
 fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
-    let boot = boot_manifest("linux-peer", Emulator::Bochs, 600);
+    let console = "images/scripts/linux-peer-console";
+    let boot = boot_script("linux-peer", console, Emulator::Bochs, 600);
     assert_lines_in_order(
         &boot,
         &[
@@ -113,7 +117,7 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
     assert_output_between(
         &boot,
         "-- lx",
-        "-- linux mounts kasane",
+        "-- lx console",
         &[
             StartsWith("6.1.0-"),
             Is("42"),
@@ -130,6 +134,22 @@ fn bochs_rc_mounts_linux_runs_linux_programs_and_delegates_calls() {
             Is("clone"),
             Is("syscall"),
             Is("export"),
+        ],
+    );
+    // What is typed at the console reaches the Linux program as it runs
+    // (lx's helper), ^D ends its input, and the shell reads again after.
+    assert_output_between(
+        &boot,
+        "-- lx console",
+        "-- linux mounts kasane",
+        &[
+            Is("ready for input"),
+            Is("typed at the console"),
+            Is("linux got typed at the console"),
+            Is("more for cat"),
+            Is("more for cat"),
+            Is("cat ended"),
+            Is("status is "),
         ],
     );
     assert_output_between(

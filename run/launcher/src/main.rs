@@ -14,7 +14,10 @@ Builds what changed, makes the ISO for the manifest (default
 images/manifests/default.toml: core and an interactive rc), boots it and
 streams the console. From a terminal, what you type goes to the console.
 With --script, each line of FILE (blank and # lines too) is typed at the
-next `; ` prompt, then ^D, so rc exits and the system powers off. With
+next `; ` prompt, then ^D, so rc exits and the system powers off; for a
+program that reads the console itself, a line `#! after TEXT` makes the
+next line wait for TEXT on the console instead of a prompt, and a line
+`#! eof` types ^D (neither is typed itself). With
 --iso, FILE (an ISO made before) is booted as it is and nothing is built;
 --manifest then only sizes the memory. With --disk, FILE (a raw image,
 a multiple of 516096 bytes) is the secondary ATA channel's master, the

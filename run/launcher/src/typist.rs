@@ -35,19 +35,32 @@ const END_OF_FILE: u8 = 0x04;
 /// leaves the prompt after that output: a last line that merely ends with
 /// `; ` counts as a prompt once the console has been quiet for
 /// [`Typist::SETTLE`], so the script does not stall there.
+///
+/// Two script lines are not typed but direct the typing, for input to a
+/// program that reads the console itself (`lx`'s Linux programs):
+/// `#! after TEXT` makes the next line (or ^D) wait for TEXT in what the
+/// console shows after the last keys, instead of for a prompt; `#! eof`
+/// types ^D.
 #[derive(Clone, Debug)]
 pub struct Typist {
     lines: std::collections::VecDeque<String>,
     /// The transcript's length when the last keys were typed.
     typed_at: Option<usize>,
+    /// What the next keys wait for instead of a prompt (`#! after`).
+    after: Option<String>,
     done: bool,
 }
+
+/// A script line that directs the typing.
+const AFTER: &str = "#! after ";
+const EOF_LINE: &str = "#! eof";
 
 impl Typist {
     pub fn new(lines: Vec<String>) -> Self {
         Typist {
             lines: lines.into(),
             typed_at: None,
+            after: None,
             done: false,
         }
     }
@@ -68,16 +81,30 @@ impl Typist {
         if self.done {
             return None;
         }
-        let start = transcript.rfind('\n').map_or(0, |n| n + 1);
-        let fresh = self.typed_at.is_none_or(|at| start > at);
-        let last = &transcript[start..];
-        let prompt =
-            PROMPTS.contains(&last) || (last.ends_with(PROMPTS[0]) && quiet >= Self::SETTLE);
-        if !fresh || !prompt {
+        while let Some(text) = self.lines.front().and_then(|l| l.strip_prefix(AFTER)) {
+            self.after = Some(text.to_owned());
+            self.lines.pop_front();
+        }
+        let ready = match &self.after {
+            Some(text) => transcript
+                .get(self.typed_at.unwrap_or(0)..)
+                .is_some_and(|since| since.contains(text.as_str())),
+            None => {
+                let start = transcript.rfind('\n').map_or(0, |n| n + 1);
+                let fresh = self.typed_at.is_none_or(|at| start > at);
+                let last = &transcript[start..];
+                let prompt = PROMPTS.contains(&last)
+                    || (last.ends_with(PROMPTS[0]) && quiet >= Self::SETTLE);
+                fresh && prompt
+            }
+        };
+        if !ready {
             return None;
         }
         self.typed_at = Some(transcript.len());
+        self.after = None;
         Some(match self.lines.pop_front() {
+            Some(line) if line == EOF_LINE => vec![END_OF_FILE],
             Some(line) => format!("{line}\n").into_bytes(),
             None => {
                 self.done = true;
@@ -127,6 +154,48 @@ mod tests {
         assert!(typist.is_done());
         transcript.push_str("\n; ");
         assert_eq!(typist.keys(&transcript, busy), None);
+    }
+
+    #[test]
+    fn directives_type_for_a_program_that_reads_the_console() {
+        let busy = Duration::ZERO;
+        let script = ["lx cat", "#! after ready", "hello", "#! eof", "date"];
+        let mut typist = Typist::new(script.iter().map(|l| l.to_string()).collect());
+        let mut transcript = String::from("; ");
+        assert_eq!(
+            typist.keys(&transcript, busy).as_deref(),
+            Some(&b"lx cat\n"[..])
+        );
+        transcript.push_str("lx cat\n");
+        // No prompt comes while the program runs: wait for its word.
+        assert_eq!(typist.keys(&transcript, Typist::SETTLE), None);
+        transcript.push_str("ready");
+        assert_eq!(
+            typist.keys(&transcript, busy).as_deref(),
+            Some(&b"hello\n"[..])
+        );
+        // `#! eof` alone waits for a prompt, as any line does.
+        transcript.push_str("\nhello\nhello\n");
+        assert_eq!(typist.keys(&transcript, Typist::SETTLE), None);
+        transcript.push_str("; ");
+        assert_eq!(
+            typist.keys(&transcript, busy).as_deref(),
+            Some(&[END_OF_FILE][..])
+        );
+        assert!(!typist.is_done(), "a typed ^D is not the script's end");
+        transcript.push_str("\n; ");
+        assert_eq!(
+            typist.keys(&transcript, busy).as_deref(),
+            Some(&b"date\n"[..])
+        );
+        // Text from before the last keys does not count.
+        let mut typist = Typist::new(vec!["#! after ready".into(), "x".into()]);
+        typist.typed_at = Some(5);
+        assert_eq!(typist.keys("ready", busy), None);
+        assert_eq!(
+            typist.keys("ready ready", busy).as_deref(),
+            Some(&b"x\n"[..])
+        );
     }
 
     #[test]
