@@ -12,27 +12,12 @@
 
 use core::ptr::NonNull;
 
+use virtio_doorbell::Doorbells;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::Transport;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
-
-/// PCI 3.0 6.7: the vendor-specific capability ID virtio uses.
-const CAPABILITY_VENDOR: u8 = 0x09;
-/// virtio 1.2 4.1.4: `cfg_type` of the common and notify structures.
-const COMMON_CFG: u8 = 1;
-const NOTIFY_CFG: u8 = 2;
-/// virtio 1.2 4.1.4: offsets in `virtio_pci_cap` of `bar`, `offset`,
-/// `length`, and (4.1.4.4) `notify_off_multiplier` after it.
-const CAP_BAR: u8 = 4;
-const CAP_OFFSET: u8 = 8;
-const CAP_LENGTH: u8 = 12;
-const CAP_MULTIPLIER: u8 = 16;
-/// virtio 1.2 4.1.4.3: `queue_select` and `queue_notify_off` in the
-/// common configuration.
-const QUEUE_SELECT: usize = 0x16;
-const QUEUE_NOTIFY_OFF: usize = 0x1E;
 
 const QUEUE_SIZE: usize = 4;
 /// virtio 1.2 5.3.2: receiveq of port 0.
@@ -95,89 +80,6 @@ impl Page {
     }
 }
 
-/// The notify registers of the two queues, found once when the console
-/// opens. virtio-drivers' own notify selects the queue and reads its
-/// `queue_notify_off` before it writes, three register accesses where
-/// one will do; under hvm each is a VM exit.
-struct Doorbells([NonNull<u16>; 2]);
-
-impl Doorbells {
-    /// Finds the common and notify structures from `function`'s
-    /// capabilities (virtio 1.2 4.1.4) and each queue's notify address
-    /// (4.1.4.4: the structure's offset plus `queue_notify_off` times
-    /// `notify_off_multiplier`), checked against the structure.
-    fn find<H: Hal, C: ConfigurationAccess>(
-        root: &mut PciRoot<C>,
-        config: &C,
-        function: DeviceFunction,
-    ) -> Result<Doorbells, &'static str> {
-        let (mut common, mut notify) = (None, None);
-        for capability in root.capabilities(function) {
-            let kind = (capability.private_header >> 8) as u8;
-            if capability.id != CAPABILITY_VENDOR || !matches!(kind, COMMON_CFG | NOTIFY_CFG) {
-                continue;
-            }
-            let at = capability.offset;
-            let structure = (
-                config.read_word(function, at + CAP_BAR) as u8,
-                u64::from(config.read_word(function, at + CAP_OFFSET)),
-                u64::from(config.read_word(function, at + CAP_LENGTH)),
-            );
-            if kind == COMMON_CFG {
-                common.get_or_insert(structure);
-            } else {
-                let multiplier = u64::from(config.read_word(function, at + CAP_MULTIPLIER));
-                notify.get_or_insert((structure, multiplier));
-            }
-        }
-        let common = common.ok_or("the link device has no common configuration")?;
-        let (notify, multiplier) = notify.ok_or("the link device has no notify structure")?;
-        let mut region = |(bar, offset, length): (u8, u64, u64), least: u64| {
-            let (base, size) = root
-                .bar_info(function, bar)
-                .ok()
-                .flatten()
-                .and_then(|info| info.memory_address_size())
-                .ok_or("a link device structure's BAR is not a memory BAR")?;
-            if length < least || offset.saturating_add(length) > size || base == 0 {
-                return Err("a link device structure lies outside its BAR");
-            }
-            // SAFETY: the range lies inside the device's memory BAR (just
-            // checked), which the caller made reachable for `H`.
-            Ok(unsafe { H::mmio_phys_to_virt(base + offset, length as usize) })
-        };
-        let common_base = region(common, QUEUE_NOTIFY_OFF as u64 + 2)?;
-        let notify_base = region(notify, 2)?;
-        let mut bells = [NonNull::dangling(); 2];
-        for (queue, bell) in [RECEIVE_QUEUE, TRANSMIT_QUEUE].into_iter().zip(&mut bells) {
-            // SAFETY: both registers lie inside the common structure
-            // (checked above), mapped as device memory; the transport is
-            // not using it now (it selects a queue before every access).
-            let off = unsafe {
-                let select = common_base.as_ptr().add(QUEUE_SELECT).cast::<u16>();
-                select.write_volatile(queue);
-                let off = common_base.as_ptr().add(QUEUE_NOTIFY_OFF).cast::<u16>();
-                off.read_volatile()
-            };
-            let at = u64::from(off) * multiplier;
-            if at.saturating_add(2) > notify.2 {
-                return Err("a link queue's notify address lies outside its structure");
-            }
-            // SAFETY: inside the notify structure (just checked).
-            *bell = unsafe { notify_base.add(at as usize).cast::<u16>() };
-        }
-        Ok(Doorbells(bells))
-    }
-
-    /// Tells the device that `queue` has new buffers (virtio 1.2 4.1.5.2:
-    /// the queue's index written to its notify address).
-    fn ring(&self, queue: u16) {
-        // SAFETY: `find` checked the address against the device's notify
-        // structure; a 16-bit write there is what the device expects.
-        unsafe { self.0[usize::from(queue)].as_ptr().write_volatile(queue) };
-    }
-}
-
 /// The console of one link: transport, queues, buffers. Dropping it
 /// resets the device (virtio-drivers' transport does); its two buffer
 /// pages are kept (a console is set up once per link reset at most).
@@ -189,7 +91,7 @@ pub struct LinkConsole<H: Hal> {
     transmit: VirtQueue<H, QUEUE_SIZE>,
     incoming: Page,
     outgoing: Page,
-    doorbells: Doorbells,
+    doorbells: Doorbells<2>,
     token: Option<u16>,
     /// Bytes of the last filled receive buffer not yet handed out
     /// (`start..end` of `incoming`): a caller with a small buffer gets
@@ -251,9 +153,12 @@ impl<H: Hal> LinkConsole<H> {
             let token = unsafe { self.receive.add(&[], &mut [buffer]) }
                 .map_err(|_| "cannot post a receive buffer")?;
             self.token = Some(token);
-            // Always: the notify is what makes hvm fill the buffer with
-            // bytes already waiting.
-            self.doorbells.ring(RECEIVE_QUEUE);
+            // hvm asks for the notify (clears VIRTQ_USED_F_NO_NOTIFY,
+            // virtio 1.2 2.7.10) while bytes wait for a buffer; else its
+            // next pump fills this one without being told.
+            if self.receive.should_notify() {
+                self.doorbells.ring(RECEIVE_QUEUE);
+            }
         }
         Ok(())
     }

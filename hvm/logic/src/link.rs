@@ -262,6 +262,26 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_is_asked_to_notify_only_while_bytes_wait() {
+        let mut link = Link::new(0);
+        let used_flags = |guest: &Guest| {
+            let at = queue_at(0x1000).device as usize;
+            u16::from_le_bytes([guest.bytes[at], guest.bytes[at + 1]])
+        };
+        post_receive(&mut link.peer_guest, 0, 0x8000);
+        link.pump(true);
+        assert_eq!(used_flags(&link.peer_guest), 1, "nothing waits: no notify");
+        // More bytes than the one buffer holds: the rest waits, and the
+        // driver's next buffer must be announced.
+        transmit(&mut link.cell0_guest, 0, 0x9000, &[7; 300]);
+        assert_eq!(link.pump(true).peer.received, 256);
+        assert_eq!(used_flags(&link.peer_guest), 0, "bytes wait: notify");
+        post_receive(&mut link.peer_guest, 1, 0x8100);
+        assert_eq!(link.pump(true).peer.received, 44);
+        assert_eq!(used_flags(&link.peer_guest), 1);
+    }
+
+    #[test]
     fn a_stopped_peer_keeps_its_bytes_waiting() {
         let mut link = Link::new(0);
         transmit(&mut link.cell0_guest, 0, 0x9000, b"Tversion");

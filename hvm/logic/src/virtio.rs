@@ -753,6 +753,10 @@ impl Console {
             let vector = self.queues[RECEIVE].msix_vector;
             self.signal(vector, 1);
         }
+        // A buffer the driver adds needs a notify only while bytes wait
+        // for one; otherwise the next pump (every notify, every turn)
+        // fills it: one VM exit fewer per message received.
+        self.queues[RECEIVE].ask_notify(ram, !inbound.is_empty());
     }
 
     /// Control messages from the driver (5.3.6.2): `struct

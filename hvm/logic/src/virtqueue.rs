@@ -234,6 +234,15 @@ impl Queue {
         }
     }
 
+    /// Says in the used ring's flags whether the driver should notify
+    /// when it adds buffers (virtio 1.2 2.7.10: VIRTQ_USED_F_NO_NOTIFY,
+    /// 1, while not `wanted`). A ring outside memory is left alone.
+    pub fn ask_notify(&self, ram: &mut Ram<'_>, wanted: bool) {
+        if self.ready && !self.broken && self.check_rings(ram).is_ok() {
+            let _ = ram.write(self.device, &u16::from(!wanted).to_le_bytes());
+        }
+    }
+
     /// Returns a chain to the driver with `written` bytes (2.7.8).
     pub fn push_used(
         &mut self,

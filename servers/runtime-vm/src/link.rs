@@ -22,6 +22,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use hvm_abi::{DIRECT_MAP_BASE, KERNEL_WINDOW_BASE};
+use virtio_doorbell::Doorbells;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
@@ -191,7 +192,10 @@ fn buffer(pages: usize) -> Buffer {
 
 /// One end of a link.
 pub struct Link {
-    transport: PciTransport,
+    /// Kept for its drop, which resets the device; notifies go through
+    /// `doorbells` (one VM exit each, not three).
+    _transport: PciTransport,
+    doorbells: Doorbells<2>,
     receive: VirtQueue<CellHal, QUEUE_SIZE>,
     transmit: VirtQueue<CellHal, QUEUE_SIZE>,
     receive_buffers: Vec<Buffer>,
@@ -225,8 +229,10 @@ impl Link {
         let transmit = VirtQueue::new(&mut transport, TRANSMIT_QUEUE, false, false)
             .map_err(|_| "cannot set up the transmit queue")?;
         transport.finish_init();
+        let doorbells = Doorbells::find::<CellHal, _>(&mut root, &PortConfiguration, function)?;
         let mut link = Self {
-            transport,
+            _transport: transport,
+            doorbells,
             receive,
             transmit,
             receive_buffers: (0..RECEIVE_BUFFERS).map(|_| buffer(1)).collect(),
@@ -258,7 +264,7 @@ impl Link {
             }
         }
         if posted && starved {
-            self.transport.notify(RECEIVE_QUEUE);
+            self.doorbells.ring(RECEIVE_QUEUE);
         }
         Ok(())
     }
@@ -334,7 +340,7 @@ impl Link {
             .map_err(|_| "cannot queue a transmit buffer")?;
         buffer.token = Some(token);
         self.in_flight = n;
-        self.transport.notify(TRANSMIT_QUEUE);
+        self.doorbells.ring(TRANSMIT_QUEUE);
         Ok(())
     }
 
