@@ -74,20 +74,3 @@ impl Outbox {
         writer.flush()
     }
 }
-
-/// A `Write` that hands every write to a channel: for tests and tools.
-#[derive(Debug)]
-pub struct ChannelWriter(pub std::sync::mpsc::Sender<Vec<u8>>);
-
-impl Write for ChannelWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .send(bytes.to_vec())
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}

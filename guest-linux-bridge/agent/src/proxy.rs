@@ -172,7 +172,7 @@ pub fn serve(
 }
 
 /// Calls handed to a proxy and not yet reported answered are settled this
-/// often (and when it ends), so that its reports never fill the socket.
+/// often (and when it ends), so that its reports never fill their pipe.
 const SETTLE_AFTER: usize = 8;
 
 struct Proxy {
