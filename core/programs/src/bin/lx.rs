@@ -76,10 +76,9 @@ fn run(argv: &[String]) -> Result<String, String> {
     }
     sys::write(ctl, line.as_bytes())?;
     // Standard input: the console as it is typed, through the helper;
-    // anything else all of it, then end of file.
-    let console = sys::fstat(0)
-        .map(|info| info.name == "cons")
-        .unwrap_or(true);
+    // anything else all of it, then end of file; none, end of file.
+    let stdin = sys::fstat(0).ok();
+    let console = stdin.as_ref().is_some_and(|info| info.name == "cons");
     let helper = if console {
         let request = core_abi::SpawnRequest {
             path: String::from(LX),
@@ -89,10 +88,12 @@ fn run(argv: &[String]) -> Result<String, String> {
         };
         Some(sys::spawn(&request)?)
     } else {
-        let data = sys::open(&format!("{dir}/data"), core_abi::OWRITE)?;
-        let result = sys::copy(0, data);
-        sys::close(data)?;
-        result?;
+        if stdin.is_some() {
+            let data = sys::open(&format!("{dir}/data"), core_abi::OWRITE)?;
+            let result = sys::copy(0, data);
+            sys::close(data)?;
+            result?;
+        }
         sys::write(ctl, b"eof")?;
         None
     };
