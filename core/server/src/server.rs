@@ -336,10 +336,11 @@ impl Core {
             // answer to a posted request, if whole.
             let _ = microkernel_rt::user::interrupt_acknowledge(irq);
             let mounts = &mut self.system.servants().mount;
-            if let Some(link) = mounts.link_of_peer(sender.raw()) {
-                if let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) {
-                    vm.interrupted();
-                }
+            let Some(link) = mounts.link_of_peer(sender.raw()) else {
+                return;
+            };
+            if let Some(vm) = mounts.transport_mut(link).and_then(ServerLink::vm) {
+                vm.interrupted();
             }
             // The Linux link carries runs and delegated calls besides 9P:
             // its pump sees a restart, takes them all and polls #M's part.
@@ -347,23 +348,20 @@ impl Core {
                 let _ = self.pump_linux();
                 return;
             }
-            let mounts = &mut self.system.servants().mount;
-            if let Some(link) = mounts.link_of_peer(sender.raw()) {
-                // Several requests are out at once: take every answer
-                // that came with this interrupt.
-                loop {
-                    let polled = mounts
-                        .transport_mut(link)
-                        .and_then(ServerLink::vm)
-                        .map(|vm| vm.poll());
-                    match polled {
-                        Some(Ok(Some(answer))) => mounts.deliver(link, &answer),
-                        Some(Err(what)) => {
-                            mounts.fail_link(link, &what);
-                            break;
-                        }
-                        _ => break,
+            // Several requests are out at once: take every answer that
+            // came with this interrupt.
+            loop {
+                let polled = mounts
+                    .transport_mut(link)
+                    .and_then(ServerLink::vm)
+                    .map(|vm| vm.poll());
+                match polled {
+                    Some(Ok(Some(answer))) => mounts.deliver(link, &answer),
+                    Some(Err(what)) => {
+                        mounts.fail_link(link, &what);
+                        break;
                     }
+                    _ => break,
                 }
             }
             return;

@@ -137,11 +137,12 @@ impl VmServer {
     /// The transport over `link`, whose peer is server VM `cell`, or the
     /// Linux cell's agent if `bridged`.
     pub fn new(name: &str, cell: u32, mut link: Link, bridged: bool) -> VmServer {
+        let generation = link.generation();
         VmServer {
             name: String::from(name),
             cell,
-            exchanger: Framing::new(bridged, link.generation()),
-            runs_generation: link.generation(),
+            exchanger: Framing::new(bridged, generation),
+            runs_generation: generation,
             probe: None,
             restart_asked: None,
             link,

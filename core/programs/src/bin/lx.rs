@@ -34,13 +34,19 @@ const LX: &str = "/bin/lx";
 /// The helper's flag: `lx -stdin DIR`.
 const FEED: &str = "-stdin";
 
-/// The helper: standard input to run `dir`'s data until end of file,
-/// then `eof` on its ctl.
-fn feed(dir: &str) -> Result<(), String> {
+/// Standard input to run `dir`'s data until end of file.
+fn send_input(dir: &str) -> Result<(), String> {
     let data = sys::open(&format!("{dir}/data"), core_abi::OWRITE)?;
     let result = sys::copy(0, data);
     sys::close(data)?;
     result?;
+    Ok(())
+}
+
+/// The helper: standard input to run `dir`'s data until end of file,
+/// then `eof` on its ctl.
+fn feed(dir: &str) -> Result<(), String> {
+    send_input(dir)?;
     let ctl = sys::open(&format!("{dir}/ctl"), core_abi::OWRITE)?;
     sys::write(ctl, b"eof")?;
     Ok(())
@@ -89,10 +95,7 @@ fn run(argv: &[String]) -> Result<String, String> {
         Some(sys::spawn(&request)?)
     } else {
         if stdin.is_some() {
-            let data = sys::open(&format!("{dir}/data"), core_abi::OWRITE)?;
-            let result = sys::copy(0, data);
-            sys::close(data)?;
-            result?;
+            send_input(&dir)?;
         }
         sys::write(ctl, b"eof")?;
         None
